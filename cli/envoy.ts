@@ -1,0 +1,4 @@
+import type { Command } from 'commander';
+
+// Placeholder until the 'envoy' command lands; owned by the stream that builds it.
+export function register(_program: Command): void {}

@@ -1,0 +1,4 @@
+import type { Command } from 'commander';
+
+// Placeholder until the 'test' command lands; owned by the stream that builds it.
+export function register(_program: Command): void {}
