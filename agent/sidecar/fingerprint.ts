@@ -1,0 +1,194 @@
+/**
+ * Per-request fingerprints (header `x-palisade-fingerprint`): a compact JWS, ES256, signed
+ * with the caller's SVID key and bound to the target, the method, the path and the
+ * identity-context token, after RFC 9449 (DPoP). The receiver verifies it with the public
+ * key of the caller's mTLS certificate, so no key distribution is needed.
+ */
+import { createHash, randomBytes, type KeyObject } from 'node:crypto';
+import { SignJWT, jwtVerify, decodeProtectedHeader, errors, type JWTPayload } from 'jose';
+import { ReplayCache } from './replay-cache.ts';
+
+export const FINGERPRINT_HEADER = 'x-palisade-fingerprint';
+export const FINGERPRINT_TYP = 'palisade-fp+jwt';
+/** Larger tokens are refused before any decoding (a real one is about 600 bytes). */
+export const MAX_FINGERPRINT_BYTES = 4096;
+export const DEFAULT_TTL_SECONDS = 30;
+export const DEFAULT_SKEW_SECONDS = 5;
+
+export interface FingerprintClaims {
+  iss: string;
+  sub: string;
+  aud: string;
+  htm: string;
+  htu: string;
+  iat: number;
+  exp: number;
+  jti: string;
+  ath?: string;
+}
+
+/** Why a fingerprint was refused; stable strings, used in logs and tests. */
+export type FingerprintReason =
+  | 'missing'
+  | 'oversized'
+  | 'malformed'
+  | 'bad_alg'
+  | 'bad_typ'
+  | 'bad_signature'
+  | 'wrong_issuer'
+  | 'wrong_subject'
+  | 'wrong_audience'
+  | 'wrong_method'
+  | 'wrong_url'
+  | 'iat_skew'
+  | 'expired'
+  | 'lifetime_too_long'
+  | 'ath_mismatch'
+  | 'replayed'
+  | 'replay_cache_full';
+
+export class FingerprintError extends Error {
+  /** 401 for every authentication failure; 503 when the replay cache is full (fail closed). */
+  readonly status: number;
+  constructor(readonly reason: FingerprintReason) {
+    super(`fingerprint rejected: ${reason}`);
+    this.status = reason === 'replay_cache_full' ? 503 : 401;
+  }
+}
+
+/** `htu`: the request path without its query, compared byte for byte. */
+export function htuOf(path: string): string {
+  const q = path.indexOf('?');
+  return q < 0 ? path : path.slice(0, q);
+}
+
+/** `ath`: base64url SHA-256 of the identity-context token, as in DPoP. */
+export function tokenHash(token: string): string {
+  return createHash('sha256').update(token, 'ascii').digest('base64url');
+}
+
+export interface FingerprintRequest {
+  caller: string;
+  target: string;
+  method: string;
+  path: string;
+  /** The identity-context JWT forwarded with the request, if any. */
+  identityToken?: string;
+}
+
+export async function signFingerprint(
+  key: KeyObject,
+  req: FingerprintRequest,
+  opts: { ttlSeconds?: number; now?: number } = {},
+): Promise<string> {
+  const iat = Math.floor((opts.now ?? Date.now()) / 1000);
+  const payload: JWTPayload = { htm: req.method, htu: htuOf(req.path), jti: randomBytes(16).toString('base64url') };
+  if (req.identityToken !== undefined) payload.ath = tokenHash(req.identityToken);
+  return new SignJWT(payload)
+    .setProtectedHeader({ alg: 'ES256', typ: FINGERPRINT_TYP })
+    .setIssuer(req.caller)
+    .setSubject(req.caller)
+    .setAudience(req.target)
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + (opts.ttlSeconds ?? DEFAULT_TTL_SECONDS))
+    .sign(key);
+}
+
+export interface VerifyOptions {
+  /** Our own SPIFFE ID: the only accepted `aud`. */
+  self: string;
+  /** The caller's SPIFFE ID from its mTLS certificate. */
+  caller: string;
+  method: string;
+  /** The request path as received (the query is ignored). */
+  path: string;
+  identityToken?: string;
+  skewSeconds?: number;
+  /** Longest accepted lifetime (`exp - iat`); bounds how long a jti must be remembered. */
+  maxTtlSeconds?: number;
+  now?: number;
+}
+
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+const JTI = /^[A-Za-z0-9_-]{22,128}$/; // ≥ 128 bits of base64url
+
+/**
+ * Verifies a fingerprint and records its jti in `replay`. Checks run cheapest first and the
+ * algorithm is pinned before any cryptography, so `none`, HMAC and RSA tokens never reach a
+ * verifier. Throws FingerprintError.
+ */
+export async function verifyFingerprint(
+  token: string | undefined,
+  callerKey: KeyObject,
+  opts: VerifyOptions,
+  replay: ReplayCache,
+): Promise<FingerprintClaims> {
+  if (token === undefined || token === '') throw new FingerprintError('missing');
+  if (token.length > MAX_FINGERPRINT_BYTES) throw new FingerprintError('oversized');
+  if (!COMPACT_JWS.test(token) || !canonical(token)) throw new FingerprintError('malformed');
+  let header: ReturnType<typeof decodeProtectedHeader>;
+  try {
+    header = decodeProtectedHeader(token);
+  } catch {
+    throw new FingerprintError('malformed');
+  }
+  if (header.alg !== 'ES256') throw new FingerprintError('bad_alg');
+  if (header.typ !== FINGERPRINT_TYP) throw new FingerprintError('bad_typ');
+
+  const skew = opts.skewSeconds ?? DEFAULT_SKEW_SECONDS;
+  const nowMs = opts.now ?? Date.now();
+  let payload: JWTPayload;
+  try {
+    ({ payload } = await jwtVerify(token, callerKey, {
+      algorithms: ['ES256'],
+      typ: FINGERPRINT_TYP,
+      clockTolerance: skew,
+      currentDate: new Date(nowMs),
+      requiredClaims: ['iss', 'sub', 'aud', 'iat', 'exp', 'jti'],
+    }));
+  } catch (err) {
+    throw new FingerprintError(joseReason(err));
+  }
+  const claims = asClaims(payload);
+  if (claims.sub !== opts.caller) throw new FingerprintError('wrong_subject');
+  if (claims.iss !== claims.sub) throw new FingerprintError('wrong_issuer');
+  if (claims.aud !== opts.self) throw new FingerprintError('wrong_audience');
+  if (claims.htm !== opts.method) throw new FingerprintError('wrong_method');
+  if (claims.htu !== htuOf(opts.path)) throw new FingerprintError('wrong_url');
+
+  const now = nowMs / 1000;
+  const maxTtl = opts.maxTtlSeconds ?? DEFAULT_TTL_SECONDS;
+  if (claims.iat > now + skew || claims.iat < now - maxTtl - skew) throw new FingerprintError('iat_skew');
+  if (claims.exp - claims.iat > maxTtl) throw new FingerprintError('lifetime_too_long');
+  const expected = opts.identityToken === undefined ? undefined : tokenHash(opts.identityToken);
+  if (claims.ath !== expected) throw new FingerprintError('ath_mismatch');
+
+  // Remembered until the last moment any verifier would still accept it.
+  const verdict = replay.admit(claims.jti, claims.exp + skew, now);
+  if (verdict === 'replayed') throw new FingerprintError('replayed');
+  if (verdict === 'full') throw new FingerprintError('replay_cache_full');
+  return claims;
+}
+
+/** Each part must be canonical base64url, so one token has exactly one spelling. */
+function canonical(token: string): boolean {
+  return token.split('.').every((part) => Buffer.from(part, 'base64url').toString('base64url') === part);
+}
+
+function joseReason(err: unknown): FingerprintReason {
+  if (err instanceof errors.JWSSignatureVerificationFailed) return 'bad_signature';
+  if (err instanceof errors.JWTExpired) return 'expired';
+  if (err instanceof errors.JOSEAlgNotAllowed) return 'bad_alg';
+  if (err instanceof errors.JWTClaimValidationFailed && err.claim === 'typ') return 'bad_typ';
+  return 'malformed';
+}
+
+/** Every claim must have its type; anything else is malformed (never coerced). */
+function asClaims(p: JWTPayload): FingerprintClaims {
+  const str = (v: unknown) => typeof v === 'string';
+  const int = (v: unknown) => Number.isSafeInteger(v);
+  if (!str(p.iss) || !str(p.sub) || !str(p.aud) || !str(p.htm) || !str(p.htu)) throw new FingerprintError('malformed');
+  if (!int(p.iat) || !int(p.exp) || !str(p.jti) || !JTI.test(p.jti as string)) throw new FingerprintError('malformed');
+  if (p.ath !== undefined && !str(p.ath)) throw new FingerprintError('malformed');
+  return p as unknown as FingerprintClaims;
+}
