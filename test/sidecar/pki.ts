@@ -1,5 +1,5 @@
 /** Test PKI: a root CA and SVIDs for a trust domain, made with @peculiar/x509. */
-import './reflect-shim.ts';
+import 'reflect-metadata';
 import { webcrypto, createPrivateKey } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import type { Svid } from '../../agent/sidecar/svid.ts';
