@@ -1,0 +1,83 @@
+/**
+ * The identity context: an end-user JWT from the edge issuer in `authorization: Bearer`,
+ * verified here the way Envoy's jwt_authn would before the filter sees its claims as the
+ * `user` metadata. No header: the request is evaluated without a user. Anything present
+ * that does not verify (other schemes included) is refused: fail closed.
+ */
+import { readFile } from 'node:fs/promises';
+import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, errors, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+
+/** Asymmetric only: an HMAC key would be a shared secret every verifier could sign with. */
+export const IDENTITY_ALGORITHMS = ['ES256', 'RS256', 'EdDSA'];
+const MAX_TOKEN_BYTES = 8192;
+
+export interface IdentityContextOptions {
+  issuer: string;
+  audience: string;
+  /** A JWKS file path or an http(s) URL. */
+  jwks: string;
+  skewSeconds?: number;
+}
+
+export interface IdentityContext {
+  token: string;
+  claims: JWTPayload;
+}
+
+export class IdentityContextError extends Error {
+  readonly status = 401;
+  constructor(readonly reason: string) {
+    super(`identity context rejected: ${reason}`);
+  }
+}
+
+export type IdentityVerifier = (authorization: string | undefined) => Promise<IdentityContext | undefined>;
+
+export async function createIdentityVerifier(opts: IdentityContextOptions): Promise<IdentityVerifier> {
+  const keys = await loadJwks(opts.jwks);
+  const verifyOptions = {
+    issuer: opts.issuer,
+    audience: opts.audience,
+    algorithms: IDENTITY_ALGORITHMS,
+    clockTolerance: opts.skewSeconds ?? 30,
+    requiredClaims: ['exp'],
+  };
+  return async (authorization) => {
+    if (authorization === undefined) return undefined;
+    const match = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(authorization);
+    if (!match) throw new IdentityContextError('not_bearer');
+    const token = match[1];
+    if (token.length > MAX_TOKEN_BYTES) throw new IdentityContextError('oversized');
+    try {
+      const { payload } = await jwtVerify(token, keys, verifyOptions);
+      return { token, claims: payload };
+    } catch (err) {
+      throw new IdentityContextError(reasonOf(err));
+    }
+  };
+}
+
+async function loadJwks(source: string): Promise<JWTVerifyGetKey> {
+  if (/^https?:\/\//.test(source)) return createRemoteJWKSet(new URL(source), { timeoutDuration: 2000 });
+  let jwks: unknown;
+  try {
+    jwks = JSON.parse(await readFile(source, 'utf8'));
+  } catch (err) {
+    throw new Error(`cannot read JWKS ${source}: ${(err as Error).message}`);
+  }
+  try {
+    return createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]);
+  } catch (err) {
+    throw new Error(`${source} is not a JWKS: ${(err as Error).message}`);
+  }
+}
+
+function reasonOf(err: unknown): string {
+  if (err instanceof errors.JWTExpired) return 'expired';
+  if (err instanceof errors.JWTClaimValidationFailed) return `bad_${err.claim}`;
+  if (err instanceof errors.JOSEAlgNotAllowed) return 'bad_alg';
+  if (err instanceof errors.JWSSignatureVerificationFailed) return 'bad_signature';
+  if (err instanceof errors.JWKSNoMatchingKey) return 'unknown_key';
+  if (err instanceof errors.JWKSTimeout) return 'jwks_unavailable';
+  return 'malformed';
+}
