@@ -10,7 +10,7 @@ import { didYouMean } from './suggest.ts';
 
 export { schema };
 
-const validate = new Ajv2020({ allErrors: true, strict: true }).compile(schema);
+const validate = new Ajv2020({ allErrors: true, strict: true, verbose: true }).compile(schema);
 
 export function validateSchema(src: Source): Diagnostic[] {
   if (validate(src.value)) return [];

@@ -1,0 +1,186 @@
+/**
+ * The checker: a schema-valid (or partly valid) policy document → `CheckedPolicy`. It
+ * resolves and types expressions, validates SPIFFE IDs, patterns, path templates, methods
+ * and injected headers, and reports every problem it finds. It reads the document
+ * defensively (values of the wrong JSON type are skipped: the schema already reported them).
+ */
+import { createHash } from 'node:crypto';
+import type {
+  CheckedPolicy, CheckedRule, Diagnostic, Effect, Injection, PathTemplate, PrincipalPattern, RequestMatch, Span, TExpr,
+} from './ast.ts';
+import { parseExpression } from './expr/parser.ts';
+import { checkExpr, type ParamScope } from './check-expr.ts';
+import { parseSpiffe } from './spiffe.ts';
+import { parsePathTemplate } from './path-template.ts';
+import { injectHeaderError } from './headers.ts';
+import { escapePointer, nodeAt, memberAt, spanAt, spanInString, type Source } from './source.ts';
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isString = (v: unknown): v is string => typeof v === 'string';
+/** Uppercase HTTP method tokens (RFC 9110 tchar without lowercase letters). */
+const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Z]+$/;
+
+export function check(src: Source): { policy: CheckedPolicy | null; diagnostics: Diagnostic[] } {
+  const c = new Checker(src);
+  const policy = c.policy();
+  const ok = !c.diagnostics.some((d) => d.severity === 'error');
+  return { policy: ok ? policy : null, diagnostics: c.diagnostics };
+}
+
+class Checker {
+  readonly diagnostics: Diagnostic[] = [];
+  constructor(private readonly src: Source) {}
+
+  private error(span: Span, message: string): void {
+    this.diagnostics.push({ severity: 'error', message, span });
+  }
+
+  /** Span of character `offset` of the string value at `pointer`. */
+  private inString(pointer: string, offset: number): Span {
+    const node = nodeAt(this.src.root, pointer);
+    return node.type === 'String' ? spanInString(this.src, node, offset, pointer) : spanAt(this.src, pointer);
+  }
+
+  policy(): CheckedPolicy {
+    const doc: Json = isObject(this.src.value) ? this.src.value : {};
+    const rules = Array.isArray(doc.rules) ? doc.rules : [];
+    const service = isString(doc.service) ? doc.service : '';
+    if (isString(doc.service) && service.startsWith('spiffe://')) this.spiffe(service, '/service', false);
+    return {
+      name: isString(doc.name) ? doc.name : '',
+      service,
+      mode: doc.mode === 'dry-run' ? 'dry-run' : 'enforce',
+      source: { file: this.src.file, sha256: createHash('sha256').update(this.src.text, 'utf8').digest('hex') },
+      rules: this.rules(rules),
+    };
+  }
+
+  private rules(rules: unknown[]): CheckedRule[] {
+    const seen = new Map<string, number>();
+    const out: CheckedRule[] = [];
+    rules.forEach((raw, index) => {
+      if (!isObject(raw)) return;
+      const at = `/rules/${index}`;
+      const id = isString(raw.id) ? raw.id : '';
+      const first = seen.get(id);
+      if (first !== undefined) {
+        this.error(spanAt(this.src, `${at}/id`), `duplicate rule id '${id}' (first used by rule ${first}, line ${spanAt(this.src, `/rules/${first}`).line})`);
+      } else if (id) seen.set(id, index);
+      const to = Array.isArray(raw.to) ? this.requestMatches(raw.to, `${at}/to`) : null;
+      const when = isString(raw.when) ? this.expression(raw.when, `${at}/when`, paramScope(to, raw.to !== undefined)) : null;
+      if (when && when.t !== 'bool' && when.t !== 'dyn') this.error(when.span, `'when' must be a bool expression, not ${when.t}`);
+      if (when?.k === 'bool' && !when.v) {
+        this.diagnostics.push({ severity: 'warning', message: `rule '${id}' never applies: its 'when' is false`, span: when.span });
+      }
+      out.push({
+        id,
+        index,
+        effect: (raw.effect === 'deny' ? 'deny' : 'allow') satisfies Effect,
+        span: spanAt(this.src, at),
+        from: Array.isArray(raw.from) ? this.principals(raw.from, `${at}/from`) : null,
+        to,
+        when,
+        inject: isObject(raw.inject) ? this.injections(raw.inject, `${at}/inject`, paramScope(to, raw.to !== undefined)) : [],
+      });
+    });
+    return out;
+  }
+
+  private principals(items: unknown[], at: string): PrincipalPattern[] {
+    return items.flatMap((text, i) => {
+      if (!isString(text) || !text.startsWith('spiffe://')) return [];
+      const p = this.spiffe(text, `${at}/${i}`, true);
+      return p ? [{ text, trustDomain: p.trustDomain, segments: p.segments, rest: p.rest, span: spanAt(this.src, `${at}/${i}`) }] : [];
+    });
+  }
+
+  private spiffe(text: string, pointer: string, pattern: boolean) {
+    const parsed = parseSpiffe(text, pattern);
+    if (parsed.ok) return parsed;
+    this.error(this.inString(pointer, parsed.offset), `invalid SPIFFE ${pattern ? 'pattern' : 'ID'} '${text}': ${parsed.message}`);
+    return null;
+  }
+
+  private requestMatches(items: unknown[], at: string): RequestMatch[] {
+    return items.flatMap((raw, j): RequestMatch[] => {
+      if (!isObject(raw)) return [];
+      const here = `${at}/${j}`;
+      return [{
+        methods: Array.isArray(raw.methods) ? this.methods(raw.methods, `${here}/methods`) : null,
+        paths: Array.isArray(raw.paths) ? this.paths(raw.paths, `${here}/paths`) : null,
+        span: spanAt(this.src, here),
+      }];
+    });
+  }
+
+  private methods(items: unknown[], at: string): string[] {
+    return items.flatMap((m, i): string[] => {
+      if (!isString(m)) return [];
+      if (METHOD.test(m)) return [m];
+      const upper = m.toUpperCase();
+      const hint = METHOD.test(upper) ? `methods are case-sensitive and uppercase: did you mean '${upper}'?` : 'not an HTTP method token';
+      this.error(spanAt(this.src, `${at}/${i}`), `invalid method ${JSON.stringify(m)}: ${hint}`);
+      return [];
+    });
+  }
+
+  private paths(items: unknown[], at: string): PathTemplate[] {
+    return items.flatMap((text, i): PathTemplate[] => {
+      if (!isString(text)) return [];
+      const parsed = parsePathTemplate(text);
+      if (!parsed.ok) {
+        this.error(this.inString(`${at}/${i}`, parsed.offset), `invalid path template '${text}': ${parsed.message}`);
+        return [];
+      }
+      return [{ text, segments: parsed.segments, rest: parsed.rest, span: spanAt(this.src, `${at}/${i}`) }];
+    });
+  }
+
+  private injections(inject: Json, at: string, params: ParamScope): Injection[] {
+    const seen = new Set<string>();
+    return Object.entries(inject).flatMap(([name, text]): Injection[] => {
+      const pointer = `${at}/${escapePointer(name)}`;
+      const header = name.toLowerCase();
+      const keySpan = this.keySpan(at, name, pointer);
+      const bad = injectHeaderError(header);
+      if (bad) this.error(keySpan, bad);
+      else if (seen.has(header)) this.error(keySpan, `header '${header}' is injected twice (names are case-insensitive)`);
+      seen.add(header);
+      if (!isString(text)) return [];
+      const value = this.expression(text, pointer, params);
+      if (value && value.t !== 'string' && value.t !== 'dyn') {
+        this.error(value.span, `injected header '${header}' needs a string expression, not ${value.t}`);
+      }
+      return value && !bad ? [{ header, value, span: spanAt(this.src, pointer) }] : [];
+    });
+  }
+
+  /** Where an object's key is written (errors about a name point at the name). */
+  private keySpan(objectPointer: string, key: string, pointer: string): Span {
+    const member = memberAt(this.src.root, objectPointer, key);
+    const start = member?.name.loc.start;
+    return start ? { file: this.src.file, line: start.line, col: start.column, pointer } : spanAt(this.src, pointer);
+  }
+
+  private expression(text: string, pointer: string, params: ParamScope): TExpr | null {
+    const at = (offset: number) => this.inString(pointer, offset);
+    const parsed = parseExpression(text);
+    if (!parsed.expr) {
+      this.error(at(parsed.error?.offset ?? 0), `syntax error: ${parsed.error?.message ?? 'invalid expression'}`);
+      return null;
+    }
+    return checkExpr(parsed.expr, { at, params, diagnostics: this.diagnostics });
+  }
+}
+
+/** What `request.params.x` may name in a rule: the parameters every path template defines. */
+function paramScope(to: RequestMatch[] | null, toWritten: boolean): ParamScope {
+  if (!to) return { ok: false, why: toWritten ? "the rule's 'to' is invalid" : "the rule has no 'to'" };
+  const templates: { text: string; params: string[] }[] = [];
+  for (const m of to) {
+    if (!m.paths) return { ok: false, why: "an entry of the rule's 'to' has no 'paths'" };
+    for (const p of m.paths) templates.push({ text: p.text, params: p.segments.flatMap((s) => (s.kind === 'param' ? [s.name] : [])) });
+  }
+  return { ok: true, templates };
+}
