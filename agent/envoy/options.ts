@@ -1,0 +1,157 @@
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { DEFAULT_STRIP_HEADERS, policyResourceName, type BootstrapOptions, type OutboundRoute } from './bootstrap.ts';
+import { readManifest } from './manifest.ts';
+
+/** What a user may say on the command line; everything has a default. */
+export interface BootstrapInput {
+  policy?: string;
+  serviceName?: string;
+  spiffeId?: string;
+  trustDomain?: string;
+  inboundAddress?: string;
+  inboundPort?: number | string;
+  appAddress?: string;
+  appPort?: number | string;
+  outboundPort?: number | string;
+  adminPort?: number | string;
+  sdsSocket?: string;
+  caJwksUrl?: string;
+  identityIssuer?: string;
+  identityJwksUri?: string;
+  identityAudience?: string[];
+  systemCaFile?: string;
+  egressFilter?: string;
+  signerUrl?: string;
+  routes?: string;
+  stripHeader?: string[];
+}
+
+export class OptionError extends Error {}
+
+export const DEFAULTS = {
+  serviceName: 'service',
+  trustDomain: 'example.org',
+  inboundAddress: '0.0.0.0',
+  inboundPort: 15006,
+  appAddress: '127.0.0.1',
+  appPort: 8080,
+  outboundPort: 15001,
+  adminPort: 9901,
+  sdsSocket: '/run/palisade/agent.sock',
+  caJwksUrl: 'https://127.0.0.1:8443/v1/jwks',
+  systemCaFile: '/etc/ssl/certs/ca-certificates.crt',
+  egressFilter: 'build/egress.wasm',
+  signerUrl: 'http://127.0.0.1:15090/v1/fingerprint',
+} as const;
+
+const SPIFFE_ID = /^spiffe:\/\/([a-z0-9._-]+)(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$/;
+const TRUST_DOMAIN = /^[a-z0-9._-]+$/;
+const HEADER_NAME = /^[!#$%&'*+\-.^`|~0-9a-z]+$/;
+
+/**
+ * Fills in defaults and checks every value before any YAML is written. The policy manifest
+ * provides the policy name and, when recorded, the service's SPIFFE ID; an explicit
+ * option wins over the manifest.
+ */
+export function bootstrapOptions(input: BootstrapInput): BootstrapOptions {
+  const artifact = input.policy ? readManifest(input.policy) : undefined;
+  const serviceName = input.serviceName ?? artifact?.name ?? DEFAULTS.serviceName;
+  const spiffeId = input.spiffeId ?? artifact?.service
+    ?? `spiffe://${input.trustDomain ?? DEFAULTS.trustDomain}/ns/default/sa/${serviceName}`;
+  const idMatch = SPIFFE_ID.exec(spiffeId);
+  if (!idMatch) throw new OptionError(`--spiffe-id: '${spiffeId}' is not a SPIFFE ID (spiffe://trust-domain/path)`);
+  const trustDomain = input.trustDomain ?? idMatch[1]!;
+  if (!TRUST_DOMAIN.test(trustDomain)) throw new OptionError(`--trust-domain: '${trustDomain}' is not a valid trust domain`);
+  if (idMatch[1] !== trustDomain) throw new OptionError(`--spiffe-id ${spiffeId} is not in trust domain ${trustDomain}`);
+  if (!/^[A-Za-z0-9._-]+$/.test(serviceName)) throw new OptionError(`--service-name: '${serviceName}' may contain only letters, digits, '.', '_' and '-'`);
+  return {
+    serviceName,
+    spiffeId,
+    trustDomain,
+    policyResource: policyResourceName(artifact?.name ?? serviceName),
+    inboundAddress: ipAddress('--inbound-address', input.inboundAddress ?? DEFAULTS.inboundAddress),
+    inboundPort: port('--inbound-port', input.inboundPort ?? DEFAULTS.inboundPort),
+    appAddress: ipAddress('--app-address', input.appAddress ?? DEFAULTS.appAddress),
+    appPort: port('--app-port', input.appPort ?? DEFAULTS.appPort),
+    outboundPort: port('--outbound-port', input.outboundPort ?? DEFAULTS.outboundPort),
+    adminPort: port('--admin-port', input.adminPort ?? DEFAULTS.adminPort),
+    sdsSocket: absolutePath('--sds-socket', input.sdsSocket ?? DEFAULTS.sdsSocket),
+    caJwksUrl: url('--ca-jwks-url', input.caJwksUrl ?? DEFAULTS.caJwksUrl, ['https:']),
+    identity: identity(input),
+    systemCaFile: input.systemCaFile ?? DEFAULTS.systemCaFile,
+    egressFilter: input.egressFilter ?? DEFAULTS.egressFilter,
+    signerUrl: loopbackHttp('--signer-url', input.signerUrl ?? DEFAULTS.signerUrl),
+    routes: input.routes ? readRoutes(input.routes, trustDomain) : {},
+    stripHeaders: (input.stripHeader ?? DEFAULT_STRIP_HEADERS).map(headerName),
+  };
+}
+
+/** The identity context is all or nothing: issuer, JWKS and at least one audience. */
+function identity(input: BootstrapInput): BootstrapOptions['identity'] {
+  const { identityIssuer: issuer, identityJwksUri: jwksUri, identityAudience: audiences = [] } = input;
+  if (!issuer && !jwksUri && audiences.length === 0) return undefined;
+  if (!issuer || !jwksUri || audiences.length === 0) {
+    throw new OptionError('--identity-issuer, --identity-jwks-uri and --identity-audience go together: give all three or none');
+  }
+  return { issuer, jwksUri: url('--identity-jwks-uri', jwksUri, ['https:', 'http:']), audiences };
+}
+
+/** The sidecar's routes file: `{ "card": { "url": "https://…", "spiffeId": "spiffe://…" } }`. */
+function readRoutes(file: string, trustDomain: string): Record<string, OutboundRoute> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new OptionError(`--routes: cannot read ${file}: ${(err as Error).message}`);
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new OptionError(`--routes: ${file} must hold a JSON object`);
+  const routes: Record<string, OutboundRoute> = {};
+  for (const [name, r] of Object.entries(doc as Record<string, any>)) {
+    if (!/^[a-z0-9.-]+$/.test(name)) throw new OptionError(`--routes: service name '${name}' must be a lowercase host name`);
+    const id = SPIFFE_ID.exec(String(r?.spiffeId ?? ''));
+    if (!id || id[1] !== trustDomain) throw new OptionError(`--routes: ${name}.spiffeId must be a SPIFFE ID in ${trustDomain}`);
+    routes[name] = { url: url(`--routes: ${name}.url`, String(r.url ?? ''), ['https:']), spiffeId: r.spiffeId };
+  }
+  return routes;
+}
+
+function port(flag: string, value: number | string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new OptionError(`${flag}: '${value}' is not a port number (1-65535)`);
+  return n;
+}
+
+function ipAddress(flag: string, value: string): string {
+  if (!isIP(value)) throw new OptionError(`${flag}: '${value}' is not an IP address`);
+  return value;
+}
+
+function absolutePath(flag: string, value: string): string {
+  if (!value.startsWith('/')) throw new OptionError(`${flag}: '${value}' must be an absolute path`);
+  return value;
+}
+
+function url(flag: string, value: string, schemes: string[]): string {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new OptionError(`${flag}: '${value}' is not a URL`);
+  }
+  if (!schemes.includes(u.protocol)) throw new OptionError(`${flag}: '${value}' must use ${schemes.join(' or ')}`);
+  return value;
+}
+
+/** The signer holds no secret on the wire but must not leave the host: plain HTTP to loopback only. */
+function loopbackHttp(flag: string, value: string): string {
+  const u = new URL(url(flag, value, ['http:']));
+  if (u.hostname !== '127.0.0.1' && u.hostname !== '[::1]') throw new OptionError(`${flag}: '${value}' must be on 127.0.0.1 or [::1]`);
+  return value;
+}
+
+function headerName(name: string): string {
+  const lower = name.toLowerCase();
+  if (!HEADER_NAME.test(lower)) throw new OptionError(`--strip-header: '${name}' is not a header name`);
+  return lower;
+}
