@@ -141,15 +141,37 @@ class ExprParser extends EmbeddedActionsParser {
 
 const parser = new ExprParser();
 
+/** Bounds that keep parsing (and every later recursive pass) far from the stack limit. */
+export const MAX_EXPRESSION_LENGTH = 4096;
+export const MAX_NESTING = 64;
+
 /** Parses one expression; on failure returns the first syntax error and no tree. */
 export function parseExpression(text: string): { expr: Expr | null; error: SyntaxError | null } {
+  if (text.length > MAX_EXPRESSION_LENGTH) {
+    return { expr: null, error: { offset: 0, message: `expression longer than ${MAX_EXPRESSION_LENGTH} characters` } };
+  }
   const lexed = tokenize(text);
   if (lexed.error) return { expr: null, error: lexed.error };
   if (lexed.tokens.length === 0) return { expr: null, error: { offset: 0, message: 'empty expression' } };
+  const deep = tooDeep(lexed.tokens);
+  if (deep) return { expr: null, error: deep };
   parser.input = lexed.tokens;
   const expr = parser.expression();
   const first = parser.errors[0];
   if (!first) return { expr, error: null };
   const offset = Number.isNaN(first.token.startOffset) ? text.length : first.token.startOffset;
   return { expr: null, error: { offset, message: first.message } };
+}
+
+/** The first token that nests brackets, parentheses or `!` more than MAX_NESTING deep. */
+function tooDeep(tokens: IToken[]): SyntaxError | null {
+  let depth = 0;
+  let bangs = 0;
+  for (const t of tokens) {
+    if (t.tokenType === LParen || t.tokenType === LBracket) depth++;
+    else if (t.tokenType === RParen || t.tokenType === RBracket) depth--;
+    bangs = t.tokenType === Not ? bangs + 1 : 0;
+    if (depth + bangs > MAX_NESTING) return { offset: t.startOffset, message: `expression nested more than ${MAX_NESTING} levels deep` };
+  }
+  return null;
 }
