@@ -1,4 +1,123 @@
-import type { Command } from 'commander';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Command, type Command as CommandType } from 'commander';
+import { CertificateAuthority } from '../agent/ca/ca.ts';
+import { CaError } from '../agent/ca/errors.ts';
+import { startCaServer } from '../agent/ca/server.ts';
+import { parseDuration } from '../agent/identity/duration.ts';
+import { CliError } from './errors.ts';
 
-// Placeholder until the 'ca' command lands; owned by the stream that builds it.
-export function register(_program: Command): void {}
+/**
+ * `palisade ca …`: the CA server and its admin commands. Admin commands work on the state
+ * directory directly (SQLite in WAL mode), so they need file access to the CA, not network
+ * access, and they work while `ca serve` runs.
+ */
+export function register(program: CommandType): void {
+  const ca = program.command('ca').description('certificate authority issuing SPIFFE X.509-SVIDs');
+
+  ca.command('init')
+    .description('create a CA: ECDSA P-256 root, key (mode 0600), state store, DIR/bundle.pem')
+    .requiredOption('--dir <dir>', 'CA state directory')
+    .requiredOption('--trust-domain <td>', 'SPIFFE trust domain, e.g. bank.example')
+    .action(async (opts: { dir: string; trustDomain: string }) => {
+      const { bundlePath } = await guard(() => CertificateAuthority.init(opts.dir, opts.trustDomain));
+      process.stdout.write(`CA for spiffe://${opts.trustDomain} created in ${opts.dir}\ntrust bundle: ${bundlePath}\n`);
+    });
+
+  ca.command('serve')
+    .description('serve the CA API over HTTPS (join, renew, bundle, JWKS, health)')
+    .requiredOption('--dir <dir>', 'CA state directory')
+    .option('--listen <host:port>', 'address to listen on (loopback by default)', '127.0.0.1:8443')
+    .option('--svid-ttl <duration>', 'lifetime of issued SVIDs', '1h')
+    .option('--hostname <name...>', 'extra DNS names or IPs for the CA server certificate')
+    .option('--join-failure-limit <n>', 'failed join attempts per client address and minute', '20')
+    .action(async (opts: { dir: string; listen: string; svidTtl: string; hostname?: string[]; joinFailureLimit: string }) => {
+      const { host, port } = parseListen(opts.listen);
+      const svidTtlMs = await guard(async () => parseDuration(opts.svidTtl), 2);
+      const limit = Number(opts.joinFailureLimit);
+      if (!Number.isInteger(limit) || limit < 1) throw new CliError('--join-failure-limit must be a positive integer', 2);
+      const server = await guard(() => startCaServer({ dir: opts.dir, host, port, svidTtlMs, hostnames: opts.hostname, joinFailureLimit: limit }));
+      process.stdout.write(`palisade CA for spiffe://${server.ca.trustDomain} listening on ${server.url}\n`);
+      await untilSignal();
+      await server.close();
+    });
+
+  const token = new Command('token').description('one-time join tokens');
+  token
+    .command('create')
+    .description('print a new one-time join token bound to one SPIFFE ID')
+    .requiredOption('--dir <dir>', 'CA state directory')
+    .requiredOption('--spiffe-id <id>', 'identity the joining agent will receive')
+    .option('--ttl <duration>', 'how long the token stays valid', '10m')
+    .action(async (opts: { dir: string; spiffeId: string; ttl: string }) => {
+      const ttl = await guard(async () => parseDuration(opts.ttl), 2);
+      const { token: value } = await withCa(opts.dir, (authority) => authority.createToken(opts.spiffeId, ttl));
+      process.stdout.write(`${value}\n`);
+    });
+  ca.addCommand(token);
+
+  ca.command('revoke')
+    .description('revoke an SVID by serial: it can no longer renew and leaves the JWKS')
+    .requiredOption('--dir <dir>', 'CA state directory')
+    .requiredOption('--serial <hex>', 'serial number (hex, colons allowed)')
+    .action(async (opts: { dir: string; serial: string }) => {
+      await withCa(opts.dir, (authority) => authority.revoke(opts.serial));
+      process.stdout.write(`revoked ${opts.serial}\n`);
+    });
+
+  ca.command('mint')
+    .description('issue an SVID with a new key to files (for workloads without an agent, or tests)')
+    .requiredOption('--dir <dir>', 'CA state directory')
+    .requiredOption('--spiffe-id <id>', 'identity of the SVID')
+    .option('--ttl <duration>', 'lifetime of the SVID', '1h')
+    .requiredOption('--out <dir>', 'directory for svid.pem, key.pem (0600) and bundle.pem')
+    .action(async (opts: { dir: string; spiffeId: string; ttl: string; out: string }) => {
+      const ttl = await guard(async () => parseDuration(opts.ttl), 2);
+      const svid = await withCa(opts.dir, (authority) => authority.mint(opts.spiffeId, ttl));
+      mkdirSync(opts.out, { recursive: true });
+      writeFileSync(path.join(opts.out, 'key.pem'), svid.key_pem, { mode: 0o600 });
+      writeFileSync(path.join(opts.out, 'svid.pem'), svid.svid_pem);
+      writeFileSync(path.join(opts.out, 'bundle.pem'), svid.bundle_pem);
+      process.stdout.write(`${svid.spiffe_id} serial ${svid.serial} valid until ${svid.not_after} written to ${opts.out}\n`);
+    });
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) throw new CliError(`invalid address ${JSON.stringify(listen)}: expected HOST:PORT`, 2);
+  return { host: match[1] ?? match[2]!, port };
+}
+
+/** Resolves on SIGINT/SIGTERM so servers can close cleanly. */
+export function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      resolve();
+    };
+    process.on('SIGINT', done);
+    process.on('SIGTERM', done);
+  });
+}
+
+/** Turns a library failure into a one-line CLI error (exit 2 for bad input). */
+async function guard<T>(run: () => Promise<T> | T, exitCode = 1): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    const code = err instanceof CaError && err.status < 500 ? 2 : exitCode;
+    throw new CliError((err as Error).message, code);
+  }
+}
+
+async function withCa<T>(dir: string, run: (ca: CertificateAuthority) => Promise<T> | T): Promise<T> {
+  const authority = await guard(() => CertificateAuthority.open(dir));
+  try {
+    return await guard(() => run(authority));
+  } finally {
+    authority.close();
+  }
+}
