@@ -1,6 +1,7 @@
 import protobuf from 'protobufjs';
 import { envoyRoot } from './protos.ts';
 import { checkRules } from './pgv.ts';
+import { didYouMean } from '../../compiler/suggest.ts';
 
 /**
  * Checks an Envoy configuration (the JS value of its YAML/JSON) against Envoy's own protos
@@ -82,7 +83,7 @@ class Walker {
       const fieldPath = join(path, key);
       const field = fieldByJsonKey(type, key);
       if (!field) {
-        this.error(fieldPath, `unknown field '${key}' in ${typeLabel(type)}${suggestion(type, key)}`);
+        this.error(fieldPath, `unknown field '${key}' in ${typeLabel(type)}${didYouMean(key, type.fieldsArray.map((f) => f.name))}`);
         continue;
       }
       if (present.has(field)) this.error(fieldPath, `field '${field.name}' given twice (as '${present.get(field)}' and '${key}')`);
@@ -129,7 +130,7 @@ class Walker {
     }
     const names = Object.keys(type.values);
     if (typeof value === 'string') {
-      if (!(value in type.values)) this.error(path, `unknown value '${value}' of enum ${typeLabel(type)} (one of ${names.join(', ')})`);
+      if (!(value in type.values)) this.error(path, `unknown value '${value}' of enum ${typeLabel(type)} (one of ${names.join(', ')})${didYouMean(value, names)}`);
     } else if (typeof value === 'number') {
       if (!Object.values(type.values).includes(value)) this.error(path, `${value} is not a value of enum ${typeLabel(type)}`);
     } else {
@@ -278,12 +279,6 @@ function jsonName(name: string): string {
 
 function isNullable(field: protobuf.Field): boolean {
   return field.type === 'google.protobuf.Value' || field.resolvedType?.fullName === '.google.protobuf.Value';
-}
-
-function suggestion(type: protobuf.Type, key: string): string {
-  const wanted = key.toLowerCase().replace(/[-_]/g, '');
-  const near = type.fieldsArray.find((f) => f.name.replace(/_/g, '') === wanted);
-  return near ? ` (did you mean '${near.name}'?)` : '';
 }
 
 export function isObject(value: unknown): value is Record<string, unknown> {
