@@ -46,7 +46,7 @@ class Checker {
     const doc: Json = isObject(this.src.value) ? this.src.value : {};
     const rules = Array.isArray(doc.rules) ? doc.rules : [];
     const service = isString(doc.service) ? doc.service : '';
-    if (isString(doc.service) && service.startsWith('spiffe://')) this.spiffe(service, '/service', false);
+    if (isString(doc.service)) this.spiffe(service, '/service', false);
     return {
       name: isString(doc.name) ? doc.name : '',
       service,
@@ -89,7 +89,7 @@ class Checker {
 
   private principals(items: unknown[], at: string): PrincipalPattern[] {
     return items.flatMap((text, i) => {
-      if (!isString(text) || !text.startsWith('spiffe://')) return [];
+      if (!isString(text)) return [];
       const p = this.spiffe(text, `${at}/${i}`, true);
       return p ? [{ text, trustDomain: p.trustDomain, segments: p.segments, rest: p.rest, span: spanAt(this.src, `${at}/${i}`) }] : [];
     });

@@ -16,9 +16,10 @@ export function analyze(file: string, text: string): { policy: CheckedPolicy | n
   if (!parsed.source) return { policy: null, diagnostics: parsed.diagnostics };
   const structural = validateSchema(parsed.source);
   const checked = check(parsed.source);
-  // The schema speaks first about a value; the checker's view of the same value would repeat it.
-  const reported = new Set(structural.map((d) => d.span.pointer));
-  const diagnostics = [...structural, ...checked.diagnostics.filter((d) => !reported.has(d.span.pointer))].sort(
+  // Where both speak about one value, the checker's message is the specific one (the schema
+  // only knows that a SPIFFE ID starts with 'spiffe://'; the checker says what is wrong).
+  const reported = new Set(checked.diagnostics.map((d) => d.span.pointer));
+  const diagnostics = [...structural.filter((d) => !reported.has(d.span.pointer)), ...checked.diagnostics].sort(
     (a, b) => a.span.line - b.span.line || a.span.col - b.span.col,
   );
   const failed = diagnostics.some((d) => d.severity === 'error');
