@@ -216,22 +216,24 @@ function policyFilter(o: BootstrapOptions): Json {
 function egressFilter(o: BootstrapOptions): Json {
   const signer = new URL(o.signerUrl);
   const targets = Object.fromEntries(Object.entries(o.routes).map(([name, r]) => [name, r.spiffeId]));
-  return typed('envoy.filters.http.wasm', WASM_TYPE, {
+  const configuration = { signer_cluster: SIGNER_CLUSTER, signer_authority: signer.host, signer_path: signer.pathname, targets };
+  return typed('envoy.filters.http.wasm', WASM_TYPE, wasmFilterConfig('palisade.egress', path.resolve(o.egressFilter), JSON.stringify(configuration)));
+}
+
+/**
+ * An `envoy.extensions.filters.http.wasm.v3.Wasm` (proto3 JSON) running `filename` on V8 with
+ * a JSON plugin configuration; never fail-open. Shared by the egress filter and ECDS.
+ */
+export function wasmFilterConfig(name: string, filename: string, configuration: string): Json {
+  return {
     config: {
-      name: 'palisade.egress',
-      root_id: 'palisade.egress',
-      vm_config: {
-        vm_id: 'palisade.egress',
-        runtime: 'envoy.wasm.runtime.v8',
-        code: { local: { filename: path.resolve(o.egressFilter) } },
-      },
-      configuration: {
-        '@type': TYPE_URL_PREFIX + 'google.protobuf.StringValue',
-        value: JSON.stringify({ signer_cluster: SIGNER_CLUSTER, signer_authority: signer.host, signer_path: signer.pathname, targets }),
-      },
+      name,
+      root_id: name,
+      vm_config: { vm_id: name, runtime: 'envoy.wasm.runtime.v8', code: { local: { filename } } },
+      configuration: { '@type': TYPE_URL_PREFIX + 'google.protobuf.StringValue', value: configuration },
       fail_open: false,
     },
-  });
+  };
 }
 
 function router(): Json {
