@@ -1,0 +1,49 @@
+/** HTTP plumbing shared by the inbound and outbound listeners. */
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import { errors } from 'undici';
+
+/** Connection-scoped headers (RFC 9110 §7.6.1): never forwarded by a proxy. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host']);
+
+/**
+ * Copies headers a proxy may forward: drops hop-by-hop headers, the ones the Connection
+ * header names, and any for which `drop` returns true.
+ */
+export function forwardable(
+  headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
+  drop: (name: string) => boolean = () => false,
+): Record<string, string | string[]> {
+  const named = new Set(String(headers.connection ?? '').toLowerCase().split(',').map((s) => s.trim()));
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || named.has(name) || drop(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+export function firstHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** How an upstream failure is answered: a timeout is 504, anything else unreachable is 503. */
+export function upstreamFailure(err: unknown): { status: 503 | 504; code: string } {
+  if (err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError || err instanceof errors.ConnectTimeoutError) {
+    return { status: 504, code: 'upstream_timeout' };
+  }
+  return { status: 503, code: 'upstream_unavailable' };
+}
+
+export function hasBody(headers: IncomingHttpHeaders): boolean {
+  return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
+}

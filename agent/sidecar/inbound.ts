@@ -1,0 +1,294 @@
+/**
+ * Inbound listener: TLS 1.3 with a required client SVID, then the fingerprint, then the
+ * identity context, then the compiled policy filter with exactly what Envoy would give it;
+ * allowed requests are streamed to the application. Every step fails closed.
+ */
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import type { KeyObject } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { performance } from 'node:perf_hooks';
+import { Pool } from 'undici';
+import type { Logger } from 'pino';
+import type { SvidSource } from './svid.ts';
+import { tlsMaterial } from './tls.ts';
+import { spiffeIdOf, trustDomainOf } from './peer.ts';
+import { continueTrace } from './trace.ts';
+import { FINGERPRINT_HEADER, FingerprintError, verifyFingerprint, DEFAULT_SKEW_SECONDS, DEFAULT_TTL_SECONDS, type FingerprintClaims } from './fingerprint.ts';
+import { ReplayCache } from './replay-cache.ts';
+import { IdentityContextError, type IdentityContext, type IdentityVerifier } from './identity-context.ts';
+import type { FilterSlot, FilterOutcome, PolicyDecision } from './filter-slot.ts';
+import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody } from './http.ts';
+import { logDecision, type DecisionRecord } from './decision-log.ts';
+
+export interface InboundLimits {
+  /** Request line + headers; larger gets 431 from node:http. */
+  maxHeaderBytes: number;
+  maxBodyBytes: number;
+  /** Slowloris: the whole header block must arrive within this, the whole request within the next. */
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  /** The application must start answering within this (else 504) and keep its body flowing. */
+  appHeadersTimeoutMs: number;
+  appBodyTimeoutMs: number;
+  appConnections: number;
+}
+
+export const DEFAULT_INBOUND_LIMITS: InboundLimits = {
+  maxHeaderBytes: 16 * 1024,
+  maxBodyBytes: 1024 * 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  appHeadersTimeoutMs: 15_000,
+  appBodyTimeoutMs: 30_000,
+  appConnections: 64,
+};
+
+export interface InboundOptions {
+  host?: string;
+  port?: number;
+  /** The application's URL (origin), e.g. http://127.0.0.1:8080. */
+  app: string;
+  identity: SvidSource;
+  filters: FilterSlot;
+  identityContext?: IdentityVerifier;
+  replay?: ReplayCache;
+  fingerprintTtlSeconds?: number;
+  skewSeconds?: number;
+  limits?: Partial<InboundLimits>;
+  logger: Logger;
+}
+
+export interface Listener {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+type Peer = { id: string; key: KeyObject } | { error: string };
+
+/** Envoy's jwt_authn metadata namespace, where the filter reads `user` and `fingerprint`. */
+const JWT_AUTHN = 'envoy.filters.http.jwt_authn';
+
+export async function startInbound(opts: InboundOptions): Promise<Listener> {
+  const limits = { ...DEFAULT_INBOUND_LIMITS, ...opts.limits };
+  const self = opts.identity.svid().spiffeId;
+  const trustDomain = trustDomainOf(self);
+  const replay = opts.replay ?? new ReplayCache();
+  const peers = new WeakMap<TLSSocket, Peer>();
+  const app = new Pool(new URL(opts.app).origin, {
+    connections: limits.appConnections,
+    headersTimeout: limits.appHeadersTimeoutMs,
+    bodyTimeout: limits.appBodyTimeoutMs,
+    keepAliveTimeout: 4_000,
+  });
+
+  /** The caller's identity is a property of the connection: worked out once per socket. */
+  function peerOf(socket: TLSSocket): Peer {
+    let peer = peers.get(socket);
+    if (!peer) peers.set(socket, (peer = verifyPeer(socket, trustDomain)));
+    return peer;
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const trace = continueTrace(req.headers.traceparent);
+    const requestId = firstHeader(req.headers['x-request-id']) ?? randomUUID();
+    const method = req.method ?? 'GET';
+    const path = req.url ?? '/';
+    const record: Omit<DecisionRecord, 'decision' | 'rule' | 'mode' | 'status' | 'reason' | 'latency_ms'> = {
+      trace_id: trace.traceId, request_id: requestId, caller: null, target: self, method, path,
+    };
+    let outcome: Pick<DecisionRecord, 'decision' | 'rule' | 'mode' | 'reason'> = { decision: 'error', rule: null, mode: null, reason: 'aborted' };
+    res.on('close', () => logDecision(opts.logger, { ...record, ...outcome, status: res.statusCode, latency_ms: +(performance.now() - started).toFixed(3) }));
+
+    /** A refusal by the sidecar itself, before or instead of the filter. */
+    const refuse = (status: number, error: string, reason: string) => {
+      outcome = { decision: status === 401 ? 'unauthenticated' : 'error', rule: null, mode: null, reason };
+      sendJson(res, status, { error, request_id: requestId }, { connection: status === 413 ? 'close' : 'keep-alive' });
+    };
+
+    const peer = peerOf(req.socket as TLSSocket);
+    if ('error' in peer) return refuse(401, 'unauthenticated', peer.error);
+    record.caller = peer.id;
+
+    const authorization = firstHeader(req.headers.authorization);
+    const bearer = authorization?.startsWith('Bearer ') ? authorization.slice(7) : undefined;
+    let fingerprint: FingerprintClaims;
+    try {
+      fingerprint = await verifyFingerprint(
+        firstHeader(req.headers[FINGERPRINT_HEADER]),
+        peer.key,
+        { self, caller: peer.id, method, path, identityToken: bearer, skewSeconds: opts.skewSeconds ?? DEFAULT_SKEW_SECONDS, maxTtlSeconds: opts.fingerprintTtlSeconds ?? DEFAULT_TTL_SECONDS },
+        replay,
+      );
+    } catch (err) {
+      if (!(err instanceof FingerprintError)) throw err;
+      return refuse(err.status, err.status === 401 ? 'unauthenticated' : 'unavailable', `fingerprint ${err.reason}`);
+    }
+
+    let user: IdentityContext | undefined;
+    if (opts.identityContext) {
+      try {
+        user = await opts.identityContext(authorization);
+      } catch (err) {
+        if (!(err instanceof IdentityContextError)) throw err;
+        return refuse(401, 'unauthenticated', `identity context ${err.reason}`);
+      }
+    }
+
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (!(declared <= limits.maxBodyBytes)) return refuse(413, 'payload_too_large', `body of ${req.headers['content-length']} bytes`);
+
+    const lease = opts.filters.acquire();
+    res.on('close', lease.release);
+    let result: FilterOutcome;
+    try {
+      result = await lease.filter.handleRequest({
+        method,
+        path,
+        authority: req.headers.host ?? '',
+        scheme: 'https',
+        headers: filterHeaders(req, requestId, trace.traceparent, self, peer.id),
+        source: { principal: peer.id },
+        metadata: { [JWT_AUTHN]: user ? { user: user.claims, fingerprint } : { fingerprint } },
+      });
+    } catch (err) {
+      // fail_open: false — a filter that cannot decide refuses the request.
+      return refuse(503, 'unavailable', `filter failed: ${(err as Error).message}`);
+    }
+    const decision = result.decision ?? impliedDecision(result);
+    outcome = { decision: decision.decision, rule: decision.rule, mode: decision.mode, reason: decision.reason };
+
+    if (result.kind === 'reply') {
+      const body = typeof result.body === 'string' ? Buffer.from(result.body) : result.body;
+      res.writeHead(result.status, { ...result.headers, 'content-length': body.byteLength });
+      res.end(body);
+      return;
+    }
+    await forward(req, res, result.headers, refuse);
+  }
+
+  async function forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    filtered: Record<string, string>,
+    refuse: (status: number, error: string, reason: string) => void,
+  ): Promise<void> {
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(filtered)) if (!name.startsWith(':')) headers[name] = value;
+    headers.host = filtered[':authority'] ?? req.headers.host ?? '';
+    let overflow = false;
+    const body = hasBody(req.headers) ? req.pipe(limitBytes(limits.maxBodyBytes, () => (overflow = true))) : null;
+    let upstream;
+    try {
+      upstream = await app.request({ method: req.method ?? 'GET', path: filtered[':path'] ?? req.url ?? '/', headers, body });
+    } catch (err) {
+      if (overflow) return refuse(413, 'payload_too_large', 'body over the limit');
+      const failure = upstreamFailure(err);
+      return refuse(failure.status, failure.code, `application: ${(err as Error).message}`);
+    }
+    res.writeHead(upstream.statusCode, forwardable(upstream.headers));
+    try {
+      await pipeline(upstream.body, res);
+    } catch {
+      res.destroy(); // caller gone or application broke off mid-body: nothing more to say
+    }
+  }
+
+  const server: Server = createServer(
+    {
+      ...tlsMaterial(opts.identity),
+      requestCert: true,
+      // Checked per request instead, so a caller without a valid SVID gets a 401, not a bare TLS alert.
+      rejectUnauthorized: false,
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      // Node checks those timeouts only this often (default 30 s): check often enough to matter.
+      connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs / 2),
+      keepAliveTimeout: 5_000,
+      noDelay: true,
+    },
+    (req, res) => {
+      handle(req, res).catch((err) => {
+        opts.logger.error({ err: (err as Error).message }, 'inbound request failed');
+        sendJson(res, 500, { error: 'internal', request_id: firstHeader(req.headers['x-request-id']) ?? null });
+      });
+    },
+  );
+  server.on('tlsClientError', () => {}); // a failed handshake is the client's problem; nothing reached us
+  const rotate = () => server.setSecureContext(tlsMaterial(opts.identity));
+  opts.identity.on('rotated', rotate);
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  return {
+    url: `https://${address.address}:${address.port}`,
+    port: address.port,
+    async close() {
+      opts.identity.off('rotated', rotate);
+      const closed = new Promise((resolve) => server.close(resolve));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), 2_000);
+      await closed;
+      clearTimeout(timer);
+      await app.close();
+    },
+  };
+}
+
+function verifyPeer(socket: TLSSocket, trustDomain: string): Peer {
+  const cert = socket.getPeerX509Certificate();
+  if (!cert) return { error: 'no client certificate' };
+  if (!socket.authorized) return { error: `client certificate not trusted: ${socket.authorizationError}` };
+  try {
+    return { id: spiffeIdOf(cert.raw, trustDomain), key: cert.publicKey };
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+}
+
+/**
+ * The request headers the filter sees: what the caller sent minus anything that could
+ * impersonate the perimeter (`x-palisade-*`, client-certificate details, the fingerprint),
+ * plus the request id and the trace context, as Envoy's connection manager would.
+ */
+function filterHeaders(req: IncomingMessage, requestId: string, traceparent: string, self: string, caller: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const kept = forwardable(req.headers, (name) => name.startsWith('x-palisade-') || name === 'x-forwarded-client-cert');
+  for (const [name, value] of Object.entries(kept)) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+  headers['x-request-id'] = requestId;
+  headers.traceparent = traceparent;
+  headers['x-forwarded-proto'] = 'https';
+  headers['x-forwarded-client-cert'] = `By=${self};URI=${caller}`;
+  return headers;
+}
+
+/** When the host does not hand back the decision record, the outcome still says enough. */
+function impliedDecision(result: FilterOutcome): PolicyDecision {
+  if (result.kind === 'forward') return { decision: 'allow', status: 200, rule: null, mode: 'enforce', reason: 'forwarded' };
+  const decision = result.status === 401 ? 'unauthenticated' : 'deny';
+  return { decision, status: result.status, rule: null, mode: 'enforce', reason: 'local reply' };
+}
+
+/** Passes bytes through until `max`, then fails the stream (the upload is cut off). */
+function limitBytes(max: number, onOverflow: () => void): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      seen += chunk.length;
+      if (seen > max) {
+        onOverflow();
+        done(new Error('request body over the limit'));
+      } else done(null, chunk);
+    },
+  });
+}

@@ -1,0 +1,159 @@
+/**
+ * Outbound listener: the application speaks plain HTTP to it and names the target service
+ * in the Host header. The sidecar opens mTLS with its SVID, accepts the server only if it
+ * presents the SPIFFE ID the route expects, signs a fingerprint for the request, and passes
+ * the identity context and the trace context on.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { PeerCertificate } from 'node:tls';
+import { readFile } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { Pool } from 'undici';
+import type { Logger } from 'pino';
+import type { SvidSource } from './svid.ts';
+import { tlsMaterial } from './tls.ts';
+import { spiffeIdOf, trustDomainOf } from './peer.ts';
+import { continueTrace } from './trace.ts';
+import { FINGERPRINT_HEADER, signFingerprint } from './fingerprint.ts';
+import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody } from './http.ts';
+import type { Listener } from './inbound.ts';
+
+export interface Route {
+  /** The target's inbound sidecar, e.g. https://127.0.0.1:15006. */
+  url: string;
+  spiffeId: string;
+}
+export type Routes = Record<string, Route>;
+
+export interface OutboundOptions {
+  host?: string;
+  port?: number;
+  routes: Routes;
+  identity: SvidSource;
+  fingerprintTtlSeconds?: number;
+  logger: Logger;
+  /** The target must start answering within this, else 504. */
+  headersTimeoutMs?: number;
+}
+
+/** Reads and checks a routes file; throws with a message naming the file and the entry. */
+export async function loadRoutes(file: string): Promise<Routes> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`cannot read routes ${file}: ${(err as Error).message}`);
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Error(`${file}: expected an object mapping service names to { url, spiffeId }`);
+  for (const [name, route] of Object.entries(doc)) {
+    const r = route as Partial<Route>;
+    if (typeof r?.url !== 'string' || !r.url.startsWith('https://') || typeof r.spiffeId !== 'string' || !r.spiffeId.startsWith('spiffe://')) {
+      throw new Error(`${file}: route "${name}" needs "url" (https://…) and "spiffeId" (spiffe://…)`);
+    }
+    trustDomainOf(r.spiffeId); // throws on a malformed SPIFFE ID
+  }
+  return doc as Routes;
+}
+
+export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
+  const trustDomain = trustDomainOf(opts.identity.svid().spiffeId);
+  const routes = new Map(Object.entries(opts.routes).map(([name, route]) => [name.toLowerCase(), route]));
+  let pools = new Map<string, Pool>();
+
+  /** A pool per target, built from the current SVID; replaced on rotation. */
+  function poolFor(name: string, route: Route): Pool {
+    let pool = pools.get(name);
+    if (!pool) {
+      const tls = tlsMaterial(opts.identity);
+      pool = new Pool(new URL(route.url).origin, {
+        connections: 64,
+        headersTimeout: opts.headersTimeoutMs ?? 15_000,
+        keepAliveTimeout: 4_000,
+        connect: { ...tls, servername: undefined, checkServerIdentity: (_host: string, cert: PeerCertificate) => serverIdentity(cert, route.spiffeId, trustDomain) },
+      });
+      pools.set(name, pool);
+    }
+    return pool;
+  }
+
+  // New connections use the new SVID; requests on the old pools finish, then they close.
+  const rotate = () => {
+    const old = pools;
+    pools = new Map();
+    for (const pool of old.values()) void pool.close();
+  };
+  opts.identity.on('rotated', rotate);
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const hostHeader = req.headers.host ?? '';
+    const name = hostHeader.replace(/:\d+$/, '').toLowerCase();
+    const route = routes.get(name);
+    if (!route) {
+      return sendJson(res, 502, { error: { code: 'unknown_service', message: `no route for Host "${hostHeader}"; known: ${[...routes.keys()].join(', ')}` } });
+    }
+    const svid = opts.identity.svid();
+    const path = req.url ?? '/';
+    const method = req.method ?? 'GET';
+    const authorization = firstHeader(req.headers.authorization);
+    const trace = continueTrace(req.headers.traceparent);
+    const headers = forwardable(req.headers, (h) => h.startsWith('x-palisade-'));
+    headers.host = hostHeader;
+    headers.traceparent = trace.traceparent;
+    headers[FINGERPRINT_HEADER] = await signFingerprint(
+      svid.key,
+      { caller: svid.spiffeId, target: route.spiffeId, method, path, identityToken: authorization?.startsWith('Bearer ') ? authorization.slice(7) : undefined },
+      { ttlSeconds: opts.fingerprintTtlSeconds },
+    );
+    let upstream;
+    try {
+      upstream = await poolFor(name, route).request({ method, path, headers, body: hasBody(req.headers) ? req : null });
+    } catch (err) {
+      const message = (err as Error).message;
+      opts.logger.warn({ trace_id: trace.traceId, target: route.spiffeId, err: message }, 'outbound request failed');
+      if (/SPIFFE|URI SAN|trust domain/.test(message)) {
+        return sendJson(res, 502, { error: { code: 'upstream_identity_mismatch', message } });
+      }
+      const failure = upstreamFailure(err);
+      return sendJson(res, failure.status, { error: { code: failure.code, message } });
+    }
+    res.writeHead(upstream.statusCode, forwardable(upstream.headers));
+    try {
+      await pipeline(upstream.body, res);
+    } catch {
+      res.destroy();
+    }
+  }
+
+  const server = createServer({ maxHeaderSize: 16 * 1024, headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
+    handle(req, res).catch((err) => sendJson(res, 500, { error: { code: 'internal', message: (err as Error).message } }));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  return {
+    url: `http://${address.address}:${address.port}`,
+    port: address.port,
+    async close() {
+      opts.identity.off('rotated', rotate);
+      const closed = new Promise((resolve) => server.close(resolve));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), 2_000);
+      await closed;
+      clearTimeout(timer);
+      await Promise.all([...pools.values()].map((p) => p.close()));
+    },
+  };
+}
+
+/** Mutual authentication: the server must be exactly the workload the route names. */
+function serverIdentity(cert: PeerCertificate, expected: string, trustDomain: string): Error | undefined {
+  try {
+    const actual = spiffeIdOf(cert.raw, trustDomain);
+    return actual === expected ? undefined : new Error(`server SPIFFE ID ${actual} is not the expected ${expected}`);
+  } catch (err) {
+    return new Error(`server certificate: ${(err as Error).message}`);
+  }
+}

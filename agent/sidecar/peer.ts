@@ -1,0 +1,29 @@
+/**
+ * The identity of a TLS peer after the chain verified against the trust bundle: the
+ * certificate's single URI SAN, a valid SPIFFE ID in our trust domain (X.509-SVID §2).
+ * Anything else is no identity at all.
+ */
+import { x509, parseSpiffeId } from '../identity/pki.ts';
+
+export class PeerIdentityError extends Error {}
+
+export function spiffeIdOf(der: Uint8Array, trustDomain: string): string {
+  const cert = new x509.X509Certificate(der as BufferSource);
+  if (cert.getExtension(x509.BasicConstraintsExtension)?.ca) throw new PeerIdentityError('peer certificate is a CA');
+  const names = cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [];
+  const uris = names.filter((n) => n.type === 'url').map((n) => n.value);
+  if (uris.length !== 1) throw new PeerIdentityError(`peer certificate has ${uris.length} URI SANs, an SVID has exactly one`);
+  let id;
+  try {
+    id = parseSpiffeId(uris[0]);
+  } catch (err) {
+    throw new PeerIdentityError((err as Error).message);
+  }
+  if (id.trustDomain !== trustDomain) throw new PeerIdentityError(`peer trust domain ${id.trustDomain} is not ${trustDomain}`);
+  if (id.path === '') throw new PeerIdentityError('peer SPIFFE ID names a trust domain, not a workload');
+  return id.id;
+}
+
+export function trustDomainOf(spiffeId: string): string {
+  return parseSpiffeId(spiffeId).trustDomain;
+}

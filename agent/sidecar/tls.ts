@@ -1,0 +1,14 @@
+/** TLS material from the agent's in-memory SVID: TLS 1.3 only, the trust bundle as CAs. */
+import type { SecureContextOptions } from 'node:tls';
+import type { SvidSource } from './svid.ts';
+
+export function tlsMaterial(identity: SvidSource): SecureContextOptions & { minVersion: 'TLSv1.3' } {
+  const svid = identity.svid();
+  return {
+    cert: svid.chainPem,
+    // PEM in memory only: node:tls wants the key as text or bytes.
+    key: svid.key.export({ format: 'pem', type: 'pkcs8' }),
+    ca: identity.bundlePem(),
+    minVersion: 'TLSv1.3',
+  };
+}

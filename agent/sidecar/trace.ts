@@ -1,0 +1,18 @@
+/** W3C Trace Context (`traceparent`): kept when valid, created when absent or malformed. */
+import { randomBytes } from 'node:crypto';
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+export interface TraceContext {
+  traceId: string;
+  /** The traceparent to send on: same trace, a new span id for this hop. */
+  traceparent: string;
+}
+
+export function continueTrace(incoming: string | string[] | undefined): TraceContext {
+  const m = typeof incoming === 'string' ? TRACEPARENT.exec(incoming.trim()) : null;
+  const valid = m && m[1] !== 'ff' && !/^0+$/.test(m[2]) && !/^0+$/.test(m[3]);
+  const traceId = valid ? m[2] : randomBytes(16).toString('hex');
+  const flags = valid ? m[4] : '01';
+  return { traceId, traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-${flags}` };
+}
