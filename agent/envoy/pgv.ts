@@ -47,8 +47,9 @@ export function checkRules(type: protobuf.Type, value: Record<string, unknown>, 
     const kind = numericKind(rules);
     // A scalar counts as 0 when absent; a wrapper (UInt32Value…) is checked only when set.
     const scalar = NUMERIC_KINDS.has(field.type);
-    if (kind && (scalar || key !== undefined)) {
-      numeric(key === undefined ? 0 : Number(v), rules[`${kind}.gt`], rules[`${kind}.gte`], rules[`${kind}.lt`], rules[`${kind}.lte`], at, error);
+    const n = key === undefined ? 0 : Number(v);
+    if (kind && (scalar || key !== undefined) && Number.isFinite(n)) { // a non-number is already a type error
+      numeric(n, rules[`${kind}.gt`], rules[`${kind}.gte`], rules[`${kind}.lt`], rules[`${kind}.lte`], at, error);
     }
     if (field.type.endsWith('Duration') && typeof v === 'string') {
       numeric(seconds(v), durationRule(rules, 'gt'), durationRule(rules, 'gte'), durationRule(rules, 'lt'), durationRule(rules, 'lte'), at, error);
