@@ -59,7 +59,7 @@ outbound('plain HTTP from the app becomes an mTLS call with a fingerprint and a 
   assert.is(seen.headers['x-forwarded-client-cert'], `By=${CARD};URI=${FRONTEND}`);
   assert.match(seen.headers.traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
   await sleep(10);
-  const line = log.lines.findLast((l) => l.msg === 'decision')!;
+  const line = log.lines.filter((l) => l.msg === 'decision').at(-1)!;
   assert.is(line.trace_id, seen.headers.traceparent.split('-')[1]);
   assert.is(line.decision, 'allow');
 });
