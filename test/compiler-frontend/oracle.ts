@@ -1,0 +1,208 @@
+/**
+ * A reference interpreter of the decision semantics (issue 2 item 4, compiler/ast.ts) over a
+ * `CheckedPolicy`, written straight from the spec and kept deliberately naive (a loop over
+ * rules). It checks that the example case files say what the spec says, independently of
+ * the compiled filter; the back end can use it for differential tests.
+ */
+import type { CheckedPolicy, CheckedRule, PathTemplate, PrincipalPattern, TExpr } from '../../compiler/ast.ts';
+
+export interface CaseRequest {
+  method: string;
+  path: string;
+  headers?: Record<string, string>;
+  source?: string;
+  user?: Record<string, unknown>;
+}
+export interface Outcome {
+  decision: 'allow' | 'deny' | 'unauthenticated';
+  status: number;
+  rule: string | null;
+  upstreamHeaders?: Record<string, string>;
+}
+
+const UNRESERVED = /[A-Za-z0-9\-._~]/;
+
+/** Envoy's safe normalization; null when the path must be rejected with 400. */
+export function normalizePath(raw: string): string | null {
+  if (raw.includes('#') || raw.includes('\0')) return null;
+  const path = raw.split('?')[0];
+  if (!path.startsWith('/')) return null;
+  let decoded = '';
+  for (let i = 0; i < path.length; i++) {
+    if (path[i] !== '%') {
+      decoded += path[i];
+      continue;
+    }
+    const hex = path.slice(i + 1, i + 3);
+    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return null;
+    const c = String.fromCharCode(parseInt(hex, 16));
+    if (c === '/' || c === '\\' || c === '\0') return null;
+    decoded += UNRESERVED.test(c) ? c : `%${hex}`;
+    i += 2;
+  }
+  const out: string[] = [];
+  for (const seg of decoded.split('/').slice(1)) {
+    if (seg === '..') out.pop();
+    else if (seg !== '.' && seg !== '') out.push(seg);
+  }
+  // Merged slashes and resolved dots keep a trailing slash as an empty last segment.
+  const trailing = /\/\.{0,2}$/.test(decoded) && out.length > 0;
+  return `/${out.join('/')}${trailing ? '/' : ''}`;
+}
+
+function matchPrincipal(p: PrincipalPattern, id: string): boolean {
+  const m = /^spiffe:\/\/([^/]+)\/(.+)$/.exec(id);
+  if (!m || m[1] !== p.trustDomain) return false;
+  const segs = m[2].split('/');
+  if (p.rest ? segs.length <= p.segments.length : segs.length !== p.segments.length) return false;
+  return p.segments.every((s, i) => s === '*' || s === segs[i]);
+}
+
+function matchTemplate(t: PathTemplate, path: string): Record<string, string> | null {
+  const segs = path === '/' ? [] : path.slice(1).split('/');
+  if (t.rest ? segs.length <= t.segments.length : segs.length !== t.segments.length) return null;
+  const params: Record<string, string> = {};
+  for (const [i, s] of t.segments.entries()) {
+    if (s.kind === 'literal' && s.value !== segs[i]) return null;
+    if (s.kind === 'param') {
+      if (segs[i] === '') return null;
+      params[s.name] = segs[i];
+    }
+  }
+  return t.rest && segs.slice(t.segments.length).some((s) => s === '') ? null : params;
+}
+
+interface Ctx {
+  method: string;
+  path: string;
+  host: string;
+  headers: Record<string, string>;
+  query: Record<string, string>;
+  params: Record<string, string>;
+  source: string;
+  user: Record<string, unknown> | undefined;
+}
+const ERR = Symbol('evaluation error');
+type V = unknown;
+
+function evaluate(e: TExpr, c: Ctx): V {
+  const same = (a: V, b: V) => typeof a === typeof b && (typeof a === 'string' || typeof a === 'number' || typeof a === 'boolean');
+  switch (e.k) {
+    case 'str': case 'num': case 'bool': return e.v;
+    case 'list': {
+      const items = e.items.map((i) => evaluate(i, c));
+      return items.includes(ERR) ? ERR : items;
+    }
+    case 'attr':
+      switch (e.name) {
+        case 'request.method': return c.method;
+        case 'request.path': return c.path;
+        case 'request.host': return c.host;
+        case 'source.principal': return c.source;
+        case 'user.sub': return typeof c.user?.sub === 'string' ? c.user.sub : ERR;
+        case 'user.scopes':
+          if (!c.user) return ERR;
+          if (typeof c.user.scope === 'string') return c.user.scope.split(' ').filter(Boolean);
+          return Array.isArray(c.user.scp) ? c.user.scp : [];
+      }
+      return ERR;
+    case 'map': return c[e.map];
+    case 'lookup': return c[e.map][e.key] ?? '';
+    case 'claim': {
+      let v: V = c.user ?? ERR;
+      for (const key of e.path) v = v !== ERR && isMap(v) && key in v ? v[key] : ERR;
+      return v;
+    }
+    case 'not': {
+      const v = evaluate(e.e, c);
+      return typeof v === 'boolean' ? !v : ERR;
+    }
+    case 'and': case 'or': {
+      const l = evaluate(e.l, c);
+      if (typeof l !== 'boolean') return ERR;
+      if (l === (e.k === 'or')) return l;
+      const r = evaluate(e.r, c);
+      return typeof r === 'boolean' ? r : ERR;
+    }
+    case 'cmp': {
+      const l = evaluate(e.l, c);
+      const r = evaluate(e.r, c);
+      if (!same(l, r)) return ERR;
+      if (e.op === '==') return l === r;
+      if (e.op === '!=') return l !== r;
+      if (typeof l === 'boolean') return ERR;
+      const [a, b] = typeof l === 'string' ? [Buffer.from(l as string), Buffer.from(r as string)] : [l as number, r as number];
+      const cmp = typeof l === 'string' ? Buffer.compare(a as Buffer, b as Buffer) : (a as number) - (b as number);
+      return { '<': cmp < 0, '<=': cmp <= 0, '>': cmp > 0, '>=': cmp >= 0 }[e.op];
+    }
+    case 'in': {
+      const x = evaluate(e.elem, c);
+      const coll = evaluate(e.coll, c);
+      if (x === ERR || coll === ERR) return ERR;
+      if (Array.isArray(coll)) return coll.some((y) => same(x, y) && x === y);
+      if (isMap(coll)) return typeof x === 'string' ? Object.hasOwn(coll, x) : ERR;
+      return ERR;
+    }
+    case 'call': {
+      const s = evaluate(e.target, c);
+      const a = evaluate(e.arg, c);
+      if (typeof s !== 'string' || typeof a !== 'string') return ERR;
+      return s[e.fn](a);
+    }
+    case 'size': {
+      const v = evaluate(e.e, c);
+      if (typeof v === 'string') return Buffer.byteLength(v);
+      if (Array.isArray(v)) return v.length;
+      return isMap(v) ? Object.keys(v).length : ERR;
+    }
+  }
+}
+
+const isMap = (v: V): v is Record<string, V> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Whether a rule applies; fills `params` from the first matching template. */
+function applies(rule: CheckedRule, c: Ctx): boolean {
+  if (rule.from && !rule.from.some((p) => matchPrincipal(p, c.source))) return false;
+  if (rule.to) {
+    const hit = rule.to.some((m) => {
+      if (m.methods && !m.methods.includes(c.method)) return false;
+      if (!m.paths) return true;
+      for (const t of m.paths) {
+        const params = matchTemplate(t, c.path);
+        if (params) return (c.params = params), true;
+      }
+      return false;
+    });
+    if (!hit) return false;
+  }
+  if (!rule.when) return true;
+  const v = evaluate(rule.when, c);
+  return typeof v === 'boolean' ? v : rule.effect === 'deny';
+}
+
+export function decide(policy: CheckedPolicy, req: CaseRequest): Outcome {
+  const dry = policy.mode === 'dry-run';
+  const reply = (decision: Outcome['decision'], status: number, rule: string | null = null): Outcome =>
+    ({ decision, status: dry ? 200 : status, rule });
+  const path = normalizePath(req.path);
+  if (path === null) return reply('deny', 400);
+  if (!req.source) return reply('unauthenticated', 401);
+  const headers = Object.fromEntries(Object.entries(req.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+  const query = Object.fromEntries(new URLSearchParams(req.path.split('?')[1] ?? ''));
+  const base = { method: req.method, path, host: headers.host ?? '', headers, query, source: req.source, user: req.user };
+  const ctx = (): Ctx => ({ ...base, params: {} });
+  const deny = policy.rules.find((r) => r.effect === 'deny' && applies(r, ctx()));
+  if (deny) return reply('deny', 403, deny.id);
+  for (const rule of policy.rules) {
+    const c = ctx();
+    if (rule.effect !== 'allow' || !applies(rule, c)) continue;
+    const upstreamHeaders = { ...headers };
+    for (const i of rule.inject) {
+      const v = evaluate(i.value, c);
+      if (typeof v === 'string') upstreamHeaders[i.header] = v;
+      else delete upstreamHeaders[i.header]; // never let a spoofed value through
+    }
+    return { ...reply('allow', 200, rule.id), upstreamHeaders };
+  }
+  return reply('deny', 403);
+}
