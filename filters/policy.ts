@@ -1,0 +1,10 @@
+// Fixed entry point of every compiled policy filter. The proxy-wasm exports come from the
+// runtime; the policy itself (static tables and expression functions) from the module
+// compiler/emit.ts generates, which compiler/build.ts places next to this file as
+// `policy.generated.ts` in its in-memory file system.
+export * from "../runtime/exports";
+import "../runtime/abort"; // asc --use abort=runtime/abort/abort needs the file in the program
+import { install } from "../runtime/tables";
+import { BLOB, SCRATCH, TABLE, evalInject, evalWhen } from "./policy.generated";
+
+install(TABLE, BLOB, SCRATCH, evalWhen, evalInject);

@@ -1,0 +1,83 @@
+// proxy-wasm ABI 0.2.1: the host functions this runtime uses, all from Envoy's set
+// (see /work/shared/reference/envoy-proxy-wasm.md), and thin wrappers over them.
+// Every value the host returns is written into memory obtained from our
+// proxy_on_memory_allocate, i.e. the per-request arena (see exports.ts).
+
+@external("env", "proxy_log")
+declare function proxy_log(level: i32, ptr: usize, len: usize): i32;
+@external("env", "proxy_get_property")
+declare function proxy_get_property(pathPtr: usize, pathLen: usize, retPtr: usize, retLen: usize): i32;
+@external("env", "proxy_get_header_map_pairs")
+declare function proxy_get_header_map_pairs(mapType: i32, retPtr: usize, retLen: usize): i32;
+@external("env", "proxy_remove_header_map_value")
+declare function proxy_remove_header_map_value(mapType: i32, keyPtr: usize, keyLen: usize): i32;
+@external("env", "proxy_replace_header_map_value")
+declare function proxy_replace_header_map_value(mapType: i32, keyPtr: usize, keyLen: usize, valPtr: usize, valLen: usize): i32;
+@external("env", "proxy_get_buffer_bytes")
+declare function proxy_get_buffer_bytes(bufType: i32, start: i32, maxSize: i32, retPtr: usize, retLen: usize): i32;
+@external("env", "proxy_send_local_response")
+declare function proxy_send_local_response(status: i32, detailsPtr: usize, detailsLen: usize, bodyPtr: usize, bodyLen: usize, headersPtr: usize, headersLen: usize, grpcStatus: i32): i32;
+@external("env", "proxy_define_metric")
+declare function proxy_define_metric(metricType: i32, namePtr: usize, nameLen: usize, retId: usize): i32;
+@external("env", "proxy_increment_metric")
+declare function proxy_increment_metric(id: i32, offset: i64): i32;
+
+export const OK: i32 = 0;
+export const NOT_FOUND: i32 = 1;
+export const LOG_INFO: i32 = 2;
+export const LOG_CRITICAL: i32 = 5;
+export const REQUEST_HEADERS: i32 = 0;
+export const PLUGIN_CONFIGURATION: i32 = 7;
+const METRIC_COUNTER: i32 = 0;
+
+/** Two out-parameters (pointer, length) the host writes into. */
+const RET: usize = memory.data(8);
+
+/** A host-provided byte string: `ptr`/`len` after a successful call. */
+export let retPtr: usize = 0;
+export let retLen: i32 = 0;
+
+function took(status: i32): bool {
+  if (status != OK) { retPtr = 0; retLen = 0; return false; }
+  retPtr = load<u32>(RET);
+  retLen = load<i32>(RET + 4);
+  return true;
+}
+
+export function log(level: i32, ptr: usize, len: i32): void {
+  proxy_log(level, ptr, len);
+}
+
+/** Reads a property (path of NUL-terminated segments); false when absent. */
+export function getProperty(pathPtr: usize, pathLen: i32): bool {
+  return took(proxy_get_property(pathPtr, pathLen, RET, RET + 4));
+}
+
+export function getRequestHeaderPairs(): bool {
+  return took(proxy_get_header_map_pairs(REQUEST_HEADERS, RET, RET + 4));
+}
+
+export function getPluginConfiguration(size: i32): bool {
+  return took(proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, size, RET, RET + 4));
+}
+
+export function removeRequestHeader(keyPtr: usize, keyLen: i32): void {
+  proxy_remove_header_map_value(REQUEST_HEADERS, keyPtr, keyLen);
+}
+
+export function replaceRequestHeader(keyPtr: usize, keyLen: i32, valPtr: usize, valLen: i32): void {
+  proxy_replace_header_map_value(REQUEST_HEADERS, keyPtr, keyLen, valPtr, valLen);
+}
+
+export function sendLocalResponse(status: i32, bodyPtr: usize, bodyLen: i32, headersPtr: usize, headersLen: i32): void {
+  proxy_send_local_response(status, 0, 0, bodyPtr, bodyLen, headersPtr, headersLen, -1);
+}
+
+/** Defines a counter; returns its id, or -1 when the host refuses. */
+export function defineCounter(namePtr: usize, nameLen: i32): i32 {
+  return proxy_define_metric(METRIC_COUNTER, namePtr, nameLen, RET) == OK ? load<i32>(RET) : -1;
+}
+
+export function incrementCounter(id: i32): void {
+  if (id >= 0) proxy_increment_metric(id, 1);
+}

@@ -1,0 +1,107 @@
+// Byte-string helpers. Request data stays in the buffers the host wrote; a string is a
+// (pointer, length) pair into them, into static data, or into the request arena.
+
+export function bytesEqual(a: usize, alen: i32, b: usize, blen: i32): bool {
+  if (alen != blen) return false;
+  return memory.compare(a, b, alen) == 0;
+}
+
+/** Byte-wise order (what UTF-8 string comparison means here): <0, 0, >0. */
+export function bytesCompare(a: usize, alen: i32, b: usize, blen: i32): i32 {
+  const n = alen < blen ? alen : blen;
+  const c = memory.compare(a, b, n);
+  return c != 0 ? c : alen - blen;
+}
+
+export function bytesIndexOf(h: usize, hlen: i32, n: usize, nlen: i32): i32 {
+  for (let i = 0; i + nlen <= hlen; i++) {
+    if (memory.compare(h + i, n, nlen) == 0) return i;
+  }
+  return -1;
+}
+
+/** FNV-1a, 32 bit; compiler/emit.ts hashes table keys the same way. */
+export function fnv1a(ptr: usize, len: i32): u32 {
+  let h: u32 = 0x811c9dc5;
+  for (let i = 0; i < len; i++) {
+    h ^= load<u8>(ptr + i);
+    h *= 0x01000193;
+  }
+  return h;
+}
+
+export function hexValue(c: u32): i32 {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 65 && c <= 70) return c - 55;
+  if (c >= 97 && c <= 102) return c - 87;
+  return -1;
+}
+
+/** RFC 3986 unreserved: ALPHA / DIGIT / "-" / "." / "_" / "~". */
+export function isUnreserved(c: u32): bool {
+  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c == 45 || c == 46 || c == 95 || c == 126;
+}
+
+/** A growable byte buffer in the request arena (reset with the arena). */
+export class Out {
+  ptr: usize;
+  len: i32 = 0;
+  cap: i32;
+  constructor(cap: i32) {
+    this.cap = cap;
+    this.ptr = heap.alloc(<usize>cap);
+  }
+  private reserve(n: i32): void {
+    if (this.len + n <= this.cap) return;
+    let cap = this.cap << 1;
+    while (cap < this.len + n) cap <<= 1;
+    const p = heap.alloc(<usize>cap);
+    memory.copy(p, this.ptr, this.len);
+    this.ptr = p;
+    this.cap = cap;
+  }
+  byte(c: u32): Out {
+    this.reserve(1);
+    store<u8>(this.ptr + this.len, <u8>c);
+    this.len++;
+    return this;
+  }
+  bytes(p: usize, n: i32): Out {
+    this.reserve(n);
+    memory.copy(this.ptr + this.len, p, n);
+    this.len += n;
+    return this;
+  }
+  /** ASCII text from a static string literal (only for fixed markup). */
+  ascii(s: string): Out {
+    const n = s.length;
+    this.reserve(n);
+    for (let i = 0; i < n; i++) store<u8>(this.ptr + this.len + i, <u8>s.charCodeAt(i));
+    this.len += n;
+    return this;
+  }
+  int(v: i32): Out {
+    if (v < 0) { this.byte(45); v = -v; }
+    if (v >= 10) this.int(v / 10);
+    return this.byte(48 + (v % 10));
+  }
+  u32le(v: u32): Out {
+    this.reserve(4);
+    store<u32>(this.ptr + this.len, v);
+    this.len += 4;
+    return this;
+  }
+  /** Bytes as the inside of a JSON string: quotes, backslashes and controls escaped. */
+  jsonEscaped(p: usize, n: i32): Out {
+    for (let i = 0; i < n; i++) {
+      const c = <u32>load<u8>(p + i);
+      if (c == 34 || c == 92) this.byte(92).byte(c);
+      else if (c < 32 || c >= 127) {
+        this.ascii("\\u00").byte(HEX.charCodeAt(c >> 4)).byte(HEX.charCodeAt(c & 15));
+      } else this.byte(c);
+    }
+    return this;
+  }
+}
+
+const HEX = "0123456789abcdef";

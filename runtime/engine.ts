@@ -1,0 +1,164 @@
+// The decision for one request (see compiler/ir.ts for the procedure). Only rules whose
+// route bucket, path trie and principal index match are ever evaluated, so the cost
+// follows the number of matching rules, not the size of the policy.
+import { fnv1a } from "./bytes";
+import { isTrue, setAtom, setGeneration, injectLen, injectPtr, V, K_BOOL } from "./expr";
+import { segCount, segLen, segStart } from "./path";
+import { methodLen, methodPtr, principalLen, principalPtr } from "./request";
+import {
+  ATOM_STRIDE, H_ANY_BUCKET, H_ATOMS, H_METHODS, H_PRINCIPAL_DOMAINS, H_PRINCIPAL_EXACT, H_RULES, RULE_STRIDE,
+  candidates, evalInject, evalWhen, hashGet, ruleAtom, rulePrincipal, ruleSeen, t,
+} from "./tables";
+
+export const NONE = 0; // no rule applies: default deny
+export const ALLOW = 1;
+export const DENY = 2;
+
+/** The outcome of decide(): which rule (position), and whether a `when` error made a deny apply. */
+export let decidedRule: i32 = -1;
+export let decidedByError: bool = false;
+/** The applying allow rule's injected values: (ptr, len) pairs, in the rule's order. */
+export let injected: usize = 0;
+
+let gen: u32 = 0;
+let candidateCount = 0;
+
+export function ruleField(r: i32, f: i32): i32 { return t(t(H_RULES) + r * RULE_STRIDE + f); }
+
+// Hit modes of the trie walk.
+const ROUTES = 0;
+const PRINCIPALS = 1;
+
+export function decide(): i32 {
+  if (++gen == 0) gen = 1; // generation 0 is what fresh scratch memory holds
+  setGeneration(gen);
+  candidateCount = 0;
+  decidedRule = -1;
+  decidedByError = false;
+  matchPrincipal();
+  const bucket = hashGet(t(H_METHODS), methodPtr, methodLen, fnv1a(methodPtr, methodLen));
+  if (bucket >= 0) walkBucket(bucket);
+  const any = t(H_ANY_BUCKET);
+  if (any >= 0) walkBucket(any);
+  sortCandidates();
+
+  for (let i = 0; i < candidateCount; i++) {
+    const r = load<i32>(candidates + (<usize>i << 2));
+    if (ruleField(r, 0) != 1) continue;
+    if (!ruleField(r, 4)) { decidedRule = r; return DENY; }
+    setAtom(load<i32>(ruleAtom + (<usize>r << 2)));
+    const v = changetype<V>(evalWhen!(r));
+    if (v.kind == K_BOOL && !v.bool) continue;
+    decidedRule = r;
+    decidedByError = v.kind != K_BOOL; // fail closed: an error makes a deny rule apply
+    return DENY;
+  }
+  for (let i = 0; i < candidateCount; i++) {
+    const r = load<i32>(candidates + (<usize>i << 2));
+    if (ruleField(r, 0) != 0) continue;
+    setAtom(load<i32>(ruleAtom + (<usize>r << 2)));
+    if (ruleField(r, 4) && !isTrue(changetype<V>(evalWhen!(r)))) continue;
+    if (!injectAll(r)) continue; // an injection that cannot be evaluated: the rule does not apply
+    decidedRule = r;
+    return ALLOW;
+  }
+  return NONE;
+}
+
+function injectAll(r: i32): bool {
+  const names = ruleField(r, 5);
+  if (names < 0) return true;
+  const n = t(names);
+  injected = heap.alloc(<usize>n << 3);
+  for (let i = 0; i < n; i++) {
+    if (!evalInject!(r, i)) return false;
+    store<u32>(injected + (<usize>i << 3), <u32>injectPtr);
+    store<i32>(injected + (<usize>i << 3) + 4, injectLen);
+  }
+  return true;
+}
+
+function walkBucket(bucket: i32): void {
+  const anyPath = t(bucket + 1);
+  if (anyPath >= 0) hitList(anyPath, ROUTES);
+  const root = t(bucket);
+  if (root >= 0) walk(root, segStart, segLen, segCount, 0, ROUTES);
+}
+
+/** Depth-first over a trie: literal child by hash, then the any-segment child (non-empty segments only). */
+function walk(node: i32, starts: usize, lens: usize, count: i32, i: i32, mode: i32): void {
+  if (i == count) {
+    if (t(node + 2) >= 0) hitList(t(node + 2), mode);
+    return;
+  }
+  if (t(node + 3) >= 0) hitList(t(node + 3), mode);
+  const p = <usize>load<i32>(starts + (<usize>i << 2));
+  const n = load<i32>(lens + (<usize>i << 2));
+  const lit = hashGet(t(node), p, n, fnv1a(p, n));
+  if (lit >= 0) walk(lit, starts, lens, count, i + 1, mode);
+  const any = t(node + 1);
+  if (any >= 0 && n > 0) walk(any, starts, lens, count, i + 1, mode);
+}
+
+function hitList(list: i32, mode: i32): void {
+  for (let k = 0, n = t(list); k < n; k++) {
+    const id = t(list + 1 + k);
+    if (mode == PRINCIPALS) store<u32>(rulePrincipal + (<usize>id << 2), gen);
+    else hitAtom(id);
+  }
+}
+
+function hitAtom(atom: i32): void {
+  const r = t(t(H_ATOMS) + atom * ATOM_STRIDE);
+  const at = <usize>r << 2;
+  if (!ruleField(r, 1) && load<u32>(rulePrincipal + at) != gen) return; // caller not in `from`
+  if (load<u32>(ruleSeen + at) != gen) {
+    store<u32>(ruleSeen + at, gen);
+    store<i32>(ruleAtom + at, atom);
+    store<i32>(candidates + (<usize>candidateCount << 2), r);
+    candidateCount++;
+  } else if (atom < load<i32>(ruleAtom + at)) store<i32>(ruleAtom + at, atom); // first route binds the parameters
+}
+
+const SPIFFE = memory.data<u8>([115, 112, 105, 102, 102, 101, 58, 47, 47]); // "spiffe://"
+
+/** Stamps every rule whose `from` matches the caller: exact IDs by hash, patterns by trie. */
+function matchPrincipal(): void {
+  const p = principalPtr;
+  const len = principalLen;
+  const exact = hashGet(t(H_PRINCIPAL_EXACT), p, len, fnv1a(p, len));
+  if (exact >= 0) hitList(exact, PRINCIPALS);
+  if (t(H_PRINCIPAL_DOMAINS) < 0 || len < 9 || memory.compare(p, SPIFFE, 9) != 0) return;
+  let s = 9;
+  while (s < len && load<u8>(p + s) != 47) s++;
+  const root = hashGet(t(H_PRINCIPAL_DOMAINS), p + 9, s - 9, fnv1a(p + 9, s - 9));
+  if (root < 0) return;
+  // segments of the ID's path
+  const max = <usize>(len - s + 1);
+  const starts = heap.alloc(max << 2);
+  const lens = heap.alloc(max << 2);
+  let count = 0;
+  while (s < len) {
+    const b = s + 1;
+    let e = b;
+    while (e < len && load<u8>(p + e) != 47) e++;
+    store<i32>(starts + (<usize>count << 2), <i32>(p + b));
+    store<i32>(lens + (<usize>count << 2), e - b);
+    count++;
+    s = e;
+  }
+  walk(root, starts, lens, count, 0, PRINCIPALS);
+}
+
+/** Candidates in policy order (insertion sort: the list is short). */
+function sortCandidates(): void {
+  for (let i = 1; i < candidateCount; i++) {
+    const x = load<i32>(candidates + (<usize>i << 2));
+    let j = i - 1;
+    while (j >= 0 && load<i32>(candidates + (<usize>j << 2)) > x) {
+      store<i32>(candidates + (<usize>(j + 1) << 2), load<i32>(candidates + (<usize>j << 2)));
+      j--;
+    }
+    store<i32>(candidates + (<usize>(j + 1) << 2), x);
+  }
+}

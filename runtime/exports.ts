@@ -1,0 +1,136 @@
+// The proxy-wasm ABI 0.2.1 entry points of a policy filter (re-exported by
+// filters/policy.ts) and what happens around a decision: 401/400 before any rule, header
+// stripping and injection, the local reply, the decision log line and metric.
+//
+// Memory: the filter keeps nothing on the heap between callbacks. Every request starts by
+// resetting the (stub runtime's bump) heap, so the host's buffers, decoded values and
+// log text of one request reuse the same memory as the previous one.
+import {
+  LOG_INFO, defineCounter, getPluginConfiguration, incrementCounter, log, removeRequestHeader,
+  replaceRequestHeader, retLen, retPtr, sendLocalResponse,
+} from "./abi";
+import { Out } from "./bytes";
+import { ALLOW, DENY, decide, decidedByError, decidedRule, injected, ruleField } from "./engine";
+import { PATH_OK, normalizePath } from "./path";
+import { beginRequest, foundLen, foundPtr, header, principalLen, rawPathLen, rawPathPtr, requestId } from "./request";
+import { H_DRY_RUN, H_STRIP, b, t } from "./tables";
+import { parseConfig, CONFIG_DEFAULT, CONFIG_DRY_RUN } from "./config";
+
+const CONTINUE: i32 = 0;
+const PAUSE: i32 = 1;
+
+let dryRun = false;
+let metricAllow: i32 = -1;
+let metricDeny: i32 = -1;
+let metricUnauthenticated: i32 = -1;
+
+export function proxy_abi_version_0_2_1(): void {}
+
+export function proxy_on_memory_allocate(size: usize): usize { return heap.alloc(size); }
+export function malloc(size: usize): usize { return heap.alloc(size); }
+
+export function proxy_on_vm_start(rootId: i32, vmConfigSize: i32): bool { return true; }
+
+/** Reads the plugin configuration; anything but a valid one rejects the filter (false). */
+export function proxy_on_configure(rootId: i32, size: i32): bool {
+  let mode = CONFIG_DEFAULT;
+  if (size > 0) {
+    if (!getPluginConfiguration(size)) return false;
+    mode = parseConfig(retPtr, retLen);
+    if (mode < 0) return false;
+  }
+  dryRun = mode == CONFIG_DEFAULT ? t(H_DRY_RUN) != 0 : mode == CONFIG_DRY_RUN;
+  if (metricAllow < 0) {
+    metricAllow = counter("palisade_decisions.decision=allow");
+    metricDeny = counter("palisade_decisions.decision=deny");
+    metricUnauthenticated = counter("palisade_decisions.decision=unauthenticated");
+  }
+  heap.reset();
+  return true;
+}
+
+function counter(name: string): i32 {
+  const o = new Out(48).ascii(name);
+  return defineCounter(o.ptr, o.len);
+}
+
+export function proxy_on_context_create(contextId: i32, parentId: i32): void {}
+
+export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOfStream: i32): i32 {
+  heap.reset();
+  if (!beginRequest()) return finish(DENY_BAD_REQUEST, "bad_headers", -1);
+  if (principalLen == 0) return finish(UNAUTHENTICATED, "no_identity", -1);
+  if (rawPathLen < 0 || normalizePath(rawPathPtr, rawPathLen) != PATH_OK) return finish(DENY_BAD_REQUEST, "bad_path", -1);
+  const d = decide();
+  if (d == ALLOW) return finish(ALLOWED, "allow_rule", decidedRule);
+  if (d == DENY) return finish(DENIED, decidedByError ? "deny_rule_when_error" : "deny_rule", decidedRule);
+  return finish(DENIED, "no_allow_rule", -1);
+}
+
+export function proxy_on_request_body(contextId: i32, size: i32, endOfStream: i32): i32 { return CONTINUE; }
+export function proxy_on_request_trailers(contextId: i32, count: i32): i32 { return CONTINUE; }
+export function proxy_on_response_headers(contextId: i32, count: i32, endOfStream: i32): i32 { return CONTINUE; }
+export function proxy_on_response_body(contextId: i32, size: i32, endOfStream: i32): i32 { return CONTINUE; }
+export function proxy_on_response_trailers(contextId: i32, count: i32): i32 { return CONTINUE; }
+export function proxy_on_log(contextId: i32): void {}
+export function proxy_on_done(contextId: i32): bool { return true; }
+export function proxy_on_delete(contextId: i32): void {}
+
+// Outcomes: the decision name, its HTTP status, the local reply's error code.
+const ALLOWED = 0;
+const DENIED = 1;
+const DENY_BAD_REQUEST = 2;
+const UNAUTHENTICATED = 3;
+
+function finish(outcome: i32, reason: string, rule: i32): i32 {
+  const status = outcome == ALLOWED ? 200 : outcome == DENIED ? 403 : outcome == DENY_BAD_REQUEST ? 400 : 401;
+  const decision = outcome == ALLOWED ? "allow" : outcome == UNAUTHENTICATED ? "unauthenticated" : "deny";
+  writeDecision(decision, status, rule, reason);
+  incrementCounter(outcome == ALLOWED ? metricAllow : outcome == UNAUTHENTICATED ? metricUnauthenticated : metricDeny);
+  if (outcome == ALLOWED || dryRun) {
+    stripInjectable();
+    if (outcome == ALLOWED) setInjections(rule);
+    return CONTINUE;
+  }
+  reply(status, outcome == UNAUTHENTICATED ? "unauthenticated" : outcome == DENIED ? "forbidden" : "bad_request");
+  return PAUSE;
+}
+
+/** `palisade.decision {"decision":…,"status":…,"rule":…,"mode":…,"reason":…}` at info. */
+function writeDecision(decision: string, status: i32, rule: i32, reason: string): void {
+  const o = new Out(160).ascii('palisade.decision {"decision":"').ascii(decision).ascii('","status":').int(status).ascii(',"rule":');
+  if (rule < 0) o.ascii("null");
+  else o.byte(34).bytes(b(ruleField(rule, 2)), ruleField(rule, 3)).byte(34);
+  o.ascii(',"mode":"').ascii(dryRun ? "dry-run" : "enforce").ascii('","reason":"').ascii(reason).ascii('"}');
+  log(LOG_INFO, o.ptr, o.len);
+}
+
+/** Removes every header a rule may inject (present ones only), whatever the decision. */
+function stripInjectable(): void {
+  const list = t(H_STRIP);
+  for (let i = 0, n = t(list); i < n; i++) {
+    const p = b(t(list + 1 + i * 2));
+    const len = t(list + 2 + i * 2);
+    if (header(p, len)) removeRequestHeader(p, len);
+  }
+}
+
+function setInjections(rule: i32): void {
+  const names = ruleField(rule, 5);
+  if (names < 0) return;
+  for (let i = 0, n = t(names); i < n; i++) {
+    const at = injected + (<usize>i << 3);
+    replaceRequestHeader(b(t(names + 1 + i * 2)), t(names + 2 + i * 2), <usize>load<u32>(at), load<i32>(at + 4));
+  }
+}
+
+/** The local reply: `{"error":code,"request_id":id}`, nothing else an attacker could use. */
+function reply(status: i32, code: string): void {
+  requestId();
+  const body = new Out(64 + foundLen * 6).ascii('{"error":"').ascii(code).ascii('","request_id":"').jsonEscaped(foundPtr, foundLen).ascii('"}');
+  const ct = "content-type";
+  const json = "application/json";
+  const headers = new Out(64).u32le(1).u32le(ct.length).u32le(json.length).ascii(ct).byte(0).ascii(json).byte(0);
+  sendLocalResponse(status, body.ptr, body.len, headers.ptr, headers.len);
+}
+

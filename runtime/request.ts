@@ -1,0 +1,161 @@
+// The request as the filter reads it: the header map in one host call, the caller's
+// SPIFFE ID in one property read, and the identity-context claims (a protobuf Struct) in
+// one property read on first use. Everything points into host-written buffers in the
+// request arena; nothing is copied unless decoding needs it.
+import { getProperty, getRequestHeaderPairs, retLen, retPtr } from "./abi";
+import { bytesEqual } from "./bytes";
+import { decodeInto, queryLen, queryPtr } from "./path";
+
+const PEER = memory.data<u8>([99, 111, 110, 110, 101, 99, 116, 105, 111, 110, 0, 117, 114, 105, 95, 115, 97, 110, 95, 112, 101, 101, 114, 95, 99, 101, 114, 116, 105, 102, 105, 99, 97, 116, 101, 0]); // "connection\0uri_san_peer_certificate\0"
+const PEER_LEN = 36;
+const CLAIMS = memory.data<u8>([109, 101, 116, 97, 100, 97, 116, 97, 0, 102, 105, 108, 116, 101, 114, 95, 109, 101, 116, 97, 100, 97, 116, 97, 0, 101, 110, 118, 111, 121, 46, 102, 105, 108, 116, 101, 114, 115, 46, 104, 116, 116, 112, 46, 106, 119, 116, 95, 97, 117, 116, 104, 110, 0, 117, 115, 101, 114, 0]); // "metadata\0filter_metadata\0envoy.filters.http.jwt_authn\0user\0"
+const CLAIMS_LEN = 59;
+const REQUEST_ID_PROP = memory.data<u8>([114, 101, 113, 117, 101, 115, 116, 0, 105, 100, 0]); // "request\0id\0"
+const REQUEST_ID_PROP_LEN = 11;
+const METHOD = memory.data<u8>([58, 109, 101, 116, 104, 111, 100]); // ":method"
+const PATH = memory.data<u8>([58, 112, 97, 116, 104]); // ":path"
+const AUTHORITY = memory.data<u8>([58, 97, 117, 116, 104, 111, 114, 105, 116, 121]); // ":authority"
+const REQUEST_ID = memory.data<u8>([120, 45, 114, 101, 113, 117, 101, 115, 116, 45, 105, 100]); // "x-request-id"
+
+/** Header pairs: count, and per pair key/value pointer and length (i32 × 4). */
+export let headerCount: i32 = 0;
+let pairs: usize = 0;
+
+export let methodPtr: usize = 0;
+export let methodLen: i32 = 0;
+export let rawPathPtr: usize = 0;
+export let rawPathLen: i32 = -1;
+export let hostPtr: usize = 0;
+export let hostLen: i32 = 0;
+export let principalPtr: usize = 0;
+export let principalLen: i32 = 0;
+
+/** Claims Struct: -1 not read yet, 0 absent (no identity context), 1 present. */
+let claimsState: i32 = -1;
+export let claimsPtr: usize = 0;
+export let claimsLen: i32 = 0;
+
+/** Reads headers and caller identity; false when the header map is unreadable or malformed. */
+export function beginRequest(): bool {
+  headerCount = 0;
+  claimsState = -1;
+  methodLen = 0;
+  rawPathLen = -1;
+  hostLen = 0;
+  principalLen = getProperty(PEER, PEER_LEN) ? retLen : 0;
+  principalPtr = retPtr;
+  if (!getRequestHeaderPairs()) return false;
+  return parsePairs(retPtr, retLen);
+}
+
+// Serialized pairs: u32 count, (u32 keyLen, u32 valueLen) × count, then each key and value
+// followed by a NUL byte.
+function parsePairs(ptr: usize, len: i32): bool {
+  if (len < 4) return false;
+  const n = load<i32>(ptr);
+  if (n < 0 || 4 + <i64>n * 8 > <i64>len) return false;
+  pairs = heap.alloc(<usize>n << 4);
+  let data = ptr + 4 + (<usize>n << 3);
+  const end = ptr + len;
+  for (let i = 0; i < n; i++) {
+    const kl = load<u32>(ptr + 4 + (<usize>i << 3));
+    const vl = load<u32>(ptr + 8 + (<usize>i << 3));
+    if (<u64>data + kl + vl + 2 > <u64>end) return false;
+    const e = pairs + (<usize>i << 4);
+    store<i32>(e, <i32>data);
+    store<i32>(e + 4, kl);
+    store<i32>(e + 8, <i32>(data + kl + 1));
+    store<i32>(e + 12, vl);
+    data += kl + vl + 2;
+  }
+  headerCount = n;
+  if (header(METHOD, 7)) { methodPtr = foundPtr; methodLen = foundLen; }
+  if (header(PATH, 5)) { rawPathPtr = foundPtr; rawPathLen = foundLen; }
+  if (header(AUTHORITY, 10)) { hostPtr = foundPtr; hostLen = foundLen; }
+  return true;
+}
+
+export function headerKeyPtr(i: i32): usize { return <usize>load<i32>(pairs + (<usize>i << 4)); }
+export function headerKeyLen(i: i32): i32 { return load<i32>(pairs + (<usize>i << 4) + 4); }
+function headerValPtr(i: i32): usize { return <usize>load<i32>(pairs + (<usize>i << 4) + 8); }
+function headerValLen(i: i32): i32 { return load<i32>(pairs + (<usize>i << 4) + 12); }
+
+/** Result of header()/query()/requestId(). */
+export let foundPtr: usize = 0;
+export let foundLen: i32 = 0;
+
+/** A header's value; several occurrences are joined with "," as Envoy's own lookup does. */
+export function header(name: usize, nameLen: i32): bool {
+  let hits = 0;
+  let total = 0;
+  for (let i = 0; i < headerCount; i++) {
+    if (!bytesEqual(headerKeyPtr(i), headerKeyLen(i), name, nameLen)) continue;
+    if (hits++ == 0) { foundPtr = headerValPtr(i); foundLen = headerValLen(i); }
+    total += headerValLen(i) + 1;
+  }
+  if (hits > 1) {
+    const out = heap.alloc(<usize>total);
+    let n = 0;
+    for (let i = 0; i < headerCount; i++) {
+      if (!bytesEqual(headerKeyPtr(i), headerKeyLen(i), name, nameLen)) continue;
+      if (n > 0) store<u8>(out + n++, 44);
+      memory.copy(out + n, headerValPtr(i), headerValLen(i));
+      n += headerValLen(i);
+    }
+    foundPtr = out;
+    foundLen = n;
+  }
+  return hits > 0;
+}
+
+/** Query parameter (names and values percent-decoded; the first occurrence wins). */
+export function query(name: usize, nameLen: i32): bool {
+  return queryScan(name, nameLen) >= 0;
+}
+
+/** Number of query parameters. */
+export function queryCount(): i32 {
+  return queryScan(0, -1);
+}
+
+// Walks "a=1&b=2"; with nameLen -1 counts parameters, else finds `name` (returns 1, or -1).
+function queryScan(name: usize, nameLen: i32): i32 {
+  if (queryLen <= 0) return nameLen < 0 ? 0 : -1;
+  const tmp = heap.alloc(<usize>queryLen);
+  let count = 0;
+  let s = 0;
+  while (s <= queryLen) {
+    let e = s;
+    while (e < queryLen && load<u8>(queryPtr + e) != 38) e++;
+    if (e > s) {
+      count++;
+      let eq = s;
+      while (eq < e && load<u8>(queryPtr + eq) != 61) eq++;
+      if (nameLen >= 0 && decodeInto(tmp, queryPtr + s, eq - s) == nameLen && memory.compare(tmp, name, nameLen) == 0) {
+        const vs = eq < e ? eq + 1 : e;
+        foundPtr = heap.alloc(<usize>(e - vs) + 1);
+        foundLen = decodeInto(foundPtr, queryPtr + vs, e - vs);
+        return 1;
+      }
+    }
+    s = e + 1;
+  }
+  return nameLen < 0 ? count : -1;
+}
+
+/** The identity-context claims Struct, read once on first use; false: no identity context. */
+export function claims(): bool {
+  if (claimsState < 0) {
+    claimsState = getProperty(CLAIMS, CLAIMS_LEN) ? 1 : 0;
+    claimsPtr = retPtr;
+    claimsLen = retLen;
+  }
+  return claimsState == 1;
+}
+
+/** The request id for replies: `x-request-id`, else the host's `request.id` property, else empty. */
+export function requestId(): void {
+  if (header(REQUEST_ID, 12)) return;
+  if (getProperty(REQUEST_ID_PROP, REQUEST_ID_PROP_LEN)) { foundPtr = retPtr; foundLen = retLen; return; }
+  foundLen = 0;
+}
