@@ -1,6 +1,6 @@
 import { createHash, createPrivateKey, createPublicKey, KeyObject, randomBytes, sign, verify, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
-import { ECDSA_P256, generateKeyPair, x509 } from '../identity/pki.ts';
+import { ECDSA_P256, generateKeyPair, toPem, x509 } from '../identity/pki.ts';
 import { bitString, boolean, children, explicit, implicit, octetString, oid, read, sequence, splitSigned, time, tlv, unsignedInteger } from './der.ts';
 import { CaError } from './errors.ts';
 
@@ -25,7 +25,7 @@ export async function createRoot(trustDomain: string, years = 5): Promise<{ cert
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  return { certPem: cert.toString('pem'), keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
+  return { certPem: toPem(Buffer.from(cert.rawData)), keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
 }
 
 /** 128 random bits, high bit clear so the INTEGER stays positive and 16 bytes long. */
@@ -99,7 +99,7 @@ export class Issuer {
         new x509.SubjectAlternativeNameExtension(hosts.map((host) => ({ type: isIP(host) ? ('ip' as const) : ('dns' as const), value: host }))),
       ],
     });
-    return { certPem: cert.toString('pem') + this.rootPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
+    return { certPem: toPem(Buffer.from(cert.rawData)) + this.rootPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
   }
 }
 

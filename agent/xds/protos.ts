@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import protobuf from 'protobufjs';
 import * as protoLoader from '@grpc/proto-loader';
-import type { GrpcObject } from '@grpc/grpc-js';
+import type { GrpcObject, ServiceClientConstructor } from '@grpc/grpc-js';
 import { loadPackageDefinition } from '@grpc/grpc-js';
 
 /**
@@ -45,6 +45,14 @@ const LOADER_OPTIONS: protoLoader.Options = {
  */
 export function loadGrpcPackage(files: string[]): GrpcObject {
   return loadPackageDefinition(protoLoader.loadSync(files, LOADER_OPTIONS));
+}
+
+/** A service's client constructor (also its server definition, `.service`) by full name. */
+export function grpcService(file: string, fullName: string): ServiceClientConstructor {
+  let node: unknown = loadGrpcPackage([file]);
+  for (const part of fullName.split('.')) node = (node as GrpcObject)?.[part];
+  if (typeof node !== 'function') throw new Error(`${fullName} is not a service in ${file}`);
+  return node as ServiceClientConstructor;
 }
 
 const roots = new Map<string, protobuf.Root>();
