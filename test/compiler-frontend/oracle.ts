@@ -147,7 +147,7 @@ function evaluate(e: TExpr, c: Ctx): V {
       const s = evaluate(e.target, c);
       const a = evaluate(e.arg, c);
       if (typeof s !== 'string' || typeof a !== 'string') return ERR;
-      return s[e.fn](a);
+      return e.fn === 'startsWith' ? s.startsWith(a) : e.fn === 'endsWith' ? s.endsWith(a) : s.includes(a);
     }
     case 'size': {
       const v = evaluate(e.e, c);
