@@ -39,7 +39,10 @@ function jsonSyntaxError(file: string, text: string, err: unknown): Diagnostic {
   const col = typeof e.column === 'number' ? e.column : 1;
   // momoa appends "(line:col)" to its messages; the position is already in front.
   const raw = String(e.message ?? err).replace(/\s*\(\d+:\d+\)\s*$/, '');
-  const message = text.trim() === '' ? 'empty file: expected a JSON object' : `invalid JSON: ${describeMomoa(raw)}`;
+  const message =
+    text.trim() === '' ? 'empty file: expected a JSON object'
+    : err instanceof RangeError ? 'invalid JSON: nested too deeply'
+    : `invalid JSON: ${describeMomoa(raw)}`;
   return { severity: 'error', message, span: { file, line, col, pointer: '' } };
 }
 

@@ -28,6 +28,12 @@ test('comments, trailing commas and empty files are not JSON', () => {
   }
 });
 
+test('absurd nesting is an error, not a stack overflow', () => {
+  const { source, diagnostics } = parseSource('f.json', '['.repeat(200_000) + ']'.repeat(200_000));
+  assert.is(source, null);
+  assert.is(diagnostics[0].message, 'invalid JSON: nested too deeply');
+});
+
 test('duplicate keys are errors at the second key, at any depth', () => {
   const { source, diagnostics } = parseSource('f.json', '{"a": 1,\n "r": [{"id": 1, "id": 2}],\n "a": 3}');
   assert.is(source, null);
