@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
+import type { Filter, Outcome } from '../host/filter.ts';
 
 /** The decision record a policy filter logs for every request (DEVELOPERS.md). */
 export interface PolicyDecision {
@@ -20,25 +21,20 @@ export interface PolicyDecision {
   reason: string;
 }
 
-/** What the sidecar asks of the filter: the request as Envoy would present it. */
-export interface FilterRequest {
-  method: string;
-  path: string;
-  authority: string;
-  scheme: string;
-  headers: Record<string, string>;
-  source: { principal?: string };
-  metadata: Record<string, Record<string, unknown>>;
-}
+/** What the sidecar uses of a filter loaded in the strict host (agent/host). */
+export type LoadedFilter = Pick<Filter, 'handleRequest' | 'close'>;
 
-export type FilterOutcome = (
-  | { kind: 'forward'; headers: Record<string, string> }
-  | { kind: 'reply'; status: number; headers: Record<string, string>; body: Uint8Array | string }
-) & { decision?: PolicyDecision };
+const DECISION_PREFIX = 'palisade.decision ';
 
-export interface LoadedFilter {
-  handleRequest(req: FilterRequest): FilterOutcome | Promise<FilterOutcome>;
-  close?(): void;
+/** The decision line the filter logged for a request, if it logged one. */
+export function decisionOf(outcome: Outcome): PolicyDecision | undefined {
+  const line = outcome.logs.find((l) => l.level === 'info' && l.message.startsWith(DECISION_PREFIX));
+  if (!line) return undefined;
+  try {
+    return JSON.parse(line.message.slice(DECISION_PREFIX.length)) as PolicyDecision;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Loads wasm into the strict host; throws with the reason when it does not instantiate. */
@@ -98,7 +94,7 @@ export class FilterSlot extends EventEmitter {
       release: () => {
         if (released) return;
         released = true;
-        if (--version.leases === 0 && version.retired) version.filter.close?.();
+        if (--version.leases === 0 && version.retired) void version.filter.close();
       },
     };
   }
@@ -122,7 +118,7 @@ export class FilterSlot extends EventEmitter {
       const old = this.#current;
       this.#current = { filter, leases: 0, retired: false };
       old.retired = true;
-      if (old.leases === 0) old.filter.close?.();
+      if (old.leases === 0) void old.filter.close();
       Object.assign(this.#status, { sha256: digest, loadedAt: new Date().toISOString(), source, reloads: this.#status.reloads + 1 });
       this.emit('swapped', this.status());
       return { ok: true as const, sha256: digest };
@@ -156,7 +152,7 @@ export class FilterSlot extends EventEmitter {
     this.#watcher?.close();
     clearTimeout(this.#debounce);
     this.#current.retired = true;
-    if (this.#current.leases === 0) this.#current.filter.close?.();
+    if (this.#current.leases === 0) void this.#current.filter.close();
   }
 
   async #accept(wasm: Uint8Array): Promise<LoadedFilter> {
@@ -164,7 +160,7 @@ export class FilterSlot extends EventEmitter {
     try {
       await this.check?.(wasm, filter);
     } catch (err) {
-      filter.close?.();
+      await filter.close();
       throw err;
     }
     return filter;

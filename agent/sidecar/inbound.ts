@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { performance } from 'node:perf_hooks';
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import type { SvidSource } from './svid.ts';
 import { tlsMaterial } from './tls.ts';
@@ -21,7 +21,8 @@ import { continueTrace } from './trace.ts';
 import { FINGERPRINT_HEADER, FingerprintError, verifyFingerprint, DEFAULT_SKEW_SECONDS, DEFAULT_TTL_SECONDS, type FingerprintClaims } from './fingerprint.ts';
 import { ReplayCache } from './replay-cache.ts';
 import { IdentityContextError, type IdentityContext, type IdentityVerifier } from './identity-context.ts';
-import type { FilterSlot, FilterOutcome, PolicyDecision } from './filter-slot.ts';
+import { decisionOf, type FilterSlot, type PolicyDecision } from './filter-slot.ts';
+import type { Outcome, Pair, UpstreamResponse } from '../host/filter.ts';
 import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody } from './http.ts';
 import { logDecision, type DecisionRecord } from './decision-log.ts';
 
@@ -146,57 +147,74 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
 
     const lease = opts.filters.acquire();
     res.on('close', lease.release);
-    let result: FilterOutcome;
+    // The filter sees the request headers; the body streams to the application untouched.
+    let upstream: Dispatcher.ResponseData | undefined;
+    let result: Outcome;
     try {
-      result = await lease.filter.handleRequest({
-        method,
-        path,
-        authority: req.headers.host ?? '',
-        scheme: 'https',
-        headers: filterHeaders(req, requestId, trace.traceparent, self, peer.id),
-        source: { principal: peer.id },
-        metadata: { [JWT_AUTHN]: user ? { user: user.claims, fingerprint } : { fingerprint } },
-      });
+      result = await lease.filter.handleRequest(
+        {
+          method,
+          path,
+          authority: req.headers.host ?? '',
+          scheme: 'https',
+          headers: filterHeaders(req, requestId, trace.traceparent, self, peer.id),
+          source: { principal: peer.id, address: `${req.socket.remoteAddress}:${req.socket.remotePort}` },
+          metadata: { [JWT_AUTHN]: user ? { user: user.claims, fingerprint } : { fingerprint } },
+        },
+        {
+          upstream: async (forwarded) => {
+            const answer = await callApp(req, forwarded.headers);
+            if ('failure' in answer) return answer.failure;
+            upstream = answer.response;
+            return { status: upstream.statusCode, headers: toPairs(forwardable(upstream.headers)) };
+          },
+        },
+      );
     } catch (err) {
+      upstream?.body.destroy();
       // fail_open: false — a filter that cannot decide refuses the request.
       return refuse(503, 'unavailable', `filter failed: ${(err as Error).message}`);
     }
-    const decision = result.decision ?? impliedDecision(result);
+    const decision = decisionOf(result) ?? impliedDecision(result);
     outcome = { decision: decision.decision, rule: decision.rule, mode: decision.mode, reason: decision.reason };
 
-    if (result.kind === 'reply') {
-      const body = typeof result.body === 'string' ? Buffer.from(result.body) : result.body;
-      res.writeHead(result.status, { ...result.headers, 'content-length': body.byteLength });
-      res.end(body);
+    if (result.kind === 'reset') {
+      upstream?.body.destroy();
+      res.destroy();
       return;
     }
-    await forward(req, res, result.headers, refuse);
+    res.writeHead(result.status, fromPairs(result.headers));
+    if (result.kind === 'forward' && upstream) {
+      try {
+        await pipeline(upstream.body, res);
+      } catch {
+        res.destroy(); // caller gone or application broke off mid-body: nothing more to say
+      }
+      return;
+    }
+    upstream?.body.destroy(); // a reply replaced the application's response
+    res.end(result.body);
   }
 
-  async function forward(
-    req: IncomingMessage,
-    res: ServerResponse,
-    filtered: Record<string, string>,
-    refuse: (status: number, error: string, reason: string) => void,
-  ): Promise<void> {
-    const headers: Record<string, string> = {};
-    for (const [name, value] of Object.entries(filtered)) if (!name.startsWith(':')) headers[name] = value;
-    headers.host = filtered[':authority'] ?? req.headers.host ?? '';
+  /** Sends the request as the filter left it to the application; failures become Envoy-like local answers. */
+  async function callApp(req: IncomingMessage, headers: Pair[]): Promise<{ response: Dispatcher.ResponseData } | { failure: UpstreamResponse }> {
+    let path = req.url ?? '/';
+    let authority = req.headers.host ?? '';
+    const flat: string[] = [];
+    for (const [name, value] of headers) {
+      if (name === ':path') path = value;
+      else if (name === ':authority') authority = value;
+      else if (!name.startsWith(':')) flat.push(name, value);
+    }
+    flat.push('host', authority);
     let overflow = false;
     const body = hasBody(req.headers) ? req.pipe(limitBytes(limits.maxBodyBytes, () => (overflow = true))) : null;
-    let upstream;
     try {
-      upstream = await app.request({ method: req.method ?? 'GET', path: filtered[':path'] ?? req.url ?? '/', headers, body });
+      return { response: await app.request({ method: req.method ?? 'GET', path, headers: flat, body }) };
     } catch (err) {
-      if (overflow) return refuse(413, 'payload_too_large', 'body over the limit');
-      const failure = upstreamFailure(err);
-      return refuse(failure.status, failure.code, `application: ${(err as Error).message}`);
-    }
-    res.writeHead(upstream.statusCode, forwardable(upstream.headers));
-    try {
-      await pipeline(upstream.body, res);
-    } catch {
-      res.destroy(); // caller gone or application broke off mid-body: nothing more to say
+      const { status, code } = overflow ? { status: 413, code: 'payload_too_large' } : upstreamFailure(err);
+      const text = JSON.stringify({ error: code, request_id: req.headers['x-request-id'] ?? null });
+      return { failure: { status, headers: [['content-type', 'application/json']], body: text } };
     }
   }
 
@@ -273,10 +291,24 @@ function filterHeaders(req: IncomingMessage, requestId: string, traceparent: str
 }
 
 /** When the host does not hand back the decision record, the outcome still says enough. */
-function impliedDecision(result: FilterOutcome): PolicyDecision {
-  if (result.kind === 'forward') return { decision: 'allow', status: 200, rule: null, mode: 'enforce', reason: 'forwarded' };
+function impliedDecision(result: Outcome): PolicyDecision {
+  if (result.kind !== 'reply') return { decision: 'allow', status: 200, rule: null, mode: 'enforce', reason: 'forwarded' };
   const decision = result.status === 401 ? 'unauthenticated' : 'deny';
   return { decision, status: result.status, rule: null, mode: 'enforce', reason: 'local reply' };
+}
+
+function toPairs(headers: Record<string, string | string[]>): Pair[] {
+  return Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x): Pair => [k, x]) : [[k, v] as Pair]));
+}
+
+/** Repeated names (set-cookie) become arrays, as node:http expects them. */
+function fromPairs(pairs: Pair[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of pairs) {
+    const prev = out[k];
+    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return out;
 }
 
 /** Passes bytes through until `max`, then fails the stream (the upload is cut off). */
