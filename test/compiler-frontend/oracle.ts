@@ -196,11 +196,12 @@ export function decide(policy: CheckedPolicy, req: CaseRequest): Outcome {
   for (const rule of policy.rules) {
     const c = ctx();
     if (rule.effect !== 'allow' || !applies(rule, c)) continue;
-    const upstreamHeaders = { ...headers };
+    // Every name any rule may inject is stripped from every request, then this rule's are set.
+    const injectable = new Set(policy.rules.flatMap((r) => r.inject.map((i) => i.header)));
+    const upstreamHeaders = Object.fromEntries(Object.entries(headers).filter(([k]) => !injectable.has(k)));
     for (const i of rule.inject) {
       const v = evaluate(i.value, c);
       if (typeof v === 'string') upstreamHeaders[i.header] = v;
-      else delete upstreamHeaders[i.header]; // never let a spoofed value through
     }
     return { ...reply('allow', 200, rule.id), upstreamHeaders };
   }
