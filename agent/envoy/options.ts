@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { DEFAULT_STRIP_HEADERS, policyResourceName, type BootstrapOptions, type OutboundRoute } from './bootstrap.ts';
-import { readManifest } from './manifest.ts';
+import { ManifestError, readManifest, type PolicyArtifact } from './manifest.ts';
 
 /** What a user may say on the command line; everything has a default. */
 export interface BootstrapInput {
@@ -55,7 +55,7 @@ const HEADER_NAME = /^[!#$%&'*+\-.^`|~0-9a-z]+$/;
  * option wins over the manifest.
  */
 export function bootstrapOptions(input: BootstrapInput): BootstrapOptions {
-  const artifact = input.policy ? readManifest(input.policy) : undefined;
+  const artifact = input.policy ? manifest(input.policy) : undefined;
   const serviceName = input.serviceName ?? artifact?.name ?? DEFAULTS.serviceName;
   const spiffeId = input.spiffeId ?? artifact?.service
     ?? `spiffe://${input.trustDomain ?? DEFAULTS.trustDomain}/ns/default/sa/${serviceName}`;
@@ -85,6 +85,14 @@ export function bootstrapOptions(input: BootstrapInput): BootstrapOptions {
     routes: input.routes ? readRoutes(input.routes, trustDomain) : {},
     stripHeaders: (input.stripHeader ?? DEFAULT_STRIP_HEADERS).map(headerName),
   };
+}
+
+function manifest(file: string): PolicyArtifact {
+  try {
+    return readManifest(file);
+  } catch (err) {
+    throw err instanceof ManifestError ? new OptionError(`--policy: ${err.message}`) : err;
+  }
 }
 
 /** The identity context is all or nothing: issuer, JWKS and at least one audience. */
