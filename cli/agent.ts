@@ -40,6 +40,7 @@ const identityGroup: AgentOptionGroup = {
       .requiredOption('--ca-url <url>', 'CA address, e.g. https://127.0.0.1:8443')
       .requiredOption('--bundle <file>', 'trust bundle (PEM) that verifies the CA, e.g. the CA dir bundle.pem')
       .option('--token <token>', 'one-time join token (or env PALISADE_JOIN_TOKEN)')
+      .option('--join-attempts <n>', 'attempts to reach the CA at startup before giving up', '5')
       .option('--sds <unix:path>', "serve SDS (secrets 'default' and 'ROOTCA') to Envoy on this Unix socket")
       .option('--admin <host:port>', 'admin endpoint on loopback: /healthz, /metrics, /v1/svid');
   },
@@ -69,9 +70,11 @@ async function runAgent(opts: Record<string, unknown>): Promise<void> {
   } catch (err) {
     throw new CliError(`cannot read trust bundle ${opts.bundle}: ${(err as Error).message}`, 2);
   }
+  const bootstrapAttempts = Number(opts.joinAttempts);
+  if (!Number.isInteger(bootstrapAttempts) || bootstrapAttempts < 1) throw new CliError('--join-attempts must be a positive integer', 2);
   let agent: IdentityAgent;
   try {
-    agent = await startAgent({ caUrl: opts.caUrl as string, bundlePem, token });
+    agent = await startAgent({ caUrl: opts.caUrl as string, bundlePem, token, bootstrapAttempts });
   } catch (err) {
     throw new CliError(`cannot obtain an SVID: ${(err as Error).message}`);
   }
