@@ -1,0 +1,141 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtemp, writeFile, rename, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Fastify from 'fastify';
+import autocannon from 'autocannon';
+import { Registry } from 'prom-client';
+import { request } from 'undici';
+import { startSidecar, type Sidecar } from '../../agent/sidecar/index.ts';
+import { identities, startEcho, captureLog, FRONTEND, CARD, type Echo } from './harness.ts';
+import { loadStandin, standinPolicy } from './standin-filter.ts';
+
+const reload = suite('hot reload');
+const ids = await identities();
+const log = captureLog();
+const dir = await mkdtemp(join(tmpdir(), 'palisade-reload-'));
+const filterFile = join(dir, 'card.wasm');
+const registry = new Registry();
+const admin = Fastify();
+let echo: Echo;
+let card: Sidecar;
+let frontend: Sidecar;
+let adminUrl: string;
+
+const allowAll = standinPolicy([{ from: [FRONTEND] }]);
+const allowCards = standinPolicy([{ from: [FRONTEND], prefix: '/cards' }]);
+const denyAll = standinPolicy([]);
+
+reload.before(async () => {
+  echo = await startEcho();
+  await writeFile(filterFile, allowAll);
+  card = await startSidecar({
+    identity: ids.card,
+    inbound: { app: echo.url, filterFile },
+    loadFilter: loadStandin,
+    logger: log.logger,
+    admin,
+    registry,
+  });
+  adminUrl = await admin.listen({ port: 0, host: '127.0.0.1' });
+  frontend = await startSidecar({
+    identity: ids.frontend,
+    outbound: { routes: { card: { url: card.inbound!.url, spiffeId: CARD } } },
+    loadFilter: loadStandin,
+    logger: log.logger,
+  });
+});
+
+reload.after(async () => {
+  await frontend.close();
+  await card.close();
+  await admin.close();
+  await echo.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const get = async (path: string) => {
+  const res = await request(`${frontend.outbound!.url}${path}`, { headers: { host: 'card' } });
+  await res.body.text();
+  return res.statusCode;
+};
+const putFilter = async (wasm: Uint8Array) => {
+  const res = await request(`${adminUrl}/v1/filter`, { method: 'PUT', headers: { 'content-type': 'application/wasm' }, body: wasm });
+  return { status: res.statusCode, body: (await res.body.json()) as Record<string, any> };
+};
+
+reload('PUT /v1/filter swaps; a bad filter is refused and the old one kept', async () => {
+  assert.is(await get('/accounts'), 200);
+  const swapped = await putFilter(allowCards);
+  assert.is(swapped.status, 200);
+  assert.is(swapped.body.reloads, 1);
+  assert.is(await get('/accounts'), 403);
+  assert.is(await get('/cards'), 200);
+
+  const refused = await putFilter(Buffer.from('\0asm garbage'));
+  assert.is(refused.status, 422);
+  assert.is(refused.body.error.code, 'filter_refused');
+  assert.is(await get('/cards'), 200); // old filter kept
+  const status = (await (await request(`${adminUrl}/v1/filter`)).body.json()) as Record<string, any>;
+  assert.is(status.sha256, swapped.body.sha256);
+  assert.ok(status.lastRefusal.reason);
+  assert.match(await registry.metrics(), /palisade_filter_reloads_total\{result="refused"\} 1/);
+  assert.ok(log.lines.some((l) => l.msg === 'filter refused; previous filter kept'));
+
+  const empty = await request(`${adminUrl}/v1/filter`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' });
+  assert.is(empty.statusCode, 415);
+  await empty.body.text();
+});
+
+reload('replacing the file swaps the filter', async () => {
+  await writeFile(`${filterFile}.tmp`, denyAll);
+  await rename(`${filterFile}.tmp`, filterFile); // how deploy tools replace files
+  for (let i = 0; i < 50 && card.filters!.status().source !== `file ${filterFile}`; i++) await sleep(20);
+  assert.is(await get('/cards'), 403);
+  await writeFile(filterFile, allowAll);
+  for (let i = 0; i < 50 && (await get('/cards')) !== 200; i++) await sleep(20);
+  assert.is(await get('/cards'), 200);
+});
+
+reload('a request in flight finishes on the filter it started with', async () => {
+  let release!: () => void;
+  echo.behave = (_req, res) => {
+    release = () => res.end('late');
+  };
+  const inFlight = get('/slow');
+  while (!release) await sleep(5);
+  assert.is((await putFilter(denyAll)).status, 200);
+  echo.behave = undefined;
+  assert.is(await get('/slow'), 403); // new requests: new filter
+  release();
+  assert.is(await inFlight, 200); // the old filter let it through and it completed
+  await putFilter(allowAll);
+});
+
+reload('load keeps flowing through filter swaps and SVID rotations: zero failed requests', async () => {
+  const run = autocannon({
+    url: `${frontend.outbound!.url}/cards/1`,
+    headers: { host: 'card' },
+    connections: 8,
+    duration: 3,
+  });
+  const events: Promise<unknown>[] = [];
+  const at = (ms: number, fn: () => Promise<unknown>) => events.push(sleep(ms).then(fn));
+  at(500, () => putFilter(allowCards));
+  at(900, async () => ids.card.rotate(await ids.ca.issue(CARD)));
+  at(1300, async () => ids.frontend.rotate(await ids.ca.issue(FRONTEND)));
+  at(1700, () => putFilter(Buffer.from('not a filter')));
+  at(2100, () => writeFile(filterFile, allowAll));
+  const result = await run;
+  await Promise.all(events);
+  assert.ok(result.requests.total > 200, `only ${result.requests.total} requests`);
+  if (process.env.PALISADE_VERBOSE) console.log(`load through swaps and rotations: ${result.requests.total} requests, p99 ${result.latency.p99} ms`);
+  assert.is(result.errors, 0);
+  assert.is(result.timeouts, 0);
+  assert.is(result.non2xx, 0);
+  assert.ok(card.filters!.status().reloads >= 2);
+});
+
+reload.run();
