@@ -36,6 +36,10 @@ class Checker {
     this.diagnostics.push({ severity: 'error', message, span });
   }
 
+  private warning(span: Span, message: string): void {
+    this.diagnostics.push({ severity: 'warning', message, span });
+  }
+
   /** Span of character `offset` of the string value at `pointer`. */
   private inString(pointer: string, offset: number): Span {
     const node = nodeAt(this.src.root, pointer);
@@ -68,10 +72,12 @@ class Checker {
         this.error(spanAt(this.src, `${at}/id`), `duplicate rule id '${id}' (first used by rule ${first}, line ${spanAt(this.src, `/rules/${first}`).line})`);
       } else if (id) seen.set(id, index);
       const to = Array.isArray(raw.to) ? this.requestMatches(raw.to, `${at}/to`) : null;
-      const when = isString(raw.when) ? this.expression(raw.when, `${at}/when`, paramScope(to, raw.to !== undefined)) : null;
+      const params = paramScope(to, raw.to !== undefined);
+      const when = isString(raw.when) ? this.expression(raw.when, `${at}/when`, params) : null;
       if (when && when.t !== 'bool' && when.t !== 'dyn') this.error(when.span, `'when' must be a bool expression, not ${when.t}`);
-      if (when?.k === 'bool' && !when.v) {
-        this.diagnostics.push({ severity: 'warning', message: `rule '${id}' never applies: its 'when' is false`, span: when.span });
+      if (when?.k === 'bool' && !when.v) this.warning(when.span, `rule '${id}' never applies: its 'when' is false`);
+      if (raw.effect === 'deny' && isObject(raw.inject) && Object.keys(raw.inject).length) {
+        this.warning(spanAt(this.src, `${at}/inject`), `'inject' has no effect on a deny rule`);
       }
       out.push({
         id,
@@ -81,7 +87,7 @@ class Checker {
         from: Array.isArray(raw.from) ? this.principals(raw.from, `${at}/from`) : null,
         to,
         when,
-        inject: isObject(raw.inject) ? this.injections(raw.inject, `${at}/inject`, paramScope(to, raw.to !== undefined)) : [],
+        inject: isObject(raw.inject) ? this.injections(raw.inject, `${at}/inject`, params) : [],
       });
     });
     return out;

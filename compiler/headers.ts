@@ -10,7 +10,7 @@ const HOP_BY_HOP = new Set([
 ]);
 /** Headers that change how the request is routed or framed. */
 const ROUTING = new Set(['host', 'content-length']);
-export const RESERVED_PREFIX = 'x-palisade-';
+const RESERVED_PREFIX = 'x-palisade-';
 
 /** Why `key` cannot be looked up in `request.headers`, or null. */
 export function headerKeyError(key: string): string | null {

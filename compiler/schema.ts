@@ -5,7 +5,7 @@
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import schema from '../schema/policy.schema.json' with { type: 'json' };
 import type { Diagnostic } from './ast.ts';
-import { escapePointer, memberAt, spanAt, type Source } from './source.ts';
+import { escapePointer, memberAt, spanAt, splitPointer, type Source } from './source.ts';
 import { didYouMean } from './suggest.ts';
 
 export { schema };
@@ -63,7 +63,7 @@ function knownProperties(parentSchema: unknown): string[] {
 
 function valueAt(src: Source, pointer: string): unknown {
   let v: unknown = src.value;
-  for (const t of pointer.split('/').slice(1)) v = (v as Record<string, unknown>)?.[t.replace(/~1/g, '/').replace(/~0/g, '~')];
+  for (const t of splitPointer(pointer)) v = (v as Record<string, unknown>)?.[t];
   return v;
 }
 

@@ -233,4 +233,10 @@ test('a constant false `when` is a warning and the policy still compiles', () =>
   assert.equal(r.diagnostics.map((d) => [d.severity, d.message]), [['warning', "rule 'off' never applies: its 'when' is false"]]);
 });
 
+test('inject on a deny rule is a warning: it can never take effect', () => {
+  const r = run(policyText([{ id: 'd', effect: 'deny', inject: { 'x-a': "'1'" } }]));
+  assert.ok(r.policy);
+  assert.equal(r.diagnostics.map((d) => [d.severity, d.message, d.span.pointer]), [['warning', "'inject' has no effect on a deny rule", '/rules/0/inject']]);
+});
+
 test.run();
