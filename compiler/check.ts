@@ -158,6 +158,9 @@ class Checker {
       if (value && value.t !== 'string' && value.t !== 'dyn') {
         this.error(value.span, `injected header '${header}' needs a string expression, not ${value.t}`);
       }
+      if (value?.k === 'str' && /[\r\n\0]/.test(value.v)) {
+        this.error(value.span, `injected header '${header}': a header value cannot contain CR, LF or NUL`);
+      }
       return value && !bad ? [{ header, value, span: spanAt(this.src, pointer) }] : [];
     });
   }

@@ -206,6 +206,7 @@ test('rule ids and injected headers', () => {
     ['x y', "'x'", /not a valid header name/],
     ['x-n', 'size(user.scopes)', /injected header 'x-n' needs a string expression, not number/],
     ['x-b', "request.method == 'GET'", /needs a string expression, not bool/],
+    ['x-c', "'a\\r\\nx-admin: 1'", /cannot contain CR, LF or NUL/],
   ];
   for (const [header, value, message] of cases) {
     assert.match(onlyError(policyText([{ id: 'r', effect: 'allow', inject: { [header]: value } }])), message, header);
