@@ -141,7 +141,10 @@ export function sdsClient(socketPath: string) {
     Object.fromEntries(
       response.resources.map((any) => {
         if (any.type_url !== SECRET_TYPE_URL) throw new Error(`unexpected type ${any.type_url}`);
-        const secret = Secret.toObject(Secret.decode(any.value), { bytes: String }) as any;
+        // inline_bytes as text: PEM is what the agent put in.
+        const secret = JSON.parse(JSON.stringify(Secret.toObject(Secret.decode(any.value), { bytes: String })), (key, value) =>
+          key === 'inline_bytes' ? Buffer.from(value, 'base64').toString() : value,
+        );
         return [secret.name as string, secret];
       }),
     );
