@@ -8,6 +8,7 @@ import { createSdsService } from '../agent/xds/sds.ts';
 import { createXdsServer, type XdsService } from '../agent/xds/server.ts';
 import { parseListen, untilSignal } from './ca.ts';
 import { CliError } from './errors.ts';
+import { ecdsAgentGroup } from './envoy.ts';
 
 /** What option groups share while the agent starts; groups add services, routes and cleanups. */
 export interface AgentContext {
@@ -50,7 +51,7 @@ const identityGroup: AgentOptionGroup = {
 };
 
 /** Flag groups of `palisade agent`, in order. */
-export const AGENT_OPTION_GROUPS: AgentOptionGroup[] = [identityGroup];
+export const AGENT_OPTION_GROUPS: AgentOptionGroup[] = [identityGroup, ecdsAgentGroup];
 
 export function register(program: Command): void {
   const command = program

@@ -1,7 +1,10 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { Counter } from 'prom-client';
+import type { AgentOptionGroup } from './agent.ts';
 import { CliError } from './errors.ts';
+import { EcdsServer } from '../agent/xds/ecds.ts';
 import { generateBootstrap } from '../agent/envoy/bootstrap.ts';
 import { ManifestError } from '../agent/envoy/manifest.ts';
 import { bootstrapOptions, DEFAULTS, OptionError, type BootstrapInput } from '../agent/envoy/options.ts';
@@ -88,3 +91,41 @@ function writeAtomically(file: string, text: string): void {
   writeFileSync(tmp, text);
   renameSync(tmp, file);
 }
+
+/**
+ * `palisade agent --ecds-policy build/x.manifest.json`: serve compiled policies to Envoy over
+ * ECDS on the --sds socket, republish when a manifest is replaced or on
+ * `POST /v1/ecds/publish` (admin endpoint), count pushes, ACKs and NACKs in /metrics.
+ */
+export const ecdsAgentGroup: AgentOptionGroup = {
+  addOptions(command) {
+    command.option('--ecds-policy <manifest...>', 'serve compiled policies to Envoy over ECDS on the --sds socket, republished when rebuilt');
+  },
+  setup(opts, ctx) {
+    const manifests = opts.ecdsPolicy as string[] | undefined;
+    if (!manifests?.length) return;
+    if (!opts.sds) throw new CliError('--ecds-policy needs --sds: ECDS is served on the same socket as SDS', 2);
+    const registers = [ctx.agent.metrics];
+    const counter = (name: string, help: string) => new Counter({ name, help, registers });
+    const [pushes, acks, nacks] = [
+      counter('palisade_agent_ecds_publishes_total', 'Policy versions published over ECDS'),
+      counter('palisade_agent_ecds_acks_total', 'ECDS responses accepted by Envoy'),
+      counter('palisade_agent_ecds_nacks_total', 'ECDS responses rejected by Envoy (previous version kept)'),
+    ];
+    const ecds = new EcdsServer({ log: ctx.log, onPublish: () => pushes.inc(), onAck: () => acks.inc(), onNack: () => nacks.inc() });
+    const publishAll = () => manifests.map((m) => ecds.publish(m));
+    withCliErrors(publishAll);
+    for (const m of manifests) ecds.watch(m);
+    ctx.xdsServices.push(ecds.service);
+    ctx.adminPlugins.push(async (app) => {
+      app.post('/v1/ecds/publish', async (_request, reply) => {
+        try {
+          return { published: publishAll().map(({ resource, version, sha256 }) => ({ resource, version, sha256 })) };
+        } catch (err) {
+          return reply.status(409).send({ error: { code: 'policy_not_published', message: (err as Error).message } });
+        }
+      });
+    });
+    ctx.closers.push(() => ecds.close());
+  },
+};
