@@ -2,7 +2,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseExpression, MAX_NESTING } from '../../compiler/expr/parser.ts';
 import { tokenize, decodeString } from '../../compiler/expr/lexer.ts';
-import type { Expr } from '../../compiler/expr/ast.ts';
+import fc from 'fast-check';
+import type { BinaryOp, Expr } from '../../compiler/expr/ast.ts';
 
 /** A compact rendering of the tree that makes grouping visible. */
 function show(e: Expr): string {
@@ -78,6 +79,37 @@ test('nesting and length are bounded instead of overflowing the stack', () => {
   const deep = parseExpression('('.repeat(100_000) + 'a' + ')'.repeat(100_000));
   assert.match(deep.error?.message ?? '', /longer than|nested more than/);
   assert.match(parseExpression('!'.repeat(1000) + 'a').error?.message ?? '', /nested more than/);
+});
+
+/** Binding strength: `||` 1, `&&` 2, comparisons and `in` 3, `!` 4, atoms 5. */
+const PREC: Record<BinaryOp, number> = { '||': 1, '&&': 2, '==': 3, '!=': 3, '<': 3, '<=': 3, '>': 3, '>=': 3, in: 3 };
+const prec = (e: Expr) => (e.k === 'binary' ? PREC[e.op] : e.k === 'not' ? 4 : 5);
+
+/** Prints with the fewest parentheses the grammar needs (left-associative binaries). */
+function minimal(e: Expr): string {
+  const wrap = (x: Expr, need: boolean) => (need ? `(${minimal(x)})` : minimal(x));
+  if (e.k === 'not') return `!${wrap(e.e, prec(e.e) < 4)}`;
+  if (e.k === 'binary') return `${wrap(e.l, prec(e.l) < PREC[e.op])} ${e.op} ${wrap(e.r, prec(e.r) <= PREC[e.op])}`;
+  return show(e);
+}
+
+const atom = fc.oneof(
+  fc.constantFrom('a', 'b', 'c').map((name): Expr => ({ k: 'ident', name, start: 0 })),
+  fc.integer({ min: 0, max: 99 }).map((v): Expr => ({ k: 'num', v, start: 0 })),
+  fc.constantFrom('x', 'y').map((v): Expr => ({ k: 'str', v, start: 0 })),
+);
+const tree = fc.letrec<{ e: Expr }>((t) => ({
+  e: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    atom,
+    t('e').map((e): Expr => ({ k: 'not', e, start: 0 })),
+    fc.tuple(fc.constantFrom(...(Object.keys(PREC) as BinaryOp[])), t('e'), t('e'))
+      .map(([op, l, r]): Expr => ({ k: 'binary', op, l, r, start: 0, opStart: 0 })),
+  ),
+})).e;
+
+test('property: printing with minimal parentheses and parsing back gives the same tree', () => {
+  fc.assert(fc.property(tree, (e) => parsed(minimal(e)) === show(e)), { numRuns: 500 });
 });
 
 test.run();
