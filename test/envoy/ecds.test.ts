@@ -4,9 +4,10 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { credentials, Server, ServerCredentials, status, type Client, type ClientDuplexStream } from '@grpc/grpc-js';
+import { credentials, status, type Client, type ClientDuplexStream } from '@grpc/grpc-js';
 import { EcdsServer, TYPED_EXTENSION_CONFIG_TYPE, type NackReport } from '../../agent/xds/ecds.ts';
 import { loadGrpcPackage, loadProtoRoot } from '../../agent/xds/protos.ts';
+import { createXdsServer } from '../../agent/xds/server.ts';
 import { ManifestError } from '../../agent/envoy/manifest.ts';
 
 // A real gRPC client built from Envoy's protos, over a Unix socket, speaking to the ECDS
@@ -23,8 +24,8 @@ const ecds = new EcdsServer({
   onAck: (v) => acks.push(v),
   onError: (e) => errors.push(e),
 });
-const server = new Server();
-server.addService(ecds.service.definition, ecds.service.implementation);
+// The agent's shared xDS server (the one SDS is served on).
+const server = createXdsServer(socket, [ecds.service]);
 const pkg = loadGrpcPackage(['envoy/service/extension/v3/config_discovery.proto']) as any;
 const Ecds = pkg.envoy.service.extension.v3.ExtensionConfigDiscoveryService;
 const root = loadProtoRoot(['envoy/extensions/filters/http/wasm/v3/wasm.proto', 'envoy/config/core/v3/extension.proto']);
@@ -75,14 +76,14 @@ function decode(response: any) {
 }
 
 test.before(async () => {
-  await new Promise<void>((resolve, reject) => server.bindAsync(`unix:${socket}`, ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+  await server.start();
   client = new Ecds(`unix:${socket}`, credentials.createInsecure());
 });
 
 test.after(async () => {
   ecds.close();
   client.close();
-  await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+  await server.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -1,0 +1,67 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Fastify from 'fastify';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import type { AgentContext } from '../../cli/agent.ts';
+import { ecdsAgentGroup } from '../../cli/envoy.ts';
+import { CliError } from '../../cli/errors.ts';
+
+// `palisade agent --ecds-policy`: the option group wires ECDS into the agent's xDS socket,
+// its admin API and its metrics. The agent itself is reduced to its metrics registry.
+const dir = mkdtempSync(path.join(tmpdir(), 'palisade-agent-ecds-'));
+const manifest = path.join(dir, 'card-service.manifest.json');
+
+function build(bytes: Buffer, sha256 = createHash('sha256').update(bytes).digest('hex')): void {
+  writeFileSync(path.join(dir, 'card-service.wasm'), bytes);
+  writeFileSync(manifest, JSON.stringify({ name: 'card-service', wasm: { sha256 } }));
+}
+
+function context(): AgentContext {
+  return { agent: { metrics: new Registry() } as unknown as AgentContext['agent'], log: pino({ level: 'silent' }), xdsServices: [], adminPlugins: [], closers: [] };
+}
+
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('publishes at start, on POST /v1/ecds/publish, and refuses a broken build with a JSON 409', async () => {
+  build(Buffer.from('\0asm\x01\0\0\0', 'binary'));
+  const ctx = context();
+  await ecdsAgentGroup.setup!({ ecdsPolicy: [manifest], sds: `unix:${dir}/agent.sock` }, ctx);
+  const app = Fastify();
+  try {
+    assert.is(ctx.xdsServices.length, 1);
+    for (const plugin of ctx.adminPlugins) await app.register(plugin);
+    build(Buffer.from('\0asm\x01\0\0\0\0\x01\x01', 'binary'));
+    const ok = await app.inject({ method: 'POST', url: '/v1/ecds/publish' });
+    assert.is(ok.statusCode, 200);
+    const [published] = ok.json().published;
+    assert.is(published.resource, 'palisade.policy.card-service');
+    assert.match(published.version, published.sha256.slice(0, 16));
+
+    build(Buffer.from('\0asm\x01\0\0\0', 'binary'), 'f'.repeat(64));
+    const refused = await app.inject({ method: 'POST', url: '/v1/ecds/publish' });
+    assert.is(refused.statusCode, 409);
+    assert.is(refused.json().error.code, 'policy_not_published');
+    assert.match(await ctx.agent.metrics.metrics(), /palisade_agent_ecds_publishes_total 2/);
+  } finally {
+    await app.close();
+    for (const close of ctx.closers) await close();
+  }
+});
+
+test('needs --sds, and a manifest that verifies', async () => {
+  const refused = async (opts: Record<string, unknown>, message: RegExp) => {
+    const ctx = context();
+    const err = await (async () => ecdsAgentGroup.setup!(opts, ctx))().then(() => undefined, (e: unknown) => e);
+    for (const close of ctx.closers) await close();
+    assert.ok(err instanceof CliError && err.exitCode === 2 && message.test(err.message), String(err));
+  };
+  await refused({ ecdsPolicy: [manifest] }, /needs --sds/);
+  await refused({ ecdsPolicy: [path.join(dir, 'none.manifest.json')], sds: 'unix:/tmp/x.sock' }, /cannot read policy manifest/);
+});
+
+test.run();
