@@ -166,6 +166,12 @@ test('publish refuses a wasm that does not match its manifest', () => {
   assert.throws(() => ecds.publish(compilePolicy(5, { lieAboutHash: true })), (e: unknown) => e instanceof ManifestError);
 });
 
+test('delta xDS is not offered: UNIMPLEMENTED, so Envoy must use state of the world', async () => {
+  const delta = client.DeltaExtensionConfigs();
+  const err: any = await within(new Promise((resolve) => delta.on('error', resolve)), 'delta error');
+  assert.is(err.code, status.UNIMPLEMENTED);
+});
+
 test('a request for another resource type ends the stream with INVALID_ARGUMENT', async () => {
   const { stream, failure } = open();
   stream.write(request({ type_url: 'type.googleapis.com/envoy.config.cluster.v3.Cluster' }));
