@@ -140,6 +140,7 @@ test('renew over mTLS: same identity, new key; refused without, with foreign, re
   assert.is(mismatch.json.error.code, 'identity_mismatch');
 
   ctx.server.ca.revoke(first.serial);
+  assert.throws(() => ctx.server.ca.revoke('abcdef'), /no SVID with serial abcdef/);
   const revoked = await renew(client, (await newCsr()).csr);
   assert.is(revoked.status, 401);
   assert.is(revoked.json.error.code, 'svid_revoked');
