@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Pool } from 'undici';
 import type { Logger } from 'pino';
-import type { SvidSource } from './svid.ts';
+import type { Svid, SvidSource } from './svid.ts';
 import { tlsMaterial } from './tls.ts';
 import { spiffeIdOf, trustDomainOf } from './peer.ts';
 import { continueTrace } from './trace.ts';
@@ -59,29 +59,41 @@ export async function loadRoutes(file: string): Promise<Routes> {
 export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
   const trustDomain = trustDomainOf(opts.identity.svid().spiffeId);
   const routes = new Map(Object.entries(opts.routes).map(([name, route]) => [name.toLowerCase(), route]));
-  let pools = new Map<string, Pool>();
+  /**
+   * The SVID and the connection pools built from it, replaced together on rotation so a
+   * request's fingerprint is always signed with the key of the certificate it is sent under.
+   * A retired generation's pools close once its last request is done.
+   */
+  interface Generation { svid: Svid; pools: Map<string, Pool>; active: number; retired: boolean }
+  let generation: Generation = { svid: opts.identity.svid(), pools: new Map(), active: 0, retired: false };
+  const closePools = (gen: Generation) => {
+    for (const pool of gen.pools.values()) void pool.close();
+  };
 
-  /** A pool per target, built from the current SVID; replaced on rotation. */
-  function poolFor(name: string, route: Route): Pool {
-    let pool = pools.get(name);
+  function poolFor(gen: Generation, name: string, route: Route): Pool {
+    let pool = gen.pools.get(name);
     if (!pool) {
-      const tls = tlsMaterial(opts.identity);
       pool = new Pool(new URL(route.url).origin, {
         connections: 64,
         headersTimeout: opts.headersTimeoutMs ?? 15_000,
         keepAliveTimeout: 4_000,
-        connect: { ...tls, servername: undefined, checkServerIdentity: (_host: string, cert: PeerCertificate) => serverIdentity(cert, route.spiffeId, trustDomain) },
+        connect: {
+          ...tlsMaterial({ svid: () => gen.svid, bundlePem: () => opts.identity.bundlePem() }),
+          servername: undefined,
+          checkServerIdentity: (_host: string, cert: PeerCertificate) => serverIdentity(cert, route.spiffeId, trustDomain),
+        },
       });
-      pools.set(name, pool);
+      gen.pools.set(name, pool);
     }
     return pool;
   }
 
-  // New connections use the new SVID; requests on the old pools finish, then they close.
+  // New requests use the new SVID; requests on the old pools finish, then they close.
   const rotate = () => {
-    const old = pools;
-    pools = new Map();
-    for (const pool of old.values()) void pool.close();
+    const old = generation;
+    generation = { svid: opts.identity.svid(), pools: new Map(), active: 0, retired: false };
+    old.retired = true;
+    if (old.active === 0) closePools(old);
   };
   opts.identity.on('rotated', rotate);
 
@@ -92,7 +104,12 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
     if (!route) {
       return sendJson(res, 502, { error: { code: 'unknown_service', message: `no route for Host "${hostHeader}"; known: ${[...routes.keys()].join(', ')}` } });
     }
-    const svid = opts.identity.svid();
+    const gen = generation;
+    gen.active++;
+    res.on('close', () => {
+      if (--gen.active === 0 && gen.retired) closePools(gen);
+    });
+    const svid = gen.svid;
     const path = req.url ?? '/';
     const method = req.method ?? 'GET';
     const authorization = firstHeader(req.headers.authorization);
@@ -107,7 +124,7 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
     );
     let upstream;
     try {
-      upstream = await poolFor(name, route).request({ method, path, headers, body: hasBody(req.headers) ? req : null });
+      upstream = await poolFor(gen, name, route).request({ method, path, headers, body: hasBody(req.headers) ? req : null });
     } catch (err) {
       const message = (err as Error).message;
       opts.logger.warn({ trace_id: trace.traceId, target: route.spiffeId, err: message }, 'outbound request failed');
@@ -143,7 +160,7 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
       const timer = setTimeout(() => server.closeAllConnections(), 2_000);
       await closed;
       clearTimeout(timer);
-      await Promise.all([...pools.values()].map((p) => p.close()));
+      await Promise.all([...generation.pools.values()].map((p) => p.close()));
     },
   };
 }

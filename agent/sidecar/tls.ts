@@ -2,7 +2,7 @@
 import type { SecureContextOptions } from 'node:tls';
 import type { SvidSource } from './svid.ts';
 
-export function tlsMaterial(identity: SvidSource): SecureContextOptions & { minVersion: 'TLSv1.3' } {
+export function tlsMaterial(identity: Pick<SvidSource, 'svid' | 'bundlePem'>): SecureContextOptions & { minVersion: 'TLSv1.3' } {
   const svid = identity.svid();
   return {
     cert: svid.chainPem,
