@@ -1,0 +1,138 @@
+/**
+ * The proxy-wasm "pairs" serialization (header maps, local reply headers, http_call
+ * headers, and Envoy's encoding of CEL maps and lists): u32 count, then u32 key length and
+ * u32 value length per pair, then each key and value followed by a NUL byte. Little-endian.
+ */
+
+export type Bytes = Uint8Array;
+export type Pair<T = string> = [T, T];
+
+const decoder = new TextDecoder();
+
+/**
+ * Writes `s` as UTF-8 at `out[at]` and returns the byte count (room for utf8Length(s)
+ * must exist). Hand-written because TextEncoder costs about a microsecond per short
+ * string in Node 20, and this runs several times per request. Lone surrogates become
+ * U+FFFD, as TextEncoder does.
+ */
+export function writeUtf8(s: string, out: Uint8Array, at: number): number {
+  const start = at;
+  for (let k = 0; k < s.length; k++) {
+    let c = s.charCodeAt(k);
+    if (c < 0x80) {
+      out[at++] = c;
+      continue;
+    }
+    if (c < 0x800) {
+      out[at++] = 0xc0 | (c >> 6);
+      out[at++] = 0x80 | (c & 0x3f);
+      continue;
+    }
+    if (c >= 0xd800 && c <= 0xdfff) {
+      const next = s.charCodeAt(k + 1);
+      if (c <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (next - 0xdc00);
+        k++;
+        out[at++] = 0xf0 | (c >> 18);
+        out[at++] = 0x80 | ((c >> 12) & 0x3f);
+        out[at++] = 0x80 | ((c >> 6) & 0x3f);
+        out[at++] = 0x80 | (c & 0x3f);
+        continue;
+      }
+      c = 0xfffd;
+    }
+    out[at++] = 0xe0 | (c >> 12);
+    out[at++] = 0x80 | ((c >> 6) & 0x3f);
+    out[at++] = 0x80 | (c & 0x3f);
+  }
+  return at - start;
+}
+
+export function encodeUtf8(s: string): Uint8Array {
+  const out = new Uint8Array(utf8Length(s));
+  writeUtf8(s, out, 0);
+  return out;
+}
+
+/** UTF-8 byte length without encoding (ASCII fast path). */
+export function utf8Length(s: string): number {
+  let n = s.length;
+  for (let k = 0; k < s.length; k++) {
+    const c = s.charCodeAt(k);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c <= 0xdbff && (s.charCodeAt(k + 1) & 0xfc00) === 0xdc00) {
+      n += 2; // surrogate pair: 4 bytes for 2 UTF-16 units
+      k++;
+    } else n += 2; // includes a lone surrogate, written as U+FFFD
+  }
+  return n;
+}
+
+export function pairsSize(pairs: readonly Pair<string | Bytes>[]): number {
+  let size = 4 + pairs.length * 8;
+  for (const [k, v] of pairs) size += len(k) + len(v) + 2;
+  return size;
+}
+
+const len = (x: string | Bytes): number => (typeof x === 'string' ? utf8Length(x) : x.length);
+
+/** Writes pairs into `out` at `offset` (which must have room for `pairsSize`). */
+export function writePairs(pairs: readonly Pair<string | Bytes>[], out: Uint8Array, offset: number): void {
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  view.setUint32(offset, pairs.length, true);
+  let head = offset + 4;
+  let data = head + pairs.length * 8;
+  for (const [k, v] of pairs) {
+    const kl = put(k, out, data);
+    data += kl + 1;
+    out[data - 1] = 0;
+    const vl = put(v, out, data);
+    data += vl + 1;
+    out[data - 1] = 0;
+    view.setUint32(head, kl, true);
+    view.setUint32(head + 4, vl, true);
+    head += 8;
+  }
+}
+
+function put(x: string | Bytes, out: Uint8Array, at: number): number {
+  if (typeof x !== 'string') {
+    out.set(x, at);
+    return x.length;
+  }
+  return writeUtf8(x, out, at);
+}
+
+export function encodePairs(pairs: readonly Pair<string | Bytes>[]): Bytes {
+  const out = new Uint8Array(pairsSize(pairs));
+  writePairs(pairs, out, 0);
+  return out;
+}
+
+/**
+ * Decodes serialized pairs; `null` when malformed (lengths running past the data, or a
+ * missing NUL terminator).
+ */
+export function decodePairs(bytes: Bytes): Pair[] | null {
+  const raw = decodeRawPairs(bytes);
+  return raw && raw.map(([k, v]) => [decoder.decode(k), decoder.decode(v)]);
+}
+
+export function decodeRawPairs(bytes: Bytes): Pair<Bytes>[] | null {
+  if (bytes.length === 0) return [];
+  if (bytes.length < 4) return null;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const count = view.getUint32(0, true);
+  if (4 + count * 8 > bytes.length) return null;
+  const out: Pair<Bytes>[] = [];
+  let data = 4 + count * 8;
+  for (let n = 0; n < count; n++) {
+    const kl = view.getUint32(4 + n * 8, true);
+    const vl = view.getUint32(8 + n * 8, true);
+    if (data + kl + vl + 2 > bytes.length || bytes[data + kl] !== 0 || bytes[data + kl + 1 + vl] !== 0) return null;
+    out.push([bytes.subarray(data, data + kl), bytes.subarray(data + kl + 1, data + kl + 1 + vl)]);
+    data += kl + vl + 2;
+  }
+  return out;
+}

@@ -1,0 +1,161 @@
+/**
+ * Properties as Envoy serves them to `proxy_get_property` (context.cc getProperty and
+ * serializeValue): a path of NUL-terminated segments walks CEL values; the final value is
+ * serialized by type. Strings and bytes raw; int64/uint64 (here: bigint) and double (here:
+ * number) as 8 little-endian bytes; bool as 1 byte; maps (including a
+ * google.protobuf.Struct, which CEL unwraps into a map) and lists in the pairs format —
+ * a list as pairs with empty values; protobuf messages as their serialized bytes. A null
+ * anywhere in the value fails with SERIALIZATION_FAILURE, as does serializing one of
+ * Envoy's lookup-only wrappers (`request`, `request.headers`, `connection`, …) as a whole.
+ */
+import protobuf from 'protobufjs';
+import { Status } from './abi.ts';
+import { encodePairs, encodeUtf8, type Pair, type Bytes } from './pairs.ts';
+
+/** A value reachable through a property path. */
+export type PropertyValue =
+  | string
+  | Uint8Array
+  | number
+  | bigint
+  | boolean
+  | null
+  | PropertyValue[]
+  | { [key: string]: PropertyValue }
+  | Lookup
+  | Message;
+
+/** Envoy's attribute wrappers: keys can be looked up one by one, the whole cannot be serialized. */
+export abstract class Lookup {
+  abstract get(key: string): PropertyValue | undefined;
+}
+
+/** A protobuf message: walked by field name, serialized as its wire bytes. */
+export class Message {
+  constructor(
+    readonly fields: Record<string, PropertyValue>,
+    readonly serialize: () => Uint8Array,
+  ) {}
+}
+
+const decoder = new TextDecoder();
+const splitCache = new Map<string, string[]>();
+
+/** Splits a raw property path into segments (a trailing NUL ends the last segment). Cached: filters read the same few paths. */
+export function splitPath(raw: Bytes): string[] {
+  const s = decoder.decode(raw);
+  let parts = splitCache.get(s);
+  if (parts) return parts;
+  parts = s.split('\0');
+  if (parts.length > 1 && parts[parts.length - 1] === '') parts.pop();
+  if (splitCache.size < 1024) splitCache.set(s, parts);
+  return parts;
+}
+
+/** Walks `segments` below the value `top` returns for the first one; undefined: NOT_FOUND. */
+export function resolve(segments: string[], top: (name: string) => PropertyValue | undefined): PropertyValue | undefined {
+  if (segments.length === 0) return undefined;
+  let value = top(segments[0]);
+  for (let k = 1; k < segments.length && value !== undefined; k++) value = child(value, segments[k]);
+  return value;
+}
+
+function child(value: PropertyValue, key: string): PropertyValue | undefined {
+  if (value instanceof Lookup) return value.get(key);
+  if (value instanceof Message) return Object.hasOwn(value.fields, key) ? value.fields[key] : undefined;
+  if (Array.isArray(value)) {
+    if (!/^-?\d+$/.test(key)) return undefined;
+    const idx = Number(key);
+    return idx >= 0 && idx < value.length ? value[idx] : undefined;
+  }
+  if (isMap(value)) return Object.hasOwn(value, key) ? value[key] : undefined;
+  return undefined;
+}
+
+function isMap(v: PropertyValue): v is { [key: string]: PropertyValue } {
+  return typeof v === 'object' && v !== null && !(v instanceof Uint8Array);
+}
+
+/** Envoy's serializeValue: the bytes, or SERIALIZATION_FAILURE. */
+export function serialize(value: PropertyValue): Uint8Array | number {
+  switch (typeof value) {
+    case 'string':
+      return encodeUtf8(value);
+    case 'number': {
+      const out = new Uint8Array(8);
+      new DataView(out.buffer).setFloat64(0, value, true);
+      return out;
+    }
+    case 'bigint': {
+      const out = new Uint8Array(8);
+      new DataView(out.buffer).setBigUint64(0, BigInt.asUintN(64, value), true);
+      return out;
+    }
+    case 'boolean':
+      return Uint8Array.of(value ? 1 : 0);
+  }
+  if (value === null || value === undefined || value instanceof Lookup) return Status.SERIALIZATION_FAILURE;
+  if (value instanceof Uint8Array) return value;
+  if (value instanceof Message) return value.serialize();
+  const cached = serialized.get(value);
+  if (cached) return cached;
+  const pairs: Pair<string | Bytes>[] = [];
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      const bytes = serialize(item);
+      if (typeof bytes === 'number') return bytes;
+      pairs.push([bytes, '']);
+    }
+  } else {
+    for (const key of Object.keys(value)) {
+      const bytes = serialize(value[key]);
+      if (typeof bytes === 'number') return bytes;
+      pairs.push([key, bytes]);
+    }
+  }
+  const bytes = encodePairs(pairs);
+  serialized.set(value, bytes);
+  return bytes;
+}
+
+/**
+ * Serialized maps and lists by identity: claims objects are reused across requests (one
+ * verified token, many requests), so the host encodes them once. Values handed to the
+ * host are treated as immutable.
+ */
+const serialized = new WeakMap<object, Uint8Array>();
+
+/** The `metadata` attribute: envoy.config.core.v3.Metadata with `filter_metadata` Structs. */
+export function metadataMessage(filterMetadata: Record<string, PropertyValue>): Message {
+  return new Message({ filter_metadata: filterMetadata, typed_filter_metadata: {} }, () => encodeMetadata(filterMetadata));
+}
+
+let structType: protobuf.Type | undefined;
+
+function encodeMetadata(filterMetadata: Record<string, PropertyValue>): Uint8Array {
+  structType ??= protobuf.Root.fromJSON(protobuf.common.get('google/protobuf/struct.proto')!).lookupType('google.protobuf.Struct');
+  const w = protobuf.Writer.create();
+  for (const [name, struct] of Object.entries(filterMetadata)) {
+    const body = structType.encode(structType.fromObject(toStruct(struct))).finish();
+    // map<string, Struct> field 1: an entry message { string key = 1; Struct value = 2; }
+    w.uint32((1 << 3) | 2).fork().uint32((1 << 3) | 2).string(name).uint32((2 << 3) | 2).bytes(body).ldelim();
+  }
+  return w.finish();
+}
+
+function toStruct(v: PropertyValue): { fields: Record<string, unknown> } {
+  const fields: Record<string, unknown> = {};
+  if (isMap(v) && !(v instanceof Lookup) && !(v instanceof Message) && !Array.isArray(v)) {
+    for (const [k, x] of Object.entries(v)) fields[k] = toValue(x);
+  }
+  return { fields };
+}
+
+function toValue(v: PropertyValue): unknown {
+  if (v === null) return { nullValue: 0 };
+  if (typeof v === 'string') return { stringValue: v };
+  if (typeof v === 'number' || typeof v === 'bigint') return { numberValue: Number(v) };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
+  return { structValue: toStruct(v) };
+}

@@ -1,0 +1,75 @@
+/**
+ * Test fixtures for the host: the multipurpose AssemblyScript filter (compiled once per
+ * process with the asc API), and tiny hand-assembled modules for link-time refusals.
+ */
+import asc from 'assemblyscript/asc';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const source = fileURLToPath(new URL('../fixtures/host/filter.ts', import.meta.url));
+let compiled: Promise<Uint8Array> | undefined;
+
+/** The fixture filter's wasm bytes (compiled on first use, then cached). */
+export function fixtureFilter(): Promise<Uint8Array> {
+  compiled ??= (async () => {
+    const result = await asc.compileString(
+      { 'filter.ts': readFileSync(source, 'utf8') },
+      { runtime: 'stub', exportStart: '_initialize', use: ['abort=filter/fixtureAbort'], optimizeLevel: 1 },
+    );
+    if (result.error || !result.binary) throw new Error(`fixture did not compile: ${result.error?.message}\n${result.stderr}`);
+    return result.binary;
+  })();
+  return compiled;
+}
+
+type Val = 'i32' | 'i64';
+const VAL: Record<Val, number> = { i32: 0x7f, i64: 0x7e };
+
+export interface TinyModule {
+  imports?: { module: string; name: string; params: Val[]; results: Val[] }[];
+  /** Exported functions (empty bodies; a result makes them return 0). */
+  exports?: { name: string; params?: Val[]; results?: Val[] }[];
+  memory?: boolean;
+  start?: boolean;
+}
+
+/** Assembles a minimal module: imported and exported functions with the given signatures. */
+export function tinyModule(spec: TinyModule): Uint8Array {
+  const imports = spec.imports ?? [];
+  const exports = spec.exports ?? [];
+  const types = [...imports, ...exports.map((e) => ({ params: e.params ?? [], results: e.results ?? [] }))];
+  const out: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+  const section = (id: number, body: number[]) => out.push(id, ...uleb(body.length), ...body);
+  section(1, vec(types.map((t) => [0x60, ...vec(t.params.map((p) => [VAL[p]])), ...vec(t.results.map((r) => [VAL[r]]))])));
+  if (imports.length) section(2, vec(imports.map((imp, k) => [...str(imp.module), ...str(imp.name), 0x00, ...uleb(k)])));
+  section(3, vec(exports.map((_, k) => uleb(imports.length + k))));
+  if (spec.memory !== false) section(5, vec([[0x00, 0x01]]));
+  const exportEntries = exports.map((e, k) => [...str(e.name), 0x00, ...uleb(imports.length + k)]);
+  if (spec.memory !== false) exportEntries.push([...str('memory'), 0x02, 0x00]);
+  section(7, vec(exportEntries));
+  if (spec.start) section(8, uleb(imports.length)); // the first defined function (must be ()->())
+  section(10, vec(exports.map((e) => {
+    const body = (e.results ?? []).length ? [0x00, e.results![0] === 'i64' ? 0x42 : 0x41, 0x00, 0x0b] : [0x00, 0x0b];
+    return [...uleb(body.length), ...body];
+  })));
+  return Uint8Array.from(out);
+}
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n) b |= 0x80;
+    out.push(b);
+  } while (n);
+  return out;
+}
+const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
+const str = (s: string): number[] => vec([...new TextEncoder().encode(s)].map((b) => [b]));
+
+/** The smallest module Envoy accepts: ABI export, memory, malloc. */
+export const minimalExports: TinyModule['exports'] = [
+  { name: 'proxy_abi_version_0_2_1' },
+  { name: 'malloc', params: ['i32'], results: ['i32'] },
+];
