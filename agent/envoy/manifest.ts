@@ -17,11 +17,7 @@ export class ManifestError extends Error {}
 const NAME = /^[a-z0-9-]+$/;
 const SHA256 = /^[0-9a-f]{64}$/;
 
-/**
- * Reads a manifest written by `palisade compile`. Accepts the wasm digest as `wasm.sha256`,
- * `wasmSha256` or `sha256.wasm`, and the wasm file as `wasm.file`/`wasmFile` or the
- * default `<name>.wasm` beside the manifest.
- */
+/** Reads a manifest written by `palisade compile` (compiler/manifest.ts): name, service, wasm.file, wasm.sha256. */
 export function readManifest(manifestPath: string): PolicyArtifact {
   let doc: unknown;
   try {
@@ -29,12 +25,13 @@ export function readManifest(manifestPath: string): PolicyArtifact {
   } catch (err) {
     throw new ManifestError(`${manifestPath}: cannot read policy manifest: ${(err as Error).message}`);
   }
-  const m = (doc ?? {}) as Record<string, any>;
-  const name = m.name ?? m.policy?.name ?? m.policy;
-  if (typeof name !== 'string' || !NAME.test(name)) throw new ManifestError(`${manifestPath}: manifest has no valid policy "name"`);
-  const sha256 = [m.wasm?.sha256, m.wasmSha256, m.sha256?.wasm].find((v) => typeof v === 'string');
-  if (!sha256 || !SHA256.test(sha256)) throw new ManifestError(`${manifestPath}: manifest has no sha256 of the wasm`);
-  const file = [m.wasm?.file, m.wasm?.path, m.wasmFile].find((v) => typeof v === 'string') ?? `${name}.wasm`;
-  const service = [m.service, m.policy?.service].find((v) => typeof v === 'string');
-  return { name, sha256, wasmPath: path.resolve(path.dirname(manifestPath), file), ...(service ? { service } : {}) };
+  const m = (typeof doc === 'object' && doc !== null ? doc : {}) as { name?: unknown; service?: unknown; wasm?: { file?: unknown; sha256?: unknown } };
+  if (typeof m.name !== 'string' || !NAME.test(m.name)) throw new ManifestError(`${manifestPath}: manifest has no valid policy "name"`);
+  const sha256 = m.wasm?.sha256;
+  if (typeof sha256 !== 'string' || !SHA256.test(sha256)) throw new ManifestError(`${manifestPath}: manifest has no "wasm.sha256"`);
+  const file = typeof m.wasm?.file === 'string' ? m.wasm.file : `${m.name}.wasm`;
+  if (path.basename(file) !== file) throw new ManifestError(`${manifestPath}: "wasm.file" must name a file beside the manifest`);
+  const artifact: PolicyArtifact = { name: m.name, sha256, wasmPath: path.resolve(path.dirname(manifestPath), file) };
+  if (typeof m.service === 'string') artifact.service = m.service;
+  return artifact;
 }

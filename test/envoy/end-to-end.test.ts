@@ -1,0 +1,56 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { compilePolicy } from '../../compiler/index.ts';
+import { loadFilter } from '../../agent/host/filter.ts';
+import { generateBootstrap } from '../../agent/envoy/bootstrap.ts';
+import { bootstrapOptions } from '../../agent/envoy/options.ts';
+import { validateEnvoyConfig } from '../../agent/envoy/validate.ts';
+import { EcdsServer } from '../../agent/xds/ecds.ts';
+
+// The card-service example through the real compiler, into the bootstrap and ECDS, and the
+// filter ECDS serves loaded in the strict host exactly as the served config describes it:
+// a configuration the filter refuses is what Envoy would NACK.
+const dir = mkdtempSync(path.join(tmpdir(), 'palisade-envoy-e2e-'));
+const manifest = path.join(dir, 'card-service.manifest.json');
+const ecds = new EcdsServer({ codeDir: path.join(dir, 'ecds') });
+
+test.before(async () => {
+  const source = 'examples/card-service/card-service.policy.json';
+  const compiled = await compilePolicy(source, readFileSync(source, 'utf8'));
+  if (!compiled.ok) throw new Error(`card-service does not compile: ${JSON.stringify(compiled.diagnostics)}`);
+  writeFileSync(path.join(dir, compiled.manifest.wasm.file), compiled.wasm);
+  writeFileSync(manifest, JSON.stringify(compiled.manifest));
+});
+
+test.after(() => {
+  ecds.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('the bootstrap from the compiled manifest validates and subscribes to the policy by name', () => {
+  const config: any = generateBootstrap(bootstrapOptions({ policy: manifest }));
+  assert.equal(validateEnvoyConfig(config), []);
+  const filters = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters;
+  assert.is(filters[1].name, 'palisade.policy.card-service');
+  const jwt = filters[0].typed_config;
+  assert.equal(jwt.providers.fingerprint.audiences, ['spiffe://bank.example/ns/payments/sa/card-service']);
+});
+
+test('the filter ECDS serves loads and configures in the strict host, in both modes', async () => {
+  for (const configuration of [undefined, { mode: 'dry-run' }]) {
+    const p = ecds.publish(manifest, configuration ? { configuration } : {});
+    const filter = await loadFilter(readFileSync(p.wasmPath), { configuration: p.configuration, rootId: p.resource, vmId: p.resource, name: p.resource });
+    assert.ok(filter);
+  }
+});
+
+test('a plugin configuration the filter rejects fails to load, as Envoy would NACK it', async () => {
+  const p = ecds.publish(manifest, { configuration: { mode: 'permissive' } });
+  const loaded = await loadFilter(readFileSync(p.wasmPath), { configuration: p.configuration, rootId: p.resource }).then(() => 'loaded', (e: Error) => e.message);
+  assert.match(loaded, /configur/i);
+});
+
+test.run();
