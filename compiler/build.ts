@@ -9,7 +9,7 @@
  *   a collector would only add code and pauses; memory stays at one request's high mark.
  * - `--use abort=…`: Envoy provides no `env.abort`; ours logs through proxy_log and traps.
  * - `--exportStart _initialize`: no wasm start section (Envoy calls `_initialize`).
- * - `-O3` with `--shrinkLevel 1` and `--converge`: fast code, and tables stay data segments.
+ * - `-O3` with `--shrinkLevel 1`: fast code; the policy tables are data segments either way.
  */
 import asc from 'assemblyscript/asc';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -35,7 +35,7 @@ export const ASC_FLAGS = [
   '--runtime', 'stub',
   '--use', 'abort=runtime/abort/abort',
   '--exportStart', '_initialize',
-  '--optimizeLevel', '3', '--shrinkLevel', '1', '--converge',
+  '--optimizeLevel', '3', '--shrinkLevel', '1',
   '--noColors',
 ];
 

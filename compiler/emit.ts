@@ -42,15 +42,22 @@ class Tables {
     for (let i = 0; i < n; i++) this.ints.push(-1);
     return at;
   }
-  /** `[count, items…]`; an empty list is -1 unless `always`. */
-  list(items: number[], always = false): number {
-    if (!items.length && !always) return -1;
+  /** `[count, items…]`; an empty list is -1. */
+  list(items: number[]): number {
+    if (!items.length) return -1;
     const at = this.ints.length;
     this.ints.push(items.length, ...items);
     return at;
   }
+  /** `[count, (a, b) × count]`; an empty list is -1 unless `always`. */
+  pairs(items: [number, number][], always = false): number {
+    if (!items.length && !always) return -1;
+    const at = this.ints.length;
+    this.ints.push(items.length, ...items.flat());
+    return at;
+  }
   strings(items: string[], always = false): number {
-    return this.list(items.flatMap((s) => this.str(s)), always);
+    return this.pairs(items.map((s) => this.str(s)), always);
   }
   /** Open-addressing hash table, at most half full, linear probing. */
   hash(entries: [string, number][]): number {
@@ -109,7 +116,7 @@ export function emit(p: Program): Emitted {
   const atoms = T.reserve(p.routes.atoms.length * 2);
   set(H.atoms, atoms);
   p.routes.atoms.forEach((a: Atom, i) => {
-    T.ints.splice(atoms + i * 2, 2, a.rule, T.list(a.params.flatMap((x) => [paramId(x.name), x.pos])));
+    T.ints.splice(atoms + i * 2, 2, a.rule, T.pairs(a.params.map((x) => [paramId(x.name), x.pos])));
   });
   const bucketOf = (b: RouteIndex['buckets'][number]) => {
     const at = T.reserve(2);

@@ -1,15 +1,21 @@
 // The request as the filter reads it: the header map in one host call, the caller's
-// SPIFFE ID in one property read, and the identity-context claims (a protobuf Struct) in
-// one property read on first use. Everything points into host-written buffers in the
+// SPIFFE ID in one property read, and the identity-context claims (from the dynamic
+// metadata, protobuf) in one property read on first use. Everything points into host-written buffers in the
 // request arena; nothing is copied unless decoding needs it.
 import { getProperty, getRequestHeaderPairs, retLen, retPtr } from "./abi";
 import { bytesEqual } from "./bytes";
 import { decodeInto, queryLen, queryPtr } from "./path";
+import { PB_STRUCT, foundLen as pbFoundLen, foundPtr as pbFoundPtr, structGet, valLen, valPtr, valueKind } from "./pb";
 
 const PEER = memory.data<u8>([99, 111, 110, 110, 101, 99, 116, 105, 111, 110, 0, 117, 114, 105, 95, 115, 97, 110, 95, 112, 101, 101, 114, 95, 99, 101, 114, 116, 105, 102, 105, 99, 97, 116, 101, 0]); // "connection\0uri_san_peer_certificate\0"
 const PEER_LEN = 36;
-const CLAIMS = memory.data<u8>([109, 101, 116, 97, 100, 97, 116, 97, 0, 102, 105, 108, 116, 101, 114, 95, 109, 101, 116, 97, 100, 97, 116, 97, 0, 101, 110, 118, 111, 121, 46, 102, 105, 108, 116, 101, 114, 115, 46, 104, 116, 116, 112, 46, 106, 119, 116, 95, 97, 117, 116, 104, 110, 0, 117, 115, 101, 114, 0]); // "metadata\0filter_metadata\0envoy.filters.http.jwt_authn\0user\0"
-const CLAIMS_LEN = 59;
+// The whole dynamic metadata (envoy.config.core.v3.Metadata, serialized protobuf, typed),
+// read once: Envoy serves a Struct reached by a deeper path as untyped header pairs, but a
+// message attribute as its wire bytes, which keep every claim's JSON type.
+const METADATA = memory.data<u8>([109, 101, 116, 97, 100, 97, 116, 97, 0]); // "metadata\0"
+const METADATA_LEN = 9;
+const JWT_AUTHN = memory.data<u8>([101, 110, 118, 111, 121, 46, 102, 105, 108, 116, 101, 114, 115, 46, 104, 116, 116, 112, 46, 106, 119, 116, 95, 97, 117, 116, 104, 110]); // "envoy.filters.http.jwt_authn"
+const USER = memory.data<u8>([117, 115, 101, 114]); // "user"
 const REQUEST_ID_PROP = memory.data<u8>([114, 101, 113, 117, 101, 115, 116, 0, 105, 100, 0]); // "request\0id\0"
 const REQUEST_ID_PROP_LEN = 11;
 const METHOD = memory.data<u8>([58, 109, 101, 116, 104, 111, 100]); // ":method"
@@ -143,12 +149,22 @@ function queryScan(name: usize, nameLen: i32): i32 {
   return nameLen < 0 ? count : -1;
 }
 
-/** The identity-context claims Struct, read once on first use; false: no identity context. */
+/**
+ * The identity-context claims: Metadata.filter_metadata["envoy.filters.http.jwt_authn"]
+ * (a Struct) ["user"] (a Value holding a Struct). Read on first use; false: no identity
+ * context (no metadata, no jwt_authn entry, no `user`, or not a Struct).
+ */
 export function claims(): bool {
   if (claimsState < 0) {
-    claimsState = getProperty(CLAIMS, CLAIMS_LEN) ? 1 : 0;
-    claimsPtr = retPtr;
-    claimsLen = retLen;
+    claimsState = 0;
+    if (getProperty(METADATA, METADATA_LEN)
+      && structGet(retPtr, retLen, JWT_AUTHN, 28) == 1 // filter_metadata is field 1 with map entries, like Struct.fields
+      && structGet(pbFoundPtr, pbFoundLen, USER, 4) == 1
+      && valueKind(pbFoundPtr, pbFoundLen) == PB_STRUCT) {
+      claimsState = 1;
+      claimsPtr = valPtr;
+      claimsLen = valLen;
+    }
   }
   return claimsState == 1;
 }

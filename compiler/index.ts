@@ -1,0 +1,57 @@
+/**
+ * The whole compiler as one call: source text → checked policy (compiler/frontend.ts) →
+ * IR (lower) → optimized IR (optimize/) → AssemblyScript (emit) → wasm (build).
+ *
+ *   const r = await compilePolicy('card-service.policy.json', text);
+ *   if (r.ok) { r.wasm; r.manifest; r.warnings; r.ir; r.as } else { r.diagnostics }
+ *
+ * Bad input never throws: it comes back as `ok: false` with diagnostics (errors first
+ * located by file:line:col and JSON pointer). `compileChecked` starts from a CheckedPolicy.
+ */
+import { analyze } from './frontend.ts';
+import type { CheckedPolicy, Diagnostic } from './ast.ts';
+import { lower } from './lower.ts';
+import { optimize } from './optimize/index.ts';
+import { printProgram, type Program } from './ir.ts';
+import { emit } from './emit.ts';
+import { buildWasm } from './build.ts';
+import { manifestFor, type Manifest } from './manifest.ts';
+
+export type { Manifest };
+
+export interface Compiled {
+  ok: true;
+  wasm: Uint8Array;
+  manifest: Manifest;
+  /** The optimized IR, printed (`--emit ir`). */
+  ir: string;
+  /** The generated AssemblyScript module (`--emit as`). */
+  as: string;
+  /** Front-end and optimizer warnings (e.g. rules that can never apply). */
+  warnings: Diagnostic[];
+  program: Program;
+}
+
+export type CompileResult = Compiled | { ok: false; diagnostics: Diagnostic[] };
+
+export async function compilePolicy(file: string, text: string): Promise<CompileResult> {
+  const { policy, diagnostics } = analyze(file, text);
+  if (!policy) return { ok: false, diagnostics };
+  const out = await compileChecked(policy);
+  return { ...out, warnings: [...diagnostics.filter((d) => d.severity === 'warning'), ...out.warnings] };
+}
+
+export async function compileChecked(policy: CheckedPolicy): Promise<Compiled> {
+  const program = optimize(lower(policy));
+  const as = emit(program).source;
+  const wasm = await buildWasm(as);
+  return {
+    ok: true,
+    wasm,
+    manifest: manifestFor(program, policy.rules.length, wasm),
+    ir: printProgram(program),
+    as,
+    warnings: program.warnings,
+    program,
+  };
+}

@@ -1,0 +1,37 @@
+/**
+ * `<name>.manifest.json`, written next to `<name>.wasm` by `palisade compile` and read by
+ * agent/envoy/manifest.ts (name, service, wasm.sha256, wasm.file).
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Program } from './ir.ts';
+
+export interface Manifest {
+  name: string;
+  service: string;
+  mode: Program['mode'];
+  source: { file: string; sha256: string };
+  wasm: { file: string; sha256: string; bytes: number };
+  compiler: { name: 'palisade'; version: string };
+  /** The proxy-wasm ABI the filter exports (`proxy_abi_version_0_2_1`). */
+  abi: '0.2.1';
+  /** Rules in the policy, and rules left after optimization (the others can never apply). */
+  rules: { total: number; live: number };
+}
+
+export const COMPILER_VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
+
+export const sha256 = (bytes: Uint8Array | string): string => createHash('sha256').update(bytes).digest('hex');
+
+export function manifestFor(p: Program, totalRules: number, wasm: Uint8Array): Manifest {
+  return {
+    name: p.name,
+    service: p.service,
+    mode: p.mode,
+    source: { ...p.source },
+    wasm: { file: `${p.name}.wasm`, sha256: sha256(wasm), bytes: wasm.length },
+    compiler: { name: 'palisade', version: COMPILER_VERSION },
+    abi: '0.2.1',
+    rules: { total: totalRules, live: p.rules.length },
+  };
+}
