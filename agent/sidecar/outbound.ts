@@ -78,7 +78,7 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
         headersTimeout: opts.headersTimeoutMs ?? 15_000,
         keepAliveTimeout: 4_000,
         connect: {
-          ...tlsMaterial({ svid: () => gen.svid, bundlePem: () => opts.identity.bundlePem() }),
+          ...tlsMaterial({ svid: () => gen.svid, trustBundle: () => opts.identity.trustBundle() }),
           servername: undefined,
           checkServerIdentity: (_host: string, cert: PeerCertificate) => serverIdentity(cert, route.spiffeId, trustDomain),
         },
@@ -118,7 +118,7 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
     headers.host = hostHeader;
     headers.traceparent = trace.traceparent;
     headers[FINGERPRINT_HEADER] = await signFingerprint(
-      svid.key,
+      svid.privateKey,
       { caller: svid.spiffeId, target: route.spiffeId, method, path, identityToken: authorization?.startsWith('Bearer ') ? authorization.slice(7) : undefined },
       { ttlSeconds: opts.fingerprintTtlSeconds },
     );

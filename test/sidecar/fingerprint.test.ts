@@ -50,11 +50,11 @@ function forge(claims: Record<string, unknown>, header: Record<string, unknown> 
     iat: now, exp: now + 30, jti: 'A'.repeat(22), ...claims,
   })
     .setProtectedHeader({ alg: 'ES256', typ: FINGERPRINT_TYP, ...header })
-    .sign(caller.key);
+    .sign(caller.privateKey);
 }
 
 test('a signed fingerprint carries the bound claims and verifies once', async () => {
-  const token = await signFingerprint(caller.key, request);
+  const token = await signFingerprint(caller.privateKey, request);
   assert.equal(decodeProtectedHeader(token), { alg: 'ES256', typ: FINGERPRINT_TYP });
   const c = decodeJwt(token);
   assert.is(c.iss, FRONTEND);
@@ -72,7 +72,7 @@ test('a signed fingerprint carries the bound claims and verifies once', async ()
 });
 
 test('each binding is checked', async () => {
-  const token = () => signFingerprint(caller.key, request);
+  const token = () => signFingerprint(caller.privateKey, request);
   const check = async (opts: Partial<VerifyOptions>, key = callerCertKey) =>
     reason(verifyFingerprint(await token(), key, expect(opts), new ReplayCache()));
   assert.is(await check({}, otherCertKey), 'bad_signature');
@@ -87,7 +87,7 @@ test('each binding is checked', async () => {
 });
 
 test('ath binds the identity-context token', async () => {
-  const bound = await signFingerprint(caller.key, { ...request, identityToken: 'tok-1' });
+  const bound = await signFingerprint(caller.privateKey, { ...request, identityToken: 'tok-1' });
   assert.is(decodeJwt(bound).ath, tokenHash('tok-1'));
   const v = (tok?: string) => reason(verifyFingerprint(bound, callerCertKey, expect({ identityToken: tok }), new ReplayCache()));
   assert.is(await v('tok-1'), 'accepted');
@@ -117,7 +117,7 @@ test('hostile headers and claims are refused with a reason', async () => {
   assert.is(await v(forge({ pad: 'x'.repeat(5000) })), 'oversized');
   // Same bytes, other spelling: the unused low bits of the last base64url character.
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-  const good = await signFingerprint(caller.key, request);
+  const good = await signFingerprint(caller.privateKey, request);
   const twin = good.slice(0, -1) + alphabet[alphabet.indexOf(good.at(-1)!) ^ 1];
   assert.is(await v(twin), 'malformed');
   assert.is(await v(''), 'missing');
@@ -128,7 +128,7 @@ test('hostile headers and claims are refused with a reason', async () => {
 });
 
 test('arbitrary input is only ever a FingerprintError', async () => {
-  const good = await signFingerprint(caller.key, request);
+  const good = await signFingerprint(caller.privateKey, request);
   await fc.assert(
     fc.asyncProperty(fc.oneof(fc.string({ maxLength: 200 }), fc.nat(good.length - 1).chain((i) => fc.string({ minLength: 1, maxLength: 3 }).map((s) => good.slice(0, i) + s + good.slice(i + 1)))), async (t) => {
       const r = await reason(verifyFingerprint(t, callerCertKey, expect(), new ReplayCache()));
@@ -157,8 +157,8 @@ test('replay cache: bounded, fails closed when full, recovers after expiry', () 
 
 test('the replay cache rejects a fingerprint at capacity with 503', async () => {
   const cache = new ReplayCache(1);
-  await verifyFingerprint(await signFingerprint(caller.key, request), callerCertKey, expect(), cache);
-  const err = await verifyFingerprint(await signFingerprint(caller.key, request), callerCertKey, expect(), cache).catch((e) => e);
+  await verifyFingerprint(await signFingerprint(caller.privateKey, request), callerCertKey, expect(), cache);
+  const err = await verifyFingerprint(await signFingerprint(caller.privateKey, request), callerCertKey, expect(), cache).catch((e) => e);
   assert.is(err.reason, 'replay_cache_full');
   assert.is(err.status, 503);
 });

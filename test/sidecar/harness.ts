@@ -76,7 +76,7 @@ export function mtlsAgent(caPem: string, svid: Svid | null): Agent {
     connect: {
       ca: caPem,
       cert: svid?.chainPem,
-      key: svid?.key.export({ format: 'pem', type: 'pkcs8' }),
+      key: svid?.privateKey.export({ format: 'pem', type: 'pkcs8' }),
       minVersion: 'TLSv1.3',
       checkServerIdentity: () => undefined, // these tests aim at the server's checks, not the client's
     },
@@ -99,7 +99,7 @@ export async function call(base: string, agent: Agent, svid: Svid | null, c: Cal
   if (c.fingerprint !== false && svid) {
     const fp = c.fingerprint ?? {};
     const bearer = headers.authorization?.startsWith('Bearer ') ? headers.authorization.slice(7) : undefined;
-    headers[FINGERPRINT_HEADER] = await signFingerprint(svid.key, {
+    headers[FINGERPRINT_HEADER] = await signFingerprint(svid.privateKey, {
       caller: svid.spiffeId, target: fp.target ?? CARD, method: fp.method ?? method, path: fp.path ?? path, identityToken: fp.token ?? bearer,
     });
   }

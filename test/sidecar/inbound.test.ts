@@ -138,7 +138,7 @@ inbound('authentication failures are 401 and never reach the app', async () => {
 
 inbound('a replayed fingerprint is refused', async () => {
   const { signFingerprint } = await import('../../agent/sidecar/fingerprint.ts');
-  const fp = await signFingerprint(front().key, { caller: FRONTEND, target: CARD, method: 'GET', path: '/cards/42' });
+  const fp = await signFingerprint(front().privateKey, { caller: FRONTEND, target: CARD, method: 'GET', path: '/cards/42' });
   const first = await call(sidecar.url, frontendAgent, front(), { fingerprint: false, headers: { [FINGERPRINT_HEADER]: fp } });
   const again = await call(sidecar.url, frontendAgent, front(), { fingerprint: false, headers: { [FINGERPRINT_HEADER]: fp } });
   assert.is(first.status, 200);
@@ -161,7 +161,7 @@ inbound('a chunked body over the limit is cut off with 413', async () => {
   const { Readable } = await import('node:stream');
   const { request } = await import('undici');
   const { signFingerprint } = await import('../../agent/sidecar/fingerprint.ts');
-  const fp = await signFingerprint(front().key, { caller: FRONTEND, target: CARD, method: 'POST', path: '/upload' });
+  const fp = await signFingerprint(front().privateKey, { caller: FRONTEND, target: CARD, method: 'POST', path: '/upload' });
   const res = await request(`${sidecar.url}/upload`, {
     method: 'POST',
     headers: { [FINGERPRINT_HEADER]: fp },
@@ -193,7 +193,7 @@ inbound('application slow → 504, application down → 503', async () => {
 inbound('slowloris and malformed HTTP: connection dropped, sidecar keeps serving', async () => {
   const open = (svid: ReturnType<SvidHolder['svid']>) =>
     new Promise<import('node:tls').TLSSocket>((resolve, reject) => {
-      const s = tlsConnect({ port: sidecar.port, host: '127.0.0.1', ca: ids.ca.certPem, cert: svid.chainPem, key: svid.key.export({ format: 'pem', type: 'pkcs8' }), checkServerIdentity: () => undefined }, () => resolve(s));
+      const s = tlsConnect({ port: sidecar.port, host: '127.0.0.1', ca: ids.ca.certPem, cert: svid.chainPem, key: svid.privateKey.export({ format: 'pem', type: 'pkcs8' }), checkServerIdentity: () => undefined }, () => resolve(s));
       s.on('error', reject);
     });
   const slow = await open(front());
@@ -220,7 +220,7 @@ inbound('slowloris and malformed HTTP: connection dropped, sidecar keeps serving
 inbound('a rotated SVID serves new connections; existing ones continue', async () => {
   const serialOf = (svid: ReturnType<SvidHolder['svid']>) =>
     new Promise<string>((resolve, reject) => {
-      const s = tlsConnect({ port: sidecar.port, host: '127.0.0.1', ca: ids.ca.certPem, cert: svid.chainPem, key: svid.key.export({ format: 'pem', type: 'pkcs8' }), checkServerIdentity: () => undefined }, () => {
+      const s = tlsConnect({ port: sidecar.port, host: '127.0.0.1', ca: ids.ca.certPem, cert: svid.chainPem, key: svid.privateKey.export({ format: 'pem', type: 'pkcs8' }), checkServerIdentity: () => undefined }, () => {
         resolve(s.getPeerCertificate().serialNumber);
         s.end();
       });

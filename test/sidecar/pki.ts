@@ -62,7 +62,7 @@ export async function createCa(trustDomain: string): Promise<TestCa> {
       return {
         spiffeId,
         chainPem: leaf.toString('pem'),
-        key: createPrivateKey(await pkcs8Pem(leafKeys.privateKey)),
+        privateKey: createPrivateKey(await pkcs8Pem(leafKeys.privateKey)),
         notAfter,
       };
     },
