@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
+import { loadFilter } from '../host/filter.ts';
 import type { SvidSource } from './svid.ts';
 import { FilterSlot, type FilterLoader, type FilterCheck } from './filter-slot.ts';
 import { startInbound, type InboundLimits, type Listener } from './inbound.ts';
@@ -28,8 +29,10 @@ export interface SidecarOptions {
     limits?: Partial<InboundLimits>;
   };
   outbound?: { host?: string; port?: number; routes: Routes };
-  /** Loads wasm into the strict host. */
-  loadFilter: FilterLoader;
+  /** Plugin configuration for the filter, e.g. `{"mode":"dry-run"}`. */
+  filterConfiguration?: string;
+  /** How wasm becomes a filter; default: the strict host (agent/host) with `filterConfiguration`. */
+  loadFilter?: FilterLoader;
   /** Acceptance check for every filter, e.g. the policy's case file. */
   checkFilter?: FilterCheck;
   identityContext?: IdentityContextOptions;
@@ -51,6 +54,17 @@ export interface Sidecar {
 
 export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const logger = opts.logger ?? createLogger();
+  const load: FilterLoader =
+    opts.loadFilter ??
+    ((wasm) =>
+      loadFilter(wasm, {
+        configuration: opts.filterConfiguration,
+        name: 'palisade',
+        // Per-request lines come back with each outcome; these are the VM's own (start, configure).
+        log: (line) => {
+          if (line.level === 'warn' || line.level === 'error' || line.level === 'critical') logger.warn({ filter: line.message }, 'filter log');
+        },
+      }));
   const sidecar: Sidecar = {
     async close() {
       await Promise.all([sidecar.inbound?.close(), sidecar.outbound?.close()]);
@@ -60,7 +74,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   try {
     if (opts.inbound) {
       const { filterFile } = opts.inbound;
-      const filters = await FilterSlot.create(await readFile(filterFile), opts.loadFilter, opts.checkFilter, `file ${filterFile}`);
+      const filters = await FilterSlot.create(await readFile(filterFile), load, opts.checkFilter, `file ${filterFile}`);
       sidecar.filters = filters;
       observeReloads(filters, logger, opts.registry);
       if (opts.inbound.watch !== false) filters.watchFile(filterFile);

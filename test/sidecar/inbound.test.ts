@@ -13,7 +13,8 @@ import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { identities, startEcho, captureLog, mtlsAgent, call, FRONTEND, CARD, type Echo } from './harness.ts';
-import { loadStandin, standinPolicy } from './standin-filter.ts';
+import { compiled, loadStrict } from './policies.ts';
+import { loadFilter } from '../../agent/host/filter.ts';
 import type { SvidHolder } from '../../agent/sidecar/svid.ts';
 
 const inbound = suite('inbound');
@@ -34,14 +35,7 @@ const agentFor = (svid: Parameters<typeof mtlsAgent>[1], ca = ids.ca.certPem) =>
 inbound.before(async () => {
   echo = await startEcho();
   await writeFile(join(dir, 'jwks.json'), JSON.stringify(issuer.jwks));
-  const filters = await FilterSlot.create(
-    standinPolicy([
-      { from: [FRONTEND], methods: ['GET'], prefix: '/cards', inject: { 'x-user-id': 'user.sub' } },
-      { from: [FRONTEND], methods: ['POST'], prefix: '/upload' },
-      { from: [FRONTEND], prefix: '/slow' },
-    ]),
-    loadStandin,
-  );
+  const filters = await FilterSlot.create(await compiled('card'), loadStrict);
   sidecar = await startInbound({
     app: echo.url,
     identity: ids.card,
@@ -66,6 +60,7 @@ const front = () => ids.frontend.svid();
 inbound('an allowed call reaches the app with identity headers and without spoofed ones', async () => {
   const token = await issuer.token({ sub: 'alice', scope: 'list_cards' });
   const res = await call(sidecar.url, frontendAgent, front(), {
+    path: '/cards',
     headers: {
       authorization: `Bearer ${token}`,
       'x-palisade-caller': 'spiffe://bank.example/ns/ops/sa/admin',
@@ -90,7 +85,16 @@ inbound('an allowed call reaches the app with identity headers and without spoof
   assert.is(line.caller, FRONTEND);
   assert.is(line.target, CARD);
   assert.is(line.decision, 'allow');
+  assert.is(line.rule, 'list-cards');
+  assert.is(line.mode, 'enforce');
   assert.is(line.status, 200);
+});
+
+inbound('a token without the required scope is denied by the policy', async () => {
+  const token = await issuer.token({ sub: 'alice', scope: 'profile' });
+  const res = await call(sidecar.url, frontendAgent, front(), { path: '/cards', headers: { authorization: `Bearer ${token}` } });
+  assert.is(res.status, 403);
+  assert.is(res.json().error, 'forbidden');
 });
 
 inbound('a request without a token is evaluated without a user; the policy decides', async () => {
@@ -179,7 +183,7 @@ inbound('application slow → 504, application down → 503', async () => {
   assert.is(slow.status, 504);
   const down = await startInbound({
     app: 'http://127.0.0.1:1', identity: ids.card, logger: log.logger,
-    filters: await FilterSlot.create(standinPolicy([{ from: [FRONTEND] }]), loadStandin),
+    filters: await FilterSlot.create(await compiled('card'), loadStrict),
   });
   try {
     const res = await call(down.url, agentFor(front()), front());
@@ -215,6 +219,23 @@ inbound('slowloris and malformed HTTP: connection dropped, sidecar keeps serving
   });
   assert.match(reply, /^HTTP\/1.1 400/);
   assert.is((await call(sidecar.url, frontendAgent, front())).status, 200);
+});
+
+inbound('dry-run: a denied request is forwarded and the would-be decision logged', async () => {
+  const dry = await startInbound({
+    app: echo.url, identity: ids.card, logger: log.logger,
+    filters: await FilterSlot.create(await compiled('card'), (wasm) => loadFilter(wasm, { configuration: '{"mode":"dry-run"}' })),
+  });
+  try {
+    const res = await call(dry.url, agentFor(front()), front(), { method: 'DELETE' });
+    assert.is(res.status, 200);
+    await sleep(10);
+    assert.is(lastLog().decision, 'deny');
+    assert.is(lastLog().mode, 'dry-run');
+    assert.is(lastLog().status, 200);
+  } finally {
+    await dry.close();
+  }
 });
 
 inbound('a rotated SVID serves new connections; existing ones continue', async () => {

@@ -10,7 +10,7 @@ import { startOutbound, loadRoutes } from '../../agent/sidecar/outbound.ts';
 import { FilterSlot } from '../../agent/sidecar/filter-slot.ts';
 import { SvidHolder } from '../../agent/sidecar/svid.ts';
 import { identities, startEcho, captureLog, FRONTEND, CARD, LEDGER, type Echo } from './harness.ts';
-import { loadStandin, standinPolicy } from './standin-filter.ts';
+import { compiled, loadStrict } from './policies.ts';
 
 const outbound = suite('outbound');
 const ids = await identities();
@@ -23,7 +23,7 @@ let out: Listener;
 
 outbound.before(async () => {
   echo = await startEcho();
-  const filters = await FilterSlot.create(standinPolicy([{ from: [FRONTEND] }]), loadStandin);
+  const filters = await FilterSlot.create(await compiled('card'), loadStrict);
   card = await startInbound({ app: echo.url, identity: ids.card, filters, logger: log.logger });
   // A server that is a valid workload of the trust domain, but not the one the route names.
   const impostor = new SvidHolder(await ids.ca.issue(LEDGER), ids.ca.certPem);

@@ -10,7 +10,7 @@ import { Registry } from 'prom-client';
 import { request } from 'undici';
 import { startSidecar, type Sidecar } from '../../agent/sidecar/index.ts';
 import { identities, startEcho, captureLog, FRONTEND, CARD, type Echo } from './harness.ts';
-import { loadStandin, standinPolicy } from './standin-filter.ts';
+import { compiled, variant } from './policies.ts';
 
 const reload = suite('hot reload');
 const ids = await identities();
@@ -20,21 +20,20 @@ const filterFile = join(dir, 'card.wasm');
 const registry = new Registry();
 const admin = Fastify();
 let echo: Echo;
-let card: Sidecar;
+let cardSidecar: Sidecar;
 let frontend: Sidecar;
 let adminUrl: string;
 
-const allowAll = standinPolicy([{ from: [FRONTEND] }]);
-const allowCards = standinPolicy([{ from: [FRONTEND], prefix: '/cards' }]);
-const denyAll = standinPolicy([]);
+// card: the frontend may read cards (and call /slow); opsOnly: the frontend may do nothing.
+const card = await compiled('card');
+const opsOnly = await compiled('ops-only');
 
 reload.before(async () => {
   echo = await startEcho();
-  await writeFile(filterFile, allowAll);
-  card = await startSidecar({
+  await writeFile(filterFile, card);
+  cardSidecar = await startSidecar({
     identity: ids.card,
     inbound: { app: echo.url, filterFile },
-    loadFilter: loadStandin,
     logger: log.logger,
     admin,
     registry,
@@ -42,15 +41,14 @@ reload.before(async () => {
   adminUrl = await admin.listen({ port: 0, host: '127.0.0.1' });
   frontend = await startSidecar({
     identity: ids.frontend,
-    outbound: { routes: { card: { url: card.inbound!.url, spiffeId: CARD } } },
-    loadFilter: loadStandin,
+    outbound: { routes: { card: { url: cardSidecar.inbound!.url, spiffeId: CARD } } },
     logger: log.logger,
   });
 });
 
 reload.after(async () => {
   await frontend.close();
-  await card.close();
+  await cardSidecar.close();
   await admin.close();
   await echo.close();
   await rm(dir, { recursive: true, force: true });
@@ -67,17 +65,16 @@ const putFilter = async (wasm: Uint8Array) => {
 };
 
 reload('PUT /v1/filter swaps; a bad filter is refused and the old one kept', async () => {
-  assert.is(await get('/accounts'), 200);
-  const swapped = await putFilter(allowCards);
+  assert.is(await get('/cards/1'), 200);
+  const swapped = await putFilter(opsOnly);
   assert.is(swapped.status, 200);
   assert.is(swapped.body.reloads, 1);
-  assert.is(await get('/accounts'), 403);
-  assert.is(await get('/cards'), 200);
+  assert.is(await get('/cards/1'), 403);
 
   const refused = await putFilter(Buffer.from('\0asm garbage'));
   assert.is(refused.status, 422);
   assert.is(refused.body.error.code, 'filter_refused');
-  assert.is(await get('/cards'), 200); // old filter kept
+  assert.is(await get('/cards/1'), 403); // old filter kept
   const status = (await (await request(`${adminUrl}/v1/filter`)).body.json()) as Record<string, any>;
   assert.is(status.sha256, swapped.body.sha256);
   assert.ok(status.lastRefusal.reason);
@@ -90,13 +87,15 @@ reload('PUT /v1/filter swaps; a bad filter is refused and the old one kept', asy
 });
 
 reload('replacing the file swaps the filter', async () => {
-  await writeFile(`${filterFile}.tmp`, denyAll);
+  assert.is(await get('/cards/1'), 403); // ops-only from the previous test
+  await writeFile(`${filterFile}.tmp`, card);
   await rename(`${filterFile}.tmp`, filterFile); // how deploy tools replace files
-  for (let i = 0; i < 50 && card.filters!.status().source !== `file ${filterFile}`; i++) await sleep(20);
-  assert.is(await get('/cards'), 403);
-  await writeFile(filterFile, allowAll);
-  for (let i = 0; i < 50 && (await get('/cards')) !== 200; i++) await sleep(20);
-  assert.is(await get('/cards'), 200);
+  for (let i = 0; i < 100 && cardSidecar.filters!.status().source !== `file ${filterFile}`; i++) await sleep(20);
+  assert.is(await get('/cards/1'), 200);
+  await writeFile(filterFile, opsOnly); // written in place
+  for (let i = 0; i < 100 && (await get('/cards/1')) !== 403; i++) await sleep(20);
+  assert.is(await get('/cards/1'), 403);
+  await putFilter(card);
 });
 
 reload('a request in flight finishes on the filter it started with', async () => {
@@ -106,12 +105,12 @@ reload('a request in flight finishes on the filter it started with', async () =>
   };
   const inFlight = get('/slow');
   while (!release) await sleep(5);
-  assert.is((await putFilter(denyAll)).status, 200);
+  assert.is((await putFilter(opsOnly)).status, 200);
   echo.behave = undefined;
   assert.is(await get('/slow'), 403); // new requests: new filter
   release();
   assert.is(await inFlight, 200); // the old filter let it through and it completed
-  await putFilter(allowAll);
+  await putFilter(card);
 });
 
 reload('load keeps flowing through filter swaps and SVID rotations: zero failed requests', async () => {
@@ -124,11 +123,11 @@ reload('load keeps flowing through filter swaps and SVID rotations: zero failed 
   });
   const events: Promise<unknown>[] = [];
   const at = (ms: number, fn: () => Promise<unknown>) => events.push(sleep(ms).then(fn));
-  at(500, () => putFilter(allowCards));
+  at(500, () => putFilter(variant(card, 'v2')));
   at(900, async () => ids.card.rotate(await ids.ca.issue(CARD)));
   at(1300, async () => ids.frontend.rotate(await ids.ca.issue(FRONTEND)));
   at(1700, () => putFilter(Buffer.from('not a filter')));
-  at(2100, () => writeFile(filterFile, allowAll));
+  at(2100, () => writeFile(filterFile, variant(card, 'v3')));
   const result = await run;
   await Promise.all(events);
   assert.ok(result.requests.total > 50, `only ${result.requests.total} requests`);
@@ -139,7 +138,7 @@ reload('load keeps flowing through filter swaps and SVID rotations: zero failed 
   assert.equal(failed, []);
   assert.equal(log.lines.slice(logged).filter((l) => l.msg === 'outbound request failed'), []);
   assert.is(result.non2xx, 0);
-  assert.ok(card.filters!.status().reloads >= 2);
+  assert.ok(cardSidecar.filters!.status().reloads >= 2);
 });
 
 reload.run();
