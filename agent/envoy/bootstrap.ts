@@ -80,10 +80,12 @@ export function generateBootstrap(o: BootstrapOptions): Json {
   const clusters = [
     agentCluster(o.sdsSocket),
     staticCluster(APP_CLUSTER, o.appAddress, o.appPort),
-    urlCluster(CA_CLUSTER, o.caJwksUrl, bundleValidation([])),
+    // The CA's server certificate chains to the same root as every SVID: pin its host name too,
+    // or any workload could pose as the CA and publish keys for fingerprints.
+    urlCluster(CA_CLUSTER, o.caJwksUrl, bundleValidation([hostSan(o.caJwksUrl)])),
     urlCluster(SIGNER_CLUSTER, o.signerUrl),
     ...(o.identity ? [urlCluster(IDENTITY_CLUSTER, o.identity.jwksUri, systemValidation(o.identity.jwksUri, o.systemCaFile))] : []),
-    ...Object.entries(o.routes).map(([name, r]) => urlCluster(outboundCluster(name), r.url, bundleValidation([{ exact: r.spiffeId }]), true)),
+    ...Object.entries(o.routes).map(([name, r]) => urlCluster(outboundCluster(name), r.url, bundleValidation([uriSan({ exact: r.spiffeId })]), true)),
   ];
   return {
     node: { id: o.serviceName, cluster: o.serviceName },
@@ -106,11 +108,13 @@ function inboundListener(o: BootstrapOptions): Json {
   return {
     name: 'inbound',
     address: socketAddress(o.inboundAddress, o.inboundPort),
+    // Envoy's edge recommendation: bound what one untrusted connection may buffer.
+    per_connection_buffer_limit_bytes: 32768,
     filter_chains: [{
       filters: [hcm],
       transport_socket: tlsSocket('DownstreamTlsContext', {
         require_client_certificate: true,
-        common_tls_context: commonTls(bundleValidation([{ prefix: `spiffe://${o.trustDomain}/` }])),
+        common_tls_context: commonTls(bundleValidation([uriSan({ prefix: `spiffe://${o.trustDomain}/` })])),
       }),
     }],
   };
@@ -141,6 +145,8 @@ function httpConnectionManager(statPrefix: string, o: BootstrapOptions, specific
     // `x_palisade_user` must not become a second spelling of `x-palisade-user` upstream.
     common_http_protocol_options: { headers_with_underscores_action: 'REJECT_REQUEST' },
     use_remote_address: true,
+    // Slowloris: a client gets 10 s to send its headers (Envoy's default is no limit).
+    request_headers_timeout: '10s',
     early_header_mutation_extensions: [typed('envoy.http.early_header_mutation.header_mutation',
       'envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation',
       { mutations: o.stripHeaders.map((name) => ({ remove: name })) })],
@@ -264,25 +270,32 @@ function commonTls(validation: Json): Json {
   };
 }
 
-function bundleValidation(uriSans: Json[]): Json {
+/** Peers verified against SDS `ROOTCA` and required to carry one of `sans`. */
+function bundleValidation(sans: Json[]): Json {
   return {
     combined_validation_context: {
-      default_validation_context: uriSans.length ? { match_typed_subject_alt_names: uriSans.map((matcher) => ({ san_type: 'URI', matcher })) } : {},
+      default_validation_context: { match_typed_subject_alt_names: sans },
       validation_context_sds_secret_config: sdsSecret(BUNDLE_SECRET),
     },
   };
 }
 
-/** Public issuers (the identity provider's JWKS) are checked against the system CAs and their DNS name. */
+/** Public issuers (the identity provider's JWKS) are checked against the system CAs and their host name. */
 function systemValidation(url: string, caFile: string): Json {
-  const host = new URL(url).hostname;
-  const sanType = isIP(host) ? 'IP_ADDRESS' : 'DNS';
-  return {
-    validation_context: {
-      trusted_ca: { filename: caFile },
-      match_typed_subject_alt_names: [{ san_type: sanType, matcher: { exact: host } }],
-    },
-  };
+  return { validation_context: { trusted_ca: { filename: caFile }, match_typed_subject_alt_names: [hostSan(url)] } };
+}
+
+function uriSan(matcher: Json): Json {
+  return { san_type: 'URI', matcher };
+}
+
+function hostSan(url: string): Json {
+  const host = hostOf(url);
+  return { san_type: isIP(host) ? 'IP_ADDRESS' : 'DNS', matcher: { exact: host } };
+}
+
+function hostOf(url: string): string {
+  return new URL(url).hostname.replace(/^\[|\]$/g, '');
 }
 
 function agentCluster(socket: string): Json {
@@ -310,7 +323,7 @@ function staticCluster(name: string, address: string, port: number): Json {
  */
 function urlCluster(name: string, url: string, validation?: Json, mtls = false): Json {
   const u = new URL(url);
-  const host = u.hostname.replace(/^\[|\]$/g, '');
+  const host = hostOf(url);
   const https = u.protocol === 'https:';
   const port = Number(u.port || (https ? 443 : 80));
   const cluster: Json = { ...staticCluster(name, host, port), type: isIP(host) ? 'STATIC' : 'STRICT_DNS' };
