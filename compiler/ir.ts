@@ -4,7 +4,7 @@
  * AssemblyScript. `printProgram` renders it for people (`palisade compile --emit ir`).
  *
  * Decision procedure the IR encodes (the runtime implements it, see runtime/engine.ts):
- *   1. no verified caller → 401; a path the normalizer rejects → 400;
+ *   1. a path the normalizer rejects → 400; no verified caller → 401;
  *   2. candidates = rules whose route (method bucket + path trie) and principal index match;
  *   3. any candidate deny whose `when` is absent, true or an error → 403 (first by index);
  *   4. else the first candidate allow (by index) whose `when` is true and whose injections

@@ -1,6 +1,7 @@
 // The proxy-wasm ABI 0.2.1 entry points of a policy filter (re-exported by
-// filters/policy.ts) and what happens around a decision: 401/400 before any rule, header
-// stripping and injection, the local reply, the decision log line and metric.
+// filters/policy.ts) and what happens around a decision: 400/401 before any rule, header
+// stripping and injection, the normalized :path upstream, the local reply, the decision
+// log line and metric.
 //
 // Memory: the filter keeps nothing on the heap between callbacks. Every request starts by
 // resetting the (stub runtime's bump) heap, so the host's buffers, decoded values and
@@ -9,9 +10,9 @@ import {
   LOG_INFO, defineCounter, getPluginConfiguration, incrementCounter, log, removeRequestHeader,
   replaceRequestHeader, retLen, retPtr, sendLocalResponse,
 } from "./abi";
-import { Out } from "./bytes";
+import { Out, bytesEqual } from "./bytes";
 import { ALLOW, DENY, decide, decidedByError, decidedRule, injected, ruleField } from "./engine";
-import { PATH_OK, normalizePath } from "./path";
+import { PATH_OK, normLen, normPtr, normalizePath, queryLen, queryPtr } from "./path";
 import { beginRequest, foundLen, foundPtr, header, principalLen, rawPathLen, rawPathPtr, requestId } from "./request";
 import { H_DRY_RUN, H_STRIP, b, t } from "./tables";
 import { parseConfig, CONFIG_DEFAULT, CONFIG_DRY_RUN } from "./config";
@@ -59,8 +60,10 @@ export function proxy_on_context_create(contextId: i32, parentId: i32): void {}
 export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOfStream: i32): i32 {
   heap.reset();
   if (!beginRequest()) return finish(DENY_BAD_REQUEST, "bad_headers", -1);
-  if (principalLen == 0) return finish(UNAUTHENTICATED, "no_identity", -1);
+  // The path first (docs/policy-language.md "Decisions"): a request Envoy itself would refuse
+  // is a 400 whoever sends it.
   if (rawPathLen < 0 || normalizePath(rawPathPtr, rawPathLen) != PATH_OK) return finish(DENY_BAD_REQUEST, "bad_path", -1);
+  if (principalLen == 0) return finish(UNAUTHENTICATED, "no_identity", -1);
   const d = decide();
   if (d == ALLOW) return finish(ALLOWED, "allow_rule", decidedRule);
   if (d == DENY) return finish(DENIED, decidedByError ? "deny_rule_when_error" : "deny_rule", decidedRule);
@@ -88,6 +91,7 @@ function finish(outcome: i32, reason: string, rule: i32): i32 {
   writeDecision(decision, status, rule, reason);
   incrementCounter(outcome == ALLOWED ? metricAllow : outcome == UNAUTHENTICATED ? metricUnauthenticated : metricDeny);
   if (outcome == ALLOWED || dryRun) {
+    if (outcome != DENY_BAD_REQUEST) forwardNormalizedPath();
     stripInjectable();
     if (outcome == ALLOWED) setInjections(rule);
     return CONTINUE;
@@ -104,6 +108,20 @@ function writeDecision(decision: string, status: i32, rule: i32, reason: string)
   o.ascii(',"mode":"').ascii(dryRun ? "dry-run" : "enforce").ascii('","reason":"').ascii(reason).ascii('"}');
   log(LOG_INFO, o.ptr, o.len);
 }
+
+/**
+ * The upstream sees the path the decision was made on (as behind Envoy with
+ * normalize_path and merge_slashes): `:path` is rewritten when normalization changed it.
+ */
+function forwardNormalizedPath(): void {
+  const pathPart = queryLen >= 0 ? rawPathLen - queryLen - 1 : rawPathLen;
+  if (bytesEqual(normPtr, normLen, rawPathPtr, pathPart)) return;
+  const o = new Out(normLen + rawPathLen + 1).bytes(normPtr, normLen);
+  if (queryLen >= 0) o.byte(63).bytes(queryPtr, queryLen);
+  replaceRequestHeader(PATH_HEADER, 5, o.ptr, o.len);
+}
+
+const PATH_HEADER = memory.data<u8>([58, 112, 97, 116, 104]); // ":path"
 
 /** Removes every header a rule may inject (present ones only), whatever the decision. */
 function stripInjectable(): void {
