@@ -9,6 +9,7 @@ import { createXdsServer, type XdsService } from '../agent/xds/server.ts';
 import { parseListen, untilSignal } from './ca.ts';
 import { CliError } from './errors.ts';
 import { ecdsAgentGroup } from './envoy.ts';
+import { sidecarAgentGroup } from '../agent/sidecar/agent-options.ts';
 
 /** What option groups share while the agent starts; groups add services, routes and cleanups. */
 export interface AgentContext {
@@ -51,7 +52,7 @@ const identityGroup: AgentOptionGroup = {
 };
 
 /** Flag groups of `palisade agent`, in order. */
-export const AGENT_OPTION_GROUPS: AgentOptionGroup[] = [identityGroup, ecdsAgentGroup];
+export const AGENT_OPTION_GROUPS: AgentOptionGroup[] = [identityGroup, ecdsAgentGroup, sidecarAgentGroup];
 
 export function register(program: Command): void {
   const command = program

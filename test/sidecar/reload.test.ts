@@ -10,7 +10,10 @@ import { Registry } from 'prom-client';
 import { request } from 'undici';
 import { startSidecar, type Sidecar } from '../../agent/sidecar/index.ts';
 import { identities, startEcho, captureLog, FRONTEND, CARD, type Echo } from './harness.ts';
-import { compiled, variant } from './policies.ts';
+import { compiled, variant, fixture } from './policies.ts';
+import { FilterSlot } from '../../agent/sidecar/filter-slot.ts';
+import { caseFileCheck } from '../../agent/sidecar/case-check.ts';
+import { loadFilter } from '../../agent/host/filter.ts';
 
 const reload = suite('hot reload');
 const ids = await identities();
@@ -139,6 +142,20 @@ reload('load keeps flowing through filter swaps and SVID rotations: zero failed 
   assert.equal(log.lines.slice(logged).filter((l) => l.msg === 'outbound request failed'), []);
   assert.is(result.non2xx, 0);
   assert.ok(cardSidecar.filters!.status().reloads >= 2);
+});
+
+reload('with a case file, a filter that fails its cases is refused', async () => {
+  const slot = await FilterSlot.create(card, (wasm) => loadFilter(wasm), caseFileCheck(fixture('card.cases.json')));
+  try {
+    const refused = await slot.replace(opsOnly, 'test');
+    assert.is(refused.ok, false);
+    assert.match((refused as { reason: string }).reason, /frontend reads a card/);
+    assert.is((await slot.replace(variant(card, 'ok'), 'test')).ok, true);
+  } finally {
+    slot.close();
+  }
+  const missing = await FilterSlot.create(card, (wasm) => loadFilter(wasm), caseFileCheck(fixture('absent.cases.json'))).catch((e) => e);
+  assert.match(missing.message, /absent\.cases\.json/);
 });
 
 reload.run();
