@@ -1,0 +1,180 @@
+/**
+ * End-to-end decisions: one policy compiled to wasm, run in the strict proxy-wasm host
+ * (agent/host) exactly as Envoy would run it. Hostile paths, spoofed headers, dry-run,
+ * missing identity, fail-closed claims, the decision record and memory stability.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { compileChecked } from '../../compiler/index.ts';
+import { loadFilter, FilterLoadError, type Filter, type FilterRequest } from '../../agent/host/filter.ts';
+import { checked } from './helpers.ts';
+
+const WEB = 'spiffe://corp.test/ns/web/sa/frontend';
+const OPS = 'spiffe://corp.test/ns/ops/sa/prober';
+const POLICY = checked([
+  { id: 'block-admin', effect: 'deny', to: [{ paths: ['/admin/**'] }] },
+  { id: 'verified-email', effect: 'deny', to: [{ paths: ['/accounts/**'] }], when: 'user.claims.email_verified != true' },
+  { id: 'read-account', effect: 'allow', from: [WEB], to: [{ methods: ['GET'], paths: ['/accounts/{id}', '/accounts/{id}/**'] }],
+    when: "'read' in user.scopes", inject: { 'x-account': 'request.params.id', 'x-user': 'user.sub' } },
+  { id: 'ops', effect: 'allow', from: ['spiffe://corp.test/ns/ops/**'], to: [{ methods: ['GET', 'HEAD'], paths: ['/healthz', '/Status'] }], inject: { 'x-ops': "'first'" } },
+  { id: 'ops-again', effect: 'allow', from: [OPS], to: [{ methods: ['GET'], paths: ['/healthz'] }], inject: { 'x-ops': "'second'" } },
+  { id: 'search', effect: 'allow', from: ['spiffe://corp.test/ns/*/sa/frontend'], to: [{ methods: ['GET'], paths: ['/search'] }],
+    when: "request.query['q'] != '' && size(request.query['q']) < 20 && request.headers['x-tenant'].startsWith('t-')" },
+  { id: 'post-anything', effect: 'allow', from: [WEB], to: [{ methods: ['POST'] }], when: 'user.claims.level >= 3' },
+]);
+
+let filter: Filter;
+let dry: Filter;
+test.before(async () => {
+  const { wasm } = await compileChecked(POLICY);
+  filter = await loadFilter(wasm);
+  dry = await loadFilter(wasm, { configuration: '{"mode":"dry-run"}' });
+  wasmBytes = wasm;
+});
+let wasmBytes: Uint8Array;
+test.after(async () => {
+  await filter?.close();
+  await dry?.close();
+});
+
+const user = (claims: Record<string, unknown>) => ({ 'envoy.filters.http.jwt_authn': { user: claims } });
+const req = (path: string, over: Partial<FilterRequest> = {}): FilterRequest => ({ method: 'GET', path, authority: 'api.corp.test', source: { principal: OPS }, ...over });
+
+interface Seen { kind: string; status: number; record: Record<string, unknown>; upstream: Record<string, string[]>; body: string }
+async function run(r: FilterRequest, f = filter): Promise<Seen> {
+  const o = await f.handleRequest(r);
+  const lines = o.logs.filter((l) => l.message.startsWith('palisade.decision '));
+  assert.is(lines.length, 1, 'exactly one decision line per request');
+  assert.is(lines[0].level, 'info');
+  const upstream: Record<string, string[]> = {};
+  for (const [k, v] of o.upstreamRequest?.headers ?? []) (upstream[k] ??= []).push(v);
+  return { kind: o.kind, status: o.status, record: JSON.parse(lines[0].message.slice('palisade.decision '.length)), upstream, body: new TextDecoder().decode(o.body) };
+}
+
+async function expectStatus(path: string, status: number, rule: string | null = null, over: Partial<FilterRequest> = {}) {
+  const s = await run(req(path, over));
+  assert.is(s.status, status, `${path} → ${status}`);
+  assert.is(s.record.rule, rule, `${path}: rule`);
+  return s;
+}
+
+test('hostile paths: normalized like Envoy before matching, or rejected with 400', async () => {
+  await expectStatus('/healthz', 200, 'ops');
+  await expectStatus('//healthz', 200, 'ops');
+  await expectStatus('/a/../healthz', 200, 'ops');
+  await expectStatus('/./healthz/.', 403); // trailing slash: /healthz/ is another path
+  await expectStatus('/%2e%2e/healthz', 200, 'ops');
+  await expectStatus('/%68ealthz', 200, 'ops'); // unreserved escapes decode
+  await expectStatus('/HEALTHZ', 403); // case-sensitive
+  await expectStatus('/status', 403);
+  await expectStatus('/Status', 200, 'ops');
+  await expectStatus('/healthz/../admin/x', 403, 'block-admin');
+  await expectStatus('/admin//x', 403, 'block-admin');
+  await expectStatus('/adm%69n/x', 403, 'block-admin');
+  for (const bad of ['/admin%2Fx', '/admin%2fx', '/a%5Cb', '/a%5cb', '/a\\b', '/healthz#frag', '/heal%00thz', '/a%zz', '/a%4', 'healthz', '*']) {
+    const s = await expectStatus(bad, 400);
+    assert.is(s.record.decision, 'deny');
+    assert.is(s.record.reason, 'bad_path');
+    assert.is(s.kind, 'reply');
+  }
+});
+
+test('upstream receives the normalized path (query kept), untouched when already normal', async () => {
+  const s = await run(req('/x/..//healthz?probe=1'));
+  assert.equal(s.upstream[':path'], ['/healthz?probe=1']);
+  assert.equal((await run(req('/healthz?a=%2F'))).upstream[':path'], ['/healthz?a=%2F']);
+});
+
+test('no verified caller: 401 before any rule, body carries only error and request id', async () => {
+  const s = await run(req('/healthz', { source: undefined, headers: { 'x-request-id': 'rid-"1"' } }));
+  assert.is(s.status, 401);
+  assert.equal(s.record, { decision: 'unauthenticated', status: 401, rule: null, mode: 'enforce', reason: 'no_identity' });
+  assert.equal(JSON.parse(s.body), { error: 'unauthenticated', request_id: 'rid-"1"' });
+  assert.is((await run(req('/healthz', { source: { principal: '' } }))).status, 401);
+});
+
+test('deny beats allow; missing or mistyped claim makes a deny rule apply (fail closed)', async () => {
+  const as = (claims: Record<string, unknown>) => req('/accounts/7', { source: { principal: WEB }, metadata: user(claims) });
+  let s = await run(as({ sub: 'alice', scope: 'read', email_verified: true }));
+  assert.is(s.status, 200);
+  assert.is(s.record.rule, 'read-account');
+  s = await run(as({ sub: 'alice', scope: 'read', email_verified: false }));
+  assert.equal([s.status, s.record.rule, s.record.reason], [403, 'verified-email', 'deny_rule']);
+  s = await run(as({ sub: 'alice', scope: 'read' }));
+  assert.equal([s.status, s.record.rule, s.record.reason], [403, 'verified-email', 'deny_rule_when_error']);
+  s = await run(as({ sub: 'alice', scope: 'read', email_verified: 'true' }));
+  assert.equal([s.status, s.record.reason], [403, 'deny_rule_when_error']);
+  s = await run(req('/accounts/7', { source: { principal: WEB } })); // no identity context at all
+  assert.equal([s.status, s.record.rule], [403, 'verified-email']);
+  assert.equal(JSON.parse(s.body).error, 'forbidden');
+});
+
+test('injected headers: spoofed values replaced, other rules\' names stripped, first allow by index wins', async () => {
+  const spoof = { 'x-account': ['evil', 'evil2'], 'x-user': 'mallory', 'x-ops': 'evil', 'x-keep': 'yes' };
+  let s = await run(req('/accounts/7/statements', { source: { principal: WEB }, headers: spoof, metadata: user({ sub: 'alice', scope: 'read x', email_verified: true }) }));
+  assert.is(s.record.rule, 'read-account');
+  assert.equal(s.upstream['x-account'], ['7']);
+  assert.equal(s.upstream['x-user'], ['alice']);
+  assert.is(s.upstream['x-ops'], undefined);
+  assert.equal(s.upstream['x-keep'], ['yes']);
+  s = await run(req('/healthz', { headers: spoof }));
+  assert.is(s.record.rule, 'ops'); // ops and ops-again both apply: rules[3] comes first
+  assert.equal(s.upstream['x-ops'], ['first']);
+  assert.is(s.upstream['x-account'], undefined);
+  assert.is(s.upstream['x-user'], undefined);
+});
+
+test('query and headers in `when`; method buckets; dyn number comparison', async () => {
+  const search = (path: string, tenant = 't-9') => req(path, { source: { principal: 'spiffe://corp.test/ns/mobile/sa/frontend' }, headers: { 'x-tenant': tenant } });
+  assert.is((await run(search('/search?q=hello%20world&x=1'))).status, 200);
+  assert.is((await run(search('/search?x=1&q='))).status, 403);
+  assert.is((await run(search('/search?q=' + 'a'.repeat(20)))).status, 403);
+  assert.is((await run(search('/search?q=a', 'u-1'))).status, 403);
+  const post = (level: unknown) => req('/anything/at/all', { method: 'POST', source: { principal: WEB }, metadata: user({ level }) });
+  assert.is((await run(post(3))).status, 200);
+  assert.is((await run(post(2.5))).status, 403);
+  assert.is((await run(post('3'))).status, 403); // a string claim is not a number: error, allow does not apply
+  assert.is((await run(req('/anything', { method: 'PUT', source: { principal: WEB }, metadata: user({ level: 9 }) }))).status, 403);
+});
+
+test('dry-run from the plugin configuration: always forwarded, decision recorded, injectable names still stripped', async () => {
+  let s = await run(req('/admin/x', { headers: { 'x-ops': 'evil' } }), dry);
+  assert.equal([s.kind, s.status], ['forward', 200]);
+  assert.equal(s.record, { decision: 'deny', status: 403, rule: 'block-admin', mode: 'dry-run', reason: 'deny_rule' });
+  assert.is(s.upstream['x-ops'], undefined);
+  s = await run(req('/healthz', { source: undefined }), dry);
+  assert.equal([s.kind, s.record.decision, s.record.mode], ['forward', 'unauthenticated', 'dry-run']);
+  s = await run(req('/healthz'), dry);
+  assert.equal(s.upstream['x-ops'], ['first']);
+  const m = dry.metrics();
+  assert.ok(m['palisade_decisions.decision=deny'].value >= 1);
+  assert.ok(m['palisade_decisions.decision=unauthenticated'].value >= 1);
+  assert.ok(m['palisade_decisions.decision=allow'].value >= 1);
+});
+
+test('plugin configuration: anything but a valid one makes proxy_on_configure refuse the filter', async () => {
+  for (const bad of ['{"mode":"permissive"}', 'nope', '{"mode":"dry-run","x":1}', '{"mode":"dry-run"} x', '[]', '{"mode":"dry-\\u0072un"}']) {
+    let refused = false;
+    try {
+      await (await loadFilter(wasmBytes, { configuration: bad })).close();
+    } catch (err) {
+      refused = err instanceof FilterLoadError || err instanceof Error;
+    }
+    assert.ok(refused, bad);
+  }
+  const ok = await loadFilter(wasmBytes, { configuration: ' { "mode" : "enforce" } ' });
+  assert.is((await run(req('/admin/x'), ok)).status, 403);
+  await ok.close();
+});
+
+test('memory: steady state after warm-up — no growth over 20,000 mixed requests', async () => {
+  const mix = [req('/healthz'), req('/admin/../accounts/1', { source: { principal: WEB }, metadata: user({ sub: 'a', scope: 'read', email_verified: true }) }), req('/bad%2F'), req('/x', { source: undefined })];
+  const pages = () => ((filter as unknown as { vm: { memory: WebAssembly.Memory } }).vm.memory.buffer.byteLength);
+  for (let i = 0; i < 200; i++) await filter.handleRequest(mix[i % mix.length]);
+  const before = pages();
+  for (let i = 0; i < 20_000; i++) await filter.handleRequest(mix[i % mix.length]);
+  assert.is(pages(), before);
+  assert.is(filter.failed, null);
+});
+
+test.run();
