@@ -20,13 +20,14 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ENTRY = 'filters/policy.ts';
 export const GENERATED = 'filters/policy.generated.ts';
 
-/** The runtime and entry sources, read once per process. */
+/** The runtime and the fixed entry points (filters/), read once per process. */
 let library: Map<string, string> | null = null;
 function sources(): Map<string, string> {
   if (!library) {
     library = new Map();
-    for (const f of readdirSync(join(ROOT, 'runtime'))) if (f.endsWith('.ts')) library.set(`runtime/${f}`, readFileSync(join(ROOT, 'runtime', f), 'utf8'));
-    library.set(ENTRY, readFileSync(join(ROOT, ENTRY), 'utf8'));
+    for (const dir of ['runtime', 'filters']) {
+      for (const f of readdirSync(join(ROOT, dir))) if (f.endsWith('.ts')) library.set(`${dir}/${f}`, readFileSync(join(ROOT, dir, f), 'utf8'));
+    }
   }
   return library;
 }
@@ -42,14 +43,25 @@ export const ASC_FLAGS = [
 export class BuildError extends Error {}
 
 /** Compiles the generated policy module with the runtime into wasm bytes. */
-export async function buildWasm(generated: string): Promise<Uint8Array> {
+export function buildWasm(generated: string): Promise<Uint8Array> {
+  return buildEntry(ENTRY, { [GENERATED]: generated });
+}
+
+/**
+ * Compiles a fixed entry point under filters/ with the runtime (same flags as every policy
+ * filter); `extra` supplies in-memory modules such as the generated policy.
+ */
+export async function buildEntry(entry: string, extra: Record<string, string> = {}): Promise<Uint8Array> {
   const files = sources();
   let wasm: Uint8Array | null = null;
   const stderr = asc.createMemoryStream();
-  const result = await asc.main([ENTRY, '--outFile', 'policy.wasm', ...ASC_FLAGS], {
+  const result = await asc.main([entry, '--outFile', 'filter.wasm', ...ASC_FLAGS], {
     stdout: asc.createMemoryStream(),
     stderr,
-    readFile: (name: string) => (name === GENERATED ? generated : files.get(name.replace(/^\.\//, '')) ?? null),
+    readFile: (name: string) => {
+      const file = name.replace(/^\.\//, '');
+      return Object.hasOwn(extra, file) ? extra[file]! : files.get(file) ?? null;
+    },
     writeFile: (name: string, contents: Uint8Array | string) => {
       if (name.endsWith('.wasm') && typeof contents !== 'string') wasm = contents;
     },
