@@ -1,0 +1,46 @@
+/**
+ * `npm run bench`: every benchmark, each in its own process so one engine's heap or JIT
+ * state never colours another's figures. Decision latency is reported as ratios against
+ * Cedar and Casbin measured in the same run on the same machine.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+
+const SIZES = [10, 100, 1_000, 10_000];
+const ENGINES = ['palisade', 'cedar', 'casbin'] as const;
+const tsx = ['--import', 'tsx'];
+
+interface Latency { engine: string; rules: number; p50Us: number; p99Us: number; samples: number }
+
+function decision(engine: string, rules: number): Latency {
+  const out = execFileSync(process.execPath, [...tsx, 'bench/decision.ts', engine, String(rules)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 1 << 20,
+  });
+  return JSON.parse(out.trim().split('\n').pop()!);
+}
+
+function decisionTable(): void {
+  console.log('## Decision latency (µs per decision, through each engine\'s own API)');
+  const rows: Latency[][] = SIZES.map((n) => ENGINES.map((e) => decision(e, n)));
+  const fmt = (x: number) => x.toFixed(x < 10 ? 2 : 0);
+  console.log('| rules | palisade p50 / p99 | cedar p50 / p99 | casbin p50 / p99 | vs cedar (p50) | vs casbin (p50) |');
+  console.log('| ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const [p, c, b] of rows) {
+    console.log(`| ${p.rules} | ${fmt(p.p50Us)} / ${fmt(p.p99Us)} | ${fmt(c.p50Us)} / ${fmt(c.p99Us)} | ${fmt(b.p50Us)} / ${fmt(b.p99Us)} | ${(c.p50Us / p.p50Us).toFixed(0)}× | ${(b.p50Us / p.p50Us).toFixed(0)}× |`);
+  }
+  const p10 = rows[0][0].p50Us;
+  const p10k = rows[rows.length - 1][0].p50Us;
+  console.log(`\npalisade p50 at 10,000 rules / at 10 rules: ${(p10k / p10).toFixed(2)} (target ≤ 2)`);
+  console.log(`palisade p50 at 1,000 rules: ${fmt(rows[2][0].p50Us)} µs (target ≤ 5 µs)\n`);
+}
+
+function script(file: string): void {
+  console.log(`## ${file}`);
+  const r = spawnSync(process.execPath, [...tsx, file], { stdio: 'inherit' });
+  if (r.status !== 0) console.log(`(${file} exited with ${r.status})`);
+  console.log('');
+}
+
+decisionTable();
+for (const file of ['bench/compile.ts', 'bench/svid.ts', 'bench/sidecar.ts']) script(file);
