@@ -1,6 +1,7 @@
 import protobuf from 'protobufjs';
 import { envoyRoot } from './protos.ts';
 import { checkRules } from './pgv.ts';
+import { MESSAGE_CHECKS } from './semantics.ts';
 import { didYouMean } from '../../compiler/suggest.ts';
 
 /**
@@ -10,7 +11,8 @@ import { didYouMean } from '../../compiler/suggest.ts';
  * `@type` URLs that name no known message are errors; the message an `Any` holds is
  * checked recursively. protobufjs' own `verify` ignores unknown fields and does not know
  * the JSON mapping, hence this walker. PGV `(validate.rules)` are checked for the subset
- * in pgv.ts, deprecated fields are warnings (Envoy logs them).
+ * in pgv.ts, Envoy's own construction checks in semantics.ts, deprecated fields are
+ * warnings (Envoy logs them).
  */
 export interface Issue {
   /** JSON path of the offending value, e.g. `static_resources.listeners[0].name`. */
@@ -79,6 +81,7 @@ class Walker {
     if (wellKnown === 'Any') return this.any(value, path);
     if (!isObject(value)) return this.error(path, `expected an object (${typeLabel(type)}), got ${describe(value)}`);
     const present = new Map<protobuf.Field, string>();
+    const errorsBefore = this.errorCount();
     for (const [key, fieldValue] of Object.entries(value)) {
       const fieldPath = join(path, key);
       const field = fieldByJsonKey(type, key);
@@ -94,6 +97,12 @@ class Walker {
     this.oneofs(type, present, path);
     this.clusterReference(type, value, path);
     this.issues.push(...checkRules(type, value, present, path));
+    // Envoy's construction checks presuppose a message that parsed.
+    if (this.errorCount() === errorsBefore) this.issues.push(...(MESSAGE_CHECKS[type.fullName]?.(value, path) ?? []));
+  }
+
+  private errorCount(): number {
+    return this.issues.filter((i) => i.severity === 'error').length;
   }
 
   private field(field: protobuf.Field, value: unknown, path: string): void {

@@ -63,6 +63,9 @@ test('inbound: client certificates required, peers from our trust domain, SVID a
   assert.is(common.combined_validation_context.validation_context_sds_secret_config.name, 'ROOTCA');
   assert.equal(common.combined_validation_context.default_validation_context.match_typed_subject_alt_names,
     [{ san_type: 'URI', matcher: { prefix: 'spiffe://bank.example/' } }]);
+  // The CA's JWKS endpoint chains to the same root as every SVID: it is pinned by host too.
+  assert.equal(cluster(c, 'palisade_ca').transport_socket.typed_config.common_tls_context.combined_validation_context
+    .default_validation_context.match_typed_subject_alt_names, [{ san_type: 'IP_ADDRESS', matcher: { exact: '127.0.0.1' } }]);
   const sds = cluster(c, 'sds-grpc');
   assert.is(sds.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.pipe.path, '/run/palisade/agent.sock');
   assert.ok(sds.typed_extension_protocol_options['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'].explicit_http_config.http2_protocol_options);

@@ -152,6 +152,21 @@ test('routes and gRPC services must name a defined cluster', () => {
     `${hcmPath}.route_config.virtual_hosts[0].routes[0].route.cluster`, /cluster 'ap' is not defined/);
 });
 
+test('Envoy\'s construction checks: router last and only last, unique names and domains', () => {
+  const misordered = errorsAfter((b) => hcmOf(b).http_filters.push({ name: 'envoy.filters.http.cors', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors' } }));
+  assert.equal(misordered.map((i) => i.path), [`${hcmPath}.http_filters[0]`, `${hcmPath}.http_filters[1]`]);
+  assert.match(misordered[0]!.message, /terminal filter 'envoy.filters.http.router' must be the last/);
+  assert.match(misordered[1]!.message, /non-terminal filter 'envoy.filters.http.cors' is the last/);
+  const issues = errorsAfter((b) => (hcmOf(b).http_filters = [{ name: 'policy', config_discovery: {
+    config_source: { ads: {} }, type_urls: ['type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm'] } }]));
+  expectOne(issues, `${hcmPath}.http_filters[0]`, /non-terminal filter 'policy' is the last/);
+  expectOne(errorsAfter((b) => b.static_resources.clusters.push({ ...b.static_resources.clusters[0] })), 'static_resources.clusters[1]', /duplicate cluster name 'app'/);
+  expectOne(errorsAfter((b) => b.static_resources.listeners.push({ ...b.static_resources.listeners[0], address: { socket_address: { address: '::', port_value: 1 } } })),
+    'static_resources.listeners[1]', /duplicate listener name 'inbound'/);
+  expectOne(errorsAfter((b) => hcmOf(b).route_config.virtual_hosts.push({ name: 'other', domains: ['a', '*'], routes: [] })),
+    `${hcmPath}.route_config.virtual_hosts[1].domains[1]`, /domain '\*' already belongs to virtual_hosts\[0\]/);
+});
+
 test('deprecated fields are reported as warnings, not errors', () => {
   const b = bootstrap();
   b.static_resources.clusters[0].http2_protocol_options = {};
