@@ -1,4 +1,287 @@
+/**
+ * `palisade demo` (`npm start`): the whole perimeter on loopback with the real components.
+ * It compiles the example policies, starts a CA and three services (frontend, card-service,
+ * ledger), each with its own agent (joined with a one-time token) and embedded sidecar, runs
+ * a scripted set of calls and prints what happened to each and why.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import type { Command } from 'commander';
+import { generateKeyPair, exportJWK, SignJWT } from 'jose';
+import { Agent, request } from 'undici';
+import { CliError } from './errors.ts';
+import { untilSignal } from './ca.ts';
+import { compilePolicy } from '../compiler/index.ts';
+import { CertificateAuthority } from '../agent/ca/ca.ts';
+import { startCaServer } from '../agent/ca/server.ts';
+import { startAgent, type IdentityAgent } from '../agent/identity/agent.ts';
+import { createAdmin } from '../agent/identity/admin.ts';
+import { startSidecar, type Sidecar } from '../agent/sidecar/index.ts';
+import { registerFilterRoutes } from '../agent/sidecar/admin.ts';
+import { createLogger } from '../agent/sidecar/decision-log.ts';
+import { FINGERPRINT_HEADER, signFingerprint } from '../agent/sidecar/fingerprint.ts';
+import type { Routes } from '../agent/sidecar/outbound.ts';
 
-// Placeholder until the 'demo' command lands; owned by the stream that builds it.
-export function register(_program: Command): void {}
+const TD = 'bank.example';
+const ID = {
+  frontend: `spiffe://${TD}/ns/web/sa/frontend`,
+  'card-service': `spiffe://${TD}/ns/payments/sa/card-service`,
+  ledger: `spiffe://${TD}/ns/payments/sa/ledger`,
+};
+const ISSUER = 'https://login.bank.example';
+const AUDIENCE = 'bank-apis';
+const ROOT = resolve(import.meta.dirname, '..');
+const POLICIES = { 'card-service': 'examples/card-service/card-service.policy.json', ledger: 'examples/demo/ledger.policy.json' };
+
+export function register(program: Command): void {
+  program
+    .command('demo')
+    .description('run the zero-trust demo on loopback: CA, three services with agents and sidecars, scripted calls')
+    .option('--keep', 'leave everything running for exploration (Ctrl-C stops it)')
+    .action((opts: { keep?: boolean }) => runDemo(Boolean(opts.keep)));
+}
+
+type Decision = Record<string, unknown>;
+const out = (line = '') => process.stdout.write(`${line}\n`);
+
+async function runDemo(keep: boolean): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'palisade-demo-'));
+  const closers: (() => Promise<unknown> | unknown)[] = [() => rm(dir, { recursive: true, force: true })];
+  const decisions: Decision[] = [];
+  let live = false; // after the script, with --keep, decisions are printed as they happen
+  const logger = createLogger(
+    new Writable({
+      write(chunk, _enc, done) {
+        for (const line of String(chunk).split('\n').filter(Boolean)) {
+          const entry = JSON.parse(line) as Decision;
+          if (entry.msg !== 'decision') continue;
+          decisions.push(entry);
+          if (live) out(`  ${describe(entry)}`);
+        }
+        done();
+      },
+    }),
+  );
+  try {
+    out('Palisade demo: a zero-trust perimeter on loopback\n');
+
+    out('compiling policies');
+    const wasm: Record<string, string> = {};
+    for (const [service, file] of Object.entries(POLICIES)) {
+      const result = await compilePolicy(file, await readFile(join(ROOT, file), 'utf8'));
+      if (!result.ok) throw new CliError(`${file}: ${result.diagnostics.map((d) => d.message).join('; ')}`);
+      wasm[service] = join(dir, `${service}.wasm`);
+      await writeFile(wasm[service], result.wasm);
+      out(`  ${file} → ${result.manifest.name} (${result.manifest.mode}), ${result.manifest.rules.total} rules, ${result.wasm.length} bytes of wasm`);
+    }
+
+    const caDir = join(dir, 'ca');
+    await CertificateAuthority.init(caDir, TD);
+    const ca = await startCaServer({ dir: caDir, port: 0, svidTtlMs: 3_600_000 });
+    closers.push(() => ca.close());
+    const bundlePem = await readFile(join(caDir, 'bundle.pem'), 'utf8');
+    out(`\nCA for spiffe://${TD} at ${ca.url}`);
+
+    const issuer = await edgeIssuer(join(dir, 'jwks.json'));
+    const agents: Record<string, IdentityAgent> = {};
+    for (const [name, id] of Object.entries(ID)) {
+      const { token } = ca.ca.createToken(id, 60_000);
+      agents[name] = await startAgent({ caUrl: ca.url, bundlePem, token });
+      closers.push(() => agents[name].close());
+    }
+
+    const ledgerApp = await startApp((req, res) => json(res, 200, { id: req.url!.split('/')[2], balance: 1234.5, currency: 'EUR' }));
+    const ledger = await sidecar(agents.ledger, { app: ledgerApp.url, filterFile: wasm.ledger });
+    let cardOutbound = '';
+    const cardApp = await startApp(async (req, res) => cardService(req, res, cardOutbound));
+    const card = await sidecar(agents['card-service'], { app: cardApp.url, filterFile: wasm['card-service'] }, { ledger: route(ledger, 'ledger') });
+    cardOutbound = card.outbound!.url;
+    const frontend = await sidecar(agents.frontend, undefined, { 'card-service': route(card, 'card-service'), ledger: route(ledger, 'ledger') });
+    closers.push(() => ledgerApp.close(), () => cardApp.close());
+
+    async function sidecar(agent: IdentityAgent, inbound?: { app: string; filterFile: string }, routes?: Routes): Promise<Sidecar> {
+      const s = await startSidecar({
+        identity: agent,
+        inbound: inbound && { ...inbound, watch: false },
+        outbound: routes && { routes },
+        identityContext: { issuer: ISSUER, audience: AUDIENCE, jwks: join(dir, 'jwks.json') },
+        logger,
+        registry: agent.metrics,
+      });
+      closers.push(() => s.close());
+      return s;
+    }
+    for (const [name, s] of [['frontend', frontend], ['card-service', card], ['ledger', ledger]] as const) {
+      const sides = [s.inbound && `inbound ${s.inbound.url}`, s.outbound && `outbound ${s.outbound.url}`].filter(Boolean).join(', ');
+      out(`  ${name.padEnd(13)} ${agents[name].svid().spiffeId.padEnd(48)} ${sides}`);
+    }
+
+    // The script plays the frontend application: plain HTTP to its own outbound sidecar.
+    const viaFrontend = async (service: string, path: string, token?: string) => {
+      const traceId = randomBytes(16).toString('hex');
+      const headers: Record<string, string> = { host: service, traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` };
+      if (token) headers.authorization = `Bearer ${token}`;
+      const res = await request(`${frontend.outbound!.url}${path}`, { headers });
+      return { status: res.statusCode, body: await res.body.text(), traceId };
+    };
+    const alice = (claims: Record<string, unknown>) => issuer.token({ sub: 'alice', ...claims });
+    const scenarios: { title: string; expect: number; run: () => Promise<{ status: number; body: string; traceId?: string }>; why: string }[] = [
+      {
+        title: 'allowed: frontend lists alice\'s cards (token with scope list_cards)',
+        expect: 200,
+        run: async () => viaFrontend('card-service', '/cards', await alice({ scope: 'list_cards' })),
+        why: 'mTLS identity + fingerprint verified, rule list-cards allows, x-user-id injected for the app',
+      },
+      {
+        title: 'allowed, two hops: card 42 with its balance from the ledger',
+        expect: 200,
+        run: async () => viaFrontend('card-service', '/cards/42', await alice({ scope: 'list_cards' })),
+        why: 'card-service calls ledger through its own sidecar; one trace id across both decisions',
+      },
+      {
+        title: 'denied by policy: card 42\'s PII without the user\'s consent',
+        expect: 403,
+        run: async () => viaFrontend('card-service', '/cards/42/pii', await alice({ scope: 'list_cards pii', consent: [] })),
+        why: 'deny rule pii-needs-scope-and-consent applies: consent claim lacks "pii"',
+      },
+      {
+        title: 'missing scope: listing cards with a token that only has scope profile',
+        expect: 403,
+        run: async () => viaFrontend('card-service', '/cards', await alice({ scope: 'profile' })),
+        why: 'no allow rule applies (list_cards not in user.scopes): default deny',
+      },
+      {
+        title: 'no client certificate: a caller outside the mesh calls card-service directly',
+        expect: 401,
+        run: async () => direct(card.inbound!.url, '/cards', bundlePem, null),
+        why: 'the inbound sidecar requires an SVID from the trust bundle before anything else',
+      },
+      {
+        title: 'replayed fingerprint: a captured request sent again on a valid mTLS connection',
+        expect: 401,
+        run: async () => {
+          const token = await alice({ scope: 'list_cards' });
+          const svid = agents.frontend.svid();
+          const fp = await signFingerprint(svid.privateKey, { caller: svid.spiffeId, target: ID['card-service'], method: 'GET', path: '/cards', identityToken: token });
+          const headers = { authorization: `Bearer ${token}`, [FINGERPRINT_HEADER]: fp };
+          const first = await direct(card.inbound!.url, '/cards', bundlePem, svid, headers);
+          if (first.status !== 200) return first;
+          return direct(card.inbound!.url, '/cards', bundlePem, svid, headers);
+        },
+        why: 'the first copy was accepted; the jti was remembered, so the second is refused',
+      },
+      {
+        title: 'dry-run: frontend reads a balance from the ledger directly',
+        expect: 200,
+        run: async () => viaFrontend('ledger', '/balances/42', await alice({ scope: 'list_cards' })),
+        why: 'ledger\'s policy would deny (only card-service may), but it is in dry-run: forwarded and logged',
+      },
+    ];
+
+    out('\nscripted calls');
+    let failures = 0;
+    for (const [i, s] of scenarios.entries()) {
+      const seen = decisions.length;
+      const result = await s.run();
+      await new Promise((r) => setTimeout(r, 20)); // decision lines are written when responses close
+      const ok = result.status === s.expect;
+      if (!ok) failures++;
+      out(`\n${i + 1}. ${s.title}`);
+      out(`   → ${result.status}${ok ? '' : ` (expected ${s.expect})`}  ${summary(result.body)}`);
+      for (const d of decisions.slice(seen)) out(`   ${describe(d)}`);
+      out(`   why: ${s.why}`);
+    }
+    out(`\n${scenarios.length - failures} of ${scenarios.length} scenarios behaved as expected`);
+    if (failures) process.exitCode = 1;
+
+    if (keep) {
+      const admin = await createAdmin({ agent: agents['card-service'], plugins: [async (app) => registerFilterRoutes(app, card.filters!)] });
+      const { url } = await admin.listen();
+      closers.push(() => admin.close());
+      const token = await alice({ scope: 'list_cards' });
+      out('\nstill running (Ctrl-C stops everything). Try, as the frontend application:');
+      out(`  curl -H 'host: card-service' -H 'authorization: Bearer ${token}' ${frontend.outbound!.url}/cards`);
+      out(`  curl -H 'host: ledger' ${frontend.outbound!.url}/balances/7`);
+      out(`card-service's agent admin: ${url}/v1/filter (PUT a compiled filter to hot-reload), ${url}/metrics`);
+      out('decisions as they happen:');
+      live = true;
+      await untilSignal();
+    }
+  } finally {
+    for (const close of closers.reverse()) await close();
+  }
+}
+
+/** The card service application: cards, PII, and a balance fetched from the ledger through its sidecar. */
+async function cardService(req: IncomingMessage, res: ServerResponse, outbound: string): Promise<void> {
+  const user = req.headers['x-user-id'] ?? null;
+  const [, , id, sub] = (req.url ?? '/').split('?')[0].split('/');
+  if (!id) return json(res, 200, { user, cards: [{ id: '42', last4: '4242' }, { id: '77', last4: '0077' }] });
+  if (sub === 'pii') return json(res, 200, { id, holder: 'Alice Example', pan: '4000 0000 0000 4242' });
+  const headers: Record<string, string> = { host: 'ledger', traceparent: String(req.headers.traceparent ?? '') };
+  if (req.headers.authorization) headers.authorization = req.headers.authorization;
+  const balance = await request(`${outbound}/balances/${id}`, { headers });
+  json(res, 200, { id, last4: '4242', balance: await balance.body.json() });
+}
+
+function route(s: Sidecar, name: keyof typeof ID) {
+  return { url: s.inbound!.url, spiffeId: ID[name] };
+}
+
+async function startApp(handler: (req: IncomingMessage, res: ServerResponse) => unknown) {
+  const server = createServer((req, res) => {
+    Promise.resolve(handler(req, res)).catch(() => json(res, 500, { error: 'app failed' }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise((r) => {
+      server.closeAllConnections();
+      server.close(r);
+    }),
+  };
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}
+
+/** A direct HTTPS call to an inbound sidecar, with a client SVID or none. */
+async function direct(base: string, path: string, ca: string, svid: { chainPem: string; privateKey: import('node:crypto').KeyObject } | null, headers: Record<string, string> = {}) {
+  const dispatcher = new Agent({
+    connect: { ca, cert: svid?.chainPem, key: svid?.privateKey.export({ format: 'pem', type: 'pkcs8' }), checkServerIdentity: () => undefined },
+  });
+  try {
+    const res = await request(`${base}${path}`, { headers, dispatcher });
+    return { status: res.statusCode, body: await res.body.text() };
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+/** The demo's edge login service: an ES256 key whose JWKS the sidecars trust. */
+async function edgeIssuer(jwksFile: string) {
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  await writeFile(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'demo', alg: 'ES256' }] }));
+  return {
+    token: (claims: Record<string, unknown>) =>
+      new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: 'demo' }).setIssuer(ISSUER).setAudience(AUDIENCE).setIssuedAt().setExpirationTime('1h').sign(privateKey),
+  };
+}
+
+function describe(d: Decision): string {
+  const who = String(d.caller ?? 'no identity').replace(`spiffe://${TD}/`, '');
+  const target = String(d.target).replace(`spiffe://${TD}/`, '');
+  const rule = d.rule ? ` rule ${d.rule}` : '';
+  const mode = d.mode === 'dry-run' ? ' (dry-run: not enforced)' : '';
+  return `decision at ${target}: ${d.decision}${rule}${mode}, ${d.method} ${d.path} from ${who} → ${d.status} [${d.reason}] trace ${String(d.trace_id).slice(0, 8)}… ${d.latency_ms} ms`;
+}
+
+function summary(body: string): string {
+  return body.length > 110 ? `${body.slice(0, 107)}…` : body;
+}

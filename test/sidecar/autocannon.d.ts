@@ -1,6 +1,6 @@
 /** The slice of autocannon's API the sidecar tests and benchmark use (it ships no types). */
 declare module 'autocannon' {
-  interface Histogram {
+  export interface Histogram {
     average: number;
     mean: number;
     p50: number;
@@ -8,7 +8,7 @@ declare module 'autocannon' {
     p99: number;
     max: number;
   }
-  interface Result {
+  export interface Result {
     requests: Histogram & { total: number; sent: number };
     latency: Histogram;
     errors: number;
@@ -16,13 +16,13 @@ declare module 'autocannon' {
     non2xx: number;
     duration: number;
   }
-  interface RequestSpec {
+  export interface RequestSpec {
     method?: string;
     path?: string;
     headers?: Record<string, string>;
-    setupRequest?: (req: { method: string; path: string; headers: Record<string, string> }) => unknown;
+    setupRequest?: (req: { method: string; path: string; headers: Record<string, string> }) => { method: string; path: string; headers: Record<string, string> };
   }
-  interface Options {
+  export interface Options {
     url: string;
     connections?: number;
     duration?: number;
