@@ -17,6 +17,13 @@ export interface ExprContext {
   /** Span of an offset in the expression text. */
   at(offset: number): Span;
   params: ParamScope;
+  /**
+   * `inject` may name a parameter that only some of the rule's templates define (the
+   * issue's own card-service example does: `/cards` and `/cards/{id}` inject `x-card`);
+   * it is '' on the others, so a warning says so. `when` must not: a condition that reads
+   * a parameter its template lacks is a bug, not a default.
+   */
+  partialParams?: boolean;
   diagnostics: Diagnostic[];
 }
 
@@ -151,18 +158,22 @@ function select(target: Ref, key: string, at: number, start: number, ctx: ExprCo
       return { value: { k: 'lookup', map: 'headers', key: key.toLowerCase(), t: 'string', span: ctx.at(start) } };
     }
     if (v.map === 'params') {
-      const bad = paramError(key, ctx.params);
-      if (bad) return fail(at, bad);
+      const bad = paramError(key, ctx.params, ctx.partialParams ?? false);
+      if (bad?.severity === 'error') return fail(at, bad.message);
+      if (bad) ctx.diagnostics.push({ ...bad, span: ctx.at(at) });
     }
     return { value: { k: 'lookup', map: v.map, key, t: 'string', span: ctx.at(start) } };
   }
   return fail(at, `a ${v.t} has no field or key '${key}'`);
 }
 
-function paramError(name: string, scope: ParamScope): string | null {
-  if (!scope.ok) return `request.params.${name} needs path templates: ${scope.why}`;
+function paramError(name: string, scope: ParamScope, partial: boolean): Omit<Diagnostic, 'span'> | null {
+  if (!scope.ok) return { severity: 'error', message: `request.params.${name} needs path templates: ${scope.why}` };
   const missing = scope.templates.find((t) => !t.params.includes(name));
-  return missing ? `'${name}' is not a parameter of path template '${missing.text}' (request.params.${name} must be defined by every path template of the rule)` : null;
+  if (!missing) return null;
+  if (partial && scope.templates.some((t) => t.params.includes(name)))
+    return { severity: 'warning', message: `'${name}' is not a parameter of path template '${missing.text}': request.params.${name} is '' for requests matching it` };
+  return { severity: 'error', message: `'${name}' is not a parameter of path template '${missing.text}' (request.params.${name} must be defined by every path template of the rule)` };
 }
 
 function checkCall(e: Extract<Expr, { k: 'call' }>, ctx: ExprContext, fail: Fail): TExpr | null {

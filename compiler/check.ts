@@ -154,7 +154,7 @@ class Checker {
       else if (seen.has(header)) this.error(keySpan, `header '${header}' is injected twice (names are case-insensitive)`);
       seen.add(header);
       if (!isString(text)) return [];
-      const value = this.expression(text, pointer, params);
+      const value = this.expression(text, pointer, params, true);
       if (value && value.t !== 'string' && value.t !== 'dyn') {
         this.error(value.span, `injected header '${header}' needs a string expression, not ${value.t}`);
       }
@@ -172,14 +172,14 @@ class Checker {
     return start ? { file: this.src.file, line: start.line, col: start.column, pointer } : spanAt(this.src, pointer);
   }
 
-  private expression(text: string, pointer: string, params: ParamScope): TExpr | null {
+  private expression(text: string, pointer: string, params: ParamScope, partialParams = false): TExpr | null {
     const at = (offset: number) => this.inString(pointer, offset);
     const parsed = parseExpression(text);
     if (!parsed.expr) {
       this.error(at(parsed.error?.offset ?? 0), `syntax error: ${parsed.error?.message ?? 'invalid expression'}`);
       return null;
     }
-    return checkExpr(parsed.expr, { at, params, diagnostics: this.diagnostics });
+    return checkExpr(parsed.expr, { at, params, partialParams, diagnostics: this.diagnostics });
   }
 }
 

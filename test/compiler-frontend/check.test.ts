@@ -135,6 +135,17 @@ test('request.params must be defined by every path template of the rule', () => 
   assert.ok(run(policyText([{ id: 'r', effect: 'allow', when: "size(request.params) == 0 && !('id' in request.params)" }])).policy);
 });
 
+test("inject may name a parameter some templates lack (the issue's /cards + /cards/{id} example): a warning, '' there", () => {
+  const rule = { id: 'list-cards', effect: 'allow', to: [{ methods: ['GET'], paths: ['/cards', '/cards/{id}'] }] };
+  const { policy, diagnostics } = run(policyText([{ ...rule, inject: { 'x-card': 'request.params.id' } }]));
+  assert.ok(policy, diagnostics.map((d) => d.message).join('\n'));
+  assert.equal(diagnostics.map((d) => [d.severity, d.span.pointer]), [['warning', '/rules/0/inject/x-card']]);
+  assert.match(diagnostics[0].message, /request\.params\.id is '' for requests matching it/);
+  // A parameter no template defines is still a typo, and `when` stays strict.
+  assert.match(onlyError(policyText([{ ...rule, inject: { 'x-card': 'request.params.cid' } }])), /'cid' is not a parameter/);
+  assert.match(onlyError(policyText([{ ...rule, when: "request.params.id != ''" }])), /must be defined by every path template/);
+});
+
 test('SPIFFE IDs and patterns', () => {
   const cases: [string, RegExp][] = [
     ['SPIFFE://bank.example/a', /scheme must be lowercase/],
