@@ -403,25 +403,22 @@ function requestHeaders(request: FilterRequest): Pair[] {
     [':method', request.method],
     [':scheme', request.scheme ?? 'https'],
   ];
-  let hasRequestId = false;
-  const add = (rawName: string, value: string) => {
-    const name = rawName.toLowerCase();
-    if (name.startsWith(':')) throw new TypeError(`request header ${name}: pseudo-headers come from method, path, authority and scheme`);
-    if (name === 'host') return; // HTTP/1 Host becomes :authority
-    if (name === 'x-request-id') hasRequestId = true;
-    headers.push([name, value]);
-  };
   const given = request.headers;
-  if (Array.isArray(given)) for (const [k, v] of given) add(k, v);
+  if (Array.isArray(given)) for (const [k, v] of given) addRequestHeader(headers, k, v);
   else if (given) {
     for (const name of Object.keys(given)) {
       const value = given[name];
-      if (Array.isArray(value)) for (const v of value) add(name, v);
-      else add(name, value);
+      if (Array.isArray(value)) for (const v of value) addRequestHeader(headers, name, v);
+      else addRequestHeader(headers, name, value);
     }
   }
   // Envoy's connection manager generates x-request-id when the request has none.
-  if (!hasRequestId) headers.push(['x-request-id', randomUUID()]);
+  if (headerValue(headers, 'x-request-id') === undefined) headers.push(['x-request-id', randomUUID()]);
   return headers;
 }
 
+function addRequestHeader(headers: Pair[], rawName: string, value: string): void {
+  const name = rawName.toLowerCase();
+  if (name.startsWith(':')) throw new TypeError(`request header ${name}: pseudo-headers come from method, path, authority and scheme`);
+  if (name !== 'host') headers.push([name, value]); // HTTP/1 Host becomes :authority
+}

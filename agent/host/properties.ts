@@ -8,9 +8,8 @@
  * anywhere in the value fails with SERIALIZATION_FAILURE, as does serializing one of
  * Envoy's lookup-only wrappers (`request`, `request.headers`, `connection`, …) as a whole.
  */
-import protobuf from 'protobufjs';
 import { Status } from './abi.ts';
-import { encodePairs, encodeUtf8, type Pair, type Bytes } from './pairs.ts';
+import { encodePairs, encodeUtf8, utf8Length, writeUtf8, type Pair, type Bytes } from './pairs.ts';
 
 /** A value reachable through a property path. */
 export type PropertyValue =
@@ -130,32 +129,107 @@ export function metadataMessage(filterMetadata: Record<string, PropertyValue>): 
   return new Message({ filter_metadata: filterMetadata, typed_filter_metadata: {} }, () => encodeMetadata(filterMetadata));
 }
 
-let structType: protobuf.Type | undefined;
-
+/**
+ * Protobuf wire encoding of Metadata { map<string, google.protobuf.Struct> filter_metadata = 1 }
+ * and of Struct/Value/ListValue, by hand: this runs per request, and protobufjs' generic
+ * path costs several microseconds. Encoded Structs are cached by object identity.
+ */
 function encodeMetadata(filterMetadata: Record<string, PropertyValue>): Uint8Array {
-  structType ??= protobuf.Root.fromJSON(protobuf.common.get('google/protobuf/struct.proto')!).lookupType('google.protobuf.Struct');
-  const w = protobuf.Writer.create();
-  for (const [name, struct] of Object.entries(filterMetadata)) {
-    const body = structType.encode(structType.fromObject(toStruct(struct))).finish();
-    // map<string, Struct> field 1: an entry message { string key = 1; Struct value = 2; }
-    w.uint32((1 << 3) | 2).fork().uint32((1 << 3) | 2).string(name).uint32((2 << 3) | 2).bytes(body).ldelim();
+  const cached = structs.get(filterMetadata);
+  if (cached) return cached;
+  const w = new ProtoWriter();
+  for (const name of Object.keys(filterMetadata)) {
+    const struct = encodeStruct(filterMetadata[name]);
+    w.tag(1, 2).uint(utf8Length(name) + struct.length + 2 + varintLength(utf8Length(name)) + varintLength(struct.length));
+    w.string(1, name).bytes(2, struct);
   }
+  const out = w.finish();
+  structs.set(filterMetadata, out);
+  return out;
+}
+
+/** Encodings by object identity (metadata objects, Structs, claims): values handed to the host are immutable. */
+const structs = new WeakMap<object, Uint8Array>();
+
+function encodeStruct(value: PropertyValue): Uint8Array {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array || value instanceof Lookup || value instanceof Message) {
+    return new Uint8Array(0);
+  }
+  let out = structs.get(value);
+  if (out) return out;
+  const w = new ProtoWriter();
+  for (const key of Object.keys(value)) {
+    const v = encodeValue(value[key]);
+    const k = utf8Length(key);
+    w.tag(1, 2).uint(1 + varintLength(k) + k + 1 + varintLength(v.length) + v.length);
+    w.string(1, key).bytes(2, v);
+  }
+  out = w.finish();
+  structs.set(value, out);
+  return out;
+}
+
+function encodeValue(v: PropertyValue): Uint8Array {
+  const w = new ProtoWriter();
+  if (v === null || v === undefined) w.tag(1, 0).uint(0);
+  else if (typeof v === 'number' || typeof v === 'bigint') w.tag(2, 1).double(Number(v));
+  else if (typeof v === 'string') w.string(3, v);
+  else if (typeof v === 'boolean') w.tag(4, 0).uint(v ? 1 : 0);
+  else if (Array.isArray(v)) {
+    let list = structs.get(v);
+    if (!list) {
+      const items = new ProtoWriter();
+      for (const item of v) items.bytes(1, encodeValue(item));
+      structs.set(v, (list = items.finish()));
+    }
+    w.bytes(6, list);
+  } else if (v instanceof Uint8Array) w.bytes(3, v);
+  else w.bytes(5, encodeStruct(v));
   return w.finish();
 }
 
-function toStruct(v: PropertyValue): { fields: Record<string, unknown> } {
-  const fields: Record<string, unknown> = {};
-  if (isMap(v) && !(v instanceof Lookup) && !(v instanceof Message) && !Array.isArray(v)) {
-    for (const [k, x] of Object.entries(v)) fields[k] = toValue(x);
-  }
-  return { fields };
-}
+const varintLength = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
 
-function toValue(v: PropertyValue): unknown {
-  if (v === null) return { nullValue: 0 };
-  if (typeof v === 'string') return { stringValue: v };
-  if (typeof v === 'number' || typeof v === 'bigint') return { numberValue: Number(v) };
-  if (typeof v === 'boolean') return { boolValue: v };
-  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
-  return { structValue: toStruct(v) };
+class ProtoWriter {
+  private buf = new Uint8Array(256);
+  private at = 0;
+  private room(n: number): void {
+    if (this.at + n <= this.buf.length) return;
+    const bigger = new Uint8Array(Math.max(this.buf.length * 2, this.at + n));
+    bigger.set(this.buf.subarray(0, this.at));
+    this.buf = bigger;
+  }
+  uint(n: number): this {
+    this.room(5);
+    while (n >= 0x80) {
+      this.buf[this.at++] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+    this.buf[this.at++] = n;
+    return this;
+  }
+  tag(field: number, wire: number): this {
+    return this.uint((field << 3) | wire);
+  }
+  double(x: number): this {
+    this.room(8);
+    new DataView(this.buf.buffer).setFloat64(this.at, x, true);
+    this.at += 8;
+    return this;
+  }
+  string(field: number, s: string): this {
+    const n = utf8Length(s);
+    this.tag(field, 2).uint(n).room(n);
+    this.at += writeUtf8(s, this.buf, this.at);
+    return this;
+  }
+  bytes(field: number, b: Uint8Array): this {
+    this.tag(field, 2).uint(b.length).room(b.length);
+    this.buf.set(b, this.at);
+    this.at += b.length;
+    return this;
+  }
+  finish(): Uint8Array {
+    return this.buf.slice(0, this.at);
+  }
 }

@@ -258,7 +258,8 @@ export class Vm {
   // ---- memory -------------------------------------------------------------------------
 
   private view(): Uint8Array {
-    if (this.u8.buffer !== this.memory.buffer) {
+    // Growing wasm memory detaches the old buffer, leaving our views empty: refresh only then.
+    if (this.u8.byteLength === 0) {
       this.u8 = new Uint8Array(this.memory.buffer);
       this.dv = new DataView(this.memory.buffer);
     }
@@ -275,7 +276,7 @@ export class Vm {
 
   private readString(ptr: number, len: number): string | null {
     const bytes = this.read(ptr, len);
-    return bytes && decoder.decode(bytes);
+    return bytes && decodeUtf8(bytes);
   }
 
   private setU32(ptr: number, value: number): boolean {
@@ -782,6 +783,18 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   let at = 0;
   for (const p of parts) (out.set(p, at), (at += p.length));
   return out;
+}
+
+/** Short ASCII strings (header names, most values) without TextDecoder's fixed cost. */
+function decodeUtf8(bytes: Uint8Array): string {
+  if (bytes.length > 48) return decoder.decode(bytes);
+  let s = '';
+  for (let k = 0; k < bytes.length; k++) {
+    const b = bytes[k];
+    if (b > 0x7f) return decoder.decode(bytes);
+    s += String.fromCharCode(b);
+  }
+  return s;
 }
 
 function addHeader(map: Pair[], key: string, value: string): void {

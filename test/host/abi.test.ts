@@ -1,4 +1,5 @@
 import { test } from 'uvu';
+import protobuf from 'protobufjs';
 import * as assert from 'uvu/assert';
 import { loadFilter, decodePairs, type Filter, type FilterRequest, type LoadOptions, type Outcome } from '../../agent/host/index.ts';
 import { fixtureFilter } from './fixtures.ts';
@@ -135,9 +136,18 @@ test('dynamic metadata: a Struct comes back as a CEL map in the pairs format, va
   // the whole `metadata` attribute is a message: serialized envoy.config.core.v3.Metadata
   const whole = await property(f, 'metadata', identity);
   assert.is(whole.status, 0);
-  assert.is(whole.value[0], 0x0a); // field 1 (filter_metadata), length-delimited
-  assert.ok(whole.value.includes(Buffer.from('envoy.filters.http.jwt_authn')));
+  const decoded = Metadata.decode(whole.value) as unknown as { filter_metadata: Record<string, protobuf.Message> };
+  const struct = Struct.toObject(decoded.filter_metadata['envoy.filters.http.jwt_authn']);
+  assert.equal(struct.fields.user.structValue.fields.address.structValue.fields.country, { stringValue: 'FR' });
+  assert.equal(struct.fields.user.structValue.fields.aud.listValue.values, [{ stringValue: 'x' }, { stringValue: 'y' }]);
+  assert.equal(struct.fields.user.structValue.fields.n, { numberValue: 3.5 });
 });
+
+// An independent decoder: protobufjs with its bundled google/protobuf/struct.proto.
+const root = protobuf.Root.fromJSON(protobuf.common.get('google/protobuf/struct.proto')!);
+root.add(new protobuf.Type('Metadata').add(new protobuf.MapField('filter_metadata', 1, 'string', 'google.protobuf.Struct')));
+const Metadata = root.lookupType('Metadata');
+const Struct = root.lookupType('google.protobuf.Struct');
 
 function decodePairsRaw(bytes: Buffer): [Buffer, Buffer][] {
   const count = bytes.readUInt32LE(0);
