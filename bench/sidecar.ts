@@ -90,10 +90,12 @@ async function main(): Promise<void> {
 
   // The baseline: TLS 1.3 termination and a keep-alive pool to the same app, nothing else.
   const pool = new Pool(appUrl, { connections: 64 });
-  const plain = createHttpsServer({ ...tlsMaterial(identity) }, async (req, res) => {
-    const up = await pool.request({ method: 'GET', path: req.url ?? '/', headers: { host: req.headers.host ?? '' } });
-    res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type'] ?? 'text/plain') });
-    await pipeline(up.body, res);
+  const plain = createHttpsServer({ ...tlsMaterial(identity) }, (req, res) => {
+    void (async () => {
+      const up = await pool.request({ method: 'GET', path: req.url ?? '/', headers: { host: req.headers.host ?? '' } });
+      res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type'] ?? 'text/plain') });
+      await pipeline(up.body, res);
+    })().catch(() => res.destroy()); // clients hang up at the end of a run
   });
   await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
   const plainUrl = `https://127.0.0.1:${(plain.address() as AddressInfo).port}`;

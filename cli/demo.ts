@@ -59,7 +59,10 @@ async function runDemo(keep: boolean): Promise<void> {
       write(chunk, _enc, done) {
         for (const line of String(chunk).split('\n').filter(Boolean)) {
           const entry = JSON.parse(line) as Decision;
-          if (entry.msg !== 'decision') continue;
+          if (entry.msg !== 'decision') {
+            if (live && Number(entry.level) >= 40) out(`  ! ${entry.msg}${entry.reason ? `: ${entry.reason}` : ''}`);
+            continue;
+          }
           decisions.push(entry);
           if (live) out(`  ${describe(entry)}`);
         }
