@@ -17,7 +17,7 @@ export function generatePolicy(n: number): Record<string, unknown> {
       id: `rule-${i}`,
       effect: i % 20 === 19 ? 'deny' : 'allow',
       from: i % 3 === 0 ? [caller(i), `spiffe://bench.example/ns/team${i % 50}/sa/*`] : [caller(i)],
-      to: [{ methods: [METHODS[i % 5], METHODS[(i + 2) % 5]], paths: [`/api/v${i % 3}/res${i}/{id}`, `/api/v${i % 3}/res${i}`] }],
+      to: [{ methods: [METHODS[i % 5], METHODS[(i + 2) % 5]], paths: [`/api/v${i % 3}/res${i}/{id}`, `/api/v${i % 3}/res${i}/{id}/**`] }],
     };
     if (i % 20 === 19) rule.when = `request.headers['x-debug'] == 'on${i}'`;
     else if (i % 4 === 1) rule.when = `'scope${i % 7}' in user.scopes && request.headers['x-tenant'].startsWith('t-')`;

@@ -4,7 +4,7 @@
  * runtime/tables.ts) plus one function per `when` and per injection. The output is meant
  * to be read (`palisade compile --emit as`): every function names its rule and source.
  */
-import type { Atom, Expr, Program, RouteIndex, TrieNode } from './ir.ts';
+import type { Atom, Expr, Program, TrieNode } from './ir.ts';
 import { printExpr } from './ir.ts';
 
 /** FNV-1a over UTF-8 bytes; runtime/bytes.ts hashes the same way. */
@@ -17,14 +17,18 @@ export function fnv1a(bytes: Uint8Array): number {
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
 
 /** Header slots of the table (runtime/tables.ts H_*). */
-const H = { ruleCount: 0, rules: 1, methods: 2, anyBucket: 3, atoms: 4, principalExact: 5, principalDomains: 6, strip: 7, slotCount: 8, slots: 9, paramNames: 10, dryRun: 11 };
-const HEADER_SIZE = 12;
-const RULE_STRIDE = 6;
+const H = { ruleCount: 0, rules: 1, methods: 2, methodLists: 3, atoms: 4, trie: 5, anyPath: 6, principals: 7, strip: 8, slotCount: 9, slots: 10, paramNames: 11, dryRun: 12 };
+const HEADER_SIZE = 13;
+const RULE_STRIDE = 4;
+const ATOM_STRIDE = 3;
+/** Method bit masks work up to this many distinct methods; beyond, atoms list method ids. */
+const MASK_METHODS = 31;
 
 class Tables {
   readonly ints: number[] = new Array(HEADER_SIZE).fill(0);
   private readonly blob: number[] = [];
   private readonly interned = new Map<string, number>();
+  private readonly lists = new Map<string, number>();
 
   /** Interns a string in the blob: [offset, byte length]. */
   str(s: string): [number, number] {
@@ -42,35 +46,41 @@ class Tables {
     for (let i = 0; i < n; i++) this.ints.push(-1);
     return at;
   }
-  /** `[count, items…]`; an empty list is -1. */
-  list(items: number[]): number {
-    if (!items.length) return -1;
-    const at = this.ints.length;
-    this.ints.push(items.length, ...items);
+  /** `[count, words…]`, shared with any identical list; -1 when empty unless `always`. */
+  private record(count: number, words: number[], always: boolean): number {
+    if (!count && !always) return -1;
+    const key = `${count}:${words.join(',')}`;
+    let at = this.lists.get(key);
+    if (at === undefined) {
+      at = this.ints.length;
+      this.ints.push(count, ...words);
+      this.lists.set(key, at);
+    }
     return at;
   }
-  /** `[count, (a, b) × count]`; an empty list is -1 unless `always`. */
+  /** An item reference: -1 none, -(x + 2) the single item x, else a list offset. */
+  items(items: number[]): number {
+    if (items.length === 1) return -(items[0] + 2);
+    return this.record(items.length, items, false);
+  }
   pairs(items: [number, number][], always = false): number {
-    if (!items.length && !always) return -1;
-    const at = this.ints.length;
-    this.ints.push(items.length, ...items.flat());
-    return at;
+    return this.record(items.length, items.flat(), always);
   }
   strings(items: string[], always = false): number {
     return this.pairs(items.map((s) => this.str(s)), always);
   }
-  /** Open-addressing hash table, at most half full, linear probing. */
+  /** Hash table, twice as many slots as keys, linear probing: [size, slots…, entries…]. */
   hash(entries: [string, number][]): number {
     if (!entries.length) return -1;
-    let size = 2;
-    while (size < entries.length * 2) size <<= 1;
-    const at = this.reserve(1 + size * 3);
-    this.ints[at] = size - 1;
+    const size = entries.length * 2;
+    const at = this.reserve(1 + size);
+    this.ints[at] = size;
     for (const [key, value] of entries) {
-      const [off, len] = this.str(key);
-      let i = fnv1a(utf8(key)) & (size - 1);
-      while (this.ints[at + 1 + i * 3] !== -1) i = (i + 1) & (size - 1);
-      this.ints.splice(at + 1 + i * 3, 3, off, len, value);
+      const entry = this.ints.length;
+      this.ints.push(...this.str(key), value);
+      let i = fnv1a(utf8(key)) % size;
+      while (this.ints[at + 1 + i] !== -1) i = (i + 1) % size;
+      this.ints[at + 1 + i] = entry;
     }
     return at;
   }
@@ -78,7 +88,7 @@ class Tables {
     const at = this.reserve(4);
     const lits = this.hash([...n.lits].map(([seg, child]) => [seg, this.trie(child)]));
     const any = n.any ? this.trie(n.any) : -1;
-    this.ints.splice(at, 4, lits, any, this.list(n.exact), this.list(n.rest));
+    this.ints.splice(at, 4, lits, any, this.items(n.exact), this.items(n.rest));
     return at;
   }
   bytes(): number[] {
@@ -108,29 +118,32 @@ export function emit(p: Program): Emitted {
   const rules = T.reserve(p.rules.length * RULE_STRIDE);
   set(H.rules, p.rules.length ? rules : -1);
   p.rules.forEach((r, i) => {
+    const flags = (r.effect === 'deny' ? 1 : 0) | (r.from === null ? 2 : 0) | (r.when ? 4 : 0);
     const [idOff, idLen] = T.str(JSON.stringify(r.id).slice(1, -1));
-    const injects = T.strings(r.inject.map((x) => x.header));
-    T.ints.splice(rules + i * RULE_STRIDE, RULE_STRIDE, r.effect === 'deny' ? 1 : 0, r.from === null ? 1 : 0, idOff, idLen, r.when ? 1 : 0, injects);
+    T.ints.splice(rules + i * RULE_STRIDE, RULE_STRIDE, flags, idOff, idLen, T.strings(r.inject.map((x) => x.header)));
   });
 
-  const atoms = T.reserve(p.routes.atoms.length * 2);
-  set(H.atoms, atoms);
-  p.routes.atoms.forEach((a: Atom, i) => {
-    T.ints.splice(atoms + i * 2, 2, a.rule, T.pairs(a.params.map((x) => [paramId(x.name), x.pos])));
+  const { atoms, trie, anyPath } = p.routes;
+  const methods = [...new Set(atoms.flatMap((a) => a.methods ?? []))].sort();
+  const byMask = methods.length <= MASK_METHODS;
+  set(H.methods, T.hash(methods.map((m, i) => [m, i])));
+  set(H.methodLists, byMask ? 0 : 1);
+  const atomAt = T.reserve(atoms.length * ATOM_STRIDE);
+  set(H.atoms, atomAt);
+  atoms.forEach((a: Atom, i) => {
+    const ids = a.methods?.map((m) => methods.indexOf(m));
+    const accepts = !ids ? -1 : byMask ? ids.reduce((mask, id) => mask | (1 << id), 0) : T.pairs(ids.map((id) => [id, 0]));
+    T.ints.splice(atomAt + i * ATOM_STRIDE, ATOM_STRIDE, a.rule, T.pairs(a.params.map((x) => [paramId(x.name), x.pos])), accepts);
   });
-  const bucketOf = (b: RouteIndex['buckets'][number]) => {
-    const at = T.reserve(2);
-    const root = b.trie.lits.size || b.trie.any || b.trie.exact.length || b.trie.rest.length ? T.trie(b.trie) : -1;
-    T.ints.splice(at, 2, root, T.list(b.anyPath));
-    return at;
-  };
-  const named = p.routes.buckets.filter((b) => b.method !== null).map((b) => [b.method!, bucketOf(b)] as [string, number]);
-  set(H.methods, T.hash(named));
-  const any = p.routes.buckets.find((b) => b.method === null);
-  set(H.anyBucket, any ? bucketOf(any) : -1);
+  const empty = !trie.lits.size && !trie.any && !trie.exact.length && !trie.rest.length;
+  set(H.trie, empty ? -1 : T.trie(trie));
+  set(H.anyPath, T.items(anyPath));
 
-  set(H.principalExact, T.hash([...p.principals.exact].map(([id, rs]) => [id, T.list(rs)])));
-  set(H.principalDomains, T.hash([...p.principals.domains].map(([td, trie]) => [td, T.trie(trie)])));
+  set(H.principals, T.hash([...p.principals.domains].map(([td, d]) => {
+    const record = T.reserve(2);
+    T.ints.splice(record, 2, T.hash([...d.exact].map(([path, rs]) => [path, T.items(rs)])), T.trie(d.trie));
+    return [td, record];
+  })));
   set(H.strip, T.strings(p.strip, true));
 
   set(H.slotCount, p.slots.length);
@@ -141,9 +154,10 @@ export function emit(p: Program): Emitted {
     T.ints.splice(slots + i * 3, 3, ...rec);
   });
 
+  // One function per distinct expression: rules that say the same thing share code.
   const code = new Code(T, paramId);
-  const whens = p.rules.flatMap((r, i) => (r.when ? [code.fn(`when${i}`, `r${i} ${JSON.stringify(r.id)} when: ${printExpr(r.when, p)}`, r.when)] : []));
-  const injects = p.rules.flatMap((r, i) => r.inject.map((x, k) => code.fn(`inject${i}_${k}`, `r${i} ${JSON.stringify(r.id)} sets ${x.header} = ${printExpr(x.value, p)}`, x.value)));
+  const whenFns = p.rules.map((r, i) => (r.when ? code.fn('when', `r${i} ${JSON.stringify(r.id)} when: ${printExpr(r.when, p)}`, r.when) : null));
+  const injectFns = p.rules.map((r, i) => r.inject.map((x) => code.fn('value', `r${i} ${JSON.stringify(r.id)} sets ${x.header} = ${printExpr(x.value, p)}`, x.value)));
   set(H.paramNames, T.strings([...paramIds.keys()]));
 
   const scratch = Math.max(16, p.rules.length * 16 + p.slots.length * 8);
@@ -162,19 +176,18 @@ export function emit(p: Program): Emitted {
     '',
     'export function evalWhen(r: i32): usize {',
     '  switch (r) {',
-    ...p.rules.flatMap((r, i) => (r.when ? [`    case ${i}: return changetype<usize>(when${i}());`] : [])),
+    ...whenFns.flatMap((f, i) => (f ? [`    case ${i}: return changetype<usize>(${f}());`] : [])),
     '  }',
     '  return changetype<usize>(BOOL(true));',
     '}',
     '',
     'export function evalInject(r: i32, i: i32): bool {',
     '  switch ((r << 8) | i) {',
-    ...p.rules.flatMap((r, i) => r.inject.map((_, k) => `    case ${(i << 8) | k}: return setInjection(inject${i}_${k}());`)),
+    ...injectFns.flatMap((fs, i) => fs.map((f, k) => `    case ${(i << 8) | k}: return setInjection(${f}());`)),
     '  }',
     '  return false;',
     '}',
-    ...whens,
-    ...injects,
+    ...code.functions(),
     '',
   ].join('\n');
   return { source: src, tableBytes: T.ints.length * 4 + blob.length };
@@ -204,11 +217,25 @@ class Code {
   private temps = 0;
   constructor(private readonly T: Tables, private readonly paramId: (name: string) => number) {}
 
-  fn(name: string, comment: string, e: Expr): string {
+  private readonly byBody = new Map<string, { name: string; comments: string[] }>();
+
+  /** The function computing `e` (named `prefix` + a number), shared with any identical one. */
+  fn(prefix: string, comment: string, e: Expr): string {
     this.temps = 0;
     const body: string[] = [];
     const result = this.expr(e, body, '  ');
-    return ['', `// ${comment.replace(/\n/g, ' ')}`, `function ${name}(): V {`, ...body, `  return ${result};`, '}'].join('\n');
+    const code = [...body, `  return ${result};`].join('\n');
+    let f = this.byBody.get(code);
+    if (!f) this.byBody.set(code, (f = { name: `${prefix}${this.byBody.size}`, comments: [] }));
+    f.comments.push(comment.replace(/\n/g, ' '));
+    return f.name;
+  }
+
+  functions(): string[] {
+    return [...this.byBody].map(([code, f]) => {
+      const shown = f.comments.length > 3 ? [...f.comments.slice(0, 3), `… and ${f.comments.length - 3} more`] : f.comments;
+      return ['', ...shown.map((c) => `// ${c}`), `function ${f.name}(): V {`, code, '}'].join('\n');
+    });
   }
 
   private expr(e: Expr, out: string[], ind: string): string {

@@ -84,24 +84,27 @@ export interface TrieNode {
   rest: number[];
 }
 
-/** What one route hit means: a rule, and where its path parameters sit. */
+/** What one route hit means: a rule, the methods it accepts, and where its path parameters sit. */
 export interface Atom {
   rule: number;
+  /** `null`: any method. */
+  methods: string[] | null;
   /** Parameter name → segment position in the normalized path. */
   params: { name: string; pos: number }[];
 }
 
 export interface RouteIndex {
+  /** Routes that differ only in their path (same rule, methods, parameters) share an atom. */
   atoms: Atom[];
-  /** One bucket per method named in some route, plus the any-method bucket (`null`). */
-  buckets: { method: string | null; trie: TrieNode; anyPath: number[] }[];
+  /** One trie over the normalized path's segments; a hit is kept when its atom accepts the method. */
+  trie: TrieNode;
+  /** Atoms of routes without a path. */
+  anyPath: number[];
 }
 
 export interface PrincipalIndex {
-  /** Whole SPIFFE IDs without wildcards → rule positions. */
-  exact: Map<string, number[]>;
-  /** Trust domain → trie of wildcard patterns over the ID's path segments → rule positions. */
-  domains: Map<string, TrieNode>;
+  /** Per trust domain: whole IDs without wildcards hashed by their path, and a trie of patterns. */
+  domains: Map<string, { exact: Map<string, number[]>; trie: TrieNode }>;
 }
 
 export function newTrie(): TrieNode {
@@ -128,19 +131,19 @@ export function printProgram(p: Program): string {
     for (const inj of r.inject) out.push(`      set  ${inj.header} = ${printExpr(inj.value, p)}`);
   });
   if (p.routes) {
-    out.push('route dispatch:');
-    for (const b of p.routes.buckets) {
-      out.push(`  method ${b.method ?? '*'}:`);
-      const atoms = (ids: number[]) => ids.map((a) => `r${p.routes!.atoms[a].rule}`).join(' ');
-      if (b.anyPath.length) out.push(`    (any path) → ${atoms(b.anyPath)}`);
-      printTrie(b.trie, '', '{}', atoms, out, '    ');
-    }
+    const r = p.routes;
+    out.push('route dispatch (path trie; [methods] per hit):');
+    const atoms = (ids: number[]) => ids.map((a) => `r${r.atoms[a].rule}${r.atoms[a].methods ? `[${r.atoms[a].methods!.join(',')}]` : ''}`).join(' ');
+    if (r.anyPath.length) out.push(`  (any path) → ${atoms(r.anyPath)}`);
+    printTrie(r.trie, '', '{}', atoms, out, '  ');
   }
   if (p.principals) {
     out.push('principal index:');
-    const rules = (ids: number[]) => ids.map((r) => `r${r}`).join(' ');
-    for (const [id, rs] of p.principals.exact) out.push(`  = ${id} → ${rules(rs)}`);
-    for (const [td, trie] of p.principals.domains) printTrie(trie, `spiffe://${td}`, '*', rules, out, '  ');
+    const rules = (ids: number[]) => ids.map((x) => `r${x}`).join(' ');
+    for (const [td, d] of p.principals.domains) {
+      for (const [path, rs] of d.exact) out.push(`  = spiffe://${td}${path} → ${rules(rs)}`);
+      printTrie(d.trie, `spiffe://${td}`, '*', rules, out, '  ');
+    }
   }
   return out.join('\n') + '\n';
 }

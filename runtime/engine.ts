@@ -6,8 +6,8 @@ import { isTrue, setAtom, setGeneration, injectLen, injectPtr, V, K_BOOL } from 
 import { segCount, segLen, segStart } from "./path";
 import { methodLen, methodPtr, principalLen, principalPtr } from "./request";
 import {
-  ATOM_STRIDE, H_ANY_BUCKET, H_ATOMS, H_METHODS, H_PRINCIPAL_DOMAINS, H_PRINCIPAL_EXACT, H_RULES, RULE_STRIDE,
-  candidates, evalInject, evalWhen, hashGet, ruleAtom, rulePrincipal, ruleSeen, t,
+  ATOM_STRIDE, H_ANY_PATH, H_ATOMS, H_METHODS, H_METHOD_LISTS, H_PRINCIPALS, H_RULES, H_TRIE, RULE_ANY_CALLER, RULE_DENY,
+  RULE_HAS_WHEN, RULE_STRIDE, candidates, evalInject, evalWhen, hashFind, ruleAtom, rulePrincipal, ruleSeen, t,
 } from "./tables";
 
 export const NONE = 0; // no rule applies: default deny
@@ -24,6 +24,11 @@ let gen: u32 = 0;
 let candidateCount = 0;
 
 export function ruleField(r: i32, f: i32): i32 { return t(t(H_RULES) + r * RULE_STRIDE + f); }
+function ruleHas(r: i32, flag: i32): bool { return (ruleField(r, 0) & flag) != 0; }
+
+/** The request method's id in the policy's method table, and its mask bit (0: a method no route names). */
+let methodId = -1;
+let methodBit = 0;
 
 // Hit modes of the trie walk.
 const ROUTES = 0;
@@ -36,16 +41,17 @@ export function decide(): i32 {
   decidedRule = -1;
   decidedByError = false;
   matchPrincipal();
-  const bucket = hashGet(t(H_METHODS), methodPtr, methodLen, fnv1a(methodPtr, methodLen));
-  if (bucket >= 0) walkBucket(bucket);
-  const any = t(H_ANY_BUCKET);
-  if (any >= 0) walkBucket(any);
+  const m = hashFind(t(H_METHODS), methodPtr, methodLen, fnv1a(methodPtr, methodLen));
+  methodId = m < 0 ? -1 : t(m);
+  methodBit = methodId >= 0 && methodId < 31 ? 1 << methodId : 0;
+  hitItems(t(H_ANY_PATH), ROUTES);
+  if (t(H_TRIE) >= 0) walk(t(H_TRIE), segStart, segLen, segCount, 0, ROUTES);
   sortCandidates();
 
   for (let i = 0; i < candidateCount; i++) {
     const r = load<i32>(candidates + (<usize>i << 2));
-    if (ruleField(r, 0) != 1) continue;
-    if (!ruleField(r, 4)) { decidedRule = r; return DENY; }
+    if (!ruleHas(r, RULE_DENY)) continue;
+    if (!ruleHas(r, RULE_HAS_WHEN)) { decidedRule = r; return DENY; }
     setAtom(load<i32>(ruleAtom + (<usize>r << 2)));
     const v = changetype<V>(evalWhen!(r));
     if (v.kind == K_BOOL && !v.bool) continue;
@@ -55,9 +61,9 @@ export function decide(): i32 {
   }
   for (let i = 0; i < candidateCount; i++) {
     const r = load<i32>(candidates + (<usize>i << 2));
-    if (ruleField(r, 0) != 0) continue;
+    if (ruleHas(r, RULE_DENY)) continue;
     setAtom(load<i32>(ruleAtom + (<usize>r << 2)));
-    if (ruleField(r, 4) && !isTrue(changetype<V>(evalWhen!(r)))) continue;
+    if (ruleHas(r, RULE_HAS_WHEN) && !isTrue(changetype<V>(evalWhen!(r)))) continue;
     if (!injectAll(r)) continue; // an injection that cannot be evaluated: the rule does not apply
     decidedRule = r;
     return ALLOW;
@@ -66,7 +72,7 @@ export function decide(): i32 {
 }
 
 function injectAll(r: i32): bool {
-  const names = ruleField(r, 5);
+  const names = ruleField(r, 3);
   if (names < 0) return true;
   const n = t(names);
   injected = heap.alloc(<usize>n << 3);
@@ -78,40 +84,47 @@ function injectAll(r: i32): bool {
   return true;
 }
 
-function walkBucket(bucket: i32): void {
-  const anyPath = t(bucket + 1);
-  if (anyPath >= 0) hitList(anyPath, ROUTES);
-  const root = t(bucket);
-  if (root >= 0) walk(root, segStart, segLen, segCount, 0, ROUTES);
-}
-
 /** Depth-first over a trie: literal child by hash, then the any-segment child (non-empty segments only). */
 function walk(node: i32, starts: usize, lens: usize, count: i32, i: i32, mode: i32): void {
   if (i == count) {
-    if (t(node + 2) >= 0) hitList(t(node + 2), mode);
+    hitItems(t(node + 2), mode);
     return;
   }
-  if (t(node + 3) >= 0) hitList(t(node + 3), mode);
+  hitItems(t(node + 3), mode);
   const p = <usize>load<i32>(starts + (<usize>i << 2));
   const n = load<i32>(lens + (<usize>i << 2));
-  const lit = hashGet(t(node), p, n, fnv1a(p, n));
-  if (lit >= 0) walk(lit, starts, lens, count, i + 1, mode);
+  const lit = hashFind(t(node), p, n, fnv1a(p, n));
+  if (lit >= 0) walk(t(lit), starts, lens, count, i + 1, mode);
   const any = t(node + 1);
   if (any >= 0 && n > 0) walk(any, starts, lens, count, i + 1, mode);
 }
 
-function hitList(list: i32, mode: i32): void {
-  for (let k = 0, n = t(list); k < n; k++) {
-    const id = t(list + 1 + k);
-    if (mode == PRINCIPALS) store<u32>(rulePrincipal + (<usize>id << 2), gen);
-    else hitAtom(id);
-  }
+/** Items: -1 none, -(x + 2) the single item x, else a list. */
+function hitItems(items: i32, mode: i32): void {
+  if (items == -1) return;
+  if (items < -1) { hit(-items - 2, mode); return; }
+  for (let k = 0, n = t(items); k < n; k++) hit(t(items + 1 + k), mode);
+}
+
+function hit(id: i32, mode: i32): void {
+  if (mode == PRINCIPALS) store<u32>(rulePrincipal + (<usize>id << 2), gen);
+  else hitAtom(id);
+}
+
+/** Does the atom accept the request's method? */
+function acceptsMethod(methods: i32): bool {
+  if (methods == -1) return true;
+  if (!t(H_METHOD_LISTS)) return (methods & methodBit) != 0;
+  for (let k = 0, n = t(methods); k < n; k++) if (t(methods + 1 + k * 2) == methodId) return true;
+  return false;
 }
 
 function hitAtom(atom: i32): void {
-  const r = t(t(H_ATOMS) + atom * ATOM_STRIDE);
+  const a = t(H_ATOMS) + atom * ATOM_STRIDE;
+  if (!acceptsMethod(t(a + 2))) return;
+  const r = t(a);
   const at = <usize>r << 2;
-  if (!ruleField(r, 1) && load<u32>(rulePrincipal + at) != gen) return; // caller not in `from`
+  if (!ruleHas(r, RULE_ANY_CALLER) && load<u32>(rulePrincipal + at) != gen) return; // caller not in `from`
   if (load<u32>(ruleSeen + at) != gen) {
     store<u32>(ruleSeen + at, gen);
     store<i32>(ruleAtom + at, atom);
@@ -122,17 +135,18 @@ function hitAtom(atom: i32): void {
 
 const SPIFFE = memory.data<u8>([115, 112, 105, 102, 102, 101, 58, 47, 47]); // "spiffe://"
 
-/** Stamps every rule whose `from` matches the caller: exact IDs by hash, patterns by trie. */
+/** Stamps every rule whose `from` matches the caller: exact IDs by hash, patterns by trie, per trust domain. */
 function matchPrincipal(): void {
   const p = principalPtr;
   const len = principalLen;
-  const exact = hashGet(t(H_PRINCIPAL_EXACT), p, len, fnv1a(p, len));
-  if (exact >= 0) hitList(exact, PRINCIPALS);
-  if (t(H_PRINCIPAL_DOMAINS) < 0 || len < 9 || memory.compare(p, SPIFFE, 9) != 0) return;
+  if (t(H_PRINCIPALS) < 0 || len < 9 || memory.compare(p, SPIFFE, 9) != 0) return;
   let s = 9;
   while (s < len && load<u8>(p + s) != 47) s++;
-  const root = hashGet(t(H_PRINCIPAL_DOMAINS), p + 9, s - 9, fnv1a(p + 9, s - 9));
-  if (root < 0) return;
+  const d = hashFind(t(H_PRINCIPALS), p + 9, s - 9, fnv1a(p + 9, s - 9));
+  if (d < 0) return;
+  const domain = t(d);
+  const exact = hashFind(t(domain), p + s, len - s, fnv1a(p + s, len - s));
+  if (exact >= 0) hitItems(t(exact), PRINCIPALS);
   // segments of the ID's path
   const max = <usize>(len - s + 1);
   const starts = heap.alloc(max << 2);
@@ -147,7 +161,7 @@ function matchPrincipal(): void {
     count++;
     s = e;
   }
-  walk(root, starts, lens, count, 0, PRINCIPALS);
+  walk(t(domain + 1), starts, lens, count, 0, PRINCIPALS);
 }
 
 /** Candidates in policy order (insertion sort: the list is short). */

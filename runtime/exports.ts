@@ -104,7 +104,7 @@ function finish(outcome: i32, reason: string, rule: i32): i32 {
 function writeDecision(decision: string, status: i32, rule: i32, reason: string): void {
   const o = new Out(160).ascii('palisade.decision {"decision":"').ascii(decision).ascii('","status":').int(status).ascii(',"rule":');
   if (rule < 0) o.ascii("null");
-  else o.byte(34).bytes(b(ruleField(rule, 2)), ruleField(rule, 3)).byte(34);
+  else o.byte(34).bytes(b(ruleField(rule, 1)), ruleField(rule, 2)).byte(34);
   o.ascii(',"mode":"').ascii(dryRun ? "dry-run" : "enforce").ascii('","reason":"').ascii(reason).ascii('"}');
   log(LOG_INFO, o.ptr, o.len);
 }
@@ -134,7 +134,7 @@ function stripInjectable(): void {
 }
 
 function setInjections(rule: i32): void {
-  const names = ruleField(rule, 5);
+  const names = ruleField(rule, 3);
   if (names < 0) return;
   for (let i = 0, n = t(names); i < n; i++) {
     const at = injected + (<usize>i << 3);

@@ -3,29 +3,34 @@
 // the policy, and the two functions the generated code provides. All offsets below are in
 // i32 units into T; -1 means "none". Layouts (written by compiler/emit.ts, same names):
 //   header   see H_* below
-//   rule     [effect (0 allow, 1 deny), fromAny, idOff, idLen (JSON-escaped id in B), hasWhen, injected header names (strings)]
-//   hash     [mask, (keyOff, keyLen, value) × (mask + 1)]   keyOff -1: empty; FNV-1a, linear probing
-//   bucket   [trie root node, any-path list]
-//   node     [literal hash → node, any-segment child node, exact list, rest list]
-//   list     [count, items…]
-//   atom     [rule, params list of (nameId, position) pairs]
-//   strings  [count, (off, len) × count]
+//   rule     [flags (1 deny, 2 any caller, 4 has when), idOff, idLen (JSON-escaped id in B), injected header names (strings)]
+//   atom     [rule, params (pairs of nameId, segment position), methods]
+//            methods: -1 any; else a bit mask over method ids, or (H_METHOD_LISTS) a pairs list of (id, 0)
+//   node     [literal children (hash → node), any-segment child node, exact items, rest items]
+//   items    -1 none, -(x + 2) the single item x, else a list [count, x…]
+//   hash     [size, slots × size (entry offset or -1), entries (keyOff, keyLen, value)…]; FNV-1a % size, linear probing
+//   pairs    [count, (a, b) × count]; strings are pairs of (off, len) in B
 //   slot     [kind (0 header, 1 query, 2 claim), keyOff, keyLen] or [2, claim path strings, 0]
+//   domain   [exact ID paths (hash → items of rules), pattern trie root]
 
 export const H_RULE_COUNT = 0;
 export const H_RULES = 1;
 export const H_METHODS = 2;
-export const H_ANY_BUCKET = 3;
+export const H_METHOD_LISTS = 3;
 export const H_ATOMS = 4;
-export const H_PRINCIPAL_EXACT = 5;
-export const H_PRINCIPAL_DOMAINS = 6;
-export const H_STRIP = 7;
-export const H_SLOT_COUNT = 8;
-export const H_SLOTS = 9;
-export const H_PARAM_NAMES = 10;
-export const H_DRY_RUN = 11;
-export const RULE_STRIDE = 6;
-export const ATOM_STRIDE = 2;
+export const H_TRIE = 5;
+export const H_ANY_PATH = 6;
+export const H_PRINCIPALS = 7;
+export const H_STRIP = 8;
+export const H_SLOT_COUNT = 9;
+export const H_SLOTS = 10;
+export const H_PARAM_NAMES = 11;
+export const H_DRY_RUN = 12;
+export const RULE_STRIDE = 4;
+export const ATOM_STRIDE = 3;
+export const RULE_DENY = 1;
+export const RULE_ANY_CALLER = 2;
+export const RULE_HAS_WHEN = 4;
 
 export let T: usize = 0;
 export let B: usize = 0;
@@ -67,16 +72,15 @@ export function install(table: usize, blob: usize, scratch: usize, when: WhenFn,
   evalInject = inject;
 }
 
-/** Looks a byte string up in a hash table; the value, or -1. */
-export function hashGet(table: i32, key: usize, keyLen: i32, hash: u32): i32 {
+/** Looks a byte string up in a hash table: the entry's value offset, or -1. */
+export function hashFind(table: i32, key: usize, keyLen: i32, hash: u32): i32 {
   if (table < 0) return -1;
-  const mask = <u32>t(table);
-  let i = hash & mask;
+  const size = <u32>t(table);
+  let i = hash % size;
   while (true) {
-    const e = table + 1 + <i32>i * 3;
-    const off = t(e);
-    if (off < 0) return -1;
-    if (t(e + 1) == keyLen && memory.compare(b(off), key, keyLen) == 0) return t(e + 2);
-    i = (i + 1) & mask;
+    const e = t(table + 1 + <i32>i);
+    if (e < 0) return -1;
+    if (t(e + 1) == keyLen && memory.compare(b(t(e)), key, keyLen) == 0) return e + 2;
+    i = (i + 1) % size;
   }
 }

@@ -1,11 +1,12 @@
 /**
  * Dispatch indexes, so a decision only looks at rules that can match:
- * - routes: one bucket per method (plus the any-method bucket), each a trie over the
- *   normalized path's segments; path parameters bind by segment position;
- * - principals: whole SPIFFE IDs without wildcards in a hash map, wildcard patterns in a
- *   trie per trust domain.
- * The runtime walks the request's method bucket and the any-method bucket, then keeps the
- * hits whose rule also matches the caller.
+ * - routes: one trie over the normalized path's segments (literal children hashed, one
+ *   wildcard child); each hit names an atom that says which rule, which methods (checked
+ *   with one bit test at run time) and where the path parameters sit (by position);
+ * - principals: per trust domain, the ID paths without wildcards in a hash map and the
+ *   wildcard patterns in a trie.
+ * The runtime walks the trie for the request's path and keeps the hits whose atom accepts
+ * the method and whose rule matches the caller.
  */
 import type { PathTemplate } from '../ast.ts';
 import { newTrie, type Atom, type PrincipalIndex, type Program, type RouteIndex, type TrieNode } from '../ir.ts';
@@ -16,24 +17,23 @@ export function dispatch(p: Program): Program {
 
 function routeIndex(p: Program): RouteIndex {
   const atoms: Atom[] = [];
-  const buckets = new Map<string | null, RouteIndex['buckets'][number]>();
-  const bucket = (method: string | null) => {
-    let b = buckets.get(method);
-    if (!b) buckets.set(method, (b = { method, trie: newTrie(), anyPath: [] }));
-    return b;
+  const ids = new Map<string, number>();
+  const atomOf = (a: Atom) => {
+    const key = JSON.stringify(a);
+    let id = ids.get(key);
+    if (id === undefined) ids.set(key, (id = atoms.push(a) - 1));
+    return id;
   };
+  const index: RouteIndex = { atoms, trie: newTrie(), anyPath: [] };
   p.rules.forEach((rule, ri) => {
     for (const route of rule.routes ?? [{ methods: null, path: null }]) {
-      const atom = atoms.push({ rule: ri, params: route.path ? params(route.path) : [] }) - 1;
-      for (const m of route.methods ?? [null]) {
-        const b = bucket(m);
-        if (route.path) insert(b.trie, route.path.segments.map((s) => (s.kind === 'param' ? null : s.value)), route.path.rest, atom);
-        else b.anyPath.push(atom);
-      }
+      const atom = atomOf({ rule: ri, methods: route.methods ? [...route.methods].sort() : null, params: route.path ? params(route.path) : [] });
+      if (!route.path) {
+        if (!index.anyPath.includes(atom)) index.anyPath.push(atom);
+      } else insert(index.trie, route.path.segments.map((s) => (s.kind === 'param' ? null : s.value)), route.path.rest, atom);
     }
   });
-  const sorted = [...buckets.values()].sort((a, b) => (a.method === null ? 1 : b.method === null ? -1 : a.method < b.method ? -1 : 1));
-  return { atoms, buckets: sorted };
+  return index;
 }
 
 function params(t: PathTemplate): Atom['params'] {
@@ -56,21 +56,18 @@ export function insert(root: TrieNode, segs: (string | null)[], rest: boolean, i
 }
 
 function principalIndex(p: Program): PrincipalIndex {
-  const exact = new Map<string, number[]>();
-  const domains = new Map<string, TrieNode>();
+  const domains: PrincipalIndex['domains'] = new Map();
   p.rules.forEach((rule, ri) => {
     for (const pat of rule.from ?? []) {
+      let d = domains.get(pat.trustDomain);
+      if (!d) domains.set(pat.trustDomain, (d = { exact: new Map(), trie: newTrie() }));
       if (!pat.rest && !pat.segments.includes('*')) {
-        const id = `spiffe://${pat.trustDomain}${pat.segments.map((s) => `/${s}`).join('')}`;
-        const list = exact.get(id) ?? [];
+        const path = pat.segments.map((s) => `/${s}`).join('');
+        const list = d.exact.get(path) ?? [];
         if (list[list.length - 1] !== ri) list.push(ri);
-        exact.set(id, list);
-        continue;
-      }
-      let trie = domains.get(pat.trustDomain);
-      if (!trie) domains.set(pat.trustDomain, (trie = newTrie()));
-      insert(trie, pat.segments.map((s) => (s === '*' ? null : s)), pat.rest, ri);
+        d.exact.set(path, list);
+      } else insert(d.trie, pat.segments.map((s) => (s === '*' ? null : s)), pat.rest, ri);
     }
   });
-  return { exact, domains };
+  return { domains };
 }

@@ -101,7 +101,7 @@ test('exports: ABI marker, allocator, memory, _initialize, callbacks; no start s
   assert.is(m.exports.get('memory'), MEMORY);
   assert.not.ok(m.sections.includes(8), 'a start section would run before any context exists');
   // the same answer through the engine's own view
-  const mod = new WebAssembly.Module(first.wasm);
+  const mod = new WebAssembly.Module(new Uint8Array(first.wasm));
   assert.ok(WebAssembly.Module.exports(mod).some((e) => e.name === 'proxy_abi_version_0_2_1'));
 });
 
