@@ -10,6 +10,7 @@ import { parseListen, untilSignal } from './ca.ts';
 import { CliError } from './errors.ts';
 import { ecdsAgentGroup } from './envoy.ts';
 import { sidecarAgentGroup } from '../agent/sidecar/agent-options.ts';
+import { signerAgentGroup } from '../agent/sidecar/sign-options.ts';
 
 /** What option groups share while the agent starts; groups add services, routes and cleanups. */
 export interface AgentContext {
@@ -52,7 +53,7 @@ const identityGroup: AgentOptionGroup = {
 };
 
 /** Flag groups of `palisade agent`, in order. */
-export const AGENT_OPTION_GROUPS: AgentOptionGroup[] = [identityGroup, ecdsAgentGroup, sidecarAgentGroup];
+export const AGENT_OPTION_GROUPS: AgentOptionGroup[] = [identityGroup, ecdsAgentGroup, sidecarAgentGroup, signerAgentGroup];
 
 export function register(program: Command): void {
   const command = program

@@ -79,13 +79,14 @@ export interface FingerprintRequest {
 export async function signFingerprint(
   key: KeyObject,
   req: FingerprintRequest,
-  opts: { ttlSeconds?: number; now?: number } = {},
+  /** `kid`: the signing key's id, so a verifier holding many keys (Envoy's jwt_authn with the CA's JWKS) picks one. */
+  opts: { ttlSeconds?: number; now?: number; kid?: string } = {},
 ): Promise<string> {
   const iat = Math.floor((opts.now ?? Date.now()) / 1000);
   const payload: JWTPayload = { htm: req.method, htu: htuOf(req.path), jti: randomBytes(16).toString('base64url') };
   if (req.identityToken !== undefined) payload.ath = tokenHash(req.identityToken);
   return new SignJWT(payload)
-    .setProtectedHeader({ alg: 'ES256', typ: FINGERPRINT_TYP })
+    .setProtectedHeader({ alg: 'ES256', typ: FINGERPRINT_TYP, ...(opts.kid === undefined ? {} : { kid: opts.kid }) })
     .setIssuer(req.caller)
     .setSubject(req.caller)
     .setAudience(req.target)
