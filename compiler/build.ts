@@ -11,7 +11,6 @@
  * - `--exportStart _initialize`: no wasm start section (Envoy calls `_initialize`).
  * - `-O3` with `--shrinkLevel 1`: fast code; the policy tables are data segments either way.
  */
-import asc from 'assemblyscript/asc';
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -42,6 +41,9 @@ export const ASC_FLAGS = [
 
 export class BuildError extends Error {}
 
+/** asc (with binaryen) takes seconds and much memory to load: only when compiling, not on every CLI start. */
+const loadAsc = () => import('assemblyscript/asc').then((m) => m.default);
+
 /** Compiles the generated policy module with the runtime into wasm bytes. */
 export function buildWasm(generated: string): Promise<Uint8Array> {
   return buildEntry(ENTRY, { [GENERATED]: generated });
@@ -53,6 +55,7 @@ export function buildWasm(generated: string): Promise<Uint8Array> {
  */
 export async function buildEntry(entry: string, extra: Record<string, string> = {}): Promise<Uint8Array> {
   const files = sources();
+  const asc = await loadAsc();
   let wasm: Uint8Array | null = null;
   const stderr = asc.createMemoryStream();
   const result = await asc.main([entry, '--outFile', 'filter.wasm', ...ASC_FLAGS], {
