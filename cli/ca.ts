@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, type Command as CommandType } from 'commander';
@@ -30,14 +31,18 @@ export function register(program: CommandType): void {
     .option('--listen <host:port>', 'address to listen on (loopback by default)', '127.0.0.1:8443')
     .option('--svid-ttl <duration>', 'lifetime of issued SVIDs', '1h')
     .option('--hostname <name...>', 'extra DNS names or IPs for the CA server certificate')
-    .option('--join-failure-limit <n>', 'failed join attempts per client address and minute', '20')
-    .action(async (opts: { dir: string; listen: string; svidTtl: string; hostname?: string[]; joinFailureLimit: string }) => {
+    .option('--join-failure-limit <n>', 'failed join attempts per client address and minute (per worker)', '20')
+    .option('--workers <n>', 'server processes sharing the port and the state store (one per core)', '1')
+    .action(async (opts: { dir: string; listen: string; svidTtl: string; hostname?: string[]; joinFailureLimit: string; workers: string }) => {
       const { host, port } = parseListen(opts.listen);
       const svidTtlMs = await guard(async () => parseDuration(opts.svidTtl), 2);
-      const limit = Number(opts.joinFailureLimit);
-      if (!Number.isInteger(limit) || limit < 1) throw new CliError('--join-failure-limit must be a positive integer', 2);
+      const limit = positiveInteger(opts.joinFailureLimit, '--join-failure-limit');
+      const workers = positiveInteger(opts.workers, '--workers');
+      if (workers > 1 && cluster.isPrimary) return superviseWorkers(workers);
       const server = await guard(() => startCaServer({ dir: opts.dir, host, port, svidTtlMs, hostnames: opts.hostname, joinFailureLimit: limit }));
-      process.stdout.write(`palisade CA for spiffe://${server.ca.trustDomain} listening on ${server.url}\n`);
+      const ready = `palisade CA for spiffe://${server.ca.trustDomain} listening on ${server.url}`;
+      if (cluster.isWorker) process.send!({ ready });
+      else process.stdout.write(`${ready}\n`);
       await untilSignal();
       await server.close();
     });
@@ -80,6 +85,38 @@ export function register(program: CommandType): void {
       writeFileSync(path.join(opts.out, 'bundle.pem'), svid.bundle_pem);
       process.stdout.write(`${svid.spiffe_id} serial ${svid.serial} valid until ${svid.not_after} written to ${opts.out}\n`);
     });
+}
+
+/**
+ * Forks `count` copies of this very command; they share the listening socket (node:cluster)
+ * and the SQLite store, whose transactions keep tokens single-use across processes.
+ * A worker that dies takes the CA down loudly rather than silently shrinking it.
+ */
+async function superviseWorkers(count: number): Promise<void> {
+  const stop = untilSignal(); // listen before forking: a signal during startup still stops the workers
+  const workers = Array.from({ length: count }, () => cluster.fork());
+  let stopping = false;
+  const failed = new Promise<never>((_, reject) =>
+    cluster.on('exit', (worker, code) => {
+      if (!stopping) reject(new CliError(`CA worker ${worker.process.pid} exited (${code}); stopping`));
+    }),
+  );
+  failed.catch(() => {}); // observed below; never an unhandled rejection
+  const readies = workers.map((worker) => new Promise<string>((resolve) => worker.on('message', (msg: { ready?: string }) => msg.ready && resolve(msg.ready))));
+  try {
+    const started = await Promise.race([Promise.all(readies), failed, stop]);
+    if (started) process.stdout.write(`${started[0]} (${count} workers)\n`);
+    await Promise.race([stop, failed]);
+  } finally {
+    stopping = true;
+    for (const worker of workers) worker.process.kill('SIGTERM');
+  }
+}
+
+function positiveInteger(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new CliError(`${flag} must be a positive integer`, 2);
+  return n;
 }
 
 export function parseListen(listen: string): { host: string; port: number } {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { generateKeyPair, jwkThumbprint, parseSpiffeId, parseTrustDomain, toPem, type EcJwk } from '../identity/pki.ts';
 import { createRoot, Issuer, randomSerial, verifyCsr } from './certs.ts';
 import { CaError } from './errors.ts';
-import { CaStore } from './store.ts';
+import { CaStore, type SvidRecord } from './store.ts';
 
 /** What the CA hands back for every issued SVID (join, renew, mint). */
 export interface IssuedSvid {
@@ -100,7 +100,7 @@ export class CertificateAuthority {
     const spiffeId = this.checkToken(hash); // fail cheaply before spending a signature
     const request = verifyCsr(csr);
     this.checkRequestedIdentity(request.requestedUris, spiffeId);
-    return this.issue(spiffeId, request.spki, (record) => {
+    return this.issue(spiffeId, request, (record) => {
       if (!this.store.consumeTokenAndRecord(hash, this.now(), record)) this.checkToken(hash); // lost a race: say why
     });
   }
@@ -110,15 +110,16 @@ export class CertificateAuthority {
     const spiffeId = this.authenticate(peer);
     const request = verifyCsr(csr);
     this.checkRequestedIdentity(request.requestedUris, spiffeId);
-    return this.issue(spiffeId, request.spki, (record) => this.store.recordSvid(record, this.now()));
+    return this.issue(spiffeId, request, (record) => this.store.recordSvid(record, this.now()));
   }
 
   /** Issues an SVID with a key generated here (for workloads without an agent); the key is returned, not kept. */
   async mint(spiffeId: string, ttlMs: number): Promise<IssuedSvid & { key_pem: string }> {
     this.checkOwnId(spiffeId);
     const { privateKey } = await generateKeyPair();
-    const spki = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
-    const svid = this.issue(spiffeId, spki, (record) => this.store.recordSvid(record, this.now()), ttlMs);
+    const publicKey = createPublicKey(privateKey);
+    const key = { spki: publicKey.export({ type: 'spki', format: 'der' }), jwk: publicKey.export({ format: 'jwk' }) as unknown as EcJwk };
+    const svid = this.issue(spiffeId, key, (record) => this.store.recordSvid(record, this.now()), ttlMs);
     return { ...svid, key_pem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
   }
 
@@ -143,7 +144,8 @@ export class CertificateAuthority {
     this.store.close();
   }
 
-  private issue(spiffeId: string, spki: Buffer, record: (svid: import('./store.ts').SvidRecord) => void, ttlMs = this.svidTtlMs): IssuedSvid {
+  private issue(spiffeId: string, key: { spki: Buffer; jwk: EcJwk }, record: (svid: SvidRecord) => void, ttlMs = this.svidTtlMs): IssuedSvid {
+    const { spki, jwk } = key;
     const now = this.now();
     const notBefore = new Date(Math.floor((now - BACKDATE_MS) / 1000) * 1000);
     const rootExpiry = new Date(this.issuer.root.notAfter).getTime();
@@ -151,7 +153,6 @@ export class CertificateAuthority {
     const serialBytes = randomSerial();
     const der = this.issuer.signSvid({ serial: serialBytes, spiffeId, spki, notBefore, notAfter });
     const serial = normalizeSerial(serialBytes.toString('hex'));
-    const jwk = createPublicKey({ key: spki, format: 'der', type: 'spki' }).export({ format: 'jwk' }) as unknown as EcJwk;
     const publicJwk = { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, kid: jwkThumbprint(jwk), alg: 'ES256', use: 'sig' };
     record({ serial, spiffeId, notBefore: notBefore.getTime(), notAfter: notAfter.getTime(), jwk: JSON.stringify(publicJwk) });
     return {
