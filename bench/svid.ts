@@ -74,7 +74,8 @@ export async function runSvidBench(seconds = 3): Promise<SvidBenchResult> {
 
 async function httpsRate(dir: string, tokens: string[], csrs: string[], ms: number): Promise<number> {
   const bin = path.resolve(import.meta.dirname, '../bin/palisade.js');
-  const server = spawn(process.execPath, [bin, 'ca', 'serve', '--dir', dir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const workers = String(Math.min(2, os.availableParallelism()));
+  const server = spawn(process.execPath, [bin, 'ca', 'serve', '--dir', dir, '--listen', '127.0.0.1:0', '--workers', workers], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const url = await new Promise<string>((resolve, reject) => {
       let out = '';
@@ -118,7 +119,7 @@ function report(result: SvidBenchResult): string {
   return [
     `svid: raw ECDSA P-256 sign baseline      ${f(result.ecdsaSignPerSec)}/s (1 thread)`,
     `svid: issuance in-process (join path)    ${f(result.issueInProcessPerSec)}/s = ${(result.issueInProcessPerSec / result.ecdsaSignPerSec * 100).toFixed(1)}% of baseline`,
-    `svid: issuance over HTTPS (ca serve)     ${f(result.issueHttpsPerSec)}/s = ${(result.issueHttpsPerSec / result.ecdsaSignPerSec * 100).toFixed(1)}% of baseline (${result.cores} cores, client in the same machine)`,
+    `svid: issuance over HTTPS (ca serve --workers ${Math.min(2, result.cores)}) ${f(result.issueHttpsPerSec)}/s = ${(result.issueHttpsPerSec / result.ecdsaSignPerSec * 100).toFixed(1)}% of baseline (${result.cores} cores shared with the load generator)`,
     `svid: target ≥ 1,000 SVIDs/s on 2 cores: ${result.issueHttpsPerSec >= 1000 ? 'met' : 'NOT met'} over HTTPS`,
   ].join('\n');
 }
