@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { compilePolicy } from '../../compiler/index.ts';
+import { buildEgressFilter } from '../../compiler/egress.ts';
 import { loadFilter } from '../../agent/host/filter.ts';
 import { generateBootstrap } from '../../agent/envoy/bootstrap.ts';
 import { bootstrapOptions } from '../../agent/envoy/options.ts';
@@ -37,6 +38,17 @@ test('the bootstrap from the compiled manifest validates and subscribes to the p
   assert.is(filters[1].name, 'palisade.policy.card-service');
   const jwt = filters[0].typed_config;
   assert.equal(jwt.providers.fingerprint.audiences, ['spiffe://bank.example/ns/payments/sa/card-service']);
+});
+
+test('the egress filter accepts the plugin configuration the bootstrap gives it', async () => {
+  const routes = path.join(dir, 'routes.json');
+  writeFileSync(routes, JSON.stringify({ ledger: { url: 'https://10.0.0.7:15006', spiffeId: 'spiffe://bank.example/ns/payments/sa/ledger' } }));
+  const config: any = generateBootstrap(bootstrapOptions({ policy: manifest, routes }));
+  const egress = config.static_resources.listeners[1].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.config;
+  const filter = await loadFilter(await buildEgressFilter(), { configuration: egress.configuration.value, rootId: egress.root_id, vmId: egress.vm_config.vm_id, name: egress.name });
+  assert.ok(filter);
+  const refused = await loadFilter(await buildEgressFilter(), { configuration: '{"targets":[]}' }).then(() => 'loaded', (e: Error) => e.message);
+  assert.is.not(refused, 'loaded');
 });
 
 test('the filter ECDS serves loads and configures in the strict host, in both modes', async () => {
