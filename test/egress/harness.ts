@@ -26,6 +26,7 @@ export interface SigningAgent {
   admin: AdminServer;
   /** `127.0.0.1:port` of the admin server. */
   authority: string;
+  bundlePath: string;
   close(): Promise<void>;
 }
 
@@ -34,7 +35,8 @@ export async function startSigningAgent(signer: Partial<SignerOptions> = {}): Pr
   const dir = await initCa();
   const ca = await startCaServer({ dir, port: 0, svidTtlMs: 60_000 });
   const { token } = ca.ca.createToken(CALLER, 60_000);
-  const bundlePem = readFileSync(path.join(dir, 'bundle.pem'), 'utf8');
+  const bundlePath = path.join(dir, 'bundle.pem');
+  const bundlePem = readFileSync(bundlePath, 'utf8');
   const agent = await startAgent({ caUrl: ca.url, bundlePem, token });
   const admin = await createAdmin({ agent, port: 0, plugins: [signEndpoint({ identity: agent, ...signer })] });
   const { port } = await admin.listen();
@@ -43,6 +45,7 @@ export async function startSigningAgent(signer: Partial<SignerOptions> = {}): Pr
     agent,
     admin,
     authority: `127.0.0.1:${port}`,
+    bundlePath,
     async close() {
       agent.close();
       await admin.close();
