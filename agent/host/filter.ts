@@ -2,7 +2,7 @@
  * The host's public API: load a proxy-wasm filter as Envoy would and run HTTP requests
  * through it. One Filter is one VM with one root context (a plugin); every request is a
  * stream context with Envoy's callback order: context_create, request_headers,
- * request_body, (upstream), response_headers, response_body, done, log, delete.
+ * request_body, (upstream), response_headers, response_body, log, done, delete.
  */
 import { randomUUID } from 'node:crypto';
 import { Action, type LogLevelName } from './abi.ts';

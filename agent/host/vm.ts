@@ -212,10 +212,12 @@ export class Vm {
   deleteStream(stream: Stream): void {
     const ctx = this.contexts.get(stream.id);
     if (!ctx) return;
-    this.call(ctx, 'proxy_on_done', stream.id);
+    // Envoy's connection manager writes access logs (on_log) before it destroys the filters
+    // (onDestroy: on_done, then on_delete).
     stream.open = Open.LOG;
     this.call(ctx, 'proxy_on_log', stream.id);
     stream.open = 0;
+    this.call(ctx, 'proxy_on_done', stream.id);
     this.call(ctx, 'proxy_on_delete', stream.id);
     this.contexts.delete(stream.id);
   }
@@ -830,8 +832,9 @@ async function compile(bytes: Uint8Array): Promise<WebAssembly.Module> {
   }
   for (const imp of surface.imports) {
     const where = `${imp.module}.${imp.name}`;
-    const wanted = IMPORTS[imp.module]?.[imp.name];
-    if (imp.kind !== 'func' || wanted === undefined || !Object.hasOwn(IMPORTS[imp.module], imp.name)) {
+    const known = Object.hasOwn(IMPORTS, imp.module) && Object.hasOwn(IMPORTS[imp.module], imp.name);
+    const wanted = known ? IMPORTS[imp.module][imp.name] : undefined;
+    if (imp.kind !== 'func' || wanted === undefined) {
       throw new FilterLoadError(`Failed to load Wasm module due to a missing import: ${where}`);
     }
     if (imp.signature !== wanted) {
