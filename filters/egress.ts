@@ -64,7 +64,7 @@ export function proxy_on_context_create(contextId: i32, parentId: i32): void {}
 export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOfStream: i32): i32 {
   heap.reset();
   if (!beginRequest()) return reply(400, "bad_request", "bad_headers");
-  if (!findTarget(hostPtr, hostNameLen())) return reply(502, "unknown_service", "no_target");
+  if (!findTarget(hostPtr, hostNameLen())) return reply(404, "unknown_service", "no_target");
   const query = bytesIndexOf(rawPathPtr, rawPathLen, QUESTION, 1);
   const htuLen = query < 0 ? rawPathLen : query;
   // Only what the agent can sign byte for byte: visible ASCII, an origin-form path.

@@ -108,10 +108,10 @@ test('after the agent rotates its SVID, fingerprints are signed with the new key
   assert.not.ok(oldKeyAccepts);
 });
 
-test('a Host with no route: 502 unknown_service, no signing call, nothing forwarded', async (ctx) => {
+test('a Host with no route: 404 unknown_service (as the router would answer), no signing call, nothing forwarded', async (ctx) => {
   const calls = ctx.seen.length;
   const o = await ctx.filter.handleRequest({ method: 'GET', path: '/', authority: 'evil.example', headers: { 'x-request-id': 'r-1' } });
-  assert.equal([o.kind, o.status, o.upstreamRequest], ['reply', 502, null]);
+  assert.equal([o.kind, o.status, o.upstreamRequest], ['reply', 404, null]);
   assert.equal(JSON.parse(text(o.body)), { error: 'unknown_service', request_id: 'r-1' });
   assert.is(ctx.seen.length, calls);
 });

@@ -104,12 +104,12 @@ for (const [what, configuration] of badConfigurations) {
   });
 }
 
-test('an empty target map loads; every request is then 502 unknown_service', async () => {
+test('an empty target map loads; every request is then 404 unknown_service', async () => {
   const http = httpCluster('http://127.0.0.1:1');
   const filter = await egressFilter(http.cluster, egressConfiguration('127.0.0.1:1', {}, { signer_timeout_ms: 60000 }));
   try {
     const o = await filter.handleRequest({ method: 'GET', path: '/', authority: 'card' });
-    assert.equal([o.kind, o.status], ['reply', 502]);
+    assert.equal([o.kind, o.status], ['reply', 404]);
   } finally {
     await filter.close();
     await http.close();
