@@ -126,10 +126,12 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host: match[1] ?? match[2]!, port };
 }
 
-/** Resolves on SIGINT/SIGTERM so servers can close cleanly. */
+/** Resolves on SIGINT/SIGTERM so servers can close cleanly; keeps the process alive until then. */
 export function untilSignal(): Promise<void> {
   return new Promise((resolve) => {
+    const keepAlive = setInterval(() => {}, 1 << 30); // signal listeners alone do not hold the event loop
     const done = () => {
+      clearInterval(keepAlive);
       process.off('SIGINT', done);
       process.off('SIGTERM', done);
       resolve();

@@ -100,7 +100,7 @@ export function palisade(args: string[], options: { cwd?: string; env?: NodeJS.P
     child,
     output: () => out,
     exited,
-    waitFor(pattern, timeoutMs = 15_000) {
+    waitFor(pattern, timeoutMs = 60_000) {
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => done(new Error(`timed out waiting for ${pattern}; output:\n${out}`)), timeoutMs);
         const done = (err?: Error, match?: RegExpMatchArray) => {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CertificateAuthority } from '../../agent/ca/ca.ts';
-import { startCaServer } from '../../agent/ca/server.ts';
+import { startCaServer, type CaServer } from '../../agent/ca/server.ts';
 import { createCsr, generateKeyPair } from '../../agent/identity/pki.ts';
 import { CARD, TD, caRequest, eventually, freePort, palisade, palisadeRun, removeDir, sdsClient, tempDir, type Proc } from './helpers.ts';
 
@@ -76,10 +76,12 @@ test('agent process: rotation pushed over SDS, CA down then back, key never on d
   mkdirSync(tmp);
   const procs: Proc[] = [];
   let sds: ReturnType<typeof sdsClient> | undefined;
+  let ca: CaServer | undefined;
   try {
     await CertificateAuthority.init(dir, TD);
     const [port, adminPort] = [await freePort(), await freePort()];
-    let ca = await startCa(dir, port, '10s');
+    // The CA runs in-process here so that its restart is instant and the timing is the agent's alone.
+    ca = await startCaServer({ dir, port, svidTtlMs: 10_000 });
     const socket = path.join(work, 'sds.sock');
     const agent = palisade(
       ['agent', '--ca-url', `https://127.0.0.1:${port}`, '--bundle', path.join(dir, 'bundle.pem'), '--token', inProcessToken(dir), '--sds', `unix:${socket}`, '--admin', `127.0.0.1:${adminPort}`],
@@ -100,22 +102,24 @@ test('agent process: rotation pushed over SDS, CA down then back, key never on d
     };
     stream.send({ resource_names: ['default', 'ROOTCA'] });
     const v1 = observe(await stream.next());
-    const v2 = observe(await stream.next(8000)); // pushed at the half-life (±10%) of a 10 s SVID
-    assert.is.not(v2, v1);
 
-    // The CA goes away: the agent keeps serving its SVID, retries, and says it is degraded.
-    await ca.stop();
-    await eventually(async () => (await health()) === 'degraded', 8000, 100);
+    // The CA goes away before the first rotation (half of a 10 s SVID): the agent keeps
+    // serving its SVID, retries, and says it is degraded.
+    await ca.close();
+    ca = undefined;
+    await eventually(async () => (await health()) === 'degraded', 10_000, 100);
     const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
     assert.match(metrics, /palisade_agent_svid_renewal_failures_total [1-9]/);
     assert.is(stream.pending(), 0, 'nothing pushed while the CA is away');
 
-    // The CA comes back before the SVID expires: the next retry renews and Envoy gets it.
-    ca = await startCa(dir, port, '10s');
-    procs.push(ca);
-    const v3 = observe(await stream.next(8000));
-    assert.is.not(v3, v2);
+    // The CA comes back before the SVID expires: a retry renews and the open stream gets it.
+    ca = await startCaServer({ dir, port, svidTtlMs: 10_000 });
+    const v2 = observe(await stream.next(5_000));
+    assert.is.not(v2, v1);
     assert.is(await health(), 'ok');
+    // And the next scheduled rotation (new key again) is pushed as well.
+    const v3 = observe(await stream.next(8_000));
+    assert.is.not(v3, v2);
     stream.close();
     await agent.stop();
 
@@ -125,12 +129,13 @@ test('agent process: rotation pushed over SDS, CA down then back, key never on d
       const body = pem.split('\n').filter((line) => line && !line.startsWith('-----'));
       return [Buffer.from(body[1]!), key.export({ type: 'pkcs8', format: 'der' }), Buffer.from(key.export({ format: 'jwk' }).d!, 'base64url')];
     });
-    assert.ok(keys.length >= 3);
+    assert.equal(new Set(keys).size, 3, 'a new key per SVID');
     for (const scanned of [work, tmp, dir]) assert.equal(filesContaining(scanned, needles), [], `key material under ${scanned}`);
     assert.not.match(agent.output(), /PRIVATE KEY/);
   } finally {
     sds?.close();
     for (const proc of procs) await proc.stop();
+    await ca?.close();
     removeDir(home);
   }
 });
