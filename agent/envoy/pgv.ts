@@ -1,10 +1,11 @@
-import type protobuf from 'protobufjs';
+import protobuf from 'protobufjs';
 import type { Issue } from './validate.ts';
 
 /**
- * The subset of protoc-gen-validate `(validate.rules)` Envoy enforces on load that matters
- * for the configs we write: required messages and oneofs, string and list lengths,
- * numeric and duration bounds. Rules sit in field options flattened by protobufjs, e.g.
+ * The protoc-gen-validate `(validate.rules)` Envoy enforces on load, except `in` lists:
+ * required messages and oneofs, string lengths, patterns and header-name/value syntax (also
+ * for list items), list and map sizes, unique lists, numeric and duration bounds, bool
+ * constants, excluded enum values. Rules sit in field options flattened by protobufjs, e.g.
  * `(validate.rules).string.min_len`. Like PGV, scalars that are absent count as their
  * default ('' or 0), messages and oneof members only when present.
  */
@@ -32,17 +33,23 @@ export function checkRules(type: protobuf.Type, value: Record<string, unknown>, 
       bounds(typeof v === 'object' && v ? Object.keys(v).length : 0, rules, 'map', 'min_pairs', 'max_pairs', 'entries', at, error);
     }
     if (field.repeated) {
-      const n = Array.isArray(v) ? v.length : 0;
-      if (!(rules['repeated.ignore_empty'] && n === 0)) bounds(n, rules, 'repeated', 'min_items', 'max_items', 'items', at, error);
+      const items = Array.isArray(v) ? v : [];
+      if (!(rules['repeated.ignore_empty'] && items.length === 0)) bounds(items.length, rules, 'repeated', 'min_items', 'max_items', 'items', at, error);
+      if (rules['repeated.unique'] && new Set(items.map((i) => JSON.stringify(i))).size !== items.length) error(at, 'items must be unique');
+      items.forEach((item, i) => typeof item === 'string' && checkString(item, rules, 'repeated.items.string', `${at}[${i}]`, error));
       continue;
     }
     if (field.type === 'string') {
-      const s = typeof v === 'string' ? v : '';
-      if (!(rules['string.ignore_empty'] && s === '')) {
-        bounds([...s].length, rules, 'string', 'min_len', 'max_len', 'characters', at, error);
-        bounds(Buffer.byteLength(s), rules, 'string', 'min_bytes', 'max_bytes', 'bytes', at, error);
-      }
+      checkString(typeof v === 'string' ? v : '', rules, 'string', at, error);
       continue;
+    }
+    if ('bool.const' in rules && (v ?? false) !== rules['bool.const']) error(at, `must be ${rules['bool.const']}`);
+    // protobufjs keeps only the last value of a repeated option: `not_in` is then still a
+    // sound (weaker) check, `in` would not be, so it is left out.
+    const notIn = rules['enum.not_in'];
+    if (notIn !== undefined && key !== undefined && field.resolvedType instanceof protobuf.Enum) {
+      const values = field.resolvedType.values;
+      if ((typeof v === 'string' ? values[v] : v) === notIn) error(at, `must not be ${typeof v === 'string' ? v : notIn}`);
     }
     const kind = numericKind(rules);
     // A scalar counts as 0 when absent; a wrapper (UInt32Value…) is checked only when set.
@@ -56,6 +63,33 @@ export function checkRules(type: protobuf.Type, value: Record<string, unknown>, 
     }
   }
   return issues;
+}
+
+/** Header names and values Envoy (via PGV) accepts; `strict` defaults to true in PGV. */
+const WELL_KNOWN: Record<string, { strict: RegExp; lax: RegExp }> = {
+  HTTP_HEADER_NAME: { strict: /^:?[0-9a-zA-Z!#$%&'*+\-.^_|~`]+$/, lax: /^[^\0\n\r]*$/ },
+  HTTP_HEADER_VALUE: { strict: /^[^\0-\x08\n-\x1f\x7f]*$/, lax: /^[^\0\n\r]*$/ },
+};
+
+function checkString(s: string, rules: Record<string, unknown>, kind: string, at: string, error: (at: string, m: string) => void): void {
+  if (rules[`${kind}.ignore_empty`] && s === '') return;
+  bounds([...s].length, rules, kind, 'min_len', 'max_len', 'characters', at, error);
+  bounds(Buffer.byteLength(s), rules, kind, 'min_bytes', 'max_bytes', 'bytes', at, error);
+  const pattern = rules[`${kind}.pattern`];
+  if (typeof pattern === 'string' && !safeRegExp(pattern)?.test(s)) error(at, `must match ${pattern}`);
+  const known = WELL_KNOWN[String(rules[`${kind}.well_known_regex`])];
+  if (known && !(rules[`${kind}.strict`] === false ? known.lax : known.strict).test(s)) {
+    error(at, `${JSON.stringify(s)} is not a valid ${String(rules[`${kind}.well_known_regex`]).toLowerCase().replace(/_/g, ' ')}`);
+  }
+}
+
+/** PGV patterns are RE2; the few JavaScript cannot compile are not checked rather than misjudged. */
+function safeRegExp(pattern: string): RegExp | undefined {
+  try {
+    return new RegExp(pattern, 'u');
+  } catch {
+    return undefined;
+  }
 }
 
 function numericKind(rules: Record<string, unknown>): string | undefined {

@@ -147,6 +147,23 @@ test('PGV rules: required fields, lengths, bounds', () => {
     `${hcmPath}.route_config.virtual_hosts[0].routes[0].route`, /one of cluster, cluster_header, .* is required/);
 });
 
+test('PGV rules: patterns, header syntax in list items, constants, excluded enum values', () => {
+  expectOne(errorsAfter((b) => (hcmOf(b).route_config.virtual_hosts[0].routes[0].match = { path_separated_prefix: '/api/' })),
+    `${hcmPath}.route_config.virtual_hosts[0].routes[0].match.path_separated_prefix`, /must match/);
+  expectOne(errorsAfter((b) => (hcmOf(b).route_config.request_headers_to_remove = ['x-ok', 'x-bad\r\nx-injected'])),
+    `${hcmPath}.route_config.request_headers_to_remove[1]`, /not a valid http header name/);
+  expectOne(errorsAfter((b) => (b.stats_flush_on_admin = false)), 'stats_flush_on_admin', /must be true/);
+  const tls = (sanType: string) => errorsAfter((b) => (b.static_resources.listeners[0].filter_chains[0].transport_socket = {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+      common_tls_context: { validation_context: { match_typed_subject_alt_names: [{ san_type: sanType, matcher: { prefix: 'spiffe://td/' } }] } },
+    },
+  }));
+  assert.equal(tls('URI'), []);
+  expectOne(tls('SAN_TYPE_UNSPECIFIED'), 'static_resources.listeners[0].filter_chains[0].transport_socket.typed_config.common_tls_context.validation_context.match_typed_subject_alt_names[0].san_type', /must not be SAN_TYPE_UNSPECIFIED/);
+});
+
 test('routes and gRPC services must name a defined cluster', () => {
   expectOne(errorsAfter((b) => (hcmOf(b).route_config.virtual_hosts[0].routes[0].route.cluster = 'ap')),
     `${hcmPath}.route_config.virtual_hosts[0].routes[0].route.cluster`, /cluster 'ap' is not defined/);
