@@ -55,6 +55,7 @@ export const FINGERPRINT_HEADER = 'x-palisade-fingerprint';
 /** Matches the sidecar: fingerprints live 30 s at most, clocks may differ by 5 s. */
 const FINGERPRINT_MAX_LIFETIME = '30s';
 const FINGERPRINT_CLOCK_SKEW_SECONDS = 5;
+const CA_JWKS_REFRESH = '5s';
 /**
  * Palisade's identity headers towards the application. Envoy can remove headers only by
  * exact name, not by prefix; the fingerprint itself is removed by jwt_authn (`forward: false`).
@@ -173,8 +174,9 @@ function jwtAuthn(o: BootstrapOptions): Json {
       from_headers: [{ name: FINGERPRINT_HEADER }],
       forward: false,
       payload_in_metadata: 'fingerprint',
-      // New SVID keys appear at every rotation: refetch often.
-      remote_jwks: remoteJwks(o.caJwksUrl, CA_CLUSTER, '30s'),
+      // A caller signs with its new key right after rotation, and jwt_authn does not refetch
+      // on an unknown kid: refresh in the background as often as the CA allows (max-age=5).
+      remote_jwks: remoteJwks(o.caJwksUrl, CA_CLUSTER, CA_JWKS_REFRESH),
     },
   };
   let requires: Json = { provider_name: 'fingerprint' };
