@@ -90,7 +90,9 @@ function walk(node: i32, starts: usize, lens: usize, count: i32, i: i32, mode: i
     hitItems(t(node + 2), mode);
     return;
   }
-  hitItems(t(node + 3), mode);
+  // `**` matches further segments only when none is empty: a trailing slash (the one empty
+  // segment a normalized path can have) is matched by no template, as the reference says.
+  if (mode == PRINCIPALS || load<i32>(lens + (<usize>(count - 1) << 2)) > 0) hitItems(t(node + 3), mode);
   const p = <usize>load<i32>(starts + (<usize>i << 2));
   const n = load<i32>(lens + (<usize>i << 2));
   const lit = hashFind(t(node), p, n, fnv1a(p, n));

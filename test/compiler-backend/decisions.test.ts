@@ -7,7 +7,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { compileChecked } from '../../compiler/index.ts';
 import { loadFilter, FilterLoadError, type Filter, type FilterRequest } from '../../agent/host/filter.ts';
+import fc from 'fast-check';
 import { checked } from './helpers.ts';
+import { decide } from '../compiler-frontend/oracle.ts';
 
 const WEB = 'spiffe://corp.test/ns/web/sa/frontend';
 const OPS = 'spiffe://corp.test/ns/ops/sa/prober';
@@ -165,6 +167,44 @@ test('plugin configuration: anything but a valid one makes proxy_on_configure re
   const ok = await loadFilter(wasmBytes, { configuration: ' { "mode" : "enforce" } ' });
   assert.is((await run(req('/admin/x'), ok)).status, 403);
   await ok.close();
+});
+
+/**
+ * Differential check against the front end's naive reference interpreter on random
+ * requests. Known, deliberate differences are kept out of the generator: the oracle
+ * decodes `+` in queries and lets the last duplicate win, drops empty segments before
+ * resolving `..` (Envoy resolves first), and forwards an allow whose injection fails
+ * (here such a rule does not apply); `sub` is therefore always present.
+ */
+test('differential: the filter decides like the reference interpreter on random requests', async () => {
+  const segment = fc.constantFrom('healthz', 'Status', 'admin', 'accounts', 'search', '7', 'x', '..', '.', '%2e%2e', '%2F', '%5c', '%68ealthz', '#', '%zz', 'a%00');
+  const path = fc.oneof(
+    fc.tuple(fc.array(segment, { minLength: 0, maxLength: 4 }), fc.constantFrom('', '?q=a', '?q=', '?q=hello%20w&z=1', '?x=1')).map(([s, q]) => `/${s.join('/')}${q}`),
+    fc.constantFrom('/accounts/7', '/accounts/7/statements', '/accounts/..//accounts/9', '/search?q=a', '/search?q=', '/healthz?x'),
+  );
+  const principal = fc.constantFrom(undefined, WEB, WEB, OPS, 'spiffe://corp.test/ns/mobile/sa/frontend', 'spiffe://corp.test/ns/ops/x/y', 'spiffe://evil.test/ns/ops/sa/prober');
+  const claims = fc.option(fc.record({
+    sub: fc.constantFrom('alice', 'bob'),
+    scope: fc.option(fc.constantFrom('read', 'read write', 'write'), { nil: undefined }),
+    email_verified: fc.option(fc.constantFrom(true, false, 'true'), { nil: undefined }),
+    level: fc.option(fc.constantFrom(1, 3, 7.5, '3'), { nil: undefined }),
+  }, { requiredKeys: ['sub'] }), { nil: undefined });
+  const request = fc.record({ method: fc.constantFrom('GET', 'POST', 'HEAD', 'PUT'), path, source: principal, tenant: fc.constantFrom('t-1', 'u-1'), user: claims });
+  const seen = new Set<string>();
+  await fc.assert(fc.asyncProperty(request, async (r) => {
+    const user = r.user && Object.fromEntries(Object.entries(r.user).filter(([, v]) => v !== undefined));
+    const headers = { 'x-tenant': r.tenant, 'x-ops': 'spoof' };
+    const expected = decide(POLICY, { method: r.method, path: r.path, headers, source: r.source, user });
+    const s = await run({ method: r.method, path: r.path, authority: 'api.corp.test', headers, source: r.source ? { principal: r.source } : undefined, metadata: user ? { 'envoy.filters.http.jwt_authn': { user } } : undefined });
+    assert.equal([s.record.decision, s.status, s.record.rule], [expected.decision, expected.status, expected.rule], JSON.stringify(r));
+    seen.add(`${s.status} ${s.record.rule}`);
+    if (expected.upstreamHeaders) {
+      for (const name of ['x-account', 'x-user', 'x-ops']) assert.equal(s.upstream[name]?.[0], expected.upstreamHeaders[name], `${name} for ${JSON.stringify(r)}`);
+    }
+  }), { numRuns: 400, seed: 20261129 });
+  for (const outcome of ['400 null', '401 null', '403 null', '403 block-admin', '403 verified-email', '200 ops', '200 read-account', '200 search', '200 post-anything']) {
+    assert.ok(seen.has(outcome), `random requests never produced ${outcome}: ${[...seen].join(', ')}`);
+  }
 });
 
 test('memory: steady state after warm-up — no growth over 20,000 mixed requests', async () => {
