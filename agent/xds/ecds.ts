@@ -89,7 +89,11 @@ export class EcdsServer {
     };
   }
 
-  /** Verifies and publishes a compiled policy, then pushes it to every stream that wants it. */
+  /**
+   * Verifies and publishes a compiled policy, then pushes it to every stream that wants it.
+   * The filter's vm_id stays `palisade.policy.<name>` across versions, so the replay cache
+   * the filter keeps in proxy-wasm shared data (scoped by vm_id in Envoy) survives updates.
+   */
   publish(manifestPath: string, opts: PublishOptions = {}): PublishedPolicy {
     const artifact = readManifest(manifestPath);
     let bytes: Buffer;
@@ -104,7 +108,10 @@ export class EcdsServer {
     const wasmPath = pinCopy(codeDir, `${artifact.name}.${sha256}.wasm`, bytes);
     const configuration = JSON.stringify(opts.configuration ?? {});
     const version = `${sha256.slice(0, 16)}.${createHash('sha256').update(configuration).digest('hex').slice(0, 8)}`;
-    const policy: PublishedPolicy = { resource: policyResourceName(artifact.name), version, wasmPath, sha256, configuration };
+    const resource = policyResourceName(artifact.name);
+    const served = this.current.get(resource);
+    if (served?.version === version) return served; // a touched manifest is not a new policy
+    const policy: PublishedPolicy = { resource, version, wasmPath, sha256, configuration };
     const issues = errorsOf(validateEnvoyConfig(wasmFilterConfig(policy.resource, wasmPath, configuration), WASM_TYPE));
     if (issues.length) throw new ManifestError(`policy filter config does not validate against Envoy's protos:\n${formatIssues(issues)}`);
     this.current.set(policy.resource, policy);

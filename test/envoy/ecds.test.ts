@@ -131,6 +131,10 @@ test('initial resource, ACK, update pushed on publish, NACK keeps the previous v
   const fetched: any = await new Promise((resolve, reject) => client.FetchExtensionConfigs(request(), (e: unknown, r: unknown) => (e ? reject(e) : resolve(r))));
   assert.is(fetched.version_info, first.version);
   assert.is(decode(fetched).filename, d1.filename);
+  // Publishing what is already served (a touched manifest) pushes nothing.
+  const pushes = ecds.stats.pushes;
+  assert.is(ecds.publish(compilePolicy(1), { configuration: { mode: 'dry-run' } }), ecds.published(RESOURCE));
+  assert.is(ecds.stats.pushes, pushes, 'no push for the version already served');
   stream.end();
 });
 
