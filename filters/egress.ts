@@ -11,8 +11,8 @@ import {
 } from "../runtime/abi";
 import { Out, bytesEqual, bytesIndexOf } from "../runtime/bytes";
 import {
-  answerLen, answerPtr, awaitCall, callResponseBody, callResponseHeader, canAwait, continueRequest, forget, httpCall, isWaiting,
-  setEffectiveContext, takeCaller,
+  answerLen, answerPtr, awaitCall, callResponseBody, callResponseHeader, callToken, caller, canAwait, continueRequest, forget, httpCall,
+  isWaiting, setEffectiveContext, takeCaller,
 } from "../runtime/http-call";
 import { jsonBegin, jsonEat, jsonEnd, jsonInt, jsonString, strIs, strLen, strPtr } from "../runtime/json";
 import { beginRequest, foundLen, foundPtr, header, hostLen, hostPtr, methodLen, methodPtr, rawPathLen, rawPathPtr, requestId } from "../runtime/request";
@@ -61,7 +61,7 @@ function counter(name: string): i32 {
 
 export function proxy_on_context_create(contextId: i32, parentId: i32): void {}
 
-export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOfStream: i32): i32 {
+export function proxy_on_request_headers(contextId: u32, headerCount: i32, endOfStream: i32): i32 {
   heap.reset();
   if (!beginRequest()) return reply(400, "bad_request", "bad_headers");
   if (!findTarget(hostPtr, hostNameLen())) return reply(404, "unknown_service", "no_target");
@@ -81,9 +81,8 @@ export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOf
   body.byte(125);
   if (!canAwait()) return unavailable("too_many_waiting");
   const headers = signerHeaders();
-  const token = httpCall(clusterPtr, clusterLen, headers.ptr, headers.len, body.ptr, body.len, timeoutMs);
-  if (token < 0) return unavailable("call_refused");
-  awaitCall(token, contextId);
+  if (!httpCall(clusterPtr, clusterLen, headers.ptr, headers.len, body.ptr, body.len, timeoutMs)) return unavailable("call_refused");
+  awaitCall(callToken, contextId);
   return PAUSE;
 }
 
@@ -119,19 +118,18 @@ function signerHeaders(): Out {
 
 // While the agent signs, Envoy must not pass the body or trailers on: they would carry the
 // request upstream without its fingerprint. StopIterationAndBuffer keeps them.
-export function proxy_on_request_body(contextId: i32, size: i32, endOfStream: i32): i32 { return isWaiting(contextId) ? PAUSE : CONTINUE; }
-export function proxy_on_request_trailers(contextId: i32, count: i32): i32 { return isWaiting(contextId) ? PAUSE : CONTINUE; }
+export function proxy_on_request_body(contextId: u32, size: i32, endOfStream: i32): i32 { return isWaiting(contextId) ? PAUSE : CONTINUE; }
+export function proxy_on_request_trailers(contextId: u32, count: i32): i32 { return isWaiting(contextId) ? PAUSE : CONTINUE; }
 export function proxy_on_response_headers(contextId: i32, count: i32, endOfStream: i32): i32 { return CONTINUE; }
 export function proxy_on_response_body(contextId: i32, size: i32, endOfStream: i32): i32 { return CONTINUE; }
 export function proxy_on_response_trailers(contextId: i32, count: i32): i32 { return CONTINUE; }
 export function proxy_on_log(contextId: i32): void {}
-export function proxy_on_done(contextId: i32): bool { forget(contextId); return true; }
-export function proxy_on_delete(contextId: i32): void { forget(contextId); }
+export function proxy_on_done(contextId: u32): bool { forget(contextId); return true; }
+export function proxy_on_delete(contextId: u32): void { forget(contextId); }
 
 /** The agent's answer, on the root context: `200 {"token":"<JWS>","exp":<seconds>}` or a failure. */
-export function proxy_on_http_call_response(rootId: i32, token: i32, headerCount: i32, bodySize: i32, trailerCount: i32): void {
-  const contextId = takeCaller(token);
-  if (contextId < 0 || !setEffectiveContext(contextId)) return; // the stream is gone
+export function proxy_on_http_call_response(rootId: u32, token: u32, headerCount: i32, bodySize: i32, trailerCount: i32): void {
+  if (!takeCaller(token) || !setEffectiveContext(caller)) return; // the stream is gone
   heap.reset();
   if (headerCount == 0) { unavailable("agent_unreachable"); return; }
   if (!callResponseHeader(STATUS, 7) || !bytesEqual(answerPtr, answerLen, STATUS_200, 3)) { unavailable("agent_status"); return; }

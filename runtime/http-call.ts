@@ -9,7 +9,7 @@ declare function proxy_http_call(upPtr: usize, upLen: i32, headersPtr: usize, he
 @external("env", "proxy_continue_stream")
 declare function proxy_continue_stream(streamType: i32): i32;
 @external("env", "proxy_set_effective_context")
-declare function proxy_set_effective_context(contextId: i32): i32;
+declare function proxy_set_effective_context(contextId: u32): i32;
 @external("env", "proxy_get_header_map_value")
 declare function proxy_get_header_map_value(mapType: i32, keyPtr: usize, keyLen: i32, retPtr: usize, retLen: usize): i32;
 // Also declared by abi.ts (asc links a single import); that file's wrapper reads only the
@@ -34,10 +34,14 @@ function took(status: i32): bool {
   return true;
 }
 
-/** Starts a call with serialized header pairs; its token, or -1 when the host refuses it. */
-export function httpCall(clusterPtr: usize, clusterLen: i32, headersPtr: usize, headersLen: i32, bodyPtr: usize, bodyLen: i32, timeoutMs: u32): i32 {
-  if (proxy_http_call(clusterPtr, clusterLen, headersPtr, headersLen, bodyPtr, bodyLen, 0, 0, timeoutMs, RET) != OK) return -1;
-  return load<i32>(RET);
+/** The token of the call httpCall() started (any u32: Envoy's counters wrap). */
+export let callToken: u32 = 0;
+
+/** Starts a call with serialized header pairs; false when the host refuses it. */
+export function httpCall(clusterPtr: usize, clusterLen: i32, headersPtr: usize, headersLen: i32, bodyPtr: usize, bodyLen: i32, timeoutMs: u32): bool {
+  if (proxy_http_call(clusterPtr, clusterLen, headersPtr, headersLen, bodyPtr, bodyLen, 0, 0, timeoutMs, RET) != OK) return false;
+  callToken = load<u32>(RET);
+  return true;
 }
 
 /** Inside proxy_on_http_call_response: a header of the answer (`:status` included). */
@@ -50,7 +54,7 @@ export function callResponseBody(size: i32): bool {
   return took(proxy_get_buffer_bytes(HTTP_CALL_RESPONSE_BODY, 0, size, RET, RET + 4));
 }
 
-export function setEffectiveContext(contextId: i32): bool {
+export function setEffectiveContext(contextId: u32): bool {
   return proxy_set_effective_context(contextId) == OK;
 }
 
@@ -71,33 +75,36 @@ export function canAwait(): bool {
 }
 
 /** Records that `contextId` waits for `token` (after canAwait()). */
-export function awaitCall(token: i32, contextId: i32): void {
+export function awaitCall(token: u32, contextId: u32): void {
   const at = WAITING + (<usize>(waitingCount++) << 3);
-  store<i32>(at, token);
-  store<i32>(at + 4, contextId);
+  store<u32>(at, token);
+  store<u32>(at + 4, contextId);
 }
 
-/** The context waiting for `token` (and forgets it), or -1 (a stream already gone). */
-export function takeCaller(token: i32): i32 {
+/** Set by takeCaller(). */
+export let caller: u32 = 0;
+
+/** Finds (and forgets) the context waiting for `token`; false: that stream is gone. */
+export function takeCaller(token: u32): bool {
   const i = find(0, token);
-  if (i < 0) return -1;
-  const contextId = load<i32>(WAITING + (<usize>i << 3) + 4);
+  if (i < 0) return false;
+  caller = load<u32>(WAITING + (<usize>i << 3) + 4);
   remove(i);
-  return contextId;
+  return true;
 }
 
-export function isWaiting(contextId: i32): bool {
+export function isWaiting(contextId: u32): bool {
   return find(4, contextId) >= 0;
 }
 
 /** A stream that ends while waiting: its answer, when it comes, is dropped. */
-export function forget(contextId: i32): void {
+export function forget(contextId: u32): void {
   const i = find(4, contextId);
   if (i >= 0) remove(i);
 }
 
-function find(field: usize, value: i32): i32 {
-  for (let i = 0; i < waitingCount; i++) if (load<i32>(WAITING + (<usize>i << 3) + field) == value) return i;
+function find(field: usize, value: u32): i32 {
+  for (let i = 0; i < waitingCount; i++) if (load<u32>(WAITING + (<usize>i << 3) + field) == value) return i;
   return -1;
 }
 

@@ -5,7 +5,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Outcome } from '../../agent/host/index.ts';
+import { loadFilter, type Outcome } from '../../agent/host/index.ts';
+import { buildEgressFilter } from '../../compiler/egress.ts';
 import { egressConfiguration, egressFilter, fakeAgent, httpCluster, startSigningAgent, text } from './harness.ts';
 
 function assertUnavailable(o: Outcome, reason: string, requestId = 'req-9'): void {
@@ -78,6 +79,15 @@ test('the agent does not answer within signer_timeout_ms: 503 at the timeout', a
   const { outcome, ms } = await through(() => {}, { signer_timeout_ms: 150 });
   assertUnavailable(outcome, 'agent_status'); // Envoy's async client answers a timeout with 504
   assert.ok(ms >= 140 && ms < 2000, `${ms} ms`);
+});
+
+test('no signer cluster in Envoy (http_call refused): 503 at once', async () => {
+  const filter = await loadFilter(await buildEgressFilter(), { configuration: egressConfiguration('127.0.0.1:15090'), clusters: {} });
+  try {
+    assertUnavailable(await filter.handleRequest(REQUEST), 'call_refused');
+  } finally {
+    await filter.close();
+  }
 });
 
 test('a well-formed answer from the same server passes (the checks above are not vacuous)', async () => {
