@@ -54,7 +54,10 @@ export interface EcdsOptions extends EcdsHooks {
 }
 
 export interface PublishOptions {
-  /** Plugin configuration handed to the filter, e.g. `{ "mode": "dry-run" }`. */
+  /**
+   * Plugin configuration handed to the filter, e.g. `{ "mode": "dry-run" }`; by default the
+   * one this policy is served with now (so a rebuild keeps a mode override), else `{}`.
+   */
   configuration?: Record<string, unknown>;
 }
 
@@ -106,10 +109,10 @@ export class EcdsServer {
     if (sha256 !== artifact.sha256) throw new ManifestError(`${artifact.wasmPath}: sha256 ${sha256} does not match the manifest (${artifact.sha256})`);
     const codeDir = path.resolve(this.options.codeDir ?? path.join(path.dirname(manifestPath), 'ecds'));
     const wasmPath = pinCopy(codeDir, `${artifact.name}.${sha256}.wasm`, bytes);
-    const configuration = JSON.stringify(opts.configuration ?? {});
-    const version = `${sha256.slice(0, 16)}.${createHash('sha256').update(configuration).digest('hex').slice(0, 8)}`;
     const resource = policyResourceName(artifact.name);
     const served = this.current.get(resource);
+    const configuration = opts.configuration ? JSON.stringify(opts.configuration) : served?.configuration ?? '{}';
+    const version = `${sha256.slice(0, 16)}.${createHash('sha256').update(configuration).digest('hex').slice(0, 8)}`;
     if (served?.version === version) return served; // a touched manifest is not a new policy
     const policy: PublishedPolicy = { resource, version, wasmPath, sha256, configuration };
     const issues = errorsOf(validateEnvoyConfig(wasmFilterConfig(policy.resource, wasmPath, configuration), WASM_TYPE));

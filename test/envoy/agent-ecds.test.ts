@@ -42,11 +42,24 @@ test('publishes at start, on POST /v1/ecds/publish, and refuses a broken build w
     assert.is(published.resource, 'palisade.policy.card-service');
     assert.match(published.version, published.sha256.slice(0, 16));
 
+    // Switch every served policy to dry-run; a later rebuild keeps the override.
+    const dry = await app.inject({ method: 'POST', url: '/v1/ecds/publish', payload: { mode: 'dry-run' } });
+    assert.is(dry.json().published[0].configuration, '{"mode":"dry-run"}');
+    build(Buffer.from('\0asm\x01\0\0\0\0\x01\x02', 'binary'));
+    const rebuilt = await app.inject({ method: 'POST', url: '/v1/ecds/publish' });
+    assert.is(rebuilt.json().published[0].configuration, '{"mode":"dry-run"}');
+    assert.is.not(rebuilt.json().published[0].version, dry.json().published[0].version);
+    for (const payload of [{ mode: 'permissive' }, { mode: 'enforce', extra: 1 }, ['enforce']]) {
+      const bad = await app.inject({ method: 'POST', url: '/v1/ecds/publish', payload });
+      assert.is(bad.statusCode, 400);
+      assert.is(bad.json().error.code, 'bad_request');
+    }
+
     build(Buffer.from('\0asm\x01\0\0\0', 'binary'), 'f'.repeat(64));
     const refused = await app.inject({ method: 'POST', url: '/v1/ecds/publish' });
     assert.is(refused.statusCode, 409);
     assert.is(refused.json().error.code, 'policy_not_published');
-    assert.match(await ctx.agent.metrics.metrics(), /palisade_agent_ecds_publishes_total 2/);
+    assert.match(await ctx.agent.metrics.metrics(), /palisade_agent_ecds_publishes_total 4/);
   } finally {
     await app.close();
     for (const close of ctx.closers) await close();
@@ -61,6 +74,7 @@ test('needs --sds, and a manifest that verifies', async () => {
     assert.ok(err instanceof CliError && err.exitCode === 2 && message.test(err.message), String(err));
   };
   await refused({ ecdsPolicy: [manifest] }, /needs --sds/);
+  await refused({ ecdsPolicy: [manifest], sds: 'unix:/tmp/x.sock', ecdsMode: 'audit' }, /--ecds-mode must be enforce or dry-run/);
   await refused({ ecdsPolicy: [path.join(dir, 'none.manifest.json')], sds: 'unix:/tmp/x.sock' }, /cannot read policy manifest/);
 });
 
