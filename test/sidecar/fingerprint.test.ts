@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { generateKeyPairSync, createSecretKey, X509Certificate } from 'node:crypto';
+import { generateKeyPairSync, createSecretKey, X509Certificate, sign } from 'node:crypto';
 import fc from 'fast-check';
-import { SignJWT, decodeProtectedHeader, decodeJwt, base64url } from 'jose';
+import { SignJWT, decodeProtectedHeader, decodeJwt, base64url, jwtVerify } from 'jose';
 import { createCa } from './pki.ts';
 import {
   signFingerprint,
@@ -71,6 +71,16 @@ test('a signed fingerprint carries the bound claims and verifies once', async ()
   assert.is(await reason(verifyFingerprint(token, callerCertKey, expect(), replay)), 'replayed');
 });
 
+test('interoperates with jose both ways', async () => {
+  const ours = signFingerprint(caller.privateKey, request, { kid: 'k1' });
+  const { payload, protectedHeader } = await jwtVerify(ours, callerCertKey, { algorithms: ['ES256'], typ: FINGERPRINT_TYP, audience: CARD, issuer: FRONTEND, subject: FRONTEND });
+  assert.is(payload.htu, '/cards/42');
+  assert.is(protectedHeader.kid, 'k1');
+  const theirs = await forge({});
+  const claims = await verifyFingerprint(theirs, callerCertKey, expect(), new ReplayCache());
+  assert.is(claims.htm, 'GET');
+});
+
 test('each binding is checked', async () => {
   const token = () => signFingerprint(caller.privateKey, request);
   const check = async (opts: Partial<VerifyOptions>, key = callerCertKey) =>
@@ -107,6 +117,9 @@ test('hostile headers and claims are refused with a reason', async () => {
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
   assert.is(await v(new SignJWT({}).setProtectedHeader({ alg: 'RS256', typ: FINGERPRINT_TYP }).sign(rsa)), 'bad_alg');
   assert.is(await v(forge({}, { typ: 'JWT' })), 'bad_typ');
+  const critical = `${b64({ alg: 'ES256', typ: FINGERPRINT_TYP, crit: ['x'], x: 1 })}.${body}`;
+  assert.is(await v(`${critical}.${sign('sha256', Buffer.from(critical), { key: caller.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`), 'malformed');
+  assert.is(await v(forge({ nbf: now + 60 })), 'iat_skew');
   assert.is(await v(forge({ iss: 'spiffe://bank.example/ns/web/sa/x' })), 'wrong_issuer');
   assert.is(await v(forge({ exp: now + 300 })), 'lifetime_too_long');
   assert.is(await v(forge({ iat: now + 60, exp: now + 70 })), 'iat_skew');
