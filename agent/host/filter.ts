@@ -155,28 +155,33 @@ export class Filter {
       if (vm.failed) return failStream(stream.logs);
       if (stream.resetDetails) return reset(stream);
       let upstreamRequest: Outcome['upstreamRequest'] = null;
-      let response: UpstreamResponse & { details: string };
-      if (stream.reply) response = localResponse(stream.reply);
-      else {
-        upstreamRequest = { headers: stream.requestHeaders, body: stream.requestBody };
-        const answer = options.upstream ? await options.upstream(upstreamRequest) : STAND_IN;
-        response = { ...answer, details: 'via_upstream' };
-      }
+      let response: UpstreamResponse;
+      let details = 'via_upstream';
       const replied = stream.reply;
+      if (replied) {
+        response = localResponse(replied);
+        details = replied.details;
+      } else {
+        upstreamRequest = { headers: stream.requestHeaders, body: stream.requestBody };
+        response = options.upstream ? await options.upstream(upstreamRequest) : STAND_IN;
+      }
       stream.reply = null;
       paused = this.respond(stream, response);
       if (paused) await paused;
       if (vm.failed) return failStream(stream.logs);
       if (stream.resetDetails) return reset(stream);
       // A local reply sent while the response was being processed replaces the response.
-      const final = stream.reply ? localResponse(stream.reply) : response;
-      const headers = stream.reply ? final.headers as Pair[] : stream.responseHeaders.filter(([k]) => k !== ':status');
+      const late = stream.reply as LocalReply | null;
+      if (late) {
+        const r = localResponse(late);
+        return { kind: 'reply', status: r.status, headers: r.headers, body: late.body, details: late.details, upstreamRequest, logs: stream.logs };
+      }
       return {
-        kind: upstreamRequest && !replied ? 'forward' : 'reply',
-        status: final.status,
-        headers,
-        body: stream.reply ? toBytes(final.body) : stream.responseBody,
-        details: final.details,
+        kind: replied ? 'reply' : 'forward',
+        status: response.status,
+        headers: withoutStatus(stream.responseHeaders),
+        body: stream.responseBody,
+        details,
         upstreamRequest,
         logs: stream.logs,
       };
@@ -241,12 +246,18 @@ function ended(stream: Stream, vm: Vm): boolean {
   return stream.reply !== null || stream.resetDetails !== null || vm.failed !== null;
 }
 
+function withoutStatus(headers: Pair[]): Pair[] {
+  const out: Pair[] = [];
+  for (const h of headers) if (h[0] !== ':status') out.push(h);
+  return out;
+}
+
 /** Envoy's local reply: the filter's headers, then content-length and (for a body) a default content-type. */
-function localResponse(reply: LocalReply): UpstreamResponse & { details: string; headers: Pair[] } {
+function localResponse(reply: LocalReply): UpstreamResponse & { headers: Pair[] } {
   const headers: Pair[] = [...reply.headers];
   headers.push(['content-length', String(reply.body.length)]);
   if (reply.body.length > 0 && !headers.some(([k]) => k === 'content-type')) headers.push(['content-type', 'text/plain']);
-  return { status: reply.status, headers, body: reply.body, details: reply.details };
+  return { status: reply.status, headers, body: reply.body };
 }
 
 /** Envoy's failStream: a trapped (failed) VM with fail_open false answers 503, details wasm_fail_stream. */

@@ -79,8 +79,7 @@ const len = (x: string | Bytes): number => (typeof x === 'string' ? utf8Length(x
 
 /** Writes pairs into `out` at `offset` (which must have room for `pairsSize`). */
 export function writePairs(pairs: readonly Pair<string | Bytes>[], out: Uint8Array, offset: number): void {
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  view.setUint32(offset, pairs.length, true);
+  putU32(out, offset, pairs.length);
   let head = offset + 4;
   let data = head + pairs.length * 8;
   for (const [k, v] of pairs) {
@@ -90,10 +89,29 @@ export function writePairs(pairs: readonly Pair<string | Bytes>[], out: Uint8Arr
     const vl = put(v, out, data);
     data += vl + 1;
     out[data - 1] = 0;
-    view.setUint32(head, kl, true);
-    view.setUint32(head + 4, vl, true);
+    putU32(out, head, kl);
+    putU32(out, head + 4, vl);
     head += 8;
   }
+}
+
+function putU32(out: Uint8Array, at: number, n: number): void {
+  out[at] = n;
+  out[at + 1] = n >>> 8;
+  out[at + 2] = n >>> 16;
+  out[at + 3] = n >>> 24;
+}
+
+/** UTF-8 bytes to a string; short ASCII (header names, property paths) without TextDecoder's fixed cost. */
+export function decodeUtf8(bytes: Uint8Array, start = 0, end = bytes.length): string {
+  if (end - start > 48) return decoder.decode(bytes.subarray(start, end));
+  let s = '';
+  for (let k = start; k < end; k++) {
+    const b = bytes[k];
+    if (b > 0x7f) return decoder.decode(bytes.subarray(start, end));
+    s += String.fromCharCode(b);
+  }
+  return s;
 }
 
 function put(x: string | Bytes, out: Uint8Array, at: number): number {

@@ -9,7 +9,7 @@
  * Envoy's lookup-only wrappers (`request`, `request.headers`, `connection`, …) as a whole.
  */
 import { Status } from './abi.ts';
-import { encodePairs, encodeUtf8, utf8Length, writeUtf8, type Pair, type Bytes } from './pairs.ts';
+import { encodePairs, encodeUtf8, decodeUtf8, utf8Length, writeUtf8, type Pair, type Bytes } from './pairs.ts';
 
 /** A value reachable through a property path. */
 export type PropertyValue =
@@ -30,19 +30,16 @@ export abstract class Lookup {
 }
 
 /** A protobuf message: walked by field name, serialized as its wire bytes. */
-export class Message {
-  constructor(
-    readonly fields: Record<string, PropertyValue>,
-    readonly serialize: () => Uint8Array,
-  ) {}
+export abstract class Message {
+  constructor(readonly fields: Record<string, PropertyValue>) {}
+  abstract serialize(): Uint8Array;
 }
 
-const decoder = new TextDecoder();
 const splitCache = new Map<string, string[]>();
 
 /** Splits a raw property path into segments (a trailing NUL ends the last segment). Cached: filters read the same few paths. */
 export function splitPath(raw: Bytes): string[] {
-  const s = decoder.decode(raw);
+  const s = decodeUtf8(raw);
   let parts = splitCache.get(s);
   if (parts) return parts;
   parts = s.split('\0');
@@ -126,7 +123,16 @@ const serialized = new WeakMap<object, Uint8Array>();
 
 /** The `metadata` attribute: envoy.config.core.v3.Metadata with `filter_metadata` Structs. */
 export function metadataMessage(filterMetadata: Record<string, PropertyValue>): Message {
-  return new Message({ filter_metadata: filterMetadata, typed_filter_metadata: {} }, () => encodeMetadata(filterMetadata));
+  return new MetadataMessage(filterMetadata);
+}
+
+class MetadataMessage extends Message {
+  constructor(private readonly filterMetadata: Record<string, PropertyValue>) {
+    super({ filter_metadata: filterMetadata, typed_filter_metadata: {} });
+  }
+  serialize(): Uint8Array {
+    return encodeMetadata(this.filterMetadata);
+  }
 }
 
 /**

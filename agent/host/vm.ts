@@ -10,7 +10,7 @@ import {
   MetricType, IMPORTS, CALLBACKS, ABI_EXPORT, OTHER_ABI_EXPORTS, type LogLevelName,
 } from './abi.ts';
 import { readSurface, describeSignature } from './module.ts';
-import { decodeRawPairs, utf8Length, writeUtf8, encodeUtf8, writePairs, pairsSize, type Pair } from './pairs.ts';
+import { decodeRawPairs, decodeUtf8, utf8Length, writeUtf8, encodeUtf8, writePairs, pairsSize, type Pair } from './pairs.ts';
 import { splitPath, resolve, serialize, type PropertyValue } from './properties.ts';
 import * as shared from './shared.ts';
 
@@ -277,8 +277,10 @@ export class Vm {
   }
 
   private readString(ptr: number, len: number): string | null {
-    const bytes = this.read(ptr, len);
-    return bytes && decodeUtf8(bytes);
+    const mem = this.view();
+    ptr >>>= 0;
+    len >>>= 0;
+    return ptr + len <= mem.length ? decodeUtf8(mem, ptr, ptr + len) : null;
   }
 
   private setU32(ptr: number, value: number): boolean {
@@ -447,8 +449,9 @@ export class Vm {
       proxy_get_property: (pp: number, ps: number, ptrPtr: number, sizePtr: number) => {
         const path = this.read(pp, ps);
         if (!path) return S.INVALID_MEMORY_ACCESS;
-        const value = resolve(splitPath(path), (name) => this.topProperty(name));
+        const value = resolve(splitPath(path), this.topProperty);
         if (value === undefined) return S.NOT_FOUND;
+        if (typeof value === 'string') return this.copyOut(value, ptrPtr, sizePtr); // written straight into the module
         const bytes = serialize(value);
         if (typeof bytes === 'number') return bytes;
         return this.copyOut(bytes, ptrPtr, sizePtr);
@@ -706,7 +709,7 @@ export class Vm {
     return Status.OK;
   }
 
-  private topProperty(name: string): PropertyValue | undefined {
+  private readonly topProperty = (name: string): PropertyValue | undefined => {
     switch (name) {
       case 'plugin_root_id':
         return this.options.rootId;
@@ -716,7 +719,7 @@ export class Vm {
     const s = this.stream();
     if (!s) return name === 'plugin_name' ? this.pluginName : undefined;
     return s.property(name) ?? s.filterState.get(name);
-  }
+  };
 
   pluginName = '';
 
@@ -785,18 +788,6 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   let at = 0;
   for (const p of parts) (out.set(p, at), (at += p.length));
   return out;
-}
-
-/** Short ASCII strings (header names, most values) without TextDecoder's fixed cost. */
-function decodeUtf8(bytes: Uint8Array): string {
-  if (bytes.length > 48) return decoder.decode(bytes);
-  let s = '';
-  for (let k = 0; k < bytes.length; k++) {
-    const b = bytes[k];
-    if (b > 0x7f) return decoder.decode(bytes);
-    s += String.fromCharCode(b);
-  }
-  return s;
 }
 
 function addHeader(map: Pair[], key: string, value: string): void {
