@@ -19,7 +19,7 @@ const utf8 = (s: string) => Buffer.from(s, 'utf8');
 /** Header slots of the table (runtime/tables.ts H_*). */
 const H = { ruleCount: 0, rules: 1, methods: 2, methodLists: 3, atoms: 4, trie: 5, anyPath: 6, principals: 7, strip: 8, slotCount: 9, slots: 10, paramNames: 11, dryRun: 12 };
 const HEADER_SIZE = 13;
-const RULE_STRIDE = 4;
+const RULE_STRIDE = 5;
 const ATOM_STRIDE = 3;
 /** Method bit masks work up to this many distinct methods; beyond, atoms list method ids. */
 const MASK_METHODS = 31;
@@ -65,6 +65,9 @@ class Tables {
   }
   pairs(items: [number, number][], always = false): number {
     return this.record(items.length, items.flat(), always);
+  }
+  triples(items: [number, number, number][]): number {
+    return this.record(items.length, items.flat(), false);
   }
   strings(items: string[], always = false): number {
     return this.pairs(items.map((s) => this.str(s)), always);
@@ -117,10 +120,16 @@ export function emit(p: Program): Emitted {
   set(H.dryRun, p.mode === 'dry-run' ? 1 : 0);
   const rules = T.reserve(p.rules.length * RULE_STRIDE);
   set(H.rules, p.rules.length ? rules : -1);
+  // One function per distinct expression: rules that say the same thing share code, and the
+  // table names the function (a switch over functions, not over rules, stays small).
+  const code = new Code(T, paramId);
   p.rules.forEach((r, i) => {
     const flags = (r.effect === 'deny' ? 1 : 0) | (r.from === null ? 2 : 0) | (r.when ? 4 : 0);
     const [idOff, idLen] = T.str(JSON.stringify(r.id).slice(1, -1));
-    T.ints.splice(rules + i * RULE_STRIDE, RULE_STRIDE, flags, idOff, idLen, T.strings(r.inject.map((x) => x.header)));
+    const label = `r${i} ${JSON.stringify(r.id)}`;
+    const when = r.when ? code.fn(`${label} when: ${printExpr(r.when, p)}`, r.when) : -1;
+    const injects = T.triples(r.inject.map((x) => [...T.str(x.header), code.fn(`${label} sets ${x.header} = ${printExpr(x.value, p)}`, x.value)]));
+    T.ints.splice(rules + i * RULE_STRIDE, RULE_STRIDE, flags, idOff, idLen, injects, when);
   });
 
   const { atoms, trie, anyPath } = p.routes;
@@ -154,10 +163,6 @@ export function emit(p: Program): Emitted {
     T.ints.splice(slots + i * 3, 3, ...rec);
   });
 
-  // One function per distinct expression: rules that say the same thing share code.
-  const code = new Code(T, paramId);
-  const whenFns = p.rules.map((r, i) => (r.when ? code.fn('when', `r${i} ${JSON.stringify(r.id)} when: ${printExpr(r.when, p)}`, r.when) : null));
-  const injectFns = p.rules.map((r, i) => r.inject.map((x) => code.fn('value', `r${i} ${JSON.stringify(r.id)} sets ${x.header} = ${printExpr(x.value, p)}`, x.value)));
   set(H.paramNames, T.strings([...paramIds.keys()]));
 
   const scratch = Math.max(16, p.rules.length * 16 + p.slots.length * 8);
@@ -168,24 +173,18 @@ export function emit(p: Program): Emitted {
     `// Layout of TABLE and BLOB: runtime/tables.ts. Decision procedure: compiler/ir.ts.`,
     `import { V, S, NUM, BOOL, LIST, ERR, K_BOOL, EQ, NE, LT, LE, GT, GE, STARTS_WITH, ENDS_WITH, CONTAINS,`,
     `  method, path, host, principal, userSub, userScopes, headersMap, queryMap, paramsMap, param, slot,`,
-    `  not, asBool, cmp, inOp, call, size, setInjection } from "../runtime/expr";`,
+    `  not, asBool, cmp, inOp, call, size } from "../runtime/expr";`,
     '',
     `export const TABLE = memory.data<i32>([${rows(T.ints)}]);`,
     `export const BLOB = memory.data<u8>([${rows(blob.length ? blob : [0])}]);`,
     `export const SCRATCH = memory.data(${scratch});`,
     '',
-    'export function evalWhen(r: i32): usize {',
-    '  switch (r) {',
-    ...whenFns.flatMap((f, i) => (f ? [`    case ${i}: return changetype<usize>(${f}());`] : [])),
+    '/** Evaluates expression function `f` (named by the rule table); the result is a V. */',
+    'export function evalFn(f: i32): usize {',
+    '  switch (f) {',
+    ...code.names().map((name, f) => `    case ${f}: return changetype<usize>(${name}());`),
     '  }',
-    '  return changetype<usize>(BOOL(true));',
-    '}',
-    '',
-    'export function evalInject(r: i32, i: i32): bool {',
-    '  switch ((r << 8) | i) {',
-    ...injectFns.flatMap((fs, i) => fs.map((f, k) => `    case ${(i << 8) | k}: return setInjection(${f}());`)),
-    '  }',
-    '  return false;',
+    '  return changetype<usize>(ERR());',
     '}',
     ...code.functions(),
     '',
@@ -217,24 +216,28 @@ class Code {
   private temps = 0;
   constructor(private readonly T: Tables, private readonly paramId: (name: string) => number) {}
 
-  private readonly byBody = new Map<string, { name: string; comments: string[] }>();
+  private readonly byBody = new Map<string, { id: number; comments: string[] }>();
 
-  /** The function computing `e` (named `prefix` + a number), shared with any identical one. */
-  fn(prefix: string, comment: string, e: Expr): string {
+  /** The id of the function computing `e`, shared with any identical one. */
+  fn(comment: string, e: Expr): number {
     this.temps = 0;
     const body: string[] = [];
     const result = this.expr(e, body, '  ');
     const code = [...body, `  return ${result};`].join('\n');
     let f = this.byBody.get(code);
-    if (!f) this.byBody.set(code, (f = { name: `${prefix}${this.byBody.size}`, comments: [] }));
+    if (!f) this.byBody.set(code, (f = { id: this.byBody.size, comments: [] }));
     f.comments.push(comment.replace(/\n/g, ' '));
-    return f.name;
+    return f.id;
+  }
+
+  names(): string[] {
+    return [...this.byBody.values()].map((f) => `fn${f.id}`);
   }
 
   functions(): string[] {
     return [...this.byBody].map(([code, f]) => {
       const shown = f.comments.length > 3 ? [...f.comments.slice(0, 3), `… and ${f.comments.length - 3} more`] : f.comments;
-      return ['', ...shown.map((c) => `// ${c}`), `function ${f.name}(): V {`, code, '}'].join('\n');
+      return ['', ...shown.map((c) => `// ${c}`), `function fn${f.id}(): V {`, code, '}'].join('\n');
     });
   }
 

@@ -5,6 +5,6 @@
 export * from "../runtime/exports";
 import "../runtime/abort"; // asc --use abort=runtime/abort/abort needs the file in the program
 import { install } from "../runtime/tables";
-import { BLOB, SCRATCH, TABLE, evalInject, evalWhen } from "./policy.generated";
+import { BLOB, SCRATCH, TABLE, evalFn } from "./policy.generated";
 
-install(TABLE, BLOB, SCRATCH, evalWhen, evalInject);
+install(TABLE, BLOB, SCRATCH, evalFn);

@@ -2,12 +2,12 @@
 // route bucket, path trie and principal index match are ever evaluated, so the cost
 // follows the number of matching rules, not the size of the policy.
 import { fnv1a } from "./bytes";
-import { isTrue, setAtom, setGeneration, injectLen, injectPtr, V, K_BOOL } from "./expr";
+import { isTrue, setAtom, setGeneration, V, K_BOOL, K_STR } from "./expr";
 import { segCount, segLen, segStart } from "./path";
 import { methodLen, methodPtr, principalLen, principalPtr } from "./request";
 import {
   ATOM_STRIDE, H_ANY_PATH, H_ATOMS, H_METHODS, H_METHOD_LISTS, H_PRINCIPALS, H_RULES, H_TRIE, RULE_ANY_CALLER, RULE_DENY,
-  RULE_HAS_WHEN, RULE_STRIDE, candidates, evalInject, evalWhen, hashFind, ruleAtom, rulePrincipal, ruleSeen, t,
+  RULE_HAS_WHEN, RULE_STRIDE, candidates, evalFn, hashFind, ruleAtom, rulePrincipal, ruleSeen, t,
 } from "./tables";
 
 export const NONE = 0; // no rule applies: default deny
@@ -53,7 +53,7 @@ export function decide(): i32 {
     if (!ruleHas(r, RULE_DENY)) continue;
     if (!ruleHas(r, RULE_HAS_WHEN)) { decidedRule = r; return DENY; }
     setAtom(load<i32>(ruleAtom + (<usize>r << 2)));
-    const v = changetype<V>(evalWhen!(r));
+    const v = changetype<V>(evalFn!(ruleField(r, 4)));
     if (v.kind == K_BOOL && !v.bool) continue;
     decidedRule = r;
     decidedByError = v.kind != K_BOOL; // fail closed: an error makes a deny rule apply
@@ -63,7 +63,7 @@ export function decide(): i32 {
     const r = load<i32>(candidates + (<usize>i << 2));
     if (ruleHas(r, RULE_DENY)) continue;
     setAtom(load<i32>(ruleAtom + (<usize>r << 2)));
-    if (ruleHas(r, RULE_HAS_WHEN) && !isTrue(changetype<V>(evalWhen!(r)))) continue;
+    if (ruleHas(r, RULE_HAS_WHEN) && !isTrue(changetype<V>(evalFn!(ruleField(r, 4))))) continue;
     if (!injectAll(r)) continue; // an injection that cannot be evaluated: the rule does not apply
     decidedRule = r;
     return ALLOW;
@@ -71,15 +71,17 @@ export function decide(): i32 {
   return NONE;
 }
 
+/** Evaluates the rule's injections into `injected`; false if one is not a string (or an error). */
 function injectAll(r: i32): bool {
-  const names = ruleField(r, 3);
-  if (names < 0) return true;
-  const n = t(names);
+  const list = ruleField(r, 3);
+  if (list < 0) return true;
+  const n = t(list);
   injected = heap.alloc(<usize>n << 3);
   for (let i = 0; i < n; i++) {
-    if (!evalInject!(r, i)) return false;
-    store<u32>(injected + (<usize>i << 3), <u32>injectPtr);
-    store<i32>(injected + (<usize>i << 3) + 4, injectLen);
+    const v = changetype<V>(evalFn!(t(list + 3 + i * 3)));
+    if (v.kind != K_STR) return false;
+    store<u32>(injected + (<usize>i << 3), <u32>v.ptr);
+    store<i32>(injected + (<usize>i << 3) + 4, v.len);
   }
   return true;
 }

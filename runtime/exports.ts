@@ -134,11 +134,11 @@ function stripInjectable(): void {
 }
 
 function setInjections(rule: i32): void {
-  const names = ruleField(rule, 3);
-  if (names < 0) return;
-  for (let i = 0, n = t(names); i < n; i++) {
+  const list = ruleField(rule, 3);
+  if (list < 0) return;
+  for (let i = 0, n = t(list); i < n; i++) {
     const at = injected + (<usize>i << 3);
-    replaceRequestHeader(b(t(names + 1 + i * 2)), t(names + 2 + i * 2), <usize>load<u32>(at), load<i32>(at + 4));
+    replaceRequestHeader(b(t(list + 1 + i * 3)), t(list + 2 + i * 3), <usize>load<u32>(at), load<i32>(at + 4));
   }
 }
 

@@ -259,14 +259,3 @@ export function size(v: V): V {
   }
   return ERR();
 }
-
-/** Result of an injection: its string bytes. */
-export let injectPtr: usize = 0;
-export let injectLen: i32 = 0;
-/** Accepts a value as an injected header value: only a string (a dyn of another type is an error). */
-export function setInjection(v: V): bool {
-  if (v.kind != K_STR) return false;
-  injectPtr = v.ptr;
-  injectLen = v.len;
-  return true;
-}

@@ -3,7 +3,8 @@
 // the policy, and the two functions the generated code provides. All offsets below are in
 // i32 units into T; -1 means "none". Layouts (written by compiler/emit.ts, same names):
 //   header   see H_* below
-//   rule     [flags (1 deny, 2 any caller, 4 has when), idOff, idLen (JSON-escaped id in B), injected header names (strings)]
+//   rule     [flags (1 deny, 2 any caller, 4 has when), idOff, idLen (JSON-escaped id in B), injections, when function]
+//            injections: [count, (nameOff, nameLen, function) × count] or -1
 //   atom     [rule, params (pairs of nameId, segment position), methods]
 //            methods: -1 any; else a bit mask over method ids, or (H_METHOD_LISTS) a pairs list of (id, 0)
 //   node     [literal children (hash → node), any-segment child node, exact items, rest items]
@@ -26,7 +27,7 @@ export const H_SLOT_COUNT = 9;
 export const H_SLOTS = 10;
 export const H_PARAM_NAMES = 11;
 export const H_DRY_RUN = 12;
-export const RULE_STRIDE = 4;
+export const RULE_STRIDE = 5;
 export const ATOM_STRIDE = 3;
 export const RULE_DENY = 1;
 export const RULE_ANY_CALLER = 2;
@@ -44,19 +45,16 @@ export let candidates: usize = 0; // i32 rule positions
 export let slotGen: usize = 0; // u32 generation
 export let slotValue: usize = 0; // usize V
 
-/** Evaluates rule `r`'s `when`: a V (bool, or anything else = error). */
-export type WhenFn = (r: i32) => usize;
-/** Evaluates injection `i` of rule `r` into injectPtr/injectLen; false on error. */
-export type InjectFn = (r: i32, i: i32) => bool;
-export let evalWhen: WhenFn | null = null;
-export let evalInject: InjectFn | null = null;
+/** Evaluates generated expression function `f`: a V (see expr.ts) as a pointer. */
+export type ExprFn = (f: i32) => usize;
+export let evalFn: ExprFn | null = null;
 
 @inline export function t(i: i32): i32 { return load<i32>(T + (<usize>i << 2)); }
 @inline export function b(off: i32): usize { return B + <usize>off; }
 
 export function scratchSize(rules: i32, slots: i32): i32 { return rules * 16 + slots * 8; }
 
-export function install(table: usize, blob: usize, scratch: usize, when: WhenFn, inject: InjectFn): void {
+export function install(table: usize, blob: usize, scratch: usize, fn: ExprFn): void {
   T = table;
   B = blob;
   ruleCount = t(H_RULE_COUNT);
@@ -68,8 +66,7 @@ export function install(table: usize, blob: usize, scratch: usize, when: WhenFn,
   candidates = rulePrincipal + n;
   slotGen = candidates + n;
   slotValue = slotGen + (<usize>slotCount << 2);
-  evalWhen = when;
-  evalInject = inject;
+  evalFn = fn;
 }
 
 /** Looks a byte string up in a hash table: the entry's value offset, or -1. */

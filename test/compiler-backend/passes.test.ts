@@ -141,8 +141,9 @@ test('optimize + print + emit: readable IR, deterministic source, warnings kept'
   assert.is(p.warnings.length, 1);
   const a = emit(p).source;
   assert.is(emit(optimize(lower(policy))).source, a);
-  assert.match(a, /\/\/ r0 "read" when: \("read" in user\.scopes\)\nfunction when0\(\): V \{/);
-  assert.match(a, /case 0: return setInjection\(value1\(\)\);/);
+  assert.match(a, /\/\/ r0 "read" when: \("read" in user\.scopes\)\nfunction fn0\(\): V \{/);
+  assert.match(a, /\/\/ r0 "read" sets x-card = request\.params\["id"\]\nfunction fn1\(\): V \{\n {2}return param\(0\)/);
+  assert.match(a, /case 1: return changetype<usize>\(fn1\(\)\);/);
 });
 
 test.run();
