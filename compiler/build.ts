@@ -2,6 +2,8 @@
  * AssemblyScript → `.wasm` through the asc API, with an in-memory file system: the runtime
  * and the fixed entry point are read from this repository, the generated policy module is
  * supplied as `filters/policy.generated.ts`, and the binary is captured instead of written.
+ * asc runs in a worker thread (compiler/asc-worker.mjs) outside the tsx loader, which would
+ * otherwise spend seconds transforming asc's and binaryen's JavaScript in every process.
  *
  * Choices (all deterministic: the same source always gives the same bytes):
  * - `--runtime stub`: a bump allocator without GC. The filter holds no heap objects across
@@ -14,6 +16,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ENTRY = 'filters/policy.ts';
@@ -41,8 +44,28 @@ export const ASC_FLAGS = [
 
 export class BuildError extends Error {}
 
-/** asc (with binaryen) takes seconds and much memory to load: only when compiling, not on every CLI start. */
-const loadAsc = () => import('assemblyscript/asc').then((m) => m.default);
+/** One asc worker per process, started on first compile (not on every CLI start); it never keeps the process alive when idle. */
+let worker: Worker | null = null;
+let nextId = 0;
+const pending = new Map<number, { resolve: (w: Uint8Array) => void; reject: (e: Error) => void }>();
+
+function ascWorker(): Worker {
+  if (worker) return worker;
+  const w = new Worker(new URL('./asc-worker.mjs', import.meta.url), { execArgv: [] });
+  w.on('message', (m: { id: number; wasm?: Uint8Array; error?: string }) => {
+    const job = pending.get(m.id);
+    pending.delete(m.id);
+    if (pending.size === 0) w.unref();
+    if (m.wasm) job?.resolve(new Uint8Array(m.wasm));
+    else job?.reject(new BuildError(m.error ?? 'asc failed'));
+  });
+  w.on('error', (err) => {
+    for (const job of pending.values()) job.reject(new BuildError(`asc worker failed: ${err.message}`));
+    pending.clear();
+    worker = null;
+  });
+  return (worker = w);
+}
 
 /** Compiles the generated policy module with the runtime into wasm bytes. */
 export function buildWasm(generated: string): Promise<Uint8Array> {
@@ -53,23 +76,14 @@ export function buildWasm(generated: string): Promise<Uint8Array> {
  * Compiles a fixed entry point under filters/ with the runtime (same flags as every policy
  * filter); `extra` supplies in-memory modules such as the generated policy.
  */
-export async function buildEntry(entry: string, extra: Record<string, string> = {}): Promise<Uint8Array> {
-  const files = sources();
-  const asc = await loadAsc();
-  let wasm: Uint8Array | null = null;
-  const stderr = asc.createMemoryStream();
-  const result = await asc.main([entry, '--outFile', 'filter.wasm', ...ASC_FLAGS], {
-    stdout: asc.createMemoryStream(),
-    stderr,
-    readFile: (name: string) => {
-      const file = name.replace(/^\.\//, '');
-      return Object.hasOwn(extra, file) ? extra[file]! : files.get(file) ?? null;
-    },
-    writeFile: (name: string, contents: Uint8Array | string) => {
-      if (name.endsWith('.wasm') && typeof contents !== 'string') wasm = contents;
-    },
-    listFiles: () => [],
+export function buildEntry(entry: string, extra: Record<string, string> = {}): Promise<Uint8Array> {
+  const files = new Map(sources());
+  for (const [name, text] of Object.entries(extra)) files.set(name, text);
+  const w = ascWorker();
+  w.ref(); // a pending compilation keeps the process alive
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject });
+    w.postMessage({ id, files: [...files], args: [entry, '--outFile', 'filter.wasm', ...ASC_FLAGS] });
   });
-  if (result.error || !wasm) throw new BuildError(`asc failed: ${result.error?.message ?? ''}\n${stderr.toString()}`);
-  return wasm;
 }
