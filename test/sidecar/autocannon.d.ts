@@ -11,6 +11,7 @@ declare module 'autocannon' {
   export interface Result {
     requests: Histogram & { total: number; sent: number };
     latency: Histogram;
+    totalCompletedRequests: number;
     errors: number;
     timeouts: number;
     non2xx: number;
