@@ -248,7 +248,7 @@ class Code {
         const [off, len] = this.T.str(e.v);
         return `S(${off}, ${len}) /* ${JSON.stringify(e.v).replace(/\*\//g, '*\\/')} */`;
       }
-      case 'num': return `NUM(${Number.isInteger(e.v) ? `${e.v}.0` : String(e.v)})`;
+      case 'num': return `NUM(${/^-?\d+$/.test(String(e.v)) ? `${e.v}.0` : String(e.v)})`; // an f64 literal (1e+21 stays as is)
       case 'bool': return `BOOL(${e.v})`;
       case 'list': return e.items.length ? `LIST([${e.items.map(go).join(', ')}])` : 'LIST(new Array<V>(0))';
       case 'attr': return ATTRS[e.name];
