@@ -68,9 +68,7 @@ cli.after(async () => {
 });
 
 cli('the agent serves the inbound sidecar with its SVID; /v1/filter hot-reloads it', async () => {
-  const t0 = Date.now();
   const { inbound } = await waitFor('sidecar listening');
-  if (process.env.PALISADE_VERBOSE) console.log('agent ready after', Date.now() - t0, 'ms');
   const { url: admin } = await waitFor('admin endpoint listening');
   const minted = await ca.ca.mint(FRONTEND, 600_000);
   const caller: Svid = { spiffeId: FRONTEND, chainPem: minted.svid_pem, privateKey: createPrivateKey(minted.key_pem), notAfter: new Date(minted.not_after) };

@@ -117,12 +117,14 @@ inbound('authentication failures are 401 and never reach the app', async () => {
   const foreign = await other.issue(FRONTEND);
   const wrongDomain = await ids.ca.issue('spiffe://other.example/ns/web/sa/frontend');
   const twoUris = await ids.ca.issue(FRONTEND, { extraUris: ['spiffe://bank.example/ns/x/sa/y'] });
+  const expired = await ids.ca.issue(FRONTEND, { ttlSeconds: -10 });
   const token = await issuer.token({ sub: 'alice' });
   const cases: [string, Promise<{ status: number; text: string }>][] = [
     ['no client certificate', call(sidecar.url, agentFor(null), null)],
     ['certificate from another CA', call(sidecar.url, agentFor(foreign), foreign)],
     ['other trust domain', call(sidecar.url, agentFor(wrongDomain), wrongDomain)],
     ['two URI SANs', call(sidecar.url, agentFor(twoUris), twoUris)],
+    ['expired SVID', call(sidecar.url, agentFor(expired), expired)],
     ['no fingerprint', call(sidecar.url, frontendAgent, front(), { fingerprint: false })],
     ['fingerprint for another service', call(sidecar.url, frontendAgent, front(), { fingerprint: { target: FRONTEND } })],
     ['fingerprint for another path', call(sidecar.url, frontendAgent, front(), { fingerprint: { path: '/cards/43' } })],

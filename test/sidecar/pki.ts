@@ -9,7 +9,7 @@ const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
 export interface TestCa {
   certPem: string;
-  issue(spiffeId: string, opts?: { ttlSeconds?: number; extraUris?: string[]; keyAlg?: 'P-256' }): Promise<Svid>;
+  issue(spiffeId: string, opts?: { ttlSeconds?: number; extraUris?: string[] }): Promise<Svid>;
 }
 
 async function keys(): Promise<CryptoKeyPair> {

@@ -134,7 +134,6 @@ reload('load keeps flowing through filter swaps and SVID rotations: zero failed 
   const result = await run;
   await Promise.all(events);
   assert.ok(result.requests.total > 50, `only ${result.requests.total} requests`);
-  if (process.env.PALISADE_VERBOSE) console.log(`load through swaps and rotations: ${result.requests.total} requests, p99 ${result.latency.p99} ms`);
   assert.is(result.errors, 0);
   assert.is(result.timeouts, 0);
   const failed = log.lines.slice(logged).filter((l) => l.msg === 'decision' && l.status !== 200);
