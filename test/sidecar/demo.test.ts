@@ -1,0 +1,22 @@
+/** `npm start` (`palisade demo`) end to end: real CA, agents, sidecars and compiled policies. */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn } from 'node:child_process';
+
+const BIN = new URL('../../bin/palisade.js', import.meta.url).pathname;
+
+test('the demo runs every scenario as described and stops cleanly', async () => {
+  const child = spawn(process.execPath, [BIN, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  assert.is(code, 0, stderr);
+  assert.match(stdout, '7 of 7 scenarios behaved as expected');
+  for (const expected of ['rule list-cards', 'rule pii-needs-scope-and-consent', '[no client certificate]', '[fingerprint replayed]', '(dry-run: not enforced)']) {
+    assert.ok(stdout.includes(expected), expected);
+  }
+});
+
+test.run();
