@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startCaServer, type CaServer } from '../../agent/ca/server.ts';
@@ -108,6 +109,25 @@ test('StreamSecrets: ACK is quiet, NACK is counted and not resent, stale nonces 
   } finally {
     a.close();
     b.close();
+    sds.close();
+  }
+});
+
+test('SDS refuses what it does not serve: another type on the stream, DeltaSecrets', async (ctx) => {
+  const sds = sdsClient(ctx.socket);
+  const grpcCode = (call: { on(event: 'error', cb: (err: { code: number }) => void): unknown }) =>
+    new Promise<number>((resolve) => call.on('error', (err) => resolve(err.code)));
+  try {
+    const wrongType = sds.client.StreamSecrets();
+    const wrongCode = grpcCode(wrongType);
+    wrongType.write({ type_url: 'type.googleapis.com/envoy.config.cluster.v3.Cluster', resource_names: [] });
+    assert.is(await wrongCode, grpcStatus.INVALID_ARGUMENT);
+    const delta = sds.client.DeltaSecrets();
+    const deltaCode = grpcCode(delta);
+    delta.write({ type_url: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret' });
+    assert.is(await deltaCode, grpcStatus.UNIMPLEMENTED);
+    assert.is(sds.decode(await sds.fetch(['default'])).default.name, 'default', 'the server is unaffected');
+  } finally {
     sds.close();
   }
 });
