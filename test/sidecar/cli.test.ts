@@ -21,6 +21,7 @@ let dir: string;
 let ca: CaServer;
 let echo: Echo;
 let agent: ChildProcess;
+let caClosed = false;
 const lines: Record<string, any>[] = [];
 
 /** Resolves with the first stdout JSON line matching `msg`. */
@@ -62,7 +63,7 @@ cli.after(async () => {
     agent.kill('SIGTERM');
     await new Promise((r) => agent.once('exit', r));
   }
-  await ca.close();
+  if (!caClosed) await ca.close();
   await echo.close();
   await rm(dir, { recursive: true, force: true });
 });
@@ -88,6 +89,12 @@ cli('the agent serves the inbound sidecar with its SVID; /v1/filter hot-reloads 
     await put.body.text();
     const denied = await call(inbound, dispatcher, caller, { path: '/cards/1', fingerprint: { target: CARD_ID } });
     assert.is(denied.status, 403);
+
+    // The CA going away does not stop traffic: the SVID in memory stays valid until it expires.
+    await ca.close();
+    caClosed = true;
+    const stillServed = await call(inbound, dispatcher, caller, { path: '/cards/1', fingerprint: { target: CARD_ID } });
+    assert.is(stillServed.status, 403);
   } finally {
     await dispatcher.close();
   }
