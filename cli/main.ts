@@ -1,24 +1,35 @@
 import { Command, CommanderError } from 'commander';
 import { CliError } from './errors.ts';
-import { register as compile } from './compile.ts';
-import { register as test } from './test.ts';
-import { register as ca } from './ca.ts';
-import { register as agent } from './agent.ts';
-import { register as envoy } from './envoy.ts';
-import { register as demo } from './demo.ts';
 
-/** Builds the `palisade` command tree; each subcommand lives in its own module. */
-export function program(): Command {
+type Module = { register(program: Command): void };
+
+/**
+ * Each subcommand lives in its own module, loaded only when it runs: the compiler pulls in
+ * chevrotain and ajv, the agent gRPC and Fastify, and an agent restarted by its supervisor
+ * should not pay seconds of start-up for a compiler it never uses.
+ */
+const COMMANDS: Record<string, () => Promise<Module>> = {
+  compile: () => import('./compile.ts'),
+  test: () => import('./test.ts'),
+  ca: () => import('./ca.ts'),
+  agent: () => import('./agent.ts'),
+  envoy: () => import('./envoy.ts'),
+  demo: () => import('./demo.ts'),
+};
+
+/** Builds the `palisade` command tree with the named subcommand, or all of them (for help). */
+export async function program(only?: string): Promise<Command> {
   const root = new Command('palisade')
     .description('Zero-trust service perimeter: policies compiled to proxy-wasm filters, SPIFFE identities for every service')
     .exitOverride();
-  for (const add of [compile, test, ca, agent, envoy, demo]) add(root);
+  const names = only && only in COMMANDS ? [only] : Object.keys(COMMANDS);
+  for (const name of names) (await COMMANDS[name]()).register(root);
   return root;
 }
 
 export async function main(argv: string[]): Promise<void> {
   try {
-    await program().parseAsync(argv);
+    await (await program(argv[2])).parseAsync(argv);
   } catch (err) {
     process.exitCode = report(err);
   }
