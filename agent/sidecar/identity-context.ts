@@ -10,6 +10,8 @@ import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, errors, type JWTPaylo
 /** Asymmetric only: an HMAC key would be a shared secret every verifier could sign with. */
 export const IDENTITY_ALGORITHMS = ['ES256', 'RS256', 'EdDSA'];
 const MAX_TOKEN_BYTES = 8192;
+/** Verified tokens remembered (the same user token rides on many requests), oldest dropped first. */
+const CACHE_ENTRIES = 10_000;
 
 export interface IdentityContextOptions {
   issuer: string;
@@ -42,14 +44,25 @@ export async function createIdentityVerifier(opts: IdentityContextOptions): Prom
     clockTolerance: opts.skewSeconds ?? 30,
     requiredClaims: ['exp'],
   };
+  // A signature verified once holds for these exact bytes; only the time checks are redone.
+  const verified = new Map<string, JWTPayload>();
   return async (authorization) => {
     if (authorization === undefined) return undefined;
     const match = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(authorization);
     if (!match) throw new IdentityContextError('not_bearer');
     const token = match[1];
     if (token.length > MAX_TOKEN_BYTES) throw new IdentityContextError('oversized');
+    const cached = verified.get(token);
+    if (cached) {
+      const now = Date.now() / 1000;
+      if ((cached.exp as number) <= now - verifyOptions.clockTolerance) throw new IdentityContextError('expired');
+      if (typeof cached.nbf === 'number' && cached.nbf > now + verifyOptions.clockTolerance) throw new IdentityContextError('bad_nbf');
+      return { token, claims: cached };
+    }
     try {
       const { payload } = await jwtVerify(token, keys, verifyOptions);
+      if (verified.size >= CACHE_ENTRIES) verified.delete(verified.keys().next().value!);
+      verified.set(token, payload);
       return { token, claims: payload };
     } catch (err) {
       throw new IdentityContextError(reasonOf(err));

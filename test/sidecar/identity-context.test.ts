@@ -56,6 +56,16 @@ test('invalid tokens are refused with a reason', async () => {
   assert.is(await outcome(verify, bearer('abc.def.ghi')), 'malformed');
 });
 
+test('a token verified before is checked for expiry again on every use', async () => {
+  const strict = await createIdentityVerifier({ issuer: issuer.iss, audience: issuer.aud, jwks: jwksFile, skewSeconds: 0 });
+  const exp = Math.floor(Date.now() / 1000) + 2;
+  const token = await issuer.token({ sub: 'carol' }, { exp });
+  assert.is(await outcome(strict, bearer(token)), 'user:carol');
+  assert.is(await outcome(strict, bearer(token)), 'user:carol');
+  await new Promise((r) => setTimeout(r, exp * 1000 - Date.now() + 50));
+  assert.is(await outcome(strict, bearer(token)), 'expired');
+});
+
 test('keys can come from a JWKS URL', async () => {
   const server = createServer((_req, res) => res.setHeader('content-type', 'application/json').end(JSON.stringify(issuer.jwks)));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
