@@ -17,8 +17,8 @@ export function fnv1a(bytes: Uint8Array): number {
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
 
 /** Header slots of the table (runtime/tables.ts H_*). */
-const H = { ruleCount: 0, rules: 1, methods: 2, methodLists: 3, atoms: 4, trie: 5, anyPath: 6, principals: 7, strip: 8, slotCount: 9, slots: 10, paramNames: 11, dryRun: 12 };
-const HEADER_SIZE = 13;
+const H = { ruleCount: 0, rules: 1, methods: 2, methodLists: 3, atoms: 4, trie: 5, anyPath: 6, principals: 7, strip: 8, slotCount: 9, slots: 10, paramNames: 11, dryRun: 12, service: 13, serviceLen: 14 };
+const HEADER_SIZE = 15;
 const RULE_STRIDE = 5;
 const ATOM_STRIDE = 3;
 /** Method bit masks work up to this many distinct methods; beyond, atoms list method ids. */
@@ -118,6 +118,9 @@ export function emit(p: Program): Emitted {
 
   set(H.ruleCount, p.rules.length);
   set(H.dryRun, p.mode === 'dry-run' ? 1 : 0);
+  const [serviceOff, serviceLen] = T.str(p.service); // the only `aud` a fingerprint may carry
+  set(H.service, serviceOff);
+  set(H.serviceLen, serviceLen);
   const rules = T.reserve(p.rules.length * RULE_STRIDE);
   set(H.rules, p.rules.length ? rules : -1);
   // One function per distinct expression: rules that say the same thing share code, and the

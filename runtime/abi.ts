@@ -21,17 +21,24 @@ declare function proxy_send_local_response(status: i32, detailsPtr: usize, detai
 declare function proxy_define_metric(metricType: i32, namePtr: usize, nameLen: usize, retId: usize): i32;
 @external("env", "proxy_increment_metric")
 declare function proxy_increment_metric(id: i32, offset: i64): i32;
+@external("env", "proxy_get_shared_data")
+declare function proxy_get_shared_data(keyPtr: usize, keyLen: usize, retPtr: usize, retLen: usize, casPtr: usize): i32;
+@external("env", "proxy_set_shared_data")
+declare function proxy_set_shared_data(keyPtr: usize, keyLen: usize, valPtr: usize, valLen: usize, cas: u32): i32;
+@external("env", "proxy_get_current_time_nanoseconds")
+declare function proxy_get_current_time_nanoseconds(retTime: usize): i32;
 
 export const OK: i32 = 0;
 export const NOT_FOUND: i32 = 1;
+export const CAS_MISMATCH: i32 = 8;
 export const LOG_INFO: i32 = 2;
 export const LOG_CRITICAL: i32 = 5;
 export const REQUEST_HEADERS: i32 = 0;
 export const PLUGIN_CONFIGURATION: i32 = 7;
 const METRIC_COUNTER: i32 = 0;
 
-/** Two out-parameters (pointer, length) the host writes into. */
-const RET: usize = memory.data(8);
+/** Out-parameters the host writes into: (pointer, length), or a CAS version, or a time. */
+const RET: usize = memory.data(16);
 
 /** A host-provided byte string: `ptr`/`len` after a successful call. */
 export let retPtr: usize = 0;
@@ -80,4 +87,23 @@ export function defineCounter(namePtr: usize, nameLen: i32): i32 {
 
 export function incrementCounter(id: i32): void {
   if (id >= 0) proxy_increment_metric(id, 1);
+}
+
+/** Shared data (per VM id, across filter instances): the value in retPtr/retLen and its CAS version in `sharedCas`. */
+export let sharedCas: u32 = 0;
+export function getSharedData(keyPtr: usize, keyLen: i32): bool {
+  const ok = took(proxy_get_shared_data(keyPtr, keyLen, RET, RET + 4, RET + 8));
+  sharedCas = ok ? load<u32>(RET + 8) : 0;
+  return ok;
+}
+
+/** OK, or CAS_MISMATCH when another instance wrote since `cas` (0: unconditional). */
+export function setSharedData(keyPtr: usize, keyLen: i32, valPtr: usize, valLen: i32, cas: u32): i32 {
+  return proxy_set_shared_data(keyPtr, keyLen, valPtr, valLen, cas);
+}
+
+/** Wall-clock seconds (the host's clock; 0 if it refuses). */
+export function nowSeconds(): f64 {
+  if (proxy_get_current_time_nanoseconds(RET) != OK) return 0;
+  return <f64>load<u64>(RET) / 1e9;
 }

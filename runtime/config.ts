@@ -1,5 +1,6 @@
-// The plugin configuration: a JSON object whose only known member is "mode"
-// ("enforce" | "dry-run"), e.g. {"mode":"dry-run"}. Unknown members, other value types,
+// The plugin configuration: a JSON object with two optional members, "mode"
+// ("enforce" | "dry-run") and "fingerprint" ("required", the default, | "off"), e.g.
+// {"mode":"dry-run"}. Unknown members, other value types,
 // escapes in strings, trailing bytes or invalid JSON are rejected, so a typo in the
 // configuration can never silently leave a filter in a mode nobody asked for.
 
@@ -41,26 +42,45 @@ function stringIs(want: string): i32 {
   return 1;
 }
 
+/** Set by parseConfig: `"fingerprint": "off"` (default: fingerprints required). */
+export let fingerprintOff = false;
+
+/** Which of two ASCII strings comes next: 0, 1, or -1 (neither, or not a plain string). */
+function oneOf(a: string, b: string): i32 {
+  ws();
+  const save = p;
+  if (stringIs(a) == 1) return 0;
+  p = save;
+  return stringIs(b) == 1 ? 1 : -1;
+}
+
+/** The mode (CONFIG_DEFAULT when not given), or CONFIG_INVALID; `fingerprintOff` as a side result. */
 export function parseConfig(ptr: usize, len: i32): i32 {
   p = ptr;
   end = ptr + len;
   let mode = CONFIG_DEFAULT;
+  let fingerprint = -1;
   if (!eat(123)) return CONFIG_INVALID; // {
   if (!eat(125)) {
     while (true) {
-      if (stringIs("mode") != 1 || mode != CONFIG_DEFAULT || !eat(58)) return CONFIG_INVALID;
-      ws();
-      const save = p;
-      if (stringIs("enforce") == 1) mode = CONFIG_ENFORCE;
-      else {
-        p = save;
-        if (stringIs("dry-run") == 1) mode = CONFIG_DRY_RUN;
-        else return CONFIG_INVALID;
+      const member = oneOf("mode", "fingerprint");
+      if (member < 0 || !eat(58)) return CONFIG_INVALID;
+      if (member == 0) {
+        if (mode != CONFIG_DEFAULT) return CONFIG_INVALID;
+        const m = oneOf("enforce", "dry-run");
+        if (m < 0) return CONFIG_INVALID;
+        mode = m == 0 ? CONFIG_ENFORCE : CONFIG_DRY_RUN;
+      } else {
+        if (fingerprint >= 0) return CONFIG_INVALID;
+        fingerprint = oneOf("required", "off");
+        if (fingerprint < 0) return CONFIG_INVALID;
       }
       if (eat(125)) break;
       if (!eat(44)) return CONFIG_INVALID;
     }
   }
   ws();
-  return p == end ? mode : CONFIG_INVALID;
+  if (p != end) return CONFIG_INVALID;
+  fingerprintOff = fingerprint == 1;
+  return mode;
 }

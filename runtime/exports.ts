@@ -1,5 +1,6 @@
 // The proxy-wasm ABI 0.2.1 entry points of a policy filter (re-exported by
-// filters/policy.ts) and what happens around a decision: 400/401 before any rule, header
+// filters/policy.ts) and what happens around a decision: 400/401 (no caller identity, or a
+// fingerprint refused) before any rule, header
 // stripping and injection, the normalized :path upstream, the local reply, the decision
 // log line and metric.
 //
@@ -15,15 +16,18 @@ import { ALLOW, DENY, decide, decidedByError, decidedRule, injected, ruleField }
 import { PATH_OK, normLen, normPtr, normalizePath, queryLen, queryPtr } from "./path";
 import { beginRequest, foundLen, foundPtr, header, principalLen, rawPathLen, rawPathPtr, requestId } from "./request";
 import { H_DRY_RUN, H_STRIP, b, t } from "./tables";
-import { parseConfig, CONFIG_DEFAULT, CONFIG_DRY_RUN } from "./config";
+import { parseConfig, fingerprintOff, CONFIG_DEFAULT, CONFIG_DRY_RUN } from "./config";
+import { checkFingerprint, replayFull } from "./fingerprint";
 
 const CONTINUE: i32 = 0;
 const PAUSE: i32 = 1;
 
 let dryRun = false;
+let fingerprints = true;
 let metricAllow: i32 = -1;
 let metricDeny: i32 = -1;
 let metricUnauthenticated: i32 = -1;
+let metricReplayFull: i32 = -1;
 
 export function proxy_abi_version_0_2_1(): void {}
 
@@ -35,16 +39,20 @@ export function proxy_on_vm_start(rootId: i32, vmConfigSize: i32): bool { return
 /** Reads the plugin configuration; anything but a valid one rejects the filter (false). */
 export function proxy_on_configure(rootId: i32, size: i32): bool {
   let mode = CONFIG_DEFAULT;
+  let off = false;
   if (size > 0) {
     if (!getPluginConfiguration(size)) return false;
     mode = parseConfig(retPtr, retLen);
     if (mode < 0) return false;
+    off = fingerprintOff;
   }
   dryRun = mode == CONFIG_DEFAULT ? t(H_DRY_RUN) != 0 : mode == CONFIG_DRY_RUN;
+  fingerprints = !off;
   if (metricAllow < 0) {
     metricAllow = counter("palisade_decisions.decision=allow");
     metricDeny = counter("palisade_decisions.decision=deny");
     metricUnauthenticated = counter("palisade_decisions.decision=unauthenticated");
+    metricReplayFull = counter("palisade_fingerprint_replay_full");
   }
   heap.reset();
   return true;
@@ -64,6 +72,13 @@ export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOf
   // is a 400 whoever sends it.
   if (rawPathLen < 0 || normalizePath(rawPathPtr, rawPathLen) != PATH_OK) return finish(DENY_BAD_REQUEST, "bad_path", -1);
   if (principalLen == 0) return finish(UNAUTHENTICATED, "no_identity", -1);
+  // Fingerprints (runtime/fingerprint.ts): missing or failing is unauthenticated, as a
+  // fingerprint jwt_authn refused would be.
+  if (fingerprints) {
+    const refused = checkFingerprint();
+    if (replayFull) incrementCounter(metricReplayFull);
+    if (refused.length > 0) return finish(UNAUTHENTICATED, refused, -1);
+  }
   const d = decide();
   if (d == ALLOW) return finish(ALLOWED, "allow_rule", decidedRule);
   if (d == DENY) return finish(DENIED, decidedByError ? "deny_rule_when_error" : "deny_rule", decidedRule);

@@ -1,6 +1,6 @@
 // The request as the filter reads it: the header map in one host call, the caller's
-// SPIFFE ID in one property read, and the identity-context claims (from the dynamic
-// metadata, protobuf) in one property read on first use. Everything points into host-written buffers in the
+// SPIFFE ID in one property read, and the dynamic metadata (protobuf; the identity-context
+// claims and the fingerprint claims jwt_authn verified) in one property read on first use. Everything points into host-written buffers in the
 // request arena; nothing is copied unless decoding needs it.
 import { getProperty, getRequestHeaderPairs, retLen, retPtr } from "./abi";
 import { bytesEqual } from "./bytes";
@@ -16,6 +16,7 @@ const METADATA = memory.data<u8>([109, 101, 116, 97, 100, 97, 116, 97, 0]); // "
 const METADATA_LEN = 9;
 const JWT_AUTHN = memory.data<u8>([101, 110, 118, 111, 121, 46, 102, 105, 108, 116, 101, 114, 115, 46, 104, 116, 116, 112, 46, 106, 119, 116, 95, 97, 117, 116, 104, 110]); // "envoy.filters.http.jwt_authn"
 const USER = memory.data<u8>([117, 115, 101, 114]); // "user"
+const FINGERPRINT = memory.data<u8>([102, 105, 110, 103, 101, 114, 112, 114, 105, 110, 116]); // "fingerprint"
 const REQUEST_ID_PROP = memory.data<u8>([114, 101, 113, 117, 101, 115, 116, 0, 105, 100, 0]); // "request\0id\0"
 const REQUEST_ID_PROP_LEN = 11;
 const METHOD = memory.data<u8>([58, 109, 101, 116, 104, 111, 100]); // ":method"
@@ -36,7 +37,11 @@ export let hostLen: i32 = 0;
 export let principalPtr: usize = 0;
 export let principalLen: i32 = 0;
 
-/** Claims Struct: -1 not read yet, 0 absent (no identity context), 1 present. */
+/** The jwt_authn Struct of the dynamic metadata: -1 not read yet, 0 absent, 1 present, 2 malformed. */
+let jwtAuthnState: i32 = -1;
+let jwtAuthnPtr: usize = 0;
+let jwtAuthnLen: i32 = 0;
+/** Claims Struct: -1 not looked up yet, 0 absent (no identity context), 1 present. */
 let claimsState: i32 = -1;
 export let claimsPtr: usize = 0;
 export let claimsLen: i32 = 0;
@@ -44,6 +49,7 @@ export let claimsLen: i32 = 0;
 /** Reads headers and caller identity; false when the header map is unreadable or malformed. */
 export function beginRequest(): bool {
   headerCount = 0;
+  jwtAuthnState = -1;
   claimsState = -1;
   methodLen = 0;
   rawPathLen = -1;
@@ -150,23 +156,45 @@ function queryScan(name: usize, nameLen: i32): i32 {
 }
 
 /**
- * The identity-context claims: Metadata.filter_metadata["envoy.filters.http.jwt_authn"]
- * (a Struct) ["user"] (a Value holding a Struct). Read on first use; false: no identity
- * context (no metadata, no jwt_authn entry, no `user`, or not a Struct).
+ * Metadata.filter_metadata["envoy.filters.http.jwt_authn"] (a Struct), from the one read of
+ * the `metadata` attribute per request; false when absent or malformed (see jwtAuthnMalformed).
+ */
+function jwtAuthn(): bool {
+  if (jwtAuthnState < 0) {
+    jwtAuthnState = 0;
+    if (getProperty(METADATA, METADATA_LEN)) {
+      const found = structGet(retPtr, retLen, JWT_AUTHN, 28); // filter_metadata is field 1 with map entries, like Struct.fields
+      if (found < 0) jwtAuthnState = 2;
+      else if (found == 1) { jwtAuthnState = 1; jwtAuthnPtr = pbFoundPtr; jwtAuthnLen = pbFoundLen; }
+    }
+  }
+  return jwtAuthnState == 1;
+}
+
+/** A member of the jwt_authn Struct that is itself a Struct: 1 found (valPtr/valLen), 0 absent, -1 malformed. */
+function jwtAuthnStruct(key: usize, keyLen: i32): i32 {
+  if (!jwtAuthn()) return jwtAuthnState == 2 ? -1 : 0;
+  const found = structGet(jwtAuthnPtr, jwtAuthnLen, key, keyLen);
+  if (found <= 0) return found;
+  return valueKind(pbFoundPtr, pbFoundLen) == PB_STRUCT ? 1 : -1;
+}
+
+/**
+ * The identity-context claims: the jwt_authn Struct's `user` (a Value holding a Struct).
+ * Looked up on first use; false: no identity context (no metadata, no jwt_authn entry, no
+ * `user`, or not a Struct).
  */
 export function claims(): bool {
   if (claimsState < 0) {
-    claimsState = 0;
-    if (getProperty(METADATA, METADATA_LEN)
-      && structGet(retPtr, retLen, JWT_AUTHN, 28) == 1 // filter_metadata is field 1 with map entries, like Struct.fields
-      && structGet(pbFoundPtr, pbFoundLen, USER, 4) == 1
-      && valueKind(pbFoundPtr, pbFoundLen) == PB_STRUCT) {
-      claimsState = 1;
-      claimsPtr = valPtr;
-      claimsLen = valLen;
-    }
+    claimsState = jwtAuthnStruct(USER, 4) == 1 ? 1 : 0;
+    if (claimsState == 1) { claimsPtr = valPtr; claimsLen = valLen; }
   }
   return claimsState == 1;
+}
+
+/** The verified fingerprint claims (jwt_authn `payload_in_metadata: fingerprint`): 1 in valPtr/valLen, 0 absent, -1 malformed. */
+export function fingerprintClaims(): i32 {
+  return jwtAuthnStruct(FINGERPRINT, 11);
 }
 
 /** The request id for replies: `x-request-id`, else the host's `request.id` property, else empty. */

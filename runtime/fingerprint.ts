@@ -1,0 +1,177 @@
+// Enforcing the fingerprint claims Envoy's jwt_authn verified (`payload_in_metadata:
+// fingerprint`). jwt_authn checks the signature, `exp`/`nbf` and the key; it cannot know the
+// connection, the service or the request, so the filter checks what binds the token to them:
+//   sub == the peer certificate's URI SAN, iss == sub, aud == the policy's service,
+//   htm == :method, htu == :path as the filter receives it without the query (what the
+//   caller signed: before the filter's own normalization; behind Envoy's normalize_path the
+//   caller must therefore sign normalized paths, as our sidecar and egress filter do),
+//   iat not in the future beyond SKEW nor older than MAX_TTL + SKEW, exp not past (SKEW),
+//   exp - iat <= MAX_TTL, and jti never seen before (replay store below).
+//
+// Replay store, in proxy-wasm shared data (per VM id, shared by every worker's filter
+// instance and kept across policy updates since ECDS keeps the vm_id). Envoy's shared data
+// has no delete and no TTL, so memory is bounded by construction: SLOTS keys
+// `palisade.jti.<n>`, n = hash(jti) mod SLOTS, each holding at most ENTRIES entries of
+// (u64 jti hash, u32 expiry second, u32 0) = 16 bytes: 16384 × 256 B = 4 MiB at most. An
+// entry is live until exp + SKEW (after which jwt_authn refuses the token anyway) and is
+// overwritten once expired. A slot full of live entries refuses the request (fail closed,
+// counted in `palisade_fingerprint_replay_full`): with entries living ≤ MAX_TTL + 2 SKEW =
+// 40 s, about 2,000 requests/s per VM id keep that below 1e-4 of requests.
+// Updates are compare-and-swap; only a slot's very first write (no version to compare yet)
+// is unconditional.
+import { CAS_MISMATCH, OK, getSharedData, nowSeconds, retLen, retPtr, setSharedData, sharedCas } from "./abi";
+import { Out, bytesEqual } from "./bytes";
+import { PB_NUMBER, PB_STRING, PbReader, valLen, valNum, valPtr, valueKind } from "./pb";
+import { queryLen } from "./path";
+import { fingerprintClaims, methodLen, methodPtr, principalLen, principalPtr, rawPathLen, rawPathPtr } from "./request";
+import { H_SERVICE, H_SERVICE_LEN, b, t } from "./tables";
+
+const SKEW: f64 = 5; // seconds, as the bootstrap's jwt_authn clock_skew_seconds
+const MAX_TTL: f64 = 30; // seconds, as the sidecar's fingerprint lifetime
+const SLOTS: u64 = 16384;
+const ENTRIES: i32 = 16;
+const ENTRY: i32 = 16;
+const CAS_ATTEMPTS = 8;
+
+// Claims by index: strings iss, sub, aud, htm, htu, jti; numbers iat, exp.
+const ISS = 0;
+const SUB = 1;
+const AUD = 2;
+const HTM = 3;
+const HTU = 4;
+const JTI = 5;
+const IAT = 6;
+const EXP = 7;
+const CLAIMS = 8;
+const strPtr = memory.data(6 * 4);
+const strLen = memory.data(6 * 4);
+const seen = memory.data(CLAIMS);
+let iat: f64 = 0;
+let exp: f64 = 0;
+const slotBuf = memory.data(ENTRIES * ENTRY);
+
+/** Set when a slot was full of live entries (the caller counts it). */
+export let replayFull = false;
+
+/** Why the request's fingerprint is refused (a decision `reason`), or "" when it is accepted. */
+export function checkFingerprint(): string {
+  replayFull = false;
+  const found = fingerprintClaims();
+  if (found == 0) return "fingerprint_missing";
+  if (found < 0 || !readClaims(valPtr, valLen)) return "fingerprint_malformed";
+  if (!claimIs(SUB, principalPtr, principalLen)) return "fingerprint_sub";
+  if (!claimIs(ISS, claimPtr(SUB), claimLen(SUB))) return "fingerprint_iss";
+  if (!claimIs(AUD, b(t(H_SERVICE)), t(H_SERVICE_LEN))) return "fingerprint_aud";
+  if (!claimIs(HTM, methodPtr, methodLen)) return "fingerprint_htm";
+  if (!claimIs(HTU, rawPathPtr, queryLen >= 0 ? rawPathLen - queryLen - 1 : rawPathLen)) return "fingerprint_htu";
+  const now = nowSeconds();
+  if (exp <= now - SKEW) return "fingerprint_exp";
+  if (iat > now + SKEW || iat < now - MAX_TTL - SKEW) return "fingerprint_iat";
+  if (exp - iat > MAX_TTL) return "fingerprint_lifetime";
+  const verdict = admit(fnv1a64(claimPtr(JTI), claimLen(JTI)), <u32>Math.ceil(exp + SKEW), <u32>now);
+  if (verdict == REPLAYED) return "fingerprint_replay";
+  if (verdict == FULL) { replayFull = true; return "fingerprint_replay_full"; }
+  return "";
+}
+
+function claimPtr(i: i32): usize { return <usize>load<u32>(strPtr + (<usize>i << 2)); }
+function claimLen(i: i32): i32 { return load<i32>(strLen + (<usize>i << 2)); }
+function claimIs(i: i32, p: usize, len: i32): bool { return bytesEqual(claimPtr(i), claimLen(i), p, len); }
+
+/** One pass over the claims Struct (the last duplicate wins); false unless all eight claims have their type. */
+function readClaims(ptr: usize, len: i32): bool {
+  memory.fill(seen, 0, CLAIMS);
+  const r = new PbReader(ptr, len);
+  while (r.next()) {
+    if (r.field != 1 || r.wire != 2) continue;
+    const e = new PbReader(r.ptr, r.len);
+    let which = -1;
+    let vp: usize = 0;
+    let vl = 0;
+    while (e.next()) {
+      if (e.field == 1 && e.wire == 2) which = claimIndex(e.ptr, e.len);
+      else if (e.field == 2 && e.wire == 2) { vp = e.ptr; vl = e.len; }
+    }
+    if (e.bad) return false;
+    if (which < 0) continue; // other claims (ath, nbf, …) are jwt_authn's or nobody's business here
+    const kind = valueKind(vp, vl);
+    if (which < IAT) {
+      if (kind != PB_STRING) return false;
+      store<u32>(strPtr + (<usize>which << 2), <u32>valPtr);
+      store<i32>(strLen + (<usize>which << 2), valLen);
+    } else {
+      if (kind != PB_NUMBER || !isFinite(valNum)) return false;
+      if (which == IAT) iat = valNum;
+      else exp = valNum;
+    }
+    store<u8>(seen + which, 1);
+  }
+  if (r.bad) return false;
+  for (let i = 0; i < CLAIMS; i++) if (load<u8>(seen + i) == 0) return false;
+  return true;
+}
+
+/** Every claim name is three ASCII letters: compared as one little-endian number. */
+function claimIndex(p: usize, len: i32): i32 {
+  if (len != 3) return -1;
+  const k = <u32>load<u8>(p) | (<u32>load<u8>(p + 1) << 8) | (<u32>load<u8>(p + 2) << 16);
+  if (k == name3("iss")) return ISS;
+  if (k == name3("sub")) return SUB;
+  if (k == name3("aud")) return AUD;
+  if (k == name3("htm")) return HTM;
+  if (k == name3("htu")) return HTU;
+  if (k == name3("jti")) return JTI;
+  if (k == name3("iat")) return IAT;
+  if (k == name3("exp")) return EXP;
+  return -1;
+}
+
+// @inline with a literal argument folds to a constant.
+@inline function name3(s: string): u32 {
+  return <u32>s.charCodeAt(0) | (<u32>s.charCodeAt(1) << 8) | (<u32>s.charCodeAt(2) << 16);
+}
+
+function fnv1a64(ptr: usize, len: i32): u64 {
+  let h: u64 = 0xcbf29ce484222325;
+  for (let i = 0; i < len; i++) {
+    h ^= <u64>load<u8>(ptr + i);
+    h *= 0x100000001b3;
+  }
+  return h;
+}
+
+const ADMITTED = 0;
+const REPLAYED = 1;
+const FULL = 2;
+
+/** Records jti hash `h` until `expiry` in its slot: ADMITTED, REPLAYED (a live entry has it), or FULL. */
+function admit(h: u64, expiry: u32, now: u32): i32 {
+  const key = new Out(24).ascii("palisade.jti.").int(<i32>((h ^ (h >> 32)) % SLOTS));
+  for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+    let n = 0;
+    let cas: u32 = 0; // no value yet: the first write cannot compare
+    if (getSharedData(key.ptr, key.len)) {
+      n = min(retLen / ENTRY, ENTRIES);
+      cas = sharedCas;
+      memory.copy(slotBuf, retPtr, <usize>(n * ENTRY));
+    }
+    let free = -1;
+    for (let i = 0; i < n; i++) {
+      const e = slotBuf + <usize>(i * ENTRY);
+      if (load<u32>(e + 8) <= now) { if (free < 0) free = i; continue; }
+      if (load<u64>(e) == h) return REPLAYED;
+    }
+    if (free < 0) {
+      if (n == ENTRIES) return FULL;
+      free = n++;
+    }
+    const e = slotBuf + <usize>(free * ENTRY);
+    store<u64>(e, h);
+    store<u32>(e + 8, expiry);
+    store<u32>(e + 12, 0);
+    const status = setSharedData(key.ptr, key.len, slotBuf, n * ENTRY, cas);
+    if (status == OK) return ADMITTED;
+    if (status != CAS_MISMATCH) return FULL; // the host refuses to store: fail closed
+  }
+  return FULL; // endless contention on one slot: fail closed rather than admit unrecorded
+}
