@@ -8,10 +8,11 @@ export interface DecisionRecord {
   target: string;
   method: string;
   path: string;
-  /** The policy's decision, or `unauthenticated` when the sidecar refused before the filter. */
-  decision: 'allow' | 'deny' | 'unauthenticated' | 'error';
+  /** The policy's (`allow`, `deny`, `unauthenticated`), or the sidecar's when it refused before the filter (`unauthenticated`, `error`). */
+  decision: string;
   rule: string | null;
-  mode: 'enforce' | 'dry-run' | null;
+  /** `enforce` or `dry-run`; null when the filter did not decide. */
+  mode: string | null;
   /** What the caller received. */
   status: number;
   reason: string;

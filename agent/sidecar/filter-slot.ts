@@ -10,32 +10,10 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import type { Filter, Outcome } from '../host/filter.ts';
+import type { Filter } from '../host/filter.ts';
 
-/** The decision record a policy filter logs for every request (DEVELOPERS.md). */
-export interface PolicyDecision {
-  decision: 'allow' | 'deny' | 'unauthenticated';
-  status: number;
-  rule: string | null;
-  mode: 'enforce' | 'dry-run';
-  reason: string;
-}
-
-/** What the sidecar uses of a filter loaded in the strict host (agent/host). */
-export type LoadedFilter = Pick<Filter, 'handleRequest' | 'close'>;
-
-const DECISION_PREFIX = 'palisade.decision ';
-
-/** The decision line the filter logged for a request, if it logged one. */
-export function decisionOf(outcome: Outcome): PolicyDecision | undefined {
-  const line = outcome.logs.find((l) => l.level === 'info' && l.message.startsWith(DECISION_PREFIX));
-  if (!line) return undefined;
-  try {
-    return JSON.parse(line.message.slice(DECISION_PREFIX.length)) as PolicyDecision;
-  } catch {
-    return undefined;
-  }
-}
+/** A filter loaded in the strict host (agent/host). */
+export type LoadedFilter = Filter;
 
 /** Loads wasm into the strict host; throws with the reason when it does not instantiate. */
 export type FilterLoader = (wasm: Uint8Array) => Promise<LoadedFilter>;

@@ -21,7 +21,8 @@ import { continueTrace } from './trace.ts';
 import { FINGERPRINT_HEADER, FingerprintError, verifyFingerprint, DEFAULT_SKEW_SECONDS, DEFAULT_TTL_SECONDS, type FingerprintClaims } from './fingerprint.ts';
 import { ReplayCache } from './replay-cache.ts';
 import { IdentityContextError, type IdentityContext, type IdentityVerifier } from './identity-context.ts';
-import { decisionOf, type FilterSlot, type PolicyDecision } from './filter-slot.ts';
+import type { FilterSlot } from './filter-slot.ts';
+import { decisionOf, type Decision } from '../host/cases.ts';
 import type { Outcome, Pair, UpstreamResponse } from '../host/filter.ts';
 import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody } from './http.ts';
 import { logDecision, type DecisionRecord } from './decision-log.ts';
@@ -291,7 +292,7 @@ function filterHeaders(req: IncomingMessage, requestId: string, traceparent: str
 }
 
 /** When the host does not hand back the decision record, the outcome still says enough. */
-function impliedDecision(result: Outcome): PolicyDecision {
+function impliedDecision(result: Outcome): Decision {
   if (result.kind !== 'reply') return { decision: 'allow', status: 200, rule: null, mode: 'enforce', reason: 'forwarded' };
   const decision = result.status === 401 ? 'unauthenticated' : 'deny';
   return { decision, status: result.status, rule: null, mode: 'enforce', reason: 'local reply' };
