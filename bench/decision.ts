@@ -33,8 +33,9 @@ async function palisade(n: number): Promise<Decide> {
   const compiled = await compilePolicy(`bench-${n}.policy.json`, JSON.stringify(generatePolicy(n)));
   if (!compiled.ok) throw new Error(compiled.diagnostics.map((d) => d.message).join('\n'));
   const filter = await loadFilter(compiled.wasm, { logLevel: 'warn' });
-  const requests = Array.from({ length: n }, (_, i) => requestFor(i));
-  return (i) => filter.handleRequest(requests[i % n]);
+  // One request per sample, built before measuring: each carries a fresh jti, as real traffic does.
+  const requests = Array.from({ length: WARMUP + SAMPLES }, (_, i) => requestFor(i % n, i));
+  return (i) => filter.handleRequest(requests[i]);
 }
 
 /** Cedar: one permit/forbid per rule; request attributes travel in the context. */

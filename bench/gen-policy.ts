@@ -2,8 +2,12 @@
  * Synthetic policies for benchmarks: `n` rules with distinct path templates, a spread of
  * methods, exact and wildcard callers across namespaces, some `when` conditions, deny rules
  * and injections, the way a large organization's policy looks. Deterministic for a given n.
- * `requestFor(i)` builds a request (host API shape) that rule i allows when it is an allow.
+ * `requestFor(i, sample)` builds a request (host API shape) that rule i allows when it is an
+ * allow, with the fingerprint Envoy's jwt_authn would have verified for it.
  */
+import { randomBytes } from 'node:crypto';
+import { fingerprintClaims } from '../agent/host/fingerprint.ts';
+
 export const BENCH_SERVICE = 'spiffe://bench.example/ns/core/sa/api';
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'];
 
@@ -27,14 +31,24 @@ export function generatePolicy(n: number): Record<string, unknown> {
   return { palisade: 1, name: `bench-${n}`, service: BENCH_SERVICE, mode: 'enforce', rules };
 }
 
-/** A request rule i matches (allowed unless rule i is a deny). */
-export function requestFor(i: number) {
+/** Makes the bench's jtis unique across runs in one process (the filter's replay store lives as long as the process). */
+const RUN = randomBytes(6).toString('base64url');
+
+/**
+ * A request rule i matches (allowed unless rule i is a deny). `sample` makes the
+ * fingerprint's jti unique: build one request per measured sample, or the filter's replay
+ * check (not the decision) is what gets measured.
+ */
+export function requestFor(i: number, sample = 0) {
+  const method = METHODS[i % 5];
+  const path = `/api/v${i % 3}/res${i}/42?page=1`;
+  const fingerprint = fingerprintClaims({ caller: caller(i), service: BENCH_SERVICE, method, path, jti: `${RUN}.${i}.${sample}` });
   return {
-    method: METHODS[i % 5],
-    path: `/api/v${i % 3}/res${i}/42?page=1`,
+    method,
+    path,
     authority: 'api.bench.example',
     headers: { 'x-tenant': 't-1', 'x-request-id': `bench-${i}` },
     source: { principal: caller(i) },
-    metadata: { 'envoy.filters.http.jwt_authn': { user: { sub: `user-${i}`, scope: `scope${i % 7} other` } } },
+    metadata: { 'envoy.filters.http.jwt_authn': { user: { sub: `user-${i}`, scope: `scope${i % 7} other` }, fingerprint } },
   };
 }

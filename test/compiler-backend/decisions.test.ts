@@ -8,7 +8,8 @@ import * as assert from 'uvu/assert';
 import { compileChecked } from '../../compiler/index.ts';
 import { loadFilter, FilterLoadError, type Filter, type FilterRequest } from '../../agent/host/filter.ts';
 import fc from 'fast-check';
-import { checked } from './helpers.ts';
+import { checked, SERVICE } from './helpers.ts';
+import { withFingerprint } from '../../agent/host/fingerprint.ts';
 import { decide } from '../compiler-frontend/oracle.ts';
 
 const WEB = 'spiffe://corp.test/ns/web/sa/frontend';
@@ -43,8 +44,11 @@ const user = (claims: Record<string, unknown>) => ({ 'envoy.filters.http.jwt_aut
 const req = (path: string, over: Partial<FilterRequest> = {}): FilterRequest => ({ method: 'GET', path, authority: 'api.corp.test', source: { principal: OPS }, ...over });
 
 interface Seen { kind: string; status: number; record: Record<string, unknown>; upstream: Record<string, string[]>; body: string }
+/** Every request carries the fingerprint jwt_authn verified for it (test/fingerprint covers its absence). */
+const signed = (r: FilterRequest): FilterRequest => withFingerprint(r, SERVICE);
+
 async function run(r: FilterRequest, f = filter): Promise<Seen> {
-  const o = await f.handleRequest(r);
+  const o = await f.handleRequest(signed(r));
   const lines = o.logs.filter((l) => l.message.startsWith('palisade.decision '));
   assert.is(lines.length, 1, 'exactly one decision line per request');
   assert.is(lines[0].level, 'info');
@@ -210,9 +214,9 @@ test('differential: the filter decides like the reference interpreter on random 
 test('memory: steady state after warm-up — no growth over 20,000 mixed requests', async () => {
   const mix = [req('/healthz'), req('/admin/../accounts/1', { source: { principal: WEB }, metadata: user({ sub: 'a', scope: 'read', email_verified: true }) }), req('/bad%2F'), req('/x', { source: undefined })];
   const pages = () => ((filter as unknown as { vm: { memory: WebAssembly.Memory } }).vm.memory.buffer.byteLength);
-  for (let i = 0; i < 200; i++) await filter.handleRequest(mix[i % mix.length]);
+  for (let i = 0; i < 200; i++) await filter.handleRequest(signed(mix[i % mix.length]));
   const before = pages();
-  for (let i = 0; i < 20_000; i++) await filter.handleRequest(mix[i % mix.length]);
+  for (let i = 0; i < 20_000; i++) await filter.handleRequest(signed(mix[i % mix.length]));
   assert.is(pages(), before);
   assert.is(filter.failed, null);
 });

@@ -34,6 +34,8 @@ const ENVOY_ENV: Record<string, string> = {
   proxy_increment_metric: 'i32 i64 → i32',
   proxy_record_metric: 'i32 i64 → i32',
   proxy_get_current_time_nanoseconds: 'i32 → i32',
+  proxy_get_shared_data: 'i32 i32 i32 i32 i32 → i32',
+  proxy_set_shared_data: 'i32 i32 i32 i32 i32 → i32',
 };
 
 interface Surface { imports: { module: string; name: string; sig: string }[]; exports: Map<string, number>; sections: number[] }
