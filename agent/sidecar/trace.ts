@@ -1,5 +1,5 @@
 /** W3C Trace Context (`traceparent`): kept when valid, created when absent or malformed. */
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
@@ -9,10 +9,13 @@ export interface TraceContext {
   traceparent: string;
 }
 
+/** 32 random hex digits. randomUUID draws from a batched entropy pool: no syscall per request. */
+const randomHex = () => randomUUID().replace(/-/g, '');
+
 export function continueTrace(incoming: string | string[] | undefined): TraceContext {
   const m = typeof incoming === 'string' ? TRACEPARENT.exec(incoming.trim()) : null;
   const valid = m && m[1] !== 'ff' && !/^0+$/.test(m[2]) && !/^0+$/.test(m[3]);
-  const traceId = valid ? m[2] : randomBytes(16).toString('hex');
+  const traceId = valid ? m[2] : randomHex();
   const flags = valid ? m[4] : '01';
-  return { traceId, traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-${flags}` };
+  return { traceId, traceparent: `00-${traceId}-${randomHex().slice(16)}-${flags}` };
 }
