@@ -125,13 +125,13 @@ async function main(): Promise<void> {
   }
 
   // Throughput under load.
-  async function throughput(base: string, signed: boolean): Promise<Load> {
+  async function throughput(base: string): Promise<Load> {
     // The load generator runs in a worker thread so it does not share the proxies' event loop.
     // A .ts worker entry needs tsx registered inside the worker first.
     const entry = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); })`;
     const worker = new Worker(entry, {
       eval: true,
-      workerData: { base, signed, caPem, chainPem: caller.chainPem, keyPem: clientTls.key },
+      workerData: { base, caPem, chainPem: caller.chainPem, keyPem: clientTls.key },
     });
     const [result] = (await once(worker, 'message')) as [Load];
     await worker.terminate();
@@ -140,8 +140,8 @@ async function main(): Promise<void> {
 
   const plainLat = await latency(plainUrl, false);
   const sidecarLat = await latency(sidecar.url, true);
-  const plainLoad = await throughput(plainUrl, false);
-  const sidecarLoad = await throughput(sidecar.url, true);
+  const plainLoad = await throughput(plainUrl);
+  const sidecarLoad = await throughput(sidecar.url);
 
   const ms = (x: number) => x.toFixed(3);
   console.log('### Inbound sidecar vs plain Node TLS reverse proxy (same machine, same run)');
@@ -186,10 +186,11 @@ interface Load {
 }
 
 /** The load generator, in its worker thread. */
-async function load(data: { base: string; signed: boolean; caPem: string; chainPem: string; keyPem: string }): Promise<void> {
+async function load(data: { base: string; caPem: string; chainPem: string; keyPem: string }): Promise<void> {
   const key = createPrivateKey(data.keyPem);
-  // Signed before the run (each valid 30 s, used once): the caller's signing cost is not the sidecar's.
-  const tokens = data.signed ? Array.from({ length: PRESIGNED }, () => signFingerprint(key, { caller: CALLER, target: SERVICE, method: 'GET', path: PATH })) : [];
+  // Signed before the run (each valid 30 s, used once): the caller's signing cost is not the
+  // sidecar's. Both proxies get the same requests; the plain one ignores the header.
+  const tokens = Array.from({ length: PRESIGNED }, () => signFingerprint(key, { caller: CALLER, target: SERVICE, method: 'GET', path: PATH }));
   let next = 0;
   const result = await autocannon({
     url: data.base + PATH,
@@ -200,7 +201,7 @@ async function load(data: { base: string; signed: boolean; caPem: string; chainP
       method: 'GET',
       path: PATH,
       setupRequest: (req) =>
-        data.signed ? { ...req, headers: { ...req.headers, [FINGERPRINT_HEADER]: tokens[next++ % tokens.length] } } : req,
+        ({ ...req, headers: { ...req.headers, [FINGERPRINT_HEADER]: tokens[next++ % tokens.length] } }),
     }],
   });
   // In a worker autocannon hands back its histograms encoded: report the counts.
