@@ -165,10 +165,16 @@ function encodeStruct(value: PropertyValue): Uint8Array {
   if (out) return out;
   const w = new ProtoWriter();
   for (const key of Object.keys(value)) {
-    const v = encodeValue(value[key]);
+    // Scalars are written in place (their length is known up front); only nested maps and
+    // lists are encoded apart: claims are mostly strings and numbers, fresh per request.
+    const v = value[key];
+    const nested = isScalar(v) ? null : encodeValue(v);
+    const vl = nested ? nested.length : scalarLength(v as Scalar);
     const k = utf8Length(key);
-    w.tag(1, 2).uint(1 + varintLength(k) + k + 1 + varintLength(v.length) + v.length);
-    w.string(1, key).bytes(2, v);
+    w.tag(1, 2).uint(1 + varintLength(k) + k + 1 + varintLength(vl) + vl);
+    w.string(1, key).tag(2, 2).uint(vl);
+    if (nested) w.raw(nested);
+    else writeScalar(w, v as Scalar);
   }
   out = w.finish();
   structs.set(value, out);
@@ -177,10 +183,7 @@ function encodeStruct(value: PropertyValue): Uint8Array {
 
 function encodeValue(v: PropertyValue): Uint8Array {
   const w = new ProtoWriter();
-  if (v === null || v === undefined) w.tag(1, 0).uint(0);
-  else if (typeof v === 'number' || typeof v === 'bigint') w.tag(2, 1).double(Number(v));
-  else if (typeof v === 'string') w.string(3, v);
-  else if (typeof v === 'boolean') w.tag(4, 0).uint(v ? 1 : 0);
+  if (isScalar(v)) writeScalar(w, v);
   else if (Array.isArray(v)) {
     let list = structs.get(v);
     if (!list) {
@@ -189,29 +192,63 @@ function encodeValue(v: PropertyValue): Uint8Array {
       structs.set(v, (list = items.finish()));
     }
     w.bytes(6, list);
-  } else if (v instanceof Uint8Array) w.bytes(3, v);
-  else w.bytes(5, encodeStruct(v));
+  } else w.bytes(5, encodeStruct(v));
   return w.finish();
+}
+
+type Scalar = null | undefined | number | bigint | string | boolean | Uint8Array;
+
+function isScalar(v: PropertyValue | undefined): v is Scalar {
+  return v === null || typeof v !== 'object' || v instanceof Uint8Array;
+}
+
+/** Bytes of a scalar's Value message (what writeScalar writes). */
+function scalarLength(v: Scalar): number {
+  if (v === null || v === undefined || typeof v === 'boolean') return 2;
+  if (typeof v === 'number' || typeof v === 'bigint') return 9;
+  const n = typeof v === 'string' ? utf8Length(v) : v.length;
+  return 1 + varintLength(n) + n;
+}
+
+function writeScalar(w: ProtoWriter, v: Scalar): void {
+  if (v === null || v === undefined) w.tag(1, 0).uint(0);
+  else if (typeof v === 'number' || typeof v === 'bigint') w.tag(2, 1).double(Number(v));
+  else if (typeof v === 'string') w.string(3, v);
+  else if (typeof v === 'boolean') w.tag(4, 0).uint(v ? 1 : 0);
+  else w.bytes(3, v);
 }
 
 const varintLength = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
 
+const F64 = new Float64Array(1);
+const F64_BYTES = new Uint8Array(F64.buffer);
+
+/**
+ * One scratch buffer for every writer, used as a stack: a writer started while another one
+ * is encoding (a nested Struct or list, always finished before the outer one writes again)
+ * begins above the outer one's bytes, and finish() copies its bytes out and pops it. No
+ * buffer per value, which is what made fresh claims per request expensive.
+ */
+let scratch = new Uint8Array(4096);
+let top = 0;
+
 class ProtoWriter {
-  private buf = new Uint8Array(256);
-  private at = 0;
+  private readonly start = top;
+  private at = top;
   private room(n: number): void {
-    if (this.at + n <= this.buf.length) return;
-    const bigger = new Uint8Array(Math.max(this.buf.length * 2, this.at + n));
-    bigger.set(this.buf.subarray(0, this.at));
-    this.buf = bigger;
+    top = this.at + n;
+    if (top <= scratch.length) return;
+    const bigger = new Uint8Array(Math.max(scratch.length * 2, top));
+    bigger.set(scratch.subarray(0, this.at));
+    scratch = bigger;
   }
   uint(n: number): this {
     this.room(5);
     while (n >= 0x80) {
-      this.buf[this.at++] = (n & 0x7f) | 0x80;
+      scratch[this.at++] = (n & 0x7f) | 0x80;
       n >>>= 7;
     }
-    this.buf[this.at++] = n;
+    scratch[this.at++] = n;
     return this;
   }
   tag(field: number, wire: number): this {
@@ -219,23 +256,29 @@ class ProtoWriter {
   }
   double(x: number): this {
     this.room(8);
-    new DataView(this.buf.buffer).setFloat64(this.at, x, true);
+    F64[0] = x; // little-endian, as every platform Node runs on
+    scratch.set(F64_BYTES, this.at);
     this.at += 8;
+    return this;
+  }
+  raw(b: Uint8Array): this {
+    this.room(b.length);
+    scratch.set(b, this.at);
+    this.at += b.length;
     return this;
   }
   string(field: number, s: string): this {
     const n = utf8Length(s);
     this.tag(field, 2).uint(n).room(n);
-    this.at += writeUtf8(s, this.buf, this.at);
+    this.at += writeUtf8(s, scratch, this.at);
     return this;
   }
   bytes(field: number, b: Uint8Array): this {
-    this.tag(field, 2).uint(b.length).room(b.length);
-    this.buf.set(b, this.at);
-    this.at += b.length;
-    return this;
+    this.tag(field, 2).uint(b.length);
+    return this.raw(b);
   }
   finish(): Uint8Array {
-    return this.buf.slice(0, this.at);
+    top = this.start;
+    return scratch.slice(this.start, this.at);
   }
 }
