@@ -68,7 +68,7 @@ export function proxy_on_context_create(contextId: i32, parentId: i32): void {}
 export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOfStream: i32): i32 {
   heap.reset();
   if (!beginRequest()) return finish(DENY_BAD_REQUEST, "bad_headers", -1);
-  // The path first (docs/policy-language.md "Decisions"): a request Envoy itself would refuse
+  // The path first (README.md, "Decisions"): a request Envoy itself would refuse
   // is a 400 whoever sends it.
   if (rawPathLen < 0 || normalizePath(rawPathPtr, rawPathLen) != PATH_OK) return finish(DENY_BAD_REQUEST, "bad_path", -1);
   if (principalLen == 0) return finish(UNAUTHENTICATED, "no_identity", -1);
