@@ -1,4 +1,5 @@
 import { Client, errors as undiciErrors } from 'undici';
+import type { IssuedSvid } from '../ca/ca.ts';
 
 /** The CA said no (4xx other than 429): retrying the same request cannot help. */
 export class CaRejectedError extends Error {
@@ -17,14 +18,8 @@ export class CaUntrustedError extends Error {}
 /** Anything else (refused connection, timeout, 5xx, 429): worth retrying later. */
 export class CaUnavailableError extends Error {}
 
-export interface SvidResponse {
-  spiffe_id: string;
-  serial: string;
-  not_before: string;
-  not_after: string;
-  svid_pem: string;
-  bundle_pem: string;
-}
+/** The CA's answer to join and renew: the same record it returns for every issued SVID. */
+export type SvidResponse = IssuedSvid;
 
 const TLS_TRUST_ERRORS = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',

@@ -1,5 +1,6 @@
 /** HTTP plumbing shared by the inbound and outbound listeners. */
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { errors } from 'undici';
 
 /** Connection-scoped headers (RFC 9110 §7.6.1): never forwarded by a proxy. */
@@ -46,4 +47,22 @@ export function upstreamFailure(err: unknown): { status: 503 | 504; code: string
 
 export function hasBody(headers: IncomingHttpHeaders): boolean {
   return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
+}
+
+/** Listens on host:port (loopback, an ephemeral port by default) and resolves with the bound address. */
+export async function listen(server: Server, port = 0, host = '127.0.0.1'): Promise<AddressInfo> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server.address() as AddressInfo;
+}
+
+/** Stops accepting, lets requests in flight finish for up to 2 s, then cuts what is left. */
+export async function drain(server: Server): Promise<void> {
+  const closed = new Promise((resolve) => server.close(resolve));
+  server.closeIdleConnections();
+  const timer = setTimeout(() => server.closeAllConnections(), 2_000);
+  await closed;
+  clearTimeout(timer);
 }

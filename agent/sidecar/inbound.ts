@@ -6,7 +6,6 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { AddressInfo } from 'node:net';
 import type { KeyObject } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import { Transform } from 'node:stream';
@@ -24,7 +23,7 @@ import { IdentityContextError, type IdentityContext, type IdentityVerifier } fro
 import type { FilterSlot } from './filter-slot.ts';
 import { decisionOf, type Decision } from '../host/cases.ts';
 import type { Outcome, Pair, UpstreamResponse } from '../host/filter.ts';
-import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody } from './http.ts';
+import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain } from './http.ts';
 import { logDecision, type DecisionRecord } from './decision-log.ts';
 
 export interface InboundLimits {
@@ -244,21 +243,13 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
   const rotate = () => server.setSecureContext(tlsMaterial(opts.identity));
   opts.identity.on('rotated', rotate);
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve());
-  });
-  const address = server.address() as AddressInfo;
+  const address = await listen(server, opts.port, opts.host);
   return {
     url: `https://${address.address}:${address.port}`,
     port: address.port,
     async close() {
       opts.identity.off('rotated', rotate);
-      const closed = new Promise((resolve) => server.close(resolve));
-      server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), 2_000);
-      await closed;
-      clearTimeout(timer);
+      await drain(server);
       await app.close();
     },
   };

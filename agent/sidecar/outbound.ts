@@ -5,7 +5,6 @@
  * the identity context and the trace context on.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { PeerCertificate } from 'node:tls';
 import { readFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
@@ -16,7 +15,7 @@ import { tlsMaterial } from './tls.ts';
 import { spiffeIdOf, trustDomainOf } from './peer.ts';
 import { continueTrace } from './trace.ts';
 import { FINGERPRINT_HEADER, signFingerprint } from './fingerprint.ts';
-import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody } from './http.ts';
+import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain } from './http.ts';
 import type { Listener } from './inbound.ts';
 
 export interface Route {
@@ -145,21 +144,13 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
   const server = createServer({ maxHeaderSize: 16 * 1024, headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
     handle(req, res).catch((err) => sendJson(res, 500, { error: { code: 'internal', message: (err as Error).message } }));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve());
-  });
-  const address = server.address() as AddressInfo;
+  const address = await listen(server, opts.port, opts.host);
   return {
     url: `http://${address.address}:${address.port}`,
     port: address.port,
     async close() {
       opts.identity.off('rotated', rotate);
-      const closed = new Promise((resolve) => server.close(resolve));
-      server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), 2_000);
-      await closed;
-      clearTimeout(timer);
+      await drain(server);
       await Promise.all([...generation.pools.values()].map((p) => p.close()));
     },
   };
