@@ -25,21 +25,42 @@ const WARMUP = 1_000;
 const BUDGET_MS = 4_000;
 const MIN_SAMPLES = 200;
 
-type Decide = (i: number) => unknown;
+/** `prepare` builds sample i's input outside the timing; `decide` is what is timed. */
+interface Engine {
+  prepare(i: number): unknown;
+  decide(input: unknown): unknown;
+  /** Anything worth reporting after the run (e.g. wasm memory before and after). */
+  report?(): Record<string, unknown>;
+}
 
-async function palisade(n: number): Promise<Decide> {
+/**
+ * Palisade: the compiled filter through the strict host, marshalling included. Each sample
+ * carries a fresh fingerprint jti (the filter's replay check would refuse a repeat), and
+ * the wasm memory before and after shows the request path does not grow the heap.
+ */
+async function palisade(n: number): Promise<Engine> {
   const { compilePolicy } = await import('../compiler/index.ts');
   const { loadFilter } = await import('../agent/host/index.ts');
   const compiled = await compilePolicy(`bench-${n}.policy.json`, JSON.stringify(generatePolicy(n)));
   if (!compiled.ok) throw new Error(compiled.diagnostics.map((d) => d.message).join('\n'));
   const filter = await loadFilter(compiled.wasm, { logLevel: 'warn' });
-  // One request per sample, built before measuring: each carries a fresh jti, as real traffic does.
-  const requests = Array.from({ length: WARMUP + SAMPLES }, (_, i) => requestFor(i % n, i));
-  return (i) => filter.handleRequest(requests[i]);
+  const pages = () => (filter as unknown as { vm: { memory: WebAssembly.Memory } }).vm.memory.buffer.byteLength / 65536;
+  const startPages = pages();
+  let forwarded = 0;
+  let decided = 0;
+  return {
+    prepare: (i) => requestFor(i % n, i),
+    decide: async (request) => {
+      const outcome = await filter.handleRequest(request as ReturnType<typeof requestFor>);
+      decided++;
+      if (outcome.kind === 'forward') forwarded++;
+    },
+    report: () => ({ wasmPages: `${startPages} → ${pages()}`, forwarded: `${forwarded}/${decided}`, wasmBytes: compiled.wasm.byteLength }),
+  };
 }
 
 /** Cedar: one permit/forbid per rule; request attributes travel in the context. */
-async function cedar(n: number): Promise<Decide> {
+async function cedar(n: number): Promise<Engine> {
   const cedarWasm = await import('@cedar-policy/cedar-wasm/nodejs');
   const rules = generatePolicy(n).rules as Rule[];
   const text = rules.map(cedarPolicy).join('\n');
@@ -57,10 +78,13 @@ async function cedar(n: number): Promise<Decide> {
       entities: [],
     };
   });
-  return (i) => {
-    const answer = cedarWasm.statefulIsAuthorized(calls[i % n]);
-    if (answer.type !== 'success') throw new Error('cedar failed');
-    return answer.response.decision;
+  return {
+    prepare: (i) => calls[i % n],
+    decide: (call) => {
+      const answer = cedarWasm.statefulIsAuthorized(call as (typeof calls)[number]);
+      if (answer.type !== 'success') throw new Error('cedar failed');
+      return answer.response.decision;
+    },
   };
 }
 
@@ -81,7 +105,7 @@ function cedarPolicy(rule: Rule): string {
 }
 
 /** Casbin: RBAC-less keyMatch model, one policy line per (caller, method, path) with allow/deny effects. */
-async function casbin(n: number): Promise<Decide> {
+async function casbin(n: number): Promise<Engine> {
   const { newEnforcer, newModelFromString, StringAdapter } = await import('casbin');
   const model = newModelFromString(`
 [request_definition]
@@ -102,19 +126,23 @@ m = keyMatch(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act
           for (const path of to.paths) lines.push(`p, ${sub}, ${path.replace(/\{([^}]+)\}/g, ':$1')}, ${method}, ${rule.effect}`);
   const enforcer = await newEnforcer(model, new StringAdapter(lines.join('\n')));
   const requests = Array.from({ length: n }, (_, i) => requestFor(i));
-  return (i) => {
-    const r = requests[i % n];
-    return enforcer.enforceSync(r.source.principal, r.path.split('?')[0], r.method);
+  return {
+    prepare: (i) => requests[i % n],
+    decide: (request) => {
+      const r = request as (typeof requests)[number];
+      return enforcer.enforceSync(r.source.principal, r.path.split('?')[0], r.method);
+    },
   };
 }
 
-async function measure(decide: Decide): Promise<number[]> {
-  for (let i = 0; i < WARMUP; i++) await decide(i);
+async function measure(engine: Engine): Promise<number[]> {
+  for (let i = 0; i < WARMUP; i++) await engine.decide(engine.prepare(SAMPLES + i));
   const times: number[] = [];
   const deadline = performance.now() + BUDGET_MS;
   for (let i = 0; i < SAMPLES && (i < MIN_SAMPLES || performance.now() < deadline); i++) {
+    const input = engine.prepare(i);
     const start = process.hrtime.bigint();
-    await decide(i);
+    await engine.decide(input);
     times.push(Number(process.hrtime.bigint() - start) / 1000);
   }
   return times.sort((a, b) => a - b);
@@ -127,9 +155,9 @@ if (!(engine in engines) || !Number.isInteger(n) || n < 1) {
   process.stderr.write('usage: decision.ts <palisade|cedar|casbin> <rules>\n');
   process.exit(2);
 }
-const decide = await engines[engine as keyof typeof engines](n);
-const times = await measure(decide);
+const subject = await engines[engine as keyof typeof engines](n);
+const times = await measure(subject);
 const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))];
 const mean = times.reduce((a, b) => a + b, 0) / times.length;
-process.stdout.write(`${JSON.stringify({ engine, rules: n, p50Us: at(0.5), p99Us: at(0.99), meanUs: mean, samples: times.length })}\n`);
+process.stdout.write(`${JSON.stringify({ engine, rules: n, p50Us: at(0.5), p99Us: at(0.99), meanUs: mean, samples: times.length, ...subject.report?.() })}\n`);
 process.exit(0);
