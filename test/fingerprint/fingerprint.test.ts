@@ -8,6 +8,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { compilePolicy } from '../../compiler/index.ts';
+import { EcdsServer } from '../../agent/xds/ecds.ts';
 import { compileChecked } from '../../compiler/index.ts';
 import { loadFilter, FilterLoadError, type Filter, type FilterRequest, type LoadOptions } from '../../agent/host/filter.ts';
 import { fingerprintClaims, withJwtAuthn } from '../../agent/host/fingerprint.ts';
@@ -170,6 +175,29 @@ test('invalid fingerprint configuration is refused by proxy_on_configure', async
       refused = err instanceof FilterLoadError;
     }
     assert.ok(refused, bad);
+  }
+});
+
+test('the plugin configuration ECDS serves (default and dry-run) keeps fingerprints required', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'palisade-fp-ecds-'));
+  const ecds = new EcdsServer({ codeDir: path.join(dir, 'ecds') });
+  try {
+    const source = 'examples/card-service/card-service.policy.json';
+    const compiled = await compilePolicy(source, readFileSync(source, 'utf8'));
+    if (!compiled.ok) throw new Error('card-service does not compile');
+    writeFileSync(path.join(dir, compiled.manifest.wasm.file), compiled.wasm);
+    const manifest = path.join(dir, 'card-service.manifest.json');
+    writeFileSync(manifest, JSON.stringify(compiled.manifest));
+    for (const configuration of [undefined, { mode: 'dry-run' }]) {
+      const p = ecds.publish(manifest, configuration ? { configuration } : {});
+      const f = await loadFilter(readFileSync(p.wasmPath), { configuration: p.configuration, rootId: p.resource, vmId: `fp-${randomUUID()}` });
+      open.push(f);
+      const d = await decide(f, { method: 'GET', path: '/cards', authority: 'card', source: { principal: 'spiffe://bank.example/ns/web/sa/frontend' } });
+      assert.is(d.reason, 'fingerprint_missing', p.configuration);
+    }
+  } finally {
+    ecds.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
