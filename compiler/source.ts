@@ -5,7 +5,7 @@
  * this string value" (expressions live inside JSON strings, escapes and all).
  */
 import { parse, evaluate } from '@humanwhocodes/momoa';
-import type { ValueNode, StringNode, MemberNode } from '@humanwhocodes/momoa';
+import type { ValueNode, StringNode, MemberNode, Token } from '@humanwhocodes/momoa';
 import type { Diagnostic, Span } from './ast.ts';
 
 export type { ValueNode, StringNode, MemberNode };
@@ -21,13 +21,18 @@ export interface Source {
 /** Parses `text`; on invalid JSON or duplicate keys returns diagnostics and no source. */
 export function parseSource(file: string, text: string): { source: Source | null; diagnostics: Diagnostic[] } {
   // A leading byte-order mark is not JSON; a space keeps every later offset unchanged.
-  const body = text.charCodeAt(0) === 0xfeff ? ` ${text.slice(1)}` : text;
+  // Lines end at LF (what editors, grep -n and sed count); momoa also ends one at a lone
+  // CR, so a lone CR, JSON whitespace like the space, is handed to it as a space.
+  const body = text.replace(/^\uFEFF/, ' ').replace(/\r(?!\n)/g, ' ');
   let root: ValueNode;
+  let tokens: Token[];
   try {
-    root = parse(body, { mode: 'json', ranges: true }).body;
+    ({ body: root, tokens = [] } = parse(body, { mode: 'json', ranges: true, tokens: true }));
   } catch (err) {
     return { source: null, diagnostics: [jsonSyntaxError(file, body, err)] };
   }
+  const control = rawControlCharacter(file, text, tokens);
+  if (control) return { source: null, diagnostics: [control] };
   const diagnostics = duplicateKeys(file, root, '');
   if (diagnostics.length) return { source: null, diagnostics };
   return { source: { file, text, root, value: evaluate(root) }, diagnostics };
@@ -44,6 +49,26 @@ function jsonSyntaxError(file: string, text: string, err: unknown): Diagnostic {
     : err instanceof RangeError ? 'invalid JSON: nested too deeply'
     : `invalid JSON: ${describeMomoa(raw)}`;
   return { severity: 'error', message, span: { file, line, col, pointer: '' } };
+}
+
+const ESCAPES: Record<string, string> = { '\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * JSON strings may not hold U+0000 to U+001F unescaped (RFC 8259 section 7), but momoa
+ * accepts them; every later stage relies on a string being on one line.
+ */
+function rawControlCharacter(file: string, text: string, tokens: Token[]): Diagnostic | null {
+  for (const t of tokens) {
+    if (t.type !== 'String' || !t.range) continue;
+    const at = text.slice(t.range[0], t.range[1]).search(/[\u0000-\u001f]/);
+    if (at < 0) continue;
+    const c = text[t.range[0] + at];
+    const escaped = ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+    const message = `invalid JSON: control character U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')} in a string; write it as ${escaped}`;
+    // The first control character of the token: no line break precedes it in the token.
+    return { severity: 'error', message, span: { file, line: t.loc.start.line, col: t.loc.start.column + at, pointer: '' } };
+  }
+  return null;
 }
 
 /** momoa speaks of token types ("RBrace"); people read characters. */

@@ -51,6 +51,35 @@ test('a leading byte-order mark is tolerated and columns stay exact', () => {
   assert.is(spanAt(source, '/a').col, 8);
 });
 
+test('raw control characters in strings are invalid JSON, located exactly', () => {
+  // An expression split over two lines by a raw line break, then a NUL (fuzz counterexample).
+  const cases: [string, number, number, RegExp][] = [
+    ['{\n  "when": "a\n\u0000 in b"}', 2, 13, /U\+000A in a string; write it as \\n$/],
+    ['{"when": "a \u0000"}', 1, 13, /U\+0000 in a string; write it as \\u0000$/],
+    ['{"a\tb": 1}', 1, 4, /U\+0009 .*\\t$/],
+    ['{"a": ["x", "\u001f"]}', 1, 14, /U\+001F .*\\u001f$/],
+    ['{"a": "x\ry"}', 1, 9, /U\+000D .*\\r$/],
+  ];
+  for (const [text, line, col, message] of cases) {
+    const { source, diagnostics } = parseSource('f.json', text);
+    assert.is(source, null, JSON.stringify(text));
+    assert.equal([diagnostics[0].span.line, diagnostics[0].span.col], [line, col], JSON.stringify(text));
+    assert.match(diagnostics[0].message, message);
+    assert.match(diagnostics[0].message, /^invalid JSON: control character/);
+  }
+  // DEL and line separators are not control characters in JSON.
+  assert.ok(parseSource('f.json', '{"a": "\u007f\u2028"}').source);
+});
+
+test('lines end at LF: a lone CR is whitespace, CRLF one line break', () => {
+  const at = (text: string) => parseSource('f.json', text).diagnostics.map((d) => [d.span.line, d.span.col]);
+  assert.equal(at('{"a": 1,\r "b": x}'), [[1, 16]]);
+  assert.equal(at('{"a": 1,\r\n "b": x}'), [[2, 7]]);
+  const { source } = parseSource('f.json', '{"a":\r1,\n"b": 2}');
+  assert.ok(source);
+  assert.equal(spanAt(source, '/b'), { file: 'f.json', line: 2, col: 6, pointer: '/b' });
+});
+
 test('offsets inside a string account for JSON escapes', () => {
   //           col: 1234567890123456789 0 1 2 34567890
   const text = '{"when": "a == \\"x\\u0041\\" && b"}';
