@@ -232,7 +232,7 @@ export async function runCases(filter: Filter, cases: TestCase[]): Promise<CaseR
  * = source, aud = the policy's service, htm, htu, iat = now, exp = now + 30, a random jti),
  * adjusted by `request.fingerprint`; null: none; a string: why it cannot be built.
  */
-function caseFingerprint(c: TestCase, run: string): Record<string, unknown> | null | string {
+export function caseFingerprint(c: TestCase, run: string): Record<string, unknown> | null | string {
   const { source, fingerprint, method, path: requestPath } = c.request;
   if (fingerprint === null || (source === undefined && fingerprint === undefined)) return null;
   if (c.service === undefined) return 'fingerprint: the policy file\'s "service" could not be read (it is the fingerprint\'s aud)';

@@ -9,7 +9,7 @@ import { compileChecked } from '../../compiler/index.ts';
 import { loadFilter, FilterLoadError, type Filter, type FilterRequest } from '../../agent/host/filter.ts';
 import fc from 'fast-check';
 import { checked, SERVICE } from './helpers.ts';
-import { withFingerprint } from '../../agent/host/fingerprint.ts';
+import { JWT_AUTHN, withFingerprint } from '../../agent/host/fingerprint.ts';
 import { decide } from '../compiler-frontend/oracle.ts';
 
 const WEB = 'spiffe://corp.test/ns/web/sa/frontend';
@@ -44,8 +44,11 @@ const user = (claims: Record<string, unknown>) => ({ 'envoy.filters.http.jwt_aut
 const req = (path: string, over: Partial<FilterRequest> = {}): FilterRequest => ({ method: 'GET', path, authority: 'api.corp.test', source: { principal: OPS }, ...over });
 
 interface Seen { kind: string; status: number; record: Record<string, unknown>; upstream: Record<string, string[]>; body: string }
-/** Every request carries the fingerprint jwt_authn verified for it (test/fingerprint covers its absence). */
-const signed = (r: FilterRequest): FilterRequest => withFingerprint(r, SERVICE);
+/**
+ * Every request carries the fingerprint jwt_authn verified for it (test/fingerprint covers its
+ * absence); one that already carries one keeps it.
+ */
+const signed = (r: FilterRequest): FilterRequest => (r.metadata?.[JWT_AUTHN]?.fingerprint ? r : withFingerprint(r, SERVICE));
 
 async function run(r: FilterRequest, f = filter): Promise<Seen> {
   const o = await f.handleRequest(signed(r));
@@ -198,8 +201,10 @@ test('differential: the filter decides like the reference interpreter on random 
   await fc.assert(fc.asyncProperty(request, async (r) => {
     const user = r.user && Object.fromEntries(Object.entries(r.user).filter(([, v]) => v !== undefined));
     const headers = { 'x-tenant': r.tenant, 'x-ops': 'spoof' };
-    const expected = decide(POLICY, { method: r.method, path: r.path, headers, source: r.source, user });
-    const s = await run({ method: r.method, path: r.path, authority: 'api.corp.test', headers, source: r.source ? { principal: r.source } : undefined, metadata: user ? { 'envoy.filters.http.jwt_authn': { user } } : undefined });
+    const sent = signed({ method: r.method, path: r.path, authority: 'api.corp.test', headers, source: r.source ? { principal: r.source } : undefined, metadata: user ? { [JWT_AUTHN]: { user } } : undefined });
+    const fingerprint = sent.metadata?.[JWT_AUTHN]?.fingerprint;
+    const expected = decide(POLICY, { method: r.method, path: r.path, headers, source: r.source, user, fingerprint });
+    const s = await run(sent);
     assert.equal([s.record.decision, s.status, s.record.rule], [expected.decision, expected.status, expected.rule], JSON.stringify(r));
     seen.add(`${s.status} ${s.record.rule}`);
     if (expected.upstreamHeaders) {

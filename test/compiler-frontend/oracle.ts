@@ -1,8 +1,9 @@
 /**
- * A reference interpreter of the decision semantics (issue 2 item 4, compiler/ast.ts) over a
- * `CheckedPolicy`, written straight from the spec and kept deliberately naive (a loop over
- * rules). It checks that the example case files say what the spec says, independently of
- * the compiled filter; the back end can use it for differential tests.
+ * A reference interpreter of the decision semantics (issue 2 item 4, compiler/ast.ts; README.md
+ * "Decisions" and "Fingerprints") over a `CheckedPolicy`, written straight from the spec and
+ * kept deliberately naive (a loop over rules, a list of fingerprint checks, an unbounded set
+ * of accepted jtis). It checks that the example case files say what the spec says,
+ * independently of the compiled filter; the back end can use it for differential tests.
  */
 import type { CheckedPolicy, CheckedRule, PathTemplate, PrincipalPattern, TExpr } from '../../compiler/ast.ts';
 
@@ -12,11 +13,15 @@ export interface CaseRequest {
   headers?: Record<string, string>;
   source?: string;
   user?: Record<string, unknown>;
+  /** The fingerprint claims jwt_authn verified (its `fingerprint` metadata); undefined: none. */
+  fingerprint?: unknown;
 }
 export interface Outcome {
   decision: 'allow' | 'deny' | 'unauthenticated';
   status: number;
   rule: string | null;
+  /** Only the reasons the spec names: why a fingerprint was refused (`fingerprint_*`). */
+  reason?: string;
   upstreamHeaders?: Record<string, string>;
 }
 
@@ -180,13 +185,52 @@ function applies(rule: CheckedRule, c: Ctx): boolean {
   return typeof v === 'boolean' ? v : rule.effect === 'deny';
 }
 
-export function decide(policy: CheckedPolicy, req: CaseRequest): Outcome {
+/** Clock skew and fingerprint lifetime, in seconds (README, "Fingerprints"). */
+const SKEW = 5;
+const LIFETIME = 30;
+
+/**
+ * Why the request's fingerprint is refused, in the order of the README's table, or null when
+ * it is accepted; an accepted fingerprint's jti joins `accepted`. The replay store's bound
+ * (`fingerprint_replay_full`) is a capacity limit of the filter, not modelled here.
+ */
+function refuseFingerprint(policy: CheckedPolicy, req: CaseRequest, accepted: Set<string>): string | null {
+  const fp = req.fingerprint;
+  if (fp === undefined) return 'fingerprint_missing';
+  if (!isMap(fp)) return 'fingerprint_malformed';
+  const { iss, sub, aud, htm, htu, jti, iat, exp } = fp;
+  const strings = [iss, sub, aud, htm, htu, jti].every((v) => typeof v === 'string');
+  if (!strings || typeof iat !== 'number' || typeof exp !== 'number') return 'fingerprint_malformed';
+  const now = Date.now() / 1000;
+  const failed: [string, boolean][] = [
+    ['fingerprint_sub', sub !== req.source],
+    ['fingerprint_iss', iss !== sub],
+    ['fingerprint_aud', aud !== policy.service],
+    ['fingerprint_htm', htm !== req.method],
+    ['fingerprint_htu', htu !== req.path.split('?')[0]],
+    ['fingerprint_exp', now - exp > SKEW],
+    ['fingerprint_iat', iat - now > SKEW || now - iat > LIFETIME + SKEW],
+    ['fingerprint_lifetime', exp - iat > LIFETIME],
+    ['fingerprint_replay', accepted.has(jti as string)],
+  ];
+  const reason = failed.find(([, fails]) => fails)?.[0] ?? null;
+  if (reason === null) accepted.add(jti as string);
+  return reason;
+}
+
+/**
+ * The decision for `req`. `accepted` is what the filter remembers between requests: the jti
+ * of every fingerprint it accepted (share one set across the requests of one case file run).
+ */
+export function decide(policy: CheckedPolicy, req: CaseRequest, accepted = new Set<string>()): Outcome {
   const dry = policy.mode === 'dry-run';
   const reply = (decision: Outcome['decision'], status: number, rule: string | null = null): Outcome =>
     ({ decision, status: dry ? 200 : status, rule });
   const path = normalizePath(req.path);
   if (path === null) return reply('deny', 400);
   if (!req.source) return reply('unauthenticated', 401);
+  const refused = refuseFingerprint(policy, req, accepted);
+  if (refused) return { ...reply('unauthenticated', 401), reason: refused };
   const headers = Object.fromEntries(Object.entries(req.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
   const query = Object.fromEntries(new URLSearchParams(req.path.split('?')[1] ?? ''));
   const base = { method: req.method, path, host: headers.host ?? '', headers, query, source: req.source, user: req.user };
