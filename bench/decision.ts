@@ -93,7 +93,7 @@ function cedarPolicy(rule: Rule): string {
   const callers = rule.from.map((p) => (p.endsWith('/*') ? `context.caller like ${q(p)}` : `context.caller == ${q(p)}`)).join(' || ');
   const to = rule.to[0];
   const actions = to.methods.map((m) => `Action::${q(m)}`).join(', ');
-  const paths = to.paths.map((p) => `context.path like ${q(p.replace(/\{[^}]+\}/g, '*'))}`).join(' || ');
+  const paths = to.paths.map((p) => `context.path like ${q(p.replace(/\{[^}]+\}/g, '*').replace(/\/\*\*$/, '/*'))}`).join(' || ');
   const conditions = [`(${callers})`, `(${paths})`];
   const header = rule.when?.match(/^request\.headers\['([^']+)'\] == '([^']+)'$/);
   if (header) conditions.push(`context.headers has ${q(header[1])} && context.headers[${q(header[1])}] == ${q(header[2])}`);
@@ -123,7 +123,7 @@ m = keyMatch(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act
     for (const sub of rule.from)
       for (const to of rule.to)
         for (const method of to.methods)
-          for (const path of to.paths) lines.push(`p, ${sub}, ${path.replace(/\{([^}]+)\}/g, ':$1')}, ${method}, ${rule.effect}`);
+          for (const path of to.paths) lines.push(`p, ${sub}, ${casbinPath(path)}, ${method}, ${rule.effect}`);
   const enforcer = await newEnforcer(model, new StringAdapter(lines.join('\n')));
   const requests = Array.from({ length: n }, (_, i) => requestFor(i));
   return {
@@ -133,6 +133,11 @@ m = keyMatch(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act
       return enforcer.enforceSync(r.source.principal, r.path.split('?')[0], r.method);
     },
   };
+}
+
+/** keyMatch2 spells `{id}` as `:id` and a trailing wildcard as `*` (it has no `**`). */
+function casbinPath(template: string): string {
+  return template.replace(/\{([^}]+)\}/g, ':$1').replace(/\/\*\*$/, '/*');
 }
 
 async function measure(engine: Engine): Promise<number[]> {
