@@ -45,6 +45,9 @@ export function register(program: CommandType): void {
       else process.stdout.write(`${ready}\n`);
       await untilSignal();
       await server.close();
+      // A worker's IPC channel to the primary keeps it alive after the server closes; without
+      // this a supervisor's SIGTERM left the workers (and so the primary) running.
+      if (cluster.isWorker) cluster.worker?.disconnect();
     });
 
   const token = new Command('token').description('one-time join tokens');

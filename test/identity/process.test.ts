@@ -69,6 +69,26 @@ test('CA processes: tokens created while serving, single use across two servers 
   }
 });
 
+test('ca serve --workers 2: issues over HTTPS, and one SIGTERM stops the primary and every worker', async () => {
+  const home = tempDir('ca-workers');
+  const dir = path.join(home, 'ca');
+  try {
+    await CertificateAuthority.init(dir, TD);
+    const bundle = readFileSync(path.join(dir, 'bundle.pem'), 'utf8');
+    const port = await freePort();
+    const ca = palisade(['ca', 'serve', '--dir', dir, '--listen', `127.0.0.1:${port}`, '--workers', '2']);
+    await ca.waitFor(/listening on .* \(2 workers\)/);
+    const { csr } = await csrAndKey();
+    const joined = await caRequest(`https://127.0.0.1:${port}/v1/join`, bundle, { body: { token: inProcessToken(dir), csr } });
+    assert.is(joined.status, 200);
+    ca.child.kill('SIGTERM'); // once, as a supervisor would: workers hold IPC channels and keep-alive sockets
+    const code = await Promise.race([ca.exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 10_000))]);
+    assert.is.not(code, 'still running');
+  } finally {
+    removeDir(home);
+  }
+});
+
 test('agent process: rotation pushed over SDS, CA down then back, key never on disk', async () => {
   const home = tempDir('agent-proc');
   const [dir, work, tmp] = ['ca', 'work', 'tmp'].map((name) => path.join(home, name)) as [string, string, string];
