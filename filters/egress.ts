@@ -7,7 +7,7 @@
 // the request with a 503 local reply.
 import "../runtime/abort"; // asc --use abort=runtime/abort/abort needs the file in the program
 import {
-  LOG_INFO, defineCounter, getPluginConfiguration, incrementCounter, log, replaceRequestHeader, retLen, retPtr, sendLocalResponse,
+  LOG_INFO, defineCounterNamed, getPluginConfiguration, incrementCounter, log, replaceRequestHeader, retLen, retPtr, sendLocalResponse,
 } from "../runtime/abi";
 import { Out, bytesEqual, bytesIndexOf } from "../runtime/bytes";
 import {
@@ -47,16 +47,11 @@ export function proxy_on_vm_start(rootId: i32, vmConfigSize: i32): bool { return
 export function proxy_on_configure(rootId: i32, size: i32): bool {
   const ok = size > 0 && getPluginConfiguration(size) && loadConfig(retPtr, retLen);
   if (metricSigned < 0) {
-    metricSigned = counter("palisade_egress_fingerprints.result=signed");
-    metricFailed = counter("palisade_egress_fingerprints.result=failed");
+    metricSigned = defineCounterNamed("palisade_egress_fingerprints.result=signed");
+    metricFailed = defineCounterNamed("palisade_egress_fingerprints.result=failed");
   }
   heap.reset();
   return ok;
-}
-
-function counter(name: string): i32 {
-  const o = new Out(64).ascii(name);
-  return defineCounter(o.ptr, o.len);
 }
 
 export function proxy_on_context_create(contextId: i32, parentId: i32): void {}

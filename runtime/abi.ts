@@ -3,6 +3,8 @@
 // Every value the host returns is written into memory obtained from our
 // proxy_on_memory_allocate, i.e. the per-request arena (see exports.ts).
 
+import { Out } from "./bytes";
+
 @external("env", "proxy_log")
 declare function proxy_log(level: i32, ptr: usize, len: usize): i32;
 @external("env", "proxy_get_property")
@@ -83,6 +85,12 @@ export function sendLocalResponse(status: i32, bodyPtr: usize, bodyLen: i32, hea
 /** Defines a counter; returns its id, or -1 when the host refuses. */
 export function defineCounter(namePtr: usize, nameLen: i32): i32 {
   return proxy_define_metric(METRIC_COUNTER, namePtr, nameLen, RET) == OK ? load<i32>(RET) : -1;
+}
+
+/** A counter metric by name (tags go in the name, `metric.tag=value`); call at configure time. */
+export function defineCounterNamed(name: string): i32 {
+  const o = new Out(64).ascii(name);
+  return defineCounter(o.ptr, o.len);
 }
 
 export function incrementCounter(id: i32): void {

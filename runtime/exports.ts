@@ -8,7 +8,7 @@
 // resetting the (stub runtime's bump) heap, so the host's buffers, decoded values and
 // log text of one request reuse the same memory as the previous one.
 import {
-  LOG_INFO, defineCounter, getPluginConfiguration, incrementCounter, log, removeRequestHeader,
+  LOG_INFO, defineCounterNamed, getPluginConfiguration, incrementCounter, log, removeRequestHeader,
   replaceRequestHeader, retLen, retPtr, sendLocalResponse,
 } from "./abi";
 import { Out, bytesEqual } from "./bytes";
@@ -49,18 +49,13 @@ export function proxy_on_configure(rootId: i32, size: i32): bool {
   dryRun = mode == CONFIG_DEFAULT ? t(H_DRY_RUN) != 0 : mode == CONFIG_DRY_RUN;
   fingerprints = !off;
   if (metricAllow < 0) {
-    metricAllow = counter("palisade_decisions.decision=allow");
-    metricDeny = counter("palisade_decisions.decision=deny");
-    metricUnauthenticated = counter("palisade_decisions.decision=unauthenticated");
-    metricReplayFull = counter("palisade_fingerprint_replay_full");
+    metricAllow = defineCounterNamed("palisade_decisions.decision=allow");
+    metricDeny = defineCounterNamed("palisade_decisions.decision=deny");
+    metricUnauthenticated = defineCounterNamed("palisade_decisions.decision=unauthenticated");
+    metricReplayFull = defineCounterNamed("palisade_fingerprint_replay_full");
   }
   heap.reset();
   return true;
-}
-
-function counter(name: string): i32 {
-  const o = new Out(48).ascii(name);
-  return defineCounter(o.ptr, o.len);
 }
 
 export function proxy_on_context_create(contextId: i32, parentId: i32): void {}
