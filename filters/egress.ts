@@ -5,6 +5,7 @@
 // then forwards it with `x-palisade-fingerprint`. No fingerprint, no request: whatever
 // goes wrong with the agent (refused call, error status, timeout, malformed answer) ends
 // the request with a 503 local reply.
+export * from "../runtime/lifecycle";
 import "../runtime/abort"; // asc --use abort=runtime/abort/abort needs the file in the program
 import {
   LOG_INFO, defineCounterNamed, getPluginConfiguration, incrementCounter, log, replaceRequestHeader, retLen, retPtr, sendLocalResponse,
@@ -36,13 +37,6 @@ const STATUS_200 = memory.data<u8>([50, 48, 48]); // "200"
 let metricSigned: i32 = -1;
 let metricFailed: i32 = -1;
 
-export function proxy_abi_version_0_2_1(): void {}
-
-export function proxy_on_memory_allocate(size: usize): usize { return heap.alloc(size); }
-export function malloc(size: usize): usize { return heap.alloc(size); }
-
-export function proxy_on_vm_start(rootId: i32, vmConfigSize: i32): bool { return true; }
-
 /** The configuration is required: without the signer and the targets nothing can be signed. */
 export function proxy_on_configure(rootId: i32, size: i32): bool {
   const ok = size > 0 && getPluginConfiguration(size) && loadConfig(retPtr, retLen);
@@ -53,8 +47,6 @@ export function proxy_on_configure(rootId: i32, size: i32): bool {
   heap.reset();
   return ok;
 }
-
-export function proxy_on_context_create(contextId: i32, parentId: i32): void {}
 
 export function proxy_on_request_headers(contextId: u32, headerCount: i32, endOfStream: i32): i32 {
   heap.reset();

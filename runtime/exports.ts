@@ -7,6 +7,7 @@
 // Memory: the filter keeps nothing on the heap between callbacks. Every request starts by
 // resetting the (stub runtime's bump) heap, so the host's buffers, decoded values and
 // log text of one request reuse the same memory as the previous one.
+export * from "./lifecycle";
 import {
   LOG_INFO, defineCounterNamed, getPluginConfiguration, incrementCounter, log, removeRequestHeader,
   replaceRequestHeader, retLen, retPtr, sendLocalResponse,
@@ -29,13 +30,6 @@ let metricDeny: i32 = -1;
 let metricUnauthenticated: i32 = -1;
 let metricReplayFull: i32 = -1;
 
-export function proxy_abi_version_0_2_1(): void {}
-
-export function proxy_on_memory_allocate(size: usize): usize { return heap.alloc(size); }
-export function malloc(size: usize): usize { return heap.alloc(size); }
-
-export function proxy_on_vm_start(rootId: i32, vmConfigSize: i32): bool { return true; }
-
 /** Reads the plugin configuration; anything but a valid one rejects the filter (false). */
 export function proxy_on_configure(rootId: i32, size: i32): bool {
   let mode = CONFIG_DEFAULT;
@@ -57,8 +51,6 @@ export function proxy_on_configure(rootId: i32, size: i32): bool {
   heap.reset();
   return true;
 }
-
-export function proxy_on_context_create(contextId: i32, parentId: i32): void {}
 
 export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOfStream: i32): i32 {
   heap.reset();

@@ -1,0 +1,13 @@
+// The proxy-wasm exports every Palisade filter has in common (ABI 0.2.1): the version
+// marker Envoy looks for, the allocator it writes returned values into (the per-request
+// bump heap; see exports.ts), and the callbacks no filter of ours needs to act on.
+// Entry points re-export this module (`export * from "../runtime/lifecycle"`).
+
+export function proxy_abi_version_0_2_1(): void {}
+
+export function proxy_on_memory_allocate(size: usize): usize { return heap.alloc(size); }
+export function malloc(size: usize): usize { return heap.alloc(size); }
+
+export function proxy_on_vm_start(rootId: i32, vmConfigSize: i32): bool { return true; }
+
+export function proxy_on_context_create(contextId: i32, parentId: i32): void {}
