@@ -417,7 +417,8 @@ function requestHeaders(request: FilterRequest): Pair[] {
   const given = request.headers;
   if (Array.isArray(given)) for (const [k, v] of given) addRequestHeader(headers, k, v);
   else if (given) {
-    for (const name of Object.keys(given)) {
+    for (const name in given) {
+      if (!Object.hasOwn(given, name)) continue;
       const value = given[name];
       if (Array.isArray(value)) for (const v of value) addRequestHeader(headers, name, v);
       else addRequestHeader(headers, name, value);

@@ -48,6 +48,26 @@ export function writeUtf8(s: string, out: Uint8Array, at: number): number {
   return at - start;
 }
 
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Writes `s` at `out[at]` when it is all ASCII (then its UTF-8 length is s.length, known
+ * without a scan) and returns s.length; stops at the first other character and returns -1,
+ * having written only inside s.length bytes. The one-pass fast path for host-built values.
+ */
+export function writeAscii(s: string, out: Uint8Array, at: number): number {
+  for (let k = 0; k < s.length; k++) {
+    const c = s.charCodeAt(k);
+    if (c >= 0x80) return -1;
+    out[at + k] = c;
+  }
+  return s.length;
+}
+
 export function encodeUtf8(s: string): Uint8Array {
   const out = new Uint8Array(utf8Length(s));
   writeUtf8(s, out, 0);
@@ -76,6 +96,31 @@ export function pairsSize(pairs: readonly Pair<string | Bytes>[]): number {
 }
 
 const len = (x: string | Bytes): number => (typeof x === 'string' ? utf8Length(x) : x.length);
+
+/** pairsSize when every string is ASCII (no scan): what writeAsciiPairs needs. */
+export function asciiPairsSize(pairs: readonly Pair[]): number {
+  let size = 4 + pairs.length * 10;
+  for (const [k, v] of pairs) size += k.length + v.length;
+  return size;
+}
+
+/** writePairs in one pass for all-ASCII pairs; false (within asciiPairsSize) at the first other character. */
+export function writeAsciiPairs(pairs: readonly Pair[], out: Uint8Array, offset: number): boolean {
+  putU32(out, offset, pairs.length);
+  let head = offset + 4;
+  let data = head + pairs.length * 8;
+  for (const [k, v] of pairs) {
+    if (writeAscii(k, out, data) < 0) return false;
+    out[(data += k.length)] = 0;
+    if (writeAscii(v, out, ++data) < 0) return false;
+    out[(data += v.length)] = 0;
+    data++;
+    putU32(out, head, k.length);
+    putU32(out, head + 4, v.length);
+    head += 8;
+  }
+  return true;
+}
 
 /** Writes pairs into `out` at `offset` (which must have room for `pairsSize`). */
 export function writePairs(pairs: readonly Pair<string | Bytes>[], out: Uint8Array, offset: number): void {

@@ -9,7 +9,8 @@
  * Envoy's lookup-only wrappers (`request`, `request.headers`, `connection`, …) as a whole.
  */
 import { Status } from './abi.ts';
-import { encodePairs, encodeUtf8, decodeUtf8, utf8Length, writeUtf8, type Pair, type Bytes } from './pairs.ts';
+import { encodePairs, encodeUtf8, decodeUtf8, type Pair, type Bytes } from './pairs.ts';
+import { metadataSize, writeMetadata } from './metadata-pb.ts';
 
 /** A value reachable through a property path. */
 export type PropertyValue =
@@ -29,10 +30,24 @@ export abstract class Lookup {
   abstract get(key: string): PropertyValue | undefined;
 }
 
-/** A protobuf message: walked by field name, serialized as its wire bytes. */
+/**
+ * A protobuf message: walked by field name, serialized as its wire bytes. Written in two
+ * steps so the host can put the bytes straight into the module's memory: size(exact)
+ * right before write() of that many bytes. With exact false the size assumes every string
+ * is ASCII (no scan); write() then answers false if one is not, and the caller starts
+ * over with exact true (write() then always succeeds).
+ */
 export abstract class Message {
   constructor(readonly fields: Record<string, PropertyValue>) {}
-  abstract serialize(): Uint8Array;
+  abstract size(exact: boolean): number;
+  abstract write(out: Uint8Array, at: number): boolean;
+  serialize(): Uint8Array {
+    let out = new Uint8Array(this.size(false));
+    if (this.write(out, 0)) return out;
+    out = new Uint8Array(this.size(true));
+    this.write(out, 0);
+    return out;
+  }
 }
 
 const splitCache = new Map<string, string[]>();
@@ -93,8 +108,6 @@ export function serialize(value: PropertyValue): Uint8Array | number {
   if (value === null || value === undefined || value instanceof Lookup) return Status.SERIALIZATION_FAILURE;
   if (value instanceof Uint8Array) return value;
   if (value instanceof Message) return value.serialize();
-  const cached = serialized.get(value);
-  if (cached) return cached;
   const pairs: Pair<string | Bytes>[] = [];
   if (Array.isArray(value)) {
     for (const item of value) {
@@ -109,17 +122,8 @@ export function serialize(value: PropertyValue): Uint8Array | number {
       pairs.push([key, bytes]);
     }
   }
-  const bytes = encodePairs(pairs);
-  serialized.set(value, bytes);
-  return bytes;
+  return encodePairs(pairs);
 }
-
-/**
- * Serialized maps and lists by identity: claims objects are reused across requests (one
- * verified token, many requests), so the host encodes them once. Values handed to the
- * host are treated as immutable.
- */
-const serialized = new WeakMap<object, Uint8Array>();
 
 /** The `metadata` attribute: envoy.config.core.v3.Metadata with `filter_metadata` Structs. */
 export function metadataMessage(filterMetadata: Record<string, PropertyValue>): Message {
@@ -130,155 +134,10 @@ class MetadataMessage extends Message {
   constructor(private readonly filterMetadata: Record<string, PropertyValue>) {
     super({ filter_metadata: filterMetadata, typed_filter_metadata: {} });
   }
-  serialize(): Uint8Array {
-    return encodeMetadata(this.filterMetadata);
+  size(exact: boolean): number {
+    return metadataSize(this.filterMetadata, exact);
   }
-}
-
-/**
- * Protobuf wire encoding of Metadata { map<string, google.protobuf.Struct> filter_metadata = 1 }
- * and of Struct/Value/ListValue, by hand: this runs per request, and protobufjs' generic
- * path costs several microseconds. Encoded Structs are cached by object identity.
- */
-function encodeMetadata(filterMetadata: Record<string, PropertyValue>): Uint8Array {
-  const cached = structs.get(filterMetadata);
-  if (cached) return cached;
-  const w = new ProtoWriter();
-  for (const name of Object.keys(filterMetadata)) {
-    const struct = encodeStruct(filterMetadata[name]);
-    w.tag(1, 2).uint(utf8Length(name) + struct.length + 2 + varintLength(utf8Length(name)) + varintLength(struct.length));
-    w.string(1, name).bytes(2, struct);
-  }
-  const out = w.finish();
-  structs.set(filterMetadata, out);
-  return out;
-}
-
-/** Encodings by object identity (metadata objects, Structs, claims): values handed to the host are immutable. */
-const structs = new WeakMap<object, Uint8Array>();
-
-function encodeStruct(value: PropertyValue): Uint8Array {
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array || value instanceof Lookup || value instanceof Message) {
-    return new Uint8Array(0);
-  }
-  let out = structs.get(value);
-  if (out) return out;
-  const w = new ProtoWriter();
-  for (const key of Object.keys(value)) {
-    // Scalars are written in place (their length is known up front); only nested maps and
-    // lists are encoded apart: claims are mostly strings and numbers, fresh per request.
-    const v = value[key];
-    const nested = isScalar(v) ? null : encodeValue(v);
-    const vl = nested ? nested.length : scalarLength(v as Scalar);
-    const k = utf8Length(key);
-    w.tag(1, 2).uint(1 + varintLength(k) + k + 1 + varintLength(vl) + vl);
-    w.string(1, key).tag(2, 2).uint(vl);
-    if (nested) w.raw(nested);
-    else writeScalar(w, v as Scalar);
-  }
-  out = w.finish();
-  structs.set(value, out);
-  return out;
-}
-
-function encodeValue(v: PropertyValue): Uint8Array {
-  const w = new ProtoWriter();
-  if (isScalar(v)) writeScalar(w, v);
-  else if (Array.isArray(v)) {
-    let list = structs.get(v);
-    if (!list) {
-      const items = new ProtoWriter();
-      for (const item of v) items.bytes(1, encodeValue(item));
-      structs.set(v, (list = items.finish()));
-    }
-    w.bytes(6, list);
-  } else w.bytes(5, encodeStruct(v));
-  return w.finish();
-}
-
-type Scalar = null | undefined | number | bigint | string | boolean | Uint8Array;
-
-function isScalar(v: PropertyValue | undefined): v is Scalar {
-  return v === null || typeof v !== 'object' || v instanceof Uint8Array;
-}
-
-/** Bytes of a scalar's Value message (what writeScalar writes). */
-function scalarLength(v: Scalar): number {
-  if (v === null || v === undefined || typeof v === 'boolean') return 2;
-  if (typeof v === 'number' || typeof v === 'bigint') return 9;
-  const n = typeof v === 'string' ? utf8Length(v) : v.length;
-  return 1 + varintLength(n) + n;
-}
-
-function writeScalar(w: ProtoWriter, v: Scalar): void {
-  if (v === null || v === undefined) w.tag(1, 0).uint(0);
-  else if (typeof v === 'number' || typeof v === 'bigint') w.tag(2, 1).double(Number(v));
-  else if (typeof v === 'string') w.string(3, v);
-  else if (typeof v === 'boolean') w.tag(4, 0).uint(v ? 1 : 0);
-  else w.bytes(3, v);
-}
-
-const varintLength = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
-
-const F64 = new Float64Array(1);
-const F64_BYTES = new Uint8Array(F64.buffer);
-
-/**
- * One scratch buffer for every writer, used as a stack: a writer started while another one
- * is encoding (a nested Struct or list, always finished before the outer one writes again)
- * begins above the outer one's bytes, and finish() copies its bytes out and pops it. No
- * buffer per value, which is what made fresh claims per request expensive.
- */
-let scratch = new Uint8Array(4096);
-let top = 0;
-
-class ProtoWriter {
-  private readonly start = top;
-  private at = top;
-  private room(n: number): void {
-    top = this.at + n;
-    if (top <= scratch.length) return;
-    const bigger = new Uint8Array(Math.max(scratch.length * 2, top));
-    bigger.set(scratch.subarray(0, this.at));
-    scratch = bigger;
-  }
-  uint(n: number): this {
-    this.room(5);
-    while (n >= 0x80) {
-      scratch[this.at++] = (n & 0x7f) | 0x80;
-      n >>>= 7;
-    }
-    scratch[this.at++] = n;
-    return this;
-  }
-  tag(field: number, wire: number): this {
-    return this.uint((field << 3) | wire);
-  }
-  double(x: number): this {
-    this.room(8);
-    F64[0] = x; // little-endian, as every platform Node runs on
-    scratch.set(F64_BYTES, this.at);
-    this.at += 8;
-    return this;
-  }
-  raw(b: Uint8Array): this {
-    this.room(b.length);
-    scratch.set(b, this.at);
-    this.at += b.length;
-    return this;
-  }
-  string(field: number, s: string): this {
-    const n = utf8Length(s);
-    this.tag(field, 2).uint(n).room(n);
-    this.at += writeUtf8(s, scratch, this.at);
-    return this;
-  }
-  bytes(field: number, b: Uint8Array): this {
-    this.tag(field, 2).uint(b.length);
-    return this.raw(b);
-  }
-  finish(): Uint8Array {
-    top = this.start;
-    return scratch.slice(this.start, this.at);
+  write(out: Uint8Array, at: number): boolean {
+    return writeMetadata(this.filterMetadata, out, at);
   }
 }

@@ -5,13 +5,20 @@
  * VM id, with compare-and-swap versions.
  */
 import { Status } from './abi.ts';
+import { encodeUtf8, sameBytes } from './pairs.ts';
 
 interface Entry {
+  key: Uint8Array;
   value: Uint8Array;
   cas: number;
 }
 
-const data = new Map<string, Map<string, Entry>>();
+/**
+ * Per VM id, entries by a hash of the key's bytes. Keys arrive as bytes in module memory on
+ * every request (the fingerprint replay store reads and writes one slot per request):
+ * hashing and comparing them in place avoids building a string per call.
+ */
+const data = new Map<string, Map<number, Entry[]>>();
 let nextCas = 1;
 
 function casValue(): number {
@@ -20,17 +27,47 @@ function casValue(): number {
   return cas;
 }
 
-export function getSharedData(vmId: string, key: string): Entry | undefined {
-  return data.get(vmId)?.get(key);
+/** FNV-1a over the key bytes. */
+function hash(key: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key[i], 0x01000193);
+  return h >>> 0;
 }
 
-/** `cas` 0: unconditional. Otherwise it must equal the stored version (a new key always succeeds). */
-export function setSharedData(vmId: string, key: string, value: Uint8Array, cas: number): number {
+const bytesOf = (key: string | Uint8Array): Uint8Array => (typeof key === 'string' ? encodeUtf8(key) : key);
+
+function find(bucket: Entry[] | undefined, key: Uint8Array): Entry | undefined {
+  if (bucket) for (const entry of bucket) if (sameBytes(entry.key, key)) return entry;
+  return undefined;
+}
+
+/** The entry for `key` (UTF-8 bytes or a string); its value must not be kept past the call. */
+export function getSharedData(vmId: string, key: string | Uint8Array): Entry | undefined {
+  const k = bytesOf(key);
+  return find(data.get(vmId)?.get(hash(k)), k);
+}
+
+/**
+ * `cas` 0: unconditional. Otherwise it must equal the stored version (a new key always
+ * succeeds). Key and value are copied (they may be views into module memory).
+ */
+export function setSharedData(vmId: string, key: string | Uint8Array, value: Uint8Array, cas: number): number {
+  const k = bytesOf(key);
   let store = data.get(vmId);
   if (!store) data.set(vmId, (store = new Map()));
-  const entry = store.get(key);
+  const h = hash(k);
+  let bucket = store.get(h);
+  const entry = find(bucket, k);
   if (entry && cas !== 0 && cas !== entry.cas) return Status.CAS_MISMATCH;
-  store.set(key, { value, cas: casValue() });
+  if (!entry) {
+    if (!bucket) store.set(h, (bucket = []));
+    bucket.push({ key: k.slice(), value: value.slice(), cas: casValue() });
+    return Status.OK;
+  }
+  // Same-size updates (a replay slot of the same entry count) reuse the stored buffer.
+  if (entry.value.length === value.length) entry.value.set(value);
+  else entry.value = value.slice();
+  entry.cas = casValue();
   return Status.OK;
 }
 

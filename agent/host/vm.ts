@@ -10,8 +10,8 @@ import {
   MetricType, IMPORTS, CALLBACKS, ABI_EXPORT, OTHER_ABI_EXPORTS, type LogLevelName,
 } from './abi.ts';
 import { readSurface, describeSignature } from './module.ts';
-import { decodeRawPairs, decodeUtf8, utf8Length, writeUtf8, encodeUtf8, writePairs, pairsSize, type Pair } from './pairs.ts';
-import { splitPath, resolve, serialize, type PropertyValue } from './properties.ts';
+import { decodeRawPairs, decodeUtf8, utf8Length, writeUtf8, encodeUtf8, writePairs, pairsSize, asciiPairsSize, writeAsciiPairs, sameBytes, type Pair } from './pairs.ts';
+import { splitPath, resolve, serialize, Message, type PropertyValue } from './properties.ts';
 import * as shared from './shared.ts';
 
 /** Thrown when a module cannot be loaded the way Envoy would refuse it. */
@@ -317,12 +317,52 @@ export class Vm {
     return this.setU32(ptrPtr, ptr) && this.setU32(sizePtr, size) ? Status.OK : Status.INVALID_MEMORY_ACCESS;
   }
 
+  /**
+   * The segments of the property path at [ptr, ptr+len), or null when out of bounds.
+   * Filters read the same few paths from their static data on every request: a path seen
+   * at the same address with the same bytes is not decoded again.
+   */
+  private pathAt(ptr: number, len: number): string[] | null {
+    const bytes = this.read(ptr, len);
+    if (!bytes) return null;
+    const known = this.paths.get(ptr >>> 0);
+    if (known && sameBytes(known.bytes, bytes)) return known.segments;
+    const segments = splitPath(bytes);
+    if (this.paths.size < 256 || known) this.paths.set(ptr >>> 0, { bytes: bytes.slice(), segments });
+    return segments;
+  }
+
+  private readonly paths = new Map<number, { bytes: Uint8Array; segments: string[] }>();
+
+  /** A protobuf message written straight into module memory (no intermediate buffer). */
+  private writeOut(message: Message, ptrPtr: number, sizePtr: number): number {
+    let size = message.size(false);
+    let ptr = 0;
+    if (size > 0) {
+      ptr = this.alloc(size);
+      if (ptr === 0) return Status.INVALID_MEMORY_ACCESS;
+      if (!message.write(this.view(), ptr)) {
+        size = message.size(true);
+        ptr = this.alloc(size);
+        if (ptr === 0) return Status.INVALID_MEMORY_ACCESS;
+        message.write(this.view(), ptr);
+      }
+    }
+    return this.setU32(ptrPtr, ptr) && this.setU32(sizePtr, size) ? Status.OK : Status.INVALID_MEMORY_ACCESS;
+  }
+
+  /** Header maps are nearly always ASCII: one pass, and the exact UTF-8 encoding only when not. */
   private copyPairsOut(pairs: Pair[], ptrPtr: number, sizePtr: number): number {
     if (pairs.length === 0) return this.copyOut('', ptrPtr, sizePtr);
-    const size = pairsSize(pairs);
-    const ptr = this.alloc(size);
+    let size = asciiPairsSize(pairs);
+    let ptr = this.alloc(size);
     if (ptr === 0) return Status.INVALID_MEMORY_ACCESS;
-    writePairs(pairs, this.view(), ptr);
+    if (!writeAsciiPairs(pairs, this.view(), ptr)) {
+      size = pairsSize(pairs);
+      ptr = this.alloc(size);
+      if (ptr === 0) return Status.INVALID_MEMORY_ACCESS;
+      writePairs(pairs, this.view(), ptr);
+    }
     return this.setU32(ptrPtr, ptr) && this.setU32(sizePtr, size) ? Status.OK : Status.INVALID_MEMORY_ACCESS;
   }
 
@@ -429,9 +469,10 @@ export class Vm {
     return {
       proxy_log: (level: number, ptr: number, size: number) => {
         if (level >>> 0 > LogLevel.critical) return S.BAD_ARGUMENT;
+        if (level < this.logThreshold) return this.read(ptr, size) ? S.OK : S.INVALID_MEMORY_ACCESS; // dropped: not decoded
         const message = this.readString(ptr, size);
         if (message === null) return S.INVALID_MEMORY_ACCESS;
-        if (level >= this.logThreshold) this.emitLog(level, message, this.ctx().id);
+        this.emitLog(level, message, this.ctx().id);
         return S.OK;
       },
       proxy_get_log_level: (ptr: number) => (this.setU32(ptr, this.logThreshold) ? S.OK : S.INVALID_MEMORY_ACCESS),
@@ -447,11 +488,12 @@ export class Vm {
         return S.OK;
       },
       proxy_get_property: (pp: number, ps: number, ptrPtr: number, sizePtr: number) => {
-        const path = this.read(pp, ps);
-        if (!path) return S.INVALID_MEMORY_ACCESS;
-        const value = resolve(splitPath(path), this.topProperty);
+        const segments = this.pathAt(pp, ps);
+        if (!segments) return S.INVALID_MEMORY_ACCESS;
+        const value = resolve(segments, this.topProperty);
         if (value === undefined) return S.NOT_FOUND;
         if (typeof value === 'string') return this.copyOut(value, ptrPtr, sizePtr); // written straight into the module
+        if (value instanceof Message) return this.writeOut(value, ptrPtr, sizePtr);
         const bytes = serialize(value);
         if (typeof bytes === 'number') return bytes;
         return this.copyOut(bytes, ptrPtr, sizePtr);
@@ -475,7 +517,7 @@ export class Vm {
         return S.OK;
       },
       proxy_get_shared_data: (kp: number, ks: number, ptrPtr: number, sizePtr: number, casPtr: number) => {
-        const key = this.readString(kp, ks);
+        const key = this.read(kp, ks);
         if (key === null) return S.INVALID_MEMORY_ACCESS;
         const entry = shared.getSharedData(this.options.vmId, key);
         if (!entry) return S.NOT_FOUND;
@@ -484,10 +526,10 @@ export class Vm {
         return this.setU32(casPtr, entry.cas) ? S.OK : S.INVALID_MEMORY_ACCESS;
       },
       proxy_set_shared_data: (kp: number, ks: number, vp: number, vs: number, cas: number) => {
-        const key = this.readString(kp, ks);
+        const key = this.read(kp, ks);
         const value = this.read(vp, vs);
         if (key === null || !value) return S.INVALID_MEMORY_ACCESS;
-        return shared.setSharedData(this.options.vmId, key, value.slice(), cas >>> 0);
+        return shared.setSharedData(this.options.vmId, key, value, cas >>> 0);
       },
       proxy_register_shared_queue: (np: number, ns: number, tokenPtr: number) => {
         const name = this.readString(np, ns);
