@@ -10,7 +10,7 @@ import {
   MetricType, IMPORTS, CALLBACKS, ABI_EXPORT, OTHER_ABI_EXPORTS, type LogLevelName,
 } from './abi.ts';
 import { readSurface, describeSignature } from './module.ts';
-import { decodeRawPairs, decodeUtf8, utf8Length, writeUtf8, encodeUtf8, writePairs, pairsSize, asciiPairsSize, writeAsciiPairs, sameBytes, type Pair } from './pairs.ts';
+import { decodeRawPairs, decodeUtf8, utf8Length, writeUtf8, encodeUtf8, writePairs, pairsSize, asciiPairsSize, writeAscii, writeAsciiPairs, sameBytes, type Pair } from './pairs.ts';
 import { splitPath, resolve, serialize, Message, type PropertyValue } from './properties.ts';
 import * as shared from './shared.ts';
 
@@ -108,6 +108,8 @@ export class Vm {
   readonly rootContextId: number;
   failed: string | null = null;
   private readonly fn: Exports;
+  private readonly callbacks = new Map<string, (...args: number[]) => any>();
+  private readonly allocate: (size: number) => number;
   private readonly memory: WebAssembly.Memory;
   private u8: Uint8Array;
   private dv: DataView;
@@ -141,6 +143,10 @@ export class Vm {
       throw new FilterLoadError(`Wasm VM failed to start: ${(err as Error).message}`);
     }
     this.fn = instance.exports as Exports;
+    // The module's functions by name, looked up per callback: a Map is cheaper than the
+    // exports object (a frozen object with one property per export).
+    for (const [name, f] of Object.entries(this.fn)) if (typeof f === 'function') this.callbacks.set(name, f);
+    this.allocate = this.fn.malloc ?? this.fn.proxy_on_memory_allocate;
     this.memory = instance.exports.memory as WebAssembly.Memory;
     this.u8 = new Uint8Array(this.memory.buffer);
     this.dv = new DataView(this.memory.buffer);
@@ -170,7 +176,7 @@ export class Vm {
   /** Calls an exported callback as `ctx`; a trap marks the VM failed (as Envoy does) and yields undefined. */
   call(ctx: Context, name: string, a = 0, b = 0, c = 0, d = 0, e = 0): number | undefined {
     if (this.failed) return undefined;
-    const f = this.fn[name];
+    const f = this.callbacks.get(name);
     if (!f) return undefined;
     const saved = this.current;
     const savedEffective = this.effective;
@@ -299,20 +305,24 @@ export class Vm {
 
   /** Memory from the module's allocator (malloc or proxy_on_memory_allocate); 0 on failure. */
   private alloc(size: number): number {
-    const f = this.fn.malloc ?? this.fn.proxy_on_memory_allocate;
-    const ptr = f(size) >>> 0;
+    const ptr = this.allocate(size) >>> 0;
     return ptr !== 0 && ptr + size <= this.view().length ? ptr : 0;
   }
 
   /** Envoy's copyToPointerSize: allocate in the module, copy, write pointer and size. */
   private copyOut(value: Uint8Array | string, ptrPtr: number, sizePtr: number): number {
-    const size = typeof value === 'string' ? utf8Length(value) : value.length;
+    let size = value.length; // a string's UTF-8 size when it is ASCII (checked while copying)
     let ptr = 0;
     if (size > 0) {
       ptr = this.alloc(size);
       if (ptr === 0) return Status.INVALID_MEMORY_ACCESS;
-      if (typeof value === 'string') writeUtf8(value, this.view(), ptr);
-      else this.view().set(value, ptr);
+      if (typeof value !== 'string') this.view().set(value, ptr);
+      else if (writeAscii(value, this.view(), ptr) < 0) {
+        size = utf8Length(value);
+        ptr = this.alloc(size);
+        if (ptr === 0) return Status.INVALID_MEMORY_ACCESS;
+        writeUtf8(value, this.view(), ptr);
+      }
     }
     return this.setU32(ptrPtr, ptr) && this.setU32(sizePtr, size) ? Status.OK : Status.INVALID_MEMORY_ACCESS;
   }
