@@ -3,7 +3,8 @@
  * methods, exact and wildcard callers across namespaces, some `when` conditions, deny rules
  * and injections, the way a large organization's policy looks. Deterministic for a given n.
  * `requestFor(i, sample)` builds a request (host API shape) that rule i allows when it is an
- * allow, with the fingerprint Envoy's jwt_authn would have verified for it.
+ * allow, with the fingerprint Envoy's jwt_authn would have verified for it (unless
+ * `fingerprinted` is false).
  */
 import { randomBytes } from 'node:crypto';
 import { fingerprintClaims } from '../agent/host/fingerprint.ts';
@@ -39,9 +40,10 @@ const RUN = randomBytes(6).toString('base64url');
  * fingerprint's jti unique: build one request per measured sample, or the filter's replay
  * check (not the decision) is what gets measured.
  */
-export function requestFor(i: number, sample = 0) {
+export function requestFor(i: number, sample = 0, fingerprinted = true) {
   const method = METHODS[i % 5];
   const path = `/api/v${i % 3}/res${i}/42?page=1`;
+  const user = { sub: `user-${i}`, scope: `scope${i % 7} other` };
   const fingerprint = fingerprintClaims({ caller: caller(i), service: BENCH_SERVICE, method, path, jti: `${RUN}.${i}.${sample}` });
   return {
     method,
@@ -49,6 +51,6 @@ export function requestFor(i: number, sample = 0) {
     authority: 'api.bench.example',
     headers: { 'x-tenant': 't-1', 'x-request-id': `bench-${i}` },
     source: { principal: caller(i) },
-    metadata: { 'envoy.filters.http.jwt_authn': { user: { sub: `user-${i}`, scope: `scope${i % 7} other` }, fingerprint } },
+    metadata: { 'envoy.filters.http.jwt_authn': fingerprinted ? { user, fingerprint } : { user } },
   };
 }
