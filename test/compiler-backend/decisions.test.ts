@@ -216,6 +216,34 @@ test('differential: the filter decides like the reference interpreter on random 
   }
 });
 
+test('more than 31 distinct methods: method lists replace the bit mask, decisions unchanged', async () => {
+  // 33 methods: a per-method bit would overflow, so emit.ts switches to method lists.
+  const methods = Array.from({ length: 33 }, (_, i) => `M${String(i).padStart(2, '0')}`);
+  const policy = checked([
+    ...methods.map((m, i) => ({ id: `m${i}`, effect: 'allow', from: [WEB], to: [{ methods: [m], paths: [`/r${i % 3}`] }] })),
+    { id: 'deny-last', effect: 'deny', to: [{ methods: ['M32', 'M31'], paths: ['/r2'] }] },
+  ]);
+  const { wasm } = await compileChecked(policy);
+  const many = await loadFilter(wasm);
+  try {
+    const decisionOf = async (method: string, path: string) => {
+      const o = await many.handleRequest(signed({ method, path, authority: 'api.corp.test', source: { principal: WEB } }));
+      const line = o.logs.find((l) => l.message.startsWith('palisade.decision '))!;
+      const record = JSON.parse(line.message.slice('palisade.decision '.length));
+      return `${o.status} ${record.rule}`;
+    };
+    assert.is(await decisionOf('M00', '/r0'), '200 m0');
+    assert.is(await decisionOf('M30', '/r0'), '200 m30');
+    assert.is(await decisionOf('M31', '/r1'), '200 m31');
+    assert.is(await decisionOf('M32', '/r2'), '403 deny-last');
+    assert.is(await decisionOf('M31', '/r0'), '403 null', 'right method, wrong path');
+    assert.is(await decisionOf('M00', '/r1'), '403 null', 'right path, wrong method');
+    assert.is(await decisionOf('GET', '/r0'), '403 null', 'a method no rule names');
+  } finally {
+    await many.close();
+  }
+});
+
 test('memory: steady state after warm-up — no growth over 20,000 mixed requests', async () => {
   const mix = [req('/healthz'), req('/admin/../accounts/1', { source: { principal: WEB }, metadata: user({ sub: 'a', scope: 'read', email_verified: true }) }), req('/bad%2F'), req('/x', { source: undefined })];
   const pages = () => ((filter as unknown as { vm: { memory: WebAssembly.Memory } }).vm.memory.buffer.byteLength);
