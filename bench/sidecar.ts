@@ -14,7 +14,6 @@ import { setFlagsFromString } from 'node:v8';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { once } from 'node:events';
 import { runInNewContext } from 'node:vm';
-import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import * as x509 from '@peculiar/x509';
 import { Agent, Pool, request } from 'undici';
@@ -28,6 +27,7 @@ import { createLogger } from '../agent/sidecar/decision-log.ts';
 import { FINGERPRINT_HEADER, signFingerprint } from '../agent/sidecar/fingerprint.ts';
 import { ReplayCache } from '../agent/sidecar/replay-cache.ts';
 import { tlsMaterial } from '../agent/sidecar/tls.ts';
+import { relay } from '../agent/sidecar/http.ts';
 
 const CALLER = 'spiffe://bank.example/ns/web/sa/frontend';
 const SERVICE = 'spiffe://bank.example/ns/payments/sa/card';
@@ -93,13 +93,14 @@ async function main(): Promise<void> {
     replay: new ReplayCache(1_000_000),
   });
 
-  // The baseline: TLS 1.3 termination and a keep-alive pool to the same app, nothing else.
+  // The baseline: TLS 1.3 termination and a keep-alive pool to the same app, nothing else;
+  // the body is relayed with the sidecar's own plumbing, so only the perimeter differs.
   const pool = new Pool(appUrl, { connections: 64 });
   const plain = createHttpsServer({ ...tlsMaterial(identity) }, (req, res) => {
     void (async () => {
       const up = await pool.request({ method: 'GET', path: req.url ?? '/', headers: { host: req.headers.host ?? '' } });
       res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type'] ?? 'text/plain') });
-      await pipeline(up.body, res);
+      relay(up.body, res);
     })().catch(() => res.destroy()); // clients hang up at the end of a run
   });
   await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));

@@ -1,6 +1,7 @@
 /** HTTP plumbing shared by the inbound and outbound listeners. */
 import type { IncomingHttpHeaders, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
 import { errors } from 'undici';
 
 /** Connection-scoped headers (RFC 9110 §7.6.1): never forwarded by a proxy. */
@@ -12,12 +13,13 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
  */
 export function forwardable(
   headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
-  drop: (name: string) => boolean = () => false,
+  drop?: (name: string) => boolean,
 ): Record<string, string | string[]> {
-  const named = new Set(String(headers.connection ?? '').toLowerCase().split(',').map((s) => s.trim()));
+  const named = headers.connection === undefined ? null : new Set(String(headers.connection).toLowerCase().split(',').map((s) => s.trim()));
   const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || named.has(name) || drop(name)) continue;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name) || drop?.(name)) continue;
     out[name] = value;
   }
   return out;
@@ -35,6 +37,17 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   const text = JSON.stringify(body);
   res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/**
+ * Streams an upstream body into the response: the response is cut if the body breaks off,
+ * the body dropped if the caller goes away. Plain `pipe` rather than `stream.pipeline`,
+ * which costs an AbortController and a DOMException (stack trace included) per request.
+ */
+export function relay(body: Readable, res: ServerResponse): void {
+  body.on('error', () => res.destroy());
+  res.on('close', () => body.destroy());
+  body.pipe(res);
 }
 
 /** How an upstream failure is answered: a timeout is 504, anything else unreachable is 503. */

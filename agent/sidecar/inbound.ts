@@ -9,7 +9,6 @@ import type { TLSSocket } from 'node:tls';
 import type { KeyObject } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { performance } from 'node:perf_hooks';
 import { Pool, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
@@ -20,10 +19,10 @@ import { continueTrace } from './trace.ts';
 import { FINGERPRINT_HEADER, FingerprintError, verifyFingerprint, DEFAULT_SKEW_SECONDS, DEFAULT_TTL_SECONDS, type FingerprintClaims } from './fingerprint.ts';
 import { ReplayCache } from './replay-cache.ts';
 import { IdentityContextError, type IdentityContext, type IdentityVerifier } from './identity-context.ts';
-import type { FilterSlot } from './filter-slot.ts';
+import type { FilterSlot, Lease } from './filter-slot.ts';
 import { decisionOf, type Decision } from '../host/cases.ts';
 import type { Outcome, Pair, UpstreamResponse } from '../host/filter.ts';
-import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain } from './http.ts';
+import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain, relay } from './http.ts';
 import { logDecision, type DecisionRecord } from './decision-log.ts';
 
 export interface InboundLimits {
@@ -80,6 +79,8 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
   const self = opts.identity.svid().spiffeId;
   const trustDomain = trustDomainOf(self);
   const replay = opts.replay ?? new ReplayCache();
+  const skewSeconds = opts.skewSeconds ?? DEFAULT_SKEW_SECONDS;
+  const maxTtlSeconds = opts.fingerprintTtlSeconds ?? DEFAULT_TTL_SECONDS;
   const peers = new WeakMap<TLSSocket, Peer>();
   const app = new Pool(new URL(opts.app).origin, {
     connections: limits.appConnections,
@@ -101,15 +102,23 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
     const requestId = firstHeader(req.headers['x-request-id']) ?? randomUUID();
     const method = req.method ?? 'GET';
     const path = req.url ?? '/';
-    const record: Omit<DecisionRecord, 'decision' | 'rule' | 'mode' | 'status' | 'reason' | 'latency_ms'> = {
+    // Filled in as the request goes; written once, when the caller's response is over.
+    const record: DecisionRecord = {
       trace_id: trace.traceId, request_id: requestId, caller: null, target: self, method, path,
+      decision: 'error', rule: null, mode: null, status: 0, reason: 'aborted', latency_ms: 0,
     };
-    let outcome: Pick<DecisionRecord, 'decision' | 'rule' | 'mode' | 'reason'> = { decision: 'error', rule: null, mode: null, reason: 'aborted' };
-    res.on('close', () => logDecision(opts.logger, { ...record, ...outcome, status: res.statusCode, latency_ms: +(performance.now() - started).toFixed(3) }));
+    let lease: Lease | undefined;
+    res.once('close', () => {
+      lease?.release();
+      record.status = res.statusCode;
+      record.latency_ms = +(performance.now() - started).toFixed(3);
+      logDecision(opts.logger, record);
+    });
 
     /** A refusal by the sidecar itself, before or instead of the filter. */
     const refuse = (status: number, error: string, reason: string) => {
-      outcome = { decision: status === 401 ? 'unauthenticated' : 'error', rule: null, mode: null, reason };
+      record.decision = status === 401 ? 'unauthenticated' : 'error';
+      record.reason = reason;
       sendJson(res, status, { error, request_id: requestId }, { connection: status === 413 ? 'close' : 'keep-alive' });
     };
 
@@ -124,7 +133,7 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
       fingerprint = await verifyFingerprint(
         firstHeader(req.headers[FINGERPRINT_HEADER]),
         peer.key,
-        { self, caller: peer.id, method, path, identityToken: bearer, skewSeconds: opts.skewSeconds ?? DEFAULT_SKEW_SECONDS, maxTtlSeconds: opts.fingerprintTtlSeconds ?? DEFAULT_TTL_SECONDS },
+        { self, caller: peer.id, method, path, identityToken: bearer, skewSeconds, maxTtlSeconds },
         replay,
       );
     } catch (err) {
@@ -145,8 +154,7 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
     const declared = Number(req.headers['content-length'] ?? 0);
     if (!(declared <= limits.maxBodyBytes)) return refuse(413, 'payload_too_large', `body of ${req.headers['content-length']} bytes`);
 
-    const lease = opts.filters.acquire();
-    res.on('close', lease.release);
+    lease = opts.filters.acquire();
     // The filter sees the request headers; the body streams to the application untouched.
     let upstream: Dispatcher.ResponseData | undefined;
     let result: Outcome;
@@ -166,7 +174,7 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
             const answer = await callApp(req, forwarded.headers);
             if ('failure' in answer) return answer.failure;
             upstream = answer.response;
-            return { status: upstream.statusCode, headers: toPairs(forwardable(upstream.headers)) };
+            return { status: upstream.statusCode, headers: responsePairs(upstream.headers) };
           },
         },
       );
@@ -176,22 +184,18 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
       return refuse(503, 'unavailable', `filter failed: ${(err as Error).message}`);
     }
     const decision = decisionOf(result) ?? impliedDecision(result);
-    outcome = { decision: decision.decision, rule: decision.rule, mode: decision.mode, reason: decision.reason };
+    record.decision = decision.decision;
+    record.rule = decision.rule;
+    record.mode = decision.mode;
+    record.reason = decision.reason;
 
     if (result.kind === 'reset') {
       upstream?.body.destroy();
       res.destroy();
       return;
     }
-    res.writeHead(result.status, fromPairs(result.headers));
-    if (result.kind === 'forward' && upstream) {
-      try {
-        await pipeline(upstream.body, res);
-      } catch {
-        res.destroy(); // caller gone or application broke off mid-body: nothing more to say
-      }
-      return;
-    }
+    res.writeHead(result.status, result.headers);
+    if (result.kind === 'forward' && upstream) return relay(upstream.body, res);
     upstream?.body.destroy(); // a reply replaced the application's response
     res.end(result.body);
   }
@@ -271,16 +275,21 @@ function verifyPeer(socket: TLSSocket, trustDomain: string): Peer {
  * impersonate the perimeter (`x-palisade-*`, client-certificate details, the fingerprint),
  * plus the request id and the trace context, as Envoy's connection manager would.
  */
-function filterHeaders(req: IncomingMessage, requestId: string, traceparent: string, self: string, caller: string): Record<string, string> {
-  const headers: Record<string, string> = {};
-  const kept = forwardable(req.headers, (name) => name.startsWith('x-palisade-') || name === 'x-forwarded-client-cert');
-  for (const [name, value] of Object.entries(kept)) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+function filterHeaders(req: IncomingMessage, requestId: string, traceparent: string, self: string, caller: string): Record<string, string | string[]> {
+  const headers = forwardable(req.headers, perimeterHeader);
+  for (const name in headers) {
+    const value = headers[name];
+    if (typeof value !== 'string') headers[name] = value.join(', ');
+  }
   headers['x-request-id'] = requestId;
   headers.traceparent = traceparent;
   headers['x-forwarded-proto'] = 'https';
   headers['x-forwarded-client-cert'] = `By=${self};URI=${caller}`;
   return headers;
 }
+
+/** Headers only the perimeter may set. */
+const perimeterHeader = (name: string) => name.startsWith('x-palisade-') || name === 'x-forwarded-client-cert';
 
 /** When the host does not hand back the decision record, the outcome still says enough. */
 function impliedDecision(result: Outcome): Decision {
@@ -289,18 +298,16 @@ function impliedDecision(result: Outcome): Decision {
   return { decision, status: result.status, rule: null, mode: 'enforce', reason: 'local reply' };
 }
 
-function toPairs(headers: Record<string, string | string[]>): Pair[] {
-  return Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x): Pair => [k, x]) : [[k, v] as Pair]));
-}
-
-/** Repeated names (set-cookie) become arrays, as node:http expects them. */
-function fromPairs(pairs: Pair[]): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [k, v] of pairs) {
-    const prev = out[k];
-    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+/** The application's response headers as the filter sees them: hop-by-hop ones dropped, repeats (set-cookie) kept apart. */
+function responsePairs(headers: Record<string, string | string[] | undefined>): Pair[] {
+  const pairs: Pair[] = [];
+  const kept = forwardable(headers);
+  for (const name in kept) {
+    const value = kept[name];
+    if (typeof value === 'string') pairs.push([name, value]);
+    else for (const v of value) pairs.push([name, v]);
   }
-  return out;
+  return pairs;
 }
 
 /** Passes bytes through until `max`, then fails the stream (the upload is cut off). */

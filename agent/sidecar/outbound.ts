@@ -7,7 +7,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { PeerCertificate } from 'node:tls';
 import { readFile } from 'node:fs/promises';
-import { pipeline } from 'node:stream/promises';
 import { Pool } from 'undici';
 import type { Logger } from 'pino';
 import type { Svid, SvidSource } from './svid.ts';
@@ -15,7 +14,7 @@ import { tlsMaterial } from './tls.ts';
 import { spiffeIdOf, trustDomainOf } from './peer.ts';
 import { continueTrace } from './trace.ts';
 import { FINGERPRINT_HEADER, signFingerprint } from './fingerprint.ts';
-import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain } from './http.ts';
+import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain, relay } from './http.ts';
 import type { Listener } from './inbound.ts';
 
 export interface Route {
@@ -134,11 +133,7 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
       return sendJson(res, failure.status, { error: { code: failure.code, message } });
     }
     res.writeHead(upstream.statusCode, forwardable(upstream.headers));
-    try {
-      await pipeline(upstream.body, res);
-    } catch {
-      res.destroy();
-    }
+    relay(upstream.body, res);
   }
 
   const server = createServer({ maxHeaderSize: 16 * 1024, headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
