@@ -11,6 +11,8 @@ interface Entry {
   key: Uint8Array;
   value: Uint8Array;
   cas: number;
+  /** The next entry whose key has the same hash. */
+  next: Entry | null;
 }
 
 /**
@@ -18,7 +20,7 @@ interface Entry {
  * every request (the fingerprint replay store reads and writes one slot per request):
  * hashing and comparing them in place avoids building a string per call.
  */
-const data = new Map<string, Map<number, Entry[]>>();
+const data = new Map<string, Map<number, Entry>>();
 let nextCas = 1;
 
 function casValue(): number {
@@ -36,8 +38,9 @@ function hash(key: Uint8Array): number {
 
 const bytesOf = (key: string | Uint8Array): Uint8Array => (typeof key === 'string' ? encodeUtf8(key) : key);
 
-function find(bucket: Entry[] | undefined, key: Uint8Array): Entry | undefined {
-  if (bucket) for (const entry of bucket) if (sameBytes(entry.key, key)) return entry;
+/** Chained in the entries themselves: one object fewer to reach than a bucket array. */
+function find(first: Entry | null | undefined, key: Uint8Array): Entry | undefined {
+  for (let entry = first; entry; entry = entry.next) if (sameBytes(entry.key, key)) return entry;
   return undefined;
 }
 
@@ -56,12 +59,11 @@ export function setSharedData(vmId: string, key: string | Uint8Array, value: Uin
   let store = data.get(vmId);
   if (!store) data.set(vmId, (store = new Map()));
   const h = hash(k);
-  let bucket = store.get(h);
-  const entry = find(bucket, k);
+  const first = store.get(h);
+  const entry = find(first, k);
   if (entry && cas !== 0 && cas !== entry.cas) return Status.CAS_MISMATCH;
   if (!entry) {
-    if (!bucket) store.set(h, (bucket = []));
-    bucket.push({ key: k.slice(), value: value.slice(), cas: casValue() });
+    store.set(h, { key: k.slice(), value: value.slice(), cas: casValue(), next: first ?? null });
     return Status.OK;
   }
   // Same-size updates (a replay slot of the same entry count) reuse the stored buffer.
