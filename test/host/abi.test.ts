@@ -143,6 +143,37 @@ test('dynamic metadata: a Struct comes back as a CEL map in the pairs format, va
   assert.equal(struct.fields.user.structValue.fields.n, { numberValue: 3.5 });
 });
 
+test('dynamic metadata as a message: non-ASCII text, nesting, every value type, byte for byte through an independent decoder', async () => {
+  const f = await filter();
+  const fingerprint = { iss: 'spiffe://bank.example/ns/web/sa/frontend', iat: 1764400000, exp: 1764400030, jti: 'a'.repeat(200) };
+  const user = {
+    sub: 'zoë', 'ключ': '東京 🚀', empty: '', n: -2.25, big: 12n, yes: true, no: false, nothing: null,
+    roles: ['admin', 'ü', [1, 'two'], { deep: { deeper: ['x'] } }], address: { country: 'FR', city: 'Besançon' },
+  };
+  const other = { only: 'ascii' };
+  const whole = await property(f, 'metadata', { metadata: { 'envoy.filters.http.jwt_authn': { user, fingerprint }, 'filtré': other } });
+  assert.is(whole.status, 0);
+  const decoded = Metadata.toObject(Metadata.decode(whole.value), { longs: Number }) as { filter_metadata: Record<string, unknown> };
+  assert.equal(Object.keys(decoded.filter_metadata), ['envoy.filters.http.jwt_authn', 'filtré']);
+  assert.equal(plainStruct(decoded.filter_metadata['envoy.filters.http.jwt_authn']), { user: { ...user, big: 12 }, fingerprint });
+  assert.equal(plainStruct(decoded.filter_metadata['filtré']), other);
+});
+
+/** google.protobuf.Struct as protobufjs' toObject gives it, back to plain JSON. */
+function plainStruct(struct: unknown): Record<string, unknown> {
+  const fields = (struct as { fields?: Record<string, unknown> }).fields ?? {};
+  return Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, plainValue(v as Record<string, unknown>)]));
+}
+function plainValue(v: Record<string, unknown>): unknown {
+  if ('stringValue' in v) return v.stringValue;
+  if ('numberValue' in v) return v.numberValue;
+  if ('boolValue' in v) return v.boolValue;
+  if ('nullValue' in v) return null;
+  if ('structValue' in v) return plainStruct(v.structValue);
+  if ('listValue' in v) return ((v.listValue as { values?: Record<string, unknown>[] }).values ?? []).map(plainValue);
+  throw new Error(`unexpected Value ${JSON.stringify(v)}`);
+}
+
 // An independent decoder: protobufjs with its bundled google/protobuf/struct.proto.
 const root = protobuf.Root.fromJSON(protobuf.common.get('google/protobuf/struct.proto')!);
 root.add(new protobuf.Type('Metadata').add(new protobuf.MapField('filter_metadata', 1, 'string', 'google.protobuf.Struct')));
