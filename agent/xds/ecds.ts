@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { status, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData, type ServiceDefinition } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -18,7 +18,8 @@ import { errorsOf, formatIssues, validateEnvoyConfig } from '../envoy/validate.t
  * digest (`<codeDir>/<name>.<sha256>.wasm`, written by rename). The digest is also the
  * resource's version. A NACK leaves Envoy on its previous config; the agent reverts the
  * resource to the last acknowledged version too (so a reconnecting Envoy is not handed the
- * rejected one) and reports it.
+ * rejected one) and reports it. Pinned copies no one can load any more are deleted after
+ * each ACK or NACK (see prune), so a long-lived agent does not keep every build on disk.
  */
 export const TYPED_EXTENSION_CONFIG_TYPE = typeUrl('envoy.config.core.v3.TypedExtensionConfig');
 
@@ -68,7 +69,9 @@ interface Stream {
   /** Empty: all resources (wildcard). */
   names: string[];
   nonce?: string;
-  sent?: { version: string; resources: string[] };
+  sent?: { version: string; resources: string[]; paths: string[] };
+  /** The pinned files of the version this Envoy last acknowledged (what it runs). */
+  running: string[];
 }
 
 export class EcdsServer {
@@ -78,6 +81,8 @@ export class EcdsServer {
   private readonly acked = new Map<string, PublishedPolicy>();
   private readonly streams = new Set<Stream>();
   private readonly watchers: FSWatcher[] = [];
+  /** Every content-addressed copy this server wrote or served, until pruned. */
+  private readonly pinned = new Set<string>();
   private nonces = 0;
 
   constructor(private readonly options: EcdsOptions = {}) {
@@ -109,6 +114,7 @@ export class EcdsServer {
     if (sha256 !== artifact.sha256) throw new ManifestError(`${artifact.wasmPath}: sha256 ${sha256} does not match the manifest (${artifact.sha256})`);
     const codeDir = path.resolve(this.options.codeDir ?? path.join(path.dirname(manifestPath), 'ecds'));
     const wasmPath = pinCopy(codeDir, `${artifact.name}.${sha256}.wasm`, bytes);
+    this.pinned.add(wasmPath);
     const resource = policyResourceName(artifact.name);
     const served = this.current.get(resource);
     const configuration = opts.configuration ? JSON.stringify(opts.configuration) : served?.configuration ?? '{}';
@@ -158,7 +164,7 @@ export class EcdsServer {
   }
 
   private stream(call: ServerDuplexStream<any, any>): void {
-    const s: Stream = { call, names: [] };
+    const s: Stream = { call, names: [], running: [] };
     this.streams.add(s);
     const forget = () => this.streams.delete(s);
     call.on('data', (request) => this.request(s, request));
@@ -197,7 +203,26 @@ export class EcdsServer {
       const policy = this.current.get(name);
       if (policy && policyVersionIn(sent.version, policy)) this.acked.set(name, policy);
     }
+    s.running = sent.paths;
+    this.prune();
     this.options.onAck?.(sent.version, sent.resources, s.node);
+  }
+
+  /**
+   * Deletes pinned copies nobody can still load: a copy stays while it is served (current
+   * or last acknowledged), in flight to an Envoy that has not answered yet, or what a
+   * connected Envoy last acknowledged. Envoy reads the file when it applies the config.
+   */
+  private prune(): void {
+    const keep = new Set<string>();
+    for (const p of [...this.current.values(), ...this.acked.values()]) keep.add(p.wasmPath);
+    for (const s of this.streams) for (const file of [...(s.sent?.paths ?? []), ...s.running]) keep.add(file);
+    for (const file of this.pinned) {
+      if (keep.has(file)) continue;
+      rmSync(file, { force: true });
+      this.pinned.delete(file);
+      this.options.log?.info({ wasm: file }, 'ecds: unused policy copy deleted');
+    }
   }
 
   private nack(s: Stream, req: any): void {
@@ -216,6 +241,8 @@ export class EcdsServer {
       ...(s.node ? { node: s.node } : {}),
     };
     this.options.log?.warn(report, 'ecds: Envoy rejected the policy filter; previous version kept');
+    s.sent = { ...sent, paths: [] }; // the rejected copy is no longer in flight
+    this.prune();
     this.options.onNack?.(report);
   }
 
@@ -224,16 +251,16 @@ export class EcdsServer {
     const response = this.response(s.names);
     if (!response) return;
     s.nonce = response.nonce;
-    s.sent = { version: response.version_info, resources: response.names };
+    s.sent = { version: response.version_info, resources: response.names, paths: response.paths };
     this.stats.pushes++;
-    const { names: _, ...wire } = response;
+    const { names: _, paths: __, ...wire } = response;
     s.call.write(wire);
   }
 
   private fetch(req: any, done: sendUnaryData<any>): void {
     const response = this.response(req.resource_names ?? []);
     if (!response) return done({ code: status.UNAVAILABLE, details: 'no policy published yet' });
-    const { names: _, ...wire } = response;
+    const { names: _, paths: __, ...wire } = response;
     done(null, wire);
   }
 
@@ -247,6 +274,7 @@ export class EcdsServer {
       type_url: TYPED_EXTENSION_CONFIG_TYPE,
       nonce: String(++this.nonces),
       names: policies.map((p) => p.resource),
+      paths: policies.map((p) => p.wasmPath),
     };
   }
 }

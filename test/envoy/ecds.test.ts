@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { credentials, status, type Client, type ClientDuplexStream } from '@grpc/grpc-js';
@@ -181,6 +181,30 @@ test('a request for another resource type ends the stream with INVALID_ARGUMENT'
   stream.write(request({ type_url: 'type.googleapis.com/envoy.config.cluster.v3.Cluster' }));
   const err: any = await within(failure, 'stream error');
   assert.is(err.code, status.INVALID_ARGUMENT);
+});
+
+test('copies nobody can load any more are deleted: the replaced one after the ACK, a rejected one after the NACK', async () => {
+  const { stream, next } = open();
+  stream.write(request());
+  const r0 = await next();
+  const old = decode(r0).filename;
+  stream.write(request({ version_info: r0.version_info, response_nonce: r0.nonce }));
+  const v1 = ecds.publish(compilePolicy(11));
+  const r1 = await next();
+  assert.ok(existsSync(old), 'kept while the new version is in flight and the old one is what Envoy runs');
+  stream.write(request({ version_info: r1.version_info, response_nonce: r1.nonce }));
+  await waitFor(() => !existsSync(old));
+  assert.not.ok(existsSync(old), 'the replaced copy is deleted once Envoy acknowledged the new one');
+  assert.ok(existsSync(v1.wasmPath));
+
+  const v2 = ecds.publish(compilePolicy(12));
+  const r2 = await next();
+  stream.write(request({ version_info: r1.version_info, response_nonce: r2.nonce, error_detail: { code: 3, message: 'rejected' } }));
+  await waitFor(() => !existsSync(v2.wasmPath));
+  assert.not.ok(existsSync(v2.wasmPath), 'the rejected copy is deleted');
+  assert.ok(existsSync(v1.wasmPath), 'the version Envoy kept stays');
+  assert.is(ecds.published(RESOURCE)?.version, v1.version);
+  stream.end();
 });
 
 /** Polls until `condition` holds; gives up after 3 s (the caller's `within` reports it). */
