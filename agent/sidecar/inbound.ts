@@ -69,7 +69,8 @@ export interface Listener {
   close(): Promise<void>;
 }
 
-type Peer = { id: string; key: KeyObject } | { error: string };
+/** What a connection's client certificate established; `address` is the peer's ip:port, as Envoy's source.address. */
+type Peer = { id: string; key: KeyObject; address: string } | { error: string };
 
 /** Envoy's jwt_authn metadata namespace, where the filter reads `user` and `fingerprint`. */
 const JWT_AUTHN = 'envoy.filters.http.jwt_authn';
@@ -111,7 +112,7 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
     res.once('close', () => {
       lease?.release();
       record.status = res.statusCode;
-      record.latency_ms = +(performance.now() - started).toFixed(3);
+      record.latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
       logDecision(opts.logger, record);
     });
 
@@ -166,7 +167,7 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
           authority: req.headers.host ?? '',
           scheme: 'https',
           headers: filterHeaders(req, requestId, trace.traceparent, self, peer.id),
-          source: { principal: peer.id, address: `${req.socket.remoteAddress}:${req.socket.remotePort}` },
+          source: { principal: peer.id, address: peer.address },
           metadata: { [JWT_AUTHN]: user ? { user: user.claims, fingerprint } : { fingerprint } },
         },
         {
@@ -264,7 +265,7 @@ function verifyPeer(socket: TLSSocket, trustDomain: string): Peer {
   if (!cert) return { error: 'no client certificate' };
   if (!socket.authorized) return { error: `client certificate not trusted: ${socket.authorizationError}` };
   try {
-    return { id: spiffeIdOf(cert.raw, trustDomain), key: cert.publicKey };
+    return { id: spiffeIdOf(cert.raw, trustDomain), key: cert.publicKey, address: `${socket.remoteAddress}:${socket.remotePort}` };
   } catch (err) {
     return { error: (err as Error).message };
   }

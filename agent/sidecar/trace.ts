@@ -10,7 +10,10 @@ export interface TraceContext {
 }
 
 /** 32 random hex digits. randomUUID draws from a batched entropy pool: no syscall per request. */
-const randomHex = () => randomUUID().replace(/-/g, '');
+function randomHex(): string {
+  const u = randomUUID(); // 8-4-4-4-12
+  return u.slice(0, 8) + u.slice(9, 13) + u.slice(14, 18) + u.slice(19, 23) + u.slice(24);
+}
 
 export function continueTrace(incoming: string | string[] | undefined): TraceContext {
   const m = typeof incoming === 'string' ? TRACEPARENT.exec(incoming.trim()) : null;
