@@ -140,6 +140,23 @@ test('hostile headers and claims are refused with a reason', async () => {
   assert.is(await v(`bm90IGpzb24.${body}.AAAA`), 'malformed');
 });
 
+test('a part is malformed exactly when decoding and re-encoding would change it', async () => {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const good = signFingerprint(caller.privateKey, request);
+  const parts = good.split('.');
+  for (let p = 0; p < 3; p++) {
+    // Every last character, and one to three extra characters (every length modulo 4).
+    const variants = [...alphabet].map((c) => parts[p].slice(0, -1) + c).concat(['A', 'AA', 'AAA'].map((s) => parts[p] + s));
+    for (const part of variants) {
+      const token = parts.map((x, i) => (i === p ? part : x)).join('.');
+      const r = await reason(verifyFingerprint(token, callerCertKey, expect(), new ReplayCache()));
+      if (token === good) assert.is(r, 'accepted');
+      else if (Buffer.from(part, 'base64url').toString('base64url') !== part) assert.is(r, 'malformed', `part ${p}: ${part}`);
+      else assert.is.not(r, 'accepted');
+    }
+  }
+});
+
 test('arbitrary input is only ever a FingerprintError', async () => {
   const good = await signFingerprint(caller.privateKey, request);
   await fc.assert(
