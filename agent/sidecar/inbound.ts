@@ -97,6 +97,8 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
     return peer;
   }
 
+  let inFlight = 0;
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
     const trace = continueTrace(req.headers.traceparent);
@@ -109,7 +111,9 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
       decision: 'error', rule: null, mode: null, status: 0, reason: 'aborted', latency_ms: 0,
     };
     let lease: Lease | undefined;
+    inFlight++;
     res.once('close', () => {
+      inFlight--;
       lease?.release();
       record.status = res.statusCode;
       record.latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
@@ -134,7 +138,8 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
       fingerprint = await verifyFingerprint(
         firstHeader(req.headers[FINGERPRINT_HEADER]),
         peer.key,
-        { self, caller: peer.id, method, path, identityToken: bearer, skewSeconds, maxTtlSeconds },
+        // Alone, the signature is checked right here; with company, off the event loop.
+        { self, caller: peer.id, method, path, identityToken: bearer, skewSeconds, maxTtlSeconds, offLoop: inFlight > 1 },
         replay,
       );
     } catch (err) {

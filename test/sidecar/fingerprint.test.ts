@@ -96,6 +96,15 @@ test('each binding is checked', async () => {
   assert.is(await check({ identityToken: 'eyJ.x.y' }), 'ath_mismatch');
 });
 
+test('the signature verdict is the same on the event loop and off it', async () => {
+  for (const offLoop of [true, false]) {
+    const check = (key: typeof callerCertKey) =>
+      reason(verifyFingerprint(signFingerprint(caller.privateKey, request), key, expect({ offLoop }), new ReplayCache()));
+    assert.is(await check(callerCertKey), 'accepted', `offLoop ${offLoop}`);
+    assert.is(await check(otherCertKey), 'bad_signature', `offLoop ${offLoop}`);
+  }
+});
+
 test('ath binds the identity-context token', async () => {
   const bound = await signFingerprint(caller.privateKey, { ...request, identityToken: 'tok-1' });
   assert.is(decodeJwt(bound).ath, tokenHash('tok-1'));
