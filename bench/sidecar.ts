@@ -2,8 +2,13 @@
  * The inbound sidecar's cost: throughput (autocannon) and added latency of the full
  * perimeter (mTLS + fingerprint verification + identity of the caller + compiled filter in
  * the strict host) against a plain Node TLS reverse proxy to the same application, measured
- * in the same run. Then the replay cache's memory with 100k distinct fingerprints.
- * Run alone: node --import tsx bench/sidecar.ts
+ * in the same run. Throughput runs alternate between the two proxies (ROUNDS each), so a
+ * machine shared with other work colours both alike; on Linux each run also reports the
+ * CPU the proxy process spent per request (event-loop thread, other threads: libuv's pool,
+ * V8's helpers), the load generator's thread excluded, which stays comparable when
+ * throughput swings with the machine's load. Then the replay cache's memory with 100k
+ * distinct fingerprints.
+ * Run alone: node --import tsx bench/sidecar.ts   (BENCH_SECONDS, BENCH_ROUNDS)
  */
 import 'reflect-metadata';
 import { createServer as createHttpServer } from 'node:http';
@@ -13,6 +18,7 @@ import { randomBytes, webcrypto, createPrivateKey } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { once } from 'node:events';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { runInNewContext } from 'node:vm';
 import { Writable } from 'node:stream';
 import * as x509 from '@peculiar/x509';
@@ -33,6 +39,7 @@ const CALLER = 'spiffe://bank.example/ns/web/sa/frontend';
 const SERVICE = 'spiffe://bank.example/ns/payments/sa/card';
 const PATH = '/cards/42';
 const DURATION_S = Number(process.env.BENCH_SECONDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const CONNECTIONS = 16;
 const LATENCY_SAMPLES = 2000;
 /** Fingerprints per throughput run; more requests than this would replay (and fail) visibly. */
@@ -134,15 +141,19 @@ async function main(): Promise<void> {
       eval: true,
       workerData: { base, caPem, chainPem: caller.chainPem, keyPem: clientTls.key },
     });
+    const [loadThread] = (await once(worker, 'message')) as [number | null]; // tokens signed, load starts
+    const before = threadTicks();
     const [result] = (await once(worker, 'message')) as [Load];
+    const after = threadTicks();
     await worker.terminate();
+    if (before && after && loadThread !== null) result.cpu = cpuPerRequest(before, after, loadThread, result.completed);
     return result;
   }
 
   const plainLat = await latency(plainUrl, false);
   const sidecarLat = await latency(sidecar.url, true);
-  const plainLoad = await throughput(plainUrl);
-  const sidecarLoad = await throughput(sidecar.url);
+  const loads: { plain: Load; sidecar: Load }[] = [];
+  for (let i = 0; i < ROUNDS; i++) loads.push({ plain: await throughput(plainUrl), sidecar: await throughput(sidecar.url) });
 
   const ms = (x: number) => x.toFixed(3);
   console.log('### Inbound sidecar vs plain Node TLS reverse proxy (same machine, same run)');
@@ -152,13 +163,18 @@ async function main(): Promise<void> {
   console.log(`| plain TLS proxy | ${ms(percentile(plainLat, 50))} | ${ms(percentile(plainLat, 99))} |`);
   console.log(`| sidecar (mTLS + fingerprint + filter) | ${ms(percentile(sidecarLat, 50))} | ${ms(percentile(sidecarLat, 99))} |`);
   console.log(`| added | ${ms(percentile(sidecarLat, 50) - percentile(plainLat, 50))} | ${ms(percentile(sidecarLat, 99) - percentile(plainLat, 99))} (target ≤ 1 ms) |`);
-  console.log(`\nthroughput, autocannon ${CONNECTIONS} connections × ${DURATION_S} s:`);
-  console.log(`| | req/s | requests | errors + non-2xx |`);
-  console.log('| --- | ---: | ---: | ---: |');
-  for (const [name, r] of [['plain TLS proxy', plainLoad], ['sidecar', sidecarLoad]] as const) {
-    console.log(`| ${name} | ${r.rps.toFixed(0)} | ${r.completed} | ${r.failed} |`);
-  }
-  console.log(`\nsidecar throughput / plain proxy: ${((100 * sidecarLoad.rps) / plainLoad.rps).toFixed(0)}% (target ≥ 80%)`);
+  console.log(`\nthroughput, autocannon ${CONNECTIONS} connections × ${DURATION_S} s, ${ROUNDS} alternating rounds:`);
+  console.log(`| round | proxy | req/s | requests | errors + non-2xx | CPU µs/request: event loop + other threads |`);
+  console.log('| ---: | --- | ---: | ---: | ---: | ---: |');
+  const cpu = (r: Load) => (r.cpu ? `${r.cpu.loop.toFixed(0)} + ${r.cpu.other.toFixed(0)}` : 'n/a');
+  loads.forEach((round, i) => {
+    for (const [name, r] of [['plain TLS proxy', round.plain], ['sidecar', round.sidecar]] as const) {
+      console.log(`| ${i + 1} | ${name} | ${r.rps.toFixed(0)} | ${r.completed} | ${r.failed} | ${cpu(r)} |`);
+    }
+  });
+  const rate = (which: 'plain' | 'sidecar') => loads.reduce((sum, l) => sum + l[which].rps, 0);
+  const ratios = loads.map((l) => `${((100 * l.sidecar.rps) / l.plain.rps).toFixed(0)}%`).join(', ');
+  console.log(`\nsidecar throughput / plain proxy: ${((100 * rate('sidecar')) / rate('plain')).toFixed(0)}% over all rounds (${ratios} per round; target ≥ 80%)`);
 
   await sidecar.close();
   await new Promise((r) => plain.close(r));
@@ -184,6 +200,36 @@ interface Load {
   rps: number;
   completed: number;
   failed: number;
+  /** CPU per request of the process minus the load generator (µs): the event-loop thread, everything else. */
+  cpu?: { loop: number; other: number };
+}
+
+/** CPU clock ticks per thread of this process (Linux), or null elsewhere. */
+function threadTicks(): Map<number, number> | null {
+  if (!existsSync('/proc/self/task')) return null;
+  const ticks = new Map<number, number>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks.set(Number(tid), Number(fields[11]) + Number(fields[12])); // utime + stime
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return ticks;
+}
+
+function cpuPerRequest(before: Map<number, number>, after: Map<number, number>, loadThread: number, requests: number): Load['cpu'] {
+  const usPerTick = 1e6 / 100; // USER_HZ
+  let loop = 0;
+  let other = 0;
+  for (const [tid, ticks] of after) {
+    const used = (ticks - (before.get(tid) ?? 0)) * usPerTick;
+    if (tid === process.pid) loop += used;
+    else if (tid !== loadThread) other += used;
+  }
+  return { loop: loop / requests, other: other / requests };
 }
 
 /** The load generator, in its worker thread. */
@@ -193,6 +239,7 @@ async function load(data: { base: string; caPem: string; chainPem: string; keyPe
   // sidecar's. Both proxies get the same requests; the plain one ignores the header.
   const tokens = Array.from({ length: PRESIGNED }, () => signFingerprint(key, { caller: CALLER, target: SERVICE, method: 'GET', path: PATH }));
   let next = 0;
+  parentPort!.postMessage(existsSync('/proc/thread-self') ? Number(readlinkSync('/proc/thread-self').split('/').pop()) : null);
   const result = await autocannon({
     url: data.base + PATH,
     connections: CONNECTIONS,
