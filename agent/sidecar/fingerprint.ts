@@ -158,7 +158,7 @@ export async function verifyFingerprint(
   if (header.typ !== FINGERPRINT_TYP) throw new FingerprintError('bad_typ');
   if (header.crit !== undefined) throw new FingerprintError('malformed'); // no extension is understood here
   const signature = Buffer.from(signaturePart, 'base64url');
-  if (signature.length !== 64 || callerKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new FingerprintError('bad_signature');
+  if (signature.length !== 64 || !isP256(callerKey)) throw new FingerprintError('bad_signature');
   const signed = Buffer.from(token.slice(0, lastDot), 'latin1'); // ASCII, checked above
   if (!(await verified(signed, callerKey, signature, opts.offLoop !== false))) throw new FingerprintError('bad_signature');
 
@@ -184,6 +184,14 @@ export async function verifyFingerprint(
   if (verdict === 'replayed') throw new FingerprintError('replayed');
   if (verdict === 'full') throw new FingerprintError('replay_cache_full');
   return claims;
+}
+
+/** Whether a key is EC P-256, remembered per key (a peer's key serves every request on its connection). */
+const p256Keys = new WeakMap<KeyObject, boolean>();
+function isP256(key: KeyObject): boolean {
+  let known = p256Keys.get(key);
+  if (known === undefined) p256Keys.set(key, (known = key.asymmetricKeyDetails?.namedCurve === 'prime256v1'));
+  return known;
 }
 
 /** ES256 signature check, on the event loop or in the threadpool; any error is a failed check. */

@@ -102,6 +102,7 @@ test('the signature verdict is the same on the event loop and off it', async () 
       reason(verifyFingerprint(signFingerprint(caller.privateKey, request), key, expect({ offLoop }), new ReplayCache()));
     assert.is(await check(callerCertKey), 'accepted', `offLoop ${offLoop}`);
     assert.is(await check(otherCertKey), 'bad_signature', `offLoop ${offLoop}`);
+    assert.is(await check(generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey), 'bad_signature', `offLoop ${offLoop}: not P-256`);
   }
 });
 
