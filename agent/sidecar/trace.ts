@@ -1,5 +1,5 @@
 /** W3C Trace Context (`traceparent`): kept when valid, created when absent or malformed. */
-import { randomUUID } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
@@ -9,16 +9,27 @@ export interface TraceContext {
   traceparent: string;
 }
 
-/** 32 random hex digits. randomUUID draws from a batched entropy pool: no syscall per request. */
-function randomHex(): string {
-  const u = randomUUID(); // 8-4-4-4-12
-  return u.slice(0, 8) + u.slice(9, 13) + u.slice(14, 18) + u.slice(19, 23) + u.slice(24);
+/** Random bytes drawn in batches (one fill per 256 ids), so an id is one string, no syscall. */
+const pool = Buffer.alloc(16 * 256);
+let used = pool.length;
+
+/** `bytes` random bytes as hex; never all zeros, which W3C Trace Context forbids for both ids. */
+function randomHex(bytes: 8 | 16): string {
+  let hex;
+  do {
+    if (used + bytes > pool.length) {
+      randomFillSync(pool);
+      used = 0;
+    }
+    hex = pool.toString('hex', used, (used += bytes));
+  } while (/^0+$/.test(hex));
+  return hex;
 }
 
 export function continueTrace(incoming: string | string[] | undefined): TraceContext {
   const m = typeof incoming === 'string' ? TRACEPARENT.exec(incoming.trim()) : null;
   const valid = m && m[1] !== 'ff' && !/^0+$/.test(m[2]) && !/^0+$/.test(m[3]);
-  const traceId = valid ? m[2] : randomHex();
+  const traceId = valid ? m[2] : randomHex(16);
   const flags = valid ? m[4] : '01';
-  return { traceId, traceparent: `00-${traceId}-${randomHex().slice(16)}-${flags}` };
+  return { traceId, traceparent: `00-${traceId}-${randomHex(8)}-${flags}` };
 }
