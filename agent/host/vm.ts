@@ -275,6 +275,11 @@ export class Vm {
   }
 
   /** The module's bytes at [ptr, ptr+len), or null when out of bounds. A view: copy to keep. */
+  /** Is [ptr, ptr+len) inside the module's memory? (A check without making a view.) */
+  private inBounds(ptr: number, len: number): boolean {
+    return (ptr >>> 0) + (len >>> 0) <= this.view().length;
+  }
+
   private read(ptr: number, len: number): Uint8Array | null {
     const mem = this.view();
     ptr >>>= 0;
@@ -479,7 +484,7 @@ export class Vm {
     return {
       proxy_log: (level: number, ptr: number, size: number) => {
         if (level >>> 0 > LogLevel.critical) return S.BAD_ARGUMENT;
-        if (level < this.logThreshold) return this.read(ptr, size) ? S.OK : S.INVALID_MEMORY_ACCESS; // dropped: not decoded
+        if (level < this.logThreshold) return this.inBounds(ptr, size) ? S.OK : S.INVALID_MEMORY_ACCESS; // dropped: not decoded
         const message = this.readString(ptr, size);
         if (message === null) return S.INVALID_MEMORY_ACCESS;
         this.emitLog(level, message, this.ctx().id);
