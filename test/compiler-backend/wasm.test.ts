@@ -7,6 +7,8 @@ import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { compilePolicy, type Compiled } from '../../compiler/index.ts';
 import { sha256 } from '../../compiler/manifest.ts';
+import { buildEntry } from '../../compiler/build.ts';
+import { loadFilter, type LogLine } from '../../agent/host/filter.ts';
 
 const FILE = 'examples/card-service/card-service.policy.json';
 let first: Compiled;
@@ -110,6 +112,32 @@ test('exports: ABI marker, allocator, memory, _initialize, callbacks; no start s
   // the same answer through the engine's own view
   const mod = new WebAssembly.Module(new Uint8Array(first.wasm));
   assert.ok(WebAssembly.Module.exports(mod).some((e) => e.name === 'proxy_abi_version_0_2_1'));
+});
+
+test('an AssemblyScript abort in the runtime logs one critical line, traps, and the host answers 503 (fail closed)', async () => {
+  // A probe entry point built exactly like a policy filter (same runtime, same asc flags,
+  // abort routed to runtime/abort.ts), whose request callback fails an assertion.
+  const probe = `export * from "../runtime/lifecycle";
+import "../runtime/abort";
+export function proxy_on_request_headers(contextId: i32, headers: i32, endOfStream: i32): i32 {
+  assert(headers < 0, "probe");
+  return 0;
+}`;
+  const wasm = await buildEntry('filters/abort-probe.ts', { 'filters/abort-probe.ts': probe });
+  assert.not.ok(readModule(wasm).imports.some((i) => i.name === 'abort'), 'abort is ours, not an env import Envoy lacks');
+  const lines: LogLine[] = [];
+  const filter = await loadFilter(wasm, { log: (l) => lines.push(l) });
+  try {
+    const outcome = await filter.handleRequest({ method: 'GET', path: '/', authority: 'a.test' });
+    assert.is(outcome.status, 503);
+    assert.is(outcome.details, 'wasm_fail_stream');
+    assert.ok(lines.some((l) => l.level === 'critical' && l.message === 'palisade: filter aborted'), JSON.stringify(lines));
+    assert.match(filter.failed ?? '', /proxy_on_request_headers/);
+    // A failed VM stays failed, as in Envoy: every later request is refused too.
+    assert.is((await filter.handleRequest({ method: 'GET', path: '/', authority: 'a.test' })).status, 503);
+  } finally {
+    await filter.close();
+  }
 });
 
 test('determinism: the same policy compiles to byte-identical wasm; manifest describes it', async () => {
