@@ -122,28 +122,22 @@ function writeStruct(fieldNumber: number, v: PropertyValue): void {
   for (const key in v) {
     if (!Object.hasOwn(v, key)) continue;
     const value = v[key];
-    // Re-measures scalars (cheap); nested sizes come from pass 1 in the same order.
-    const vs = isNested(value) ? field(sizes[cursor]) : valueSize(value);
+    const vs = measured(value);
     tag(1, 2);
     varint(entrySize(key, vs));
     string(1, key);
-    writeValue(value, vs);
+    writeValue(2, value, vs);
   }
 }
 
-const isNested = (v: PropertyValue | undefined): boolean => typeof v === 'object' && v !== null && !(v instanceof Uint8Array);
-
-/** A Value as field `fieldNumber` (1 in a ListValue). */
-function writeValueField(fieldNumber: number, v: PropertyValue | undefined): void {
-  const vs = isNested(v) ? field(sizes[cursor]) : valueSize(v);
-  tag(fieldNumber, 2);
-  varint(vs);
-  writeBody(v);
+/** A Value's size in pass 2: scalars are measured again (cheap), nested sizes come from pass 1 in order. */
+function measured(v: PropertyValue | undefined): number {
+  return typeof v === 'object' && v !== null && !(v instanceof Uint8Array) ? field(sizes[cursor]) : valueSize(v);
 }
 
-/** A map entry's Value (field 2) whose body is `size` bytes. */
-function writeValue(v: PropertyValue | undefined, size: number): void {
-  tag(2, 2);
+/** A Value as field `fieldNumber` (2 in a map entry, 1 in a ListValue) whose body is `size` bytes. */
+function writeValue(fieldNumber: number, v: PropertyValue | undefined, size: number): void {
+  tag(fieldNumber, 2);
   varint(size);
   writeBody(v);
 }
@@ -175,7 +169,7 @@ function writeBody(v: PropertyValue | undefined): void {
   } else if (Array.isArray(v)) {
     tag(6, 2);
     varint(sizes[cursor++]);
-    for (const item of v) writeValueField(1, item);
+    for (const item of v) writeValue(1, item, measured(item));
   } else writeStruct(5, v);
 }
 

@@ -97,7 +97,6 @@ interface Metric {
   sum: number;
 }
 
-type Exports = Record<string, (...args: any[]) => any>;
 const decoder = new TextDecoder();
 const WASI = { SUCCESS: 0, BADF: 8, FAULT: 21, NOSYS: 52, NOTSUP: 58 } as const;
 
@@ -107,7 +106,10 @@ class ProcExit extends Error {}
 export class Vm {
   readonly rootContextId: number;
   failed: string | null = null;
-  private readonly fn: Exports;
+  /**
+   * The module's functions by name, looked up per callback: a Map is cheaper than the
+   * exports object (a frozen object with one property per export).
+   */
   private readonly callbacks = new Map<string, (...args: number[]) => any>();
   private readonly allocate: (size: number) => number;
   private readonly memory: WebAssembly.Memory;
@@ -142,11 +144,8 @@ export class Vm {
     } catch (err) {
       throw new FilterLoadError(`Wasm VM failed to start: ${(err as Error).message}`);
     }
-    this.fn = instance.exports as Exports;
-    // The module's functions by name, looked up per callback: a Map is cheaper than the
-    // exports object (a frozen object with one property per export).
-    for (const [name, f] of Object.entries(this.fn)) if (typeof f === 'function') this.callbacks.set(name, f);
-    this.allocate = this.fn.malloc ?? this.fn.proxy_on_memory_allocate;
+    for (const [name, f] of Object.entries(instance.exports)) if (typeof f === 'function') this.callbacks.set(name, f as (...args: number[]) => any);
+    this.allocate = this.callbacks.get('malloc') ?? this.callbacks.get('proxy_on_memory_allocate')!;
     this.memory = instance.exports.memory as WebAssembly.Memory;
     this.u8 = new Uint8Array(this.memory.buffer);
     this.dv = new DataView(this.memory.buffer);
@@ -157,14 +156,14 @@ export class Vm {
   /** Envoy's start sequence: _initialize, context create, vm start, configure. Throws FilterLoadError. */
   start(pluginConfiguration: Uint8Array): void {
     const root = this.contexts.get(this.rootContextId)!;
-    if (this.fn._initialize) this.call(root, '_initialize');
+    if (this.has('_initialize')) this.call(root, '_initialize');
     this.call(root, 'proxy_on_context_create', root.id, 0);
-    if (this.fn.proxy_on_vm_start && !this.call(root, 'proxy_on_vm_start', root.id, this.options.vmConfiguration.length)) {
+    if (this.has('proxy_on_vm_start') && !this.call(root, 'proxy_on_vm_start', root.id, this.options.vmConfiguration.length)) {
       throw new FilterLoadError(this.failed ? `Wasm VM failed in proxy_on_vm_start: ${this.failed}` : 'Wasm VM failed to start: proxy_on_vm_start returned false');
     }
     this.pluginConfiguration = pluginConfiguration;
     try {
-      if (this.fn.proxy_on_configure && !this.call(root, 'proxy_on_configure', root.id, pluginConfiguration.length)) {
+      if (this.has('proxy_on_configure') && !this.call(root, 'proxy_on_configure', root.id, pluginConfiguration.length)) {
         throw new FilterLoadError(this.failed ? `Wasm VM failed in proxy_on_configure: ${this.failed}` : 'Unable to configure Wasm plugin: proxy_on_configure returned false');
       }
     } finally {
@@ -196,7 +195,7 @@ export class Vm {
   }
 
   has(name: string): boolean {
-    return typeof this.fn[name] === 'function';
+    return this.callbacks.has(name);
   }
 
   newContextId(): number {
@@ -274,12 +273,12 @@ export class Vm {
     return this.u8;
   }
 
-  /** The module's bytes at [ptr, ptr+len), or null when out of bounds. A view: copy to keep. */
   /** Is [ptr, ptr+len) inside the module's memory? (A check without making a view.) */
   private inBounds(ptr: number, len: number): boolean {
     return (ptr >>> 0) + (len >>> 0) <= this.view().length;
   }
 
+  /** The module's bytes at [ptr, ptr+len), or null when out of bounds. A view: copy to keep. */
   private read(ptr: number, len: number): Uint8Array | null {
     const mem = this.view();
     ptr >>>= 0;
@@ -314,22 +313,29 @@ export class Vm {
     return ptr !== 0 && ptr + size <= this.view().length ? ptr : 0;
   }
 
-  /** Envoy's copyToPointerSize: allocate in the module, copy, write pointer and size. */
-  private copyOut(value: Uint8Array | string, ptrPtr: number, sizePtr: number): number {
-    let size = value.length; // a string's UTF-8 size when it is ASCII (checked while copying)
+  /**
+   * Envoy's copyToPointerSize: allocate in the module, write `value` there with `codec`,
+   * write pointer and size. The first attempt sizes strings as ASCII (no scan); when one is
+   * not, the codec says so and the value is written again with exact UTF-8 sizes.
+   */
+  private place<T>(value: T, codec: Codec<T>, ptrPtr: number, sizePtr: number): number {
+    let size = codec.size(value, false);
     let ptr = 0;
     if (size > 0) {
       ptr = this.alloc(size);
       if (ptr === 0) return Status.INVALID_MEMORY_ACCESS;
-      if (typeof value !== 'string') this.view().set(value, ptr);
-      else if (writeAscii(value, this.view(), ptr) < 0) {
-        size = utf8Length(value);
+      if (!codec.write(value, this.view(), ptr, false)) {
+        size = codec.size(value, true);
         ptr = this.alloc(size);
         if (ptr === 0) return Status.INVALID_MEMORY_ACCESS;
-        writeUtf8(value, this.view(), ptr);
+        codec.write(value, this.view(), ptr, true);
       }
     }
     return this.setU32(ptrPtr, ptr) && this.setU32(sizePtr, size) ? Status.OK : Status.INVALID_MEMORY_ACCESS;
+  }
+
+  private copyOut(value: Uint8Array | string, ptrPtr: number, sizePtr: number): number {
+    return typeof value === 'string' ? this.place(value, TEXT, ptrPtr, sizePtr) : this.place(value, BYTES, ptrPtr, sizePtr);
   }
 
   /**
@@ -348,38 +354,6 @@ export class Vm {
   }
 
   private readonly paths = new Map<number, { bytes: Uint8Array; segments: string[] }>();
-
-  /** A protobuf message written straight into module memory (no intermediate buffer). */
-  private writeOut(message: Message, ptrPtr: number, sizePtr: number): number {
-    let size = message.size(false);
-    let ptr = 0;
-    if (size > 0) {
-      ptr = this.alloc(size);
-      if (ptr === 0) return Status.INVALID_MEMORY_ACCESS;
-      if (!message.write(this.view(), ptr)) {
-        size = message.size(true);
-        ptr = this.alloc(size);
-        if (ptr === 0) return Status.INVALID_MEMORY_ACCESS;
-        message.write(this.view(), ptr);
-      }
-    }
-    return this.setU32(ptrPtr, ptr) && this.setU32(sizePtr, size) ? Status.OK : Status.INVALID_MEMORY_ACCESS;
-  }
-
-  /** Header maps are nearly always ASCII: one pass, and the exact UTF-8 encoding only when not. */
-  private copyPairsOut(pairs: Pair[], ptrPtr: number, sizePtr: number): number {
-    if (pairs.length === 0) return this.copyOut('', ptrPtr, sizePtr);
-    let size = asciiPairsSize(pairs);
-    let ptr = this.alloc(size);
-    if (ptr === 0) return Status.INVALID_MEMORY_ACCESS;
-    if (!writeAsciiPairs(pairs, this.view(), ptr)) {
-      size = pairsSize(pairs);
-      ptr = this.alloc(size);
-      if (ptr === 0) return Status.INVALID_MEMORY_ACCESS;
-      writePairs(pairs, this.view(), ptr);
-    }
-    return this.setU32(ptrPtr, ptr) && this.setU32(sizePtr, size) ? Status.OK : Status.INVALID_MEMORY_ACCESS;
-  }
 
   // ---- contexts, maps and buffers ----------------------------------------------------------
 
@@ -508,7 +482,7 @@ export class Vm {
         const value = resolve(segments, this.topProperty);
         if (value === undefined) return S.NOT_FOUND;
         if (typeof value === 'string') return this.copyOut(value, ptrPtr, sizePtr); // written straight into the module
-        if (value instanceof Message) return this.writeOut(value, ptrPtr, sizePtr);
+        if (value instanceof Message) return this.place(value, MESSAGE, ptrPtr, sizePtr); // straight into the module too
         const bytes = serialize(value);
         if (typeof bytes === 'number') return bytes;
         return this.copyOut(bytes, ptrPtr, sizePtr);
@@ -588,7 +562,7 @@ export class Vm {
         this.editHeaders(type, kp, ks, kp, 0, removeAll),
       proxy_get_header_map_pairs: (type: number, ptrPtr: number, sizePtr: number) => {
         if (!mapOk(type)) return S.BAD_ARGUMENT;
-        return this.copyPairsOut(this.headerMap(type, false) ?? [], ptrPtr, sizePtr);
+        return this.place(this.headerMap(type, false) ?? [], PAIRS, ptrPtr, sizePtr);
       },
       proxy_set_header_map_pairs: (type: number, ptr: number, size: number) => {
         if (!mapOk(type)) return S.BAD_ARGUMENT;
@@ -838,6 +812,32 @@ export class Vm {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * How Vm.place writes one kind of value: its size and a writer that, when not `exact`,
+ * assumes ASCII strings and answers false at the first that is not.
+ */
+interface Codec<T> {
+  size(value: T, exact: boolean): number;
+  write(value: T, out: Uint8Array, at: number, exact: boolean): boolean;
+}
+const BYTES: Codec<Uint8Array> = {
+  size: (b) => b.length,
+  write: (b, out, at) => (out.set(b, at), true),
+};
+const TEXT: Codec<string> = {
+  size: (s, exact) => (exact ? utf8Length(s) : s.length),
+  write: (s, out, at, exact) => (exact ? (writeUtf8(s, out, at), true) : writeAscii(s, out, at) >= 0),
+};
+/** Header maps are nearly always ASCII: one pass, and the exact UTF-8 encoding only when not. */
+const PAIRS: Codec<Pair[]> = {
+  size: (pairs, exact) => (pairs.length === 0 ? 0 : exact ? pairsSize(pairs) : asciiPairsSize(pairs)),
+  write: (pairs, out, at, exact) => (exact ? (writePairs(pairs, out, at), true) : writeAsciiPairs(pairs, out, at)),
+};
+const MESSAGE: Codec<Message> = {
+  size: (m, exact) => m.size(exact),
+  write: (m, out, at) => m.write(out, at),
+};
 
 function concat(...parts: Uint8Array[]): Uint8Array {
   if (parts.length === 1) return parts[0];
