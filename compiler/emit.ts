@@ -6,13 +6,7 @@
  */
 import type { Atom, Expr, Program, TrieNode } from './ir.ts';
 import { printExpr } from './ir.ts';
-
-/** FNV-1a over UTF-8 bytes; runtime/bytes.ts hashes the same way. */
-export function fnv1a(bytes: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193) >>> 0;
-  return h;
-}
+import { fnv1a } from './fnv1a.ts';
 
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
 

@@ -6,6 +6,7 @@
  */
 import { Status } from './abi.ts';
 import { encodeUtf8, sameBytes } from './pairs.ts';
+import { fnv1a } from '../../compiler/fnv1a.ts';
 
 interface Entry {
   key: Uint8Array;
@@ -29,13 +30,6 @@ function casValue(): number {
   return cas;
 }
 
-/** FNV-1a over the key bytes. */
-function hash(key: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key[i], 0x01000193);
-  return h >>> 0;
-}
-
 const bytesOf = (key: string | Uint8Array): Uint8Array => (typeof key === 'string' ? encodeUtf8(key) : key);
 
 /** Chained in the entries themselves: one object fewer to reach than a bucket array. */
@@ -47,7 +41,7 @@ function find(first: Entry | null | undefined, key: Uint8Array): Entry | undefin
 /** The entry for `key` (UTF-8 bytes or a string); its value must not be kept past the call. */
 export function getSharedData(vmId: string, key: string | Uint8Array): Entry | undefined {
   const k = bytesOf(key);
-  return find(data.get(vmId)?.get(hash(k)), k);
+  return find(data.get(vmId)?.get(fnv1a(k)), k);
 }
 
 /**
@@ -58,7 +52,7 @@ export function setSharedData(vmId: string, key: string | Uint8Array, value: Uin
   const k = bytesOf(key);
   let store = data.get(vmId);
   if (!store) data.set(vmId, (store = new Map()));
-  const h = hash(k);
+  const h = fnv1a(k);
   const first = store.get(h);
   const entry = find(first, k);
   if (entry && cas !== 0 && cas !== entry.cas) return Status.CAS_MISMATCH;
