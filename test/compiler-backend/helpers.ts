@@ -3,6 +3,7 @@ import { analyze } from '../../compiler/frontend.ts';
 import { formatDiagnostic, type CheckedPolicy } from '../../compiler/ast.ts';
 import { lower } from '../../compiler/lower.ts';
 import type { Program } from '../../compiler/ir.ts';
+import { loadFilter, FilterLoadError } from '../../agent/host/filter.ts';
 
 export const SERVICE = 'spiffe://corp.test/ns/app/sa/api';
 
@@ -19,4 +20,15 @@ export function checked(rules: unknown[], top: Record<string, unknown> = {}): Ch
 
 export function lowered(rules: unknown[], top: Record<string, unknown> = {}): Program {
   return lower(checked(rules, top));
+}
+
+/** Does the host refuse to load `wasm` with this plugin configuration (proxy_on_configure false: FilterLoadError)? Other errors propagate. */
+export async function refusesConfiguration(wasm: Uint8Array, configuration: string): Promise<boolean> {
+  try {
+    await (await loadFilter(wasm, { configuration })).close();
+    return false;
+  } catch (err) {
+    if (err instanceof FilterLoadError) return true;
+    throw err;
+  }
 }
