@@ -18,6 +18,7 @@ export function forwardable(
   const named = headers.connection === undefined ? null : new Set(String(headers.connection).toLowerCase().split(',').map((s) => s.trim()));
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
+    if (!Object.hasOwn(headers, name)) continue; // never a name an altered prototype adds
     const value = headers[name];
     if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name) || drop?.(name)) continue;
     out[name] = value;

@@ -284,6 +284,7 @@ function verifyPeer(socket: TLSSocket, trustDomain: string): Peer {
 function filterHeaders(req: IncomingMessage, requestId: string, traceparent: string, self: string, caller: string): Record<string, string | string[]> {
   const headers = forwardable(req.headers, perimeterHeader);
   for (const name in headers) {
+    if (!Object.hasOwn(headers, name)) continue;
     const value = headers[name];
     if (typeof value !== 'string') headers[name] = value.join(', ');
   }
@@ -309,6 +310,7 @@ function responsePairs(headers: Record<string, string | string[] | undefined>): 
   const pairs: Pair[] = [];
   const kept = forwardable(headers);
   for (const name in kept) {
+    if (!Object.hasOwn(kept, name)) continue;
     const value = kept[name];
     if (typeof value === 'string') pairs.push([name, value]);
     else for (const v of value) pairs.push([name, v]);

@@ -2,6 +2,8 @@
 import { randomFillSync } from 'node:crypto';
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+/** All-zero ids are invalid in W3C Trace Context. */
+const ZEROS = /^0+$/;
 
 export interface TraceContext {
   traceId: string;
@@ -22,13 +24,13 @@ function randomHex(bytes: 8 | 16): string {
       used = 0;
     }
     hex = pool.toString('hex', used, (used += bytes));
-  } while (/^0+$/.test(hex));
+  } while (ZEROS.test(hex));
   return hex;
 }
 
 export function continueTrace(incoming: string | string[] | undefined): TraceContext {
   const m = typeof incoming === 'string' ? TRACEPARENT.exec(incoming.trim()) : null;
-  const valid = m && m[1] !== 'ff' && !/^0+$/.test(m[2]) && !/^0+$/.test(m[3]);
+  const valid = m && m[1] !== 'ff' && !ZEROS.test(m[2]) && !ZEROS.test(m[3]);
   const traceId = valid ? m[2] : randomHex(16);
   const flags = valid ? m[4] : '01';
   return { traceId, traceparent: `00-${traceId}-${randomHex(8)}-${flags}` };
