@@ -277,7 +277,7 @@ class RequestStream implements Stream {
   reply: LocalReply | null = null;
   resetDetails: string | null = null;
   logs: LogLine[] = [];
-  filterState = new Map<string, Uint8Array>();
+  filterState: Map<string, Uint8Array> | null = null;
   wake: (() => void) | null = null;
   continued = false;
   private startedAt: bigint | undefined;
@@ -414,23 +414,26 @@ function requestHeaders(request: FilterRequest): Pair[] {
     [':method', request.method],
     [':scheme', request.scheme ?? 'https'],
   ];
+  let hasRequestId = false;
   const given = request.headers;
-  if (Array.isArray(given)) for (const [k, v] of given) addRequestHeader(headers, k, v);
+  if (Array.isArray(given)) for (const [k, v] of given) hasRequestId = addRequestHeader(headers, k, v) || hasRequestId;
   else if (given) {
     for (const name in given) {
       if (!Object.hasOwn(given, name)) continue;
       const value = given[name];
-      if (Array.isArray(value)) for (const v of value) addRequestHeader(headers, name, v);
-      else addRequestHeader(headers, name, value);
+      if (Array.isArray(value)) for (const v of value) hasRequestId = addRequestHeader(headers, name, v) || hasRequestId;
+      else hasRequestId = addRequestHeader(headers, name, value) || hasRequestId;
     }
   }
   // Envoy's connection manager generates x-request-id when the request has none.
-  if (headerValue(headers, 'x-request-id') === undefined) headers.push(['x-request-id', randomUUID()]);
+  if (!hasRequestId) headers.push(['x-request-id', randomUUID()]);
   return headers;
 }
 
-function addRequestHeader(headers: Pair[], rawName: string, value: string): void {
+/** Adds one request header; true when it is x-request-id. */
+function addRequestHeader(headers: Pair[], rawName: string, value: string): boolean {
   const name = rawName.toLowerCase();
   if (name.startsWith(':')) throw new TypeError(`request header ${name}: pseudo-headers come from method, path, authority and scheme`);
   if (name !== 'host') headers.push([name, value]); // HTTP/1 Host becomes :authority
+  return name === 'x-request-id';
 }

@@ -1,16 +1,16 @@
 /**
  * Protobuf wire encoding of the `metadata` attribute, envoy.config.core.v3.Metadata
  * { map<string, google.protobuf.Struct> filter_metadata = 1 }, with Struct, Value and
- * ListValue, written straight into the module's memory.
+ * ListValue.
  *
- * This runs on every request (the fingerprint claims are new each time), so it allocates
- * nothing: pass 1 (`metadataSize`) records the size of every nested message in pre-order,
- * the host allocates exactly that much in the module, and pass 2 (`writeMetadata`) writes
- * the bytes, replaying the recorded sizes for the length prefixes. Strings are assumed
- * ASCII (length without a scan, written in the one pass that copies them); a string that
- * is not makes pass 2 answer false, and the host runs both passes again with exact UTF-8
- * lengths. protobufjs' generic writer, or encoding nested messages apart and copying
- * them, cost several microseconds.
+ * This runs on every request (the fingerprint claims are new each time), so it is one pass
+ * over the values into a reused scratch buffer, which the host then copies into the module
+ * with one memcpy. A nested message's length prefix is not known before its body is
+ * written: one byte is reserved for it, and in the rare case the body reaches 128 bytes
+ * the body is moved up to make room for the longer varint (a native copyWithin). Strings
+ * are written as exact UTF-8 in the same pass. A two-pass encoder (sizes first, then the
+ * bytes straight into the module) walked every object twice and cost about twice as much;
+ * protobufjs' generic writer costs several times more.
  *
  * Own properties are walked with for-in and hasOwn, which V8 runs from the object's enum
  * cache: about three times faster than Object.keys and a keyed load per property.
@@ -19,54 +19,35 @@
  * null, arrays (ListValue) and plain objects (Struct); bytes as a string value. Anything
  * else object-shaped (an attribute wrapper) becomes an empty Struct.
  */
-import { utf8Length, writeAscii, writeUtf8 } from './pairs.ts';
+import { writeUtf8 } from './pairs.ts';
 import type { PropertyValue } from './properties.ts';
 
 type Fields = Record<string, PropertyValue>;
 
-/** Nested message sizes from pass 1, in the order pass 2 writes them. */
-const sizes: number[] = [];
-let cursor = 0;
-/** Pass 1 measured UTF-8 lengths (not string lengths): pass 2 writes UTF-8. */
-let exact = false;
-/** Pass 2 met a string that is not ASCII while pass 1 assumed ASCII. */
-let notAscii = false;
-
-/** Pass 1: the encoded size of Metadata with these filter_metadata Structs; see `exact` above. */
-export function metadataSize(filterMetadata: Fields, exactLengths: boolean): number {
-  exact = exactLengths;
-  sizes.length = 0;
-  let n = 0;
-  for (const name in filterMetadata) if (Object.hasOwn(filterMetadata, name)) n += field(entrySize(name, structSize(filterMetadata[name])));
-  return n;
-}
+let buf = new Uint8Array(1024);
+let pos = 0;
+const F64 = new Float64Array(1);
+const F64_BYTES = new Uint8Array(F64.buffer);
 
 /**
- * Pass 2: writes what metadataSize measured (it must be the last size computed) at
- * out[at]; false when an ASCII guess was wrong (the bytes are then unusable).
+ * The encoded Metadata with these filter_metadata Structs: a view of the scratch buffer,
+ * valid until the next call (copy it to keep it).
  */
-export function writeMetadata(filterMetadata: Fields, out: Uint8Array, at: number): boolean {
-  buf = out;
-  pos = at;
-  cursor = 0;
-  notAscii = false;
+export function encodeMetadata(filterMetadata: Fields): Uint8Array {
+  pos = 0;
   for (const name in filterMetadata) {
     if (!Object.hasOwn(filterMetadata, name)) continue;
-    const struct = sizes[cursor];
     tag(1, 2);
-    varint(entrySize(name, struct));
+    const entry = open();
     string(1, name);
-    writeStruct(2, filterMetadata[name]);
+    tag(2, 2);
+    const struct = open();
+    writeStruct(filterMetadata[name]);
+    close(struct);
+    close(entry);
   }
-  buf = EMPTY;
-  return !notAscii;
+  return buf.subarray(0, pos);
 }
-
-/** Tag, length and body of a length-delimited field whose body is `n` bytes. */
-const field = (n: number): number => 1 + varintLength(n) + n;
-/** A map entry { string key = 1; message value = 2 }. */
-const entrySize = (key: string, value: number): number => field(textLength(key)) + field(value);
-const textLength = (s: string): number => (exact ? utf8Length(s) : s.length);
 
 /** A plain object (a JSON object), not a list, bytes or one of the host's attribute classes. */
 function isFields(v: PropertyValue | undefined): v is Fields {
@@ -75,105 +56,103 @@ function isFields(v: PropertyValue | undefined): v is Fields {
   return proto === Object.prototype || proto === null;
 }
 
-function structSize(v: PropertyValue): number {
-  const slot = sizes.push(0) - 1;
-  let n = 0;
-  if (isFields(v)) for (const key in v) if (Object.hasOwn(v, key)) n += field(entrySize(key, valueSize(v[key])));
-  sizes[slot] = n;
-  return n;
-}
-
-function listSize(items: PropertyValue[]): number {
-  const slot = sizes.push(0) - 1;
-  let n = 0;
-  for (const item of items) n += field(valueSize(item));
-  sizes[slot] = n;
-  return n;
-}
-
-/** Size of a Value message. */
-function valueSize(v: PropertyValue | undefined): number {
-  switch (typeof v) {
-    case 'string':
-      return field(textLength(v));
-    case 'number':
-    case 'bigint':
-      return 9;
-    case 'boolean':
-      return 2;
-  }
-  if (v === null || v === undefined) return 2;
-  if (v instanceof Uint8Array) return field(v.length);
-  return field(Array.isArray(v) ? listSize(v) : structSize(v));
-}
-
-// ---- pass 2 ---------------------------------------------------------------------------
-
-const EMPTY = new Uint8Array(0);
-let buf: Uint8Array = EMPTY;
-let pos = 0;
-const F64 = new Float64Array(1);
-const F64_BYTES = new Uint8Array(F64.buffer);
-
-function writeStruct(fieldNumber: number, v: PropertyValue): void {
-  tag(fieldNumber, 2);
-  varint(sizes[cursor++]);
+/** The fields of a Struct: map entries { string key = 1; Value value = 2 }. */
+function writeStruct(v: PropertyValue): void {
   if (!isFields(v)) return;
   for (const key in v) {
     if (!Object.hasOwn(v, key)) continue;
-    const value = v[key];
-    const vs = measured(value);
     tag(1, 2);
-    varint(entrySize(key, vs));
+    const entry = open();
     string(1, key);
-    writeValue(2, value, vs);
+    tag(2, 2);
+    const value = open();
+    writeValue(v[key]);
+    close(value);
+    close(entry);
   }
 }
 
-/** A Value's size in pass 2: scalars are measured again (cheap), nested sizes come from pass 1 in order. */
-function measured(v: PropertyValue | undefined): number {
-  return typeof v === 'object' && v !== null && !(v instanceof Uint8Array) ? field(sizes[cursor]) : valueSize(v);
-}
-
-/** A Value as field `fieldNumber` (2 in a map entry, 1 in a ListValue) whose body is `size` bytes. */
-function writeValue(fieldNumber: number, v: PropertyValue | undefined, size: number): void {
-  tag(fieldNumber, 2);
-  varint(size);
-  writeBody(v);
-}
-
-function writeBody(v: PropertyValue | undefined): void {
+/** The body of a Value message. */
+function writeValue(v: PropertyValue | undefined): void {
   switch (typeof v) {
     case 'string':
       return string(3, v);
     case 'number':
     case 'bigint':
+      room(9);
       tag(2, 1);
       F64[0] = Number(v); // little-endian, as every platform Node runs on
       buf.set(F64_BYTES, pos);
       pos += 8;
       return;
     case 'boolean':
+      room(2);
       tag(4, 0);
       buf[pos++] = v ? 1 : 0;
       return;
   }
   if (v === null || v === undefined) {
+    room(2);
     tag(1, 0);
     buf[pos++] = 0;
   } else if (v instanceof Uint8Array) {
+    room(v.length + 6);
     tag(3, 2);
     varint(v.length);
     buf.set(v, pos);
     pos += v.length;
   } else if (Array.isArray(v)) {
     tag(6, 2);
-    varint(sizes[cursor++]);
-    for (const item of v) writeValue(1, item, measured(item));
-  } else writeStruct(5, v);
+    const list = open();
+    for (const item of v) {
+      tag(1, 2);
+      const value = open();
+      writeValue(item);
+      close(value);
+    }
+    close(list);
+  } else {
+    tag(5, 2);
+    const struct = open();
+    writeStruct(v);
+    close(struct);
+  }
 }
 
+/** Makes room for `n` more bytes (the scratch buffer only ever grows). */
+function room(n: number): void {
+  if (pos + n <= buf.length) return;
+  const grown = new Uint8Array(Math.max(buf.length * 2, pos + n));
+  grown.set(buf.subarray(0, pos));
+  buf = grown;
+}
+
+/** Reserves the one-byte length prefix of a nested message; close() fills it in. */
+function open(): number {
+  room(1);
+  return pos++;
+}
+
+/** Sets the length prefix reserved at `at`, moving the body up when its varint needs more than one byte. */
+function close(at: number): void {
+  const n = pos - at - 1;
+  if (n < 0x80) {
+    buf[at] = n;
+    return;
+  }
+  const extra = varintLength(n) - 1;
+  room(extra);
+  buf.copyWithin(at + 1 + extra, at + 1, pos);
+  pos += extra;
+  const end = pos;
+  pos = at;
+  varint(n);
+  pos = end;
+}
+
+/** Tags are one byte: every field number here is below 16. */
 function tag(fieldNumber: number, wire: number): void {
+  room(1);
   buf[pos++] = (fieldNumber << 3) | wire;
 }
 
@@ -185,16 +164,19 @@ function varint(n: number): void {
   buf[pos++] = n;
 }
 
+/** A string field: UTF-8 takes at most 3 bytes per UTF-16 unit, so a short string's length fits one byte. */
 function string(fieldNumber: number, s: string): void {
   tag(fieldNumber, 2);
-  if (exact) {
-    varint(utf8Length(s));
-    pos += writeUtf8(s, buf, pos);
+  room(1 + 3 * s.length);
+  if (3 * s.length < 0x80) {
+    const n = writeUtf8(s, buf, pos + 1);
+    buf[pos] = n;
+    pos += 1 + n;
     return;
   }
-  varint(s.length);
-  if (writeAscii(s, buf, pos) < 0) notAscii = true;
-  pos += s.length;
+  const at = open();
+  pos += writeUtf8(s, buf, pos);
+  close(at);
 }
 
 const varintLength = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);

@@ -10,7 +10,7 @@
  */
 import { Status } from './abi.ts';
 import { encodePairs, encodeUtf8, decodeUtf8, type Pair, type Bytes } from './pairs.ts';
-import { metadataSize, writeMetadata } from './metadata-pb.ts';
+import { encodeMetadata } from './metadata-pb.ts';
 
 /** A value reachable through a property path. */
 export type PropertyValue =
@@ -31,22 +31,15 @@ export abstract class Lookup {
 }
 
 /**
- * A protobuf message: walked by field name, serialized as its wire bytes. Written in two
- * steps so the host can put the bytes straight into the module's memory: size(exact)
- * right before write() of that many bytes. With exact false the size assumes every string
- * is ASCII (no scan); write() then answers false if one is not, and the caller starts
- * over with exact true (write() then always succeeds).
+ * A protobuf message: walked by field name, serialized as its wire bytes. `encode()` may
+ * answer a view of a scratch buffer, valid until the next encode (the host copies it into
+ * the module right away); `serialize()` answers bytes of its own.
  */
 export abstract class Message {
   constructor(readonly fields: Record<string, PropertyValue>) {}
-  abstract size(exact: boolean): number;
-  abstract write(out: Uint8Array, at: number): boolean;
+  abstract encode(): Uint8Array;
   serialize(): Uint8Array {
-    let out = new Uint8Array(this.size(false));
-    if (this.write(out, 0)) return out;
-    out = new Uint8Array(this.size(true));
-    this.write(out, 0);
-    return out;
+    return this.encode().slice();
   }
 }
 
@@ -134,10 +127,7 @@ class MetadataMessage extends Message {
   constructor(private readonly filterMetadata: Record<string, PropertyValue>) {
     super({ filter_metadata: filterMetadata, typed_filter_metadata: {} });
   }
-  size(exact: boolean): number {
-    return metadataSize(this.filterMetadata, exact);
-  }
-  write(out: Uint8Array, at: number): boolean {
-    return writeMetadata(this.filterMetadata, out, at);
+  encode(): Uint8Array {
+    return encodeMetadata(this.filterMetadata);
   }
 }

@@ -10,7 +10,7 @@ import {
   MetricType, IMPORTS, CALLBACKS, ABI_EXPORT, OTHER_ABI_EXPORTS, type LogLevelName,
 } from './abi.ts';
 import { readSurface, describeSignature } from './module.ts';
-import { decodeRawPairs, decodeUtf8, utf8Length, writeUtf8, encodeUtf8, writePairs, pairsSize, asciiPairsSize, writeAscii, writeAsciiPairs, sameBytes, type Pair } from './pairs.ts';
+import { decodeRawPairs, decodeUtf8, utf8Length, writeUtf8, encodeUtf8, writePairs, pairsSize, asciiPairsSize, writeAscii, writeAsciiPairs, sameBytesAt, type Pair } from './pairs.ts';
 import { splitPath, resolve, serialize, Message, type PropertyValue } from './properties.ts';
 import * as shared from './shared.ts';
 
@@ -62,7 +62,8 @@ export interface Stream {
   reply: LocalReply | null;
   resetDetails: string | null;
   logs: LogLine[];
-  filterState: Map<string, Uint8Array>;
+  /** Values the filter set with proxy_set_property (created on first use). */
+  filterState: Map<string, Uint8Array> | null;
   property(name: string): PropertyValue | undefined;
   /** Set while the stream is paused; continue_stream / close / local reply wake it. */
   wake: (() => void) | null;
@@ -344,12 +345,14 @@ export class Vm {
    * at the same address with the same bytes is not decoded again.
    */
   private pathAt(ptr: number, len: number): string[] | null {
-    const bytes = this.read(ptr, len);
-    if (!bytes) return null;
-    const known = this.paths.get(ptr >>> 0);
-    if (known && sameBytes(known.bytes, bytes)) return known.segments;
+    if (!this.inBounds(ptr, len)) return null;
+    ptr >>>= 0;
+    len >>>= 0;
+    const known = this.paths.get(ptr);
+    if (known && known.bytes.length === len && sameBytesAt(known.bytes, this.u8, ptr)) return known.segments; // in place: no view to allocate
+    const bytes = this.u8.slice(ptr, ptr + len);
     const segments = splitPath(bytes);
-    if (this.paths.size < 256 || known) this.paths.set(ptr >>> 0, { bytes: bytes.slice(), segments });
+    if (this.paths.size < 256 || known) this.paths.set(ptr, { bytes, segments });
     return segments;
   }
 
@@ -473,7 +476,7 @@ export class Vm {
         if (!key || !value) return S.INVALID_MEMORY_ACCESS;
         const s = this.stream();
         if (!s) return S.NOT_FOUND;
-        s.filterState.set(splitPath(key).join('.'), value.slice());
+        (s.filterState ??= new Map()).set(splitPath(key).join('.'), value.slice());
         return S.OK;
       },
       proxy_get_property: (pp: number, ps: number, ptrPtr: number, sizePtr: number) => {
@@ -482,7 +485,7 @@ export class Vm {
         const value = resolve(segments, this.topProperty);
         if (value === undefined) return S.NOT_FOUND;
         if (typeof value === 'string') return this.copyOut(value, ptrPtr, sizePtr); // written straight into the module
-        if (value instanceof Message) return this.place(value, MESSAGE, ptrPtr, sizePtr); // straight into the module too
+        if (value instanceof Message) return this.copyOut(value.encode(), ptrPtr, sizePtr);
         const bytes = serialize(value);
         if (typeof bytes === 'number') return bytes;
         return this.copyOut(bytes, ptrPtr, sizePtr);
@@ -749,7 +752,7 @@ export class Vm {
     }
     const s = this.stream();
     if (!s) return name === 'plugin_name' ? this.pluginName : undefined;
-    return s.property(name) ?? s.filterState.get(name);
+    return s.property(name) ?? s.filterState?.get(name);
   };
 
   pluginName = '';
@@ -833,10 +836,6 @@ const TEXT: Codec<string> = {
 const PAIRS: Codec<Pair[]> = {
   size: (pairs, exact) => (pairs.length === 0 ? 0 : exact ? pairsSize(pairs) : asciiPairsSize(pairs)),
   write: (pairs, out, at, exact) => (exact ? (writePairs(pairs, out, at), true) : writeAsciiPairs(pairs, out, at)),
-};
-const MESSAGE: Codec<Message> = {
-  size: (m, exact) => m.size(exact),
-  write: (m, out, at) => m.write(out, at),
 };
 
 function concat(...parts: Uint8Array[]): Uint8Array {
