@@ -5,13 +5,15 @@
  * asc runs in a worker thread (compiler/asc-worker.mjs) outside the tsx loader, which would
  * otherwise spend seconds transforming asc's and binaryen's JavaScript in every process.
  *
- * Choices (all deterministic: the same source always gives the same bytes):
- * - `--runtime stub`: a bump allocator without GC. The filter holds no heap objects across
+ * The compiler options live in asconfig.json (target `release`), so running asc by hand on
+ * `palisade compile --emit as` output builds the same binary. Why each (all deterministic:
+ * the same source always gives the same bytes):
+ * - `runtime: stub`: a bump allocator without GC. The filter holds no heap objects across
  *   callbacks and resets the heap at the start of every request (runtime/exports.ts), so
  *   a collector would only add code and pauses; memory stays at one request's high mark.
- * - `--use abort=…`: Envoy provides no `env.abort`; ours logs through proxy_log and traps.
- * - `--exportStart _initialize`: no wasm start section (Envoy calls `_initialize`).
- * - `-O3` with `--shrinkLevel 1`: fast code; the policy tables are data segments either way.
+ * - `use: abort=…`: Envoy provides no `env.abort`; ours logs through proxy_log and traps.
+ * - `exportStart: _initialize`: no wasm start section (Envoy calls `_initialize`).
+ * - `optimizeLevel: 3` with `shrinkLevel: 1`: fast code; the policy tables are data segments either way.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +28,7 @@ export const GENERATED = 'filters/policy.generated.ts';
 let library: Map<string, string> | null = null;
 function sources(): Map<string, string> {
   if (!library) {
-    library = new Map();
+    library = new Map([[CONFIG, readFileSync(join(ROOT, CONFIG), 'utf8')]]);
     for (const dir of ['runtime', 'filters']) {
       for (const f of readdirSync(join(ROOT, dir))) if (f.endsWith('.ts')) library.set(`${dir}/${f}`, readFileSync(join(ROOT, dir, f), 'utf8'));
     }
@@ -34,13 +36,8 @@ function sources(): Map<string, string> {
   return library;
 }
 
-export const ASC_FLAGS = [
-  '--runtime', 'stub',
-  '--use', 'abort=runtime/abort/abort',
-  '--exportStart', '_initialize',
-  '--optimizeLevel', '3', '--shrinkLevel', '1',
-  '--noColors',
-];
+const CONFIG = 'asconfig.json';
+export const ASC_FLAGS = ['--config', CONFIG, '--target', 'release', '--noColors'];
 
 export class BuildError extends Error {}
 
