@@ -5,23 +5,10 @@
  * VM id, with compare-and-swap versions.
  */
 import { Status } from './abi.ts';
-import { encodeUtf8, sameBytes } from './pairs.ts';
-import { fnv1a } from '../../compiler/fnv1a.ts';
+import { encodeUtf8 } from './pairs.ts';
+import { SharedData } from './shared-data.ts';
 
-interface Entry {
-  key: Uint8Array;
-  value: Uint8Array;
-  cas: number;
-  /** The next entry whose key has the same hash. */
-  next: Entry | null;
-}
-
-/**
- * Per VM id, entries by a hash of the key's bytes. Keys arrive as bytes in module memory on
- * every request (the fingerprint replay store reads and writes one slot per request):
- * hashing and comparing them in place avoids building a string per call.
- */
-const data = new Map<string, Map<number, Entry>>();
+const data = new Map<string, SharedData>();
 let nextCas = 1;
 
 function casValue(): number {
@@ -32,16 +19,11 @@ function casValue(): number {
 
 const bytesOf = (key: string | Uint8Array): Uint8Array => (typeof key === 'string' ? encodeUtf8(key) : key);
 
-/** Chained in the entries themselves: one object fewer to reach than a bucket array. */
-function find(first: Entry | null | undefined, key: Uint8Array): Entry | undefined {
-  for (let entry = first; entry; entry = entry.next) if (sameBytes(entry.key, key)) return entry;
-  return undefined;
-}
-
-/** The entry for `key` (UTF-8 bytes or a string); its value must not be kept past the call. */
-export function getSharedData(vmId: string, key: string | Uint8Array): Entry | undefined {
-  const k = bytesOf(key);
-  return find(data.get(vmId)?.get(fnv1a(k)), k);
+/** The value (a view: copy it before the next set) and version stored for `key` (UTF-8 bytes or a string). */
+export function getSharedData(vmId: string, key: string | Uint8Array): { value: Uint8Array; cas: number } | undefined {
+  const store = data.get(vmId);
+  const e = store ? store.find(bytesOf(key)) : -1;
+  return e < 0 ? undefined : { value: store!.value(e), cas: store!.cas[e] };
 }
 
 /**
@@ -51,19 +33,10 @@ export function getSharedData(vmId: string, key: string | Uint8Array): Entry | u
 export function setSharedData(vmId: string, key: string | Uint8Array, value: Uint8Array, cas: number): number {
   const k = bytesOf(key);
   let store = data.get(vmId);
-  if (!store) data.set(vmId, (store = new Map()));
-  const h = fnv1a(k);
-  const first = store.get(h);
-  const entry = find(first, k);
-  if (entry && cas !== 0 && cas !== entry.cas) return Status.CAS_MISMATCH;
-  if (!entry) {
-    store.set(h, { key: k.slice(), value: value.slice(), cas: casValue(), next: first ?? null });
-    return Status.OK;
-  }
-  // Same-size updates (a replay slot of the same entry count) reuse the stored buffer.
-  if (entry.value.length === value.length) entry.value.set(value);
-  else entry.value = value.slice();
-  entry.cas = casValue();
+  if (!store) data.set(vmId, (store = new SharedData()));
+  const e = store.find(k);
+  if (e >= 0 && cas !== 0 && cas !== store.cas[e]) return Status.CAS_MISMATCH;
+  store.set(k, value, casValue(), e);
   return Status.OK;
 }
 
