@@ -59,12 +59,15 @@ test('x-request-id is generated when absent and kept when given', async () => {
 
 test('header pairs round trip: serialized pairs in, set_header_map_pairs replaces the map', async () => {
   const f = await filter();
-  const o = await f.handleRequest(request('pairs', { headers: { 'x-request-id': 'r1', 'x-b': 'ü' } }));
+  // Long values are written natively and short ones by hand: both, ASCII or not, byte for byte.
+  const long = 'a'.repeat(200);
+  const longUtf8 = `${'b'.repeat(60)}ü😀`;
+  const o = await f.handleRequest(request('pairs', { headers: { 'x-request-id': 'r1', 'x-b': 'ü', 'x-long': long, 'x-long-utf8': longUtf8 } }));
   const hex = messages(o)[0].replace('pairs=', '');
   const pairs = decodePairs(Buffer.from(hex, 'hex'));
   assert.equal(pairs, [
     [':authority', 'card.internal'], [':path', '/cards/42?page=2'], [':method', 'GET'], [':scheme', 'https'],
-    ['x-test', 'pairs'], ['x-request-id', 'r1'], ['x-b', 'ü'],
+    ['x-test', 'pairs'], ['x-request-id', 'r1'], ['x-b', 'ü'], ['x-long', long], ['x-long-utf8', longUtf8],
   ]);
   assert.is(messages(o)[1], 'set=0');
   assert.equal(o.upstreamRequest!.headers, [[':method', 'PUT'], ['x-only', 'yes'], ['x-upper', 'v']]);
@@ -147,7 +150,7 @@ test('dynamic metadata as a message: non-ASCII text, nesting, every value type, 
   const f = await filter();
   const fingerprint = { iss: 'spiffe://bank.example/ns/web/sa/frontend', iat: 1764400000, exp: 1764400030, jti: 'a'.repeat(200) };
   const user = {
-    sub: 'zoë', 'ключ': '東京 🚀', empty: '', n: -2.25, big: 12n, yes: true, no: false, nothing: null,
+    sub: 'zoë', 'ключ': '東京 🚀', long: `${'é'.repeat(70)}🚀`, empty: '', n: -2.25, big: 12n, yes: true, no: false, nothing: null,
     roles: ['admin', 'ü', [1, 'two'], { deep: { deeper: ['x'] } }], address: { country: 'FR', city: 'Besançon' },
   };
   const other = { only: 'ascii' };
