@@ -91,7 +91,7 @@ export async function loadFilter(wasm: Uint8Array, options: LoadOptions = {}): P
     vmConfiguration: toBytes(options.vmConfiguration),
     logLevel: options.logLevel ?? 'info',
     log: options.log,
-    clock: options.clock ?? (() => BigInt(Date.now()) * 1_000_000n),
+    clock: options.clock ?? wallClock,
     clusters: options.clusters ?? {},
   });
   vm.pluginName = options.name ?? '';
@@ -105,6 +105,18 @@ export async function loadFilter(wasm: Uint8Array, options: LoadOptions = {}): P
 }
 
 let connectionIds = 0n;
+
+/** Date.now() in nanoseconds, converted once per millisecond: filters read the time on every request. */
+let lastMs = -1;
+let lastNs = 0n;
+function wallClock(): bigint {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastNs = BigInt(ms) * 1_000_000n;
+  }
+  return lastNs;
+}
 
 export class Filter {
   private readonly paused = new Set<Stream>();
