@@ -10,6 +10,9 @@ import { fnv1a } from './fnv1a.ts';
 
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
 
+/** A key's first slot in a hash table of `size` slots: hash × size / 2³², as runtime/tables.ts (exact: the product stays below 2⁵³). */
+const homeSlot = (hash: number, size: number) => Math.floor((hash * size) / 2 ** 32);
+
 /** Header slots of the table (runtime/tables.ts H_*). */
 const H = { ruleCount: 0, rules: 1, methods: 2, methodLists: 3, atoms: 4, trie: 5, anyPath: 6, principals: 7, strip: 8, slotCount: 9, slots: 10, paramNames: 11, dryRun: 12, service: 13, serviceLen: 14 };
 const HEADER_SIZE = 15;
@@ -75,7 +78,7 @@ class Tables {
     for (const [key, value] of entries) {
       const entry = this.ints.length;
       this.ints.push(...this.str(key), value);
-      let i = fnv1a(utf8(key)) % size;
+      let i = homeSlot(fnv1a(utf8(key)), size);
       while (this.ints[at + 1 + i] !== -1) i = (i + 1) % size;
       this.ints[at + 1 + i] = entry;
     }

@@ -7,6 +7,8 @@ import { Out } from "./bytes";
 
 @external("env", "proxy_log")
 declare function proxy_log(level: i32, ptr: usize, len: usize): i32;
+@external("env", "proxy_get_log_level")
+declare function proxy_get_log_level(retLevel: usize): i32;
 @external("env", "proxy_get_property")
 declare function proxy_get_property(pathPtr: usize, pathLen: usize, retPtr: usize, retLen: usize): i32;
 @external("env", "proxy_get_header_map_pairs")
@@ -55,6 +57,15 @@ function took(status: i32): bool {
 
 export function log(level: i32, ptr: usize, len: i32): void {
   proxy_log(level, ptr, len);
+}
+
+/**
+ * Would the host keep a line at `level`? Asked each time (Envoy's level can change while
+ * running), so a caller can skip formatting a line the host would drop; when the host
+ * cannot answer, yes.
+ */
+export function logs(level: i32): bool {
+  return proxy_get_log_level(RET) != OK || level >= load<i32>(RET);
 }
 
 /** Reads a property (path of NUL-terminated segments); false when absent. */

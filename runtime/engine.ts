@@ -1,7 +1,7 @@
 // The decision for one request (see compiler/ir.ts for the procedure). Only rules whose
 // route bucket, path trie and principal index match are ever evaluated, so the cost
 // follows the number of matching rules, not the size of the policy.
-import { fnv1a } from "./bytes";
+import { sameBytes } from "./bytes";
 import { isTrue, setAtom, setGeneration, V, K_BOOL, K_STR } from "./expr";
 import { segCount, segLen, segStart } from "./path";
 import { methodLen, methodPtr, principalLen, principalPtr } from "./request";
@@ -41,7 +41,7 @@ export function decide(): i32 {
   decidedRule = -1;
   decidedByError = false;
   matchPrincipal();
-  const m = hashFind(t(H_METHODS), methodPtr, methodLen, fnv1a(methodPtr, methodLen));
+  const m = hashFind(t(H_METHODS), methodPtr, methodLen);
   methodId = m < 0 ? -1 : t(m);
   methodBit = methodId >= 0 && methodId < 31 ? 1 << methodId : 0;
   hitItems(t(H_ANY_PATH), ROUTES);
@@ -97,7 +97,7 @@ function walk(node: i32, starts: usize, lens: usize, count: i32, i: i32, mode: i
   if (mode == PRINCIPALS || load<i32>(lens + (<usize>(count - 1) << 2)) > 0) hitItems(t(node + 3), mode);
   const p = <usize>load<i32>(starts + (<usize>i << 2));
   const n = load<i32>(lens + (<usize>i << 2));
-  const lit = hashFind(t(node), p, n, fnv1a(p, n));
+  const lit = hashFind(t(node), p, n);
   if (lit >= 0) walk(t(lit), starts, lens, count, i + 1, mode);
   const any = t(node + 1);
   if (any >= 0 && n > 0) walk(any, starts, lens, count, i + 1, mode);
@@ -143,13 +143,13 @@ const SPIFFE = memory.data<u8>([115, 112, 105, 102, 102, 101, 58, 47, 47]); // "
 function matchPrincipal(): void {
   const p = principalPtr;
   const len = principalLen;
-  if (t(H_PRINCIPALS) < 0 || len < 9 || memory.compare(p, SPIFFE, 9) != 0) return;
+  if (t(H_PRINCIPALS) < 0 || len < 9 || !sameBytes(p, SPIFFE, 9)) return;
   let s = 9;
   while (s < len && load<u8>(p + s) != 47) s++;
-  const d = hashFind(t(H_PRINCIPALS), p + 9, s - 9, fnv1a(p + 9, s - 9));
+  const d = hashFind(t(H_PRINCIPALS), p + 9, s - 9);
   if (d < 0) return;
   const domain = t(d);
-  const exact = hashFind(t(domain), p + s, len - s, fnv1a(p + s, len - s));
+  const exact = hashFind(t(domain), p + s, len - s);
   if (exact >= 0) hitItems(t(exact), PRINCIPALS);
   // segments of the ID's path
   const max = <usize>(len - s + 1);

@@ -9,13 +9,13 @@
 // log text of one request reuse the same memory as the previous one.
 export * from "./lifecycle";
 import {
-  LOG_INFO, defineCounterNamed, getPluginConfiguration, incrementCounter, log, removeRequestHeader,
+  LOG_INFO, defineCounterNamed, getPluginConfiguration, incrementCounter, log, logs, removeRequestHeader,
   replaceRequestHeader, retLen, retPtr, sendLocalResponse,
 } from "./abi";
 import { Out, bytesEqual } from "./bytes";
 import { ALLOW, DENY, decide, decidedByError, decidedRule, injected, ruleField } from "./engine";
 import { PATH_OK, normLen, normPtr, normalizePath, queryLen, queryPtr } from "./path";
-import { beginRequest, foundLen, foundPtr, header, principalLen, rawPathLen, rawPathPtr, requestId } from "./request";
+import { beginRequest, foundLen, foundPtr, hasHeader, principalLen, rawPathLen, rawPathPtr, requestId } from "./request";
 import { H_DRY_RUN, H_STRIP, b, t } from "./tables";
 import { parseConfig, fingerprintOff, CONFIG_DEFAULT, CONFIG_DRY_RUN } from "./config";
 import { checkFingerprint, replayFull } from "./fingerprint";
@@ -85,7 +85,7 @@ const UNAUTHENTICATED = 3;
 function finish(outcome: i32, reason: string, rule: i32): i32 {
   const status = outcome == ALLOWED ? 200 : outcome == DENIED ? 403 : outcome == DENY_BAD_REQUEST ? 400 : 401;
   const decision = outcome == ALLOWED ? "allow" : outcome == UNAUTHENTICATED ? "unauthenticated" : "deny";
-  writeDecision(decision, status, rule, reason);
+  if (logs(LOG_INFO)) writeDecision(decision, status, rule, reason);
   incrementCounter(outcome == ALLOWED ? metricAllow : outcome == UNAUTHENTICATED ? metricUnauthenticated : metricDeny);
   if (outcome == ALLOWED || dryRun) {
     if (outcome != DENY_BAD_REQUEST) forwardNormalizedPath();
@@ -97,7 +97,7 @@ function finish(outcome: i32, reason: string, rule: i32): i32 {
   return PAUSE;
 }
 
-/** `palisade.decision {"decision":…,"status":…,"rule":…,"mode":…,"reason":…}` at info. */
+/** `palisade.decision {"decision":…,"status":…,"rule":…,"mode":…,"reason":…}` at info (not even formatted when the host logs less). */
 function writeDecision(decision: string, status: i32, rule: i32, reason: string): void {
   const o = new Out(160).ascii('palisade.decision {"decision":"').ascii(decision).ascii('","status":').int(status).ascii(',"rule":');
   if (rule < 0) o.ascii("null");
@@ -126,7 +126,7 @@ function stripInjectable(): void {
   for (let i = 0, n = t(list); i < n; i++) {
     const p = b(t(list + 1 + i * 2));
     const len = t(list + 2 + i * 2);
-    if (header(p, len)) removeRequestHeader(p, len);
+    if (hasHeader(p, len)) removeRequestHeader(p, len);
   }
 }
 

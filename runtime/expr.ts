@@ -1,7 +1,7 @@
 // Values and operators of `when`/`inject` expressions, as the generated code calls them.
 // A value is a V allocated in the request arena. Errors are values (kind K_ERR) and
 // propagate through every operator; the generated code short-circuits && and || itself.
-import { bytesCompare, bytesEqual, bytesIndexOf } from "./bytes";
+import { bytesCompare, bytesEqual, bytesIndexOf, sameBytes } from "./bytes";
 import { segSize, segPtr, normLen, normPtr } from "./path";
 import { PbReader, PB_BOOL, PB_LIST, PB_NULL, PB_NUMBER, PB_STRING, PB_STRUCT, countField1, foundLen as pbFoundLen, foundPtr as pbFoundPtr, structGet, valBool, valLen, valNum, valPtr, valueKind } from "./pb";
 import { claims, claimsLen, claimsPtr, foundLen, foundPtr, header, headerCount, hostLen, hostPtr, methodLen, methodPtr, principalLen, principalPtr, query, queryCount } from "./request";
@@ -236,8 +236,8 @@ export const STARTS_WITH = 0; export const ENDS_WITH = 1; export const CONTAINS 
 export function call(fn: i32, s: V, x: V): V {
   if (s.kind != K_STR || x.kind != K_STR) return ERR();
   if (x.len > s.len) return BOOL(false);
-  if (fn == STARTS_WITH) return BOOL(memory.compare(s.ptr, x.ptr, x.len) == 0);
-  if (fn == ENDS_WITH) return BOOL(memory.compare(s.ptr + s.len - x.len, x.ptr, x.len) == 0);
+  if (fn == STARTS_WITH) return BOOL(sameBytes(s.ptr, x.ptr, x.len));
+  if (fn == ENDS_WITH) return BOOL(sameBytes(s.ptr + s.len - x.len, x.ptr, x.len));
   return BOOL(bytesIndexOf(s.ptr, s.len, x.ptr, x.len) >= 0);
 }
 

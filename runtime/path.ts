@@ -34,13 +34,21 @@ export function normalizePath(raw: usize, rawLen: i32): i32 {
   queryLen = -1;
   if (rawLen == 0 || load<u8>(raw) != 47) return PATH_BAD;
   let end = rawLen;
+  // Already normal (most paths): no escape, backslash, "//" or segment starting with ".".
+  let plain = true;
+  let prev: u32 = 0;
   for (let i = 0; i < rawLen; i++) {
-    const c = load<u8>(raw + i);
+    const c = <u32>load<u8>(raw + i);
     if (c == 35 || c == 0) return PATH_BAD; // '#', NUL
     if (c == 37 && i + 2 < rawLen && load<u8>(raw + i + 1) == 48 && load<u8>(raw + i + 2) == 48) return PATH_BAD; // %00
-    if (c == 63 && end == rawLen) end = i; // first '?'
+    if (end == rawLen) {
+      if (c == 63) end = i; // first '?'
+      else if (c == 37 || c == 92 || (prev == 47 && (c == 47 || c == 46))) plain = false;
+    }
+    prev = c;
   }
   if (end < rawLen) { queryPtr = raw + end + 1; queryLen = rawLen - end - 1; }
+  if (plain) return plainPath(raw, end);
 
   // 1. decode into a fresh buffer (decoding never lengthens)
   const buf = heap.alloc(<usize>end);
@@ -112,6 +120,35 @@ export function normalizePath(raw: usize, rawLen: i32): i32 {
     memory.copy(normPtr + normLen, segPtr(i), len);
     normLen += len;
   }
+  return PATH_OK;
+}
+
+/**
+ * A path part that normalization leaves as it is: its segments point into it, and so does
+ * the normalized text. What the general steps above give for it: non-empty segments, plus
+ * the empty one a trailing slash makes ("/" alone has none).
+ */
+function plainPath(raw: usize, end: i32): i32 {
+  segStart = heap.alloc(<usize>(end + 1) << 2);
+  segLen = heap.alloc(<usize>(end + 1) << 2);
+  let k = 0;
+  let s = 1;
+  while (s < end) {
+    let e = s;
+    while (e < end && load<u8>(raw + e) != 47) e++;
+    store<i32>(segStart + (<usize>k << 2), <i32>(raw + s));
+    store<i32>(segLen + (<usize>k << 2), e - s);
+    k++;
+    s = e + 1;
+  }
+  if (k > 0 && load<u8>(raw + end - 1) == 47) {
+    store<i32>(segStart + (<usize>k << 2), <i32>raw);
+    store<i32>(segLen + (<usize>k << 2), 0);
+    k++;
+  }
+  segCount = k;
+  normPtr = raw;
+  normLen = end;
   return PATH_OK;
 }
 

@@ -29,7 +29,16 @@ export class PbReader {
     this.pos = ptr;
     this.end = ptr + len;
   }
-  private readVarint(): u64 {
+  /** A varint; a one-byte one (every tag and length under 128) without the loop. */
+  @inline private readVarint(): u64 {
+    const p = this.pos;
+    if (p < this.end) {
+      const b = load<u8>(p);
+      if (b < 0x80) { this.pos = p + 1; return b; }
+    }
+    return this.longVarint();
+  }
+  private longVarint(): u64 {
     let v: u64 = 0;
     for (let shift: u64 = 0; shift < 64; shift += 7) {
       if (this.pos >= this.end) { this.bad = true; return 0; }

@@ -3,7 +3,7 @@
 // claims and the fingerprint claims jwt_authn verified) in one property read on first use. Everything points into host-written buffers in the
 // request arena; nothing is copied unless decoding needs it.
 import { getProperty, getRequestHeaderPairs, retLen, retPtr } from "./abi";
-import { bytesEqual } from "./bytes";
+import { bytesEqual, sameBytes } from "./bytes";
 import { decodeInto, queryLen, queryPtr } from "./path";
 import { PB_STRUCT, foundLen as pbFoundLen, foundPtr as pbFoundPtr, structGet, valLen, valPtr, valueKind } from "./pb";
 
@@ -69,21 +69,32 @@ function parsePairs(ptr: usize, len: i32): bool {
   pairs = heap.alloc(<usize>n << 4);
   let data = ptr + 4 + (<usize>n << 3);
   const end = ptr + len;
+  // The pseudo-headers the filter always needs are picked up in the same pass; only a
+  // repeated one (joined by header()) takes another.
+  let methods = 0;
+  let paths = 0;
+  let authorities = 0;
   for (let i = 0; i < n; i++) {
     const kl = load<u32>(ptr + 4 + (<usize>i << 3));
     const vl = load<u32>(ptr + 8 + (<usize>i << 3));
     if (<u64>data + kl + vl + 2 > <u64>end) return false;
     const e = pairs + (<usize>i << 4);
+    const vp = data + kl + 1;
     store<i32>(e, <i32>data);
     store<i32>(e + 4, kl);
-    store<i32>(e + 8, <i32>(data + kl + 1));
+    store<i32>(e + 8, <i32>vp);
     store<i32>(e + 12, vl);
+    if (kl > 0 && load<u8>(data) == 58) { // ':'
+      if (kl == 7 && sameBytes(data, METHOD, 7)) { if (methods++ == 0) { methodPtr = vp; methodLen = vl; } }
+      else if (kl == 5 && sameBytes(data, PATH, 5)) { if (paths++ == 0) { rawPathPtr = vp; rawPathLen = vl; } }
+      else if (kl == 10 && sameBytes(data, AUTHORITY, 10)) { if (authorities++ == 0) { hostPtr = vp; hostLen = vl; } }
+    }
     data += kl + vl + 2;
   }
   headerCount = n;
-  if (header(METHOD, 7)) { methodPtr = foundPtr; methodLen = foundLen; }
-  if (header(PATH, 5)) { rawPathPtr = foundPtr; rawPathLen = foundLen; }
-  if (header(AUTHORITY, 10)) { hostPtr = foundPtr; hostLen = foundLen; }
+  if (methods > 1 && header(METHOD, 7)) { methodPtr = foundPtr; methodLen = foundLen; }
+  if (paths > 1 && header(PATH, 5)) { rawPathPtr = foundPtr; rawPathLen = foundLen; }
+  if (authorities > 1 && header(AUTHORITY, 10)) { hostPtr = foundPtr; hostLen = foundLen; }
   return true;
 }
 
@@ -120,6 +131,12 @@ export function header(name: usize, nameLen: i32): bool {
   return hits > 0;
 }
 
+/** Is there a header `name` (without joining the values of several)? */
+export function hasHeader(name: usize, nameLen: i32): bool {
+  for (let i = 0; i < headerCount; i++) if (bytesEqual(headerKeyPtr(i), headerKeyLen(i), name, nameLen)) return true;
+  return false;
+}
+
 /** Query parameter (names and values percent-decoded; the first occurrence wins). */
 export function query(name: usize, nameLen: i32): bool {
   return queryScan(name, nameLen) >= 0;
@@ -143,7 +160,7 @@ function queryScan(name: usize, nameLen: i32): i32 {
       count++;
       let eq = s;
       while (eq < e && load<u8>(queryPtr + eq) != 61) eq++;
-      if (nameLen >= 0 && decodeInto(tmp, queryPtr + s, eq - s) == nameLen && memory.compare(tmp, name, nameLen) == 0) {
+      if (nameLen >= 0 && decodeInto(tmp, queryPtr + s, eq - s) == nameLen && sameBytes(tmp, name, nameLen)) {
         const vs = eq < e ? eq + 1 : e;
         foundPtr = heap.alloc(<usize>(e - vs) + 1);
         foundLen = decodeInto(foundPtr, queryPtr + vs, e - vs);

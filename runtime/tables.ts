@@ -9,10 +9,12 @@
 //            methods: -1 any; else a bit mask over method ids, or (H_METHOD_LISTS) a pairs list of (id, 0)
 //   node     [literal children (hash → node), any-segment child node, exact items, rest items]
 //   items    -1 none, -(x + 2) the single item x, else a list [count, x…]
-//   hash     [size, slots × size (entry offset or -1), entries (keyOff, keyLen, value)…]; FNV-1a % size, linear probing
+//   hash     [size, slots × size (entry offset or -1), entries (keyOff, keyLen, value)…]; first slot FNV-1a × size / 2³², linear probing
 //   pairs    [count, (a, b) × count]; strings are pairs of (off, len) in B
 //   slot     [kind (0 header, 1 query, 2 claim), keyOff, keyLen] or [2, claim path strings, 0]
 //   domain   [exact ID paths (hash → items of rules), pattern trie root]
+
+import { fnv1a, sameBytes } from "./bytes";
 
 export const H_RULE_COUNT = 0;
 export const H_RULES = 1;
@@ -72,14 +74,17 @@ export function install(table: usize, blob: usize, scratch: usize, fn: ExprFn): 
 }
 
 /** Looks a byte string up in a hash table: the entry's value offset, or -1. */
-export function hashFind(table: i32, key: usize, keyLen: i32, hash: u32): i32 {
+export function hashFind(table: i32, key: usize, keyLen: i32): i32 {
   if (table < 0) return -1;
   const size = <u32>t(table);
-  let i = hash % size;
+  let i = homeSlot(fnv1a(key, keyLen), size);
   while (true) {
     const e = t(table + 1 + <i32>i);
     if (e < 0) return -1;
-    if (t(e + 1) == keyLen && memory.compare(b(t(e)), key, keyLen) == 0) return e + 2;
-    i = (i + 1) % size;
+    if (t(e + 1) == keyLen && sameBytes(b(t(e)), key, keyLen)) return e + 2;
+    if (++i == size) i = 0;
   }
 }
+
+/** A key's first slot: hash × size / 2³² (compiler/emit.ts places keys the same way), a multiply where `%` would divide. */
+@inline function homeSlot(hash: u32, size: u32): u32 { return <u32>((<u64>hash * size) >> 32); }

@@ -161,6 +161,24 @@ test('dry-run from the plugin configuration: always forwarded, decision recorded
   assert.ok(m['palisade_decisions.decision=allow'].value >= 1);
 });
 
+test('log level: below info the decision line is neither formatted nor logged; decision, reply and metric stay the same', async () => {
+  const quiet = await loadFilter(wasmBytes, { logLevel: 'warn' });
+  try {
+    for (const [path, over] of [['/healthz', {}], ['/admin/x', {}], ['/x%2F', {}], ['/healthz', { source: undefined }]] as const) {
+      const r = req(path, { ...over, headers: { 'x-request-id': 'rid-1' } });
+      const loud = await filter.handleRequest(signed(r)); // each with its own fingerprint: both share the replay store
+      const o = await quiet.handleRequest(signed(r));
+      assert.is(o.logs.length, 0, path);
+      assert.ok(loud.logs.some((l) => l.level === 'info' && l.message.startsWith('palisade.decision ')), path);
+      assert.equal([o.kind, o.status, Buffer.from(o.body).toString(), o.upstreamRequest?.headers], [loud.kind, loud.status, Buffer.from(loud.body).toString(), loud.upstreamRequest?.headers], path);
+    }
+    const m = quiet.metrics();
+    assert.equal([m['palisade_decisions.decision=allow'].value, m['palisade_decisions.decision=deny'].value, m['palisade_decisions.decision=unauthenticated'].value], [1, 2, 1]);
+  } finally {
+    await quiet.close();
+  }
+});
+
 test('plugin configuration: anything but a valid one makes proxy_on_configure refuse the filter', async () => {
   for (const bad of ['{"mode":"permissive"}', 'nope', '{"mode":"dry-run","x":1}', '{"mode":"dry-run"} x', '[]', '{"mode":"dry-\\u0072un"}']) {
     assert.ok(await refusesConfiguration(wasmBytes, bad), bad);
