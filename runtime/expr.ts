@@ -3,8 +3,8 @@
 // propagate through every operator; the generated code short-circuits && and || itself.
 import { bytesCompare, bytesEqual, bytesIndexOf, sameBytes } from "./bytes";
 import { segSize, segPtr, normLen, normPtr } from "./path";
-import { PbReader, PB_BOOL, PB_LIST, PB_NULL, PB_NUMBER, PB_STRING, PB_STRUCT, countField1, foundLen as pbFoundLen, foundPtr as pbFoundPtr, structGet, valBool, valLen, valNum, valPtr, valueKind } from "./pb";
-import { claims, claimsLen, claimsPtr, foundLen, foundPtr, header, headerCount, hostLen, hostPtr, methodLen, methodPtr, principalLen, principalPtr, query, queryCount } from "./request";
+import { PB_BOOL, PB_LIST, PB_NULL, PB_NUMBER, PB_STRING, PB_STRUCT, countField1, fieldLen, fieldNo, fieldPtr, fieldWire, foundLen as pbFoundLen, foundPtr as pbFoundPtr, readField, structGet, valBool, valLen, valNum, valPtr, valueKind } from "./pb";
+import { claims, claimsLen, claimsPtr, foundLen, foundPtr, hasHeader, header, headerCount, hostLen, hostPtr, methodLen, methodPtr, principalLen, principalPtr, query, queryCount } from "./request";
 import { ATOM_STRIDE, H_ATOMS, H_PARAM_NAMES, H_SLOTS, b, slotGen, slotValue, t } from "./tables";
 
 export const K_ERR = 0;
@@ -203,12 +203,17 @@ export function inOp(e: V, c: V): V {
       return BOOL(false);
     }
     if (c.rep == L_SCOPES) return BOOL(e.kind == K_STR && scopeIndex(c, e) >= 0);
-    const r = new PbReader(c.ptr, c.len);
-    while (r.next()) if (r.field == 1 && r.wire == 2 && same(e, fromValue(r.ptr, r.len))) return BOOL(true);
-    return r.bad ? ERR() : BOOL(false);
+    let p = c.ptr;
+    const end = c.ptr + c.len;
+    while (p < end) {
+      p = readField(p, end);
+      if (!p) return ERR();
+      if (fieldNo == 1 && fieldWire == 2 && same(e, fromValue(fieldPtr, fieldLen))) return BOOL(true);
+    }
+    return BOOL(false);
   }
   if (c.kind != K_MAP || e.kind != K_STR) return ERR();
-  if (c.rep == M_HEADERS) return BOOL(header(e.ptr, e.len));
+  if (c.rep == M_HEADERS) return BOOL(hasHeader(e.ptr, e.len));
   if (c.rep == M_QUERY) return BOOL(query(e.ptr, e.len));
   if (c.rep == M_PARAMS) return BOOL(paramByName(e.ptr, e.len));
   const found = structGet(c.ptr, c.len, e.ptr, e.len);

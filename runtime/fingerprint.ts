@@ -21,7 +21,10 @@
 // is unconditional.
 import { CAS_MISMATCH, OK, getSharedData, nowSeconds, retLen, retPtr, setSharedData, sharedCas } from "./abi";
 import { Out, bytesEqual } from "./bytes";
-import { PB_NUMBER, PB_STRING, PbReader, valLen, valNum, valPtr, valueKind } from "./pb";
+import {
+  PB_NUMBER, PB_STRING, entryKeyLen, entryKeyPtr, entryValLen, entryValPtr, fieldLen, fieldNo, fieldPtr, fieldWire, readEntry, readField,
+  valLen, valNum, valPtr, valueKind,
+} from "./pb";
 import { queryLen } from "./path";
 import { fingerprintClaims, methodLen, methodPtr, principalLen, principalPtr, rawPathLen, rawPathPtr } from "./request";
 import { H_SERVICE, H_SERVICE_LEN, b, t } from "./tables";
@@ -81,20 +84,16 @@ function claimIs(i: i32, p: usize, len: i32): bool { return bytesEqual(claimPtr(
 /** One pass over the claims Struct (the last duplicate wins); false unless all eight claims have their type. */
 function readClaims(ptr: usize, len: i32): bool {
   memory.fill(seen, 0, CLAIMS);
-  const r = new PbReader(ptr, len);
-  while (r.next()) {
-    if (r.field != 1 || r.wire != 2) continue;
-    const e = new PbReader(r.ptr, r.len);
-    let which = -1;
-    let vp: usize = 0;
-    let vl = 0;
-    while (e.next()) {
-      if (e.field == 1 && e.wire == 2) which = claimIndex(e.ptr, e.len);
-      else if (e.field == 2 && e.wire == 2) { vp = e.ptr; vl = e.len; }
-    }
-    if (e.bad) return false;
+  let p = ptr;
+  const end = ptr + len;
+  while (p < end) {
+    p = readField(p, end);
+    if (!p) return false;
+    if (fieldNo != 1 || fieldWire != 2) continue;
+    if (!readEntry(fieldPtr, fieldLen)) return false;
+    const which = claimIndex(entryKeyPtr, entryKeyLen);
     if (which < 0) continue; // other claims (ath, nbf, …) are jwt_authn's or nobody's business here
-    const kind = valueKind(vp, vl);
+    const kind = valueKind(entryValPtr, entryValLen);
     if (which < IAT) {
       if (kind != PB_STRING) return false;
       store<u32>(strPtr + (<usize>which << 2), <u32>valPtr);
@@ -106,7 +105,6 @@ function readClaims(ptr: usize, len: i32): bool {
     }
     store<u8>(seen + which, 1);
   }
-  if (r.bad) return false;
   for (let i = 0; i < CLAIMS; i++) if (load<u8>(seen + i) == 0) return false;
   return true;
 }

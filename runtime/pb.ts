@@ -5,6 +5,12 @@
 //               bool_value = 4; struct_value = 5; list_value = 6; }
 //   ListValue { repeated Value values = 1; }
 // Malformed input makes every reader report failure (the caller turns it into an error).
+//
+// A message is walked field by field with readField(), whose result is in module globals
+// (no reader object per message: these run several times per fingerprinted request):
+//   let p = ptr; const end = ptr + len;
+//   while (p < end) { p = readField(p, end); if (!p) /* malformed */; … fieldNo, fieldWire … }
+// A nested readField() overwrites the globals: take what is needed first.
 import { bytesEqual } from "./bytes";
 
 export const PB_NULL: i32 = 1;
@@ -15,62 +21,86 @@ export const PB_STRUCT: i32 = 5;
 export const PB_LIST: i32 = 6;
 export const PB_BAD: i32 = -1;
 
-/** A cursor over one message. After next(): field, wire type, and the payload. */
-export class PbReader {
-  pos: usize;
-  end: usize;
-  field: i32 = 0;
-  wire: i32 = 0;
-  varint: u64 = 0;
-  ptr: usize = 0; // length-delimited payload
-  len: i32 = 0;
-  bad: bool = false;
-  constructor(ptr: usize, len: i32) {
-    this.pos = ptr;
-    this.end = ptr + len;
+/** The field readField() read: number, wire type, and payload (a varint, or pointer and length). */
+export let fieldNo: i32 = 0;
+export let fieldWire: i32 = 0;
+export let fieldVarint: u64 = 0;
+export let fieldPtr: usize = 0;
+export let fieldLen: i32 = 0;
+
+/** Where the last varint() ended; 0 when it was malformed. */
+let varintEnd: usize = 0;
+
+/** A varint; a one-byte one (every tag and length under 128) without the loop. */
+@inline function varint(p: usize, end: usize): u64 {
+  if (p < end) {
+    const b = load<u8>(p);
+    if (b < 0x80) { varintEnd = p + 1; return b; }
   }
-  /** A varint; a one-byte one (every tag and length under 128) without the loop. */
-  @inline private readVarint(): u64 {
-    const p = this.pos;
-    if (p < this.end) {
-      const b = load<u8>(p);
-      if (b < 0x80) { this.pos = p + 1; return b; }
-    }
-    return this.longVarint();
+  return longVarint(p, end);
+}
+
+function longVarint(p: usize, end: usize): u64 {
+  let v: u64 = 0;
+  for (let shift: u64 = 0; shift < 64; shift += 7) {
+    if (p >= end) break;
+    const b = load<u8>(p++);
+    v |= (<u64>(b & 0x7f)) << shift;
+    if (!(b & 0x80)) { varintEnd = p; return v; }
   }
-  private longVarint(): u64 {
-    let v: u64 = 0;
-    for (let shift: u64 = 0; shift < 64; shift += 7) {
-      if (this.pos >= this.end) { this.bad = true; return 0; }
-      const b = load<u8>(this.pos++);
-      v |= (<u64>(b & 0x7f)) << shift;
-      if (!(b & 0x80)) return v;
-    }
-    this.bad = true;
-    return 0;
+  varintEnd = 0;
+  return 0;
+}
+
+/** Reads the field at `p` (< end) into the field globals: the position after it, or 0 when malformed. */
+export function readField(p: usize, end: usize): usize {
+  const tag = varint(p, end);
+  if (!varintEnd) return 0;
+  p = varintEnd;
+  fieldNo = <i32>(tag >> 3);
+  fieldWire = <i32>(tag & 7);
+  if (fieldWire == 2) {
+    const n = varint(p, end);
+    if (!varintEnd) return 0;
+    p = varintEnd;
+    if (n > <u64>(end - p)) return 0;
+    fieldPtr = p;
+    fieldLen = <i32>n;
+    return p + <usize>n;
   }
-  /** Advances to the next field; false at the end or on malformed input. */
-  next(): bool {
-    if (this.bad || this.pos >= this.end) return false;
-    const tag = this.readVarint();
-    this.field = <i32>(tag >> 3);
-    this.wire = <i32>(tag & 7);
-    if (this.wire == 0) this.varint = this.readVarint();
-    else if (this.wire == 1) this.skip(8);
-    else if (this.wire == 5) this.skip(4);
-    else if (this.wire == 2) {
-      const n = this.readVarint();
-      if (n > <u64>(this.end - this.pos)) this.bad = true;
-      else { this.ptr = this.pos; this.len = <i32>n; this.pos += <usize>n; }
-    } else this.bad = true;
-    return !this.bad;
+  if (fieldWire == 0) {
+    fieldVarint = varint(p, end);
+    return varintEnd;
   }
-  private skip(n: usize): void {
-    if (this.pos + n > this.end) { this.bad = true; return; }
-    this.ptr = this.pos;
-    this.len = <i32>n;
-    this.pos += n;
+  const size: usize = fieldWire == 1 ? 8 : fieldWire == 5 ? 4 : 0;
+  if (size == 0 || size > end - p) return 0;
+  fieldPtr = p;
+  fieldLen = <i32>size;
+  return p + size;
+}
+
+/** The map entry readEntry() read: its key (length -1 when absent) and value (empty when absent). */
+export let entryKeyPtr: usize = 0;
+export let entryKeyLen: i32 = -1;
+export let entryValPtr: usize = 0;
+export let entryValLen: i32 = 0;
+
+/** A map entry message (key = 1, value = 2, both length-delimited; the last of each wins); false when malformed. */
+export function readEntry(ptr: usize, len: i32): bool {
+  entryKeyPtr = 0;
+  entryKeyLen = -1;
+  entryValPtr = 0;
+  entryValLen = 0;
+  let p = ptr;
+  const end = ptr + len;
+  while (p < end) {
+    p = readField(p, end);
+    if (!p) return false;
+    if (fieldWire != 2) continue;
+    if (fieldNo == 1) { entryKeyPtr = fieldPtr; entryKeyLen = fieldLen; }
+    else if (fieldNo == 2) { entryValPtr = fieldPtr; entryValLen = fieldLen; }
   }
+  return true;
 }
 
 /** Result of a lookup: the Value message found. */
@@ -79,30 +109,30 @@ export let foundLen: i32 = 0;
 
 /** Finds `key` in a Struct (the last entry wins, as protobuf maps do). -1: malformed. */
 export function structGet(ptr: usize, len: i32, key: usize, keyLen: i32): i32 {
-  const r = new PbReader(ptr, len);
   let found = 0;
-  while (r.next()) {
-    if (r.field != 1 || r.wire != 2) continue;
-    const e = new PbReader(r.ptr, r.len);
-    let match = false;
-    let vp: usize = 0;
-    let vl = 0;
-    while (e.next()) {
-      if (e.field == 1 && e.wire == 2) match = bytesEqual(e.ptr, e.len, key, keyLen);
-      else if (e.field == 2 && e.wire == 2) { vp = e.ptr; vl = e.len; }
-    }
-    if (e.bad) return -1;
-    if (match) { found = 1; foundPtr = vp; foundLen = vl; }
+  let p = ptr;
+  const end = ptr + len;
+  while (p < end) {
+    p = readField(p, end);
+    if (!p) return -1;
+    if (fieldNo != 1 || fieldWire != 2) continue;
+    if (!readEntry(fieldPtr, fieldLen)) return -1;
+    if (bytesEqual(entryKeyPtr, entryKeyLen, key, keyLen)) { found = 1; foundPtr = entryValPtr; foundLen = entryValLen; }
   }
-  return r.bad ? -1 : found;
+  return found;
 }
 
 /** Number of entries of a Struct, or items of a ListValue (both use field 1); -1: malformed. */
 export function countField1(ptr: usize, len: i32): i32 {
-  const r = new PbReader(ptr, len);
   let n = 0;
-  while (r.next()) if (r.field == 1) n++;
-  return r.bad ? -1 : n;
+  let p = ptr;
+  const end = ptr + len;
+  while (p < end) {
+    p = readField(p, end);
+    if (!p) return -1;
+    if (fieldNo == 1) n++;
+  }
+  return n;
 }
 
 /** Decoded scalar of the last valueKind() call. */
@@ -113,14 +143,17 @@ export let valLen: i32 = 0;
 
 /** The kind of a Value message, with its payload in valNum/valBool/valPtr+valLen. */
 export function valueKind(ptr: usize, len: i32): i32 {
-  const r = new PbReader(ptr, len);
   let kind = PB_NULL; // an empty Value carries no kind: treat as null
-  while (r.next()) {
-    kind = r.field;
-    if (kind == PB_NUMBER && r.wire == 1) valNum = load<f64>(r.ptr);
-    else if (kind == PB_BOOL && r.wire == 0) valBool = r.varint != 0;
-    else if ((kind == PB_STRING || kind == PB_STRUCT || kind == PB_LIST) && r.wire == 2) { valPtr = r.ptr; valLen = r.len; }
-    else if (!(kind == PB_NULL && r.wire == 0)) return PB_BAD;
+  let p = ptr;
+  const end = ptr + len;
+  while (p < end) {
+    p = readField(p, end);
+    if (!p) return PB_BAD;
+    kind = fieldNo;
+    if (kind == PB_NUMBER && fieldWire == 1) valNum = load<f64>(fieldPtr);
+    else if (kind == PB_BOOL && fieldWire == 0) valBool = fieldVarint != 0;
+    else if ((kind == PB_STRING || kind == PB_STRUCT || kind == PB_LIST) && fieldWire == 2) { valPtr = fieldPtr; valLen = fieldLen; }
+    else if (!(kind == PB_NULL && fieldWire == 0)) return PB_BAD;
   }
-  return r.bad ? PB_BAD : kind;
+  return kind;
 }
