@@ -11,6 +11,7 @@ export function bytesEqual(a: usize, alen: i32, b: usize, blen: i32): bool {
  * past either string.
  */
 export function sameBytes(a: usize, b: usize, n: i32): bool {
+  if (a == b) return true; // e.g. a path normalization left as it was
   let i = 0;
   for (; i + 8 <= n; i += 8) if (load<u64>(a + i) != load<u64>(b + i)) return false;
   if (i + 4 <= n) {
@@ -91,11 +92,17 @@ export class Out {
   ascii(s: string): Out {
     const n = s.length;
     this.reserve(n);
-    // Straight from the UTF-16 code units: charCodeAt's bounds check per character made the
-    // decision log line the filter's single largest cost.
+    // Straight from the UTF-16 code units (charCodeAt's bounds check per character made the
+    // decision log line the filter's single largest cost), four at a time: their low bytes
+    // packed into one word.
     const src = changetype<usize>(s);
     const dst = this.ptr + this.len;
-    for (let i = 0; i < n; i++) store<u8>(dst + i, load<u8>(src + (<usize>i << 1)));
+    let i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const u = load<u64>(src + (<usize>i << 1));
+      store<u32>(dst + i, <u32>(u & 0xff) | <u32>((u >> 8) & 0xff00) | <u32>((u >> 16) & 0xff0000) | <u32>((u >> 24) & 0xff000000));
+    }
+    for (; i < n; i++) store<u8>(dst + i, load<u8>(src + (<usize>i << 1)));
     this.len += n;
     return this;
   }

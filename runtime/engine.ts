@@ -23,8 +23,8 @@ export let injected: usize = 0;
 let gen: u32 = 0;
 let candidateCount = 0;
 
-export function ruleField(r: i32, f: i32): i32 { return t(t(H_RULES) + r * RULE_STRIDE + f); }
-function ruleHas(r: i32, flag: i32): bool { return (ruleField(r, 0) & flag) != 0; }
+@inline export function ruleField(r: i32, f: i32): i32 { return t(t(H_RULES) + r * RULE_STRIDE + f); }
+@inline function ruleHas(r: i32, flag: i32): bool { return (ruleField(r, 0) & flag) != 0; }
 
 /** The request method's id in the policy's method table, and its mask bit (0: a method no route names). */
 let methodId = -1;
