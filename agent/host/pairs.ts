@@ -58,10 +58,6 @@ export function writeUtf8(s: string, out: Uint8Array, at: number): number {
   return at - start;
 }
 
-export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && sameBytesAt(a, b, 0);
-}
-
 /** Does `memory` hold `a`'s bytes at `at`? (The caller checks that they fit.) */
 export function sameBytesAt(a: Uint8Array, memory: Uint8Array, at: number): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== memory[at + i]) return false;

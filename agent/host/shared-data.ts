@@ -17,6 +17,7 @@
  * has no delete either).
  */
 import { fnv1a } from '../../compiler/fnv1a.ts';
+import { sameBytesAt } from './pairs.ts';
 
 export class SharedData {
   /** Open addressing with linear probing: entry number + 1, 0 for an empty slot. */
@@ -60,11 +61,7 @@ export class SharedData {
   }
 
   private sameKey(e: number, key: Uint8Array): boolean {
-    if (this.keyLength[e] !== key.length) return false;
-    const slab = this.slab;
-    const at = this.keyAt[e];
-    for (let i = 0; i < key.length; i++) if (slab[at + i] !== key[i]) return false;
-    return true;
+    return this.keyLength[e] === key.length && sameBytesAt(key, this.slab, this.keyAt[e]);
   }
 
   private add(key: Uint8Array, size: number): number {
