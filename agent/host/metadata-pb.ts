@@ -35,17 +35,7 @@ const F64_BYTES = new Uint8Array(F64.buffer);
  */
 export function encodeMetadata(filterMetadata: Fields): Uint8Array {
   pos = 0;
-  for (const name in filterMetadata) {
-    if (!Object.hasOwn(filterMetadata, name)) continue;
-    tag(1, 2);
-    const entry = open();
-    string(1, name);
-    tag(2, 2);
-    const struct = open();
-    writeStruct(filterMetadata[name]);
-    close(struct);
-    close(entry);
-  }
+  writeEntries(filterMetadata, false);
   return buf.subarray(0, pos);
 }
 
@@ -56,17 +46,26 @@ function isFields(v: PropertyValue | undefined): v is Fields {
   return proto === Object.prototype || proto === null;
 }
 
-/** The fields of a Struct: map entries { string key = 1; Value value = 2 }. */
+/** The fields of a Struct: its map entries with Value messages. */
 function writeStruct(v: PropertyValue): void {
-  if (!isFields(v)) return;
-  for (const key in v) {
-    if (!Object.hasOwn(v, key)) continue;
+  if (isFields(v)) writeEntries(v, true);
+}
+
+/**
+ * Map entries as repeated field 1, { string key = 1; message value = 2 }, one per own
+ * property: Values in a Struct (`values`), Structs in Metadata's map. A flag rather than a
+ * writer function keeps the calls direct on this per-request path.
+ */
+function writeEntries(fields: Fields, values: boolean): void {
+  for (const key in fields) {
+    if (!Object.hasOwn(fields, key)) continue;
     tag(1, 2);
     const entry = open();
     string(1, key);
     tag(2, 2);
     const value = open();
-    writeValue(v[key]);
+    if (values) writeValue(fields[key]);
+    else writeStruct(fields[key]);
     close(value);
     close(entry);
   }
