@@ -21,6 +21,8 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** The asc options (target `release`), read with the sources and handed to asc as a file. */
+const CONFIG = 'asconfig.json';
 const ENTRY = 'filters/policy.ts';
 export const GENERATED = 'filters/policy.generated.ts';
 
@@ -36,7 +38,6 @@ function sources(): Map<string, string> {
   return library;
 }
 
-const CONFIG = 'asconfig.json';
 export const ASC_FLAGS = ['--config', CONFIG, '--target', 'release', '--noColors'];
 
 export class BuildError extends Error {}
