@@ -58,6 +58,18 @@ export function isUnreserved(c: u32): bool {
   return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c == 45 || c == 46 || c == 95 || c == 126;
 }
 
+/** Writes `v` in decimal at `dst` (room for 10 digits); returns the number of digits. */
+export function writeDecimal(dst: usize, v: u32): i32 {
+  let n = 1;
+  for (let x = v; x >= 10; x /= 10) n++;
+  let p = dst + n;
+  do {
+    store<u8>(--p, <u8>(48 + v % 10));
+    v /= 10;
+  } while (v != 0);
+  return n;
+}
+
 /** A growable byte buffer in the request arena (reset with the arena). */
 export class Out {
   ptr: usize;
@@ -107,9 +119,10 @@ export class Out {
     return this;
   }
   int(v: i32): Out {
-    if (v < 0) { this.byte(45); v = -v; }
-    if (v >= 10) this.int(v / 10);
-    return this.byte(48 + (v % 10));
+    if (v < 0) this.byte(45);
+    this.reserve(10);
+    this.len += writeDecimal(this.ptr + this.len, v < 0 ? <u32>0 - <u32>v : <u32>v);
+    return this;
   }
   u32le(v: u32): Out {
     this.reserve(4);

@@ -20,7 +20,7 @@
 // Updates are compare-and-swap; only a slot's very first write (no version to compare yet)
 // is unconditional.
 import { CAS_MISMATCH, OK, getSharedData, nowSeconds, retLen, retPtr, setSharedData, sharedCas } from "./abi";
-import { Out, bytesEqual } from "./bytes";
+import { bytesEqual, writeDecimal } from "./bytes";
 import {
   PB_NUMBER, PB_STRING, entryKeyLen, entryKeyPtr, entryValLen, entryValPtr, fieldLen, fieldNo, fieldPtr, fieldWire, readEntry, readField,
   valLen, valNum, valPtr, valueKind,
@@ -151,13 +151,18 @@ const ADMITTED = 0;
 const REPLAYED = 1;
 const FULL = 2;
 
+// The slot's key, `palisade.jti.<n>`: the prefix is static, the number (< SLOTS, at most
+// five digits) is written after it per request.
+const KEY = memory.data<u8>([112, 97, 108, 105, 115, 97, 100, 101, 46, 106, 116, 105, 46, 0, 0, 0, 0, 0]); // "palisade.jti."
+const KEY_PREFIX = 13;
+
 /** Records jti hash `h` until `expiry` in its slot: ADMITTED, REPLAYED (a live entry has it), or FULL. */
 function admit(h: u64, expiry: u32, now: u32): i32 {
-  const key = new Out(24).ascii("palisade.jti.").int(<i32>((h ^ (h >> 32)) % SLOTS));
+  const keyLen = KEY_PREFIX + writeDecimal(KEY + KEY_PREFIX, <u32>((h ^ (h >> 32)) % SLOTS));
   for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
     let n = 0;
     let cas: u32 = 0; // no value yet: the first write cannot compare
-    if (getSharedData(key.ptr, key.len)) {
+    if (getSharedData(KEY, keyLen)) {
       n = min(retLen / ENTRY, ENTRIES);
       cas = sharedCas;
       memory.copy(slotBuf, retPtr, <usize>(n * ENTRY));
@@ -176,7 +181,7 @@ function admit(h: u64, expiry: u32, now: u32): i32 {
     store<u64>(e, h);
     store<u32>(e + 8, expiry);
     store<u32>(e + 12, 0);
-    const status = setSharedData(key.ptr, key.len, slotBuf, n * ENTRY, cas);
+    const status = setSharedData(KEY, keyLen, slotBuf, n * ENTRY, cas);
     if (status == OK) return ADMITTED;
     if (status != CAS_MISMATCH) return FULL; // the host refuses to store: fail closed
   }

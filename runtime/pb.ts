@@ -41,6 +41,12 @@ let varintEnd: usize = 0;
 }
 
 function longVarint(p: usize, end: usize): u64 {
+  // Two bytes (lengths under 16384: a fingerprint's claims and the jwt_authn Struct holding
+  // them run past 127 bytes) without the loop either.
+  if (p + 1 < end) {
+    const b1 = load<u8>(p + 1);
+    if (b1 < 0x80) { varintEnd = p + 2; return <u64>(load<u8>(p) & 0x7f) | (<u64>b1 << 7); }
+  }
   let v: u64 = 0;
   for (let shift: u64 = 0; shift < 64; shift += 7) {
     if (p >= end) break;
