@@ -8,22 +8,29 @@ import { Status } from './abi.ts';
 import { encodeUtf8 } from './pairs.ts';
 import { SharedData } from './shared-data.ts';
 
-const data = new Map<string, SharedData>();
-let nextCas = 1;
+const stores = new Map<string, SharedData>();
 
-function casValue(): number {
-  const cas = nextCas;
-  nextCas = (nextCas + 1) >>> 0 || 1; // 0 means "no CAS", never hand it out
-  return cas;
+/**
+ * The shared-data store of VM id `vmId` (created on first use), for the host's
+ * proxy_get_shared_data and proxy_set_shared_data: look the key up in place in module
+ * memory, copy the value out, and set with compare-and-swap (see SharedData). A VM keeps
+ * the store rather than finding it by name on every call.
+ */
+export function sharedStore(vmId: string): SharedData {
+  let store = stores.get(vmId);
+  if (!store) stores.set(vmId, (store = new SharedData()));
+  return store;
 }
 
-const bytesOf = (key: string | Uint8Array): Uint8Array => (typeof key === 'string' ? encodeUtf8(key) : key);
+const viewOf = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+const keyView = (key: string | Uint8Array): DataView => viewOf(typeof key === 'string' ? encodeUtf8(key) : key);
 
 /** The value (a view: copy it before the next set) and version stored for `key` (UTF-8 bytes or a string). */
 export function getSharedData(vmId: string, key: string | Uint8Array): { value: Uint8Array; cas: number } | undefined {
-  const store = data.get(vmId);
-  const e = store ? store.find(bytesOf(key)) : -1;
-  return e < 0 ? undefined : { value: store!.value(e), cas: store!.cas[e] };
+  const store = sharedStore(vmId);
+  const k = keyView(key);
+  const record = store.lookup(k, 0, k.byteLength);
+  return record < 0 ? undefined : { value: store.value(record), cas: store.version(record) };
 }
 
 /**
@@ -31,13 +38,8 @@ export function getSharedData(vmId: string, key: string | Uint8Array): { value: 
  * succeeds). Key and value are copied (they may be views into module memory).
  */
 export function setSharedData(vmId: string, key: string | Uint8Array, value: Uint8Array, cas: number): number {
-  const k = bytesOf(key);
-  let store = data.get(vmId);
-  if (!store) data.set(vmId, (store = new SharedData()));
-  const e = store.find(k);
-  if (e >= 0 && cas !== 0 && cas !== store.cas[e]) return Status.CAS_MISMATCH;
-  store.set(k, value, casValue(), e);
-  return Status.OK;
+  const k = keyView(key);
+  return sharedStore(vmId).set(k, 0, k.byteLength, viewOf(value), 0, value.length, cas);
 }
 
 export interface QueueOwner {
