@@ -23,32 +23,78 @@ export let segLen: usize = 0; // i32[]
 export let queryPtr: usize = 0;
 export let queryLen: i32 = -1;
 
+@inline function setSegment(i: i32, p: usize, len: i32): void {
+  store<i32>(segStart + (<usize>i << 2), <i32>p);
+  store<i32>(segLen + (<usize>i << 2), len);
+}
 export function segPtr(i: i32): usize { return <usize>load<i32>(segStart + (<usize>i << 2)); }
 export function segSize(i: i32): i32 { return load<i32>(segLen + (<usize>i << 2)); }
 
 const UPPER_HEX = "0123456789ABCDEF";
+
+// Bytes below 64 that the first pass must look at: NUL, '#', '%', '.', '/', '?' (and, above
+// 64, only '\\'). Everything else is an ordinary path byte: one shift and test each.
+const LOW_SPECIAL: u64 = (<u64>1 << 0) | (<u64>1 << 35) | (<u64>1 << 37) | (<u64>1 << 46) | (<u64>1 << 47) | (<u64>1 << 63);
 
 export function normalizePath(raw: usize, rawLen: i32): i32 {
   segCount = 0;
   queryPtr = 0;
   queryLen = -1;
   if (rawLen == 0 || load<u8>(raw) != 47) return PATH_BAD;
-  let end = rawLen;
-  // Already normal (most paths): no escape, backslash, "//" or segment starting with ".".
+  // One pass over the path part refuses what is refused anywhere, finds the query, and splits
+  // the segments of a path normalization leaves as it is (most paths: no escape, backslash,
+  // "//" or segment starting with "."), which then needs no other step: its segments point
+  // into it, and so does the normalized text. What the general steps below give for it:
+  // non-empty segments, plus the empty one a trailing slash makes ("/" alone has none).
+  segStart = heap.alloc(<usize>(rawLen + 1) << 2);
+  segLen = heap.alloc(<usize>(rawLen + 1) << 2);
   let plain = true;
-  let prev: u32 = 0;
-  for (let i = 0; i < rawLen; i++) {
+  let count = 0;
+  let seg = 1; // where the current segment starts: i == seg means the byte before is '/'
+  let end = rawLen;
+  for (let i = 1; i < rawLen; i++) {
     const c = <u32>load<u8>(raw + i);
-    if (c == 35 || c == 0) return PATH_BAD; // '#', NUL
-    if (c == 37 && i + 2 < rawLen && load<u8>(raw + i + 1) == 48 && load<u8>(raw + i + 2) == 48) return PATH_BAD; // %00
-    if (end == rawLen) {
-      if (c == 63) end = i; // first '?'
-      else if (c == 37 || c == 92 || (prev == 47 && (c == 47 || c == 46))) plain = false;
-    }
-    prev = c;
+    if (c >= 64 ? c != 92 : ((LOW_SPECIAL >> <u64>c) & 1) == 0) continue;
+    if (c == 47) {
+      if (i == seg) plain = false; // "//"
+      else {
+        setSegment(count, raw + seg, i - seg);
+        count++;
+      }
+      seg = i + 1;
+    } else if (c == 46) {
+      if (i == seg) plain = false; // a segment starting with "."
+    } else if (c == 63) {
+      end = i; // the first '?'
+      break;
+    } else if (c == 37) {
+      if (isNulEscape(raw, i, rawLen)) return PATH_BAD;
+      plain = false;
+    } else if (c == 92) plain = false;
+    else return PATH_BAD; // '#', NUL
   }
-  if (end < rawLen) { queryPtr = raw + end + 1; queryLen = rawLen - end - 1; }
-  if (plain) return plainPath(raw, end);
+  if (end < rawLen) {
+    queryPtr = raw + end + 1;
+    queryLen = rawLen - end - 1;
+    for (let i = end + 1; i < rawLen; i++) {
+      const c = <u32>load<u8>(raw + i);
+      if (c == 35 || c == 0) return PATH_BAD;
+      if (c == 37 && isNulEscape(raw, i, rawLen)) return PATH_BAD;
+    }
+  }
+  if (plain) {
+    if (end > seg) {
+      setSegment(count, raw + seg, end - seg);
+      count++;
+    } else if (count > 0) { // a trailing slash
+      setSegment(count, raw, 0);
+      count++;
+    }
+    segCount = count;
+    normPtr = raw;
+    normLen = end;
+    return PATH_OK;
+  }
 
   // 1. decode into a fresh buffer (decoding never lengthens)
   const buf = heap.alloc(<usize>end);
@@ -88,8 +134,7 @@ export function normalizePath(raw: usize, rawLen: i32): i32 {
     const dotdot = len == 2 && load<u8>(buf + s) == 46 && load<u8>(buf + s + 1) == 46;
     if (dotdot) { if (top > 0) top--; }
     else if (!dot) {
-      store<i32>(segStart + (<usize>top << 2), <i32>(buf + s));
-      store<i32>(segLen + (<usize>top << 2), len);
+      setSegment(top, buf + s, len);
       top++;
     }
     trailing = len == 0 || dot || dotdot;
@@ -97,15 +142,13 @@ export function normalizePath(raw: usize, rawLen: i32): i32 {
   }
   let k = 0;
   for (let i = 0; i < top; i++) {
-    const len = load<i32>(segLen + (<usize>i << 2));
+    const len = segSize(i);
     if (len == 0) continue;
-    store<i32>(segStart + (<usize>k << 2), load<i32>(segStart + (<usize>i << 2)));
-    store<i32>(segLen + (<usize>k << 2), len);
+    setSegment(k, segPtr(i), len);
     k++;
   }
   if (trailing && k > 0) {
-    store<i32>(segStart + (<usize>k << 2), <i32>buf);
-    store<i32>(segLen + (<usize>k << 2), 0);
+    setSegment(k, buf, 0);
     segCount = k + 1;
   } else segCount = k;
 
@@ -123,33 +166,9 @@ export function normalizePath(raw: usize, rawLen: i32): i32 {
   return PATH_OK;
 }
 
-/**
- * A path part that normalization leaves as it is: its segments point into it, and so does
- * the normalized text. What the general steps above give for it: non-empty segments, plus
- * the empty one a trailing slash makes ("/" alone has none).
- */
-function plainPath(raw: usize, end: i32): i32 {
-  segStart = heap.alloc(<usize>(end + 1) << 2);
-  segLen = heap.alloc(<usize>(end + 1) << 2);
-  let k = 0;
-  let s = 1;
-  while (s < end) {
-    let e = s;
-    while (e < end && load<u8>(raw + e) != 47) e++;
-    store<i32>(segStart + (<usize>k << 2), <i32>(raw + s));
-    store<i32>(segLen + (<usize>k << 2), e - s);
-    k++;
-    s = e + 1;
-  }
-  if (k > 0 && load<u8>(raw + end - 1) == 47) {
-    store<i32>(segStart + (<usize>k << 2), <i32>raw);
-    store<i32>(segLen + (<usize>k << 2), 0);
-    k++;
-  }
-  segCount = k;
-  normPtr = raw;
-  normLen = end;
-  return PATH_OK;
+/** Is the '%' at `i` the start of "%00"? */
+@inline function isNulEscape(raw: usize, i: i32, rawLen: i32): bool {
+  return i + 2 < rawLen && load<u8>(raw + i + 1) == 48 && load<u8>(raw + i + 2) == 48;
 }
 
 /** Percent-decodes (valid escapes only; `+` stays `+`, as Envoy does) into `dst`; returns the length. */
