@@ -5,38 +5,62 @@
  *
  * This runs on every request (the fingerprint claims are new each time), so it is one pass
  * over the values into a reused scratch buffer, which the host then copies into the module
- * with one memcpy. A nested message's length prefix is not known before its body is
- * written: one byte is reserved for it, and in the rare case the body reaches 128 bytes
- * the body is moved up to make room for the longer varint (a native copyWithin). Strings
- * are written as exact UTF-8 in the same pass. A two-pass encoder (sizes first, then the
- * bytes straight into the module) walked every object twice and cost about twice as much;
- * protobufjs' generic writer costs several times more.
+ * with one memcpy. The writers keep the position in locals and pass it along (a module
+ * variable would be loaded and stored around every call), and check room once per field.
  *
- * Own properties are walked with for-in and hasOwn, which V8 runs from the object's enum
- * cache: about three times faster than Object.keys and a keyed load per property.
+ * A nested message's length prefix is not known before its body is written: it gets as
+ * many bytes as the same container (counted in the order they are opened) needed in the
+ * previous call, one at first, and when that guess is wrong the body moves (a native
+ * copyWithin) to make the prefix exactly as long as its varint. Requests carry metadata of
+ * the same shape, so after the first call nothing moves; before, the fingerprint's Struct
+ * (over 127 bytes) moved its whole body at each of its five enclosing levels.
+ *
+ * Strings are exact UTF-8: by hand while they are ASCII and short (a charCodeAt loop costs
+ * about 3 ns per unit on the project's 2-vCPU machine), natively from 64 units on or on
+ * the first other character (Buffer#write: about 100 ns a call, whatever the length, and
+ * lone surrogates become U+FFFD).
+ *
+ * Own properties are walked with for-in and hasOwnProperty.call, which V8 answers from the
+ * for-in enum cache (Object.hasOwn costs about 25 ns per key there, Object.keys more).
  *
  * Values: strings and numbers (bigint as a double, as JSON has one number type), booleans,
  * null, arrays (ListValue) and plain objects (Struct); bytes as a string value. Anything
  * else object-shaped (an attribute wrapper) becomes an empty Struct.
  */
-import { writeUtf8 } from './pairs.ts';
 import type { PropertyValue } from './properties.ts';
 
 type Fields = Record<string, PropertyValue>;
 
-let buf = new Uint8Array(1024);
-let pos = 0;
+let writer = Buffer.alloc(1024);
+/** The same memory as `writer`: a plain Uint8Array makes cheaper subarrays than a Buffer. */
+let scratch = new Uint8Array(writer.buffer, writer.byteOffset, writer.length);
 const F64 = new Float64Array(1);
 const F64_BYTES = new Uint8Array(F64.buffer);
+const NATIVE_MIN = 64;
+const hasOwn = Object.prototype.hasOwnProperty;
+
+/** Varint size of each container's length prefix in the previous call, by the order they were opened (the first 256). */
+const prefixSizes = new Uint8Array(256).fill(1);
+let opened = 0;
+
+/** Thrown when the scratch buffer is too small: the call starts over with a larger one. */
+const FULL = new Error('metadata scratch buffer full');
 
 /**
  * The encoded Metadata with these filter_metadata Structs: a view of the scratch buffer,
  * valid until the next call (copy it to keep it).
  */
 export function encodeMetadata(filterMetadata: Fields): Uint8Array {
-  pos = 0;
-  writeEntries(filterMetadata, false);
-  return buf.subarray(0, pos);
+  for (;;) {
+    opened = 0;
+    try {
+      return scratch.subarray(0, writeEntries(scratch, 0, filterMetadata, false));
+    } catch (e) {
+      if (e !== FULL) throw e;
+      writer = Buffer.alloc(writer.length * 2);
+      scratch = new Uint8Array(writer.buffer, writer.byteOffset, writer.length);
+    }
+  }
 }
 
 /** A plain object (a JSON object), not a list, bytes or one of the host's attribute classes. */
@@ -46,136 +70,128 @@ function isFields(v: PropertyValue | undefined): v is Fields {
   return proto === Object.prototype || proto === null;
 }
 
-/** The fields of a Struct: its map entries with Value messages. */
-function writeStruct(v: PropertyValue): void {
-  if (isFields(v)) writeEntries(v, true);
+/**
+ * Map entries at out[p] as repeated field 1, { string key = 1; message value = 2 }, one
+ * per own property: Values in a Struct (`values`), Structs in Metadata's map. A flag
+ * rather than a writer function keeps the calls direct. Returns the end.
+ */
+function writeEntries(out: Uint8Array, p: number, fields: Fields, values: boolean): number {
+  for (const key in fields) {
+    if (!hasOwn.call(fields, key)) continue;
+    const entry = open(out, p, 0x0a);
+    const entryAt = p + 1;
+    p = writeString(out, entryAt + reserved(entry), 0x0a, key);
+    const value = open(out, p, 0x12);
+    const valueAt = p + 1;
+    const v = fields[key];
+    const body = valueAt + reserved(value);
+    p = values ? writeValue(out, body, v) : isFields(v) ? writeEntries(out, body, v, true) : body;
+    p = close(out, valueAt, p, value);
+    p = close(out, entryAt, p, entry);
+  }
+  return p;
+}
+
+/** The body of a Value message at out[p]; returns its end. */
+function writeValue(out: Uint8Array, p: number, v: PropertyValue | undefined): number {
+  switch (typeof v) {
+    case 'string':
+      return writeString(out, p, 0x1a, v);
+    case 'number':
+    case 'bigint':
+      room(out, p, 9);
+      F64[0] = Number(v); // little-endian, as every platform Node runs on
+      out[p] = 0x11;
+      for (let i = 0; i < 8; i++) out[p + 1 + i] = F64_BYTES[i];
+      return p + 9;
+    case 'boolean':
+      room(out, p, 2);
+      out[p] = 0x20;
+      out[p + 1] = v ? 1 : 0;
+      return p + 2;
+  }
+  if (v === null || v === undefined) {
+    room(out, p, 2);
+    out[p] = 0x08;
+    out[p + 1] = 0;
+    return p + 2;
+  }
+  if (v instanceof Uint8Array) {
+    room(out, p, v.length + 6);
+    out[p] = 0x1a;
+    out.set(v, p + 2);
+    return close(out, p + 1, p + 2 + v.length, -1);
+  }
+  if (Array.isArray(v)) {
+    const list = open(out, p, 0x32);
+    const listAt = p + 1;
+    p = listAt + reserved(list);
+    for (const item of v) {
+      const value = open(out, p, 0x0a);
+      p = close(out, p + 1, writeValue(out, p + 1 + reserved(value), item), value);
+    }
+    return close(out, listAt, p, list);
+  }
+  const struct = open(out, p, 0x2a);
+  const body = p + 1 + reserved(struct);
+  return close(out, p + 1, isFields(v) ? writeEntries(out, body, v, true) : body, struct);
+}
+
+function room(out: Uint8Array, p: number, n: number): void {
+  if (p + n > out.length) throw FULL;
 }
 
 /**
- * Map entries as repeated field 1, { string key = 1; message value = 2 }, one per own
- * property: Values in a Struct (`values`), Structs in Metadata's map. A flag rather than a
- * writer function keeps the calls direct on this per-request path.
+ * Writes the tag of a nested message at out[p]; its length prefix follows, reserved(c)
+ * bytes, where c (returned) is the container's number, -1 past the first 256.
  */
-function writeEntries(fields: Fields, values: boolean): void {
-  for (const key in fields) {
-    if (!Object.hasOwn(fields, key)) continue;
-    tag(1, 2);
-    const entry = open();
-    string(1, key);
-    tag(2, 2);
-    const value = open();
-    if (values) writeValue(fields[key]);
-    else writeStruct(fields[key]);
-    close(value);
-    close(entry);
-  }
+function open(out: Uint8Array, p: number, tag: number): number {
+  room(out, p, 7);
+  out[p] = tag;
+  return opened < prefixSizes.length ? opened++ : -1;
 }
 
-/** The body of a Value message. */
-function writeValue(v: PropertyValue | undefined): void {
-  switch (typeof v) {
-    case 'string':
-      return string(3, v);
-    case 'number':
-    case 'bigint':
-      room(9);
-      tag(2, 1);
-      F64[0] = Number(v); // little-endian, as every platform Node runs on
-      buf.set(F64_BYTES, pos);
-      pos += 8;
-      return;
-    case 'boolean':
-      room(2);
-      tag(4, 0);
-      buf[pos++] = v ? 1 : 0;
-      return;
+const reserved = (c: number): number => (c < 0 ? 1 : prefixSizes[c]);
+
+/**
+ * Writes the length prefix at `at` of the body that ends at `p`, for which reserved(c)
+ * bytes were left; when the varint needs another size the body moves. Returns the body's end.
+ */
+function close(out: Uint8Array, at: number, p: number, c: number): number {
+  const left = reserved(c);
+  let n = p - at - left;
+  if (n < 0x80 && left === 1) {
+    out[at] = n;
+    return p;
   }
-  if (v === null || v === undefined) {
-    room(2);
-    tag(1, 0);
-    buf[pos++] = 0;
-  } else if (v instanceof Uint8Array) {
-    room(v.length + 6);
-    tag(3, 2);
-    varint(v.length);
-    buf.set(v, pos);
-    pos += v.length;
-  } else if (Array.isArray(v)) {
-    tag(6, 2);
-    const list = open();
-    for (const item of v) {
-      tag(1, 2);
-      const value = open();
-      writeValue(item);
-      close(value);
+  const size = n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
+  if (size !== left) {
+    room(out, p, size);
+    out.copyWithin(at + size, at + left, p);
+    p += size - left;
+    if (c >= 0) prefixSizes[c] = size;
+  }
+  for (; n >= 0x80; n >>>= 7) out[at++] = (n & 0x7f) | 0x80;
+  out[at] = n;
+  return p;
+}
+
+/** A string field at out[p]: UTF-8 takes at most 3 bytes per UTF-16 unit. Returns its end. */
+function writeString(out: Uint8Array, p: number, tag: number, s: string): number {
+  const n = s.length;
+  room(out, p, 7 + 3 * n);
+  out[p] = tag;
+  if (n < NATIVE_MIN) {
+    let k = 0;
+    for (; k < n; k++) {
+      const c = s.charCodeAt(k);
+      if (c >= 0x80) break;
+      out[p + 2 + k] = c;
     }
-    close(list);
-  } else {
-    tag(5, 2);
-    const struct = open();
-    writeStruct(v);
-    close(struct);
+    if (k === n) {
+      out[p + 1] = n;
+      return p + 2 + n;
+    }
   }
+  return close(out, p + 1, p + 2 + writer.write(s, p + 2), -1);
 }
-
-/** Makes room for `n` more bytes (the scratch buffer only ever grows). */
-function room(n: number): void {
-  if (pos + n <= buf.length) return;
-  const grown = new Uint8Array(Math.max(buf.length * 2, pos + n));
-  grown.set(buf.subarray(0, pos));
-  buf = grown;
-}
-
-/** Reserves the one-byte length prefix of a nested message; close() fills it in. */
-function open(): number {
-  room(1);
-  return pos++;
-}
-
-/** Sets the length prefix reserved at `at`, moving the body up when its varint needs more than one byte. */
-function close(at: number): void {
-  const n = pos - at - 1;
-  if (n < 0x80) {
-    buf[at] = n;
-    return;
-  }
-  const extra = varintLength(n) - 1;
-  room(extra);
-  buf.copyWithin(at + 1 + extra, at + 1, pos);
-  pos += extra;
-  const end = pos;
-  pos = at;
-  varint(n);
-  pos = end;
-}
-
-/** Tags are one byte: every field number here is below 16. */
-function tag(fieldNumber: number, wire: number): void {
-  room(1);
-  buf[pos++] = (fieldNumber << 3) | wire;
-}
-
-function varint(n: number): void {
-  while (n >= 0x80) {
-    buf[pos++] = (n & 0x7f) | 0x80;
-    n >>>= 7;
-  }
-  buf[pos++] = n;
-}
-
-/** A string field: UTF-8 takes at most 3 bytes per UTF-16 unit, so a short string's length fits one byte. */
-function string(fieldNumber: number, s: string): void {
-  tag(fieldNumber, 2);
-  room(1 + 3 * s.length);
-  if (3 * s.length < 0x80) {
-    const n = writeUtf8(s, buf, pos + 1);
-    buf[pos] = n;
-    pos += 1 + n;
-    return;
-  }
-  const at = open();
-  pos += writeUtf8(s, buf, pos);
-  close(at);
-}
-
-const varintLength = (n: number): number => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
