@@ -6,7 +6,7 @@
  */
 import type { Atom, Expr, Program, TrieNode } from './ir.ts';
 import { printExpr } from './ir.ts';
-import { fnv1a } from './fnv1a.ts';
+import { tableHash } from './table-hash.ts';
 
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
 
@@ -78,7 +78,7 @@ class Tables {
     for (const [key, value] of entries) {
       const entry = this.ints.length;
       this.ints.push(...this.str(key), value);
-      let i = homeSlot(fnv1a(utf8(key)), size);
+      let i = homeSlot(tableHash(utf8(key)), size);
       while (this.ints[at + 1 + i] !== -1) i = (i + 1) % size;
       this.ints[at + 1 + i] = entry;
     }

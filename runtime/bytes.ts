@@ -7,19 +7,20 @@ export function bytesEqual(a: usize, alen: i32, b: usize, blen: i32): bool {
 
 /**
  * Are the `n` bytes at `a` and `b` equal? Eight at a time (wasm loads need no alignment;
- * memory.compare goes byte by byte unless both sides share an alignment), never reading
- * past either string.
+ * memory.compare goes byte by byte unless both sides share an alignment), the last load
+ * overlapping the one before instead of a loop over the bytes left, never reading past
+ * either string.
  */
 export function sameBytes(a: usize, b: usize, n: i32): bool {
-  if (a == b) return true; // e.g. a path normalization left as it was
-  let i = 0;
-  for (; i + 8 <= n; i += 8) if (load<u64>(a + i) != load<u64>(b + i)) return false;
-  if (i + 4 <= n) {
-    if (load<u32>(a + i) != load<u32>(b + i)) return false;
-    i += 4;
+  if (a == b) return true; // e.g. a path normalization left in place
+  if (n >= 8) {
+    const last = <usize>(n - 8);
+    for (let i: usize = 0; i < last; i += 8) if (load<u64>(a + i) != load<u64>(b + i)) return false;
+    return load<u64>(a + last) == load<u64>(b + last);
   }
-  for (; i < n; i++) if (load<u8>(a + i) != load<u8>(b + i)) return false;
-  return true;
+  if (n >= 4) return load<u32>(a) == load<u32>(b) && load<u32>(a + <usize>n - 4) == load<u32>(b + <usize>n - 4);
+  if (n >= 2) return load<u16>(a) == load<u16>(b) && load<u8>(a + <usize>n - 1) == load<u8>(b + <usize>n - 1);
+  return n <= 0 || load<u8>(a) == load<u8>(b);
 }
 
 /** Byte-wise order (what UTF-8 string comparison means here): <0, 0, >0. */
@@ -34,16 +35,6 @@ export function bytesIndexOf(h: usize, hlen: i32, n: usize, nlen: i32): i32 {
     if (sameBytes(h + i, n, nlen)) return i;
   }
   return -1;
-}
-
-/** FNV-1a, 32 bit; compiler/emit.ts hashes table keys the same way. */
-export function fnv1a(ptr: usize, len: i32): u32 {
-  let h: u32 = 0x811c9dc5;
-  for (let i = 0; i < len; i++) {
-    h ^= load<u8>(ptr + i);
-    h *= 0x01000193;
-  }
-  return h;
 }
 
 export function hexValue(c: u32): i32 {

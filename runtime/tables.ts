@@ -9,12 +9,12 @@
 //            methods: -1 any; else a bit mask over method ids, or (H_METHOD_LISTS) a pairs list of (id, 0)
 //   node     [literal children (hash → node), any-segment child node, exact items, rest items]
 //   items    -1 none, -(x + 2) the single item x, else a list [count, x…]
-//   hash     [size, slots × size (entry offset or -1), entries (keyOff, keyLen, value)…]; first slot FNV-1a × size / 2³², linear probing
+//   hash     [size, slots × size (entry offset or -1), entries (keyOff, keyLen, value)…]; first slot keyHash × size / 2³², linear probing
 //   pairs    [count, (a, b) × count]; strings are pairs of (off, len) in B
 //   slot     [kind (0 header, 1 query, 2 claim), keyOff, keyLen] or [2, claim path strings, 0]
 //   domain   [exact ID paths (hash → items of rules), pattern trie root]
 
-import { fnv1a, sameBytes } from "./bytes";
+import { sameBytes } from "./bytes";
 
 export const H_RULE_COUNT = 0;
 export const H_RULES = 1;
@@ -77,7 +77,7 @@ export function install(table: usize, blob: usize, scratch: usize, fn: ExprFn): 
 export function hashFind(table: i32, key: usize, keyLen: i32): i32 {
   if (table < 0) return -1;
   const size = <u32>t(table);
-  let i = homeSlot(fnv1a(key, keyLen), size);
+  let i = homeSlot(keyHash(key, keyLen), size);
   while (true) {
     const e = t(table + 1 + <i32>i);
     if (e < 0) return -1;
@@ -88,3 +88,26 @@ export function hashFind(table: i32, key: usize, keyLen: i32): i32 {
 
 /** A key's first slot: hash × size / 2³² (compiler/emit.ts places keys the same way), a multiply where `%` would divide. */
 @inline function homeSlot(hash: u32, size: u32): u32 { return <u32>((<u64>hash * size) >> 32); }
+
+/**
+ * The table key hash (compiler/table-hash.ts computes the same at compile time): four bytes
+ * per multiply, the last four overlapping when the length is not a multiple of four, then
+ * MurmurHash3's finalizer so that the top bits homeSlot takes depend on every byte. A byte
+ * at a time (FNV-1a) was most of a lookup's cost: a request hashes a dozen keys.
+ */
+function keyHash(p: usize, n: i32): u32 {
+  let h: u32 = 0x811c9dc5 ^ <u32>n;
+  if (n >= 4) {
+    for (let i = 0; i + 4 < n; i += 4) h = (h ^ load<u32>(p + <usize>i)) * 0x01000193;
+    h = (h ^ load<u32>(p + <usize>(n - 4))) * 0x01000193;
+  } else {
+    let w: u32 = 0;
+    for (let i = 0; i < n; i++) w |= <u32>load<u8>(p + <usize>i) << (<u32>i << 3);
+    h = (h ^ w) * 0x01000193;
+  }
+  h ^= h >> 16;
+  h *= 0x85ebca6b;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35;
+  return h ^ (h >> 16);
+}
