@@ -1,7 +1,8 @@
 // Byte-string helpers. Request data stays in the buffers the host wrote; a string is a
 // (pointer, length) pair into them, into static data, or into the request arena.
 
-export function bytesEqual(a: usize, alen: i32, b: usize, blen: i32): bool {
+/** Inlined: most calls (header names against a wanted one) stop at the lengths. */
+@inline export function bytesEqual(a: usize, alen: i32, b: usize, blen: i32): bool {
   return alen == blen && sameBytes(a, b, alen);
 }
 

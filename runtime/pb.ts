@@ -93,6 +93,21 @@ export let entryValLen: i32 = 0;
 
 /** A map entry message (key = 1, value = 2, both length-delimited; the last of each wins); false when malformed. */
 export function readEntry(ptr: usize, len: i32): bool {
+  // What encoders write, key then value with one-byte lengths, is read in place; anything
+  // else (other order, repeats, unknown fields, longer values) takes the general loop.
+  if (len >= 4 && load<u8>(ptr) == 0x0a) {
+    const kl = <i32>load<u8>(ptr + 1);
+    if (kl < 0x80 && kl + 4 <= len && load<u8>(ptr + 2 + kl) == 0x12) {
+      const vl = <i32>load<u8>(ptr + 3 + kl);
+      if (vl < 0x80 && kl + vl + 4 == len) {
+        entryKeyPtr = ptr + 2;
+        entryKeyLen = kl;
+        entryValPtr = ptr + 4 + kl;
+        entryValLen = vl;
+        return true;
+      }
+    }
+  }
   entryKeyPtr = 0;
   entryKeyLen = -1;
   entryValPtr = 0;

@@ -5,7 +5,10 @@
 import { getProperty, getRequestHeaderPairs, retLen, retPtr } from "./abi";
 import { bytesEqual, sameBytes } from "./bytes";
 import { decodeInto, queryLen, queryPtr } from "./path";
-import { PB_STRUCT, foundLen as pbFoundLen, foundPtr as pbFoundPtr, structGet, valLen, valPtr, valueKind } from "./pb";
+import {
+  PB_STRUCT, entryKeyLen, entryKeyPtr, entryValLen, entryValPtr, fieldLen, fieldNo, fieldPtr, fieldWire, foundLen as pbFoundLen,
+  foundPtr as pbFoundPtr, readEntry, readField, structGet, valLen, valPtr, valueKind,
+} from "./pb";
 
 const PEER = memory.data<u8>([99, 111, 110, 110, 101, 99, 116, 105, 111, 110, 0, 117, 114, 105, 95, 115, 97, 110, 95, 112, 101, 101, 114, 95, 99, 101, 114, 116, 105, 102, 105, 99, 97, 116, 101, 0]); // "connection\0uri_san_peer_certificate\0"
 const PEER_LEN = 36;
@@ -39,8 +42,11 @@ export let principalLen: i32 = 0;
 
 /** The jwt_authn Struct of the dynamic metadata: -1 not read yet, 0 absent, 1 present, 2 malformed. */
 let jwtAuthnState: i32 = -1;
-let jwtAuthnPtr: usize = 0;
-let jwtAuthnLen: i32 = 0;
+/** Its `user` and `fingerprint` Values, from one pass over it: length -1 when absent. */
+let userPtr: usize = 0;
+let userLen: i32 = -1;
+let fingerprintPtr: usize = 0;
+let fingerprintLen: i32 = -1;
 /** Claims Struct: -1 not looked up yet, 0 absent (no identity context), 1 present. */
 let claimsState: i32 = -1;
 export let claimsPtr: usize = 0;
@@ -174,26 +180,42 @@ function queryScan(name: usize, nameLen: i32): i32 {
 
 /**
  * Metadata.filter_metadata["envoy.filters.http.jwt_authn"] (a Struct), from the one read of
- * the `metadata` attribute per request; false when absent or malformed (see jwtAuthnMalformed).
+ * the `metadata` attribute per request, and its two members the filter reads, found in one
+ * pass over it (both are wanted on most requests); false when absent or malformed.
  */
 function jwtAuthn(): bool {
   if (jwtAuthnState < 0) {
     jwtAuthnState = 0;
+    userLen = -1;
+    fingerprintLen = -1;
     if (getProperty(METADATA, METADATA_LEN)) {
       const found = structGet(retPtr, retLen, JWT_AUTHN, 28); // filter_metadata is field 1 with map entries, like Struct.fields
       if (found < 0) jwtAuthnState = 2;
-      else if (found == 1) { jwtAuthnState = 1; jwtAuthnPtr = pbFoundPtr; jwtAuthnLen = pbFoundLen; }
+      else if (found == 1) jwtAuthnState = readMembers(pbFoundPtr, pbFoundLen) ? 1 : 2;
     }
   }
   return jwtAuthnState == 1;
 }
 
-/** A member of the jwt_authn Struct that is itself a Struct: 1 found (valPtr/valLen), 0 absent, -1 malformed. */
-function jwtAuthnStruct(key: usize, keyLen: i32): i32 {
-  if (!jwtAuthn()) return jwtAuthnState == 2 ? -1 : 0;
-  const found = structGet(jwtAuthnPtr, jwtAuthnLen, key, keyLen);
-  if (found <= 0) return found;
-  return valueKind(pbFoundPtr, pbFoundLen) == PB_STRUCT ? 1 : -1;
+/** Struct entries `user` and `fingerprint` (the last of each wins, as structGet); false when malformed. */
+function readMembers(ptr: usize, len: i32): bool {
+  let p = ptr;
+  const end = ptr + len;
+  while (p < end) {
+    p = readField(p, end);
+    if (!p) return false;
+    if (fieldNo != 1 || fieldWire != 2) continue;
+    if (!readEntry(fieldPtr, fieldLen)) return false;
+    if (bytesEqual(entryKeyPtr, entryKeyLen, USER, 4)) { userPtr = entryValPtr; userLen = entryValLen; }
+    else if (bytesEqual(entryKeyPtr, entryKeyLen, FINGERPRINT, 11)) { fingerprintPtr = entryValPtr; fingerprintLen = entryValLen; }
+  }
+  return true;
+}
+
+/** A member Value (length -1: absent) that must hold a Struct: 1 found (valPtr/valLen), 0 absent, -1 malformed. */
+function memberStruct(ptr: usize, len: i32): i32 {
+  if (len < 0) return 0;
+  return valueKind(ptr, len) == PB_STRUCT ? 1 : -1;
 }
 
 /**
@@ -203,7 +225,7 @@ function jwtAuthnStruct(key: usize, keyLen: i32): i32 {
  */
 export function claims(): bool {
   if (claimsState < 0) {
-    claimsState = jwtAuthnStruct(USER, 4) == 1 ? 1 : 0;
+    claimsState = jwtAuthn() && memberStruct(userPtr, userLen) == 1 ? 1 : 0;
     if (claimsState == 1) { claimsPtr = valPtr; claimsLen = valLen; }
   }
   return claimsState == 1;
@@ -211,7 +233,8 @@ export function claims(): bool {
 
 /** The verified fingerprint claims (jwt_authn `payload_in_metadata: fingerprint`): 1 in valPtr/valLen, 0 absent, -1 malformed. */
 export function fingerprintClaims(): i32 {
-  return jwtAuthnStruct(FINGERPRINT, 11);
+  if (!jwtAuthn()) return jwtAuthnState == 2 ? -1 : 0;
+  return memberStruct(fingerprintPtr, fingerprintLen);
 }
 
 /** The request id for replies: `x-request-id`, else the host's `request.id` property, else empty. */
