@@ -191,7 +191,7 @@ export class Filter {
       return {
         kind: replied ? 'reply' : 'forward',
         status: response.status,
-        headers: withoutStatus(stream.responseHeaders),
+        headers: this.vm.seesStreamEnd ? withoutStatus(stream.responseHeaders) : stream.responseHeaders,
         body: stream.responseBody,
         details,
         upstreamRequest,
@@ -203,13 +203,16 @@ export class Filter {
     }
   }
 
-  /** Response headers and body through the filter (Envoy passes local replies through them too). */
+  /**
+   * Response headers and body through the filter (Envoy passes local replies through them
+   * too). A module that cannot see the response (vm.seesStreamEnd) gets it as it is.
+   */
   private respond(stream: Stream, response: UpstreamResponse): Promise<void> | undefined {
     const vm = this.vm;
-    const headers = response.headers ?? [];
-    stream.responseHeaders = [[':status', String(response.status)]];
-    for (const [k, v] of Array.isArray(headers) ? headers : Object.entries(headers)) stream.responseHeaders.push([k.toLowerCase(), String(v)]);
+    stream.responseHeaders = responseHeaders(response);
     stream.responseBody = toBytes(response.body);
+    if (!vm.seesStreamEnd) return undefined;
+    stream.responseHeaders.unshift([':status', String(response.status)]);
     stream.open = Open.RESPONSE_HEADERS;
     const eos = stream.responseBody.length === 0;
     const action = vm.callStream(stream, 'proxy_on_response_headers', stream.responseHeaders.length, eos ? 1 : 0);
@@ -258,6 +261,18 @@ function ended(stream: Stream, vm: Vm): boolean {
   return stream.reply !== null || stream.resetDetails !== null || vm.failed !== null;
 }
 
+/** The upstream response's headers as the header map holds them (lowercase names, string values), without `:status`. */
+function responseHeaders(response: UpstreamResponse): Pair[] {
+  const given = response.headers;
+  const out: Pair[] = [];
+  if (!given) return out;
+  for (const [k, v] of Array.isArray(given) ? given : Object.entries(given)) {
+    const name = k.toLowerCase();
+    if (name !== ':status') out.push([name, String(v)]);
+  }
+  return out;
+}
+
 function withoutStatus(headers: Pair[]): Pair[] {
   const out: Pair[] = [];
   for (const h of headers) if (h[0] !== ':status') out.push(h);
@@ -304,6 +319,18 @@ class RequestStream implements Stream {
     this.requestHeaders = requestHeaders(request);
   }
 
+  get plainProperties(): boolean {
+    return this.request.properties === undefined;
+  }
+
+  peerPrincipal(): string | undefined {
+    return this.request.source?.principal;
+  }
+
+  filterMetadata(): Record<string, PropertyValue> {
+    return (this.request.metadata ?? {}) as Record<string, PropertyValue>;
+  }
+
   /** Envoy's attributes (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/advanced/attributes). */
   property(name: string): PropertyValue | undefined {
     const overrides = this.request.properties;
@@ -322,7 +349,7 @@ class RequestStream implements Stream {
       case 'connection_id':
         return this.connection();
       case 'metadata':
-        return metadataMessage((this.request.metadata ?? {}) as Record<string, PropertyValue>);
+        return metadataMessage(this.filterMetadata());
       case 'plugin_name':
         return this.vm.pluginName;
       default:
@@ -379,7 +406,7 @@ class RequestStream implements Stream {
         const principal = this.request.source?.principal;
         switch (key) {
           case 'mtls': return principal !== undefined;
-          case 'uri_san_peer_certificate': return principal;
+          case 'uri_san_peer_certificate': return this.peerPrincipal();
           case 'id': return this.connection();
         }
         return undefined;

@@ -56,6 +56,26 @@ export function splitPath(raw: Bytes): string[] {
   return parts;
 }
 
+/**
+ * Paths a policy filter reads on every request (the caller's URI SAN, the jwt_authn
+ * metadata): the host answers them straight from the request instead of walking
+ * attribute wrappers, unless the request overrides properties (vm.ts proxy_get_property).
+ */
+export const HotProperty = { NONE: 0, PEER_PRINCIPAL: 1, METADATA: 2 } as const;
+
+export function hotProperty(segments: string[]): number {
+  if (segments.length === 1 && segments[0] === 'metadata') return HotProperty.METADATA;
+  if (segments.length === 2 && segments[0] === 'connection' && segments[1] === 'uri_san_peer_certificate') return HotProperty.PEER_PRINCIPAL;
+  return HotProperty.NONE;
+}
+
+/** A property path as the module passed it, decoded once. */
+export interface PropertyPath {
+  bytes: Uint8Array;
+  segments: string[];
+  hot: number;
+}
+
 /** Walks `segments` below the value `top` returns for the first one; undefined: NOT_FOUND. */
 export function resolve(segments: string[], top: (name: string) => PropertyValue | undefined): PropertyValue | undefined {
   if (segments.length === 0) return undefined;

@@ -11,7 +11,8 @@ import {
 } from './abi.ts';
 import { readSurface, describeSignature } from './module.ts';
 import { decodeRawPairs, decodeUtf8, utf8Length, writeUtf8, encodeUtf8, writePairs, pairsSize, asciiPairsSize, writeAscii, writeAsciiPairs, sameBytesAt, type Pair } from './pairs.ts';
-import { splitPath, resolve, serialize, Message, type PropertyValue } from './properties.ts';
+import { splitPath, resolve, serialize, hotProperty, HotProperty, Message, type PropertyPath, type PropertyValue } from './properties.ts';
+import { encodeMetadata } from './metadata-pb.ts';
 import * as shared from './shared.ts';
 
 /** Thrown when a module cannot be loaded the way Envoy would refuse it. */
@@ -65,6 +66,12 @@ export interface Stream {
   /** Values the filter set with proxy_set_property (created on first use). */
   filterState: Map<string, Uint8Array> | null;
   property(name: string): PropertyValue | undefined;
+  /** True when the request overrides no property: then the hot paths below answer for property(). */
+  plainProperties: boolean;
+  /** `connection.uri_san_peer_certificate`. */
+  peerPrincipal(): string | undefined;
+  /** The `filter_metadata` map of the `metadata` attribute. */
+  filterMetadata(): Record<string, PropertyValue>;
   /** Set while the stream is paused; continue_stream / close / local reply wake it. */
   wake: (() => void) | null;
   continued: boolean;
@@ -152,7 +159,15 @@ export class Vm {
     this.dv = new DataView(this.memory.buffer);
     this.rootContextId = this.nextContextId++;
     this.contexts.set(this.rootContextId, { id: this.rootContextId, stream: null });
+    this.seesStreamEnd = STREAM_END_CALLBACKS.some((name) => this.callbacks.has(name));
   }
+
+  /**
+   * Whether the module exports a callback that runs once the response exists (the response
+   * phase, on_log, on_done, on_delete). Without one, nothing in the module can observe the
+   * response or the stream's end, and filter.ts skips building what only those would see.
+   */
+  readonly seesStreamEnd: boolean;
 
   /** Envoy's start sequence: _initialize, context create, vm start, configure. Throws FilterLoadError. */
   start(pluginConfiguration: Uint8Array): void {
@@ -218,6 +233,10 @@ export class Vm {
   deleteStream(stream: Stream): void {
     const ctx = this.contexts.get(stream.id);
     if (!ctx) return;
+    if (!this.seesStreamEnd) {
+      this.contexts.delete(stream.id);
+      return;
+    }
     // Envoy's connection manager writes access logs (on_log) before it destroys the filters
     // (onDestroy: on_done, then on_delete).
     stream.open = Open.LOG;
@@ -340,23 +359,24 @@ export class Vm {
   }
 
   /**
-   * The segments of the property path at [ptr, ptr+len), or null when out of bounds.
-   * Filters read the same few paths from their static data on every request: a path seen
-   * at the same address with the same bytes is not decoded again.
+   * The property path at [ptr, ptr+len), or null when out of bounds. Filters read the same
+   * few paths from their static data on every request: a path seen at the same address with
+   * the same bytes is not decoded again.
    */
-  private pathAt(ptr: number, len: number): string[] | null {
+  private pathAt(ptr: number, len: number): PropertyPath | null {
     if (!this.inBounds(ptr, len)) return null;
     ptr >>>= 0;
     len >>>= 0;
-    const known = this.paths.get(ptr);
-    if (known && known.bytes.length === len && sameBytesAt(known.bytes, this.u8, ptr)) return known.segments; // in place: no view to allocate
+    const seen = this.paths.get(ptr);
+    if (seen && seen.bytes.length === len && sameBytesAt(seen.bytes, this.u8, ptr)) return seen; // in place: no view to allocate
     const bytes = this.u8.slice(ptr, ptr + len);
     const segments = splitPath(bytes);
-    if (this.paths.size < 256 || known) this.paths.set(ptr, { bytes, segments });
-    return segments;
+    const path = { bytes, segments, hot: hotProperty(segments) };
+    if (this.paths.size < 256 || seen) this.paths.set(ptr, path);
+    return path;
   }
 
-  private readonly paths = new Map<number, { bytes: Uint8Array; segments: string[] }>();
+  private readonly paths = new Map<number, PropertyPath>();
 
   // ---- contexts, maps and buffers ----------------------------------------------------------
 
@@ -480,9 +500,15 @@ export class Vm {
         return S.OK;
       },
       proxy_get_property: (pp: number, ps: number, ptrPtr: number, sizePtr: number) => {
-        const segments = this.pathAt(pp, ps);
-        if (!segments) return S.INVALID_MEMORY_ACCESS;
-        const value = resolve(segments, this.topProperty);
+        const path = this.pathAt(pp, ps);
+        if (!path) return S.INVALID_MEMORY_ACCESS;
+        const s = path.hot === HotProperty.NONE ? null : this.stream();
+        if (s?.plainProperties) {
+          if (path.hot === HotProperty.METADATA) return this.copyOut(encodeMetadata(s.filterMetadata()), ptrPtr, sizePtr);
+          const peer = s.peerPrincipal();
+          return peer === undefined ? S.NOT_FOUND : this.copyOut(peer, ptrPtr, sizePtr);
+        }
+        const value = resolve(path.segments, this.topProperty);
         if (value === undefined) return S.NOT_FOUND;
         if (typeof value === 'string') return this.copyOut(value, ptrPtr, sizePtr); // written straight into the module
         if (value instanceof Message) return this.copyOut(value.encode(), ptrPtr, sizePtr);
@@ -815,6 +841,8 @@ export class Vm {
 }
 
 const EMPTY = new Uint8Array(0);
+
+const STREAM_END_CALLBACKS = ['proxy_on_response_headers', 'proxy_on_response_body', 'proxy_on_response_trailers', 'proxy_on_log', 'proxy_on_done', 'proxy_on_delete'];
 
 /**
  * How Vm.place writes one kind of value: its size and a writer that, when not `exact`,
