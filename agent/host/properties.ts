@@ -69,9 +69,8 @@ export function hotProperty(segments: string[]): number {
   return HotProperty.NONE;
 }
 
-/** A property path as the module passed it, decoded once. */
+/** A property path as the module passed it, decoded. */
 export interface PropertyPath {
-  bytes: Uint8Array;
   segments: string[];
   hot: number;
 }

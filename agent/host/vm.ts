@@ -10,10 +10,11 @@ import {
   MetricType, IMPORTS, CALLBACKS, ABI_EXPORT, OTHER_ABI_EXPORTS, type LogLevelName,
 } from './abi.ts';
 import { readSurface, describeSignature } from './module.ts';
-import { decodeRawPairs, decodeUtf8, utf8Length, writeUtf8, encodeUtf8, writePairs, pairsSize, asciiPairsSize, writeAscii, writeAsciiPairs, sameBytesAt, type Pair } from './pairs.ts';
+import { decodeRawPairs, decodeUtf8, utf8Length, writeUtf8, encodeUtf8, writePairs, pairsSize, asciiPairsSize, writeAscii, writeAsciiPairs, type Pair } from './pairs.ts';
 import { splitPath, resolve, serialize, hotProperty, HotProperty, Message, type PropertyPath, type PropertyValue } from './properties.ts';
 import { encodeMetadata } from './metadata-pb.ts';
 import * as shared from './shared.ts';
+import { AddressCache } from './address-cache.ts';
 
 /** Thrown when a module cannot be loaded the way Envoy would refuse it. */
 export class FilterLoadError extends Error {
@@ -358,25 +359,22 @@ export class Vm {
     return typeof value === 'string' ? this.place(value, TEXT, ptrPtr, sizePtr) : this.place(value, BYTES, ptrPtr, sizePtr);
   }
 
-  /**
-   * The property path at [ptr, ptr+len), or null when out of bounds. Filters read the same
-   * few paths from their static data on every request: a path seen at the same address with
-   * the same bytes is not decoded again.
-   */
+  /** The property path at [ptr, ptr+len), decoded once per address; null when out of bounds. */
   private pathAt(ptr: number, len: number): PropertyPath | null {
-    if (!this.inBounds(ptr, len)) return null;
-    ptr >>>= 0;
-    len >>>= 0;
-    const seen = this.paths.get(ptr);
-    if (seen && seen.bytes.length === len && sameBytesAt(seen.bytes, this.u8, ptr)) return seen; // in place: no view to allocate
-    const bytes = this.u8.slice(ptr, ptr + len);
-    const segments = splitPath(bytes);
-    const path = { bytes, segments, hot: hotProperty(segments) };
-    if (this.paths.size < 256 || seen) this.paths.set(ptr, path);
-    return path;
+    return this.inBounds(ptr, len) ? this.paths.get(this.u8, ptr >>> 0, len >>> 0) : null;
   }
 
-  private readonly paths = new Map<number, PropertyPath>();
+  private readonly paths = new AddressCache((bytes): PropertyPath => {
+    const segments = splitPath(bytes);
+    return { segments, hot: hotProperty(segments) };
+  });
+
+  /** A header name the module passes (nearly always from its static data), lowercased as Envoy's maps key them; null when out of bounds. */
+  private headerName(ptr: number, len: number): string | null {
+    return this.inBounds(ptr, len) ? this.headerNames.get(this.u8, ptr >>> 0, len >>> 0) : null;
+  }
+
+  private readonly headerNames = new AddressCache((bytes) => decodeUtf8(bytes).toLowerCase());
 
   // ---- contexts, maps and buffers ----------------------------------------------------------
 
@@ -574,11 +572,10 @@ export class Vm {
       },
       proxy_get_header_map_value: (type: number, kp: number, ks: number, ptrPtr: number, sizePtr: number) => {
         if (!mapOk(type)) return S.BAD_ARGUMENT;
-        const key = this.readString(kp, ks);
-        if (key === null) return S.INVALID_MEMORY_ACCESS;
+        const name = this.headerName(kp, ks);
+        if (name === null) return S.INVALID_MEMORY_ACCESS;
         const map = this.headerMap(type, false);
         if (!map) return S.BAD_ARGUMENT;
-        const name = lower(key);
         const entry = map.find(([k]) => k === name);
         if (!entry) return S.NOT_FOUND;
         return this.copyOut(entry[1], ptrPtr, sizePtr);
@@ -744,12 +741,12 @@ export class Vm {
     edit: (map: Pair[], key: string, value: string) => void,
   ): number {
     if (type >>> 0 > MAP_TYPE_MAX) return Status.BAD_ARGUMENT;
-    const key = this.readString(kp, ks);
+    const key = this.headerName(kp, ks);
     const value = this.readString(vp, vs);
     if (key === null || value === null) return Status.INVALID_MEMORY_ACCESS;
     const map = this.headerMap(type, true);
     if (!map) return Status.BAD_ARGUMENT;
-    edit(map, key.toLowerCase(), value);
+    edit(map, key, value);
     return Status.OK;
   }
 
