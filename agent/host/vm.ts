@@ -14,6 +14,7 @@ import { decodeRawPairs, decodeUtf8, utf8Length, writeUtf8, encodeUtf8, writePai
 import { splitPath, resolve, serialize, hotProperty, HotProperty, Message, type PropertyPath, type PropertyValue } from './properties.ts';
 import { encodeMetadata } from './metadata-pb.ts';
 import * as shared from './shared.ts';
+import type { SharedData } from './shared-data.ts';
 import { AddressCache } from './address-cache.ts';
 
 /** Thrown when a module cannot be loaded the way Envoy would refuse it. */
@@ -137,6 +138,7 @@ export class Vm {
   private readonly metricIds = new Map<string, number>();
   private tick: NodeJS.Timeout | null = null;
   private doneWaiter: (() => void) | null = null;
+  private readonly sharedData: SharedData;
   private readonly queueOwner: shared.QueueOwner = { notify: (token) => this.callRoot('proxy_on_queue_ready', token) };
 
   static async create(bytes: Uint8Array, options: VmOptions): Promise<Vm> {
@@ -147,6 +149,7 @@ export class Vm {
 
   private constructor(module: WebAssembly.Module, readonly options: VmOptions) {
     this.logThreshold = LogLevel[options.logLevel];
+    this.sharedData = shared.sharedStore(options.vmId);
     let instance: WebAssembly.Instance;
     try {
       instance = new WebAssembly.Instance(module, this.imports());
@@ -532,20 +535,25 @@ export class Vm {
         }
         return S.OK;
       },
+      // Keys and values are compared and copied in place in module memory (SharedData).
       proxy_get_shared_data: (kp: number, ks: number, ptrPtr: number, sizePtr: number, casPtr: number) => {
-        const key = this.read(kp, ks);
-        if (key === null) return S.INVALID_MEMORY_ACCESS;
-        const entry = shared.getSharedData(this.options.vmId, key);
-        if (!entry) return S.NOT_FOUND;
-        const status = this.copyOut(entry.value, ptrPtr, sizePtr);
-        if (status !== S.OK) return status;
-        return this.setU32(casPtr, entry.cas) ? S.OK : S.INVALID_MEMORY_ACCESS;
+        if (!this.inBounds(kp, ks)) return S.INVALID_MEMORY_ACCESS;
+        const store = this.sharedData;
+        const record = store.lookup(this.dv, kp >>> 0, ks >>> 0);
+        if (record < 0) return S.NOT_FOUND;
+        const size = store.valueLength(record);
+        let ptr = 0;
+        if (size > 0) {
+          ptr = this.alloc(size); // may grow memory: alloc refreshes this.dv
+          if (ptr === 0) return S.INVALID_MEMORY_ACCESS;
+          store.copyValue(record, this.dv, ptr);
+        }
+        if (!this.setU32(ptrPtr, ptr) || !this.setU32(sizePtr, size)) return S.INVALID_MEMORY_ACCESS;
+        return this.setU32(casPtr, store.version(record)) ? S.OK : S.INVALID_MEMORY_ACCESS;
       },
       proxy_set_shared_data: (kp: number, ks: number, vp: number, vs: number, cas: number) => {
-        const key = this.read(kp, ks);
-        const value = this.read(vp, vs);
-        if (key === null || !value) return S.INVALID_MEMORY_ACCESS;
-        return shared.setSharedData(this.options.vmId, key, value, cas >>> 0);
+        if (!this.inBounds(kp, ks) || !this.inBounds(vp, vs)) return S.INVALID_MEMORY_ACCESS;
+        return this.sharedData.set(this.dv, kp >>> 0, ks >>> 0, this.dv, vp >>> 0, vs >>> 0, cas >>> 0);
       },
       proxy_register_shared_queue: (np: number, ns: number, tokenPtr: number) => {
         const name = this.readString(np, ns);
