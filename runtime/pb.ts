@@ -164,6 +164,18 @@ export let valLen: i32 = 0;
 
 /** The kind of a Value message, with its payload in valNum/valBool/valPtr+valLen. */
 export function valueKind(ptr: usize, len: i32): i32 {
+  // A Value as encoders write it, one field: a number, or a string, Struct or list with a
+  // one-byte length, read in place (every fingerprint claim is one); anything else loops.
+  if (len >= 2) {
+    const tag = <i32>load<u8>(ptr);
+    if (tag == (PB_NUMBER << 3 | 1)) {
+      if (len == 9) { valNum = load<f64>(ptr + 1); return PB_NUMBER; }
+    } else if ((tag == (PB_STRING << 3 | 2) || tag == (PB_STRUCT << 3 | 2) || tag == (PB_LIST << 3 | 2)) && len - 2 < 0x80 && <i32>load<u8>(ptr + 1) == len - 2) {
+      valPtr = ptr + 2;
+      valLen = len - 2;
+      return tag >> 3;
+    }
+  }
   let kind = PB_NULL; // an empty Value carries no kind: treat as null
   let p = ptr;
   const end = ptr + len;

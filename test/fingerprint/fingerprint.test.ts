@@ -91,6 +91,18 @@ test('every failure class is 401 with its reason', async () => {
   assert.is((await decide(f, signed(claims({ iat: t - 30, exp: t - 3 })))).status, 200);
 });
 
+test('claims past one-byte protobuf lengths (long jti, extra claims, a large user Struct beside them) are read like short ones', async () => {
+  // The readers take entries and Values with one-byte lengths in place and loop over anything
+  // else: these claims reach both.
+  const f = await load();
+  const long = { jti: `${randomUUID()}-${'j'.repeat(300)}`, nbf: now() - 1, ath: 'a'.repeat(200) };
+  const user = { sub: 'alice', scope: Array.from({ length: 40 }, (_, i) => `scope-${i}`).join(' ') };
+  const r = withJwtAuthn(base, { user, fingerprint: claims(long) });
+  assert.equal((await decide(f, r)).reason, 'allow_rule');
+  await expectRefused(f, withJwtAuthn(base, { user, fingerprint: claims(long) }), 'fingerprint_replay');
+  await expectRefused(f, withJwtAuthn(base, { user, fingerprint: claims({ ...long, jti: undefined }) }), 'fingerprint_malformed');
+});
+
 test('a jti is accepted once per VM: the replay is 401, a fresh jti passes', async () => {
   const f = await load();
   const first = claims();
