@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import protobuf from 'protobufjs';
 import * as assert from 'uvu/assert';
 import { loadFilter, decodePairs, type Filter, type FilterRequest, type LoadOptions, type Outcome } from '../../agent/host/index.ts';
-import { fixtureFilter } from './fixtures.ts';
+import { fixtureFilter, minimalExports, tinyModule } from './fixtures.ts';
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const messages = (o: Outcome) => o.logs.map((l) => l.message);
@@ -226,6 +226,23 @@ test('upstream answer goes through the response phase', async () => {
   assert.equal(header(o.headers, 'x-up'), ['/cards/42?page=2']);
   assert.equal(header(o.headers, 'x-resp'), ['1']);
   assert.is(text(o.body), 'created');
+});
+
+test('a module without response or end-of-stream callbacks gets the upstream answer as it is', async () => {
+  // No callback runs once the response exists, so the host skips the response phase; the
+  // caller must still receive exactly what a module with those callbacks would pass on.
+  const quiet = await loadFilter(tinyModule({ exports: minimalExports }));
+  open.push(quiet);
+  const upstream = () => ({ status: 201, headers: [['X-Up', 'a'], [':status', '999'], ['Set-Cookie', 'b'], ['set-cookie', 'c']] as [string, string][], body: 'created' });
+  const o = await quiet.handleRequest(request('none', { headers: { 'x-request-id': 'r1' } }), { upstream });
+  assert.is(o.kind, 'forward');
+  assert.is(o.status, 201);
+  assert.equal(o.headers, [['x-up', 'a'], ['set-cookie', 'b'], ['set-cookie', 'c']]);
+  assert.is(text(o.body), 'created');
+  assert.equal(header(o.upstreamRequest!.headers, 'x-request-id'), ['r1']);
+  const seen = await (await filter()).handleRequest(request('none', { headers: { 'x-request-id': 'r1' } }), { upstream });
+  assert.equal(seen.headers, o.headers);
+  assert.equal(seen.body, o.body);
 });
 
 test('logs: per request lines, the sink, the log level, WASI stdout', async () => {
