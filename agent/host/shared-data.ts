@@ -45,7 +45,7 @@ export class SharedData {
   /** The slot of the last key found or stored, tried first by the next set. */
   private lastSlot = -1;
 
-  /** The record of the key at key[at, at+length) (a handle valid until the next set), or -1. */
+  /** The record of the key at key[at, at+length) (a handle valid until the next set on this store), or -1. */
   lookup(key: DataView, at: number, length: number): number {
     const slot = this.probe(key, at, length, hash(key, at, length));
     this.lastSlot = slot;

@@ -25,7 +25,11 @@ export function sharedStore(vmId: string): SharedData {
 const viewOf = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 const keyView = (key: string | Uint8Array): DataView => viewOf(typeof key === 'string' ? encodeUtf8(key) : key);
 
-/** The value (a view: copy it before the next set) and version stored for `key` (UTF-8 bytes or a string). */
+/**
+ * The value (a view: copy it before the next set) and version stored for `key` (UTF-8
+ * bytes or a string). This and setSharedData are for tests and tools, which hold keys and
+ * values as strings or arrays; the host goes through sharedStore.
+ */
 export function getSharedData(vmId: string, key: string | Uint8Array): { value: Uint8Array; cas: number } | undefined {
   const store = sharedStore(vmId);
   const k = keyView(key);
