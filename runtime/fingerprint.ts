@@ -22,8 +22,7 @@
 import { CAS_MISMATCH, OK, getSharedData, nowSeconds, retLen, retPtr, setSharedData, sharedCas } from "./abi";
 import { bytesEqual, writeDecimal } from "./bytes";
 import {
-  PB_NUMBER, PB_STRING, entryKeyLen, entryKeyPtr, entryValLen, entryValPtr, fieldLen, fieldNo, fieldPtr, fieldWire, readEntry, readField,
-  valLen, valNum, valPtr, valueKind,
+  PB_NUMBER, PB_STRING, entryKeyLen, entryKeyPtr, entryValLen, entryValPtr, nextEntry, valLen, valNum, valPtr, valueKind,
 } from "./pb";
 import { queryLen } from "./path";
 import { fingerprintClaims, methodLen, methodPtr, principalLen, principalPtr, rawPathLen, rawPathPtr } from "./request";
@@ -87,10 +86,8 @@ function readClaims(ptr: usize, len: i32): bool {
   let p = ptr;
   const end = ptr + len;
   while (p < end) {
-    p = readField(p, end);
+    p = nextEntry(p, end);
     if (!p) return false;
-    if (fieldNo != 1 || fieldWire != 2) continue;
-    if (!readEntry(fieldPtr, fieldLen)) return false;
     const which = claimIndex(entryKeyPtr, entryKeyLen);
     if (which < 0) continue; // other claims (ath, nbf, …) are jwt_authn's or nobody's business here
     const kind = valueKind(entryValPtr, entryValLen);

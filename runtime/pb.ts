@@ -124,6 +124,27 @@ export function readEntry(ptr: usize, len: i32): bool {
   return true;
 }
 
+/**
+ * The next map entry (field 1) of a Struct or of Metadata's map at [p, end), read into the
+ * entry globals; other fields are skipped. Returns the position after it, 0 when malformed;
+ * at the end with no entry left it returns `end` with entryKeyLen -1 (as an entry without a
+ * key, which no lookup matches). Walks a Struct's entries in place:
+ *   let p = ptr; const end = ptr + len;
+ *   while (p < end) { p = nextEntry(p, end); if (!p) return malformed; … entryKeyPtr, entryValPtr … }
+ */
+export function nextEntry(p: usize, end: usize): usize {
+  while (p < end) {
+    p = readField(p, end);
+    if (!p) return 0;
+    if (fieldNo == 1 && fieldWire == 2) return readEntry(fieldPtr, fieldLen) ? p : 0;
+  }
+  entryKeyPtr = 0;
+  entryKeyLen = -1;
+  entryValPtr = 0;
+  entryValLen = 0;
+  return p;
+}
+
 /** Result of a lookup: the Value message found. */
 export let foundPtr: usize = 0;
 export let foundLen: i32 = 0;
@@ -134,10 +155,8 @@ export function structGet(ptr: usize, len: i32, key: usize, keyLen: i32): i32 {
   let p = ptr;
   const end = ptr + len;
   while (p < end) {
-    p = readField(p, end);
+    p = nextEntry(p, end);
     if (!p) return -1;
-    if (fieldNo != 1 || fieldWire != 2) continue;
-    if (!readEntry(fieldPtr, fieldLen)) return -1;
     if (bytesEqual(entryKeyPtr, entryKeyLen, key, keyLen)) { found = 1; foundPtr = entryValPtr; foundLen = entryValLen; }
   }
   return found;

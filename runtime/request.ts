@@ -6,8 +6,8 @@ import { getProperty, getRequestHeaderPairs, retLen, retPtr } from "./abi";
 import { bytesEqual, sameBytes } from "./bytes";
 import { decodeInto, queryLen, queryPtr } from "./path";
 import {
-  PB_STRUCT, entryKeyLen, entryKeyPtr, entryValLen, entryValPtr, fieldLen, fieldNo, fieldPtr, fieldWire, foundLen as pbFoundLen,
-  foundPtr as pbFoundPtr, readEntry, readField, structGet, valLen, valPtr, valueKind,
+  PB_STRUCT, entryKeyLen, entryKeyPtr, entryValLen, entryValPtr, foundLen as pbFoundLen, foundPtr as pbFoundPtr, nextEntry, structGet,
+  valLen, valPtr, valueKind,
 } from "./pb";
 
 const PEER = memory.data<u8>([99, 111, 110, 110, 101, 99, 116, 105, 111, 110, 0, 117, 114, 105, 95, 115, 97, 110, 95, 112, 101, 101, 114, 95, 99, 101, 114, 116, 105, 102, 105, 99, 97, 116, 101, 0]); // "connection\0uri_san_peer_certificate\0"
@@ -202,10 +202,8 @@ function readMembers(ptr: usize, len: i32): bool {
   let p = ptr;
   const end = ptr + len;
   while (p < end) {
-    p = readField(p, end);
+    p = nextEntry(p, end);
     if (!p) return false;
-    if (fieldNo != 1 || fieldWire != 2) continue;
-    if (!readEntry(fieldPtr, fieldLen)) return false;
     if (bytesEqual(entryKeyPtr, entryKeyLen, USER, 4)) { userPtr = entryValPtr; userLen = entryValLen; }
     else if (bytesEqual(entryKeyPtr, entryKeyLen, FINGERPRINT, 11)) { fingerprintPtr = entryValPtr; fingerprintLen = entryValLen; }
   }
