@@ -406,7 +406,7 @@ class RequestStream implements Stream {
         const principal = this.request.source?.principal;
         switch (key) {
           case 'mtls': return principal !== undefined;
-          case 'uri_san_peer_certificate': return this.peerPrincipal();
+          case 'uri_san_peer_certificate': return principal;
           case 'id': return this.connection();
         }
         return undefined;
