@@ -17,10 +17,8 @@
  * are an ASCII key with a short ASCII string (claims): their lengths are known up front
  * and they are written straight through, without the container bookkeeping.
  *
- * Strings are exact UTF-8: by hand while they are ASCII and short (a charCodeAt loop costs
- * about 3 ns per unit on the project's 2-vCPU machine), natively from 64 units on or on
- * the first other character (Buffer#write: about 100 ns a call, whatever the length, and
- * lone surrogates become U+FFFD).
+ * Strings are exact UTF-8, written by pairs.ts's writers (the same ones the header maps
+ * use): in one pass while they are ASCII, exactly otherwise (lone surrogates become U+FFFD).
  *
  * Own properties are walked with for-in and hasOwnProperty.call, which V8 answers from the
  * for-in enum cache (Object.hasOwn costs about 25 ns per key there, Object.keys more).
@@ -29,16 +27,14 @@
  * null, arrays (ListValue) and plain objects (Struct); bytes as a string value. Anything
  * else object-shaped (an attribute wrapper) becomes an empty Struct.
  */
+import { writeAscii, writeUtf8 } from './pairs.ts';
 import type { PropertyValue } from './properties.ts';
 
 type Fields = Record<string, PropertyValue>;
 
-let writer = Buffer.alloc(1024);
-/** The same memory as `writer`: a plain Uint8Array makes cheaper subarrays than a Buffer. */
-let scratch = new Uint8Array(writer.buffer, writer.byteOffset, writer.length);
+let scratch = new Uint8Array(1024);
 const F64 = new Float64Array(1);
 const F64_BYTES = new Uint8Array(F64.buffer);
-const NATIVE_MIN = 64;
 const hasOwn = Object.prototype.hasOwnProperty;
 
 /** Varint size of each container's length prefix in the previous call, by the order they were opened (the first 256). */
@@ -59,8 +55,7 @@ export function encodeMetadata(filterMetadata: Fields): Uint8Array {
       return scratch.subarray(0, writeEntries(scratch, 0, filterMetadata, false));
     } catch (e) {
       if (e !== FULL) throw e;
-      writer = Buffer.alloc(writer.length * 2);
-      scratch = new Uint8Array(writer.buffer, writer.byteOffset, writer.length);
+      scratch = new Uint8Array(scratch.length * 2);
     }
   }
 }
@@ -114,23 +109,13 @@ function writeShortEntry(out: Uint8Array, p: number, key: string, value: string)
   out[p + 1] = 6 + kn + vn;
   out[p + 2] = 0x0a;
   out[p + 3] = kn;
-  if (!ascii(out, p + 4, key)) return -1;
+  if (writeAscii(key, out, p + 4) < 0) return -1;
   const q = p + 4 + kn;
   out[q] = 0x12;
   out[q + 1] = 2 + vn;
   out[q + 2] = 0x1a;
   out[q + 3] = vn;
-  return ascii(out, q + 4, value) ? q + 4 + vn : -1;
-}
-
-/** Writes s at out[at] while it is ASCII; false at the first other character. */
-function ascii(out: Uint8Array, at: number, s: string): boolean {
-  for (let k = 0; k < s.length; k++) {
-    const c = s.charCodeAt(k);
-    if (c >= 0x80) return false;
-    out[at + k] = c;
-  }
-  return true;
+  return writeAscii(value, out, q + 4) < 0 ? -1 : q + 4 + vn;
 }
 
 /** The body of a Value message at out[p]; returns its end. */
@@ -222,9 +207,10 @@ function writeString(out: Uint8Array, p: number, tag: number, s: string): number
   const n = s.length;
   room(out, p, 7 + 3 * n);
   out[p] = tag;
-  if (n < NATIVE_MIN && ascii(out, p + 2, s)) {
+  const ascii = writeAscii(s, out, p + 2) >= 0;
+  if (ascii && n < 0x80) {
     out[p + 1] = n;
     return p + 2 + n;
   }
-  return close(out, p + 1, p + 2 + writer.write(s, p + 2), -1);
+  return close(out, p + 1, p + 2 + (ascii ? n : writeUtf8(s, out, p + 2)), -1);
 }
