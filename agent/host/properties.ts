@@ -43,16 +43,14 @@ export abstract class Message {
   }
 }
 
-const splitCache = new Map<string, string[]>();
-
-/** Splits a raw property path into segments (a trailing NUL ends the last segment). Cached: filters read the same few paths. */
+/**
+ * Splits a raw property path into segments (a trailing NUL ends the last segment). Not
+ * cached here: the VM keeps decoded paths by address (AddressCache), which answers the few
+ * paths filters read on every request.
+ */
 export function splitPath(raw: Bytes): string[] {
-  const s = decodeUtf8(raw);
-  let parts = splitCache.get(s);
-  if (parts) return parts;
-  parts = s.split('\0');
+  const parts = decodeUtf8(raw).split('\0');
   if (parts.length > 1 && parts[parts.length - 1] === '') parts.pop();
-  if (splitCache.size < 1024) splitCache.set(s, parts);
   return parts;
 }
 
