@@ -43,7 +43,7 @@ interface Engine {
  */
 async function palisade(n: number, fingerprints = true): Promise<Engine> {
   const { compilePolicy } = await import('../compiler/index.ts');
-  const { loadFilter } = await import('../agent/host/index.ts');
+  const { loadFilter } = await import('../host/index.ts');
   const compiled = await compilePolicy(`bench-${n}.policy.json`, JSON.stringify(generatePolicy(n)));
   if (!compiled.ok) throw new Error(compiled.diagnostics.map((d) => d.message).join('\n'));
   const filter = await loadFilter(compiled.wasm, { logLevel: 'warn', configuration: fingerprints ? undefined : '{"fingerprint":"off"}' });

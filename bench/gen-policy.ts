@@ -7,7 +7,7 @@
  * `fingerprinted` is false).
  */
 import { randomBytes } from 'node:crypto';
-import { fingerprintClaims } from '../agent/host/fingerprint.ts';
+import { fingerprintClaims } from '../testing/fingerprint.ts';
 
 export const BENCH_SERVICE = 'spiffe://bench.example/ns/core/sa/api';
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'];

@@ -25,13 +25,13 @@ import * as x509 from '@peculiar/x509';
 import { Agent, Pool, request } from 'undici';
 import autocannon from 'autocannon';
 import { compilePolicy } from '../compiler/index.ts';
-import { loadFilter } from '../agent/host/filter.ts';
+import { loadFilter } from '../host/filter.ts';
 import { FilterSlot } from '../agent/sidecar/filter-slot.ts';
 import { startInbound } from '../agent/sidecar/inbound.ts';
 import { SvidHolder, type Svid } from '../agent/sidecar/svid.ts';
 import { createLogger } from '../agent/sidecar/decision-log.ts';
-import { FINGERPRINT_HEADER, signFingerprint } from '../agent/sidecar/fingerprint.ts';
-import { ReplayCache } from '../agent/sidecar/replay-cache.ts';
+import { FINGERPRINT_HEADER, signFingerprint } from '../spiffe/fingerprint.ts';
+import { ReplayCache } from '../spiffe/replay-cache.ts';
 import { tlsMaterial } from '../agent/sidecar/tls.ts';
 import { relay } from '../agent/sidecar/http.ts';
 

@@ -13,8 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { Agent, request } from 'undici';
-import { CertificateAuthority } from '../agent/ca/ca.ts';
-import { createCsr, generateKeyPair } from '../agent/identity/pki.ts';
+import { CertificateAuthority } from '../ca/ca.ts';
+import { createCsr, generateKeyPair } from '../spiffe/pki.ts';
 
 const SPIFFE_ID = 'spiffe://bench.example/ns/bench/sa/workload';
 

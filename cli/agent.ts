@@ -9,8 +9,8 @@ import { createXdsServer, type XdsService } from '../agent/xds/server.ts';
 import { parseListen, untilSignal } from './ca.ts';
 import { CliError } from './errors.ts';
 import { ecdsAgentGroup } from './envoy.ts';
-import { sidecarAgentGroup } from '../agent/sidecar/agent-options.ts';
-import { signerAgentGroup } from '../agent/sidecar/sign-options.ts';
+import { sidecarAgentGroup } from './agent-sidecar.ts';
+import { signerAgentGroup } from './agent-signer.ts';
 
 /** What option groups share while the agent starts; groups add services, routes and cleanups. */
 export interface AgentContext {

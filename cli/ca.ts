@@ -2,9 +2,9 @@ import cluster from 'node:cluster';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, type Command as CommandType } from 'commander';
-import { CertificateAuthority } from '../agent/ca/ca.ts';
-import { CaError } from '../agent/ca/errors.ts';
-import { startCaServer } from '../agent/ca/server.ts';
+import { CertificateAuthority } from '../ca/ca.ts';
+import { CaError } from '../ca/errors.ts';
+import { startCaServer } from '../ca/server.ts';
 import { parseDuration } from '../agent/identity/duration.ts';
 import { CliError } from './errors.ts';
 

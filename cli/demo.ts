@@ -17,14 +17,14 @@ import { Agent, request } from 'undici';
 import { CliError } from './errors.ts';
 import { untilSignal } from './ca.ts';
 import { compilePolicy } from '../compiler/index.ts';
-import { CertificateAuthority } from '../agent/ca/ca.ts';
-import { startCaServer } from '../agent/ca/server.ts';
+import { CertificateAuthority } from '../ca/ca.ts';
+import { startCaServer } from '../ca/server.ts';
 import { startAgent, type IdentityAgent } from '../agent/identity/agent.ts';
 import { createAdmin } from '../agent/identity/admin.ts';
 import { startSidecar, type Sidecar } from '../agent/sidecar/index.ts';
 import { registerFilterRoutes } from '../agent/sidecar/admin.ts';
 import { createLogger } from '../agent/sidecar/decision-log.ts';
-import { FINGERPRINT_HEADER, signFingerprint } from '../agent/sidecar/fingerprint.ts';
+import { FINGERPRINT_HEADER, signFingerprint } from '../spiffe/fingerprint.ts';
 import type { Routes } from '../agent/sidecar/outbound.ts';
 
 const TD = 'bank.example';

@@ -5,11 +5,11 @@ import { Counter } from 'prom-client';
 import type { AgentOptionGroup } from './agent.ts';
 import { CliError } from './errors.ts';
 import { EcdsServer } from '../agent/xds/ecds.ts';
-import { generateBootstrap } from '../agent/envoy/bootstrap.ts';
-import { ManifestError } from '../agent/envoy/manifest.ts';
-import { bootstrapOptions, DEFAULTS, OptionError, type BootstrapInput } from '../agent/envoy/options.ts';
-import { InvalidEnvoyConfigError, parseEnvoyConfig, renderBootstrap, type ConfigFormat } from '../agent/envoy/render.ts';
-import { errorsOf, formatIssues, validateEnvoyConfig } from '../agent/envoy/validate.ts';
+import { generateBootstrap } from '../envoy/bootstrap.ts';
+import { ManifestError } from '../envoy/manifest.ts';
+import { bootstrapOptions, DEFAULTS, OptionError, type BootstrapInput } from '../envoy/options.ts';
+import { InvalidEnvoyConfigError, parseEnvoyConfig, renderBootstrap, type ConfigFormat } from '../envoy/render.ts';
+import { errorsOf, formatIssues, validateEnvoyConfig } from '../envoy/validate.ts';
 
 /** `palisade envoy bootstrap` writes a validated Envoy bootstrap; `palisade envoy validate` checks any Envoy config. */
 export function register(program: Command): void {

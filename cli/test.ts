@@ -4,8 +4,8 @@ import type { Command } from 'commander';
 import { CliError } from './errors.ts';
 import { compilePolicy } from '../compiler/index.ts';
 import { formatDiagnostic } from '../compiler/ast.ts';
-import { loadFilter, FilterLoadError } from '../agent/host/index.ts';
-import { parseCaseFile, runCases, CaseFileError, type CaseFile, type CaseResult } from '../agent/host/cases.ts';
+import { loadFilter, FilterLoadError } from '../host/index.ts';
+import { parseCaseFile, runCases, CaseFileError, type CaseFile, type CaseResult } from '../testing/cases.ts';
 
 /**
  * `palisade test <cases.json>...`: compiles each case file's policy and runs its cases

@@ -1,6 +1,6 @@
 /**
  * `<name>.manifest.json`, written next to `<name>.wasm` by `palisade compile` and read by
- * agent/envoy/manifest.ts (name, service, wasm.sha256, wasm.file).
+ * envoy/manifest.ts (name, service, wasm.sha256, wasm.file).
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';

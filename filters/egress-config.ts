@@ -1,4 +1,4 @@
-// The egress filter's plugin configuration, exactly as agent/envoy/bootstrap.ts writes it:
+// The egress filter's plugin configuration, exactly as envoy/bootstrap.ts writes it:
 //   {"signer_cluster":"palisade_signer","signer_authority":"127.0.0.1:15090",
 //    "signer_path":"/v1/fingerprint","targets":{"card":"spiffe://td/ns/x/sa/card"},
 //    "signer_timeout_ms":1000}

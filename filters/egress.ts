@@ -24,7 +24,7 @@ import {
 const CONTINUE: i32 = 0;
 const PAUSE: i32 = 1; // headers: StopIteration; body: StopIterationAndBuffer
 const LOG_WARN: i32 = 3;
-/** Real fingerprints are about 600 bytes (agent/sidecar/fingerprint.ts MAX_FINGERPRINT_BYTES). */
+/** Real fingerprints are about 600 bytes (spiffe/fingerprint.ts MAX_FINGERPRINT_BYTES). */
 const MAX_TOKEN: i32 = 4096;
 const MAX_ANSWER: i32 = 8192;
 

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { createCsr, generateKeyPair, pemBlocks } from './pki.ts';
+import { createCsr, generateKeyPair, pemBlocks } from '../../spiffe/pki.ts';
 import { CaRejectedError, CaUnavailableError, postToCa, type SvidResponse } from './client.ts';
 
 /** The workload's current X.509-SVID. The key exists only in this process's memory. */

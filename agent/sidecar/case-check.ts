@@ -1,10 +1,10 @@
 /**
  * Hot-reload acceptance: a candidate filter must pass the policy's case file (the format of
- * `palisade test`, run by agent/host/cases.ts) before it replaces the running one. The cases
+ * `palisade test`, run by testing/cases.ts) before it replaces the running one. The cases
  * run against the candidate itself, in the strict host, before it has seen any traffic.
  */
 import { readFile } from 'node:fs/promises';
-import { parseCaseFile, runCases } from '../host/cases.ts';
+import { parseCaseFile, runCases } from '../../testing/cases.ts';
 import type { FilterCheck } from './filter-slot.ts';
 
 export function caseFileCheck(file: string): FilterCheck {

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import type { Filter } from '../host/filter.ts';
+import type { Filter } from '../../host/filter.ts';
 
 /** A filter loaded in the strict host (agent/host). */
 export type LoadedFilter = Filter;

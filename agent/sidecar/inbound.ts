@@ -16,12 +16,12 @@ import type { SvidSource } from './svid.ts';
 import { tlsMaterial } from './tls.ts';
 import { spiffeIdOf, trustDomainOf } from './peer.ts';
 import { continueTrace } from './trace.ts';
-import { FINGERPRINT_HEADER, FingerprintError, verifyFingerprint, DEFAULT_SKEW_SECONDS, DEFAULT_TTL_SECONDS, type FingerprintClaims } from './fingerprint.ts';
-import { ReplayCache } from './replay-cache.ts';
+import { FINGERPRINT_HEADER, FingerprintError, verifyFingerprint, DEFAULT_SKEW_SECONDS, DEFAULT_TTL_SECONDS, type FingerprintClaims } from '../../spiffe/fingerprint.ts';
+import { ReplayCache } from '../../spiffe/replay-cache.ts';
 import { IdentityContextError, type IdentityContext, type IdentityVerifier } from './identity-context.ts';
 import type { FilterSlot, Lease } from './filter-slot.ts';
-import { decisionOf, type Decision } from '../host/cases.ts';
-import type { Outcome, Pair, UpstreamResponse } from '../host/filter.ts';
+import { decisionOf, type Decision } from '../../testing/cases.ts';
+import type { Outcome, Pair, UpstreamResponse } from '../../host/filter.ts';
 import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain, relay } from './http.ts';
 import { logDecision, type DecisionRecord } from './decision-log.ts';
 

@@ -7,13 +7,13 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
-import { loadFilter } from '../host/filter.ts';
+import { loadFilter } from '../../host/filter.ts';
 import type { SvidSource } from './svid.ts';
 import { FilterSlot, type FilterLoader, type FilterCheck } from './filter-slot.ts';
 import { startInbound, type InboundLimits, type Listener } from './inbound.ts';
 import { startOutbound, type Routes } from './outbound.ts';
 import { createIdentityVerifier, type IdentityContextOptions } from './identity-context.ts';
-import { ReplayCache, DEFAULT_REPLAY_CAPACITY } from './replay-cache.ts';
+import { ReplayCache, DEFAULT_REPLAY_CAPACITY } from '../../spiffe/replay-cache.ts';
 import { createLogger } from './decision-log.ts';
 import { observeReloads, registerFilterRoutes } from './admin.ts';
 

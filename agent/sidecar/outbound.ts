@@ -13,7 +13,7 @@ import type { Svid, SvidSource } from './svid.ts';
 import { tlsMaterial } from './tls.ts';
 import { spiffeIdOf, trustDomainOf } from './peer.ts';
 import { continueTrace } from './trace.ts';
-import { FINGERPRINT_HEADER, signFingerprint } from './fingerprint.ts';
+import { FINGERPRINT_HEADER, signFingerprint } from '../../spiffe/fingerprint.ts';
 import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain, relay } from './http.ts';
 import type { Listener } from './inbound.ts';
 

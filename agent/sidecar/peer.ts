@@ -3,7 +3,7 @@
  * certificate's single URI SAN, a valid SPIFFE ID in our trust domain (X.509-SVID §2).
  * Anything else is no identity at all.
  */
-import { x509, parseSpiffeId } from '../identity/pki.ts';
+import { x509, parseSpiffeId } from '../../spiffe/pki.ts';
 
 export class PeerIdentityError extends Error {}
 

@@ -18,8 +18,8 @@ import { createPublicKey } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import type { Svid } from '../identity/agent.ts';
-import { jwkThumbprint, parseSpiffeId, type EcJwk } from '../identity/pki.ts';
-import { DEFAULT_TTL_SECONDS, MAX_FINGERPRINT_BYTES, signFingerprint } from './fingerprint.ts';
+import { jwkThumbprint, parseSpiffeId, type EcJwk } from '../../spiffe/pki.ts';
+import { DEFAULT_TTL_SECONDS, MAX_FINGERPRINT_BYTES, signFingerprint } from '../../spiffe/fingerprint.ts';
 
 export const SIGN_PATH = '/v1/fingerprint';
 const MAX_BODY_BYTES = 16 * 1024;

@@ -3,11 +3,11 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, watch, writeFi
 import path from 'node:path';
 import { status, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData, type ServiceDefinition } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { loadGrpcPackage, loadProtoRoot, typeUrl } from './protos.ts';
+import { loadGrpcPackage, loadProtoRoot, typeUrl } from '../../envoy/protos.ts';
 import type { XdsService } from './server.ts';
-import { readManifest, ManifestError } from '../envoy/manifest.ts';
-import { policyResourceName, wasmFilterConfig, WASM_TYPE } from '../envoy/bootstrap.ts';
-import { errorsOf, formatIssues, validateEnvoyConfig } from '../envoy/validate.ts';
+import { readManifest, ManifestError } from '../../envoy/manifest.ts';
+import { policyResourceName, wasmFilterConfig, WASM_TYPE } from '../../envoy/bootstrap.ts';
+import { errorsOf, formatIssues, validateEnvoyConfig } from '../../envoy/validate.ts';
 
 /**
  * Extension Config Discovery (state of the world) for the policy filter: each compiled

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { status as GrpcStatus, type ServiceClientConstructor, type ServiceDefinition } from '@grpc/grpc-js';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { grpcService, loadProtoRoot, typeUrl } from './protos.ts';
+import { grpcService, loadProtoRoot, typeUrl } from '../../envoy/protos.ts';
 import type { XdsService } from './server.ts';
 import { sotwHandlers, type AnyMessage, type SotwSource } from './sotw.ts';
 

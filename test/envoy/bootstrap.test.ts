@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
-import { generateBootstrap } from '../../agent/envoy/bootstrap.ts';
-import { bootstrapOptions, OptionError, type BootstrapInput } from '../../agent/envoy/options.ts';
-import { InvalidEnvoyConfigError, renderBootstrap } from '../../agent/envoy/render.ts';
-import { validateEnvoyConfig } from '../../agent/envoy/validate.ts';
+import { generateBootstrap } from '../../envoy/bootstrap.ts';
+import { bootstrapOptions, OptionError, type BootstrapInput } from '../../envoy/options.ts';
+import { InvalidEnvoyConfigError, renderBootstrap } from '../../envoy/render.ts';
+import { validateEnvoyConfig } from '../../envoy/validate.ts';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(path.join(tmpdir(), 'palisade-envoy-'));

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { errorsOf, validateEnvoyConfig, type Issue } from '../../agent/envoy/validate.ts';
+import { errorsOf, validateEnvoyConfig, type Issue } from '../../envoy/validate.ts';
 
 // Each case breaks one thing in an otherwise valid bootstrap and expects exactly that error,
 // at its JSON path: the validator must catch what protobufjs' verify lets through.

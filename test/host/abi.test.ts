@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import protobuf from 'protobufjs';
 import * as assert from 'uvu/assert';
-import { loadFilter, decodePairs, type Filter, type FilterRequest, type LoadOptions, type Outcome } from '../../agent/host/index.ts';
+import { loadFilter, decodePairs, type Filter, type FilterRequest, type LoadOptions, type Outcome } from '../../host/index.ts';
 import { fixtureFilter, minimalExports, tinyModule } from './fixtures.ts';
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);

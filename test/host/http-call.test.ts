@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadFilter, type HttpCallRequest, type Filter, type LoadOptions } from '../../agent/host/index.ts';
+import { loadFilter, type HttpCallRequest, type Filter, type LoadOptions } from '../../host/index.ts';
 import { fixtureFilter } from './fixtures.ts';
 
 const calls: HttpCallRequest[] = [];

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadFilter, FilterLoadError } from '../../agent/host/index.ts';
+import { loadFilter, FilterLoadError } from '../../host/index.ts';
 import { tinyModule, minimalExports, fixtureFilter, type TinyModule } from './fixtures.ts';
 
 async function refusal(spec: TinyModule | Uint8Array, options = {}): Promise<string> {

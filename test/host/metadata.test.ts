@@ -9,8 +9,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
 import protobuf from 'protobufjs';
-import { encodeMetadata } from '../../agent/host/metadata-pb.ts';
-import type { PropertyValue } from '../../agent/host/properties.ts';
+import { encodeMetadata } from '../../host/metadata-pb.ts';
+import type { PropertyValue } from '../../host/properties.ts';
 
 type Fields = Record<string, PropertyValue>;
 

@@ -8,9 +8,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
-import { SharedData } from '../../agent/host/shared-data.ts';
-import { getSharedData, setSharedData, sharedStore } from '../../agent/host/shared.ts';
-import { Status } from '../../agent/host/abi.ts';
+import { SharedData } from '../../host/shared-data.ts';
+import { getSharedData, setSharedData, sharedStore } from '../../host/shared.ts';
+import { Status } from '../../host/abi.ts';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const view = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);

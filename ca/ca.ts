@@ -1,0 +1,210 @@
+import { createHash, createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { generateKeyPair, jwkThumbprint, parseSpiffeId, parseTrustDomain, toPem, type EcJwk } from '../spiffe/pki.ts';
+import { createRoot, Issuer, randomSerial, verifyCsr } from './certs.ts';
+import { CaError } from './errors.ts';
+import { CaStore, type SvidRecord } from './store.ts';
+
+/** What the CA hands back for every issued SVID (join, renew, mint). */
+export interface IssuedSvid {
+  spiffe_id: string;
+  serial: string;
+  not_before: string;
+  not_after: string;
+  /** The SVID chain, leaf first (the root is the trust anchor and is not repeated). */
+  svid_pem: string;
+  bundle_pem: string;
+}
+
+export const CA_FILES = { config: 'ca.json', key: 'ca-key.pem', root: 'ca.pem', bundle: 'bundle.pem', db: 'state.db' } as const;
+/** SVIDs are backdated a little so a peer whose clock is slightly behind still accepts them. */
+const BACKDATE_MS = 10_000;
+const MIN_TTL_MS = 1_000;
+
+/** Hex serial as stored and compared: lowercase, no separators, no leading zeros. */
+export function normalizeSerial(hex: string): string {
+  const clean = hex.replace(/:/g, '').toLowerCase();
+  if (!/^[0-9a-f]{1,40}$/.test(clean)) throw new CaError(400, 'invalid_serial', 'serial must be hexadecimal (at most 20 bytes)');
+  return clean.replace(/^0+(?=.)/, '');
+}
+
+export const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
+
+export interface CaOptions {
+  svidTtlMs?: number;
+  /** Clock in ms; tests inject one to reach expiry without waiting. */
+  now?: () => number;
+}
+
+/**
+ * The certificate authority over a state directory. One instance per process; other
+ * processes (the CLI's admin commands) may open the same directory concurrently.
+ */
+export class CertificateAuthority {
+  readonly trustDomain: string;
+  readonly issuer: Issuer;
+  readonly store: CaStore;
+  readonly svidTtlMs: number;
+  private readonly now: () => number;
+
+  /** Creates DIR with a new root, the key (0600), the trust bundle and an empty state store. */
+  static async init(dir: string, trustDomain: string): Promise<{ bundlePath: string }> {
+    parseTrustDomain(trustDomain);
+    if (existsSync(path.join(dir, CA_FILES.config))) throw new Error(`${dir} already holds a CA; refusing to overwrite it`);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const root = await createRoot(trustDomain);
+    writeFileSync(path.join(dir, CA_FILES.key), root.keyPem, { mode: 0o600, flag: 'wx' });
+    writeFileSync(path.join(dir, CA_FILES.root), root.certPem, { flag: 'wx' });
+    writeFileSync(path.join(dir, CA_FILES.bundle), root.certPem, { flag: 'wx' });
+    new CaStore(path.join(dir, CA_FILES.db)).close();
+    // Written last: its presence marks a complete CA directory.
+    writeFileSync(path.join(dir, CA_FILES.config), `${JSON.stringify({ trust_domain: trustDomain }, null, 2)}\n`, { flag: 'wx' });
+    return { bundlePath: path.join(dir, CA_FILES.bundle) };
+  }
+
+  static open(dir: string, options: CaOptions = {}): CertificateAuthority {
+    const configPath = path.join(dir, CA_FILES.config);
+    if (!existsSync(configPath)) throw new Error(`${dir} is not a CA directory (run: palisade ca init --dir ${dir} --trust-domain TD)`);
+    const keyPath = path.join(dir, CA_FILES.key);
+    const mode = statSync(keyPath).mode & 0o777;
+    if (mode & 0o077) {
+      throw new Error(`CA key ${keyPath} is accessible by group or others (mode ${mode.toString(8)}); run: chmod 600 ${keyPath}`);
+    }
+    const { trust_domain: trustDomain } = JSON.parse(readFileSync(configPath, 'utf8')) as { trust_domain: string };
+    const issuer = new Issuer(readFileSync(path.join(dir, CA_FILES.root), 'utf8'), readFileSync(keyPath, 'utf8'));
+    return new CertificateAuthority(trustDomain, issuer, new CaStore(path.join(dir, CA_FILES.db)), options);
+  }
+
+  private constructor(trustDomain: string, issuer: Issuer, store: CaStore, options: CaOptions) {
+    this.trustDomain = trustDomain;
+    this.issuer = issuer;
+    this.store = store;
+    this.svidTtlMs = Math.max(options.svidTtlMs ?? 3_600_000, MIN_TTL_MS);
+    this.now = options.now ?? Date.now;
+  }
+
+  /** A one-time join token bound to one SPIFFE ID; only its hash is stored. */
+  createToken(spiffeId: string, ttlMs: number): { token: string; expiresAt: Date } {
+    this.checkOwnId(spiffeId);
+    const token = `pjt_${randomBytes(32).toString('base64url')}`;
+    const now = this.now();
+    this.store.addToken(hashToken(token), spiffeId, now, now + ttlMs);
+    return { token, expiresAt: new Date(now + ttlMs) };
+  }
+
+  /** Token + CSR → SVID. Of concurrent joins with one token exactly one gets an SVID. */
+  join(token: unknown, csr: unknown): IssuedSvid {
+    if (typeof token !== 'string' || token.length === 0 || token.length > 256) throw new CaError(400, 'invalid_request', 'token must be a non-empty string');
+    const hash = hashToken(token);
+    const spiffeId = this.checkToken(hash); // fail cheaply before spending a signature
+    const request = verifyCsr(csr);
+    this.checkRequestedIdentity(request.requestedUris, spiffeId);
+    return this.issue(spiffeId, request, (record) => {
+      if (!this.store.consumeTokenAndRecord(hash, this.now(), record)) this.checkToken(hash); // lost a race: say why
+    });
+  }
+
+  /** Renewal by the holder of a current SVID (its certificate from the mTLS handshake). */
+  renew(peer: X509Certificate | undefined, csr: unknown): IssuedSvid {
+    const spiffeId = this.authenticate(peer);
+    const request = verifyCsr(csr);
+    this.checkRequestedIdentity(request.requestedUris, spiffeId);
+    return this.issue(spiffeId, request, (record) => this.store.recordSvid(record, this.now()));
+  }
+
+  /** Issues an SVID with a key generated here (for workloads without an agent); the key is returned, not kept. */
+  async mint(spiffeId: string, ttlMs: number): Promise<IssuedSvid & { key_pem: string }> {
+    this.checkOwnId(spiffeId);
+    const { privateKey } = await generateKeyPair();
+    const publicKey = createPublicKey(privateKey);
+    const key = { spki: publicKey.export({ type: 'spki', format: 'der' }), jwk: publicKey.export({ format: 'jwk' }) as unknown as EcJwk };
+    const svid = this.issue(spiffeId, key, (record) => this.store.recordSvid(record, this.now()), ttlMs);
+    return { ...svid, key_pem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
+  }
+
+  revoke(serialHex: string): void {
+    const serial = normalizeSerial(serialHex);
+    if (!this.store.revoke(serial, this.now())) throw new CaError(404, 'unknown_serial', `no SVID with serial ${serial} was issued by this CA`);
+  }
+
+  /** JWKS of the public keys of all live (unexpired, unrevoked) SVIDs; kid = RFC 7638 thumbprint. */
+  liveJwks(): { keys: object[] } {
+    return { keys: this.store.liveKeys(this.now()) };
+  }
+
+  /** The trust bundle in the SPIFFE bundle format (JWKS with `use: x509-svid`). */
+  bundleJwks(): object {
+    const root = new X509Certificate(this.issuer.rootPem);
+    const jwk = root.publicKey.export({ format: 'jwk' });
+    return { keys: [{ ...jwk, use: 'x509-svid', x5c: [root.raw.toString('base64')] }] };
+  }
+
+  close(): void {
+    this.store.close();
+  }
+
+  private issue(spiffeId: string, key: { spki: Buffer; jwk: EcJwk }, record: (svid: SvidRecord) => void, ttlMs = this.svidTtlMs): IssuedSvid {
+    const { spki, jwk } = key;
+    const now = this.now();
+    const notBefore = new Date(Math.floor((now - BACKDATE_MS) / 1000) * 1000);
+    const rootExpiry = new Date(this.issuer.root.notAfter).getTime();
+    const notAfter = new Date(Math.floor(Math.min(now + Math.max(ttlMs, MIN_TTL_MS), rootExpiry) / 1000) * 1000);
+    const serialBytes = randomSerial();
+    const der = this.issuer.signSvid({ serial: serialBytes, spiffeId, spki, notBefore, notAfter });
+    const serial = normalizeSerial(serialBytes.toString('hex'));
+    const publicJwk = { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, kid: jwkThumbprint(jwk), alg: 'ES256', use: 'sig' };
+    record({ serial, spiffeId, notBefore: notBefore.getTime(), notAfter: notAfter.getTime(), jwk: JSON.stringify(publicJwk) });
+    return {
+      spiffe_id: spiffeId,
+      serial,
+      not_before: notBefore.toISOString(),
+      not_after: notAfter.toISOString(),
+      svid_pem: toPem(der),
+      bundle_pem: this.issuer.rootPem,
+    };
+  }
+
+  /** The SPIFFE ID a valid token is bound to, or the CaError saying why the token is unusable. */
+  private checkToken(hash: string): string {
+    const { state, spiffeId } = this.store.tokenState(hash, this.now());
+    if (state === 'valid') return spiffeId!;
+    if (state === 'used') throw new CaError(401, 'token_used', 'join token has already been used');
+    if (state === 'expired') throw new CaError(401, 'token_expired', 'join token has expired');
+    throw new CaError(401, 'token_unknown', 'join token is not known to this CA');
+  }
+
+  private checkRequestedIdentity(requested: string[], assigned: string): void {
+    if (requested.length > 1 || (requested.length === 1 && requested[0] !== assigned)) {
+      throw new CaError(403, 'identity_mismatch', `csr asks for ${requested.join(', ')} but this credential is for ${assigned}`);
+    }
+  }
+
+  /** Verifies the caller's mTLS certificate against the root and the CA's own records. */
+  private authenticate(peer: X509Certificate | undefined): string {
+    if (!peer) throw new CaError(401, 'client_certificate_required', 'renewal requires the current SVID as TLS client certificate');
+    const root = new X509Certificate(this.issuer.rootPem);
+    if (!peer.checkIssued(root) || !peer.verify(root.publicKey)) {
+      throw new CaError(401, 'client_certificate_invalid', 'client certificate was not issued by this CA');
+    }
+    const now = this.now();
+    if (now < Date.parse(peer.validFrom) || now >= Date.parse(peer.validTo)) throw new CaError(401, 'svid_expired', 'client certificate is expired or not yet valid');
+    const record = this.store.svid(normalizeSerial(peer.serialNumber));
+    if (!record) throw new CaError(401, 'client_certificate_invalid', 'client certificate is not a recorded SVID of this CA');
+    if (record.revoked) throw new CaError(401, 'svid_revoked', 'client certificate has been revoked');
+    if (peer.subjectAltName !== `URI:${record.spiffeId}`) throw new CaError(401, 'client_certificate_invalid', 'client certificate identity does not match the issued SVID');
+    return record.spiffeId;
+  }
+
+  private checkOwnId(spiffeId: string): void {
+    let parsed;
+    try {
+      parsed = parseSpiffeId(spiffeId);
+    } catch (err) {
+      throw new CaError(400, 'invalid_spiffe_id', (err as Error).message);
+    }
+    if (parsed.trustDomain !== this.trustDomain || parsed.path === '') {
+      throw new CaError(400, 'invalid_spiffe_id', `SPIFFE ID must be a workload in trust domain ${this.trustDomain} (spiffe://${this.trustDomain}/...)`);
+    }
+  }
+}

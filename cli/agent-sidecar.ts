@@ -1,0 +1,72 @@
+/**
+ * The sidecar's `palisade agent` flags: an option group (cli/agent.ts) that starts the
+ * embedded sidecar with the agent's in-memory SVID and puts `/v1/filter` on its admin port.
+ */
+import type { Command } from 'commander';
+import { CliError } from './errors.ts';
+import type { AgentOptionGroup } from './agent.ts';
+import { parseListen } from './ca.ts';
+import { startSidecar } from '../agent/sidecar/index.ts';
+import { loadRoutes } from '../agent/sidecar/outbound.ts';
+import { registerFilterRoutes } from '../agent/sidecar/admin.ts';
+import { caseFileCheck } from '../agent/sidecar/case-check.ts';
+
+export const sidecarAgentGroup: AgentOptionGroup = {
+  addOptions(command: Command) {
+    command
+      .option('--inbound <host:port>', 'embedded sidecar: mTLS listener enforcing --filter in front of --app')
+      .option('--app <url>', 'the application behind the inbound listener, e.g. http://127.0.0.1:8080')
+      .option('--filter <file.wasm>', 'compiled policy filter; reloaded when the file changes or on PUT /v1/filter')
+      .option('--filter-config <json>', 'filter plugin configuration, e.g. \'{"mode":"dry-run"}\'')
+      .option('--case-file <cases.json>', 'a new filter must pass these cases before it replaces the current one')
+      .option('--outbound <host:port>', 'embedded sidecar: plain HTTP listener for the application\'s calls (Host header = service name)')
+      .option('--routes <file>', 'outbound routes: { "service": { "url": "https://…", "spiffeId": "spiffe://…" } }')
+      .option('--identity-issuer <iss>', 'identity context: issuer of the end-user JWT (authorization: Bearer)')
+      .option('--identity-audience <aud>', 'identity context: required audience')
+      .option('--identity-jwks <file-or-url>', 'identity context: the issuer\'s JWKS')
+      .option('--fingerprint-ttl <seconds>', 'lifetime of request fingerprints (signed and accepted)', '30')
+      .option('--clock-skew <seconds>', 'tolerated clock difference for fingerprints and identity tokens', '5');
+  },
+  async setup(opts, ctx) {
+    if (!opts.inbound && !opts.outbound) return;
+    if (opts.inbound && (!opts.app || !opts.filter)) throw new CliError('--inbound needs --app URL and --filter FILE.wasm', 2);
+    if (opts.outbound && !opts.routes) throw new CliError('--outbound needs --routes FILE', 2);
+    const identity = [opts.identityIssuer, opts.identityAudience, opts.identityJwks];
+    if (identity.some(Boolean) && !identity.every(Boolean)) {
+      throw new CliError('--identity-issuer, --identity-audience and --identity-jwks go together', 2);
+    }
+    const seconds = (flag: string, value: unknown) => {
+      const n = Number(value);
+      if (!Number.isInteger(n) || n < 1 || n > 3600) throw new CliError(`${flag} must be a whole number of seconds (1–3600)`, 2);
+      return n;
+    };
+    const fingerprintTtlSeconds = seconds('--fingerprint-ttl', opts.fingerprintTtl);
+    const skewSeconds = seconds('--clock-skew', opts.clockSkew);
+    try {
+      const listen = (flag: unknown) => (flag ? parseListen(flag as string) : undefined);
+      const inbound = listen(opts.inbound);
+      const outbound = listen(opts.outbound);
+      const sidecar = await startSidecar({
+        identity: ctx.agent,
+        inbound: inbound && { ...inbound, app: opts.app as string, filterFile: opts.filter as string },
+        outbound: outbound && { ...outbound, routes: await loadRoutes(opts.routes as string) },
+        filterConfiguration: opts.filterConfig as string | undefined,
+        checkFilter: opts.caseFile ? caseFileCheck(opts.caseFile as string) : undefined,
+        identityContext: opts.identityIssuer
+          ? { issuer: opts.identityIssuer as string, audience: opts.identityAudience as string, jwks: opts.identityJwks as string }
+          : undefined,
+        fingerprintTtlSeconds,
+        skewSeconds,
+        logger: ctx.log,
+        registry: ctx.agent.metrics,
+      });
+      ctx.closers.push(() => sidecar.close());
+      const filters = sidecar.filters;
+      if (filters) ctx.adminPlugins.push(async (app) => registerFilterRoutes(app, filters));
+      ctx.log.info({ inbound: sidecar.inbound?.url ?? null, outbound: sidecar.outbound?.url ?? null }, 'sidecar listening');
+    } catch (err) {
+      if (err instanceof CliError) throw err;
+      throw new CliError(`sidecar: ${(err as Error).message}`, 2);
+    }
+  },
+};

@@ -1,0 +1,34 @@
+/** Builders shared by the back-end suites: policies through the real front end, filters through the real host. */
+import { analyze } from '../../compiler/frontend.ts';
+import { formatDiagnostic, type CheckedPolicy } from '../../compiler/ast.ts';
+import { lower } from '../../compiler/lower.ts';
+import type { Program } from '../../compiler/ir.ts';
+import { loadFilter, FilterLoadError } from '../../host/filter.ts';
+
+export const SERVICE = 'spiffe://corp.test/ns/app/sa/api';
+
+export function policyText(rules: unknown[], top: Record<string, unknown> = {}): string {
+  return JSON.stringify({ palisade: 1, name: 'backend-test', service: SERVICE, rules, ...top }, null, 2);
+}
+
+/** A checked policy; fails the test on any front-end error. */
+export function checked(rules: unknown[], top: Record<string, unknown> = {}): CheckedPolicy {
+  const { policy, diagnostics } = analyze('t.policy.json', policyText(rules, top));
+  if (!policy) throw new Error(diagnostics.map(formatDiagnostic).join('\n'));
+  return policy;
+}
+
+export function lowered(rules: unknown[], top: Record<string, unknown> = {}): Program {
+  return lower(checked(rules, top));
+}
+
+/** Does the host refuse to load `wasm` with this plugin configuration (proxy_on_configure false: FilterLoadError)? Other errors propagate. */
+export async function refusesConfiguration(wasm: Uint8Array, configuration: string): Promise<boolean> {
+  try {
+    await (await loadFilter(wasm, { configuration })).close();
+    return false;
+  } catch (err) {
+    if (err instanceof FilterLoadError) return true;
+    throw err;
+  }
+}

@@ -1,0 +1,149 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { lower } from '../../compiler/lower.ts';
+import { fold } from '../../compiler/optimize/fold.ts';
+import { contradictions } from '../../compiler/optimize/contradict.ts';
+import { shadow, segsCover } from '../../compiler/optimize/shadow.ts';
+import { dce } from '../../compiler/optimize/dce.ts';
+import { assignSlots } from '../../compiler/optimize/slots.ts';
+import { dispatch } from '../../compiler/optimize/dispatch.ts';
+import { optimize } from '../../compiler/optimize/index.ts';
+import { printExpr, printProgram, type Program } from '../../compiler/ir.ts';
+import { emit } from '../../compiler/emit.ts';
+import { checked, lowered } from './build-helpers.ts';
+
+const WEB = 'spiffe://corp.test/ns/web/sa/frontend';
+const when = (p: Program, i = 0) => (p.rules[i].when ? printExpr(p.rules[i].when!, p) : null);
+
+test('lower: one route per request match × path template; strip = every injectable name, sorted', () => {
+  const p = lowered([
+    { id: 'a', effect: 'allow', to: [{ methods: ['GET', 'HEAD'], paths: ['/a', '/b/{id}'] }, { methods: ['POST'] }], inject: { 'x-z': "'1'" } },
+    { id: 'b', effect: 'allow', inject: { 'x-a': "'2'" } },
+  ]);
+  assert.equal(p.rules[0].routes!.map((r) => `${r.methods?.join(',')} ${r.path?.text ?? '*'}`), ['GET,HEAD /a', 'GET,HEAD /b/{id}', 'POST *']);
+  assert.is(p.rules[1].routes, null);
+  assert.equal(p.strip, ['x-a', 'x-z']);
+});
+
+test('fold: constants fold, errors are preserved, dyn operands stay', () => {
+  const p = fold(lowered([
+    { id: 'a', effect: 'allow', when: "1 < 2 && request.headers['x-a'] == 'v'" },
+    { id: 'b', effect: 'allow', when: "request.headers['x-a'] == 'v' && true" },
+    { id: 'c', effect: 'allow', when: 'true && user.claims.admin' },
+    { id: 'd', effect: 'allow', when: "size('héllo') == 6 && 'b' in ['a', 'b']" },
+    { id: 'e', effect: 'allow', when: "user.sub == 'x' && false" },
+  ]));
+  assert.is(when(p, 0), '(request.headers["x-a"] == "v")');
+  assert.is(when(p, 1), '(request.headers["x-a"] == "v")');
+  assert.is(when(p, 2), '(true && user.claims["admin"])'); // the run-time bool check of a dyn stays
+  assert.is(p.rules[3].when, null);
+  assert.is(p.rules[3].never, undefined);
+  assert.is(when(p, 4), '((user.sub == "x") && false)'); // an error in user.sub must stay an error
+});
+
+test('fold: a `when` that is always false, or contradicts the methods, marks the rule', () => {
+  const p = fold(lowered([
+    { id: 'f', effect: 'allow', when: "'a' == 'b'" },
+    { id: 'm', effect: 'allow', to: [{ methods: ['GET'] }], when: "request.method == 'POST'" },
+    { id: 'k', effect: 'deny', to: [{ methods: ['GET'] }], when: "request.method == 'GET'" },
+    { id: 'n', effect: 'allow', to: [{ methods: ['GET', 'PUT'] }], when: "request.method in ['POST', 'DELETE']" },
+  ]));
+  assert.match(p.rules[0].never!, /always false/);
+  assert.match(p.rules[1].never!, /always false/);
+  assert.is(p.rules[2].when, null); // GET-only routes: the check is redundant
+  assert.is(p.rules[2].never, undefined);
+  assert.ok(p.rules[3].never);
+});
+
+test('contradictions: empty caller or method lists never apply; partly empty routes are pruned', () => {
+  const p = lowered([{ id: 'a', effect: 'allow' }, { id: 'b', effect: 'allow', to: [{ methods: ['GET'] }, { methods: ['PUT'] }] }]);
+  p.rules[0].from = [];
+  p.rules[1].routes![0].methods = [];
+  const q = contradictions(p);
+  assert.match(q.rules[0].never!, /`from` matches no caller/);
+  assert.equal(q.rules[1].routes!.map((r) => r.methods), [['PUT']]);
+  p.rules[1].routes![1].methods = [];
+  assert.match(contradictions(p).rules[1].never!, /`to` matches no request/);
+});
+
+test('segsCover: wildcards, rest and lengths', () => {
+  const s = (segs: (string | null)[], rest = false) => ({ segs, rest });
+  assert.ok(segsCover(s(['a'], true), s(['a', 'b'])));
+  assert.ok(segsCover(s(['a'], true), s(['a', null], true)));
+  assert.not.ok(segsCover(s(['a'], true), s(['a']))); // ** needs one more segment
+  assert.ok(segsCover(s([null, 'b']), s(['x', 'b'])));
+  assert.not.ok(segsCover(s(['x', 'b']), s([null, 'b'])));
+  assert.not.ok(segsCover(s(['a']), s(['a'], true)));
+});
+
+test('shadow: an unconditional deny covering an allow marks it; conditions or narrower denies do not', () => {
+  const p = shadow(lowered([
+    { id: 'wall', effect: 'deny', from: ['spiffe://corp.test/ns/web/**'], to: [{ paths: ['/admin/**'] }] },
+    { id: 'hidden', effect: 'allow', from: [WEB], to: [{ methods: ['GET'], paths: ['/admin/users', '/admin/{x}/y'] }] },
+    { id: 'root', effect: 'allow', from: [WEB], to: [{ paths: ['/admin'] }] },
+    { id: 'anyone', effect: 'allow', to: [{ paths: ['/admin/users'] }] },
+    { id: 'cond', effect: 'deny', to: [{ paths: ['/x'] }], when: "request.headers['a'] == 'b'" },
+    { id: 'behind-cond', effect: 'allow', from: [WEB], to: [{ paths: ['/x'] }] },
+  ]));
+  assert.match(p.rules[1].never!, /shadowed by deny rule 'wall' \(rules\[0\]\)/);
+  assert.is(p.rules[2].never, undefined); // /admin is not under /admin/**
+  assert.is(p.rules[3].never, undefined); // callers outside ns/web are not covered
+  assert.is(p.rules[5].never, undefined);
+});
+
+test('dce: removes never-applying rules with one warning each at the rule', () => {
+  const p = dce(fold(lowered([{ id: 'keep', effect: 'allow' }, { id: 'dead', effect: 'allow', when: 'false' }])));
+  assert.equal(p.rules.map((r) => r.id), ['keep']);
+  assert.is(p.warnings.length, 1);
+  assert.is(p.warnings[0].severity, 'warning');
+  assert.match(p.warnings[0].message, /rule 'dead' can never apply: its `when` is always false/);
+  assert.is(p.warnings[0].span.pointer, '/rules/1');
+});
+
+test('slots: each header, query key and claim path is one slot however many rules read it', () => {
+  const p = assignSlots(lowered([
+    { id: 'a', effect: 'allow', when: "request.headers['x-t'] == 'a' && user.claims.org.id == 'o' && request.query['q'] == ''" },
+    { id: 'b', effect: 'allow', to: [{ paths: ['/c/{id}'] }], when: "request.headers['x-t'] != 'b' && user.claims.org.id != 'p' && request.params.id != ''" },
+  ]));
+  assert.equal(p.slots, [{ kind: 'header', key: 'x-t' }, { kind: 'claim', path: ['org', 'id'] }, { kind: 'query', key: 'q' }]);
+  assert.match(when(p, 1)!, /s0:request\.headers\["x-t"\].*s1:user\.claims\["org"\]\["id"\].*request\.params\["id"\]/);
+});
+
+test('dispatch: one path trie with positional params and per-atom methods; principals hashed + trie per domain', () => {
+  const p = dispatch(lowered([
+    { id: 'a', effect: 'allow', from: [WEB], to: [{ methods: ['GET'], paths: ['/cards/{id}', '/cards/{id}/**'] }] },
+    { id: 'b', effect: 'allow', from: ['spiffe://corp.test/ns/*/sa/frontend', 'spiffe://other.test/**'], to: [{ paths: ['/'] }] },
+    { id: 'c', effect: 'deny' },
+  ]));
+  const r = p.routes!;
+  const cards = r.trie.lits.get('cards')!;
+  assert.is(cards.any!.exact.length, 1);
+  assert.equal(cards.any!.rest, cards.any!.exact); // same rule, methods and params: one shared atom
+  assert.equal(r.atoms[cards.any!.exact[0]], { rule: 0, methods: ['GET'], params: [{ name: 'id', pos: 1 }] });
+  assert.equal(r.trie.exact.map((a) => r.atoms[a].rule), [1]); // "/" ends at the root
+  assert.equal(r.anyPath.map((a) => r.atoms[a]), [{ rule: 2, methods: null, params: [] }]);
+  const corp = p.principals!.domains.get('corp.test')!;
+  assert.equal([...corp.exact], [['/ns/web/sa/frontend', [0]]]);
+  assert.equal(corp.trie.lits.get('ns')!.any!.lits.get('sa')!.lits.get('frontend')!.exact, [1]);
+  assert.equal(p.principals!.domains.get('other.test')!.trie.rest, [1]);
+});
+
+test('optimize + print + emit: readable IR, deterministic source, warnings kept', () => {
+  const policy = checked([
+    { id: 'read', effect: 'allow', from: [WEB], to: [{ methods: ['GET'], paths: ['/cards/{id}'] }], when: "'read' in user.scopes", inject: { 'x-card': 'request.params.id' } },
+    { id: 'never', effect: 'allow', when: '1 > 2' },
+  ]);
+  const p = optimize(lower(policy));
+  const ir = printProgram(p);
+  assert.match(ir, /r0 allow "read" \(rules\[0\]/);
+  assert.match(ir, /\n {2}\/cards\/\{\} → r0\[GET\]\n/);
+  assert.match(ir, /= spiffe:\/\/corp\.test\/ns\/web\/sa\/frontend → r0/);
+  assert.is(p.warnings.length, 1);
+  const a = emit(p).source;
+  assert.is(emit(optimize(lower(policy))).source, a);
+  assert.match(a, /\/\/ r0 "read" when: \("read" in user\.scopes\)\nfunction fn0\(\): V \{/);
+  assert.match(a, /\/\/ r0 "read" sets x-card = request\.params\["id"\]\nfunction fn1\(\): V \{\n {2}return param\(0\)/);
+  assert.match(a, /case 1: return changetype<usize>\(fn1\(\)\);/);
+});
+
+test.run();

@@ -1,0 +1,103 @@
+/** `palisade agent … --inbound`: the sidecar in a real agent process joined to a real CA. */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, writeFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createPrivateKey } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { request } from 'undici';
+import { CertificateAuthority } from '../../ca/ca.ts';
+import { startCaServer, type CaServer } from '../../ca/server.ts';
+import type { Svid } from '../../agent/sidecar/svid.ts';
+import { compiled } from '../agent/sidecar/policies.ts';
+import { startEcho, mtlsAgent, call, FRONTEND, TD, type Echo } from '../agent/sidecar/harness.ts';
+
+const cli = suite('palisade agent with the sidecar');
+const CARD_ID = `spiffe://${TD}/ns/payments/sa/card`;
+const BIN = new URL('../../bin/palisade.js', import.meta.url).pathname;
+let dir: string;
+let ca: CaServer;
+let echo: Echo;
+let agent: ChildProcess;
+let caClosed = false;
+const lines: Record<string, any>[] = [];
+
+/** Resolves with the first stdout JSON line matching `msg`. */
+function waitFor(msg: string, timeoutMs = 30_000): Promise<Record<string, any>> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "${msg}" line; got ${JSON.stringify(lines.map((l) => l.msg))}`)), timeoutMs);
+    const check = () => {
+      const hit = lines.find((l) => l.msg === msg);
+      if (!hit) return setTimeout(check, 20);
+      clearTimeout(timer);
+      resolve(hit);
+    };
+    check();
+  });
+}
+
+cli.before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'palisade-sidecar-cli-'));
+  await CertificateAuthority.init(join(dir, 'ca'), TD);
+  ca = await startCaServer({ dir: join(dir, 'ca'), port: 0 });
+  echo = await startEcho();
+  await writeFile(join(dir, 'card.wasm'), await compiled('card'));
+  const { token } = ca.ca.createToken(CARD_ID, 60_000);
+  agent = spawn(process.execPath, [
+    BIN, 'agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token,
+    '--admin', '127.0.0.1:0', '--inbound', '127.0.0.1:0', '--app', echo.url, '--filter', join(dir, 'card.wasm'),
+  ], { stdio: ['ignore', 'pipe', 'inherit'] });
+  createInterface({ input: agent.stdout! }).on('line', (line) => {
+    try {
+      lines.push(JSON.parse(line));
+    } catch {
+      // not a log line
+    }
+  });
+});
+
+cli.after(async () => {
+  if (agent.exitCode === null) {
+    agent.kill('SIGTERM');
+    await new Promise((r) => agent.once('exit', r));
+  }
+  if (!caClosed) await ca.close();
+  await echo.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+cli('the agent serves the inbound sidecar with its SVID; /v1/filter hot-reloads it', async () => {
+  const { inbound } = await waitFor('sidecar listening');
+  const { url: admin } = await waitFor('admin endpoint listening');
+  const minted = await ca.ca.mint(FRONTEND, 600_000);
+  const caller: Svid = { spiffeId: FRONTEND, chainPem: minted.svid_pem, privateKey: createPrivateKey(minted.key_pem), notAfter: new Date(minted.not_after) };
+  const dispatcher = mtlsAgent(minted.bundle_pem, caller);
+  try {
+    const ok = await call(inbound, dispatcher, caller, { path: '/cards/1', fingerprint: { target: CARD_ID } });
+    assert.is(ok.status, 200);
+    const refused = await call(inbound, dispatcher, caller, { path: '/cards/1', fingerprint: false });
+    assert.is(refused.status, 401);
+    const decision = await waitFor('decision');
+    assert.is(decision.caller, FRONTEND);
+    assert.is(decision.target, CARD_ID);
+    assert.is(decision.rule, 'read-card');
+
+    const put = await request(`${admin}/v1/filter`, { method: 'PUT', headers: { 'content-type': 'application/wasm' }, body: await compiled('ops-only') });
+    assert.is(put.statusCode, 200);
+    await put.body.text();
+    const denied = await call(inbound, dispatcher, caller, { path: '/cards/1', fingerprint: { target: CARD_ID } });
+    assert.is(denied.status, 403);
+
+    // The CA going away does not stop traffic: the SVID in memory stays valid until it expires.
+    await ca.close();
+    caClosed = true;
+    const stillServed = await call(inbound, dispatcher, caller, { path: '/cards/1', fingerprint: { target: CARD_ID } });
+    assert.is(stillServed.status, 403);
+  } finally {
+    await dispatcher.close();
+  }
+});
+
+cli.run();
