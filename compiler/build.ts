@@ -1,7 +1,7 @@
 /**
  * AssemblyScript → `.wasm` through the asc API, with an in-memory file system: the runtime
  * and the fixed entry point are read from this repository, the generated policy module is
- * supplied as `filters/policy.generated.ts`, and the binary is captured instead of written.
+ * supplied as `filters/policy/generated.ts`, and the binary is captured instead of written.
  * asc runs in a worker thread (compiler/asc-worker.mjs) outside the tsx loader, which would
  * otherwise spend seconds transforming asc's and binaryen's JavaScript in every process.
  *
@@ -9,7 +9,7 @@
  * `palisade compile --emit as` output builds the same binary. Why each (all deterministic:
  * the same source always gives the same bytes):
  * - `runtime: stub`: a bump allocator without GC. The filter holds no heap objects across
- *   callbacks and resets the heap at the start of every request (runtime/exports.ts), so
+ *   callbacks and resets the heap at the start of every request (filters/policy/exports.ts), so
  *   a collector would only add code and pauses; memory stays at one request's high mark.
  * - `use: abort=…`: Envoy provides no `env.abort`; ours logs through proxy_log and traps.
  * - `exportStart: _initialize`: no wasm start section (Envoy calls `_initialize`).
@@ -17,14 +17,14 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { join } from 'node:path';
+import path, { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** The asc options (target `release`), read with the sources and handed to asc as a file. */
 const CONFIG = 'asconfig.json';
-const ENTRY = 'filters/policy.ts';
-export const GENERATED = 'filters/policy.generated.ts';
+const ENTRY = 'filters/policy/index.ts';
+export const GENERATED = 'filters/policy/generated.ts';
 
 /** The runtime and the fixed entry points (filters/), read once per process. */
 let library: Map<string, string> | null = null;
@@ -32,7 +32,10 @@ function sources(): Map<string, string> {
   if (!library) {
     library = new Map([[CONFIG, readFileSync(join(ROOT, CONFIG), 'utf8')]]);
     for (const dir of ['runtime', 'filters']) {
-      for (const f of readdirSync(join(ROOT, dir))) if (f.endsWith('.ts')) library.set(`${dir}/${f}`, readFileSync(join(ROOT, dir, f), 'utf8'));
+      for (const f of readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' })) {
+        const name = `${dir}/${f.split(path.sep).join('/')}`;
+        if (name.endsWith('.ts') && name !== GENERATED) library.set(name, readFileSync(join(ROOT, dir, f), 'utf8'));
+      }
     }
   }
   return library;

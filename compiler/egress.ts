@@ -1,5 +1,5 @@
 /**
- * The egress fingerprint filter (filters/egress.ts) as a `.wasm`: a fixed entry point,
+ * The egress fingerprint filter (filters/egress/index.ts) as a `.wasm`: a fixed entry point,
  * compiled with exactly the asc settings of every policy filter (compiler/build.ts), so
  * the same sources always give the same bytes. `npm run build:egress` writes
  * build/egress.wasm, where `palisade envoy bootstrap` points Envoy's outbound listener.
@@ -12,7 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildEntry } from './build.ts';
 
-export const EGRESS_ENTRY = 'filters/egress.ts';
+export const EGRESS_ENTRY = 'filters/egress/index.ts';
 export const EGRESS_WASM = 'build/egress.wasm';
 
 let built: Promise<Uint8Array> | undefined;

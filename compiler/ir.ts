@@ -3,7 +3,7 @@
  * optimization pass reads and rewrites (`Program → Program`) and that `emit.ts` turns into
  * AssemblyScript. `printProgram` renders it for people (`palisade compile --emit ir`).
  *
- * Decision procedure the IR encodes (the runtime implements it, see runtime/engine.ts):
+ * Decision procedure the IR encodes (the runtime implements it, see filters/policy/engine.ts):
  *   1. a path the normalizer rejects → 400; no verified caller → 401;
  *   2. candidates = rules whose route (method bucket + path trie) and principal index match;
  *   3. any candidate deny whose `when` is absent, true or an error → 403 (first by index);

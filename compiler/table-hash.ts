@@ -1,5 +1,5 @@
 /**
- * The hash of a policy table key (runtime/tables.ts keyHash computes the same over the
+ * The hash of a policy table key (filters/policy/tables.ts keyHash computes the same over the
  * request's bytes): four bytes, little-endian, per multiply, the last four overlapping when
  * the length is not a multiple of four, then MurmurHash3's finalizer.
  */

@@ -2,7 +2,7 @@
 // marker Envoy looks for, the allocator it writes returned values into (the per-request
 // bump heap; see exports.ts), and proxy_on_vm_start. proxy_on_context_create is not
 // exported: no filter of ours keeps per-context state, and Envoy skips it when absent.
-// Entry points re-export this module (`export * from "./lifecycle"`).
+// Entry points re-export this module (`export * from "../../runtime/lifecycle"`).
 
 export function proxy_abi_version_0_2_1(): void {}
 

@@ -2,7 +2,7 @@
  * The fingerprint claims Envoy's jwt_authn would store in dynamic metadata
  * (`payload_in_metadata: fingerprint`) after verifying a caller's fingerprint, for runs of a
  * policy filter without a real signer: `palisade test`, benchmarks, tests. The claims are
- * what spiffe/fingerprint.ts signs; the filter checks them (runtime/fingerprint.ts).
+ * what spiffe/fingerprint.ts signs; the filter checks them (filters/policy/fingerprint.ts).
  */
 import { randomBytes } from 'node:crypto';
 import type { FilterRequest } from '../host/filter.ts';

@@ -1,5 +1,5 @@
 /**
- * The agent's fingerprint signer for Envoy's egress filter (filters/egress.ts, docs/egress.md):
+ * The agent's fingerprint signer for Envoy's egress filter (filters/egress/index.ts, docs/egress.md):
  * `POST /v1/fingerprint` on the agent's loopback admin server.
  *
  *   request  {"aud":"spiffe://td/ns/x/sa/card","htm":"GET","htu":"/cards/1","identity_token":"<JWT>"?}

@@ -25,7 +25,7 @@ test('asc with asconfig.json (target release) builds the same bytes as palisade 
   try {
     for (const part of ['asconfig.json', 'runtime', 'filters']) cpSync(join(ROOT, part), join(dir, part), { recursive: true });
     writeFileSync(join(dir, GENERATED), compiled.as);
-    await promisify(execFile)(process.execPath, [ASC, 'filters/policy.ts', '--target', 'release', '--outFile', 'by-hand.wasm'], { cwd: dir });
+    await promisify(execFile)(process.execPath, [ASC, 'filters/policy/index.ts', '--target', 'release', '--outFile', 'by-hand.wasm'], { cwd: dir });
     const byHand = readFileSync(join(dir, 'by-hand.wasm'));
     assert.ok(Buffer.from(compiled.wasm).equals(byHand), `asc by hand built ${byHand.length} bytes, palisade compile ${compiled.wasm.length}`);
   } finally {

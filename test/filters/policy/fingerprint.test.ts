@@ -1,6 +1,6 @@
 /**
  * The compiled policy filter enforcing the fingerprint claims Envoy's jwt_authn verified
- * (runtime/fingerprint.ts): every failure class is a 401 with its reason, jti replay is
+ * (filters/policy/fingerprint.ts): every failure class is a 401 with its reason, jti replay is
  * caught across requests and across filter instances of one VM id, a full replay slot fails
  * closed, `{"fingerprint":"off"}` turns the check off and bad configuration is refused.
  * Real compiler, strict host.
@@ -126,7 +126,7 @@ test('the replay store is shared by filter instances of one VM id, not across VM
   assert.is((await decide(other, signed({ ...c }))).status, 200);
 });
 
-/** The slot key and jti hash runtime/fingerprint.ts uses (FNV-1a 64, slot = (h ^ h >> 32) mod 16384). */
+/** The slot key and jti hash filters/policy/fingerprint.ts uses (FNV-1a 64, slot = (h ^ h >> 32) mod 16384). */
 function slotOf(jti: string): { key: string; hash: bigint } {
   let h = 0xcbf29ce484222325n;
   for (const byte of Buffer.from(jti)) h = ((h ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;

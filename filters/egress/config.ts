@@ -7,8 +7,8 @@
 // 1000). Unknown members, wrong types or duplicates refuse the whole configuration.
 //
 // It lives in static memory: the heap is reset for every request, the configuration is not.
-import { bytesEqual } from "../runtime/bytes";
-import { intValue, jsonBegin, jsonEat, jsonEnd, jsonInt, jsonString, strIs, strLen, strPtr } from "../runtime/json";
+import { bytesEqual } from "../../runtime/bytes";
+import { intValue, jsonBegin, jsonEat, jsonEnd, jsonInt, jsonString, strIs, strLen, strPtr } from "../../runtime/json";
 
 const CAPACITY: i32 = 65536;
 const MAX_TARGETS: i32 = 1024;

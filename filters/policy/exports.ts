@@ -1,5 +1,5 @@
 // The proxy-wasm ABI 0.2.1 entry points of a policy filter (re-exported by
-// filters/policy.ts) and what happens around a decision: 400/401 (no caller identity, or a
+// filters/policy/index.ts) and what happens around a decision: 400/401 (no caller identity, or a
 // fingerprint refused) before any rule, header
 // stripping and injection, the normalized :path upstream, the local reply, the decision
 // log line and metric.
@@ -7,15 +7,15 @@
 // Memory: the filter keeps nothing on the heap between callbacks. Every request starts by
 // resetting the (stub runtime's bump) heap, so the host's buffers, decoded values and
 // log text of one request reuse the same memory as the previous one.
-export * from "./lifecycle";
+export * from "../../runtime/lifecycle";
 import {
   LOG_INFO, defineCounterNamed, getPluginConfiguration, incrementCounter, log, logs, removeRequestHeader,
   replaceRequestHeader, retLen, retPtr, sendLocalResponse,
-} from "./abi";
-import { Out, bytesEqual } from "./bytes";
+} from "../../runtime/abi";
+import { Out, bytesEqual } from "../../runtime/bytes";
 import { ALLOW, DENY, decide, decidedByError, decidedRule, injected, ruleField } from "./engine";
-import { PATH_OK, normLen, normPtr, normalizePath, queryLen, queryPtr } from "./path";
-import { beginRequest, foundLen, foundPtr, hasHeader, principalLen, rawPathLen, rawPathPtr, requestId } from "./request";
+import { PATH_OK, normLen, normPtr, normalizePath, queryLen, queryPtr } from "../../runtime/path";
+import { beginRequest, foundLen, foundPtr, hasHeader, principalLen, rawPathLen, rawPathPtr, requestId } from "../../runtime/request";
 import { H_DRY_RUN, H_STRIP, b, t } from "./tables";
 import { parseConfig, fingerprintOff, CONFIG_DEFAULT, CONFIG_DRY_RUN } from "./config";
 import { checkFingerprint, replayFull } from "./fingerprint";
@@ -59,7 +59,7 @@ export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOf
   // is a 400 whoever sends it.
   if (rawPathLen < 0 || normalizePath(rawPathPtr, rawPathLen) != PATH_OK) return finish(DENY_BAD_REQUEST, "bad_path", -1);
   if (principalLen == 0) return finish(UNAUTHENTICATED, "no_identity", -1);
-  // Fingerprints (runtime/fingerprint.ts): missing or failing is unauthenticated, as a
+  // Fingerprints (filters/policy/fingerprint.ts): missing or failing is unauthenticated, as a
   // fingerprint jwt_authn refused would be.
   if (fingerprints) {
     const refused = checkFingerprint();

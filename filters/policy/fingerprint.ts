@@ -19,13 +19,13 @@
 // 40 s, about 2,000 requests/s per VM id keep that below 1e-4 of requests.
 // Updates are compare-and-swap; only a slot's very first write (no version to compare yet)
 // is unconditional.
-import { CAS_MISMATCH, OK, getSharedData, nowSeconds, retLen, retPtr, setSharedData, sharedCas } from "./abi";
-import { bytesEqual, writeDecimal } from "./bytes";
+import { CAS_MISMATCH, OK, getSharedData, nowSeconds, retLen, retPtr, setSharedData, sharedCas } from "../../runtime/abi";
+import { bytesEqual, writeDecimal } from "../../runtime/bytes";
 import {
   PB_NUMBER, PB_STRING, entryKeyLen, entryKeyPtr, entryValLen, entryValPtr, nextEntry, valLen, valNum, valPtr, valueKind,
-} from "./pb";
-import { queryLen } from "./path";
-import { fingerprintClaims, methodLen, methodPtr, principalLen, principalPtr, rawPathLen, rawPathPtr } from "./request";
+} from "../../runtime/pb";
+import { queryLen } from "../../runtime/path";
+import { fingerprintClaims, methodLen, methodPtr, principalLen, principalPtr, rawPathLen, rawPathPtr } from "../../runtime/request";
 import { H_SERVICE, H_SERVICE_LEN, b, t } from "./tables";
 
 const SKEW: f64 = 5; // seconds, as the bootstrap's jwt_authn clock_skew_seconds

@@ -1,10 +1,10 @@
 // Values and operators of `when`/`inject` expressions, as the generated code calls them.
 // A value is a V allocated in the request arena. Errors are values (kind K_ERR) and
 // propagate through every operator; the generated code short-circuits && and || itself.
-import { bytesCompare, bytesEqual, bytesIndexOf, sameBytes } from "./bytes";
-import { segSize, segPtr, normLen, normPtr } from "./path";
-import { PB_BOOL, PB_LIST, PB_NULL, PB_NUMBER, PB_STRING, PB_STRUCT, countField1, fieldLen, fieldNo, fieldPtr, fieldWire, foundLen as pbFoundLen, foundPtr as pbFoundPtr, readField, structGet, valBool, valLen, valNum, valPtr, valueKind } from "./pb";
-import { claims, claimsLen, claimsPtr, foundLen, foundPtr, hasHeader, header, headerCount, hostLen, hostPtr, methodLen, methodPtr, principalLen, principalPtr, query, queryCount } from "./request";
+import { bytesCompare, bytesEqual, bytesIndexOf, sameBytes } from "../../runtime/bytes";
+import { segSize, segPtr, normLen, normPtr } from "../../runtime/path";
+import { PB_BOOL, PB_LIST, PB_NULL, PB_NUMBER, PB_STRING, PB_STRUCT, countField1, fieldLen, fieldNo, fieldPtr, fieldWire, foundLen as pbFoundLen, foundPtr as pbFoundPtr, readField, structGet, valBool, valLen, valNum, valPtr, valueKind } from "../../runtime/pb";
+import { claims, claimsLen, claimsPtr, foundLen, foundPtr, hasHeader, header, headerCount, hostLen, hostPtr, methodLen, methodPtr, principalLen, principalPtr, query, queryCount } from "../../runtime/request";
 import { ATOM_STRIDE, H_ATOMS, H_PARAM_NAMES, H_SLOTS, b, slotGen, slotValue, t } from "./tables";
 
 export const K_ERR = 0;

@@ -5,21 +5,21 @@
 // then forwards it with `x-palisade-fingerprint`. No fingerprint, no request: whatever
 // goes wrong with the agent (refused call, error status, timeout, malformed answer) ends
 // the request with a 503 local reply.
-export * from "../runtime/lifecycle";
-import "../runtime/abort"; // asc --use abort=runtime/abort/abort needs the file in the program
+export * from "../../runtime/lifecycle";
+import "../../runtime/abort"; // asc --use abort=runtime/abort/abort needs the file in the program
 import {
   LOG_INFO, defineCounterNamed, getPluginConfiguration, incrementCounter, log, replaceRequestHeader, retLen, retPtr, sendLocalResponse,
-} from "../runtime/abi";
-import { Out, bytesEqual, bytesIndexOf } from "../runtime/bytes";
+} from "../../runtime/abi";
+import { Out, bytesEqual, bytesIndexOf } from "../../runtime/bytes";
 import {
   answerLen, answerPtr, awaitCall, callResponseBody, callResponseHeader, callToken, caller, canAwait, continueRequest, forget, httpCall,
   isWaiting, setEffectiveContext, takeCaller,
-} from "../runtime/http-call";
-import { jsonBegin, jsonEat, jsonEnd, jsonInt, jsonString, strIs, strLen, strPtr } from "../runtime/json";
-import { beginRequest, foundLen, foundPtr, header, hostLen, hostPtr, methodLen, methodPtr, rawPathLen, rawPathPtr, requestId } from "../runtime/request";
+} from "../../runtime/http-call";
+import { jsonBegin, jsonEat, jsonEnd, jsonInt, jsonString, strIs, strLen, strPtr } from "../../runtime/json";
+import { beginRequest, foundLen, foundPtr, header, hostLen, hostPtr, methodLen, methodPtr, rawPathLen, rawPathPtr, requestId } from "../../runtime/request";
 import {
   audLen, audPtr, authorityLen, authorityPtr, clusterLen, clusterPtr, findTarget, loadConfig, pathLen, pathPtr, timeoutMs,
-} from "./egress-config";
+} from "./config";
 
 const CONTINUE: i32 = 0;
 const PAUSE: i32 = 1; // headers: StopIteration; body: StopIterationAndBuffer

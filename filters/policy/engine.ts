@@ -1,10 +1,10 @@
 // The decision for one request (see compiler/ir.ts for the procedure). Only rules whose
 // route bucket, path trie and principal index match are ever evaluated, so the cost
 // follows the number of matching rules, not the size of the policy.
-import { sameBytes } from "./bytes";
+import { sameBytes } from "../../runtime/bytes";
 import { isTrue, setAtom, setGeneration, V, K_BOOL, K_STR } from "./expr";
-import { segCount, segLen, segStart } from "./path";
-import { methodLen, methodPtr, principalLen, principalPtr } from "./request";
+import { segCount, segLen, segStart } from "../../runtime/path";
+import { methodLen, methodPtr, principalLen, principalPtr } from "../../runtime/request";
 import {
   ATOM_STRIDE, H_ANY_PATH, H_ATOMS, H_METHODS, H_METHOD_LISTS, H_PRINCIPALS, H_RULES, H_TRIE, RULE_ANY_CALLER, RULE_DENY,
   RULE_HAS_WHEN, RULE_STRIDE, candidates, evalFn, hashFind, ruleAtom, rulePrincipal, ruleSeen, t,

@@ -14,7 +14,7 @@
 //   slot     [kind (0 header, 1 query, 2 claim), keyOff, keyLen] or [2, claim path strings, 0]
 //   domain   [exact ID paths (hash → items of rules), pattern trie root]
 
-import { sameBytes } from "./bytes";
+import { sameBytes } from "../../runtime/bytes";
 
 export const H_RULE_COUNT = 0;
 export const H_RULES = 1;
