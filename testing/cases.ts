@@ -13,6 +13,7 @@ import path from 'node:path';
 import { parseSource, spanAt, type Source } from '../compiler/source.ts';
 import type { Filter, FilterRequest, Outcome } from '../host/filter.ts';
 import { JWT_AUTHN, fingerprintClaims } from './fingerprint.ts';
+import { decisionOf, type Decision } from './decision-line.ts';
 
 export interface TestCase {
   name: string;
@@ -60,14 +61,6 @@ export class CaseFileError extends Error {
   override name = 'CaseFileError';
 }
 
-/** The decision record a policy filter logs for every request. */
-export interface Decision {
-  decision: string;
-  status: number;
-  rule: string | null;
-  mode: string;
-  reason: string;
-}
 
 export interface CaseResult {
   case: TestCase;
@@ -78,17 +71,6 @@ export interface CaseResult {
   outcome: Outcome;
 }
 
-export const DECISION_PREFIX = 'palisade.decision ';
-
-export function decisionOf(outcome: Pick<Outcome, 'logs'>): Decision | null {
-  const line = outcome.logs.find((l) => l.level === 'info' && l.message.startsWith(DECISION_PREFIX));
-  if (!line) return null;
-  try {
-    return JSON.parse(line.message.slice(DECISION_PREFIX.length)) as Decision;
-  } catch {
-    return null;
-  }
-}
 
 const DECISIONS = ['allow', 'deny', 'unauthenticated'];
 

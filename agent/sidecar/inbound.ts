@@ -20,7 +20,7 @@ import { FINGERPRINT_HEADER, FingerprintError, verifyFingerprint, DEFAULT_SKEW_S
 import { ReplayCache } from '../../spiffe/replay-cache.ts';
 import { IdentityContextError, type IdentityContext, type IdentityVerifier } from './identity-context.ts';
 import type { FilterSlot, Lease } from './filter-slot.ts';
-import { decisionOf, type Decision } from '../../testing/cases.ts';
+import { decisionOf, type Decision } from '../../testing/decision-line.ts';
 import type { Outcome, Pair, UpstreamResponse } from '../../host/filter.ts';
 import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain, relay } from './http.ts';
 import { logDecision, type DecisionRecord } from './decision-log.ts';

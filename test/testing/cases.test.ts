@@ -5,7 +5,8 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseCaseFile, decisionOf, CaseFileError } from '../../testing/cases.ts';
+import { parseCaseFile, CaseFileError } from '../../testing/cases.ts';
+import { decisionOf } from '../../testing/decision-line.ts';
 
 const bin = fileURLToPath(new URL('../../bin/palisade.js', import.meta.url));
 const dir = mkdtempSync(path.join(tmpdir(), 'palisade-cases-'));
