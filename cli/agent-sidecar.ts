@@ -4,8 +4,8 @@
  */
 import type { Command } from 'commander';
 import { CliError } from './errors.ts';
-import type { AgentOptionGroup } from './agent.ts';
-import { parseListen } from './ca.ts';
+import type { AgentOptionGroup } from './agent-group.ts';
+import { parseListen } from './process.ts';
 import { startSidecar } from '../agent/sidecar/index.ts';
 import { loadRoutes } from '../agent/sidecar/outbound.ts';
 import { registerFilterRoutes } from '../agent/sidecar/admin.ts';

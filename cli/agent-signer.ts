@@ -4,7 +4,7 @@
  * is http://127.0.0.1:15090/v1/fingerprint, so `--admin 127.0.0.1:15090 --egress-signer`.
  */
 import { CliError } from './errors.ts';
-import type { AgentOptionGroup } from './agent.ts';
+import type { AgentOptionGroup } from './agent-group.ts';
 import { signEndpoint } from '../agent/sidecar/sign-endpoint.ts';
 
 export const signerAgentGroup: AgentOptionGroup = {

@@ -1,41 +1,17 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import type { FastifyPluginAsync } from 'fastify';
 import pino from 'pino';
-import { createAdmin, type AdminServer } from '../agent/identity/admin.ts';
+import { createAdmin } from '../agent/identity/admin.ts';
 import { startAgent, type IdentityAgent } from '../agent/identity/agent.ts';
 import { createSdsService } from '../agent/xds/sds.ts';
-import { createXdsServer, type XdsService } from '../agent/xds/server.ts';
-import { parseListen, untilSignal } from './ca.ts';
+import { createXdsServer } from '../agent/xds/server.ts';
+import { parseListen, untilSignal } from './process.ts';
 import { CliError } from './errors.ts';
 import { ecdsAgentGroup } from './envoy.ts';
 import { sidecarAgentGroup } from './agent-sidecar.ts';
 import { signerAgentGroup } from './agent-signer.ts';
+import type { AgentContext, AgentOptionGroup } from './agent-group.ts';
 
-/** What option groups share while the agent starts; groups add services, routes and cleanups. */
-export interface AgentContext {
-  agent: IdentityAgent;
-  log: pino.Logger;
-  /** Served on the --sds socket (SDS is added by the identity group; ECDS may join). */
-  xdsServices: XdsService[];
-  /** Registered on the --admin endpoint. */
-  adminPlugins: FastifyPluginAsync[];
-  admin?: AdminServer;
-  /** Run in reverse order at shutdown. */
-  closers: (() => Promise<void> | void)[];
-}
-
-/**
- * A set of `palisade agent` flags and what they start. The sidecar (and anything else that
- * lives in the agent process) is one more group in `AGENT_OPTION_GROUPS`.
- */
-export interface AgentOptionGroup {
-  addOptions(command: Command): void;
-  /** Before the xDS and admin servers start: add services and admin routes. */
-  setup?(opts: Record<string, unknown>, ctx: AgentContext): Promise<void> | void;
-  /** After they listen. */
-  start?(opts: Record<string, unknown>, ctx: AgentContext): Promise<void> | void;
-}
 
 const identityGroup: AgentOptionGroup = {
   addOptions(command) {

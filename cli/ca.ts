@@ -7,6 +7,7 @@ import { CaError } from '../ca/errors.ts';
 import { startCaServer } from '../ca/server.ts';
 import { parseDuration } from '../agent/identity/duration.ts';
 import { CliError } from './errors.ts';
+import { parseListen, untilSignal } from './process.ts';
 
 /**
  * `palisade ca …`: the CA server and its admin commands. Admin commands work on the state
@@ -122,27 +123,6 @@ function positiveInteger(text: string, flag: string): number {
   return n;
 }
 
-export function parseListen(listen: string): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
-  const port = Number(match?.[3]);
-  if (!match || port > 65535) throw new CliError(`invalid address ${JSON.stringify(listen)}: expected HOST:PORT`, 2);
-  return { host: match[1] ?? match[2]!, port };
-}
-
-/** Resolves on SIGINT/SIGTERM so servers can close cleanly; keeps the process alive until then. */
-export function untilSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    const keepAlive = setInterval(() => {}, 1 << 30); // signal listeners alone do not hold the event loop
-    const done = () => {
-      clearInterval(keepAlive);
-      process.off('SIGINT', done);
-      process.off('SIGTERM', done);
-      resolve();
-    };
-    process.on('SIGINT', done);
-    process.on('SIGTERM', done);
-  });
-}
 
 /** Turns a library failure into a one-line CLI error (exit 2 for bad input). */
 async function guard<T>(run: () => Promise<T> | T, exitCode = 1): Promise<T> {

@@ -15,7 +15,7 @@ import type { Command } from 'commander';
 import { generateKeyPair, exportJWK, SignJWT } from 'jose';
 import { Agent, request } from 'undici';
 import { CliError } from './errors.ts';
-import { untilSignal } from './ca.ts';
+import { untilSignal } from './process.ts';
 import { compilePolicy } from '../compiler/index.ts';
 import { CertificateAuthority } from '../ca/ca.ts';
 import { startCaServer } from '../ca/server.ts';

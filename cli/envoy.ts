@@ -2,7 +2,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { Counter } from 'prom-client';
-import type { AgentOptionGroup } from './agent.ts';
+import type { AgentOptionGroup } from './agent-group.ts';
 import { CliError } from './errors.ts';
 import { EcdsServer } from '../agent/xds/ecds.ts';
 import { generateBootstrap } from '../envoy/bootstrap.ts';

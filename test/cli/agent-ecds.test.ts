@@ -7,7 +7,7 @@ import path from 'node:path';
 import Fastify from 'fastify';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import type { AgentContext } from '../../cli/agent.ts';
+import type { AgentContext } from '../../cli/agent-group.ts';
 import { ecdsAgentGroup } from '../../cli/envoy.ts';
 import { CliError } from '../../cli/errors.ts';
 
