@@ -1,5 +1,5 @@
 import protobuf from 'protobufjs';
-import type { Issue } from './validate.ts';
+import type { Issue } from './issue.ts';
 
 /**
  * The protoc-gen-validate `(validate.rules)` Envoy enforces on load, except `in` lists:

@@ -1,4 +1,4 @@
-import type { Issue } from './validate.ts';
+import type { Issue } from './issue.ts';
 
 /**
  * Checks Envoy makes when it builds objects from a config, beyond the schema: an HTTP

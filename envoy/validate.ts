@@ -3,6 +3,9 @@ import { envoyRoot } from './api-root.ts';
 import { checkRules } from './pgv.ts';
 import { MESSAGE_CHECKS } from './semantics.ts';
 import { didYouMean } from '../compiler/suggest.ts';
+import type { Issue } from './issue.ts';
+
+export type { Issue };
 
 /**
  * Checks an Envoy configuration (the JS value of its YAML/JSON) against Envoy's own protos
@@ -14,12 +17,6 @@ import { didYouMean } from '../compiler/suggest.ts';
  * in pgv.ts, Envoy's own construction checks in semantics.ts, deprecated fields are
  * warnings (Envoy logs them).
  */
-export interface Issue {
-  /** JSON path of the offending value, e.g. `static_resources.listeners[0].name`. */
-  path: string;
-  message: string;
-  severity: 'error' | 'warning';
-}
 
 export const BOOTSTRAP_TYPE = 'envoy.config.bootstrap.v3.Bootstrap';
 export const TYPE_URL_PREFIX = 'type.googleapis.com/';
