@@ -5,17 +5,9 @@ import { generateKeyPair, jwkThumbprint, parseSpiffeId, parseTrustDomain, toPem,
 import { createRoot, Issuer, randomSerial, verifyCsr } from './certs.ts';
 import { CaError } from './errors.ts';
 import { CaStore, type SvidRecord } from './store.ts';
+import type { IssuedSvid } from '../spiffe/svid.ts';
 
-/** What the CA hands back for every issued SVID (join, renew, mint). */
-export interface IssuedSvid {
-  spiffe_id: string;
-  serial: string;
-  not_before: string;
-  not_after: string;
-  /** The SVID chain, leaf first (the root is the trust anchor and is not repeated). */
-  svid_pem: string;
-  bundle_pem: string;
-}
+export type { IssuedSvid };
 
 export const CA_FILES = { config: 'ca.json', key: 'ca-key.pem', root: 'ca.pem', bundle: 'bundle.pem', db: 'state.db' } as const;
 /** SVIDs are backdated a little so a peer whose clock is slightly behind still accepts them. */

@@ -1,5 +1,5 @@
 import { Client, errors as undiciErrors } from 'undici';
-import type { IssuedSvid } from '../../ca/ca.ts';
+import type { IssuedSvid } from '../../spiffe/svid.ts';
 
 /** The CA said no (4xx other than 429): retrying the same request cannot help. */
 export class CaRejectedError extends Error {
