@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { isIP } from 'node:net';
 import { TYPE_URL_PREFIX } from './validate.ts';
+import { DEFAULT_SKEW_SECONDS, DEFAULT_TTL_SECONDS, FINGERPRINT_HEADER } from '../spiffe/fingerprint.ts';
 
 /**
  * The Envoy bootstrap for one workload: an mTLS inbound listener in front of the local
@@ -51,10 +52,6 @@ export interface BootstrapOptions {
   stripHeaders: string[];
 }
 
-export const FINGERPRINT_HEADER = 'x-palisade-fingerprint';
-/** Matches the sidecar: fingerprints live 30 s at most, clocks may differ by 5 s. */
-const FINGERPRINT_MAX_LIFETIME = '30s';
-const FINGERPRINT_CLOCK_SKEW_SECONDS = 5;
 const CA_JWKS_REFRESH = '5s';
 /**
  * Palisade's identity headers towards the application. Envoy can remove headers only by
@@ -169,8 +166,8 @@ function jwtAuthn(o: BootstrapOptions): Json {
       audiences: [o.spiffeId],
       subjects: { prefix: `spiffe://${o.trustDomain}/` },
       require_expiration: true,
-      max_lifetime: FINGERPRINT_MAX_LIFETIME,
-      clock_skew_seconds: FINGERPRINT_CLOCK_SKEW_SECONDS,
+      max_lifetime: `${DEFAULT_TTL_SECONDS}s`, // as the sidecar: the protocol's lifetime and skew
+      clock_skew_seconds: DEFAULT_SKEW_SECONDS,
       from_headers: [{ name: FINGERPRINT_HEADER }],
       forward: false,
       payload_in_metadata: 'fingerprint',
