@@ -28,7 +28,7 @@
  * else object-shaped (an attribute wrapper) becomes an empty Struct.
  */
 import { writeAscii, writeUtf8 } from './pairs.ts';
-import type { PropertyValue } from './properties.ts';
+import type { PropertyValue } from './values.ts';
 
 type Fields = Record<string, PropertyValue>;
 

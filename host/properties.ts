@@ -11,37 +11,10 @@
 import { Status } from './abi.ts';
 import { encodePairs, encodeUtf8, decodeUtf8, type Pair, type Bytes } from './pairs.ts';
 import { encodeMetadata } from './metadata-pb.ts';
+import { Lookup, Message, type PropertyValue } from './values.ts';
 
-/** A value reachable through a property path. */
-export type PropertyValue =
-  | string
-  | Uint8Array
-  | number
-  | bigint
-  | boolean
-  | null
-  | PropertyValue[]
-  | { [key: string]: PropertyValue }
-  | Lookup
-  | Message;
+export { Lookup, Message, type PropertyValue };
 
-/** Envoy's attribute wrappers: keys can be looked up one by one, the whole cannot be serialized. */
-export abstract class Lookup {
-  abstract get(key: string): PropertyValue | undefined;
-}
-
-/**
- * A protobuf message: walked by field name, serialized as its wire bytes. `encode()` may
- * answer a view of a scratch buffer, valid until the next encode (the host copies it into
- * the module right away); `serialize()` answers bytes of its own.
- */
-export abstract class Message {
-  constructor(readonly fields: Record<string, PropertyValue>) {}
-  abstract encode(): Uint8Array;
-  serialize(): Uint8Array {
-    return this.encode().slice();
-  }
-}
 
 /**
  * Splits a raw property path into segments (a trailing NUL ends the last segment). Not
