@@ -1,9 +1,10 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { CliError } from './errors.ts';
 import { compilePolicy } from '../compiler/index.ts';
 import { formatDiagnostic } from '../compiler/ast.ts';
+import { writeAtomically } from './process.ts';
 
 interface CompileOptions {
   out: string;
@@ -66,14 +67,3 @@ async function compileFiles(files: string[], opts: CompileOptions): Promise<void
   if (failed) throw new CliError('', 2);
 }
 
-/** Write then rename, so a watcher (Envoy path_config_source, ECDS) never sees half a file. */
-function writeAtomically(file: string, data: Uint8Array | string): void {
-  try {
-    mkdirSync(path.dirname(file), { recursive: true });
-    const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, data);
-    renameSync(tmp, file);
-  } catch (err) {
-    throw new CliError(`cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}

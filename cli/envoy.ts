@@ -1,5 +1,4 @@
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { Counter } from 'prom-client';
 import type { AgentOptionGroup } from './agent-group.ts';
@@ -10,6 +9,7 @@ import { ManifestError } from '../envoy/manifest.ts';
 import { bootstrapOptions, DEFAULTS, OptionError, type BootstrapInput } from '../envoy/options.ts';
 import { InvalidEnvoyConfigError, parseEnvoyConfig, renderBootstrap, type ConfigFormat } from '../envoy/render.ts';
 import { errorsOf, formatIssues, validateEnvoyConfig } from '../envoy/validate.ts';
+import { writeAtomically } from './process.ts';
 
 /** `palisade envoy bootstrap` writes a validated Envoy bootstrap; `palisade envoy validate` checks any Envoy config. */
 export function register(program: Command): void {
@@ -85,12 +85,6 @@ function withCliErrors<T>(run: () => T): T {
   }
 }
 
-/** Envoy may be watching the file: it must never see half of it. */
-function writeAtomically(file: string, text: string): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  writeFileSync(tmp, text);
-  renameSync(tmp, file);
-}
 
 const MODES = ['enforce', 'dry-run'];
 

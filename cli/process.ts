@@ -1,4 +1,5 @@
-/** What every long-running `palisade` command shares: listen addresses and shutdown on a signal. */
+/** What `palisade` commands share: listen addresses, shutdown on a signal, output files. */
+import { writeFileAtomic } from '../platform/files.ts';
 import { CliError } from './errors.ts';
 
 export function parseListen(listen: string): { host: string; port: number } {
@@ -21,4 +22,13 @@ export function untilSignal(): Promise<void> {
     process.on('SIGINT', done);
     process.on('SIGTERM', done);
   });
+}
+
+/** Writes an output file that a watcher (Envoy, an agent) may be reading; failure is one CLI line. */
+export function writeAtomically(file: string, data: Uint8Array | string): void {
+  try {
+    writeFileAtomic(file, data);
+  } catch (err) {
+    throw new CliError(`cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
 }

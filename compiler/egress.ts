@@ -7,10 +7,10 @@
  *   node --import tsx compiler/egress.ts [out.wasm]
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildEntry } from './build.ts';
+import { writeFileAtomic } from '../platform/files.ts';
 
 export const EGRESS_ENTRY = 'filters/egress/index.ts';
 export const EGRESS_WASM = 'build/egress.wasm';
@@ -27,10 +27,7 @@ export function buildEgressFilter(): Promise<Uint8Array> {
 export async function writeEgressFilter(out: string = EGRESS_WASM): Promise<{ path: string; sha256: string; bytes: number }> {
   const wasm = await buildEgressFilter();
   const target = path.resolve(out);
-  mkdirSync(path.dirname(target), { recursive: true });
-  const tmp = `${target}.${process.pid}.tmp`;
-  writeFileSync(tmp, wasm);
-  renameSync(tmp, target);
+  writeFileAtomic(target, wasm);
   return { path: target, sha256: createHash('sha256').update(wasm).digest('hex'), bytes: wasm.length };
 }
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { existsSync, readFileSync, rmSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { status, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData, type ServiceDefinition } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -8,6 +8,7 @@ import type { XdsService } from './server.ts';
 import { readManifest, ManifestError } from '../../envoy/manifest.ts';
 import { policyResourceName, wasmFilterConfig, WASM_TYPE } from '../../envoy/bootstrap.ts';
 import { errorsOf, formatIssues, validateEnvoyConfig } from '../../envoy/validate.ts';
+import { writeFileAtomic } from '../../platform/files.ts';
 
 /**
  * Extension Config Discovery (state of the world) for the policy filter: each compiled
@@ -290,11 +291,7 @@ function policyVersionIn(version: string, policy: PublishedPolicy): boolean {
 /** Writes `name` into `dir` once (write, then rename): a path Envoy reads is never half-written. */
 function pinCopy(dir: string, name: string, bytes: Buffer): string {
   const target = path.join(dir, name);
-  if (existsSync(target)) return target;
-  mkdirSync(dir, { recursive: true });
-  const tmp = path.join(dir, `.${name}.${process.pid}.tmp`);
-  writeFileSync(tmp, bytes, { mode: 0o644 });
-  renameSync(tmp, target);
+  if (!existsSync(target)) writeFileAtomic(target, bytes);
   return target;
 }
 
