@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { CliError } from './errors.ts';
 import { compilePolicy } from '../compiler/index.ts';
-import { formatDiagnostic } from '../compiler/ast.ts';
+import { formatDiagnostic } from '../compiler/frontend/ast.ts';
 import { loadFilter, FilterLoadError } from '../host/index.ts';
 import { parseCaseFile, runCases, CaseFileError, type CaseFile, type CaseResult } from '../testing/cases.ts';
 

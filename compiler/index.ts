@@ -1,5 +1,5 @@
 /**
- * The whole compiler as one call: source text → checked policy (compiler/frontend.ts) →
+ * The whole compiler as one call: source text → checked policy (compiler/frontend/index.ts) →
  * IR (lower) → optimized IR (optimize/) → AssemblyScript (emit) → wasm (build).
  *
  *   const r = await compilePolicy('card-service.policy.json', text);
@@ -8,14 +8,14 @@
  * Bad input never throws: it comes back as `ok: false` with diagnostics (errors first
  * located by file:line:col and JSON pointer). `compileChecked` starts from a CheckedPolicy.
  */
-import { analyze } from './frontend.ts';
-import type { CheckedPolicy, Diagnostic } from './ast.ts';
-import { lower } from './lower.ts';
+import { analyze } from './frontend/index.ts';
+import type { CheckedPolicy, Diagnostic } from './frontend/ast.ts';
+import { lower } from './ir/lower.ts';
 import { optimize } from './optimize/index.ts';
-import { printProgram, type Program } from './ir.ts';
-import { emit } from './emit.ts';
-import { buildWasm } from './build.ts';
-import { manifestFor, type Manifest } from './manifest.ts';
+import { printProgram, type Program } from './ir/ir.ts';
+import { emit } from './backend/emit.ts';
+import { buildWasm } from './backend/build.ts';
+import { manifestFor, type Manifest } from './backend/manifest.ts';
 
 export type { Manifest };
 

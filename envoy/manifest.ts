@@ -17,7 +17,7 @@ export class ManifestError extends Error {}
 const NAME = /^[a-z0-9-]+$/;
 const SHA256 = /^[0-9a-f]{64}$/;
 
-/** Reads a manifest written by `palisade compile` (compiler/manifest.ts): name, service, wasm.file, wasm.sha256. */
+/** Reads a manifest written by `palisade compile` (compiler/backend/manifest.ts): name, service, wasm.file, wasm.sha256. */
 export function readManifest(manifestPath: string): PolicyArtifact {
   let doc: unknown;
   try {

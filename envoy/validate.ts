@@ -2,7 +2,7 @@ import protobuf from 'protobufjs';
 import { envoyRoot } from './api-root.ts';
 import { checkRules } from './pgv.ts';
 import { MESSAGE_CHECKS } from './semantics.ts';
-import { didYouMean } from '../compiler/suggest.ts';
+import { didYouMean } from '../compiler/frontend/suggest.ts';
 import type { Issue } from './issue.ts';
 
 export type { Issue };

@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseSource, spanAt, type Source } from '../compiler/source.ts';
+import { parseSource, spanAt, type Source } from '../compiler/frontend/source.ts';
 import type { Filter, FilterRequest, Outcome } from '../host/filter.ts';
 import { JWT_AUTHN, fingerprintClaims } from './fingerprint.ts';
 import { decisionOf, type Decision } from './decision-line.ts';

@@ -2,7 +2,7 @@
  * Rules whose own conditions contradict each other: an empty caller list, or routes that
  * can match no request (every request match has an empty method or path list).
  */
-import type { Program, Rule } from '../ir.ts';
+import type { Program, Rule } from '../ir/ir.ts';
 
 export function contradictions(p: Program): Program {
   return { ...p, rules: p.rules.map(check) };

@@ -3,7 +3,7 @@
  * warning that says why. Removing them changes no decision; the runtime then never looks
  * at them.
  */
-import type { Program } from '../ir.ts';
+import type { Program } from '../ir/ir.ts';
 
 export function dce(p: Program): Program {
   const dead = p.rules.filter((r) => r.never);

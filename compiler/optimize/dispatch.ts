@@ -8,8 +8,8 @@
  * The runtime walks the trie for the request's path and keeps the hits whose atom accepts
  * the method and whose rule matches the caller.
  */
-import type { PathTemplate } from '../ast.ts';
-import { newTrie, type Atom, type PrincipalIndex, type Program, type RouteIndex, type TrieNode } from '../ir.ts';
+import type { PathTemplate } from '../frontend/ast.ts';
+import { newTrie, type Atom, type PrincipalIndex, type Program, type RouteIndex, type TrieNode } from '../ir/ir.ts';
 
 export function dispatch(p: Program): Program {
   return { ...p, routes: routeIndex(p), principals: principalIndex(p) };

@@ -7,7 +7,7 @@
  * bool (an error in `x` stays an error); a `dyn` operand is never folded away because its
  * run-time type check is part of the meaning.
  */
-import type { Expr, Program, Rule } from '../ir.ts';
+import type { Expr, Program, Rule } from '../ir/ir.ts';
 
 type Const = string | number | boolean | (string | number)[];
 

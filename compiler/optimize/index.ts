@@ -2,7 +2,7 @@
  * The optimization pipeline: small passes, each `Program → Program`, run in this order.
  * Warnings accumulate in `Program.warnings`.
  */
-import type { Program } from '../ir.ts';
+import type { Program } from '../ir/ir.ts';
 import { fold } from './fold.ts';
 import { contradictions } from './contradict.ts';
 import { shadow } from './shadow.ts';

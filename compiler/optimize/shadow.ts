@@ -3,8 +3,8 @@
  * rule matches every request it matches (deny wins over allow whatever the order). Such a
  * rule is marked never-applying, with the deny rule named in the warning.
  */
-import type { PathTemplate, PrincipalPattern } from '../ast.ts';
-import type { Program, Route } from '../ir.ts';
+import type { PathTemplate, PrincipalPattern } from '../frontend/ast.ts';
+import type { Program, Route } from '../ir/ir.ts';
 
 export function shadow(p: Program): Program {
   const walls = p.rules.filter((r) => r.effect === 'deny' && r.when === null && !r.never);

@@ -3,7 +3,7 @@
  * that the runtime fills at most once per request (on first use) and then reuses, however
  * many rules read it. Slots are numbered in order of first use, so output is deterministic.
  */
-import type { Expr, Program, Slot } from '../ir.ts';
+import type { Expr, Program, Slot } from '../ir/ir.ts';
 
 export function assignSlots(p: Program): Program {
   const slots: Slot[] = [...p.slots];

@@ -1,4 +1,4 @@
-// The decision for one request (see compiler/ir.ts for the procedure). Only rules whose
+// The decision for one request (see compiler/ir/ir.ts for the procedure). Only rules whose
 // route bucket, path trie and principal index match are ever evaluated, so the cost
 // follows the number of matching rules, not the size of the policy.
 import { sameBytes } from "../../runtime/bytes";

@@ -1,7 +1,7 @@
 // The compiled policy as the runtime sees it: one static i32 table `T`, one static byte
-// blob `B` (both emitted by compiler/emit.ts as data segments), a scratch area sized for
+// blob `B` (both emitted by compiler/backend/emit.ts as data segments), a scratch area sized for
 // the policy, and the two functions the generated code provides. All offsets below are in
-// i32 units into T; -1 means "none". Layouts (written by compiler/emit.ts, same names):
+// i32 units into T; -1 means "none". Layouts (written by compiler/backend/emit.ts, same names):
 //   header   see H_* below
 //   rule     [flags (1 deny, 2 any caller, 4 has when), idOff, idLen (JSON-escaped id in B), injections, when function]
 //            injections: [count, (nameOff, nameLen, function) × count] or -1
@@ -86,11 +86,11 @@ export function hashFind(table: i32, key: usize, keyLen: i32): i32 {
   }
 }
 
-/** A key's first slot: hash × size / 2³² (compiler/emit.ts places keys the same way), a multiply where `%` would divide. */
+/** A key's first slot: hash × size / 2³² (compiler/backend/emit.ts places keys the same way), a multiply where `%` would divide. */
 @inline function homeSlot(hash: u32, size: u32): u32 { return <u32>((<u64>hash * size) >> 32); }
 
 /**
- * The table key hash (compiler/table-hash.ts computes the same at compile time): four bytes
+ * The table key hash (compiler/backend/table-hash.ts computes the same at compile time): four bytes
  * per multiply, the last four overlapping when the length is not a multiple of four, then
  * MurmurHash3's finalizer so that the top bits homeSlot takes depend on every byte. A byte
  * at a time (FNV-1a) was most of a lookup's cost: a request hashes a dozen keys.

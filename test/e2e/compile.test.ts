@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { policyText } from '../compiler/build-helpers.ts';
+import { policyText } from '../compiler/backend/helpers.ts';
 
 const BIN = path.resolve('bin/palisade.js');
 let dir: string;

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { compilePolicy } from '../../compiler/index.ts';
-import { buildEgressFilter } from '../../compiler/egress.ts';
+import { buildEgressFilter } from '../../compiler/backend/egress.ts';
 import { loadFilter } from '../../host/filter.ts';
 import { generateBootstrap } from '../../envoy/bootstrap.ts';
 import { bootstrapOptions } from '../../envoy/options.ts';

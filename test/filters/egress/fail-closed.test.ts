@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { loadFilter, type Outcome } from '../../../host/index.ts';
-import { buildEgressFilter } from '../../../compiler/egress.ts';
+import { buildEgressFilter } from '../../../compiler/backend/egress.ts';
 import { egressConfiguration, egressFilter, fakeAgent, httpCluster, startSigningAgent, text } from './harness.ts';
 
 function assertUnavailable(o: Outcome, reason: string, requestId = 'req-9'): void {

@@ -12,8 +12,8 @@ import { readSurface } from '../../../host/module.ts';
 import { FilterLoadError, loadFilter, type HttpCallRequest } from '../../../host/index.ts';
 import { generateBootstrap } from '../../../envoy/bootstrap.ts';
 import { bootstrapOptions } from '../../../envoy/options.ts';
-import { buildEntry } from '../../../compiler/build.ts';
-import { EGRESS_ENTRY, buildEgressFilter, writeEgressFilter } from '../../../compiler/egress.ts';
+import { buildEntry } from '../../../compiler/backend/build.ts';
+import { EGRESS_ENTRY, buildEgressFilter, writeEgressFilter } from '../../../compiler/backend/egress.ts';
 import { removeDir, tempDir } from '../../support/identity.ts';
 import { CARD, egressConfiguration, egressFilter, fakeAgent, httpCluster, text } from './harness.ts';
 

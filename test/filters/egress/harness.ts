@@ -12,7 +12,7 @@ import { createAdmin, type AdminServer } from '../../../agent/identity/admin.ts'
 import { startAgent, type IdentityAgent } from '../../../agent/identity/agent.ts';
 import { signEndpoint, SIGN_PATH, type SignerOptions } from '../../../agent/sidecar/sign-endpoint.ts';
 import { loadFilter, type Cluster, type Filter, type HttpCallRequest } from '../../../host/index.ts';
-import { buildEgressFilter } from '../../../compiler/egress.ts';
+import { buildEgressFilter } from '../../../compiler/backend/egress.ts';
 import { initCa, removeDir, TD } from '../../support/identity.ts';
 
 export const CALLER = `spiffe://${TD}/ns/web/sa/frontend`;

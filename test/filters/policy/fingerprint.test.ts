@@ -16,7 +16,7 @@ import { compileChecked, compilePolicy } from '../../../compiler/index.ts';
 import { loadFilter, type Filter, type FilterRequest, type LoadOptions } from '../../../host/filter.ts';
 import { fingerprintClaims, withJwtAuthn } from '../../../testing/fingerprint.ts';
 import { getSharedData, setSharedData } from '../../../host/shared.ts';
-import { checked, refusesConfiguration, SERVICE } from '../../compiler/build-helpers.ts';
+import { checked, refusesConfiguration, SERVICE } from '../../compiler/backend/helpers.ts';
 
 const CALLER = 'spiffe://corp.test/ns/web/sa/frontend';
 const OTHER = 'spiffe://corp.test/ns/web/sa/other';

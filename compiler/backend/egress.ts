@@ -1,16 +1,16 @@
 /**
  * The egress fingerprint filter (filters/egress/index.ts) as a `.wasm`: a fixed entry point,
- * compiled with exactly the asc settings of every policy filter (compiler/build.ts), so
+ * compiled with exactly the asc settings of every policy filter (compiler/backend/build.ts), so
  * the same sources always give the same bytes. `npm run build:egress` writes
  * build/egress.wasm, where `palisade envoy bootstrap` points Envoy's outbound listener.
  *
- *   node --import tsx compiler/egress.ts [out.wasm]
+ *   node --import tsx compiler/backend/egress.ts [out.wasm]
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildEntry } from './build.ts';
-import { writeFileAtomic } from '../platform/files.ts';
+import { writeFileAtomic } from '../../platform/files.ts';
 
 export const EGRESS_ENTRY = 'filters/egress/index.ts';
 export const EGRESS_WASM = 'build/egress.wasm';

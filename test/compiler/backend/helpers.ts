@@ -1,9 +1,9 @@
 /** Builders shared by the back-end suites: policies through the real front end, filters through the real host. */
-import { analyze } from '../../compiler/frontend.ts';
-import { formatDiagnostic, type CheckedPolicy } from '../../compiler/ast.ts';
-import { lower } from '../../compiler/lower.ts';
-import type { Program } from '../../compiler/ir.ts';
-import { loadFilter, FilterLoadError } from '../../host/filter.ts';
+import { analyze } from '../../../compiler/frontend/index.ts';
+import { formatDiagnostic, type CheckedPolicy } from '../../../compiler/frontend/ast.ts';
+import { lower } from '../../../compiler/ir/lower.ts';
+import type { Program } from '../../../compiler/ir/ir.ts';
+import { loadFilter, FilterLoadError } from '../../../host/filter.ts';
 
 export const SERVICE = 'spiffe://corp.test/ns/app/sa/api';
 

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseSource, spanAt, spanInString, nodeAt } from '../../compiler/source.ts';
+import { parseSource, spanAt, spanInString, nodeAt } from '../../../compiler/frontend/source.ts';
 
 test('values are located by JSON pointer (1-based line and column)', () => {
   const text = '{\n  "a": [1, {"b~/c": "x"}]\n}';

@@ -1,16 +1,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { lower } from '../../compiler/lower.ts';
-import { fold } from '../../compiler/optimize/fold.ts';
-import { contradictions } from '../../compiler/optimize/contradict.ts';
-import { shadow, segsCover } from '../../compiler/optimize/shadow.ts';
-import { dce } from '../../compiler/optimize/dce.ts';
-import { assignSlots } from '../../compiler/optimize/slots.ts';
-import { dispatch } from '../../compiler/optimize/dispatch.ts';
-import { optimize } from '../../compiler/optimize/index.ts';
-import { printExpr, printProgram, type Program } from '../../compiler/ir.ts';
-import { emit } from '../../compiler/emit.ts';
-import { checked, lowered } from './build-helpers.ts';
+import { lower } from '../../../compiler/ir/lower.ts';
+import { fold } from '../../../compiler/optimize/fold.ts';
+import { contradictions } from '../../../compiler/optimize/contradict.ts';
+import { shadow, segsCover } from '../../../compiler/optimize/shadow.ts';
+import { dce } from '../../../compiler/optimize/dce.ts';
+import { assignSlots } from '../../../compiler/optimize/slots.ts';
+import { dispatch } from '../../../compiler/optimize/dispatch.ts';
+import { optimize } from '../../../compiler/optimize/index.ts';
+import { printExpr, printProgram, type Program } from '../../../compiler/ir/ir.ts';
+import { emit } from '../../../compiler/backend/emit.ts';
+import { checked, lowered } from '../backend/helpers.ts';
 
 const WEB = 'spiffe://corp.test/ns/web/sa/frontend';
 const when = (p: Program, i = 0) => (p.rules[i].when ? printExpr(p.rules[i].when!, p) : null);

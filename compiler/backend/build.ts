@@ -2,7 +2,7 @@
  * AssemblyScript → `.wasm` through the asc API, with an in-memory file system: the runtime
  * and the fixed entry point are read from this repository, the generated policy module is
  * supplied as `filters/policy/generated.ts`, and the binary is captured instead of written.
- * asc runs in a worker thread (compiler/asc-worker.mjs) outside the tsx loader, which would
+ * asc runs in a worker thread (compiler/backend/asc-worker.mjs) outside the tsx loader, which would
  * otherwise spend seconds transforming asc's and binaryen's JavaScript in every process.
  *
  * The compiler options live in asconfig.json (target `release`), so running asc by hand on
@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import path, { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** The asc options (target `release`), read with the sources and handed to asc as a file. */
 const CONFIG = 'asconfig.json';
 const ENTRY = 'filters/policy/index.ts';

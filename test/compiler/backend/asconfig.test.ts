@@ -11,11 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { compilePolicy } from '../../compiler/index.ts';
-import { GENERATED } from '../../compiler/build.ts';
-import { policyText } from './build-helpers.ts';
+import { compilePolicy } from '../../../compiler/index.ts';
+import { GENERATED } from '../../../compiler/backend/build.ts';
+import { policyText } from './helpers.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const ASC = join(ROOT, 'node_modules', 'assemblyscript', 'bin', 'asc.js');
 
 test('asc with asconfig.json (target release) builds the same bytes as palisade compile', async () => {

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Program } from './ir.ts';
+import type { Program } from '../ir/ir.ts';
 
 export interface Manifest {
   name: string;
@@ -19,7 +19,7 @@ export interface Manifest {
   rules: { total: number; live: number };
 }
 
-export const COMPILER_VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
+export const COMPILER_VERSION: string = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
 
 export const sha256 = (bytes: Uint8Array | string): string => createHash('sha256').update(bytes).digest('hex');
 

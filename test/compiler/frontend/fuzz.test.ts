@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
-import { analyze } from '../../compiler/frontend.ts';
+import { analyze } from '../../../compiler/frontend/index.ts';
 import { SERVICE } from './helpers.ts';
 
 const VALID = {

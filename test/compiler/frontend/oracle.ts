@@ -1,11 +1,11 @@
 /**
- * A reference interpreter of the decision semantics (issue 2 item 4, compiler/ast.ts; README.md
+ * A reference interpreter of the decision semantics (issue 2 item 4, compiler/frontend/ast.ts; README.md
  * "Decisions" and "Fingerprints") over a `CheckedPolicy`, written straight from the spec and
  * kept deliberately naive (a loop over rules, a list of fingerprint checks, an unbounded set
  * of accepted jtis). It checks that the example case files say what the spec says,
  * independently of the compiled filter; the back end can use it for differential tests.
  */
-import type { CheckedPolicy, CheckedRule, PathTemplate, PrincipalPattern, TExpr } from '../../compiler/ast.ts';
+import type { CheckedPolicy, CheckedRule, PathTemplate, PrincipalPattern, TExpr } from '../../../compiler/frontend/ast.ts';
 
 export interface CaseRequest {
   method: string;

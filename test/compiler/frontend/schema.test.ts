@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { schema } from '../../compiler/schema.ts';
+import { schema } from '../../../compiler/frontend/schema.ts';
 import { errorsOf, policyText, positionOf, SERVICE } from './helpers.ts';
 
 test('the published schema is a valid draft 2020-12 schema with an $id and descriptions', () => {

@@ -11,7 +11,7 @@
  *      all evaluate → forward with its injections; else 403.
  * Every header name any rule may inject is removed from every request before forwarding.
  */
-import type { Diagnostic, Effect, Mode, PathTemplate, PrincipalPattern, Span, TExpr, Type } from './ast.ts';
+import type { Diagnostic, Effect, Mode, PathTemplate, PrincipalPattern, Span, TExpr, Type } from '../frontend/ast.ts';
 
 export interface Program {
   name: string;

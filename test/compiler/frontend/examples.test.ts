@@ -8,13 +8,13 @@ import * as assert from 'uvu/assert';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { analyze } from '../../compiler/frontend.ts';
-import { formatDiagnostic, type CheckedPolicy } from '../../compiler/ast.ts';
-import { caseFingerprint, parseCaseFile, type CaseFile } from '../../testing/cases.ts';
+import { analyze } from '../../../compiler/frontend/index.ts';
+import { formatDiagnostic, type CheckedPolicy } from '../../../compiler/frontend/ast.ts';
+import { caseFingerprint, parseCaseFile, type CaseFile } from '../../../testing/cases.ts';
 import { decide, normalizePath } from './oracle.ts';
 import { SERVICE, policyText } from './helpers.ts';
 
-const EXAMPLES = resolve(import.meta.dirname, '../../examples');
+const EXAMPLES = resolve(import.meta.dirname, '../../../examples');
 const files = readdirSync(EXAMPLES, { recursive: true, encoding: 'utf8' }).map((f) => join(EXAMPLES, f)).sort();
 
 function load(file: string): CheckedPolicy {

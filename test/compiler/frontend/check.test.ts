@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { TExpr } from '../../compiler/ast.ts';
+import type { TExpr } from '../../../compiler/frontend/ast.ts';
 import { errorsOf, messages, policyText, positionOf, run, whenText } from './helpers.ts';
 
 /** The single error message of a policy expected to have exactly one error. */

@@ -1,6 +1,6 @@
 /** Small builders shared by the front-end suites. */
-import { analyze } from '../../compiler/frontend.ts';
-import { formatDiagnostic, type Diagnostic } from '../../compiler/ast.ts';
+import { analyze } from '../../../compiler/frontend/index.ts';
+import { formatDiagnostic, type Diagnostic } from '../../../compiler/frontend/ast.ts';
 
 export const SERVICE = 'spiffe://bank.example/ns/payments/sa/card-service';
 

@@ -5,12 +5,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { compileChecked } from '../../compiler/index.ts';
-import { loadFilter, type Filter, type FilterRequest } from '../../host/filter.ts';
+import { compileChecked } from '../../../compiler/index.ts';
+import { loadFilter, type Filter, type FilterRequest } from '../../../host/filter.ts';
 import fc from 'fast-check';
-import { checked, refusesConfiguration, SERVICE } from './build-helpers.ts';
-import { JWT_AUTHN, withFingerprint } from '../../testing/fingerprint.ts';
-import { decide, normalizePath } from './oracle.ts';
+import { checked, refusesConfiguration, SERVICE } from './helpers.ts';
+import { JWT_AUTHN, withFingerprint } from '../../../testing/fingerprint.ts';
+import { decide, normalizePath } from '../frontend/oracle.ts';
 
 const WEB = 'spiffe://corp.test/ns/web/sa/frontend';
 const OPS = 'spiffe://corp.test/ns/ops/sa/prober';

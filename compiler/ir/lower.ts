@@ -3,7 +3,7 @@
  * templates) flattens into routes, and the header names the policy may inject are collected
  * for stripping. No optimization happens here; see compiler/optimize/.
  */
-import type { CheckedPolicy, CheckedRule } from './ast.ts';
+import type { CheckedPolicy, CheckedRule } from '../frontend/ast.ts';
 import type { Program, Route, Rule } from './ir.ts';
 
 export function lower(policy: CheckedPolicy): Program {

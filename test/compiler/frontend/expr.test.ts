@@ -1,9 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseExpression, MAX_NESTING } from '../../compiler/expr/parser.ts';
-import { tokenize, decodeString } from '../../compiler/expr/lexer.ts';
+import { parseExpression, MAX_NESTING } from '../../../compiler/frontend/expr/parser.ts';
+import { tokenize, decodeString } from '../../../compiler/frontend/expr/lexer.ts';
 import fc from 'fast-check';
-import type { BinaryOp, Expr } from '../../compiler/expr/ast.ts';
+import type { BinaryOp, Expr } from '../../../compiler/frontend/expr/ast.ts';
 
 /** A compact rendering of the tree that makes grouping visible. */
 function show(e: Expr): string {

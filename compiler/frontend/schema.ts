@@ -3,7 +3,7 @@
  * each ajv error turned into a diagnostic at the offending value (or key) in the file.
  */
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
-import schema from '../schema/policy.schema.json' with { type: 'json' };
+import schema from '../../schema/policy.schema.json' with { type: 'json' };
 import type { Diagnostic } from './ast.ts';
 import { escapePointer, memberAt, spanAt, splitPointer, type Source } from './source.ts';
 import { didYouMean } from './suggest.ts';
