@@ -13,7 +13,7 @@ import {
   LOG_INFO, defineCounterNamed, getPluginConfiguration, incrementCounter, log, logs, removeRequestHeader,
   replaceRequestHeader, retLen, retPtr, sendLocalResponse,
 } from "./abi";
-import { Out, bytesEqual } from "./bytes";
+import { Out, bytesEqual, isFieldValue } from "./bytes";
 import { ALLOW, DENY, decide, decidedByError, decidedRule, injected, ruleField } from "./engine";
 import { PATH_OK, normLen, normPtr, normalizePath, queryLen, queryPtr } from "./path";
 import { beginRequest, foundLen, foundPtr, hasHeader, principalLen, rawPathLen, rawPathPtr, requestId } from "./request";
@@ -21,7 +21,6 @@ import { H_DRY_RUN, H_STRIP, b, t } from "./tables";
 import { parseConfig, fingerprintOff, CONFIG_DEFAULT, CONFIG_DRY_RUN } from "./config";
 import { checkFingerprint, replayFull } from "./fingerprint";
 import { CALLER_FOREIGN, CALLER_INVALID, checkCaller } from "./principal";
-import { isFieldValue } from "./bytes";
 
 const CONTINUE: i32 = 0;
 const PAUSE: i32 = 1;
@@ -142,6 +141,7 @@ function stripInjectable(): void {
   }
 }
 
+/** Are all of the applying rule's injected values (evaluated by decide()) RFC 9110 field values? */
 function injectionsAreFieldValues(rule: i32): bool {
   const list = ruleField(rule, 3);
   if (list < 0) return true;
