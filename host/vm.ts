@@ -16,6 +16,7 @@ import { encodeMetadata } from './metadata-pb.ts';
 import * as shared from './shared.ts';
 import type { SharedData } from './shared-data.ts';
 import { AddressCache } from './address-cache.ts';
+import { isFieldValue } from './field-value.ts';
 
 /** Thrown when a module cannot be loaded the way Envoy would refuse it. */
 export class FilterLoadError extends Error {
@@ -606,6 +607,7 @@ export class Vm {
         if (!map) return S.BAD_ARGUMENT;
         const pairs = decodeRawPairs(bytes);
         if (!pairs) return S.BAD_ARGUMENT;
+        if (!pairs.every(([, v]) => isFieldValue(v, 0, v.length))) return this.refuseHeaderValue();
         map.length = 0;
         for (const [k, v] of pairs) map.push([lower(decoder.decode(k)), decoder.decode(v)]);
         return S.OK;
@@ -754,8 +756,23 @@ export class Vm {
     if (key === null || value === null) return Status.INVALID_MEMORY_ACCESS;
     const map = this.headerMap(type, true);
     if (!map) return Status.BAD_ARGUMENT;
+    if (!isFieldValue(this.view(), vp >>> 0, (vp >>> 0) + (vs >>> 0))) return this.refuseHeaderValue();
     edit(map, key, value);
     return Status.OK;
+  }
+
+  /**
+   * A header value that is not an RFC 9110 field value (CR, LF, NUL, other controls) is never
+   * stored, and the stream is reset: whatever the module does with BAD_ARGUMENT, the request
+   * is not forwarded (docs/host.md, "Header values").
+   */
+  private refuseHeaderValue(): number {
+    const s = this.stream();
+    if (s && !s.resetDetails) {
+      s.resetDetails = 'wasm_invalid_header_value';
+      s.wake?.();
+    }
+    return Status.BAD_ARGUMENT;
   }
 
   /** Envoy's Buffer::copyFrom: prepend (0,0), replace all (0, ≥size), append (start ≥ size). */

@@ -50,6 +50,18 @@ export function isUnreserved(c: u32): bool {
   return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c == 45 || c == 46 || c == 95 || c == 126;
 }
 
+/**
+ * RFC 9110 §5.5 field-value characters: VCHAR, obs-text, SP and HTAB (Envoy's header
+ * validator table). Everything else (CR, LF, NUL, other controls, DEL) is refused.
+ */
+export function isFieldValue(p: usize, len: i32): bool {
+  for (let i = 0; i < len; i++) {
+    const c = load<u8>(p + <usize>i);
+    if ((c < 32 && c != 9) || c == 127) return false;
+  }
+  return true;
+}
+
 /** Writes `v` in decimal at `dst` (room for 10 digits); returns the number of digits. */
 export function writeDecimal(dst: usize, v: u32): i32 {
   let n = 1;

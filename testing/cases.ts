@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseSource, spanAt, type Source } from '../compiler/frontend/source.ts';
+import { parseSpiffe } from '../compiler/frontend/spiffe.ts';
 import type { Filter, FilterRequest, Outcome } from '../host/filter.ts';
 import { JWT_AUTHN, fingerprintClaims } from './fingerprint.ts';
 import { decisionOf, type Decision } from './decision-line.ts';
@@ -139,6 +140,12 @@ function parseCase(source: Source, value: unknown, at: string, fail: Fail): Test
   if (typeof req.path !== 'string' || !req.path.startsWith('/')) fail(`${at}/request${req.path === undefined ? '' : '/path'}`, '"path" must be a string starting with "/"');
   for (const key of ['authority', 'body', 'source'] as const) {
     if (req[key] !== undefined && typeof req[key] !== 'string') fail(`${at}/request/${key}`, `"${key}" must be a string`);
+  }
+  if (typeof req.source === 'string') {
+    // A certificate's URI SAN can be any string, but a case file states a workload's identity:
+    // a typo must not turn into a case that passes because the filter refuses a malformed ID.
+    const id = parseSpiffe(req.source, false);
+    if (!id.ok) fail(`${at}/request/source`, `"source" must be a workload SPIFFE ID: ${id.message}`);
   }
   if (req.headers !== undefined) {
     const headers = strings(req.headers, `${at}/request/headers`, '"headers"', fail);

@@ -12,7 +12,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Filter } from '../../host/filter.ts';
 
-/** A filter loaded in the strict host (agent/host). */
+/** A filter loaded in the strict host (host/). */
 export type LoadedFilter = Filter;
 
 /** Loads wasm into the strict host; throws with the reason when it does not instantiate. */

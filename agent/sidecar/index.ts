@@ -31,7 +31,7 @@ export interface SidecarOptions {
   outbound?: { host?: string; port?: number; routes: Routes };
   /** Plugin configuration for the filter, e.g. `{"mode":"dry-run"}`. */
   filterConfiguration?: string;
-  /** How wasm becomes a filter; default: the strict host (agent/host) with `filterConfiguration`. */
+  /** How wasm becomes a filter; default: the strict host (host/) with `filterConfiguration`. */
   loadFilter?: FilterLoader;
   /** Acceptance check for every filter, e.g. the policy's case file. */
   checkFilter?: FilterCheck;

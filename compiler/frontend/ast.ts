@@ -22,6 +22,8 @@ export interface CheckedPolicy {
   name: string;
   /** The protected service's SPIFFE ID (validated, `spiffe://td/path`). */
   service: string;
+  /** Trust domains besides the service's own whose callers are accepted (`federatesWith`). */
+  federatesWith: string[];
   mode: Mode;
   /** Source file path as given and the sha256 (hex) of its exact bytes. */
   source: { file: string; sha256: string };

@@ -10,7 +10,7 @@ import type {
 } from './ast.ts';
 import { parseExpression } from './expr/parser.ts';
 import { checkExpr, type ParamScope } from './check-expr.ts';
-import { parseSpiffe } from './spiffe.ts';
+import { parseSpiffe, trustDomainError, trustDomainOf } from './spiffe.ts';
 import { parsePathTemplate } from './path-template.ts';
 import { injectHeaderError } from './headers.ts';
 import { escapePointer, nodeAt, memberAt, spanAt, spanInString, type Source } from './source.ts';
@@ -20,6 +20,8 @@ const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null 
 const isString = (v: unknown): v is string => typeof v === 'string';
 /** Uppercase HTTP method tokens (RFC 9110 tchar without lowercase letters). */
 const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Z]+$/;
+/** What an HTTP field value (RFC 9110 §5.5) cannot contain: control characters but HTAB, and DEL. */
+const FIELD_VALUE_REFUSED = /[\0-\x08\x0a-\x1f\x7f]/;
 
 export function check(src: Source): { policy: CheckedPolicy | null; diagnostics: Diagnostic[] } {
   const c = new Checker(src);
@@ -46,14 +48,20 @@ class Checker {
     return node.type === 'String' ? spanInString(this.src, node, offset, pointer) : spanAt(this.src, pointer);
   }
 
+  /** The trust domains whose callers the filter accepts (null: the service is invalid, nothing to compare with). */
+  private accepted: Set<string> | null = null;
+
   policy(): CheckedPolicy {
     const doc: Json = isObject(this.src.value) ? this.src.value : {};
     const rules = Array.isArray(doc.rules) ? doc.rules : [];
     const service = isString(doc.service) ? doc.service : '';
-    if (isString(doc.service)) this.spiffe(service, '/service', false);
+    const own = isString(doc.service) && this.spiffe(service, '/service', false) ? trustDomainOf(service) : null;
+    const federatesWith = Array.isArray(doc.federatesWith) ? this.federatesWith(doc.federatesWith, own) : [];
+    if (own !== null) this.accepted = new Set([own, ...federatesWith]);
     return {
       name: isString(doc.name) ? doc.name : '',
       service,
+      federatesWith,
       mode: doc.mode === 'dry-run' ? 'dry-run' : 'enforce',
       source: { file: this.src.file, sha256: createHash('sha256').update(this.src.text, 'utf8').digest('hex') },
       rules: this.rules(rules),
@@ -93,10 +101,33 @@ class Checker {
     return out;
   }
 
+  /** `federatesWith`: trust domain names, none twice, not the service's own. */
+  private federatesWith(items: unknown[], own: string | null): string[] {
+    const out: string[] = [];
+    items.forEach((td, i) => {
+      if (!isString(td)) return;
+      const pointer = `/federatesWith/${i}`;
+      const bad = trustDomainError(td);
+      if (bad) this.error(this.inString(pointer, bad.offset), `invalid trust domain '${td}': ${bad.message}`);
+      else if (td === own) this.error(spanAt(this.src, pointer), `'${td}' is the service's own trust domain: list only other trust domains`);
+      else if (out.includes(td)) this.error(spanAt(this.src, pointer), `trust domain '${td}' is listed twice`);
+      else out.push(td);
+    });
+    return out;
+  }
+
   private principals(items: unknown[], at: string): PrincipalPattern[] {
     return items.flatMap((text, i) => {
       if (!isString(text)) return [];
       const p = this.spiffe(text, `${at}/${i}`, true);
+      if (p && this.accepted && !this.accepted.has(p.trustDomain)) {
+        // The filter refuses such a caller (401 foreign_trust_domain) before any rule: the pattern could never match.
+        this.error(
+          this.inString(`${at}/${i}`, 'spiffe://'.length),
+          `trust domain '${p.trustDomain}' is not accepted by this policy: callers of it are unauthenticated before any rule (add it to 'federatesWith' to accept them)`,
+        );
+        return [];
+      }
       return p ? [{ text, trustDomain: p.trustDomain, segments: p.segments, rest: p.rest, span: spanAt(this.src, `${at}/${i}`) }] : [];
     });
   }
@@ -158,8 +189,9 @@ class Checker {
       if (value && value.t !== 'string' && value.t !== 'dyn') {
         this.error(value.span, `injected header '${header}' needs a string expression, not ${value.t}`);
       }
-      if (value?.k === 'str' && /[\r\n\0]/.test(value.v)) {
-        this.error(value.span, `injected header '${header}': a header value cannot contain CR, LF or NUL`);
+      const badChar = value?.k === 'str' ? FIELD_VALUE_REFUSED.exec(value.v) : null;
+      if (value && badChar) {
+        this.error(value.span, `injected header '${header}': a header value cannot contain CR, LF or NUL, nor any other control character (found ${JSON.stringify(badChar[0])}; RFC 9110 field values are visible characters, space and tab)`);
       }
       return value && !bad ? [{ header, value, span: spanAt(this.src, pointer) }] : [];
     });

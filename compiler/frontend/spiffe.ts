@@ -27,16 +27,8 @@ export function parseSpiffe(text: string, pattern: boolean): SpiffeParse {
   }
   const slash = text.indexOf('/', PREFIX.length);
   const trustDomain = text.slice(PREFIX.length, slash < 0 ? undefined : slash);
-  if (trustDomain === '') return fail('missing trust domain', PREFIX.length);
-  if (trustDomain.length > MAX_TRUST_DOMAIN) return fail(`a trust domain is at most ${MAX_TRUST_DOMAIN} characters`, PREFIX.length);
-  const badTd = /[^a-z0-9._-]/.exec(trustDomain);
-  if (badTd) {
-    const upper = /[A-Z]/.test(badTd[0]);
-    return fail(
-      upper ? `the trust domain must be lowercase ('${trustDomain.toLowerCase()}')` : `invalid character '${badTd[0]}' in trust domain (allowed: a-z 0-9 . - _)`,
-      PREFIX.length + badTd.index,
-    );
-  }
+  const badTd = trustDomainError(trustDomain);
+  if (badTd) return fail(badTd.message, PREFIX.length + badTd.offset);
   if (slash < 0) {
     return fail(pattern ? `a caller pattern needs a path; use '${text}/**' for any workload of the trust domain` : 'a workload SPIFFE ID needs a path after the trust domain', text.length);
   }
@@ -53,6 +45,21 @@ export function parseSpiffe(text: string, pattern: boolean): SpiffeParse {
   }
   return { ok: true, trustDomain, segments, rest };
 }
+
+/** Why `trustDomain` is not a SPIFFE trust domain name (offset: of the offending character), or null. */
+export function trustDomainError(trustDomain: string): { message: string; offset: number } | null {
+  if (trustDomain === '') return { message: 'missing trust domain', offset: 0 };
+  if (trustDomain.length > MAX_TRUST_DOMAIN) return { message: `a trust domain is at most ${MAX_TRUST_DOMAIN} characters`, offset: 0 };
+  const bad = /[^a-z0-9._-]/.exec(trustDomain);
+  if (!bad) return null;
+  const message = /[A-Z]/.test(bad[0])
+    ? `the trust domain must be lowercase ('${trustDomain.toLowerCase()}')`
+    : `invalid character '${bad[0]}' in trust domain (allowed: a-z 0-9 . - _)`;
+  return { message, offset: bad.index };
+}
+
+/** The trust domain of a SPIFFE ID parseSpiffe accepted. */
+export const trustDomainOf = (id: string): string => id.slice(PREFIX.length).split('/')[0];
 
 function segmentError(seg: string, pattern: boolean, last: boolean): string | null {
   if (seg === '') return "empty path segment ('//' or a trailing '/')";

@@ -12,10 +12,13 @@
  * Every header name any rule may inject is removed from every request before forwarding.
  */
 import type { Diagnostic, Effect, Mode, PathTemplate, PrincipalPattern, Span, TExpr, Type } from '../frontend/ast.ts';
+import { trustDomainOf } from '../frontend/spiffe.ts';
 
 export interface Program {
   name: string;
   service: string;
+  /** Trust domains besides the service's own whose callers are accepted. */
+  federatesWith: string[];
   mode: Mode;
   source: { file: string; sha256: string };
   /** Live rules in policy order; the runtime refers to them by position in this array. */
@@ -116,7 +119,7 @@ export function newTrie(): TrieNode {
 
 export function printProgram(p: Program): string {
   const out: string[] = [];
-  out.push(`program ${p.name}  service=${p.service}  mode=${p.mode}  source=${p.source.file} sha256:${p.source.sha256.slice(0, 12)}`);
+  out.push(`program ${p.name}  service=${p.service}${p.federatesWith.length ? `  federatesWith=${p.federatesWith.join(',')}` : ''}  mode=${p.mode}  source=${p.source.file} sha256:${p.source.sha256.slice(0, 12)}`);
   out.push(`strip headers: ${p.strip.length ? p.strip.join(', ') : '(none)'}`);
   if (p.slots.length) {
     out.push('slots:');
@@ -125,7 +128,7 @@ export function printProgram(p: Program): string {
   out.push('rules:');
   p.rules.forEach((r, i) => {
     out.push(`  r${i} ${r.effect} ${JSON.stringify(r.id)} (rules[${r.index}] ${r.span.line}:${r.span.col})`);
-    out.push(`      from ${r.from ? r.from.map((f) => f.text).join(' | ') : 'any caller'}`);
+    out.push(`      from ${r.from ? r.from.map((f) => f.text).join(' | ') : `any caller of ${trustDomainOf(p.service)}`}`);
     out.push(`      to   ${r.routes ? r.routes.map(printRoute).join(' | ') : 'any request'}`);
     if (r.when) out.push(`      when ${printExpr(r.when, p)}`);
     for (const inj of r.inject) out.push(`      set  ${inj.header} = ${printExpr(inj.value, p)}`);

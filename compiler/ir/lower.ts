@@ -11,6 +11,7 @@ export function lower(policy: CheckedPolicy): Program {
   return {
     name: policy.name,
     service: policy.service,
+    federatesWith: [...policy.federatesWith],
     mode: policy.mode,
     source: { ...policy.source },
     rules,

@@ -5,15 +5,17 @@
  */
 import type { PathTemplate, PrincipalPattern } from '../frontend/ast.ts';
 import type { Program, Route } from '../ir/ir.ts';
+import { trustDomainOf } from '../frontend/spiffe.ts';
 
 export function shadow(p: Program): Program {
   const walls = p.rules.filter((r) => r.effect === 'deny' && r.when === null && !r.never);
   if (!walls.length) return p;
+  const own = trustDomainOf(p.service);
   return {
     ...p,
     rules: p.rules.map((r) => {
       if (r.effect !== 'allow' || r.never) return r;
-      const by = walls.find((d) => callersCover(d.from, r.from) && routesCover(d.routes, r.routes));
+      const by = walls.find((d) => callersCover(d.from, r.from, own) && routesCover(d.routes, r.routes));
       return by ? { ...r, never: `shadowed by deny rule '${by.id}' (rules[${by.index}]), which matches every request it matches` } : r;
     }),
   };
@@ -36,8 +38,9 @@ export function segsCover(outer: Segs, inner: Segs): boolean {
 const principalSegs = (x: PrincipalPattern): Segs => ({ segs: x.segments.map((s) => (s === '*' ? null : s)), rest: x.rest });
 const pathSegs = (x: PathTemplate): Segs => ({ segs: x.segments.map((s) => (s.kind === 'param' ? null : s.value)), rest: x.rest });
 
-function callersCover(outer: PrincipalPattern[] | null, inner: PrincipalPattern[] | null): boolean {
-  if (outer === null) return true;
+/** `null` (no `from`): every caller of the service's own trust domain `own`. */
+function callersCover(outer: PrincipalPattern[] | null, inner: PrincipalPattern[] | null, own: string): boolean {
+  if (outer === null) return inner === null || inner.every((i) => i.trustDomain === own);
   if (inner === null) return false;
   return inner.every((i) => outer.some((o) => o.trustDomain === i.trustDomain && segsCover(principalSegs(o), principalSegs(i))));
 }

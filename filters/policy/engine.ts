@@ -1,9 +1,9 @@
 // The decision for one request (see compiler/ir/ir.ts for the procedure). Only rules whose
 // route bucket, path trie and principal index match are ever evaluated, so the cost
 // follows the number of matching rules, not the size of the policy.
-import { sameBytes } from "../../runtime/bytes";
 import { isTrue, setAtom, setGeneration, V, K_BOOL, K_STR } from "./expr";
 import { segCount, segLen, segStart } from "../../runtime/path";
+import { callerLocal, callerPathAt } from "../../runtime/principal";
 import { methodLen, methodPtr, principalLen, principalPtr } from "../../runtime/request";
 import {
   ATOM_STRIDE, H_ANY_PATH, H_ATOMS, H_METHODS, H_METHOD_LISTS, H_PRINCIPALS, H_RULES, H_TRIE, RULE_ANY_CALLER, RULE_DENY,
@@ -128,7 +128,8 @@ function hitAtom(atom: i32): void {
   if (!acceptsMethod(t(a + 2))) return;
   const r = t(a);
   const at = <usize>r << 2;
-  if (!ruleHas(r, RULE_ANY_CALLER) && load<u32>(rulePrincipal + at) != gen) return; // caller not in `from`
+  // A rule without `from` admits callers of the policy's own trust domain only; federated callers need a `from`.
+  if (ruleHas(r, RULE_ANY_CALLER) ? !callerLocal : load<u32>(rulePrincipal + at) != gen) return; // caller not in `from`
   if (load<u32>(ruleSeen + at) != gen) {
     store<u32>(ruleSeen + at, gen);
     store<i32>(ruleAtom + at, atom);
@@ -137,15 +138,11 @@ function hitAtom(atom: i32): void {
   } else if (atom < load<i32>(ruleAtom + at)) store<i32>(ruleAtom + at, atom); // first route binds the parameters
 }
 
-const SPIFFE = memory.data<u8>([115, 112, 105, 102, 102, 101, 58, 47, 47]); // "spiffe://"
-
-/** Stamps every rule whose `from` matches the caller: exact IDs by hash, patterns by trie, per trust domain. */
+/** Stamps every rule whose `from` matches the caller (checked by checkCaller): exact IDs by hash, patterns by trie, per trust domain. */
 function matchPrincipal(): void {
   const p = principalPtr;
   const len = principalLen;
-  if (t(H_PRINCIPALS) < 0 || len < 9 || !sameBytes(p, SPIFFE, 9)) return;
-  let s = 9;
-  while (s < len && load<u8>(p + s) != 47) s++;
+  let s = callerPathAt;
   const d = hashFind(t(H_PRINCIPALS), p + 9, s - 9);
   if (d < 0) return;
   const domain = t(d);

@@ -1,6 +1,7 @@
 // The proxy-wasm ABI 0.2.1 entry points of a policy filter (re-exported by
-// filters/policy/index.ts) and what happens around a decision: 400/401 (no caller identity, or a
-// fingerprint refused) before any rule, header
+// filters/policy/index.ts) and what happens around a decision: 400/401 (no caller identity, a
+// caller ID that is not a SPIFFE ID of an accepted trust domain, or a fingerprint refused)
+// before any rule, injected values that are not HTTP field values refused, header
 // stripping and injection, the normalized :path upstream, the local reply, the decision
 // log line and metric.
 //
@@ -12,13 +13,14 @@ import {
   LOG_INFO, defineCounterNamed, getPluginConfiguration, incrementCounter, log, logs, removeRequestHeader,
   replaceRequestHeader, retLen, retPtr, sendLocalResponse,
 } from "../../runtime/abi";
-import { Out, bytesEqual } from "../../runtime/bytes";
+import { Out, bytesEqual, isFieldValue } from "../../runtime/bytes";
 import { ALLOW, DENY, decide, decidedByError, decidedRule, injected, ruleField } from "./engine";
 import { PATH_OK, normLen, normPtr, normalizePath, queryLen, queryPtr } from "../../runtime/path";
 import { beginRequest, foundLen, foundPtr, hasHeader, principalLen, rawPathLen, rawPathPtr, requestId } from "../../runtime/request";
 import { H_DRY_RUN, H_STRIP, b, t } from "./tables";
 import { parseConfig, fingerprintOff, CONFIG_DEFAULT, CONFIG_DRY_RUN } from "./config";
 import { checkFingerprint, replayFull } from "./fingerprint";
+import { CALLER_FOREIGN, CALLER_INVALID, checkCaller } from "./principal";
 
 const CONTINUE: i32 = 0;
 const PAUSE: i32 = 1;
@@ -59,6 +61,9 @@ export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOf
   // is a 400 whoever sends it.
   if (rawPathLen < 0 || normalizePath(rawPathPtr, rawPathLen) != PATH_OK) return finish(DENY_BAD_REQUEST, "bad_path", -1);
   if (principalLen == 0) return finish(UNAUTHENTICATED, "no_identity", -1);
+  const caller = checkCaller();
+  if (caller == CALLER_INVALID) return finish(UNAUTHENTICATED, "invalid_principal", -1);
+  if (caller == CALLER_FOREIGN) return finish(UNAUTHENTICATED, "foreign_trust_domain", -1);
   // Fingerprints (filters/policy/fingerprint.ts): missing or failing is unauthenticated, as a
   // fingerprint jwt_authn refused would be.
   if (fingerprints) {
@@ -67,7 +72,13 @@ export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOf
     if (refused.length > 0) return finish(UNAUTHENTICATED, refused, -1);
   }
   const d = decide();
-  if (d == ALLOW) return finish(ALLOWED, "allow_rule", decidedRule);
+  if (d == ALLOW) {
+    // A value that is not an HTTP field value (CR, LF, NUL, other controls: a percent-decoded
+    // query parameter or a claim can hold them) would smuggle a header or be cut by the proxy:
+    // never set, never forwarded without it.
+    if (!injectionsAreFieldValues(decidedRule)) return finish(DENIED, "inject_invalid_value", decidedRule);
+    return finish(ALLOWED, "allow_rule", decidedRule);
+  }
   if (d == DENY) return finish(DENIED, decidedByError ? "deny_rule_when_error" : "deny_rule", decidedRule);
   return finish(DENIED, "no_allow_rule", -1);
 }
@@ -128,6 +139,17 @@ function stripInjectable(): void {
     const len = t(list + 2 + i * 2);
     if (hasHeader(p, len)) removeRequestHeader(p, len);
   }
+}
+
+/** Are all of the applying rule's injected values (evaluated by decide()) RFC 9110 field values? */
+function injectionsAreFieldValues(rule: i32): bool {
+  const list = ruleField(rule, 3);
+  if (list < 0) return true;
+  for (let i = 0, n = t(list); i < n; i++) {
+    const at = injected + (<usize>i << 3);
+    if (!isFieldValue(<usize>load<u32>(at), load<i32>(at + 4))) return false;
+  }
+  return true;
 }
 
 function setInjections(rule: i32): void {

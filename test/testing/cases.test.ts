@@ -122,4 +122,43 @@ test('palisade test: all passing exits 0; bad input exits 2 before running anyth
   assert.match(broken.stderr, /broken\.policy\.json:\d+:\d+: error: /);
 });
 
+test('case files: a "source" that is not a workload SPIFFE ID is refused with its position', () => {
+  const withSource = (source: string) => JSON.stringify({ policy: 'p.json', cases: [{ ...minimalCase, request: { method: 'GET', path: '/', source } }] }, null, 2);
+  for (const [source, why] of [
+    ['spiffe://bank.example/ns/web/../admin', "'..' is not allowed"],
+    ['SPIFFE://bank.example/ns/web', 'lowercase'],
+    ['spiffe://bank.example:443/ns/web', 'a port'],
+    ['spiffe://bank.example/ns/%77eb', 'percent-encoding'],
+    ['spiffe://bank.example', 'needs a path'],
+    ['frontend', "starts with 'spiffe://'"],
+  ]) {
+    const message = parseError(withSource(source));
+    assert.match(message, /^.*x\.cases\.json:\d+:\d+: "source" must be a workload SPIFFE ID: /, source);
+    assert.match(message, why, source);
+    assert.match(message, '(at /cases/0/request/source)', source);
+  }
+});
+
+test('palisade test: an invalid source exits 2 with one line; a foreign caller and a smuggling injection are not allow/200', async () => {
+  write('p.policy.json', policy);
+  const invalid = await palisade('test', write('invalid.cases.json', {
+    policy: 'p.policy.json',
+    cases: [{ name: 'dot-dot', request: { method: 'GET', path: '/cards/7', source: 'spiffe://bank.example/ns/x/../web/sa/frontend' }, expect: { decision: 'allow' } }],
+  }));
+  assert.is(invalid.code, 2);
+  assert.is(invalid.stderr.trimEnd().split('\n').length, 1, invalid.stderr);
+  assert.match(invalid.stderr, /invalid\.cases\.json:\d+:\d+: "source" must be a workload SPIFFE ID/);
+  const hostile = await palisade('test', write('hostile.cases.json', {
+    policy: 'p.policy.json',
+    cases: [
+      { name: 'other trust domain', request: { method: 'GET', path: '/cards/7', source: 'spiffe://evil.example/ns/web/sa/frontend' },
+        expect: { decision: 'unauthenticated', status: 401, reason: 'foreign_trust_domain' } },
+      { name: 'CRLF in a claim', request: { method: 'GET', path: '/cards/7', source: frontend, user: { sub: 'alice\r\nx-admin: true' } },
+        expect: { decision: 'deny', status: 403, rule: 'read', reason: 'inject_invalid_value' } },
+    ],
+  }));
+  assert.is(hostile.code, 0, hostile.stdout + hostile.stderr);
+  assert.is(hostile.stdout, '2 passed, 0 failed\n');
+});
+
 test.run();

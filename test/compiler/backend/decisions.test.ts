@@ -1,6 +1,6 @@
 /**
  * End-to-end decisions: one policy compiled to wasm, run in the strict proxy-wasm host
- * (agent/host) exactly as Envoy would run it. Hostile paths, spoofed headers, dry-run,
+ * (host/) exactly as Envoy would run it. Hostile paths, spoofed headers, dry-run,
  * missing identity, fail-closed claims, the decision record and memory stability.
  */
 import { test } from 'uvu';

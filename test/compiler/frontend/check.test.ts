@@ -178,6 +178,23 @@ test('SPIFFE IDs and patterns', () => {
   assert.is(errorsOf(text)[0].span.col, positionOf(text, '"spiffe://bank.example/a//b"').col + 1 + 'spiffe://bank.example/a/'.length);
 });
 
+test('trust domains: `from` names only accepted ones, `federatesWith` lists valid other ones', () => {
+  // A pattern of a trust domain the filter refuses before any rule could never match.
+  const foreign = policyText([{ id: 'r', effect: 'allow', from: ['spiffe://partner.example/ns/**'] }]);
+  assert.match(onlyError(foreign), /trust domain 'partner\.example' is not accepted by this policy: .*add it to 'federatesWith'/);
+  assert.is(errorsOf(foreign)[0].span.col, positionOf(foreign, '"spiffe://partner.example').col + 1 + 'spiffe://'.length);
+  const federated = run(policyText([{ id: 'r', effect: 'allow', from: ['spiffe://partner.example/ns/**'] }], { federatesWith: ['partner.example'] }));
+  assert.equal(federated.diagnostics, []);
+  assert.equal(federated.policy!.federatesWith, ['partner.example']);
+  const cases: [unknown[], RegExp][] = [
+    [['Partner.example'], /invalid trust domain 'Partner\.example': the trust domain must be lowercase/],
+    [['partner.example', 'partner.example'], /listed twice/],
+    [['bank.example'], /is the service's own trust domain/],
+    [[], /must not be empty/],
+  ];
+  for (const [list, message] of cases) assert.match(onlyError(policyText([], { federatesWith: list })), message, JSON.stringify(list));
+});
+
 test('path templates and methods', () => {
   const cases: [string, RegExp][] = [
     ['cards', /starts with '\/'/],
@@ -218,6 +235,8 @@ test('rule ids and injected headers', () => {
     ['x-n', 'size(user.scopes)', /injected header 'x-n' needs a string expression, not number/],
     ['x-b', "request.method == 'GET'", /needs a string expression, not bool/],
     ['x-c', "'a\\r\\nx-admin: 1'", /cannot contain CR, LF or NUL/],
+    ['x-d', "'a\\u0001b'", /nor any other control character \(found "\\u0001"/],
+    ['x-e', "'a\\u007fb'", /nor any other control character/],
   ];
   for (const [header, value, message] of cases) {
     assert.match(onlyError(policyText([{ id: 'r', effect: 'allow', inject: { [header]: value } }])), message, header);

@@ -20,7 +20,7 @@ export interface Outcome {
   decision: 'allow' | 'deny' | 'unauthenticated';
   status: number;
   rule: string | null;
-  /** Only the reasons the spec names: why a fingerprint was refused (`fingerprint_*`). */
+  /** Only the reasons the spec names: why the caller or its fingerprint was refused, or an injection. */
   reason?: string;
   upstreamHeaders?: Record<string, string>;
 }
@@ -55,6 +55,18 @@ export function normalizePath(raw: string): string | null {
   return `/${out.join('/')}${trailing ? '/' : ''}`;
 }
 
+/**
+ * A workload SPIFFE ID per SPIFFE-ID.md: lowercase scheme, a trust domain of [a-z0-9._-], a
+ * path of non-empty segments of [A-Za-z0-9._-] other than `.` and `..`; the trust domain, or null.
+ */
+function callerTrustDomain(id: string): string | null {
+  const m = /^spiffe:\/\/([a-z0-9._-]{1,255})((?:\/[A-Za-z0-9._-]+)+)$/.exec(id);
+  if (!m || new TextEncoder().encode(id).length > 2048) return null;
+  return m[2].split('/').slice(1).some((s) => s === '.' || s === '..') ? null : m[1];
+}
+
+const trustDomainOfService = (service: string): string => service.slice('spiffe://'.length).split('/')[0];
+
 function matchPrincipal(p: PrincipalPattern, id: string): boolean {
   const m = /^spiffe:\/\/([^/]+)\/(.+)$/.exec(id);
   if (!m || m[1] !== p.trustDomain) return false;
@@ -85,6 +97,8 @@ interface Ctx {
   query: Record<string, string>;
   params: Record<string, string>;
   source: string;
+  /** The caller belongs to the service's own trust domain. */
+  local: boolean;
   user: Record<string, unknown> | undefined;
 }
 const ERR = Symbol('evaluation error');
@@ -167,7 +181,8 @@ const isMap = (v: V): v is Record<string, V> => typeof v === 'object' && v !== n
 
 /** Whether a rule applies; fills `params` from the first matching template. */
 function applies(rule: CheckedRule, c: Ctx): boolean {
-  if (rule.from && !rule.from.some((p) => matchPrincipal(p, c.source))) return false;
+  // No `from`: any caller of the service's own trust domain (federated callers need a `from`).
+  if (rule.from ? !rule.from.some((p) => matchPrincipal(p, c.source)) : !c.local) return false;
   if (rule.to) {
     const hit = rule.to.some((m) => {
       if (m.methods && !m.methods.includes(c.method)) return false;
@@ -229,11 +244,15 @@ export function decide(policy: CheckedPolicy, req: CaseRequest, accepted = new S
   const path = normalizePath(req.path);
   if (path === null) return reply('deny', 400);
   if (!req.source) return reply('unauthenticated', 401);
+  const domain = callerTrustDomain(req.source);
+  if (domain === null) return { ...reply('unauthenticated', 401), reason: 'invalid_principal' };
+  const local = domain === trustDomainOfService(policy.service);
+  if (!local && !policy.federatesWith.includes(domain)) return { ...reply('unauthenticated', 401), reason: 'foreign_trust_domain' };
   const refused = refuseFingerprint(policy, req, accepted);
   if (refused) return { ...reply('unauthenticated', 401), reason: refused };
   const headers = Object.fromEntries(Object.entries(req.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
   const query = Object.fromEntries(new URLSearchParams(req.path.split('?')[1] ?? ''));
-  const base = { method: req.method, path, host: headers.host ?? '', headers, query, source: req.source, user: req.user };
+  const base = { method: req.method, path, host: headers.host ?? '', headers, query, source: req.source, local, user: req.user };
   const ctx = (): Ctx => ({ ...base, params: {} });
   const deny = policy.rules.find((r) => r.effect === 'deny' && applies(r, ctx()));
   if (deny) return reply('deny', 403, deny.id);
@@ -245,6 +264,8 @@ export function decide(policy: CheckedPolicy, req: CaseRequest, accepted = new S
     const upstreamHeaders = Object.fromEntries(Object.entries(headers).filter(([k]) => !injectable.has(k)));
     for (const i of rule.inject) {
       const v = evaluate(i.value, c);
+      // A value that is not an RFC 9110 field value is never set: the request fails closed.
+      if (typeof v === 'string' && /[\0-\x08\x0a-\x1f\x7f]/.test(v)) return { ...reply('deny', 403, rule.id), reason: 'inject_invalid_value' };
       if (typeof v === 'string') upstreamHeaders[i.header] = v;
     }
     return { ...reply('allow', 200, rule.id), upstreamHeaders };

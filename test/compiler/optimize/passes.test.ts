@@ -91,6 +91,16 @@ test('shadow: an unconditional deny covering an allow marks it; conditions or na
   assert.is(p.rules[5].never, undefined);
 });
 
+test('shadow: a deny without `from` covers callers of the own trust domain only, never federated ones', () => {
+  const p = shadow(lowered([
+    { id: 'wall', effect: 'deny', to: [{ paths: ['/admin/**'] }] },
+    { id: 'local', effect: 'allow', from: [WEB], to: [{ paths: ['/admin/users'] }] },
+    { id: 'partner', effect: 'allow', from: ['spiffe://partner.test/ns/**'], to: [{ paths: ['/admin/users'] }] },
+  ], { federatesWith: ['partner.test'] }));
+  assert.match(p.rules[1].never!, /shadowed by deny rule 'wall'/);
+  assert.is(p.rules[2].never, undefined);
+});
+
 test('dce: removes never-applying rules with one warning each at the rule', () => {
   const p = dce(fold(lowered([{ id: 'keep', effect: 'allow' }, { id: 'dead', effect: 'allow', when: 'false' }])));
   assert.equal(p.rules.map((r) => r.id), ['keep']);
@@ -114,7 +124,7 @@ test('dispatch: one path trie with positional params and per-atom methods; princ
     { id: 'a', effect: 'allow', from: [WEB], to: [{ methods: ['GET'], paths: ['/cards/{id}', '/cards/{id}/**'] }] },
     { id: 'b', effect: 'allow', from: ['spiffe://corp.test/ns/*/sa/frontend', 'spiffe://other.test/**'], to: [{ paths: ['/'] }] },
     { id: 'c', effect: 'deny' },
-  ]));
+  ], { federatesWith: ['other.test', 'quiet.test'] }));
   const r = p.routes!;
   const cards = r.trie.lits.get('cards')!;
   assert.is(cards.any!.exact.length, 1);
@@ -126,6 +136,8 @@ test('dispatch: one path trie with positional params and per-atom methods; princ
   assert.equal([...corp.exact], [['/ns/web/sa/frontend', [0]]]);
   assert.equal(corp.trie.lits.get('ns')!.any!.lits.get('sa')!.lits.get('frontend')!.exact, [1]);
   assert.equal(p.principals!.domains.get('other.test')!.trie.rest, [1]);
+  // A federated trust domain no pattern names still has its (empty) entry: the filter accepts its callers.
+  assert.is(p.principals!.domains.get('quiet.test')!.exact.size, 0);
 });
 
 test('optimize + print + emit: readable IR, deterministic source, warnings kept', () => {
