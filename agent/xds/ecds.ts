@@ -13,7 +13,8 @@ import { errorsOf, formatIssues, validateEnvoyConfig } from '../../envoy/validat
 import { writeFileAtomic } from '../../platform/files.ts';
 
 /**
- * Extension Config Discovery (state of the world) for the policy filter: each compiled
+ * Extension Config Discovery for the policy filter, a source of the shared state-of-the-world
+ * stream (sotw.ts, as SDS is): each compiled
  * policy becomes a `TypedExtensionConfig` named `palisade.policy.<name>` holding an
  * `envoy.extensions.filters.http.wasm.v3.Wasm`. Envoy's local AsyncDataSource has no sha256
  * field (only `remote` has one), so the agent pins the code by content instead: it checks

@@ -6,6 +6,7 @@ import { status } from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { createSdsService, type SecretSource } from '../../../agent/xds/sds.ts';
 import { createXdsServer } from '../../../agent/xds/server.ts';
+import type { DiscoveryResponse } from '../../../agent/xds/sotw.ts';
 import { removeDir, sdsClient, tempDir } from '../../support/identity.ts';
 
 // The shared state-of-the-world stream (sotw.ts) where Envoy's protocol decides a detail,
@@ -47,37 +48,36 @@ test('nothing is sent for names that do not exist (Envoy NACKs an SDS response w
   }
 });
 
-test('an error_detail that is set but empty is a NACK, not an ACK', async () => {
+/** Runs `exchange` on a StreamSecrets stream subscribed to `default`, given its first response; closes it after. */
+async function subscribed(exchange: (stream: ReturnType<typeof sds.stream>, first: DiscoveryResponse) => Promise<void>): Promise<void> {
   const stream = sds.stream();
   try {
-    const before = await nacks();
     stream.send({ resource_names: ['default'] });
-    const r1 = await stream.next();
-    stream.send({ resource_names: ['default'], version_info: '', response_nonce: r1.nonce, error_detail: {} });
+    await exchange(stream, await stream.next());
+  } finally {
+    stream.close();
+  }
+}
+
+test('an error_detail that is set but empty is a NACK, not an ACK', () =>
+  subscribed(async (stream, first) => {
+    const before = await nacks();
+    stream.send({ resource_names: ['default'], version_info: '', response_nonce: first.nonce, error_detail: {} });
     stream.send({ resource_names: [], response_nonce: '' }); // resubscribe: answered after the NACK was handled
     await stream.next();
     assert.is(await nacks(), before + 1);
     assert.is(log.at(-1), 'SDS NACK from test for version : ');
-  } finally {
-    stream.close();
-  }
-});
+  }));
 
-test('each response is answered once: a resubscription on an already NACKed nonce is not another NACK', async () => {
-  const stream = sds.stream();
-  try {
+test('each response is answered once: a resubscription on an already NACKed nonce is not another NACK', () =>
+  subscribed(async (stream, first) => {
     const before = await nacks();
-    stream.send({ resource_names: ['default'] });
-    const r1 = await stream.next();
-    const nack = { version_info: '', response_nonce: r1.nonce, error_detail: { code: 13, message: 'bad key' } };
+    const nack = { version_info: '', response_nonce: first.nonce, error_detail: { code: 13, message: 'bad key' } };
     stream.send({ resource_names: ['default'], ...nack });
     stream.send({ resource_names: ['ROOTCA', 'default'], ...nack }); // Envoy adds a name on the same nonce
-    const r2 = await stream.next();
-    assert.equal(Object.keys(sds.decode(r2)).sort(), ['ROOTCA', 'default']);
+    const widened = await stream.next();
+    assert.equal(Object.keys(sds.decode(widened)).sort(), ['ROOTCA', 'default']);
     assert.is(await nacks(), before + 1);
-  } finally {
-    stream.close();
-  }
-});
+  }));
 
 test.run();
