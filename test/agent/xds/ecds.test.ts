@@ -177,11 +177,14 @@ test('delta xDS is not offered: UNIMPLEMENTED, so Envoy must use state of the wo
   assert.is(err.code, status.UNIMPLEMENTED);
 });
 
-test('a request for another resource type ends the stream with INVALID_ARGUMENT', async () => {
+test('a request for another resource type ends the stream, or fails the Fetch, with INVALID_ARGUMENT', async () => {
+  const cluster = { type_url: 'type.googleapis.com/envoy.config.cluster.v3.Cluster' };
   const { stream, failure } = open();
-  stream.write(request({ type_url: 'type.googleapis.com/envoy.config.cluster.v3.Cluster' }));
+  stream.write(request(cluster));
   const err: any = await within(failure, 'stream error');
   assert.is(err.code, status.INVALID_ARGUMENT);
+  const fetched: any = await new Promise((resolve) => client.FetchExtensionConfigs(request(cluster), (e: unknown) => resolve(e)));
+  assert.is(fetched?.code, status.INVALID_ARGUMENT);
 });
 
 test('copies nobody can load any more are deleted: the replaced one after the ACK, a rejected one after the NACK', async () => {
