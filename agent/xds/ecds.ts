@@ -1,17 +1,20 @@
 import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync, rmSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
-import { status, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData, type ServiceDefinition } from '@grpc/grpc-js';
+import type { ServiceDefinition } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { loadGrpcPackage, loadProtoRoot, typeUrl } from '../../envoy/protos.ts';
 import type { XdsService } from './server.ts';
+import { selectByName, sotwHandlers, type SotwSnapshot, type SotwStream } from './sotw.ts';
 import { readManifest, ManifestError } from '../../envoy/manifest.ts';
 import { policyResourceName, wasmFilterConfig, WASM_TYPE } from '../../envoy/bootstrap.ts';
 import { errorsOf, formatIssues, validateEnvoyConfig } from '../../envoy/validate.ts';
 import { writeFileAtomic } from '../../platform/files.ts';
 
 /**
- * Extension Config Discovery (state of the world) for the policy filter: each compiled
+ * Extension Config Discovery for the policy filter, a source of the shared state-of-the-world
+ * stream (sotw.ts, as SDS is): each compiled
  * policy becomes a `TypedExtensionConfig` named `palisade.policy.<name>` holding an
  * `envoy.extensions.filters.http.wasm.v3.Wasm`. Envoy's local AsyncDataSource has no sha256
  * field (only `remote` has one), so the agent pins the code by content instead: it checks
@@ -63,16 +66,9 @@ export interface PublishOptions {
   configuration?: Record<string, unknown>;
 }
 
-/** One Envoy's subscription: what it asked for and what we last sent it. */
-interface Stream {
-  call: ServerDuplexStream<any, any>;
-  node?: string;
-  /** Empty: all resources (wildcard). */
-  names: string[];
-  nonce?: string;
-  sent?: { version: string; resources: string[]; paths: string[] };
-  /** The pinned files of the version this Envoy last acknowledged (what it runs). */
-  running: string[];
+/** What a subscription is sent: the policies it names, one version for all of them. */
+interface PolicySnapshot extends SotwSnapshot {
+  policies: PublishedPolicy[];
 }
 
 export class EcdsServer {
@@ -80,21 +76,34 @@ export class EcdsServer {
   readonly stats = { pushes: 0, acks: 0, nacks: 0 };
   private readonly current = new Map<string, PublishedPolicy>();
   private readonly acked = new Map<string, PublishedPolicy>();
-  private readonly streams = new Set<Stream>();
+  /** Emits `publish` with the resource names of every newly published policy. */
+  private readonly changes = new EventEmitter().setMaxListeners(0);
+  private readonly sotw;
   private readonly watchers: FSWatcher[] = [];
   /** Every content-addressed copy this server wrote or served, until pruned. */
   private readonly pinned = new Set<string>();
-  private nonces = 0;
 
   constructor(private readonly options: EcdsOptions = {}) {
+    this.sotw = sotwHandlers<PolicySnapshot>(
+      {
+        typeUrl: TYPED_EXTENSION_CONFIG_TYPE,
+        snapshot: (names) => this.snapshot(names),
+        subscribe: (listener) => {
+          this.changes.on('publish', listener);
+          return () => this.changes.off('publish', listener);
+        },
+      },
+      {
+        onSend: () => this.stats.pushes++,
+        onAck: (stream, response) => this.ack(stream, response),
+        onNack: (stream, response, keptVersion, message) => this.nack(stream, response, keptVersion, message),
+      },
+    );
     const pkg = loadGrpcPackage(['envoy/service/extension/v3/config_discovery.proto']) as any;
     const definition: ServiceDefinition = pkg.envoy.service.extension.v3.ExtensionConfigDiscoveryService.service;
     this.service = {
       definition,
-      implementation: {
-        StreamExtensionConfigs: (call: ServerDuplexStream<any, any>) => this.stream(call),
-        FetchExtensionConfigs: (call: ServerUnaryCall<any, any>, done: sendUnaryData<any>) => this.fetch(call.request, done),
-      },
+      implementation: { StreamExtensionConfigs: this.sotw.stream, FetchExtensionConfigs: this.sotw.fetch },
     };
   }
 
@@ -127,7 +136,7 @@ export class EcdsServer {
     this.current.set(policy.resource, policy);
     this.options.log?.info({ resource: policy.resource, version, wasm: wasmPath }, 'ecds: policy published');
     this.options.onPublish?.(policy);
-    for (const s of this.streams) if (wants(s, policy.resource)) this.send(s);
+    this.changes.emit('publish', [policy.resource]);
     return policy;
   }
 
@@ -160,53 +169,48 @@ export class EcdsServer {
 
   close(): void {
     for (const w of this.watchers.splice(0)) w.close();
-    for (const s of this.streams) s.call.end();
-    this.streams.clear();
+    this.sotw.endAll();
   }
 
-  private stream(call: ServerDuplexStream<any, any>): void {
-    const s: Stream = { call, names: [], running: [] };
-    this.streams.add(s);
-    const forget = () => this.streams.delete(s);
-    call.on('data', (request) => this.request(s, request));
-    call.on('end', () => {
-      forget();
-      call.end();
-    });
-    call.on('error', forget);
-    call.on('cancelled', forget);
+  /** The served policies a subscription names, in name order; their versions joined are the response's. */
+  private snapshot(names: string[]): PolicySnapshot | undefined {
+    const policies = selectByName(this.current, names).map(([, policy]) => policy);
+    if (policies.length === 0) return undefined;
+    return {
+      version: policies.map((p) => p.version).join('+'),
+      resources: policies.map((p) => ({ type_url: TYPED_EXTENSION_CONFIG_TYPE, value: encodeExtensionConfig(p) })),
+      policies,
+    };
   }
 
-  /** ACK, NACK or (re)subscription, told apart by nonce and error_detail as the xDS protocol says. */
-  private request(s: Stream, req: any): void {
-    if (req.type_url && req.type_url !== TYPED_EXTENSION_CONFIG_TYPE) {
-      s.call.emit('error', { code: status.INVALID_ARGUMENT, details: `type_url must be ${TYPED_EXTENSION_CONFIG_TYPE}` });
-      return;
-    }
-    s.node ??= req.node?.id || undefined;
-    const nonce: string = req.response_nonce ?? '';
-    if (nonce && nonce !== s.nonce) return; // answers a response we have since superseded
-    const names: string[] = req.resource_names ?? [];
-    const resubscribed = names.join('\0') !== s.names.join('\0');
-    s.names = names;
-    if (nonce && s.sent) {
-      if (req.error_detail) this.nack(s, req);
-      else this.ack(s);
-      if (!resubscribed) return;
-    }
-    this.send(s);
-  }
-
-  private ack(s: Stream): void {
-    const sent = s.sent!;
+  private ack(stream: SotwStream<PolicySnapshot>, response: PolicySnapshot): void {
     this.stats.acks++;
-    for (const name of sent.resources) {
-      const policy = this.current.get(name);
-      if (policy && policyVersionIn(sent.version, policy)) this.acked.set(name, policy);
+    for (const { resource, version } of response.policies) {
+      const policy = this.current.get(resource);
+      if (policy?.version === version) this.acked.set(resource, policy);
     }
-    s.running = sent.paths;
     this.prune();
-    this.options.onAck?.(sent.version, sent.resources, s.node);
+    this.options.onAck?.(response.version, resourcesOf(response), stream.node);
+  }
+
+  /** Reverts the rejected resources to their last acknowledged versions, so no one else is handed them. */
+  private nack(stream: SotwStream<PolicySnapshot>, response: PolicySnapshot, keptVersion: string, message: string): void {
+    this.stats.nacks++;
+    for (const { resource } of response.policies) {
+      const previous = this.acked.get(resource);
+      if (previous) this.current.set(resource, previous);
+      else this.current.delete(resource);
+    }
+    const report: NackReport = {
+      resource: resourcesOf(response),
+      rejectedVersion: response.version,
+      keptVersion,
+      message,
+      ...(stream.node ? { node: stream.node } : {}),
+    };
+    this.options.log?.warn(report, 'ecds: Envoy rejected the policy filter; previous version kept');
+    this.prune();
+    this.options.onNack?.(report);
   }
 
   /**
@@ -217,7 +221,9 @@ export class EcdsServer {
   private prune(): void {
     const keep = new Set<string>();
     for (const p of [...this.current.values(), ...this.acked.values()]) keep.add(p.wasmPath);
-    for (const s of this.streams) for (const file of [...(s.sent?.paths ?? []), ...s.running]) keep.add(file);
+    for (const stream of this.sotw.streams()) {
+      for (const p of [...(stream.pending?.policies ?? []), ...(stream.acked?.policies ?? [])]) keep.add(p.wasmPath);
+    }
     for (const file of this.pinned) {
       if (keep.has(file)) continue;
       rmSync(file, { force: true });
@@ -225,67 +231,10 @@ export class EcdsServer {
       this.options.log?.info({ wasm: file }, 'ecds: unused policy copy deleted');
     }
   }
-
-  private nack(s: Stream, req: any): void {
-    const sent = s.sent!;
-    this.stats.nacks++;
-    for (const name of sent.resources) {
-      const previous = this.acked.get(name);
-      if (previous) this.current.set(name, previous);
-      else this.current.delete(name);
-    }
-    const report: NackReport = {
-      resource: sent.resources,
-      rejectedVersion: sent.version,
-      keptVersion: req.version_info ?? '',
-      message: req.error_detail?.message ?? '',
-      ...(s.node ? { node: s.node } : {}),
-    };
-    this.options.log?.warn(report, 'ecds: Envoy rejected the policy filter; previous version kept');
-    s.sent = { ...sent, paths: [] }; // the rejected copy is no longer in flight
-    this.prune();
-    this.options.onNack?.(report);
-  }
-
-  /** Sends everything the stream subscribes to, unless there is nothing yet. */
-  private send(s: Stream): void {
-    const response = this.response(s.names);
-    if (!response) return;
-    s.nonce = response.nonce;
-    s.sent = { version: response.version_info, resources: response.names, paths: response.paths };
-    this.stats.pushes++;
-    const { names: _, paths: __, ...wire } = response;
-    s.call.write(wire);
-  }
-
-  private fetch(req: any, done: sendUnaryData<any>): void {
-    const response = this.response(req.resource_names ?? []);
-    if (!response) return done({ code: status.UNAVAILABLE, details: 'no policy published yet' });
-    const { names: _, paths: __, ...wire } = response;
-    done(null, wire);
-  }
-
-  private response(names: string[]) {
-    const policies = [...this.current.values()].filter((p) => names.length === 0 || names.includes(p.resource))
-      .sort((a, b) => a.resource.localeCompare(b.resource));
-    if (policies.length === 0) return undefined;
-    return {
-      version_info: policies.map((p) => p.version).join('+'),
-      resources: policies.map((p) => ({ type_url: TYPED_EXTENSION_CONFIG_TYPE, value: encodeExtensionConfig(p) })),
-      type_url: TYPED_EXTENSION_CONFIG_TYPE,
-      nonce: String(++this.nonces),
-      names: policies.map((p) => p.resource),
-      paths: policies.map((p) => p.wasmPath),
-    };
-  }
 }
 
-function wants(s: Stream, resource: string): boolean {
-  return s.names.length === 0 || s.names.includes(resource);
-}
-
-function policyVersionIn(version: string, policy: PublishedPolicy): boolean {
-  return version.split('+').includes(policy.version);
+function resourcesOf(response: PolicySnapshot): string[] {
+  return response.policies.map((p) => p.resource);
 }
 
 /** Writes `name` into `dir` once (write, then rename): a path Envoy reads is never half-written. */

@@ -3,7 +3,7 @@ import { status as GrpcStatus, type ServiceClientConstructor, type ServiceDefini
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { grpcService, loadProtoRoot, typeUrl } from '../../envoy/protos.ts';
 import type { XdsService } from './server.ts';
-import { sotwHandlers, type AnyMessage, type SotwSource } from './sotw.ts';
+import { selectByName, sotwHandlers, type AnyMessage, type SotwSource } from './sotw.ts';
 
 export const SDS_PROTO = 'envoy/service/secret/v3/sds.proto';
 export const SECRET_TYPE = 'envoy.extensions.transport_sockets.tls.v3.Secret';
@@ -55,10 +55,11 @@ export function createSdsService(source: SecretSource, options: { registry?: Reg
   let cache: { version: string; resources: Map<string, AnyMessage> } | undefined;
   const sotw: SotwSource = {
     typeUrl: SECRET_TYPE_URL,
-    snapshot() {
+    snapshot(names) {
       const serial = source.svid().serial;
       if (cache?.version !== serial) cache = { version: serial, resources: encodeSecrets(source) };
-      return cache;
+      const wanted = selectByName(cache.resources, names);
+      return wanted.length ? { version: serial, resources: wanted.map(([, secret]) => secret) } : undefined;
     },
     subscribe(listener) {
       changes.on('change', listener);
@@ -74,9 +75,9 @@ export function createSdsService(source: SecretSource, options: { registry?: Reg
   const nacks = new Counter({ name: 'palisade_agent_sds_nacks_total', help: 'SDS responses rejected by Envoy', registers });
   const handlers = sotwHandlers(sotw, {
     onStreamCount: (delta) => streams.inc(delta),
-    onNack: (node, version, message) => {
+    onNack: (stream, response, keptVersion, message) => {
       nacks.inc();
-      options.log?.(`SDS NACK from ${node} for version ${version}: ${message}`);
+      options.log?.(`SDS NACK from ${stream.node ?? 'unknown'} for version ${keptVersion}: ${message}`);
     },
   });
   const definition: ServiceDefinition = sdsServiceConstructor().service;

@@ -32,14 +32,15 @@ const root = loadProtoRoot(['envoy/extensions/filters/http/wasm/v3/wasm.proto', 
 let client: Client & Record<string, any>;
 
 /** Writes a (tiny, valid) wasm module and its manifest, as `palisade compile` would, atomically. */
-function compilePolicy(marker: number, opts: { lieAboutHash?: boolean } = {}): string {
+function compilePolicy(marker: number, opts: { lieAboutHash?: boolean; name?: string } = {}): string {
+  const name = opts.name ?? 'demo';
   // Empty module plus a custom section carrying the marker, so every build differs.
   const custom = Buffer.from([0x00, 0x02, 0x01, 0x6d, marker]);
   const wasm = Buffer.concat([Buffer.from('\0asm\x01\0\0\0', 'binary'), custom]);
-  writeFileSync(path.join(dir, 'demo.wasm'), wasm);
+  writeFileSync(path.join(dir, `${name}.wasm`), wasm);
   const sha256 = opts.lieAboutHash ? '0'.repeat(64) : createHash('sha256').update(wasm).digest('hex');
-  const manifest = path.join(dir, 'demo.manifest.json');
-  writeFileSync(`${manifest}.tmp`, JSON.stringify({ name: 'demo', wasm: { file: 'demo.wasm', sha256 } }));
+  const manifest = path.join(dir, `${name}.manifest.json`);
+  writeFileSync(`${manifest}.tmp`, JSON.stringify({ name, wasm: { file: `${name}.wasm`, sha256 } }));
   renameSync(`${manifest}.tmp`, manifest);
   return manifest;
 }
@@ -176,11 +177,14 @@ test('delta xDS is not offered: UNIMPLEMENTED, so Envoy must use state of the wo
   assert.is(err.code, status.UNIMPLEMENTED);
 });
 
-test('a request for another resource type ends the stream with INVALID_ARGUMENT', async () => {
+test('a request for another resource type ends the stream, or fails the Fetch, with INVALID_ARGUMENT', async () => {
+  const cluster = { type_url: 'type.googleapis.com/envoy.config.cluster.v3.Cluster' };
   const { stream, failure } = open();
-  stream.write(request({ type_url: 'type.googleapis.com/envoy.config.cluster.v3.Cluster' }));
+  stream.write(request(cluster));
   const err: any = await within(failure, 'stream error');
   assert.is(err.code, status.INVALID_ARGUMENT);
+  const fetched: any = await new Promise((resolve) => client.FetchExtensionConfigs(request(cluster), (e: unknown) => resolve(e)));
+  assert.is(fetched?.code, status.INVALID_ARGUMENT);
 });
 
 test('copies nobody can load any more are deleted: the replaced one after the ACK, a rejected one after the NACK', async () => {
@@ -205,6 +209,32 @@ test('copies nobody can load any more are deleted: the replaced one after the AC
   assert.ok(existsSync(v1.wasmPath), 'the version Envoy kept stays');
   assert.is(ecds.published(RESOURCE)?.version, v1.version);
   stream.end();
+});
+
+test('each response is answered once: a resubscription on an acknowledged nonce is not another ACK', async () => {
+  const { stream, next } = open();
+  stream.write(request());
+  const r0 = await next();
+  const acked = ecds.stats.acks;
+  stream.write(request({ version_info: r0.version_info, response_nonce: r0.nonce }));
+  stream.write(request({ version_info: r0.version_info, response_nonce: r0.nonce, resource_names: [] })); // Envoy widens on the same nonce
+  await next(); // the resubscription is answered, so both requests were handled
+  assert.is(ecds.stats.acks, acked + 1);
+  stream.end();
+});
+
+test('a published policy goes only to the streams subscribed to it, never to one that has not asked yet', async () => {
+  const other = open(); // open while the demo stream's round trip below runs, then silent until after the publish
+  const demo = open();
+  demo.stream.write(request());
+  await demo.next();
+  const published = ecds.publish(compilePolicy(21, { name: 'other' }));
+  other.stream.write(request({ resource_names: ['palisade.policy.other'] }));
+  assert.is((await other.next()).version_info, published.version, 'the first response is what the first request asked for');
+  const renewed = ecds.publish(compilePolicy(22));
+  assert.is((await demo.next()).version_info, renewed.version, 'the demo stream got nothing for the other policy');
+  demo.stream.end();
+  other.stream.end();
 });
 
 /** Polls until `condition` holds; gives up after 3 s (the caller's `within` reports it). */
