@@ -135,7 +135,7 @@ class Checker {
   private spiffe(text: string, pointer: string, pattern: boolean) {
     const parsed = parseSpiffe(text, pattern);
     if (parsed.ok) return parsed;
-    this.error(this.inString(pointer, parsed.offset), `invalid SPIFFE ${pattern ? 'pattern' : 'ID'} '${text}': ${parsed.message}`);
+    this.error(this.inString(pointer, parsed.offset), `invalid SPIFFE ${pattern ? 'pattern' : 'ID'} '${quoted(text)}': ${parsed.message}`);
     return null;
   }
 
@@ -167,7 +167,7 @@ class Checker {
       if (!isString(text)) return [];
       const parsed = parsePathTemplate(text);
       if (!parsed.ok) {
-        this.error(this.inString(`${at}/${i}`, parsed.offset), `invalid path template '${text}': ${parsed.message}`);
+        this.error(this.inString(`${at}/${i}`, parsed.offset), `invalid path template '${quoted(text)}': ${parsed.message}`);
         return [];
       }
       return [{ text, segments: parsed.segments, rest: parsed.rest, span: spanAt(this.src, `${at}/${i}`) }];
@@ -213,6 +213,11 @@ class Checker {
     }
     return checkExpr(parsed.expr, { at, params, partialParams, diagnostics: this.diagnostics });
   }
+}
+
+/** A value quoted in a message: the line and column already locate it, so a value of hundreds of KB is cut. */
+function quoted(text: string): string {
+  return text.length > 120 ? `${text.slice(0, 117)}…` : text;
 }
 
 /** What `request.params.x` may name in a rule: the parameters every path template defines. */

@@ -10,6 +10,13 @@ export type PathParse =
   | { ok: true; segments: PathSegment[]; rest: boolean }
   | { ok: false; message: string; offset: number };
 
+/**
+ * The filter walks the path trie recursively, one call per segment: this bounds that depth
+ * (a SPIFFE ID, at most 2048 bytes, has fewer segments) so that no template can make a
+ * request overflow the VM's stack, which would fail every later request on the filter.
+ */
+export const MAX_TEMPLATE_SEGMENTS = 1024;
+
 const PARAM = /^\{([A-Za-z_][A-Za-z0-9_]*)\}$/;
 /** RFC 3986 pchar without percent-encoding: unreserved, sub-delims, ':' and '@'. */
 const NOT_LITERAL = /[^A-Za-z0-9\-._~!$&'()*+,;=:@]/;
@@ -24,6 +31,7 @@ export function parsePathTemplate(text: string): PathParse {
   let offset = 1;
   const parts = text.slice(1).split('/');
   for (const [i, seg] of parts.entries()) {
+    if (i === MAX_TEMPLATE_SEGMENTS) return fail(`more than ${MAX_TEMPLATE_SEGMENTS} segments`, offset);
     const last = i === parts.length - 1;
     const param = PARAM.exec(seg);
     if (param) {

@@ -18,12 +18,21 @@ export interface Source {
   value: unknown;
 }
 
-/** Parses `text`; on invalid JSON or duplicate keys returns diagnostics and no source. */
+/**
+ * A policy nests six levels (document, rules, rule, to, match, paths); this bounds every
+ * recursive walk of the tree (momoa, ajv, the checker) far below the stack limit, whatever
+ * stack depth the caller starts from.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** Parses `text`; on invalid JSON, nesting deeper than MAX_JSON_DEPTH or duplicate keys returns diagnostics and no source. */
 export function parseSource(file: string, text: string): { source: Source | null; diagnostics: Diagnostic[] } {
   // A leading byte-order mark is not JSON; a space keeps every later offset unchanged.
   // Lines end at LF (what editors, grep -n and sed count); momoa also ends one at a lone
   // CR, so a lone CR, JSON whitespace like the space, is handed to it as a space.
   const body = text.replace(/^\uFEFF/, ' ').replace(/\r(?!\n)/g, ' ');
+  const deep = tooDeep(file, body);
+  if (deep) return { source: null, diagnostics: [deep] };
   let root: ValueNode;
   let tokens: Token[];
   try {
@@ -44,11 +53,30 @@ function jsonSyntaxError(file: string, text: string, err: unknown): Diagnostic {
   const col = typeof e.column === 'number' ? e.column : 1;
   // momoa appends "(line:col)" to its messages; the position is already in front.
   const raw = String(e.message ?? err).replace(/\s*\(\d+:\d+\)\s*$/, '');
-  const message =
-    text.trim() === '' ? 'empty file: expected a JSON object'
-    : err instanceof RangeError ? 'invalid JSON: nested too deeply'
-    : `invalid JSON: ${describeMomoa(raw)}`;
+  const message = text.trim() === '' ? 'empty file: expected a JSON object' : `invalid JSON: ${describeMomoa(raw)}`;
   return { severity: 'error', message, span: { file, line, col, pointer: '' } };
+}
+
+/** The first '[' or '{' nested deeper than MAX_JSON_DEPTH (one pass, outside strings), located. */
+function tooDeep(file: string, text: string): Diagnostic | null {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '[' || c === '{') {
+      if (++depth > MAX_JSON_DEPTH) {
+        const lineStart = text.lastIndexOf('\n', i) + 1;
+        const line = 1 + (text.slice(0, lineStart).match(/\n/g)?.length ?? 0);
+        const message = `invalid JSON: nested more than ${MAX_JSON_DEPTH} levels deep`;
+        return { severity: 'error', message, span: { file, line, col: i - lineStart + 1, pointer: '' } };
+      }
+    } else if (c === ']' || c === '}') depth--;
+  }
+  return null;
 }
 
 const ESCAPES: Record<string, string> = { '\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t' };

@@ -151,11 +151,16 @@ export function printProgram(p: Program): string {
   return out.join('\n') + '\n';
 }
 
-function printTrie(n: TrieNode, prefix: string, anyName: string, show: (ids: number[]) => string, out: string[], indent: string): void {
-  if (n.exact.length) out.push(`${indent}${prefix || '/'} → ${show(n.exact)}`);
-  if (n.rest.length) out.push(`${indent}${prefix}/** → ${show(n.rest)}`);
-  for (const [seg, child] of n.lits) printTrie(child, `${prefix}/${seg}`, anyName, show, out, indent);
-  if (n.any) printTrie(n.any, `${prefix}/${anyName}`, anyName, show, out, indent);
+/** Depth first, literal children before the wildcard; iterative, as a trie can be thousands of segments deep. */
+function printTrie(root: TrieNode, rootPrefix: string, anyName: string, show: (ids: number[]) => string, out: string[], indent: string): void {
+  const stack = [{ n: root, prefix: rootPrefix }];
+  while (stack.length) {
+    const { n, prefix } = stack.pop()!;
+    if (n.exact.length) out.push(`${indent}${prefix || '/'} → ${show(n.exact)}`);
+    if (n.rest.length) out.push(`${indent}${prefix}/** → ${show(n.rest)}`);
+    if (n.any) stack.push({ n: n.any, prefix: `${prefix}/${anyName}` });
+    for (const [seg, child] of [...n.lits].reverse()) stack.push({ n: child, prefix: `${prefix}/${seg}` });
+  }
 }
 
 function printRoute(r: Route): string {

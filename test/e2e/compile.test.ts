@@ -34,6 +34,18 @@ test('bad policies: file:line:col diagnostics with pointer on stderr, exit 2, no
   assert.is((await palisade('compile', 'bad.json', '--emit', 'wat')).code, 2);
 });
 
+test('policies sized to overflow a recursive compiler: one located diagnostic each, never "internal error"', async () => {
+  const deepPath = '/' + Array.from({ length: 5000 }, (_, i) => `s${i}`).join('/');
+  writeFileSync(path.join(dir, 'segments.json'), policyText([{ id: 'a', effect: 'allow', to: [{ paths: [deepPath] }] }]));
+  writeFileSync(path.join(dir, 'nested.json'), policyText([]).replace('"rules": []', `"rules": [${'['.repeat(3200)}${']'.repeat(3200)}]`));
+  const r = await palisade('compile', 'segments.json', 'nested.json', '--out', 'out');
+  assert.is(r.code, 2);
+  assert.match(r.stderr, /^segments\.json:\d+:\d+: error: invalid path template '.+': more than 1024 segments \(at \/rules\/0\/to\/0\/paths\/0\)$/m);
+  assert.match(r.stderr, /^nested\.json:\d+:\d+: error: invalid JSON: nested more than 64 levels deep$/m);
+  assert.not.match(r.stderr, /internal error|Maximum call stack/);
+  assert.not.ok(existsSync(path.join(dir, 'out')));
+});
+
 test('a good policy: wasm + manifest in --out, warnings on stderr, --emit ir on stdout', async () => {
   const text = policyText([
     { id: 'read', effect: 'allow', from: ['spiffe://corp.test/ns/web/**'], to: [{ methods: ['GET'], paths: ['/items/{id}'] }] },

@@ -31,7 +31,7 @@ test('comments, trailing commas and empty files are not JSON', () => {
 test('absurd nesting is an error, not a stack overflow', () => {
   const { source, diagnostics } = parseSource('f.json', '['.repeat(200_000) + ']'.repeat(200_000));
   assert.is(source, null);
-  assert.is(diagnostics[0].message, 'invalid JSON: nested too deeply');
+  assert.is(diagnostics[0].message, 'invalid JSON: nested more than 64 levels deep');
 });
 
 test('duplicate keys are errors at the second key, at any depth', () => {

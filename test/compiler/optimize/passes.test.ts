@@ -155,7 +155,7 @@ test('optimize + print + emit: readable IR, deterministic source, warnings kept'
   assert.is(emit(optimize(lower(policy))).source, a);
   assert.match(a, /\/\/ r0 "read" when: \("read" in user\.scopes\)\nfunction fn0\(\): V \{/);
   assert.match(a, /\/\/ r0 "read" sets x-card = request\.params\["id"\]\nfunction fn1\(\): V \{\n {2}return param\(0\)/);
-  assert.match(a, /case 1: return changetype<usize>\(fn1\(\)\);/);
+  assert.match(a, /const FNS: StaticArray<\(\) => V> = \[fn0, fn1\];/, 'function ids index the function table');
 });
 
 test.run();
