@@ -1,6 +1,7 @@
 /**
  * The whole compiler as one call: source text → checked policy (compiler/frontend/index.ts) →
- * IR (lower) → optimized IR (optimize/) → AssemblyScript (emit) → wasm (build).
+ * IR (lower) → optimized IR (optimize/, optional passes) → plan (plan/, required: slots and
+ * dispatch) → AssemblyScript (emit) → wasm (build).
  *
  *   const r = await compilePolicy('card-service.policy.json', text);
  *   if (r.ok) { r.wasm; r.manifest; r.warnings; r.ir; r.as } else { r.diagnostics }
@@ -12,7 +13,8 @@ import { analyze } from './frontend/index.ts';
 import type { CheckedPolicy, Diagnostic } from './frontend/ast.ts';
 import { lower } from './ir/lower.ts';
 import { optimize } from './optimize/index.ts';
-import { printProgram, type Program } from './ir/ir.ts';
+import { plan, type Plan } from './plan/index.ts';
+import { printPlan } from './plan/print.ts';
 import { emit } from './backend/emit.ts';
 import { buildWasm } from './backend/build.ts';
 import { manifestFor, type Manifest } from './backend/manifest.ts';
@@ -23,13 +25,13 @@ export interface Compiled {
   ok: true;
   wasm: Uint8Array;
   manifest: Manifest;
-  /** The optimized IR, printed (`--emit ir`). */
+  /** The plan (the optimized IR with its slots and dispatch indexes), printed (`--emit ir`). */
   ir: string;
   /** The generated AssemblyScript module (`--emit as`). */
   as: string;
   /** Front-end and optimizer warnings (e.g. rules that can never apply). */
   warnings: Diagnostic[];
-  program: Program;
+  plan: Plan;
 }
 
 export type CompileResult = Compiled | { ok: false; diagnostics: Diagnostic[] };
@@ -42,16 +44,17 @@ export async function compilePolicy(file: string, text: string): Promise<Compile
 }
 
 export async function compileChecked(policy: CheckedPolicy): Promise<Compiled> {
-  const program = optimize(lower(policy));
-  const as = emit(program).source;
+  const { program, warnings } = optimize(lower(policy));
+  const planned = plan(program);
+  const as = emit(planned).source;
   const wasm = await buildWasm(as);
   return {
     ok: true,
     wasm,
-    manifest: manifestFor(program, policy.rules.length, wasm),
-    ir: printProgram(program),
+    manifest: manifestFor(planned, policy.rules.length, wasm),
+    ir: printPlan(planned),
     as,
-    warnings: program.warnings,
-    program,
+    warnings,
+    plan: planned,
   };
 }

@@ -1,11 +1,12 @@
 /**
- * Code generation: `Program` → AssemblyScript source of `filters/policy/generated.ts`.
+ * Code generation: `Plan` → AssemblyScript source of `filters/policy/generated.ts`.
  * The policy becomes static data (one i32 table, one byte blob; layouts documented in
  * filters/policy/tables.ts) plus one function per `when` and per injection. The output is meant
  * to be read (`palisade compile --emit as`): every function names its rule and source.
  */
-import type { Atom, Expr, Program, TrieNode } from '../ir/ir.ts';
-import { printExpr } from '../ir/ir.ts';
+import type { Expr } from '../ir/ir.ts';
+import type { Atom, Plan, TrieNode } from '../plan/plan.ts';
+import { printPlanExpr } from '../plan/print.ts';
 import { tableHash } from './table-hash.ts';
 
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
@@ -116,8 +117,7 @@ export interface Emitted {
   tableBytes: number;
 }
 
-export function emit(p: Program): Emitted {
-  if (!p.routes || !p.principals) throw new Error('emit needs the dispatch pass');
+export function emit(p: Plan): Emitted {
   const T = new Tables();
   const set = (h: number, v: number) => (T.ints[h] = v);
   const paramIds = new Map<string, number>();
@@ -141,8 +141,8 @@ export function emit(p: Program): Emitted {
     const flags = (r.effect === 'deny' ? 1 : 0) | (r.from === null ? 2 : 0) | (r.when ? 4 : 0);
     const [idOff, idLen] = T.str(JSON.stringify(r.id).slice(1, -1));
     const label = `r${i} ${JSON.stringify(r.id)}`;
-    const when = r.when ? code.fn(`${label} when: ${printExpr(r.when, p)}`, r.when) : -1;
-    const injects = T.triples(r.inject.map((x) => [...T.str(x.header), code.fn(`${label} sets ${x.header} = ${printExpr(x.value, p)}`, x.value)]));
+    const when = r.when ? code.fn(`${label} when: ${printPlanExpr(r.when, p)}`, r.when) : -1;
+    const injects = T.triples(r.inject.map((x) => [...T.str(x.header), code.fn(`${label} sets ${x.header} = ${printPlanExpr(x.value, p)}`, x.value)]));
     T.ints.splice(rules + i * RULE_STRIDE, RULE_STRIDE, flags, idOff, idLen, injects, when);
   });
 

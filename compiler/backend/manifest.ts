@@ -4,12 +4,12 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Program } from '../ir/ir.ts';
+import type { Plan } from '../plan/plan.ts';
 
 export interface Manifest {
   name: string;
   service: string;
-  mode: Program['mode'];
+  mode: Plan['mode'];
   source: { file: string; sha256: string };
   wasm: { file: string; sha256: string; bytes: number };
   compiler: { name: 'palisade'; version: string };
@@ -23,7 +23,7 @@ export const COMPILER_VERSION: string = JSON.parse(readFileSync(new URL('../../p
 
 export const sha256 = (bytes: Uint8Array | string): string => createHash('sha256').update(bytes).digest('hex');
 
-export function manifestFor(p: Program, totalRules: number, wasm: Uint8Array): Manifest {
+export function manifestFor(p: Plan, totalRules: number, wasm: Uint8Array): Manifest {
   return {
     name: p.name,
     service: p.service,

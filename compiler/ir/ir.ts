@@ -1,7 +1,9 @@
 /**
  * The decision IR: what a compiled policy does for one request, as plain data that every
- * optimization pass reads and rewrites (`Program → Program`) and that `emit.ts` turns into
- * AssemblyScript. `printProgram` renders it for people (`palisade compile --emit ir`).
+ * optimization pass reads and rewrites (`Program → Program`) and that the planning step
+ * (compiler/plan/) completes into the `Plan` the back end turns into AssemblyScript. It holds
+ * only what the policy says: no planning results and no diagnostics (passes report those
+ * beside the program). `printRules` renders it for people (`palisade compile --emit ir`).
  *
  * Decision procedure the IR encodes (the runtime implements it, see filters/policy/engine.ts):
  *   1. a path the normalizer rejects → 400; no verified caller → 401;
@@ -11,7 +13,7 @@
  *      all evaluate → forward with its injections; else 403.
  * Every header name any rule may inject is removed from every request before forwarding.
  */
-import type { Diagnostic, Effect, Mode, PathTemplate, PrincipalPattern, Span, TExpr, Type } from '../frontend/ast.ts';
+import type { Effect, Mode, PathTemplate, PrincipalPattern, Span, TExpr, Type } from '../frontend/ast.ts';
 import { trustDomainOf } from '../frontend/spiffe.ts';
 
 export interface Program {
@@ -23,15 +25,8 @@ export interface Program {
   source: { file: string; sha256: string };
   /** Live rules in policy order; the runtime refers to them by position in this array. */
   rules: Rule[];
-  /** Values read from the request at most once each (filled by optimize/slots). */
-  slots: Slot[];
   /** Header names removed from every request: every name some rule may inject. */
   strip: string[];
-  /** Method buckets and path tries (filled by optimize/dispatch). */
-  routes: RouteIndex | null;
-  /** Principal index (filled by optimize/dispatch). */
-  principals: PrincipalIndex | null;
-  warnings: Diagnostic[];
 }
 
 export interface Rule {
@@ -60,7 +55,8 @@ export interface Route {
 
 /**
  * Expressions: the checked `TExpr` plus slot reads. A `slot` replaces a header/query
- * lookup or a claim path so each is read once per request however many rules use it.
+ * lookup or a claim path so each is read once per request however many rules use it; only
+ * the planning step (compiler/plan/slots.ts) writes them, numbering the plan's `slots`.
  */
 export type Expr =
   | Exclude<TExpr, { k: 'not' | 'and' | 'or' | 'cmp' | 'in' | 'call' | 'size' | 'list' }>
@@ -73,107 +69,36 @@ export type Expr =
   | { k: 'call'; fn: 'startsWith' | 'endsWith' | 'contains'; target: Expr; arg: Expr; t: 'bool'; span: Span }
   | { k: 'size'; e: Expr; t: 'number'; span: Span };
 
-export type Slot = { kind: 'header' | 'query'; key: string } | { kind: 'claim'; path: string[] };
-
-/** A trie over path or SPIFFE-ID segments; the numbers are ids of whatever it indexes. */
-export interface TrieNode {
-  /** Literal children, keyed by the exact segment. */
-  lits: Map<string, TrieNode>;
-  /** `{param}` / `*` child: any one non-empty segment. */
-  any: TrieNode | null;
-  /** Entries that end exactly here. */
-  exact: number[];
-  /** Entries whose final `**` matches one or more further segments. */
-  rest: number[];
-}
-
-/** What one route hit means: a rule, the methods it accepts, and where its path parameters sit. */
-export interface Atom {
-  rule: number;
-  /** `null`: any method. */
-  methods: string[] | null;
-  /** Parameter name → segment position in the normalized path. */
-  params: { name: string; pos: number }[];
-}
-
-export interface RouteIndex {
-  /** Routes that differ only in their path (same rule, methods, parameters) share an atom. */
-  atoms: Atom[];
-  /** One trie over the normalized path's segments; a hit is kept when its atom accepts the method. */
-  trie: TrieNode;
-  /** Atoms of routes without a path. */
-  anyPath: number[];
-}
-
-export interface PrincipalIndex {
-  /** Per trust domain: whole IDs without wildcards hashed by their path, and a trie of patterns. */
-  domains: Map<string, { exact: Map<string, number[]>; trie: TrieNode }>;
-}
-
-export function newTrie(): TrieNode {
-  return { lits: new Map(), any: null, exact: [], rest: [] };
-}
-
 // ---------------------------------------------------------------------------------------
 // Printing
 
-export function printProgram(p: Program): string {
-  const out: string[] = [];
-  out.push(`program ${p.name}  service=${p.service}${p.federatesWith.length ? `  federatesWith=${p.federatesWith.join(',')}` : ''}  mode=${p.mode}  source=${p.source.file} sha256:${p.source.sha256.slice(0, 12)}`);
-  out.push(`strip headers: ${p.strip.length ? p.strip.join(', ') : '(none)'}`);
-  if (p.slots.length) {
-    out.push('slots:');
-    p.slots.forEach((s, i) => out.push(`  s${i} = ${printSlot(s)}`));
-  }
-  out.push('rules:');
+/** The program's first lines: what it is, and the headers it strips. */
+export function printHeader(p: Program): string[] {
+  return [
+    `program ${p.name}  service=${p.service}${p.federatesWith.length ? `  federatesWith=${p.federatesWith.join(',')}` : ''}  mode=${p.mode}  source=${p.source.file} sha256:${p.source.sha256.slice(0, 12)}`,
+    `strip headers: ${p.strip.length ? p.strip.join(', ') : '(none)'}`,
+  ];
+}
+
+/** The rules, one block each; `slotName` says what a slot read reads (the plan knows). */
+export function printRules(p: Program, slotName?: (slot: number) => string): string[] {
+  const out = ['rules:'];
   p.rules.forEach((r, i) => {
     out.push(`  r${i} ${r.effect} ${JSON.stringify(r.id)} (rules[${r.index}] ${r.span.line}:${r.span.col})`);
     out.push(`      from ${r.from ? r.from.map((f) => f.text).join(' | ') : `any caller of ${trustDomainOf(p.service)}`}`);
     out.push(`      to   ${r.routes ? r.routes.map(printRoute).join(' | ') : 'any request'}`);
-    if (r.when) out.push(`      when ${printExpr(r.when, p)}`);
-    for (const inj of r.inject) out.push(`      set  ${inj.header} = ${printExpr(inj.value, p)}`);
+    if (r.when) out.push(`      when ${printExpr(r.when, slotName)}`);
+    for (const inj of r.inject) out.push(`      set  ${inj.header} = ${printExpr(inj.value, slotName)}`);
   });
-  if (p.routes) {
-    const r = p.routes;
-    out.push('route dispatch (path trie; [methods] per hit):');
-    const atoms = (ids: number[]) => ids.map((a) => `r${r.atoms[a].rule}${r.atoms[a].methods ? `[${r.atoms[a].methods!.join(',')}]` : ''}`).join(' ');
-    if (r.anyPath.length) out.push(`  (any path) → ${atoms(r.anyPath)}`);
-    printTrie(r.trie, '', '{}', atoms, out, '  ');
-  }
-  if (p.principals) {
-    out.push('principal index:');
-    const rules = (ids: number[]) => ids.map((x) => `r${x}`).join(' ');
-    for (const [td, d] of p.principals.domains) {
-      for (const [path, rs] of d.exact) out.push(`  = spiffe://${td}${path} → ${rules(rs)}`);
-      printTrie(d.trie, `spiffe://${td}`, '*', rules, out, '  ');
-    }
-  }
-  return out.join('\n') + '\n';
-}
-
-/** Depth first, literal children before the wildcard; iterative, as a trie can be thousands of segments deep. */
-function printTrie(root: TrieNode, rootPrefix: string, anyName: string, show: (ids: number[]) => string, out: string[], indent: string): void {
-  const stack = [{ n: root, prefix: rootPrefix }];
-  while (stack.length) {
-    const { n, prefix } = stack.pop()!;
-    if (n.exact.length) out.push(`${indent}${prefix || '/'} → ${show(n.exact)}`);
-    if (n.rest.length) out.push(`${indent}${prefix}/** → ${show(n.rest)}`);
-    if (n.any) stack.push({ n: n.any, prefix: `${prefix}/${anyName}` });
-    for (const [seg, child] of [...n.lits].reverse()) stack.push({ n: child, prefix: `${prefix}/${seg}` });
-  }
+  return out;
 }
 
 function printRoute(r: Route): string {
   return `${r.methods ? r.methods.join(',') : '*'} ${r.path ? r.path.text : '(any path)'}`;
 }
 
-function printSlot(s: Slot): string {
-  if (s.kind === 'claim') return `user.claims${s.path.map((k) => `[${JSON.stringify(k)}]`).join('')}`;
-  return `request.${s.kind === 'header' ? 'headers' : 'query'}[${JSON.stringify(s.key)}]`;
-}
-
-export function printExpr(e: Expr, p?: Program): string {
-  const go = (x: Expr): string => printExpr(x, p);
+export function printExpr(e: Expr, slotName?: (slot: number) => string): string {
+  const go = (x: Expr): string => printExpr(x, slotName);
   switch (e.k) {
     case 'str': return JSON.stringify(e.v);
     case 'num': return String(e.v);
@@ -183,7 +108,7 @@ export function printExpr(e: Expr, p?: Program): string {
     case 'map': return `request.${e.map}`;
     case 'lookup': return `request.${e.map}[${JSON.stringify(e.key)}]`;
     case 'claim': return `user.claims${e.path.map((k) => `[${JSON.stringify(k)}]`).join('')}`;
-    case 'slot': return p ? `s${e.slot}:${printSlot(p.slots[e.slot])}` : `s${e.slot}`;
+    case 'slot': return slotName ? `s${e.slot}:${slotName(e.slot)}` : `s${e.slot}`;
     case 'not': return `!${go(e.e)}`;
     case 'and': return `(${go(e.l)} && ${go(e.r)})`;
     case 'or': return `(${go(e.l)} || ${go(e.r)})`;

@@ -15,11 +15,7 @@ export function lower(policy: CheckedPolicy): Program {
     mode: policy.mode,
     source: { ...policy.source },
     rules,
-    slots: [],
     strip: stripNames(rules),
-    routes: null,
-    principals: null,
-    warnings: [],
   };
 }
 

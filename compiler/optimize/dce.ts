@@ -4,16 +4,11 @@
  * at them.
  */
 import type { Program } from '../ir/ir.ts';
+import type { Warn } from './pass.ts';
 
-export function dce(p: Program): Program {
+export function dce(p: Program, warn: Warn): Program {
   const dead = p.rules.filter((r) => r.never);
   if (!dead.length) return p;
-  return {
-    ...p,
-    rules: p.rules.filter((r) => !r.never),
-    warnings: [
-      ...p.warnings,
-      ...dead.map((r) => ({ severity: 'warning' as const, message: `rule '${r.id}' can never apply: ${r.never}`, span: r.span })),
-    ],
-  };
+  for (const r of dead) warn({ severity: 'warning', message: `rule '${r.id}' can never apply: ${r.never}`, span: r.span });
+  return { ...p, rules: p.rules.filter((r) => !r.never) };
 }

@@ -43,7 +43,7 @@ export function checkCaller(): i32 {
     if (n == 0 || (n == 1 && load<u8>(p + start) == 46) || (n == 2 && load<u16>(p + start) == 0x2e2e)) return CALLER_INVALID;
   }
   callerLocal = bytesEqual(p + 9, domainLen, b(t(H_SERVICE)) + 9, serviceDomainLen());
-  // Every other accepted trust domain has an entry in the principal index (compiler/optimize/dispatch.ts).
+  // Every other accepted trust domain has an entry in the principal index (compiler/plan/dispatch.ts).
   if (!callerLocal && hashFind(t(H_PRINCIPALS), p + 9, domainLen) < 0) return CALLER_FOREIGN;
   return CALLER_OK;
 }

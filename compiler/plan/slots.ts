@@ -3,11 +3,13 @@
  * that the runtime fills at most once per request (on first use) and then reuses, however
  * many rules read it. Slots are numbered in order of first use, so output is deterministic.
  */
-import type { Expr, Program, Slot } from '../ir/ir.ts';
+import type { Expr, Rule } from '../ir/ir.ts';
+import type { Slot } from './plan.ts';
 
-export function assignSlots(p: Program): Program {
-  const slots: Slot[] = [...p.slots];
-  const ids = new Map(slots.map((s, i) => [JSON.stringify(s), i]));
+/** The rules with every such read replaced by a `slot` read, and the slots they number. */
+export function assignSlots(rules: Rule[]): { rules: Rule[]; slots: Slot[] } {
+  const slots: Slot[] = [];
+  const ids = new Map<string, number>();
   const slotOf = (s: Slot): number => {
     const key = JSON.stringify(s);
     let id = ids.get(key);
@@ -28,10 +30,10 @@ export function assignSlots(p: Program): Program {
       default: return e;
     }
   };
-  const rules = p.rules.map((r) => ({
+  const slotted = rules.map((r) => ({
     ...r,
     when: r.when && go(r.when),
     inject: r.inject.map((i) => ({ ...i, value: go(i.value) })),
   }));
-  return { ...p, rules, slots };
+  return { rules: slotted, slots };
 }

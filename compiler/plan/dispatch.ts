@@ -9,13 +9,11 @@
  * the method and whose rule matches the caller.
  */
 import type { PathTemplate } from '../frontend/ast.ts';
-import { newTrie, type Atom, type PrincipalIndex, type Program, type RouteIndex, type TrieNode } from '../ir/ir.ts';
+import type { Rule } from '../ir/ir.ts';
+import { newTrie, type Atom, type PrincipalIndex, type RouteIndex, type TrieNode } from './plan.ts';
 
-export function dispatch(p: Program): Program {
-  return { ...p, routes: routeIndex(p), principals: principalIndex(p) };
-}
-
-function routeIndex(p: Program): RouteIndex {
+/** Rule numbers are positions in `rules`, as the back end lays them out. */
+export function routeIndex(rules: Rule[]): RouteIndex {
   const atoms: Atom[] = [];
   const ids = new Map<string, number>();
   const atomOf = (a: Atom) => {
@@ -25,7 +23,7 @@ function routeIndex(p: Program): RouteIndex {
     return id;
   };
   const index: RouteIndex = { atoms, trie: newTrie(), anyPath: [] };
-  p.rules.forEach((rule, ri) => {
+  rules.forEach((rule, ri) => {
     for (const route of rule.routes ?? [{ methods: null, path: null }]) {
       const atom = atomOf({ rule: ri, methods: route.methods ? [...route.methods].sort() : null, params: route.path ? params(route.path) : [] });
       if (!route.path) {
@@ -41,7 +39,7 @@ function params(t: PathTemplate): Atom['params'] {
 }
 
 /** Adds an entry under a segment pattern (`null` = one-segment wildcard). */
-export function insert(root: TrieNode, segs: (string | null)[], rest: boolean, id: number): void {
+function insert(root: TrieNode, segs: (string | null)[], rest: boolean, id: number): void {
   let n = root;
   for (const s of segs) {
     if (s === null) n = n.any ??= newTrie();
@@ -55,11 +53,11 @@ export function insert(root: TrieNode, segs: (string | null)[], rest: boolean, i
   if (list[list.length - 1] !== id) list.push(id);
 }
 
-function principalIndex(p: Program): PrincipalIndex {
+export function principalIndex(rules: Rule[], federatesWith: string[]): PrincipalIndex {
   // Every federated trust domain has an entry, even one no pattern names: the filter accepts a
   // caller of another trust domain than the service's only when the index knows it (filters/policy/principal.ts).
-  const domains: PrincipalIndex['domains'] = new Map(p.federatesWith.map((td) => [td, { exact: new Map(), trie: newTrie() }]));
-  p.rules.forEach((rule, ri) => {
+  const domains: PrincipalIndex['domains'] = new Map(federatesWith.map((td) => [td, { exact: new Map(), trie: newTrie() }]));
+  rules.forEach((rule, ri) => {
     for (const pat of rule.from ?? []) {
       let d = domains.get(pat.trustDomain);
       if (!d) domains.set(pat.trustDomain, (d = { exact: new Map(), trie: newTrie() }));
