@@ -1,6 +1,6 @@
 /**
- * AssemblyScript → `.wasm` through the asc API, with an in-memory file system: the runtime
- * and the fixed entry point are read from this repository, the generated policy module is
+ * AssemblyScript → `.wasm` through the asc API, with an in-memory file system: the runtime,
+ * the fixed entry point and the table layout they share with the emitter are read from this repository, the generated policy module is
  * supplied as `filters/policy/generated.ts`, and the binary is captured instead of written.
  * asc runs in a worker thread (compiler/backend/asc-worker.mjs) outside the tsx loader, which would
  * otherwise spend seconds transforming asc's and binaryen's JavaScript in every process.
@@ -25,13 +25,19 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CONFIG = 'asconfig.json';
 const ENTRY = 'filters/policy/index.ts';
 export const GENERATED = 'filters/policy/generated.ts';
+/** The table layout constants, compiled into the filter as well as imported by emit.ts. */
+const LAYOUT = 'compiler/backend/table-layout.ts';
+const FILES = [CONFIG, LAYOUT];
+const FOLDERS = ['runtime', 'filters'];
+/** Every file and folder of this repository a filter build reads (asc run by hand needs the same). */
+export const LIBRARY = [...FILES, ...FOLDERS];
 
-/** The runtime and the fixed entry points (filters/), read once per process. */
+/** The files, and the folders' AssemblyScript, read once per process. */
 let library: Map<string, string> | null = null;
 function sources(): Map<string, string> {
   if (!library) {
-    library = new Map([[CONFIG, readFileSync(join(ROOT, CONFIG), 'utf8')]]);
-    for (const dir of ['runtime', 'filters']) {
+    library = new Map(FILES.map((f) => [f, readFileSync(join(ROOT, f), 'utf8')]));
+    for (const dir of FOLDERS) {
       for (const f of readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' })) {
         const name = `${dir}/${f.split(path.sep).join('/')}`;
         if (name.endsWith('.ts') && name !== GENERATED) library.set(name, readFileSync(join(ROOT, dir, f), 'utf8'));

@@ -8,17 +8,17 @@ import type { Expr } from '../ir/ir.ts';
 import type { Atom, Plan, TrieNode } from '../plan/plan.ts';
 import { printPlanExpr } from '../plan/print.ts';
 import { tableHash } from './table-hash.ts';
+import {
+  ATOM_STRIDE, HEADER_SIZE, H_ANY_PATH, H_ATOMS, H_DRY_RUN, H_METHODS, H_METHOD_LISTS, H_PARAM_NAMES, H_PRINCIPALS, H_RULES,
+  H_RULE_COUNT, H_SERVICE, H_SERVICE_LEN, H_SLOTS, H_SLOT_COUNT, H_STRIP, H_TRIE, RULE_ANY_CALLER, RULE_DENY, RULE_HAS_WHEN,
+  RULE_STRIDE, SLOT_CLAIM, SLOT_HEADER, SLOT_QUERY, SLOT_STRIDE,
+} from './table-layout.ts';
 
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
 
 /** A key's first slot in a hash table of `size` slots: hash × size / 2³², as filters/policy/tables.ts (exact: the product stays below 2⁵³). */
 const homeSlot = (hash: number, size: number) => Math.floor((hash * size) / 2 ** 32);
 
-/** Header slots of the table (filters/policy/tables.ts H_*). */
-const H = { ruleCount: 0, rules: 1, methods: 2, methodLists: 3, atoms: 4, trie: 5, anyPath: 6, principals: 7, strip: 8, slotCount: 9, slots: 10, paramNames: 11, dryRun: 12, service: 13, serviceLen: 14 };
-const HEADER_SIZE = 15;
-const RULE_STRIDE = 5;
-const ATOM_STRIDE = 3;
 /** Method bit masks work up to this many distinct methods; beyond, atoms list method ids. */
 const MASK_METHODS = 31;
 
@@ -127,18 +127,18 @@ export function emit(p: Plan): Emitted {
     return id;
   };
 
-  set(H.ruleCount, p.rules.length);
-  set(H.dryRun, p.mode === 'dry-run' ? 1 : 0);
+  set(H_RULE_COUNT, p.rules.length);
+  set(H_DRY_RUN, p.mode === 'dry-run' ? 1 : 0);
   const [serviceOff, serviceLen] = T.str(p.service); // the only `aud` a fingerprint may carry
-  set(H.service, serviceOff);
-  set(H.serviceLen, serviceLen);
+  set(H_SERVICE, serviceOff);
+  set(H_SERVICE_LEN, serviceLen);
   const rules = T.reserve(p.rules.length * RULE_STRIDE);
-  set(H.rules, p.rules.length ? rules : -1);
+  set(H_RULES, p.rules.length ? rules : -1);
   // One function per distinct expression: rules that say the same thing share code, and the
   // table names the function (a switch over functions, not over rules, stays small).
   const code = new Code(T, paramId);
   p.rules.forEach((r, i) => {
-    const flags = (r.effect === 'deny' ? 1 : 0) | (r.from === null ? 2 : 0) | (r.when ? 4 : 0);
+    const flags = (r.effect === 'deny' ? RULE_DENY : 0) | (r.from === null ? RULE_ANY_CALLER : 0) | (r.when ? RULE_HAS_WHEN : 0);
     const [idOff, idLen] = T.str(JSON.stringify(r.id).slice(1, -1));
     const label = `r${i} ${JSON.stringify(r.id)}`;
     const when = r.when ? code.fn(`${label} when: ${printPlanExpr(r.when, p)}`, r.when) : -1;
@@ -149,35 +149,35 @@ export function emit(p: Plan): Emitted {
   const { atoms, trie, anyPath } = p.routes;
   const methods = [...new Set(atoms.flatMap((a) => a.methods ?? []))].sort();
   const byMask = methods.length <= MASK_METHODS;
-  set(H.methods, T.hash(methods.map((m, i) => [m, i])));
-  set(H.methodLists, byMask ? 0 : 1);
+  set(H_METHODS, T.hash(methods.map((m, i) => [m, i])));
+  set(H_METHOD_LISTS, byMask ? 0 : 1);
   const atomAt = T.reserve(atoms.length * ATOM_STRIDE);
-  set(H.atoms, atomAt);
+  set(H_ATOMS, atomAt);
   atoms.forEach((a: Atom, i) => {
     const ids = a.methods?.map((m) => methods.indexOf(m));
     const accepts = !ids ? -1 : byMask ? ids.reduce((mask, id) => mask | (1 << id), 0) : T.pairs(ids.map((id) => [id, 0]));
     T.ints.splice(atomAt + i * ATOM_STRIDE, ATOM_STRIDE, a.rule, T.pairs(a.params.map((x) => [paramId(x.name), x.pos])), accepts);
   });
   const empty = !trie.lits.size && !trie.any && !trie.exact.length && !trie.rest.length;
-  set(H.trie, empty ? -1 : T.trie(trie));
-  set(H.anyPath, T.items(anyPath));
+  set(H_TRIE, empty ? -1 : T.trie(trie));
+  set(H_ANY_PATH, T.items(anyPath));
 
-  set(H.principals, T.hash([...p.principals.domains].map(([td, d]) => {
+  set(H_PRINCIPALS, T.hash([...p.principals.domains].map(([td, d]) => {
     const record = T.reserve(2);
     T.ints.splice(record, 2, T.hash([...d.exact].map(([path, rs]) => [path, T.items(rs)])), T.trie(d.trie));
     return [td, record];
   })));
-  set(H.strip, T.strings(p.strip, true));
+  set(H_STRIP, T.strings(p.strip, true));
 
-  set(H.slotCount, p.slots.length);
-  const slots = T.reserve(p.slots.length * 3);
-  set(H.slots, slots);
+  set(H_SLOT_COUNT, p.slots.length);
+  const slots = T.reserve(p.slots.length * SLOT_STRIDE);
+  set(H_SLOTS, slots);
   p.slots.forEach((s, i) => {
-    const rec = s.kind === 'claim' ? [2, T.strings(s.path, true), 0] : [s.kind === 'header' ? 0 : 1, ...T.str(s.key)];
-    T.ints.splice(slots + i * 3, 3, ...rec);
+    const rec = s.kind === 'claim' ? [SLOT_CLAIM, T.strings(s.path, true), 0] : [s.kind === 'header' ? SLOT_HEADER : SLOT_QUERY, ...T.str(s.key)];
+    T.ints.splice(slots + i * SLOT_STRIDE, SLOT_STRIDE, ...rec);
   });
 
-  set(H.paramNames, T.strings([...paramIds.keys()]));
+  set(H_PARAM_NAMES, T.strings([...paramIds.keys()]));
 
   const scratch = Math.max(16, p.rules.length * 16 + p.slots.length * 8);
   const blob = T.bytes();

@@ -5,7 +5,7 @@ import { bytesCompare, bytesEqual, bytesIndexOf, sameBytes } from "../../runtime
 import { segSize, segPtr, normLen, normPtr } from "../../runtime/path";
 import { PB_BOOL, PB_LIST, PB_NULL, PB_NUMBER, PB_STRING, PB_STRUCT, countField1, fieldLen, fieldNo, fieldPtr, fieldWire, foundLen as pbFoundLen, foundPtr as pbFoundPtr, readField, structGet, valBool, valLen, valNum, valPtr, valueKind } from "../../runtime/pb";
 import { claims, claimsLen, claimsPtr, foundLen, foundPtr, hasHeader, header, headerCount, hostLen, hostPtr, methodLen, methodPtr, principalLen, principalPtr, query, queryCount } from "../../runtime/request";
-import { ATOM_STRIDE, H_ATOMS, H_PARAM_NAMES, H_SLOTS, b, slotGen, slotValue, t } from "./tables";
+import { ATOM_STRIDE, H_ATOMS, H_PARAM_NAMES, H_SLOTS, SLOT_HEADER, SLOT_QUERY, SLOT_STRIDE, b, slotGen, slotValue, t } from "./tables";
 
 export const K_ERR = 0;
 export const K_NULL = 1;
@@ -119,7 +119,7 @@ function paramByName(ptr: usize, len: i32): bool {
 export function slot(i: i32): V {
   const at = <usize>i << 2;
   if (load<u32>(slotGen + at) == generation) return changetype<V>(<usize>load<u32>(slotValue + at));
-  const v = readSlot(t(H_SLOTS) + i * 3);
+  const v = readSlot(t(H_SLOTS) + i * SLOT_STRIDE);
   store<u32>(slotGen + at, generation);
   store<u32>(slotValue + at, <u32>changetype<usize>(v));
   return v;
@@ -127,8 +127,8 @@ export function slot(i: i32): V {
 
 function readSlot(s: i32): V {
   const kind = t(s);
-  if (kind == 0) return header(b(t(s + 1)), t(s + 2)) ? STR(foundPtr, foundLen) : STR(0, 0);
-  if (kind == 1) return query(b(t(s + 1)), t(s + 2)) ? STR(foundPtr, foundLen) : STR(0, 0);
+  if (kind == SLOT_HEADER) return header(b(t(s + 1)), t(s + 2)) ? STR(foundPtr, foundLen) : STR(0, 0);
+  if (kind == SLOT_QUERY) return query(b(t(s + 1)), t(s + 2)) ? STR(foundPtr, foundLen) : STR(0, 0);
   if (!claims()) return ERR();
   // walk the claim path through nested Structs
   const keys = t(s + 1);

@@ -13,29 +13,13 @@
 //   pairs    [count, (a, b) × count]; strings are pairs of (off, len) in B
 //   slot     [kind (0 header, 1 query, 2 claim), keyOff, keyLen] or [2, claim path strings, 0]
 //   domain   [exact ID paths (hash → items of rules), pattern trie root]
+// Header slots, strides, flags and slot kinds: compiler/backend/table-layout.ts, the one
+// definition the emitter imports too.
 
 import { sameBytes } from "../../runtime/bytes";
+import { H_RULE_COUNT, H_SLOT_COUNT } from "../../compiler/backend/table-layout";
 
-export const H_RULE_COUNT = 0;
-export const H_RULES = 1;
-export const H_METHODS = 2;
-export const H_METHOD_LISTS = 3;
-export const H_ATOMS = 4;
-export const H_TRIE = 5;
-export const H_ANY_PATH = 6;
-export const H_PRINCIPALS = 7;
-export const H_STRIP = 8;
-export const H_SLOT_COUNT = 9;
-export const H_SLOTS = 10;
-export const H_PARAM_NAMES = 11;
-export const H_DRY_RUN = 12;
-export const H_SERVICE = 13; // the policy's service SPIFFE ID in B: offset, then length
-export const H_SERVICE_LEN = 14;
-export const RULE_STRIDE = 5;
-export const ATOM_STRIDE = 3;
-export const RULE_DENY = 1;
-export const RULE_ANY_CALLER = 2;
-export const RULE_HAS_WHEN = 4;
+export * from "../../compiler/backend/table-layout";
 
 export let T: usize = 0;
 export let B: usize = 0;
@@ -95,7 +79,7 @@ export function hashFind(table: i32, key: usize, keyLen: i32): i32 {
  * MurmurHash3's finalizer so that the top bits homeSlot takes depend on every byte. A byte
  * at a time (FNV-1a) was most of a lookup's cost: a request hashes a dozen keys.
  */
-function keyHash(p: usize, n: i32): u32 {
+export function keyHash(p: usize, n: i32): u32 {
   let h: u32 = 0x811c9dc5 ^ <u32>n;
   if (n >= 4) {
     for (let i = 0; i + 4 < n; i += 4) h = (h ^ load<u32>(p + <usize>i)) * 0x01000193;

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { compilePolicy } from '../../../compiler/index.ts';
-import { GENERATED } from '../../../compiler/backend/build.ts';
+import { GENERATED, LIBRARY } from '../../../compiler/backend/build.ts';
 import { policyText } from './helpers.ts';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
@@ -23,7 +23,7 @@ test('asc with asconfig.json (target release) builds the same bytes as palisade 
   if (!compiled.ok) throw new Error('policy did not compile');
   const dir = mkdtempSync(join(tmpdir(), 'palisade-asc-'));
   try {
-    for (const part of ['asconfig.json', 'runtime', 'filters']) cpSync(join(ROOT, part), join(dir, part), { recursive: true });
+    for (const part of LIBRARY) cpSync(join(ROOT, part), join(dir, part), { recursive: true });
     writeFileSync(join(dir, GENERATED), compiled.as);
     await promisify(execFile)(process.execPath, [ASC, 'filters/policy/index.ts', '--target', 'release', '--outFile', 'by-hand.wasm'], { cwd: dir });
     const byHand = readFileSync(join(dir, 'by-hand.wasm'));
