@@ -34,6 +34,11 @@ export const RULE_DENY = 1;
 export const RULE_ANY_CALLER = 2;
 export const RULE_HAS_WHEN = 4;
 
+// Scratch bytes the runtime's install() lays out per rule (four u32 arrays) and per slot
+// (generation and value); the emitter reserves at least this much.
+export const SCRATCH_RULE_BYTES = 16;
+export const SCRATCH_SLOT_BYTES = 8;
+
 // Slot kinds (a slot record's first field).
 export const SLOT_HEADER = 0;
 export const SLOT_QUERY = 1;

@@ -40,8 +40,7 @@ export let evalFn: ExprFn | null = null;
 @inline export function t(i: i32): i32 { return load<i32>(T + (<usize>i << 2)); }
 @inline export function b(off: i32): usize { return B + <usize>off; }
 
-export function scratchSize(rules: i32, slots: i32): i32 { return rules * 16 + slots * 8; }
-
+/** `scratch` holds SCRATCH_RULE_BYTES per rule and SCRATCH_SLOT_BYTES per slot (the emitter reserves them): the arrays below. */
 export function install(table: usize, blob: usize, scratch: usize, fn: ExprFn): void {
   T = table;
   B = blob;
