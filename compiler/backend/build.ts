@@ -1,7 +1,8 @@
 /**
  * AssemblyScript → `.wasm` through the asc API, with an in-memory file system: the runtime,
- * the fixed entry point and the table layout they share with the emitter are read from this repository, the generated policy module is
- * supplied as `filters/policy/generated.ts`, and the binary is captured instead of written.
+ * the fixed entry point and the table layout they share with the emitter are read from this
+ * repository, the generated policy module is supplied as `filters/policy/generated.ts`, and
+ * the binary is captured instead of written.
  * asc runs in a worker thread (compiler/backend/asc-worker.mjs) outside the tsx loader, which would
  * otherwise spend seconds transforming asc's and binaryen's JavaScript in every process.
  *
