@@ -10,6 +10,8 @@ import { startSidecar } from './index.ts';
 import { loadRoutes } from './outbound.ts';
 import { registerFilterRoutes } from './admin.ts';
 import { caseFileCheck } from './case-check.ts';
+import { LiveKeys } from '../identity/live-keys.ts';
+import { parseDuration } from '../identity/duration.ts';
 
 export const sidecarAgentGroup: AgentOptionGroup = {
   addOptions(command: Command) {
@@ -25,7 +27,8 @@ export const sidecarAgentGroup: AgentOptionGroup = {
       .option('--identity-audience <aud>', 'identity context: required audience')
       .option('--identity-jwks <file-or-url>', 'identity context: the issuer\'s JWKS')
       .option('--fingerprint-ttl <seconds>', 'lifetime of request fingerprints (signed and accepted)', '30')
-      .option('--clock-skew <seconds>', 'tolerated clock difference for fingerprints and identity tokens', '5');
+      .option('--clock-skew <seconds>', 'tolerated clock difference for fingerprints and identity tokens', '5')
+      .option('--revocation-staleness <duration>', "inbound: refuse every caller (503) once the CA's live keys could not be refreshed for this long", '60s');
   },
   async setup(opts, ctx) {
     if (!opts.inbound && !opts.outbound) return;
@@ -42,10 +45,19 @@ export const sidecarAgentGroup: AgentOptionGroup = {
     };
     const fingerprintTtlSeconds = seconds('--fingerprint-ttl', opts.fingerprintTtl);
     const skewSeconds = seconds('--clock-skew', opts.clockSkew);
+    let maxStaleMs: number;
+    try {
+      maxStaleMs = parseDuration(opts.revocationStaleness as string);
+    } catch (err) {
+      throw new CliError(`--revocation-staleness: ${(err as Error).message}`, 2);
+    }
     try {
       const listen = (flag: unknown) => (flag ? parseListen(flag as string) : undefined);
       const inbound = listen(opts.inbound);
       const outbound = listen(opts.outbound);
+      // The inbound side refuses callers whose key left the CA's JWKS, as Envoy's jwt_authn does.
+      const liveKeys = inbound && (await LiveKeys.start(() => ctx.agent.liveKeyIds(), { maxStaleMs, log: (msg) => ctx.log.warn(msg) }));
+      if (liveKeys) ctx.closers.push(() => liveKeys.close());
       const sidecar = await startSidecar({
         identity: ctx.agent,
         inbound: inbound && { ...inbound, app: opts.app as string, filterFile: opts.filter as string },
@@ -55,6 +67,7 @@ export const sidecarAgentGroup: AgentOptionGroup = {
         identityContext: opts.identityIssuer
           ? { issuer: opts.identityIssuer as string, audience: opts.identityAudience as string, jwks: opts.identityJwks as string }
           : undefined,
+        liveKeys,
         fingerprintTtlSeconds,
         skewSeconds,
         logger: ctx.log,

@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { loadFilter } from '../host/filter.ts';
 import type { SvidSource } from './svid.ts';
+import type { LiveKeys } from '../identity/live-keys.ts';
 import { FilterSlot, type FilterLoader, type FilterCheck } from './filter-slot.ts';
 import { startInbound, type InboundLimits, type Listener } from './inbound.ts';
 import { startOutbound, type Routes } from './outbound.ts';
@@ -36,6 +37,8 @@ export interface SidecarOptions {
   /** Acceptance check for every filter, e.g. the policy's case file. */
   checkFilter?: FilterCheck;
   identityContext?: IdentityContextOptions;
+  /** The CA's live keys, checked for every inbound request's caller (agent/identity/live-keys.ts). */
+  liveKeys?: LiveKeys;
   fingerprintTtlSeconds?: number;
   skewSeconds?: number;
   replayCapacity?: number;
@@ -84,6 +87,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
         identity: opts.identity,
         filters,
         identityContext: opts.identityContext && (await createIdentityVerifier({ ...opts.identityContext, skewSeconds: opts.skewSeconds })),
+        liveKeys: opts.liveKeys,
         replay: new ReplayCache(opts.replayCapacity ?? DEFAULT_REPLAY_CAPACITY),
         fingerprintTtlSeconds: opts.fingerprintTtlSeconds,
         skewSeconds: opts.skewSeconds,
