@@ -10,7 +10,6 @@ import { startSidecar } from './index.ts';
 import { loadRoutes } from './outbound.ts';
 import { registerFilterRoutes } from './admin.ts';
 import { caseFileCheck } from './case-check.ts';
-import { LiveKeys } from '../identity/live-keys.ts';
 import { parseDuration } from '../identity/duration.ts';
 
 export const sidecarAgentGroup: AgentOptionGroup = {
@@ -55,9 +54,6 @@ export const sidecarAgentGroup: AgentOptionGroup = {
       const listen = (flag: unknown) => (flag ? parseListen(flag as string) : undefined);
       const inbound = listen(opts.inbound);
       const outbound = listen(opts.outbound);
-      // The inbound side refuses callers whose key left the CA's JWKS, as Envoy's jwt_authn does.
-      const liveKeys = inbound && (await LiveKeys.start(() => ctx.agent.liveKeyIds(), { maxStaleMs, log: (msg) => ctx.log.warn(msg) }));
-      if (liveKeys) ctx.closers.push(() => liveKeys.close());
       const sidecar = await startSidecar({
         identity: ctx.agent,
         inbound: inbound && { ...inbound, app: opts.app as string, filterFile: opts.filter as string },
@@ -67,7 +63,7 @@ export const sidecarAgentGroup: AgentOptionGroup = {
         identityContext: opts.identityIssuer
           ? { issuer: opts.identityIssuer as string, audience: opts.identityAudience as string, jwks: opts.identityJwks as string }
           : undefined,
-        liveKeys,
+        revocation: { maxStaleMs },
         fingerprintTtlSeconds,
         skewSeconds,
         logger: ctx.log,

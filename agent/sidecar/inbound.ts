@@ -60,7 +60,7 @@ export interface InboundOptions {
   filters: FilterSlot;
   identityContext?: IdentityVerifier;
   /**
-   * The CA's live keys: every request's caller must hold one (revocation). Without it (a
+   * The CA's live keys: every request's caller must hold one (revocation). Without them (a
    * PKI and no CA, as in some tests) only the trust bundle and validity are checked.
    */
   liveKeys?: LiveKeys;

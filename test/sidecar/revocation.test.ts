@@ -31,7 +31,6 @@ let ca: CaServer;
 let bundle: string;
 let echo: Echo;
 let card: IdentityAgent;
-let liveKeys: LiveKeys;
 let sidecar: Sidecar;
 let port: number;
 let caClosed = false;
@@ -44,12 +43,10 @@ test.before(async () => {
   echo = await startEcho();
   await writeFile(join(dir, 'card.wasm'), await compiled('card'));
   card = await startAgent({ caUrl: ca.url, bundlePem: bundle, token: ca.ca.createToken(CARD, 60_000).token });
-  // The production wiring (agent/sidecar/agent-options.ts) with a shorter period, so the test waits less.
-  liveKeys = await LiveKeys.start(() => card.liveKeyIds(), { refreshMs: 250, maxStaleMs: 5_000 });
   sidecar = await startSidecar({
     identity: card,
     inbound: { host: '127.0.0.1', port: 0, app: echo.url, filterFile: join(dir, 'card.wasm'), watch: false },
-    liveKeys,
+    revocation: { refreshMs: 250, maxStaleMs: 5_000 }, // shorter than the defaults, so the test waits less
     logger: log.logger,
   });
   port = sidecar.inbound!.port;
@@ -57,7 +54,6 @@ test.before(async () => {
 
 test.after(async () => {
   await sidecar.close();
-  liveKeys.close();
   card.close();
   if (!caClosed) await ca.close();
   await echo.close();
