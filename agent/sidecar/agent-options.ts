@@ -11,6 +11,7 @@ import { loadRoutes } from './outbound.ts';
 import { registerFilterRoutes } from './admin.ts';
 import { caseFileCheck } from './case-check.ts';
 import { parseDuration } from '../identity/duration.ts';
+import { DEFAULT_LIVE_KEYS_REFRESH_MS } from '../identity/live-keys.ts';
 
 export const sidecarAgentGroup: AgentOptionGroup = {
   addOptions(command: Command) {
@@ -50,6 +51,8 @@ export const sidecarAgentGroup: AgentOptionGroup = {
     } catch (err) {
       throw new CliError(`--revocation-staleness: ${(err as Error).message}`, 2);
     }
+    // Shorter than two refresh periods, one slow fetch would refuse every caller.
+    if (maxStaleMs < 2 * DEFAULT_LIVE_KEYS_REFRESH_MS) throw new CliError(`--revocation-staleness must be at least ${(2 * DEFAULT_LIVE_KEYS_REFRESH_MS) / 1000}s`, 2);
     try {
       const listen = (flag: unknown) => (flag ? parseListen(flag as string) : undefined);
       const inbound = listen(opts.inbound);

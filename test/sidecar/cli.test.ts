@@ -113,4 +113,23 @@ cli('the agent serves the inbound sidecar with its SVID; /v1/filter hot-reloads 
   }
 });
 
+cli('a staleness bound shorter than two refresh periods is refused in one line, exit 2', async () => {
+  const server = await startCaServer({ dir: join(dir, 'ca'), port: 0 });
+  try {
+    const { token } = server.ca.createToken(CARD_ID, 60_000);
+    const child = spawn(process.execPath, [
+      BIN, 'agent', '--ca-url', server.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token,
+      '--inbound', '127.0.0.1:0', '--app', echo.url, '--filter', join(dir, 'card.wasm'), '--revocation-staleness', '5s',
+    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (chunk) => (stderr += chunk));
+    const code = await new Promise((r) => child.once('exit', r));
+    assert.is(code, 2, stderr);
+    assert.match(stderr, /--revocation-staleness must be at least 10s/);
+    assert.is(stderr.trim().split('\n').length, 1, stderr);
+  } finally {
+    await server.close();
+  }
+});
+
 cli.run();
