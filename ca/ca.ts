@@ -4,7 +4,7 @@ import path from 'node:path';
 import { generateKeyPair, jwkThumbprint, parseSpiffeId, parseTrustDomain, toPem, type EcJwk } from '../spiffe/pki.ts';
 import { createRoot, Issuer, randomSerial, verifyCsr } from './certs.ts';
 import { CaError } from './errors.ts';
-import { CaStore, type SvidRecord } from './store.ts';
+import { CaStore, type RenewalRefusal, type RenewalRules, type SvidRecord, type SvidRow } from './store.ts';
 import type { IssuedSvid } from '../spiffe/svid.ts';
 
 export type { IssuedSvid };
@@ -13,6 +13,14 @@ export const CA_FILES = { config: 'ca.json', key: 'ca-key.pem', root: 'ca.pem', 
 /** SVIDs are backdated a little so a peer whose clock is slightly behind still accepts them. */
 const BACKDATE_MS = 10_000;
 const MIN_TTL_MS = 1_000;
+/**
+ * After a renewal the predecessor's key stays in the JWKS this long: fingerprints it signed
+ * just before (30 s lifetime) still verify, and verifiers (5 s JWKS refresh) have learned
+ * the new key by then.
+ */
+export const DEFAULT_SUPERSEDE_GRACE_MS = 60_000;
+/** Renewals per SPIFFE ID and minute: a replica renews about twice per SVID lifetime. */
+export const DEFAULT_RENEWALS_PER_MINUTE = 30;
 
 /** Hex serial as stored and compared: lowercase, no separators, no leading zeros. */
 export function normalizeSerial(hex: string): string {
@@ -25,6 +33,8 @@ export const hashToken = (token: string) => createHash('sha256').update(token).d
 
 export interface CaOptions {
   svidTtlMs?: number;
+  supersedeGraceMs?: number;
+  renewalsPerMinute?: number;
   /** Clock in ms; tests inject one to reach expiry without waiting. */
   now?: () => number;
 }
@@ -38,6 +48,7 @@ export class CertificateAuthority {
   readonly issuer: Issuer;
   readonly store: CaStore;
   readonly svidTtlMs: number;
+  private readonly renewal: RenewalRules;
   private readonly now: () => number;
 
   /** Creates DIR with a new root, the key (0600), the trust bundle and an empty state store. */
@@ -73,6 +84,11 @@ export class CertificateAuthority {
     this.issuer = issuer;
     this.store = store;
     this.svidTtlMs = Math.max(options.svidTtlMs ?? 3_600_000, MIN_TTL_MS);
+    this.renewal = {
+      graceMs: options.supersedeGraceMs ?? DEFAULT_SUPERSEDE_GRACE_MS,
+      limit: options.renewalsPerMinute ?? DEFAULT_RENEWALS_PER_MINUTE,
+      windowMs: 60_000,
+    };
     this.now = options.now ?? Date.now;
   }
 
@@ -97,12 +113,20 @@ export class CertificateAuthority {
     });
   }
 
-  /** Renewal by the holder of a current SVID (its certificate from the mTLS handshake). */
+  /**
+   * Renewal by the holder of a usable SVID (its certificate from the mTLS handshake). The
+   * new SVID records it as predecessor and supersedes it: revoking any SVID of a lineage
+   * revokes everything renewed from it, and a lineage keeps one key in the JWKS.
+   */
   renew(peer: X509Certificate | undefined, csr: unknown): IssuedSvid {
-    const spiffeId = this.authenticate(peer);
+    const { spiffeId, serial } = this.authenticate(peer);
+    this.checkRenewalRate(spiffeId); // before spending a signature
     const request = verifyCsr(csr);
     this.checkRequestedIdentity(request.requestedUris, spiffeId);
-    return this.issue(spiffeId, request, (record) => this.store.recordSvid(record, this.now()));
+    return this.issue(spiffeId, request, (record) => {
+      const refusal = this.store.recordRenewal(record, serial, this.now(), this.renewal);
+      if (refusal) throw this.renewalRefused(refusal, spiffeId); // revoked, renewed or rate limited meanwhile
+    });
   }
 
   /** Issues an SVID with a key generated here (for workloads without an agent); the key is returned, not kept. */
@@ -115,14 +139,30 @@ export class CertificateAuthority {
     return { ...svid, key_pem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
   }
 
+  /** Revokes the SVID and its lineage: every SVID renewed from it, transitively. */
   revoke(serialHex: string): void {
     const serial = normalizeSerial(serialHex);
-    if (!this.store.revoke(serial, this.now())) throw new CaError(404, 'unknown_serial', `no SVID with serial ${serial} was issued by this CA`);
+    if (!this.store.revokeLineage(serial, this.now())) throw new CaError(404, 'unknown_serial', `no SVID with serial ${serial} was issued by this CA`);
   }
 
-  /** JWKS of the public keys of all live (unexpired, unrevoked) SVIDs; kid = RFC 7638 thumbprint. */
+  /** Revokes every unexpired SVID of an identity; how many were newly revoked. */
+  revokeIdentity(spiffeId: string): number {
+    this.checkOwnId(spiffeId);
+    return this.store.revokeIdentity(spiffeId, this.now());
+  }
+
+  /** Every SVID this CA issued (to one identity): serial, lineage, validity, status. */
+  svids(spiffeId?: string): SvidRow[] {
+    if (spiffeId !== undefined) this.checkOwnId(spiffeId);
+    return this.store.list(this.now(), spiffeId);
+  }
+
+  /**
+   * JWKS of the public keys of all usable SVIDs (unexpired, unrevoked, not superseded for
+   * longer than the grace); kid = RFC 7638 thumbprint.
+   */
   liveJwks(): { keys: object[] } {
-    return { keys: this.store.liveKeys(this.now()) };
+    return { keys: this.store.liveKeys(this.now(), this.renewal.graceMs) };
   }
 
   /** The trust bundle in the SPIFFE bundle format (JWKS with `use: x509-svid`). */
@@ -173,19 +213,37 @@ export class CertificateAuthority {
   }
 
   /** Verifies the caller's mTLS certificate against the root and the CA's own records. */
-  private authenticate(peer: X509Certificate | undefined): string {
+  private authenticate(peer: X509Certificate | undefined): { spiffeId: string; serial: string } {
     if (!peer) throw new CaError(401, 'client_certificate_required', 'renewal requires the current SVID as TLS client certificate');
     const root = new X509Certificate(this.issuer.rootPem);
     if (!peer.checkIssued(root) || !peer.verify(root.publicKey)) {
       throw new CaError(401, 'client_certificate_invalid', 'client certificate was not issued by this CA');
     }
     const now = this.now();
-    if (now < Date.parse(peer.validFrom) || now >= Date.parse(peer.validTo)) throw new CaError(401, 'svid_expired', 'client certificate is expired or not yet valid');
-    const record = this.store.svid(normalizeSerial(peer.serialNumber));
+    if (now < Date.parse(peer.validFrom) || now >= Date.parse(peer.validTo)) throw this.renewalRefused('expired', '');
+    const serial = normalizeSerial(peer.serialNumber);
+    const record = this.store.svid(serial, now, this.renewal.graceMs);
     if (!record) throw new CaError(401, 'client_certificate_invalid', 'client certificate is not a recorded SVID of this CA');
-    if (record.revoked) throw new CaError(401, 'svid_revoked', 'client certificate has been revoked');
+    if (!record.usable) throw this.renewalRefused(record.status as RenewalRefusal, record.spiffeId);
     if (peer.subjectAltName !== `URI:${record.spiffeId}`) throw new CaError(401, 'client_certificate_invalid', 'client certificate identity does not match the issued SVID');
-    return record.spiffeId;
+    return { spiffeId: record.spiffeId, serial };
+  }
+
+  private checkRenewalRate(spiffeId: string): void {
+    if (this.store.renewalsSince(spiffeId, this.now() - this.renewal.windowMs) >= this.renewal.limit) throw this.renewalRefused('rate_limited', spiffeId);
+  }
+
+  private renewalRefused(refusal: RenewalRefusal, spiffeId: string): CaError {
+    switch (refusal) {
+      case 'revoked':
+        return new CaError(401, 'svid_revoked', 'client certificate has been revoked (itself or an SVID it was renewed from)');
+      case 'expired':
+        return new CaError(401, 'svid_expired', 'client certificate is expired or not yet valid');
+      case 'superseded':
+        return new CaError(401, 'svid_superseded', 'client certificate was renewed and its grace has ended; renew from the newest SVID');
+      case 'rate_limited':
+        return new CaError(429, 'renewal_rate_limited', `${spiffeId} renewed ${this.renewal.limit} times in the last minute; retry later`, this.renewal.windowMs / 1000);
+    }
   }
 
   private checkOwnId(spiffeId: string): void {

@@ -7,6 +7,8 @@ export class CaError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** Sent as `retry-after` with a 429. */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
   }

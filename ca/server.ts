@@ -10,6 +10,10 @@ export interface CaServerOptions {
   /** 0 picks a free port. */
   port?: number;
   svidTtlMs?: number;
+  /** How long a renewed SVID's key stays in the JWKS (default 60 s). */
+  supersedeGraceMs?: number;
+  /** Renewals per SPIFFE ID and minute (default 30). */
+  renewalsPerMinute?: number;
   /** Extra DNS names or IPs for the CA's own certificate (besides localhost and the listen host). */
   hostnames?: string[];
   /** Failed join attempts allowed per client address and minute (default 20). */
@@ -38,7 +42,8 @@ const TOKEN_FAILURES = new Set(['token_unknown', 'token_used', 'token_expired'])
  * revocation, mint) are deliberately absent: they are CLI commands on the state directory.
  */
 export async function startCaServer(options: CaServerOptions): Promise<CaServer> {
-  const ca = CertificateAuthority.open(options.dir, { svidTtlMs: options.svidTtlMs });
+  const { svidTtlMs, supersedeGraceMs, renewalsPerMinute } = options;
+  const ca = CertificateAuthority.open(options.dir, { svidTtlMs, supersedeGraceMs, renewalsPerMinute });
   const host = options.host ?? '127.0.0.1';
   const names = [...new Set(['localhost', '127.0.0.1', '::1', host, ...(options.hostnames ?? [])])].filter((n) => n !== '0.0.0.0' && n !== '::');
   const serverCert = () => ca.issuer.signServerCert(names, SERVER_CERT_TTL_MS);
@@ -51,7 +56,10 @@ export async function startCaServer(options: CaServerOptions): Promise<CaServer>
   const limiter = new FailureLimiter(options.joinFailureLimit ?? 20, 60_000);
 
   app.setErrorHandler((err: FastifyError | CaError, request, reply) => {
-    if (err instanceof CaError) return sendError(reply, err.status, err.code, err.message);
+    if (err instanceof CaError) {
+      if (err.retryAfterSeconds) reply.header('retry-after', Math.ceil(err.retryAfterSeconds));
+      return sendError(reply, err.status, err.code, err.message);
+    }
     const status = err.statusCode ?? 500;
     if (status >= 500) {
       request.log.error(err);
@@ -66,12 +74,9 @@ export async function startCaServer(options: CaServerOptions): Promise<CaServer>
   app.get('/v1/bundle/jwks', async () => ca.bundleJwks());
   app.get('/v1/jwks', async (_request, reply) => reply.header('cache-control', 'max-age=5').send(ca.liveJwks()));
 
-  app.post('/v1/join', async (request, reply) => {
+  app.post('/v1/join', async (request) => {
     const wait = limiter.retryAfter(request.ip);
-    if (wait > 0) {
-      reply.header('retry-after', Math.ceil(wait / 1000));
-      throw new CaError(429, 'rate_limited', 'too many failed join attempts from this address; retry later');
-    }
+    if (wait > 0) throw new CaError(429, 'rate_limited', 'too many failed join attempts from this address; retry later', wait / 1000);
     const body = jsonBody(request);
     try {
       return ca.join(body.token, body.csr);

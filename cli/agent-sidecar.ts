@@ -10,6 +10,8 @@ import { startSidecar } from '../agent/sidecar/index.ts';
 import { loadRoutes } from '../agent/sidecar/outbound.ts';
 import { registerFilterRoutes } from '../agent/sidecar/admin.ts';
 import { caseFileCheck } from '../agent/sidecar/case-check.ts';
+import { parseDuration } from '../agent/identity/duration.ts';
+import { DEFAULT_LIVE_KEYS_REFRESH_MS } from '../agent/identity/live-keys.ts';
 
 export const sidecarAgentGroup: AgentOptionGroup = {
   addOptions(command: Command) {
@@ -25,7 +27,8 @@ export const sidecarAgentGroup: AgentOptionGroup = {
       .option('--identity-audience <aud>', 'identity context: required audience')
       .option('--identity-jwks <file-or-url>', 'identity context: the issuer\'s JWKS')
       .option('--fingerprint-ttl <seconds>', 'lifetime of request fingerprints (signed and accepted)', '30')
-      .option('--clock-skew <seconds>', 'tolerated clock difference for fingerprints and identity tokens', '5');
+      .option('--clock-skew <seconds>', 'tolerated clock difference for fingerprints and identity tokens', '5')
+      .option('--revocation-staleness <duration>', "inbound: refuse every caller (503) once the CA's live keys could not be refreshed for this long", '60s');
   },
   async setup(opts, ctx) {
     if (!opts.inbound && !opts.outbound) return;
@@ -42,6 +45,14 @@ export const sidecarAgentGroup: AgentOptionGroup = {
     };
     const fingerprintTtlSeconds = seconds('--fingerprint-ttl', opts.fingerprintTtl);
     const skewSeconds = seconds('--clock-skew', opts.clockSkew);
+    let maxStaleMs: number;
+    try {
+      maxStaleMs = parseDuration(opts.revocationStaleness as string);
+    } catch (err) {
+      throw new CliError(`--revocation-staleness: ${(err as Error).message}`, 2);
+    }
+    // Shorter than two refresh periods, one slow fetch would refuse every caller.
+    if (maxStaleMs < 2 * DEFAULT_LIVE_KEYS_REFRESH_MS) throw new CliError(`--revocation-staleness must be at least ${(2 * DEFAULT_LIVE_KEYS_REFRESH_MS) / 1000}s`, 2);
     try {
       const listen = (flag: unknown) => (flag ? parseListen(flag as string) : undefined);
       const inbound = listen(opts.inbound);
@@ -55,6 +66,7 @@ export const sidecarAgentGroup: AgentOptionGroup = {
         identityContext: opts.identityIssuer
           ? { issuer: opts.identityIssuer as string, audience: opts.identityAudience as string, jwks: opts.identityJwks as string }
           : undefined,
+        revocation: { maxStaleMs },
         fingerprintTtlSeconds,
         skewSeconds,
         logger: ctx.log,

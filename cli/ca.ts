@@ -8,6 +8,7 @@ import { startCaServer } from '../ca/server.ts';
 import { parseDuration } from '../agent/identity/duration.ts';
 import { CliError } from './errors.ts';
 import { parseListen, untilSignal } from './process.ts';
+import { svidCommand } from './ca-svid.ts';
 
 /**
  * `palisade ca …`: the CA server and its admin commands. Admin commands work on the state
@@ -33,14 +34,22 @@ export function register(program: CommandType): void {
     .option('--svid-ttl <duration>', 'lifetime of issued SVIDs', '1h')
     .option('--hostname <name...>', 'extra DNS names or IPs for the CA server certificate')
     .option('--join-failure-limit <n>', 'failed join attempts per client address and minute (per worker)', '20')
+    .option('--renewal-limit <n>', 'renewals per SPIFFE ID and minute (all workers)', '30')
+    .option('--supersede-grace <duration>', "how long a renewed SVID's key stays in the JWKS", '60s')
     .option('--workers <n>', 'server processes sharing the port and the state store (one per core)', '1')
-    .action(async (opts: { dir: string; listen: string; svidTtl: string; hostname?: string[]; joinFailureLimit: string; workers: string }) => {
+    .action(async (opts: {
+      dir: string; listen: string; svidTtl: string; hostname?: string[]; joinFailureLimit: string; renewalLimit: string; supersedeGrace: string; workers: string;
+    }) => {
       const { host, port } = parseListen(opts.listen);
       const svidTtlMs = await guard(async () => parseDuration(opts.svidTtl), 2);
+      const supersedeGraceMs = await guard(async () => parseDuration(opts.supersedeGrace), 2);
       const limit = positiveInteger(opts.joinFailureLimit, '--join-failure-limit');
+      const renewalsPerMinute = positiveInteger(opts.renewalLimit, '--renewal-limit');
       const workers = positiveInteger(opts.workers, '--workers');
       if (workers > 1 && cluster.isPrimary) return superviseWorkers(workers);
-      const server = await guard(() => startCaServer({ dir: opts.dir, host, port, svidTtlMs, hostnames: opts.hostname, joinFailureLimit: limit }));
+      const server = await guard(() => startCaServer({
+        dir: opts.dir, host, port, svidTtlMs, supersedeGraceMs, renewalsPerMinute, hostnames: opts.hostname, joinFailureLimit: limit,
+      }));
       const ready = `palisade CA for spiffe://${server.ca.trustDomain} listening on ${server.url}`;
       if (cluster.isWorker) process.send!({ ready });
       else process.stdout.write(`${ready}\n`);
@@ -66,13 +75,22 @@ export function register(program: CommandType): void {
   ca.addCommand(token);
 
   ca.command('revoke')
-    .description('revoke an SVID by serial: it can no longer renew and leaves the JWKS')
+    .description('revoke an SVID and every SVID renewed from it (--serial), or every unexpired SVID of an identity (--spiffe-id): they can no longer renew and leave the JWKS')
     .requiredOption('--dir <dir>', 'CA state directory')
-    .requiredOption('--serial <hex>', 'serial number (hex, colons allowed)')
-    .action(async (opts: { dir: string; serial: string }) => {
-      await withCa(opts.dir, (authority) => authority.revoke(opts.serial));
-      process.stdout.write(`revoked ${opts.serial}\n`);
+    .option('--serial <hex>', 'serial number (hex, colons allowed)')
+    .option('--spiffe-id <id>', 'identity whose SVIDs are all revoked')
+    .action(async (opts: { dir: string; serial?: string; spiffeId?: string }) => {
+      if (!opts.serial === !opts.spiffeId) throw new CliError('give exactly one of --serial HEX and --spiffe-id ID', 2);
+      if (opts.serial) {
+        await withCa(opts.dir, (authority) => authority.revoke(opts.serial!));
+        process.stdout.write(`revoked ${opts.serial} and the SVIDs renewed from it\n`);
+      } else {
+        const count = await withCa(opts.dir, (authority) => authority.revokeIdentity(opts.spiffeId!));
+        process.stdout.write(`revoked ${count} SVID${count === 1 ? '' : 's'} of ${opts.spiffeId}\n`);
+      }
     });
+
+  ca.addCommand(svidCommand());
 
   ca.command('mint')
     .description('issue an SVID with a new key to files (for workloads without an agent, or tests)')
@@ -135,7 +153,7 @@ async function guard<T>(run: () => Promise<T> | T, exitCode = 1): Promise<T> {
   }
 }
 
-async function withCa<T>(dir: string, run: (ca: CertificateAuthority) => Promise<T> | T): Promise<T> {
+export async function withCa<T>(dir: string, run: (ca: CertificateAuthority) => Promise<T> | T): Promise<T> {
   const authority = await guard(() => CertificateAuthority.open(dir));
   try {
     return await guard(() => run(authority));

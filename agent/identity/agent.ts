@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { createCsr, generateKeyPair, pemBlocks } from '../../spiffe/pki.ts';
-import { CaRejectedError, CaUnavailableError, postToCa, type SvidResponse } from './client.ts';
+import { CaRejectedError, CaUnavailableError, fetchLiveKeyIds, postToCa, type SvidResponse } from './client.ts';
 
 /** The workload's current X.509-SVID. The key exists only in this process's memory. */
 export interface Svid {
@@ -131,6 +131,11 @@ export class IdentityAgent extends EventEmitter<AgentEvents> {
       consecutiveFailures: this.failures,
       lastError: this.lastError,
     };
+  }
+
+  /** Key ids of the CA's live JWKS, over the same verified TLS as renewals (for the sidecar's revocation check). */
+  liveKeyIds(): Promise<string[]> {
+    return fetchLiveKeyIds(this.options.caUrl, this.options.bundlePem);
   }
 
   /** Renews now instead of waiting for the schedule (admin use, tests). */

@@ -36,13 +36,31 @@ const TLS_TRUST_ERRORS = new Set([
  * client certificate. A fresh connection per call: after a rotation the next renewal must
  * present the new SVID, never a pooled connection authenticated with the old one.
  */
-export async function postToCa(
+export function postToCa(
   caUrl: string,
   bundlePem: string,
   path: string,
   body: object,
   clientCert?: { chainPem: string; keyPem: string },
 ): Promise<SvidResponse> {
+  return requestCa<SvidResponse>(caUrl, bundlePem, { path, method: 'POST', body: JSON.stringify(body), clientCert });
+}
+
+/** The key ids (RFC 7638 thumbprints) of the CA's live JWKS: the keys of every usable SVID. */
+export async function fetchLiveKeyIds(caUrl: string, bundlePem: string): Promise<string[]> {
+  const jwks = await requestCa<{ keys?: unknown }>(caUrl, bundlePem, { path: '/v1/jwks', method: 'GET' });
+  if (!Array.isArray(jwks.keys) || !jwks.keys.every((key) => typeof key?.kid === 'string')) {
+    throw new CaUnavailableError('CA answered /v1/jwks with something that is not a JWKS with key ids');
+  }
+  return jwks.keys.map((key: { kid: string }) => key.kid);
+}
+
+async function requestCa<T>(
+  caUrl: string,
+  bundlePem: string,
+  call: { path: string; method: 'GET' | 'POST'; body?: string; clientCert?: { chainPem: string; keyPem: string } },
+): Promise<T> {
+  const { clientCert } = call;
   const client = new Client(caUrl, {
     connect: { ca: bundlePem, ...(clientCert && { cert: clientCert.chainPem, key: clientCert.keyPem }), timeout: 5000 },
     headersTimeout: 10_000,
@@ -50,10 +68,10 @@ export async function postToCa(
   });
   try {
     const response = await client.request({
-      path,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
+      path: call.path,
+      method: call.method,
+      headers: call.body === undefined ? {} : { 'content-type': 'application/json' },
+      body: call.body,
     });
     const text = await response.body.text();
     let json: unknown;
@@ -62,7 +80,7 @@ export async function postToCa(
     } catch {
       throw new CaUnavailableError(`CA answered ${response.statusCode} with a body that is not JSON`);
     }
-    if (response.statusCode === 200) return json as SvidResponse;
+    if (response.statusCode === 200) return json as T;
     const error = (json as { error?: { code?: string; message?: string } }).error ?? {};
     if (response.statusCode === 429 || response.statusCode >= 500) {
       throw new CaUnavailableError(`CA answered ${response.statusCode} (${error.code ?? 'unknown'})`);

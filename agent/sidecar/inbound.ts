@@ -24,6 +24,9 @@ import { decisionOf, type Decision } from '../../testing/decision-line.ts';
 import type { Outcome, Pair, UpstreamResponse } from '../../host/filter.ts';
 import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain, relay } from './http.ts';
 import { logDecision, type DecisionRecord } from './decision-log.ts';
+import { refusalOf, type PeerCredential } from './standing.ts';
+import type { LiveKeys } from '../identity/live-keys.ts';
+import { jwkThumbprint, type EcJwk } from '../../spiffe/pki.ts';
 
 export interface InboundLimits {
   /** Request line + headers; larger gets 431 from node:http. */
@@ -56,6 +59,11 @@ export interface InboundOptions {
   identity: SvidSource;
   filters: FilterSlot;
   identityContext?: IdentityVerifier;
+  /**
+   * The CA's live keys: every request's caller must hold one (revocation). Without them (a
+   * PKI and no CA, as in some tests) only the trust bundle and validity are checked.
+   */
+  liveKeys?: LiveKeys;
   replay?: ReplayCache;
   fingerprintTtlSeconds?: number;
   skewSeconds?: number;
@@ -70,7 +78,7 @@ export interface Listener {
 }
 
 /** What a connection's client certificate established; `address` is the peer's ip:port, as Envoy's source.address. */
-type Peer = { id: string; key: KeyObject; address: string } | { error: string };
+type Peer = ({ id: string; key: KeyObject; address: string } & PeerCredential) | { error: string };
 
 /** Envoy's jwt_authn metadata namespace, where the filter reads `user` and `fingerprint`. */
 const JWT_AUTHN = 'envoy.filters.http.jwt_authn';
@@ -130,6 +138,8 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
     const peer = peerOf(req.socket as TLSSocket);
     if ('error' in peer) return refuse(401, 'unauthenticated', peer.error);
     record.caller = peer.id;
+    const refusal = await refusalOf(peer, opts.liveKeys);
+    if (refusal) return refuse(refusal.status, refusal.status === 401 ? 'unauthenticated' : 'unavailable', refusal.reason);
 
     const authorization = firstHeader(req.headers.authorization);
     const bearer = authorization?.startsWith('Bearer ') ? authorization.slice(7) : undefined;
@@ -270,7 +280,14 @@ function verifyPeer(socket: TLSSocket, trustDomain: string): Peer {
   if (!cert) return { error: 'no client certificate' };
   if (!socket.authorized) return { error: `client certificate not trusted: ${socket.authorizationError}` };
   try {
-    return { id: spiffeIdOf(cert.raw, trustDomain), key: cert.publicKey, address: `${socket.remoteAddress}:${socket.remotePort}` };
+    return {
+      id: spiffeIdOf(cert.raw, trustDomain),
+      key: cert.publicKey,
+      address: `${socket.remoteAddress}:${socket.remotePort}`,
+      notBefore: Date.parse(cert.validFrom),
+      notAfter: Date.parse(cert.validTo),
+      kid: jwkThumbprint(cert.publicKey.export({ format: 'jwk' }) as EcJwk),
+    };
   } catch (err) {
     return { error: (err as Error).message };
   }

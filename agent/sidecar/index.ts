@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { loadFilter } from '../../host/filter.ts';
 import type { SvidSource } from './svid.ts';
+import { LiveKeys, type LiveKeysOptions } from '../identity/live-keys.ts';
 import { FilterSlot, type FilterLoader, type FilterCheck } from './filter-slot.ts';
 import { startInbound, type InboundLimits, type Listener } from './inbound.ts';
 import { startOutbound, type Routes } from './outbound.ts';
@@ -36,6 +37,11 @@ export interface SidecarOptions {
   /** Acceptance check for every filter, e.g. the policy's case file. */
   checkFilter?: FilterCheck;
   identityContext?: IdentityContextOptions;
+  /**
+   * Refresh period and staleness bound of the CA's live keys, which every inbound caller
+   * must hold; checked whenever `identity` can fetch them (`liveKeyIds`, as the agent can).
+   */
+  revocation?: Pick<LiveKeysOptions, 'refreshMs' | 'maxStaleMs'>;
   fingerprintTtlSeconds?: number;
   skewSeconds?: number;
   replayCapacity?: number;
@@ -65,10 +71,12 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
           if (line.level === 'warn' || line.level === 'error' || line.level === 'critical') logger.warn({ filter: line.message }, 'filter log');
         },
       }));
+  let liveKeys: LiveKeys | undefined;
   const sidecar: Sidecar = {
     async close() {
       await Promise.all([sidecar.inbound?.close(), sidecar.outbound?.close()]);
       sidecar.filters?.close();
+      liveKeys?.close();
     },
   };
   try {
@@ -79,11 +87,14 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
       observeReloads(filters, logger, opts.registry);
       if (opts.inbound.watch !== false) filters.watchFile(filterFile);
       if (opts.admin) registerFilterRoutes(opts.admin, filters);
+      const { liveKeyIds } = opts.identity;
+      if (liveKeyIds) liveKeys = await LiveKeys.start(() => liveKeyIds.call(opts.identity), { ...opts.revocation, log: (msg) => logger.warn(msg) });
       sidecar.inbound = await startInbound({
         ...opts.inbound,
         identity: opts.identity,
         filters,
         identityContext: opts.identityContext && (await createIdentityVerifier({ ...opts.identityContext, skewSeconds: opts.skewSeconds })),
+        liveKeys,
         replay: new ReplayCache(opts.replayCapacity ?? DEFAULT_REPLAY_CAPACITY),
         fingerprintTtlSeconds: opts.fingerprintTtlSeconds,
         skewSeconds: opts.skewSeconds,

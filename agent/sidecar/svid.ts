@@ -12,14 +12,19 @@ export interface Svid {
 }
 
 /**
- * What the sidecar needs from the agent: the current SVID, the trust bundle, and a
- * 'rotated' event after which `svid()` returns the new one. agent/identity's IdentityAgent
+ * What the sidecar needs from the agent: the current SVID, the trust bundle, the CA's live
+ * keys, and a 'rotated' event after which `svid()` returns the new one. agent/identity's IdentityAgent
  * is one; tests use `SvidHolder`.
  */
 export interface SvidSource {
   svid(): Svid;
   /** Trust bundle: PEM root certificates. */
   trustBundle(): string[];
+  /**
+   * Key ids (RFC 7638) of the CA's live JWKS. The agent has it; without it (a PKI and no CA,
+   * as in tests) the inbound side cannot learn of revocations.
+   */
+  liveKeyIds?(): Promise<string[]>;
   on(event: 'rotated', listener: () => void): unknown;
   off(event: 'rotated', listener: () => void): unknown;
 }

@@ -5,8 +5,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CertificateAuthority } from '../../ca/ca.ts';
 import { startCaServer, type CaServer } from '../../ca/server.ts';
-import { createCsr, generateKeyPair, x509 } from '../../spiffe/pki.ts';
-import { CARD, TD, caRequest, initCa, removeDir, sleep } from '../support/identity.ts';
+import { generateKeyPair, x509 } from '../../spiffe/pki.ts';
+import { CARD, TD, caRequest, initCa, newCsr, removeDir, sleep } from '../support/identity.ts';
 
 const test = suite<{ dir: string; server: CaServer; bundle: string }>('ca');
 
@@ -19,11 +19,6 @@ test.after(async (ctx) => {
   await ctx.server.close();
   removeDir(path.dirname(ctx.dir));
 });
-
-async function newCsr() {
-  const { keys } = await generateKeyPair();
-  return { keys, csr: await createCsr(keys) };
-}
 
 function join(ctx: { server: CaServer; bundle: string }, body: object | string, contentType?: string) {
   return caRequest(`${ctx.server.url}/v1/join`, ctx.bundle, { body, contentType });

@@ -13,6 +13,7 @@ import { startCaServer, type CaServer } from '../../ca/server.ts';
 import type { Svid } from '../../agent/sidecar/svid.ts';
 import { compiled } from '../agent/sidecar/policies.ts';
 import { startEcho, mtlsAgent, call, FRONTEND, TD, type Echo } from '../agent/sidecar/harness.ts';
+import { eventually } from '../support/identity.ts';
 
 const cli = suite('palisade agent with the sidecar');
 const CARD_ID = `spiffe://${TD}/ns/payments/sa/card`;
@@ -90,13 +91,44 @@ cli('the agent serves the inbound sidecar with its SVID; /v1/filter hot-reloads 
     const denied = await call(inbound, dispatcher, caller, { path: '/cards/1', fingerprint: { target: CARD_ID } });
     assert.is(denied.status, 403);
 
-    // The CA going away does not stop traffic: the SVID in memory stays valid until it expires.
+    // A revoked caller is refused by the agent's sidecar once its live-key view refreshes (5 s, as Envoy).
+    const revokedSvid = await ca.ca.mint(FRONTEND, 600_000);
+    const revoked: Svid = { ...caller, chainPem: revokedSvid.svid_pem, privateKey: createPrivateKey(revokedSvid.key_pem) };
+    const revokedDispatcher = mtlsAgent(revokedSvid.bundle_pem, revoked);
+    try {
+      ca.ca.revoke(revokedSvid.serial);
+      await eventually(async () => (await call(inbound, revokedDispatcher, revoked, { path: '/cards/1', fingerprint: { target: CARD_ID } })).status === 401, 20_000);
+    } finally {
+      await revokedDispatcher.close();
+    }
+
+    // The CA going away does not stop traffic at once: the SVID in memory stays valid until
+    // it expires, the live-key view until --revocation-staleness.
     await ca.close();
     caClosed = true;
     const stillServed = await call(inbound, dispatcher, caller, { path: '/cards/1', fingerprint: { target: CARD_ID } });
     assert.is(stillServed.status, 403);
   } finally {
     await dispatcher.close();
+  }
+});
+
+cli('a staleness bound shorter than two refresh periods is refused in one line, exit 2', async () => {
+  const server = await startCaServer({ dir: join(dir, 'ca'), port: 0 });
+  try {
+    const { token } = server.ca.createToken(CARD_ID, 60_000);
+    const child = spawn(process.execPath, [
+      BIN, 'agent', '--ca-url', server.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token,
+      '--inbound', '127.0.0.1:0', '--app', echo.url, '--filter', join(dir, 'card.wasm'), '--revocation-staleness', '5s',
+    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (chunk) => (stderr += chunk));
+    const code = await new Promise((r) => child.once('exit', r));
+    assert.is(code, 2, stderr);
+    assert.match(stderr, /--revocation-staleness must be at least 10s/);
+    assert.is(stderr.trim().split('\n').length, 1, stderr);
+  } finally {
+    await server.close();
   }
 });
 

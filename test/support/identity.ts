@@ -6,6 +6,7 @@ import path from 'node:path';
 import { credentials, type ClientDuplexStream, type Client } from '@grpc/grpc-js';
 import { Agent, request } from 'undici';
 import { CertificateAuthority } from '../../ca/ca.ts';
+import { createCsr, generateKeyPair } from '../../spiffe/pki.ts';
 import { SDS_PROTO, SECRET_TYPE, SECRET_TYPE_URL, sdsServiceConstructor } from '../../agent/xds/sds.ts';
 import { loadProtoRoot } from '../../envoy/protos.ts';
 import type { DiscoveryRequest, DiscoveryResponse } from '../../agent/xds/sotw.ts';
@@ -27,6 +28,12 @@ export async function initCa(): Promise<string> {
   const dir = path.join(tempDir('ca'), 'ca');
   await CertificateAuthority.init(dir, TD);
   return dir;
+}
+
+/** A new P-256 key and a CSR for it. */
+export async function newCsr() {
+  const { keys, privateKey } = await generateKeyPair();
+  return { keys, privateKey, csr: await createCsr(keys) };
 }
 
 export function freePort(): Promise<number> {

@@ -1,0 +1,32 @@
+/**
+ * What the inbound side checks on every request rather than once per connection: a
+ * connection outlives its certificate's validity and any revocation, and a resumed TLS
+ * session carries the verification result of the handshake it resumes (OpenSSL does not
+ * verify the certificate again), so neither may be taken from the handshake.
+ */
+import type { LiveKeys } from '../identity/live-keys.ts';
+
+/** The caller's certificate as far as its standing goes: validity (ms) and key id (RFC 7638). */
+export interface PeerCredential {
+  notBefore: number;
+  notAfter: number;
+  kid: string;
+}
+
+export interface Refusal {
+  status: 401 | 503;
+  reason: string;
+}
+
+export async function refusalOf(peer: PeerCredential, liveKeys: LiveKeys | undefined): Promise<Refusal | null> {
+  const now = Date.now();
+  if (now < peer.notBefore || now >= peer.notAfter) return { status: 401, reason: 'client certificate expired or not yet valid' };
+  switch (await liveKeys?.standing(peer.kid)) {
+    case 'unknown':
+      return { status: 401, reason: 'client certificate revoked, superseded or unknown to the CA' };
+    case 'stale':
+      return { status: 503, reason: 'revocation list stale: the CA has not answered within the staleness bound' };
+    default:
+      return null;
+  }
+}
