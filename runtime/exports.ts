@@ -15,10 +15,13 @@ import {
 import { Out, bytesEqual } from "./bytes";
 import { ALLOW, DENY, decide, decidedByError, decidedRule, injected, ruleField } from "./engine";
 import { PATH_OK, normLen, normPtr, normalizePath, queryLen, queryPtr } from "./path";
-import { beginRequest, foundLen, foundPtr, hasHeader, principalLen, rawPathLen, rawPathPtr, requestId } from "./request";
+import { MAX_HEADER_BYTES, beginRequest, foundLen, foundPtr, hasHeader, headerBytes, metadataRefusal, principalLen, rawPathLen, rawPathPtr, requestId } from "./request";
 import { H_DRY_RUN, H_STRIP, b, t } from "./tables";
 import { parseConfig, fingerprintOff, CONFIG_DEFAULT, CONFIG_DRY_RUN } from "./config";
 import { checkFingerprint, replayFull } from "./fingerprint";
+
+/** Longest `:path` (query included) decided on; Envoy's default header limit (60 KiB) keeps real ones below. */
+const MAX_PATH_BYTES: i32 = 64 * 1024;
 
 const CONTINUE: i32 = 0;
 const PAUSE: i32 = 1;
@@ -54,9 +57,11 @@ export function proxy_on_configure(rootId: i32, size: i32): bool {
 
 export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOfStream: i32): i32 {
   heap.reset();
-  if (!beginRequest()) return finish(DENY_BAD_REQUEST, "bad_headers", -1);
+  if (!beginRequest()) return finish(DENY_BAD_REQUEST, headerBytes > MAX_HEADER_BYTES ? "headers_too_large" : "bad_headers", -1);
   // The path first (README.md, "Decisions"): a request Envoy itself would refuse
-  // is a 400 whoever sends it.
+  // is a 400 whoever sends it. Normalizing takes memory in proportion to the path, and the
+  // VM keeps what a request grew: bounded (docs/host.md, "Limits").
+  if (rawPathLen > MAX_PATH_BYTES) return finish(DENY_BAD_REQUEST, "path_too_long", -1);
   if (rawPathLen < 0 || normalizePath(rawPathPtr, rawPathLen) != PATH_OK) return finish(DENY_BAD_REQUEST, "bad_path", -1);
   if (principalLen == 0) return finish(UNAUTHENTICATED, "no_identity", -1);
   // Fingerprints (runtime/fingerprint.ts): missing or failing is unauthenticated, as a
@@ -67,6 +72,9 @@ export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOf
     if (refused.length > 0) return finish(UNAUTHENTICATED, refused, -1);
   }
   const d = decide();
+  // Claims the rules needed but the filter could not read (nested too deep, too large).
+  const unreadable = metadataRefusal();
+  if (unreadable.length > 0) return finish(UNAUTHENTICATED, unreadable, -1);
   if (d == ALLOW) return finish(ALLOWED, "allow_rule", decidedRule);
   if (d == DENY) return finish(DENIED, decidedByError ? "deny_rule_when_error" : "deny_rule", decidedRule);
   return finish(DENIED, "no_allow_rule", -1);
