@@ -147,10 +147,14 @@ function setInjections(rule: i32): void {
   }
 }
 
+/** Longest request id echoed in a local reply (a UUID has 36 bytes): escaping takes up to 6 bytes per byte. */
+const MAX_REPLY_ID: i32 = 128;
+
 /** The local reply: `{"error":code,"request_id":id}`, nothing else an attacker could use. */
 function reply(status: i32, code: string): void {
   requestId();
-  const body = new Out(64 + foundLen * 6).ascii('{"error":"').ascii(code).ascii('","request_id":"').jsonEscaped(foundPtr, foundLen).ascii('"}');
+  const id = min(foundLen, MAX_REPLY_ID);
+  const body = new Out(64 + id * 6).ascii('{"error":"').ascii(code).ascii('","request_id":"').jsonEscaped(foundPtr, id).ascii('"}');
   const ct = "content-type";
   const json = "application/json";
   const headers = new Out(64).u32le(1).u32le(ct.length).u32le(json.length).ascii(ct).byte(0).ascii(json).byte(0);
