@@ -1,5 +1,5 @@
 /** A test edge issuer: an ES256 key, its JWKS, and tokens for the identity context. */
-import { generateKeyPair, exportJWK, SignJWT, type JWTPayload, type JSONWebKeySet } from 'jose';
+import { generateKeyPair, exportJWK, SignJWT, CompactSign, type JWTPayload, type JSONWebKeySet } from 'jose';
 import { randomBytes } from 'node:crypto';
 
 export interface TestIssuer {
@@ -9,6 +9,8 @@ export interface TestIssuer {
   jwks: JSONWebKeySet;
   /** Signs `claims`; `times` overrides exp/nbf (undefined removes exp) and the kid. */
   token(claims: JWTPayload, times?: { exp?: number; nbf?: number; kid?: string }): Promise<string>;
+  /** Signs a payload given as JSON text (for payloads JSON.stringify cannot write, e.g. nested thousands deep). */
+  signJson(payload: string): Promise<string>;
 }
 
 export async function createIssuer(iss = 'https://login.bank.example', aud = 'bank-apis'): Promise<TestIssuer> {
@@ -26,6 +28,9 @@ export async function createIssuer(iss = 'https://login.bank.example', aud = 'ba
       if ('exp' in times) body.exp = times.exp;
       if (times.nbf !== undefined) body.nbf = times.nbf;
       return new SignJWT(body).setProtectedHeader({ alg: 'ES256', kid: times.kid ?? kid }).sign(privateKey);
+    },
+    signJson(payload) {
+      return new CompactSign(new TextEncoder().encode(payload)).setProtectedHeader({ alg: 'ES256', kid }).sign(privateKey);
     },
   };
 }

@@ -1,0 +1,126 @@
+/**
+ * What a request carries cannot poison the inbound sidecar: claims nested thousands of
+ * levels deep (in a user token from the issuer, or in a caller's own fingerprint) get a 401
+ * for that request and the next requests decide normally on the same filter; a secret in a
+ * query value lands in no log line. Real CA, SVIDs, TLS sockets and compiled filter.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtemp, writeFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sign } from 'node:crypto';
+import type { Agent } from 'undici';
+import { startInbound, type Listener } from '../../agent/sidecar/inbound.ts';
+import { FilterSlot } from '../../agent/sidecar/filter-slot.ts';
+import { createIdentityVerifier } from '../../agent/sidecar/identity-context.ts';
+import { FINGERPRINT_HEADER, FINGERPRINT_TYP } from '../../agent/sidecar/fingerprint.ts';
+import { pathForLog } from '../../agent/sidecar/decision-log.ts';
+import { createIssuer } from './issuer.ts';
+import { identities, startEcho, captureLog, mtlsAgent, call, CARD, type Echo } from './harness.ts';
+import { compiled, loadStrict } from './policies.ts';
+
+const ids = await identities();
+const issuer = await createIssuer();
+const dir = await mkdtemp(join(tmpdir(), 'palisade-poison-'));
+const log = captureLog();
+let echo: Echo;
+let sidecar: Listener;
+let filters: FilterSlot;
+let agent: Agent;
+
+test.before(async () => {
+  echo = await startEcho();
+  await writeFile(join(dir, 'jwks.json'), JSON.stringify(issuer.jwks));
+  filters = await FilterSlot.create(await compiled('card'), loadStrict);
+  sidecar = await startInbound({
+    app: echo.url,
+    identity: ids.card,
+    filters,
+    identityContext: await createIdentityVerifier({ issuer: issuer.iss, audience: issuer.aud, jwks: join(dir, 'jwks.json') }),
+    logger: log.logger,
+  });
+  agent = mtlsAgent(ids.ca.certPem, ids.frontend.svid());
+});
+
+test.after(async () => {
+  await agent.close();
+  await sidecar.close();
+  await echo.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const front = () => ids.frontend.svid();
+const lastDecision = () => log.lines.filter((l) => l.msg === 'decision').at(-1)!;
+
+/** JSON text of `levels` nested lists: two bytes a level, the deepest a token's size allows (JSON.stringify overflows first). */
+const nestedList = (levels: number) => `${'['.repeat(levels)}"list_cards"${']'.repeat(levels)}`;
+
+/** Requests that must keep being decided normally by the same filter. */
+async function stillDeciding(): Promise<void> {
+  const token = await issuer.token({ sub: 'alice', scope: 'list_cards' });
+  const allowed = await call(sidecar.url, agent, front(), { path: '/cards', headers: { authorization: `Bearer ${token}` } });
+  assert.is(allowed.status, 200, allowed.text);
+  const other = await issuer.token({ sub: 'bob', scope: 'other' });
+  assert.is((await call(sidecar.url, agent, front(), { path: '/cards', headers: { authorization: `Bearer ${other}` } })).status, 403);
+  assert.is((await call(sidecar.url, agent, front(), { path: '/cards/42' })).status, 200);
+}
+
+test('a user token with claims nested thousands of levels deep: 401 for that request, the filter keeps deciding', async () => {
+  const now = Math.floor(Date.now() / 1000);
+  const claims = JSON.stringify({ iss: issuer.iss, aud: issuer.aud, iat: now, exp: now + 300, sub: 'mallory', scope: 'list_cards' });
+  const token = await issuer.signJson(`${claims.slice(0, -1)},"deep":${nestedList(2_800)}}`);
+  assert.ok(token.length <= 8192, `token of ${token.length} bytes fits the identity-context limit`);
+  const res = await call(sidecar.url, agent, front(), { path: '/cards', headers: { authorization: `Bearer ${token}` } });
+  assert.is(res.status, 401);
+  assert.is(lastDecision().reason, 'metadata_unreadable');
+  await stillDeciding();
+  assert.is(filters.acquire().filter.failed, null);
+});
+
+test("a caller's own fingerprint carrying a deeply nested extra claim: 401 for that request, the filter keeps deciding", async () => {
+  const svid = front();
+  const iat = Math.floor(Date.now() / 1000);
+  const claims = JSON.stringify({
+    iss: svid.spiffeId, sub: svid.spiffeId, aud: CARD, htm: 'GET', htu: '/cards/42', iat, exp: iat + 30, jti: `poison-${iat}-abcdefghijklmnop`,
+  });
+  const b64 = (text: string) => Buffer.from(text).toString('base64url');
+  const input = `${b64(JSON.stringify({ alg: 'ES256', typ: FINGERPRINT_TYP }))}.${b64(`${claims.slice(0, -1)},"deep":${nestedList(1_250)}}`)}`;
+  const fingerprint = `${input}.${sign('sha256', Buffer.from(input), { key: svid.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+  assert.ok(fingerprint.length <= 4096, `fingerprint of ${fingerprint.length} bytes fits the limit`);
+  const res = await call(sidecar.url, agent, svid, { path: '/cards/42', fingerprint: false, headers: { [FINGERPRINT_HEADER]: fingerprint } });
+  assert.is(res.status, 401);
+  assert.is(lastDecision().reason, 'metadata_unreadable');
+  await stillDeciding();
+});
+
+test('a secret in a query value lands in no log line, whatever the decision', async () => {
+  const secret = 'SECRET-3b1f9c0d7e';
+  const token = await issuer.token({ sub: 'alice', scope: 'list_cards' });
+  const from = log.lines.length;
+  const paths = [
+    { path: `/cards/42?access_token=${secret}&page=2`, status: 200 },
+    { path: `/cards?access_token=${secret}`, status: 200, headers: { authorization: `Bearer ${token}` } },
+    { path: `/admin?page=1&${secret}&token=${encodeURIComponent(secret)}`, status: 403 },
+  ];
+  for (const p of paths) assert.is((await call(sidecar.url, agent, front(), { path: p.path, headers: p.headers })).status, p.status, p.path);
+  // refused by the sidecar before the filter: a bad fingerprint
+  assert.is((await call(sidecar.url, agent, front(), { path: `/cards/42?access_token=${secret}`, fingerprint: { path: '/elsewhere' } })).status, 401);
+  const lines = log.lines.slice(from);
+  assert.is(lines.filter((l) => l.msg === 'decision').length, 4);
+  for (const line of lines) assert.not.ok(JSON.stringify(line).includes(secret), `secret in ${JSON.stringify(line)}`);
+  assert.equal(lines.filter((l) => l.msg === 'decision').map((l) => l.path), [
+    '/cards/42?access_token=&page=', '/cards?access_token=', '/admin?page=&token=', '/cards/42?access_token=',
+  ]);
+  assert.ok(echo.seen.some((s) => s.url === `/cards/42?access_token=${secret}&page=2`), 'the application still gets the query');
+});
+
+test('pathForLog: names and "=" stay, values and bare parameters go', () => {
+  assert.is(pathForLog('/cards'), '/cards');
+  assert.is(pathForLog('/cards?'), '/cards?');
+  assert.is(pathForLog('/a?x=1&y=&z'), '/a?x=&y=');
+  assert.is(pathForLog('/a?=v&k=a=b&k2=v#frag'), '/a?=&k=&k2=');
+  assert.is(pathForLog('/a?x=1;token=s'), '/a?x=');
+});
+
+test.run();
