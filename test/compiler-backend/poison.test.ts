@@ -112,4 +112,14 @@ test('paths and headers under the limits are decided as before', async () => {
   assert.equal(await decide(filter, signed(request('/healthz', { headers }))), { status: 200, reason: 'allow_rule' });
 });
 
+test('a secret in a query value lands in none of the log lines the filter writes', async () => {
+  const secret = 'SECRET-5d2a9e';
+  for (const r of [signed(withUser(request(`/accounts/7?access_token=${secret}`), { scope: 'read' })), signed(request(`/nowhere?access_token=${secret}`)),
+    request(`/healthz?access_token=${secret}`)]) {
+    const o = await filter.handleRequest(r);
+    assert.ok(o.logs.length > 0);
+    for (const line of o.logs) assert.not.ok(line.message.includes(secret), line.message);
+  }
+});
+
 test.run();
