@@ -1,6 +1,10 @@
 /** A test edge issuer: an ES256 key, its JWKS, and tokens for the identity context. */
 import { generateKeyPair, exportJWK, SignJWT, CompactSign, type JWTPayload, type JSONWebKeySet } from 'jose';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, writeFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createIdentityVerifier, type IdentityVerifier } from '../../agent/sidecar/identity-context.ts';
 
 export interface TestIssuer {
   iss: string;
@@ -33,4 +37,13 @@ export async function createIssuer(iss = 'https://login.bank.example', aud = 'ba
       return new CompactSign(new TextEncoder().encode(payload)).setProtectedHeader({ alg: 'ES256', kid }).sign(privateKey);
     },
   };
+}
+
+/** An identity-context verifier trusting `issuer` (its JWKS in a temporary file), and how to remove that file. */
+export async function verifierFor(issuer: TestIssuer): Promise<{ verify: IdentityVerifier; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'palisade-jwks-'));
+  const jwks = join(dir, 'jwks.json');
+  await writeFile(jwks, JSON.stringify(issuer.jwks));
+  const verify = await createIdentityVerifier({ issuer: issuer.iss, audience: issuer.aud, jwks });
+  return { verify, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }

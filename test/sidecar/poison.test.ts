@@ -6,48 +6,30 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtemp, writeFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { sign } from 'node:crypto';
 import type { Agent } from 'undici';
 import { startInbound, type Listener } from '../../agent/sidecar/inbound.ts';
 import { FilterSlot } from '../../agent/sidecar/filter-slot.ts';
-import { createIdentityVerifier } from '../../agent/sidecar/identity-context.ts';
 import { FINGERPRINT_HEADER, FINGERPRINT_TYP } from '../../agent/sidecar/fingerprint.ts';
 import { pathForLog } from '../../agent/sidecar/decision-log.ts';
-import { createIssuer } from './issuer.ts';
+import { createIssuer, verifierFor } from './issuer.ts';
 import { identities, startEcho, captureLog, mtlsAgent, call, CARD, type Echo } from './harness.ts';
 import { compiled, loadStrict } from './policies.ts';
 
 const ids = await identities();
 const issuer = await createIssuer();
-const dir = await mkdtemp(join(tmpdir(), 'palisade-poison-'));
+const users = await verifierFor(issuer);
 const log = captureLog();
-let echo: Echo;
-let sidecar: Listener;
-let filters: FilterSlot;
-let agent: Agent;
-
-test.before(async () => {
-  echo = await startEcho();
-  await writeFile(join(dir, 'jwks.json'), JSON.stringify(issuer.jwks));
-  filters = await FilterSlot.create(await compiled('card'), loadStrict);
-  sidecar = await startInbound({
-    app: echo.url,
-    identity: ids.card,
-    filters,
-    identityContext: await createIdentityVerifier({ issuer: issuer.iss, audience: issuer.aud, jwks: join(dir, 'jwks.json') }),
-    logger: log.logger,
-  });
-  agent = mtlsAgent(ids.ca.certPem, ids.frontend.svid());
-});
+const echo: Echo = await startEcho();
+const filters = await FilterSlot.create(await compiled('card'), loadStrict);
+const sidecar: Listener = await startInbound({ app: echo.url, identity: ids.card, filters, identityContext: users.verify, logger: log.logger });
+const agent: Agent = mtlsAgent(ids.ca.certPem, ids.frontend.svid());
 
 test.after(async () => {
   await agent.close();
   await sidecar.close();
   await echo.close();
-  await rm(dir, { recursive: true, force: true });
+  await users.cleanup();
 });
 
 const front = () => ids.frontend.svid();
