@@ -7,6 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { sign } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Agent } from 'undici';
 import { startInbound, type Listener } from '../../agent/sidecar/inbound.ts';
 import { FilterSlot } from '../../agent/sidecar/filter-slot.ts';
@@ -33,7 +34,12 @@ test.after(async () => {
 });
 
 const front = () => ids.frontend.svid();
-const lastDecision = () => log.lines.filter((l) => l.msg === 'decision').at(-1)!;
+const decisions = () => log.lines.filter((l) => l.msg === 'decision');
+/** The decision lines after the first `from`, once there are `count` (each is written when its response closes, which may come just after the client has it). */
+async function decisionsAfter(from: number, count = 1): Promise<Record<string, unknown>[]> {
+  for (let i = 0; i < 400 && decisions().length < from + count; i++) await sleep(5);
+  return decisions().slice(from);
+}
 
 /** JSON text of `levels` nested lists: two bytes a level, the deepest a token's size allows (JSON.stringify overflows first). */
 const nestedList = (levels: number) => `${'['.repeat(levels)}"list_cards"${']'.repeat(levels)}`;
@@ -53,9 +59,10 @@ test('a user token with claims nested thousands of levels deep: 401 for that req
   const claims = JSON.stringify({ iss: issuer.iss, aud: issuer.aud, iat: now, exp: now + 300, sub: 'mallory', scope: 'list_cards' });
   const token = await issuer.signJson(`${claims.slice(0, -1)},"deep":${nestedList(2_800)}}`);
   assert.ok(token.length <= 8192, `token of ${token.length} bytes fits the identity-context limit`);
+  const from = decisions().length;
   const res = await call(sidecar.url, agent, front(), { path: '/cards', headers: { authorization: `Bearer ${token}` } });
   assert.is(res.status, 401);
-  assert.is(lastDecision().reason, 'metadata_unreadable');
+  assert.is((await decisionsAfter(from))[0].reason, 'metadata_unreadable');
   await stillDeciding();
   assert.is(filters.acquire().filter.failed, null);
 });
@@ -70,9 +77,10 @@ test("a caller's own fingerprint carrying a deeply nested extra claim: 401 for t
   const input = `${b64(JSON.stringify({ alg: 'ES256', typ: FINGERPRINT_TYP }))}.${b64(`${claims.slice(0, -1)},"deep":${nestedList(1_250)}}`)}`;
   const fingerprint = `${input}.${sign('sha256', Buffer.from(input), { key: svid.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
   assert.ok(fingerprint.length <= 4096, `fingerprint of ${fingerprint.length} bytes fits the limit`);
+  const from = decisions().length;
   const res = await call(sidecar.url, agent, svid, { path: '/cards/42', fingerprint: false, headers: { [FINGERPRINT_HEADER]: fingerprint } });
   assert.is(res.status, 401);
-  assert.is(lastDecision().reason, 'metadata_unreadable');
+  assert.is((await decisionsAfter(from))[0].reason, 'metadata_unreadable');
   await stillDeciding();
 });
 
@@ -80,6 +88,7 @@ test('a secret in a query value lands in no log line, whatever the decision', as
   const secret = 'SECRET-3b1f9c0d7e';
   const token = await issuer.token({ sub: 'alice', scope: 'list_cards' });
   const from = log.lines.length;
+  const firstDecision = decisions().length;
   const paths = [
     { path: `/cards/42?access_token=${secret}&page=2`, status: 200 },
     { path: `/cards?access_token=${secret}`, status: 200, headers: { authorization: `Bearer ${token}` } },
@@ -88,10 +97,9 @@ test('a secret in a query value lands in no log line, whatever the decision', as
   for (const p of paths) assert.is((await call(sidecar.url, agent, front(), { path: p.path, headers: p.headers })).status, p.status, p.path);
   // refused by the sidecar before the filter: a bad fingerprint
   assert.is((await call(sidecar.url, agent, front(), { path: `/cards/42?access_token=${secret}`, fingerprint: { path: '/elsewhere' } })).status, 401);
-  const lines = log.lines.slice(from);
-  assert.is(lines.filter((l) => l.msg === 'decision').length, 4);
-  for (const line of lines) assert.not.ok(JSON.stringify(line).includes(secret), `secret in ${JSON.stringify(line)}`);
-  assert.equal(lines.filter((l) => l.msg === 'decision').map((l) => l.path), [
+  const written = await decisionsAfter(firstDecision, 4);
+  for (const line of log.lines.slice(from)) assert.not.ok(JSON.stringify(line).includes(secret), `secret in ${JSON.stringify(line)}`);
+  assert.equal(written.map((l) => l.path), [
     '/cards/42?access_token=&page=', '/cards?access_token=', '/admin?page=&token=', '/cards/42?access_token=',
   ]);
   assert.ok(echo.seen.some((s) => s.url === `/cards/42?access_token=${secret}&page=2`), 'the application still gets the query');
