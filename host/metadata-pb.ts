@@ -26,6 +26,11 @@
  * Values: strings and numbers (bigint as a double, as JSON has one number type), booleans,
  * null, arrays (ListValue) and plain objects (Struct); bytes as a string value. Anything
  * else object-shaped (an attribute wrapper) becomes an empty Struct.
+ *
+ * Nesting is bounded (MAX_NESTING): request data (a caller's claims) chooses the depth, and
+ * the writers recurse, so deeper metadata is not serialized at all (the property read fails
+ * with SERIALIZATION_FAILURE) rather than overflowing the stack inside a VM callback, which
+ * would trap the VM and fail every later request on it.
  */
 import { writeAscii, writeUtf8 } from './pairs.ts';
 import type { PropertyValue } from './values.ts';
@@ -41,23 +46,42 @@ const hasOwn = Object.prototype.hasOwnProperty;
 const prefixSizes = new Uint8Array(256).fill(1);
 let opened = 0;
 
+/**
+ * Structs and lists one filter_metadata entry may nest, its own Struct included: protobuf's
+ * default recursion limit, which the JSON parser of Envoy's jwt_authn applies to a token's
+ * payload, so Envoy never holds claims nested deeper (docs/host.md, "Limits").
+ */
+export const MAX_NESTING = 100;
+/** Containers open around the value being written. */
+let depth = 0;
+
 /** Thrown when the scratch buffer is too small: the call starts over with a larger one. */
 const FULL = new Error('metadata scratch buffer full');
+/** Thrown past MAX_NESTING: the metadata is not serialized. */
+const TOO_DEEP = new Error('metadata nested too deep');
 
 /**
  * The encoded Metadata with these filter_metadata Structs: a view of the scratch buffer,
- * valid until the next call (copy it to keep it).
+ * valid until the next call (copy it to keep it); null when a value nests deeper than
+ * MAX_NESTING (Envoy's SERIALIZATION_FAILURE).
  */
-export function encodeMetadata(filterMetadata: Fields): Uint8Array {
+export function encodeMetadata(filterMetadata: Fields): Uint8Array | null {
   for (;;) {
     opened = 0;
+    depth = 0;
     try {
       return scratch.subarray(0, writeEntries(scratch, 0, filterMetadata, false));
     } catch (e) {
+      if (e === TOO_DEEP) return null;
       if (e !== FULL) throw e;
       scratch = new Uint8Array(scratch.length * 2);
     }
   }
+}
+
+/** Enters a Struct or list: one level deeper, refused past MAX_NESTING. */
+function enter(): void {
+  if (++depth > MAX_NESTING) throw TOO_DEEP;
 }
 
 /** A plain object (a JSON object), not a list, bytes or one of the host's attribute classes. */
@@ -73,6 +97,7 @@ function isFields(v: PropertyValue | undefined): v is Fields {
  * rather than a writer function keeps the calls direct. Returns the end.
  */
 function writeEntries(out: Uint8Array, p: number, fields: Fields, values: boolean): number {
+  if (values) enter();
   for (const key in fields) {
     if (!hasOwn.call(fields, key)) continue;
     const v = fields[key];
@@ -93,6 +118,7 @@ function writeEntries(out: Uint8Array, p: number, fields: Fields, values: boolea
     p = close(out, valueAt, p, value);
     p = close(out, entryAt, p, entry);
   }
+  if (values) depth--;
   return p;
 }
 
@@ -149,6 +175,7 @@ function writeValue(out: Uint8Array, p: number, v: PropertyValue | undefined): n
     return close(out, p + 1, p + 2 + v.length, -1);
   }
   if (Array.isArray(v)) {
+    enter();
     const list = open(out, p, 0x32);
     const listAt = p + 1;
     p = listAt + reserved(list);
@@ -156,6 +183,7 @@ function writeValue(out: Uint8Array, p: number, v: PropertyValue | undefined): n
       const value = open(out, p, 0x0a);
       p = close(out, p + 1, writeValue(out, p + 1 + reserved(value), item), value);
     }
+    depth--;
     return close(out, listAt, p, list);
   }
   const struct = open(out, p, 0x2a);

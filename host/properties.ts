@@ -6,11 +6,13 @@
  * google.protobuf.Struct, which CEL unwraps into a map) and lists in the pairs format —
  * a list as pairs with empty values; protobuf messages as their serialized bytes. A null
  * anywhere in the value fails with SERIALIZATION_FAILURE, as does serializing one of
- * Envoy's lookup-only wrappers (`request`, `request.headers`, `connection`, …) as a whole.
+ * Envoy's lookup-only wrappers (`request`, `request.headers`, `connection`, …) as a whole,
+ * or a value nesting more than MAX_NESTING maps and lists (request data chooses the depth:
+ * bounded, the host never overflows its stack inside a VM callback).
  */
 import { Status } from './abi.ts';
 import { encodePairs, encodeUtf8, decodeUtf8, type Pair, type Bytes } from './pairs.ts';
-import { encodeMetadata } from './metadata-pb.ts';
+import { encodeMetadata, MAX_NESTING } from './metadata-pb.ts';
 import { Lookup, Message, type PropertyValue } from './values.ts';
 
 export { Lookup, Message, type PropertyValue };
@@ -70,8 +72,8 @@ function isMap(v: PropertyValue): v is { [key: string]: PropertyValue } {
   return typeof v === 'object' && v !== null && !(v instanceof Uint8Array);
 }
 
-/** Envoy's serializeValue: the bytes, or SERIALIZATION_FAILURE. */
-export function serialize(value: PropertyValue): Uint8Array | number {
+/** Envoy's serializeValue: the bytes, or SERIALIZATION_FAILURE. `depth`: maps and lists around the value. */
+export function serialize(value: PropertyValue, depth = 0): Uint8Array | number {
   switch (typeof value) {
     case 'string':
       return encodeUtf8(value);
@@ -90,17 +92,18 @@ export function serialize(value: PropertyValue): Uint8Array | number {
   }
   if (value === null || value === undefined || value instanceof Lookup) return Status.SERIALIZATION_FAILURE;
   if (value instanceof Uint8Array) return value;
-  if (value instanceof Message) return value.serialize();
+  if (value instanceof Message) return value.serialize() ?? Status.SERIALIZATION_FAILURE;
+  if (depth >= MAX_NESTING) return Status.SERIALIZATION_FAILURE;
   const pairs: Pair<string | Bytes>[] = [];
   if (Array.isArray(value)) {
     for (const item of value) {
-      const bytes = serialize(item);
+      const bytes = serialize(item, depth + 1);
       if (typeof bytes === 'number') return bytes;
       pairs.push([bytes, '']);
     }
   } else {
     for (const key of Object.keys(value)) {
-      const bytes = serialize(value[key]);
+      const bytes = serialize(value[key], depth + 1);
       if (typeof bytes === 'number') return bytes;
       pairs.push([key, bytes]);
     }
@@ -117,7 +120,7 @@ class MetadataMessage extends Message {
   constructor(private readonly filterMetadata: Record<string, PropertyValue>) {
     super({ filter_metadata: filterMetadata, typed_filter_metadata: {} });
   }
-  encode(): Uint8Array {
+  encode(): Uint8Array | null {
     return encodeMetadata(this.filterMetadata);
   }
 }

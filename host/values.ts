@@ -20,12 +20,13 @@ export abstract class Lookup {
 /**
  * A protobuf message: walked by field name, serialized as its wire bytes. `encode()` may
  * answer a view of a scratch buffer, valid until the next encode (the host copies it into
- * the module right away); `serialize()` answers bytes of its own.
+ * the module right away); `serialize()` answers bytes of its own. Both answer null when
+ * the message cannot be serialized (SERIALIZATION_FAILURE).
  */
 export abstract class Message {
   constructor(readonly fields: Record<string, PropertyValue>) {}
-  abstract encode(): Uint8Array;
-  serialize(): Uint8Array {
-    return this.encode().slice();
+  abstract encode(): Uint8Array | null;
+  serialize(): Uint8Array | null {
+    return this.encode()?.slice() ?? null;
   }
 }

@@ -363,6 +363,11 @@ export class Vm {
     return typeof value === 'string' ? this.place(value, TEXT, ptrPtr, sizePtr) : this.place(value, BYTES, ptrPtr, sizePtr);
   }
 
+  /** A message's wire bytes; null (it cannot be serialized, e.g. nested too deep): SERIALIZATION_FAILURE, as Envoy answers. */
+  private copyOutMessage(bytes: Uint8Array | null, ptrPtr: number, sizePtr: number): number {
+    return bytes ? this.place(bytes, BYTES, ptrPtr, sizePtr) : Status.SERIALIZATION_FAILURE;
+  }
+
   /** The property path at [ptr, ptr+len), decoded once per address; null when out of bounds. */
   private pathAt(ptr: number, len: number): PropertyPath | null {
     return this.inBounds(ptr, len) ? this.paths.get(this.u8, ptr >>> 0, len >>> 0) : null;
@@ -506,14 +511,14 @@ export class Vm {
         if (!path) return S.INVALID_MEMORY_ACCESS;
         const s = path.hot === HotProperty.NONE ? null : this.stream();
         if (s?.plainProperties) {
-          if (path.hot === HotProperty.METADATA) return this.copyOut(encodeMetadata(s.filterMetadata()), ptrPtr, sizePtr);
+          if (path.hot === HotProperty.METADATA) return this.copyOutMessage(encodeMetadata(s.filterMetadata()), ptrPtr, sizePtr);
           const peer = s.peerPrincipal();
           return peer === undefined ? S.NOT_FOUND : this.copyOut(peer, ptrPtr, sizePtr);
         }
         const value = resolve(path.segments, this.topProperty);
         if (value === undefined) return S.NOT_FOUND;
         if (typeof value === 'string') return this.copyOut(value, ptrPtr, sizePtr); // written straight into the module
-        if (value instanceof Message) return this.copyOut(value.encode(), ptrPtr, sizePtr);
+        if (value instanceof Message) return this.copyOutMessage(value.encode(), ptrPtr, sizePtr);
         const bytes = serialize(value);
         if (typeof bytes === 'number') return bytes;
         return this.copyOut(bytes, ptrPtr, sizePtr);

@@ -70,7 +70,14 @@ export function logs(level: i32): bool {
 
 /** Reads a property (path of NUL-terminated segments); false when absent. */
 export function getProperty(pathPtr: usize, pathLen: i32): bool {
-  return took(proxy_get_property(pathPtr, pathLen, RET, RET + 4));
+  return readProperty(pathPtr, pathLen) == OK;
+}
+
+/** Reads a property: OK (the value in retPtr/retLen), NOT_FOUND, or why the host could not serve it (e.g. SERIALIZATION_FAILURE). */
+export function readProperty(pathPtr: usize, pathLen: i32): i32 {
+  const status = proxy_get_property(pathPtr, pathLen, RET, RET + 4);
+  took(status);
+  return status;
 }
 
 export function getRequestHeaderPairs(): bool {

@@ -2,7 +2,7 @@
 // SPIFFE ID in one property read, and the dynamic metadata (protobuf; the identity-context
 // claims and the fingerprint claims jwt_authn verified) in one property read on first use. Everything points into host-written buffers in the
 // request arena; nothing is copied unless decoding needs it.
-import { getProperty, getRequestHeaderPairs, retLen, retPtr } from "./abi";
+import { NOT_FOUND, OK, getProperty, getRequestHeaderPairs, readProperty, retLen, retPtr } from "./abi";
 import { bytesEqual, sameBytes } from "./bytes";
 import { decodeInto, queryLen, queryPtr } from "./path";
 import {
@@ -27,6 +27,8 @@ const PATH = memory.data<u8>([58, 112, 97, 116, 104]); // ":path"
 const AUTHORITY = memory.data<u8>([58, 97, 117, 116, 104, 111, 114, 105, 116, 121]); // ":authority"
 const REQUEST_ID = memory.data<u8>([120, 45, 114, 101, 113, 117, 101, 115, 116, 45, 105, 100]); // "x-request-id"
 
+/** Size of the serialized header map (over MAX_HEADER_BYTES: refused unread). */
+export let headerBytes: i32 = 0;
 /** Header pairs: count, and per pair key/value pointer and length (i32 × 4). */
 export let headerCount: i32 = 0;
 let pairs: usize = 0;
@@ -40,8 +42,21 @@ export let hostLen: i32 = 0;
 export let principalPtr: usize = 0;
 export let principalLen: i32 = 0;
 
-/** The jwt_authn Struct of the dynamic metadata: -1 not read yet, 0 absent, 1 present, 2 malformed. */
+/**
+ * Bounds on what one request makes the filter read (docs/host.md, "Limits"): the metadata
+ * (claims) is walked once per claim the policy reads, and the serialized header map is
+ * copied and indexed, so both bound the work and the memory a request can take.
+ */
+export const MAX_METADATA_BYTES: i32 = 64 * 1024;
+export const MAX_HEADER_BYTES: i32 = 1024 * 1024;
+
+/**
+ * The jwt_authn Struct of the dynamic metadata: -1 not read yet, 0 absent, 1 present,
+ * 2 malformed, 3 unreadable (the host could not serialize it: nested too deep), 4 too large.
+ */
 let jwtAuthnState: i32 = -1;
+const UNREADABLE = 3;
+const TOO_LARGE = 4;
 /** Its `user` and `fingerprint` Values, from one pass over it: length -1 when absent. */
 let userPtr: usize = 0;
 let userLen: i32 = -1;
@@ -52,9 +67,10 @@ let claimsState: i32 = -1;
 export let claimsPtr: usize = 0;
 export let claimsLen: i32 = 0;
 
-/** Reads headers and caller identity; false when the header map is unreadable or malformed. */
+/** Reads headers and caller identity; false when the header map is unreadable, malformed or over MAX_HEADER_BYTES. */
 export function beginRequest(): bool {
   headerCount = 0;
+  headerBytes = 0;
   jwtAuthnState = -1;
   claimsState = -1;
   methodLen = 0;
@@ -63,7 +79,8 @@ export function beginRequest(): bool {
   principalLen = getProperty(PEER, PEER_LEN) ? retLen : 0;
   principalPtr = retPtr;
   if (!getRequestHeaderPairs()) return false;
-  return parsePairs(retPtr, retLen);
+  headerBytes = retLen;
+  return headerBytes <= MAX_HEADER_BYTES && parsePairs(retPtr, retLen);
 }
 
 // Serialized pairs: u32 count, (u32 keyLen, u32 valueLen) × count, then each key and value
@@ -156,7 +173,10 @@ export function queryCount(): i32 {
 // Walks "a=1&b=2"; with nameLen -1 counts parameters, else finds `name` (returns 1, or -1).
 function queryScan(name: usize, nameLen: i32): i32 {
   if (queryLen <= 0) return nameLen < 0 ? 0 : -1;
-  const tmp = heap.alloc(<usize>queryLen);
+  // A name decodes from at most 3 raw bytes per byte: longer ones cannot match and are not
+  // decoded, so each call takes memory for the name, not for the query (a policy may look
+  // up parameters many times per request, and the VM keeps what a request grew).
+  const tmp = heap.alloc(<usize>max(nameLen, 0) * 3);
   let count = 0;
   let s = 0;
   while (s <= queryLen) {
@@ -166,7 +186,7 @@ function queryScan(name: usize, nameLen: i32): i32 {
       count++;
       let eq = s;
       while (eq < e && load<u8>(queryPtr + eq) != 61) eq++;
-      if (nameLen >= 0 && decodeInto(tmp, queryPtr + s, eq - s) == nameLen && sameBytes(tmp, name, nameLen)) {
+      if (nameLen >= 0 && eq - s <= nameLen * 3 && decodeInto(tmp, queryPtr + s, eq - s) == nameLen && sameBytes(tmp, name, nameLen)) {
         const vs = eq < e ? eq + 1 : e;
         foundPtr = heap.alloc(<usize>(e - vs) + 1);
         foundLen = decodeInto(foundPtr, queryPtr + vs, e - vs);
@@ -188,13 +208,29 @@ function jwtAuthn(): bool {
     jwtAuthnState = 0;
     userLen = -1;
     fingerprintLen = -1;
-    if (getProperty(METADATA, METADATA_LEN)) {
-      const found = structGet(retPtr, retLen, JWT_AUTHN, 28); // filter_metadata is field 1 with map entries, like Struct.fields
-      if (found < 0) jwtAuthnState = 2;
-      else if (found == 1) jwtAuthnState = readMembers(pbFoundPtr, pbFoundLen) ? 1 : 2;
-    }
+    const status = readProperty(METADATA, METADATA_LEN);
+    if (status == OK) {
+      if (retLen > MAX_METADATA_BYTES) jwtAuthnState = TOO_LARGE;
+      else {
+        const found = structGet(retPtr, retLen, JWT_AUTHN, 28); // filter_metadata is field 1 with map entries, like Struct.fields
+        if (found < 0) jwtAuthnState = 2;
+        else if (found == 1) jwtAuthnState = readMembers(pbFoundPtr, pbFoundLen) ? 1 : 2;
+      }
+    } else if (status != NOT_FOUND) jwtAuthnState = UNREADABLE;
   }
   return jwtAuthnState == 1;
+}
+
+/**
+ * Why this request's metadata, read so far, refuses it (a decision `reason`), or "": a
+ * jwt_authn that could not be served or is too large to read is a token Envoy's jwt_authn
+ * would have refused (payload nested deeper than its parser takes), so the request is
+ * unauthenticated, whatever the rules say.
+ */
+export function metadataRefusal(): string {
+  if (jwtAuthnState == UNREADABLE) return "metadata_unreadable";
+  if (jwtAuthnState == TOO_LARGE) return "metadata_too_large";
+  return "";
 }
 
 /** Struct entries `user` and `fingerprint` (the last of each wins, as structGet); false when malformed. */
@@ -229,9 +265,9 @@ export function claims(): bool {
   return claimsState == 1;
 }
 
-/** The verified fingerprint claims (jwt_authn `payload_in_metadata: fingerprint`): 1 in valPtr/valLen, 0 absent, -1 malformed. */
+/** The verified fingerprint claims (jwt_authn `payload_in_metadata: fingerprint`): 1 in valPtr/valLen, 0 absent, -1 malformed or refused (metadataRefusal()). */
 export function fingerprintClaims(): i32 {
-  if (!jwtAuthn()) return jwtAuthnState == 2 ? -1 : 0;
+  if (!jwtAuthn()) return jwtAuthnState >= 2 ? -1 : 0;
   return memberStruct(fingerprintPtr, fingerprintLen);
 }
 

@@ -7,6 +7,7 @@ export interface DecisionRecord {
   caller: string | null;
   target: string;
   method: string;
+  /** The request path with query values removed (pathForLog). */
   path: string;
   /** The policy's (`allow`, `deny`, `unauthenticated`), or the sidecar's when it refused before the filter (`unauthenticated`, `error`). */
   decision: string;
@@ -26,4 +27,21 @@ export function createLogger(destination?: NodeJS.WritableStream): Logger {
 
 export function logDecision(logger: Logger, record: DecisionRecord): void {
   logger.info(record, 'decision');
+}
+
+/**
+ * A request path as logs carry it: every query parameter keeps its name and `=`, never its
+ * value, and a parameter without `=` (a bare value) is dropped, since credentials ride in
+ * query values (`/cards?access_token=…&page=2` → `/cards?access_token=&page=`). The path
+ * itself is kept as received.
+ */
+export function pathForLog(path: string): string {
+  const q = path.indexOf('?');
+  if (q < 0) return path;
+  const names: string[] = [];
+  for (const param of path.slice(q + 1).split('&')) {
+    const eq = param.indexOf('=');
+    if (eq >= 0) names.push(param.slice(0, eq + 1));
+  }
+  return `${path.slice(0, q)}?${names.join('&')}`;
 }

@@ -23,7 +23,7 @@ import type { FilterSlot, Lease } from './filter-slot.ts';
 import { decisionOf, type Decision } from '../../testing/decision-line.ts';
 import type { Outcome, Pair, UpstreamResponse } from '../../host/filter.ts';
 import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain, relay } from './http.ts';
-import { logDecision, type DecisionRecord } from './decision-log.ts';
+import { logDecision, pathForLog, type DecisionRecord } from './decision-log.ts';
 import { refusalOf, type PeerCredential } from './standing.ts';
 import type { LiveKeys } from '../identity/live-keys.ts';
 import { jwkThumbprint, type EcJwk } from '../../spiffe/pki.ts';
@@ -115,7 +115,7 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
     const path = req.url ?? '/';
     // Filled in as the request goes; written once, when the caller's response is over.
     const record: DecisionRecord = {
-      trace_id: trace.traceId, request_id: requestId, caller: null, target: self, method, path,
+      trace_id: trace.traceId, request_id: requestId, caller: null, target: self, method, path: pathForLog(path),
       decision: 'error', rule: null, mode: null, status: 0, reason: 'aborted', latency_ms: 0,
     };
     let lease: Lease | undefined;

@@ -16,11 +16,14 @@ import {
 import { Out, bytesEqual, isFieldValue } from "../../runtime/bytes";
 import { ALLOW, DENY, decide, decidedByError, decidedRule, injected, ruleField } from "./engine";
 import { PATH_OK, normLen, normPtr, normalizePath, queryLen, queryPtr } from "../../runtime/path";
-import { beginRequest, foundLen, foundPtr, hasHeader, principalLen, rawPathLen, rawPathPtr, requestId } from "../../runtime/request";
+import { MAX_HEADER_BYTES, beginRequest, foundLen, foundPtr, hasHeader, headerBytes, metadataRefusal, principalLen, rawPathLen, rawPathPtr, requestId } from "../../runtime/request";
 import { H_DRY_RUN, H_STRIP, b, t } from "./tables";
 import { parseConfig, fingerprintOff, CONFIG_DEFAULT, CONFIG_DRY_RUN } from "./config";
 import { checkFingerprint, replayFull } from "./fingerprint";
 import { CALLER_FOREIGN, CALLER_INVALID, checkCaller } from "./principal";
+
+/** Longest `:path` (query included) decided on; Envoy's default header limit (60 KiB) keeps real ones below. */
+const MAX_PATH_BYTES: i32 = 64 * 1024;
 
 const CONTINUE: i32 = 0;
 const PAUSE: i32 = 1;
@@ -56,9 +59,11 @@ export function proxy_on_configure(rootId: i32, size: i32): bool {
 
 export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOfStream: i32): i32 {
   heap.reset();
-  if (!beginRequest()) return finish(DENY_BAD_REQUEST, "bad_headers", -1);
+  if (!beginRequest()) return finish(DENY_BAD_REQUEST, headerBytes > MAX_HEADER_BYTES ? "headers_too_large" : "bad_headers", -1);
   // The path first (README.md, "Decisions"): a request Envoy itself would refuse
-  // is a 400 whoever sends it.
+  // is a 400 whoever sends it. Normalizing takes memory in proportion to the path, and the
+  // VM keeps what a request grew: bounded (docs/host.md, "Limits").
+  if (rawPathLen > MAX_PATH_BYTES) return finish(DENY_BAD_REQUEST, "path_too_long", -1);
   if (rawPathLen < 0 || normalizePath(rawPathPtr, rawPathLen) != PATH_OK) return finish(DENY_BAD_REQUEST, "bad_path", -1);
   if (principalLen == 0) return finish(UNAUTHENTICATED, "no_identity", -1);
   const caller = checkCaller();
@@ -72,6 +77,9 @@ export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOf
     if (refused.length > 0) return finish(UNAUTHENTICATED, refused, -1);
   }
   const d = decide();
+  // Claims the rules needed but the filter could not read (nested too deep, too large).
+  const unreadable = metadataRefusal();
+  if (unreadable.length > 0) return finish(UNAUTHENTICATED, unreadable, -1);
   if (d == ALLOW) {
     // A value that is not an HTTP field value (CR, LF, NUL, other controls: a percent-decoded
     // query parameter or a claim can hold them) would smuggle a header or be cut by the proxy:
@@ -161,10 +169,14 @@ function setInjections(rule: i32): void {
   }
 }
 
+/** Longest request id echoed in a local reply (a UUID has 36 bytes): escaping takes up to 6 bytes per byte. */
+const MAX_REPLY_ID: i32 = 128;
+
 /** The local reply: `{"error":code,"request_id":id}`, nothing else an attacker could use. */
 function reply(status: i32, code: string): void {
   requestId();
-  const body = new Out(64 + foundLen * 6).ascii('{"error":"').ascii(code).ascii('","request_id":"').jsonEscaped(foundPtr, foundLen).ascii('"}');
+  const id = min(foundLen, MAX_REPLY_ID);
+  const body = new Out(64 + id * 6).ascii('{"error":"').ascii(code).ascii('","request_id":"').jsonEscaped(foundPtr, id).ascii('"}');
   const ct = "content-type";
   const json = "application/json";
   const headers = new Out(64).u32le(1).u32le(ct.length).u32le(json.length).ascii(ct).byte(0).ascii(json).byte(0);

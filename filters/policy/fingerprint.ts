@@ -25,7 +25,7 @@ import {
   PB_NUMBER, PB_STRING, entryKeyLen, entryKeyPtr, entryValLen, entryValPtr, nextEntry, valLen, valNum, valPtr, valueKind,
 } from "../../runtime/pb";
 import { queryLen } from "../../runtime/path";
-import { fingerprintClaims, methodLen, methodPtr, principalLen, principalPtr, rawPathLen, rawPathPtr } from "../../runtime/request";
+import { fingerprintClaims, metadataRefusal, methodLen, methodPtr, principalLen, principalPtr, rawPathLen, rawPathPtr } from "../../runtime/request";
 import { H_SERVICE, H_SERVICE_LEN, b, t } from "./tables";
 
 const SKEW: f64 = 5; // seconds, as the bootstrap's jwt_authn clock_skew_seconds
@@ -60,7 +60,11 @@ export function checkFingerprint(): string {
   replayFull = false;
   const found = fingerprintClaims();
   if (found == 0) return "fingerprint_missing";
-  if (found < 0 || !readClaims(valPtr, valLen)) return "fingerprint_malformed";
+  if (found < 0) {
+    const refused = metadataRefusal(); // the metadata as a whole could not be read
+    return refused.length > 0 ? refused : "fingerprint_malformed";
+  }
+  if (!readClaims(valPtr, valLen)) return "fingerprint_malformed";
   if (!claimIs(SUB, principalPtr, principalLen)) return "fingerprint_sub";
   if (!claimIs(ISS, claimPtr(SUB), claimLen(SUB))) return "fingerprint_iss";
   if (!claimIs(AUD, b(t(H_SERVICE)), t(H_SERVICE_LEN))) return "fingerprint_aud";

@@ -9,7 +9,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
 import protobuf from 'protobufjs';
-import { encodeMetadata } from '../../host/metadata-pb.ts';
+import { encodeMetadata, MAX_NESTING } from '../../host/metadata-pb.ts';
+import { serialize } from '../../host/properties.ts';
+import { Status } from '../../host/abi.ts';
 import type { PropertyValue } from '../../host/properties.ts';
 
 type Fields = Record<string, PropertyValue>;
@@ -55,7 +57,7 @@ function expected(filterMetadata: Fields): Buffer {
 }
 
 function assertSameBytes(filterMetadata: Fields): void {
-  const mine = Buffer.from(encodeMetadata(filterMetadata));
+  const mine = Buffer.from(encodeMetadata(filterMetadata)!);
   const theirs = expected(filterMetadata);
   if (!mine.equals(theirs)) assert.fixture(mine.toString('hex'), theirs.toString('hex'));
 }
@@ -131,7 +133,33 @@ test('not plain JSON: attribute objects and class instances are empty Structs; i
     delete (Object.prototype as Record<string, unknown>).polluted;
   }
   // a lone surrogate in a key is written as U+FFFD, as in values
-  assert.equal(Buffer.from(encodeMetadata({ '\uD800': {} })).toString('hex'), '0a070a03efbfbd1200');
+  assert.equal(Buffer.from(encodeMetadata({ '\uD800': {} })!).toString('hex'), '0a070a03efbfbd1200');
+});
+
+/** `levels` Structs, or lists and Structs alternating (when `mixed`), around a string, the outermost a Struct. */
+function nested(levels: number, mixed: boolean): PropertyValue {
+  let v: PropertyValue = 'x';
+  for (let i = levels - 1; i >= 0; i--) v = mixed && i % 2 ? [v] : { a: v };
+  return v;
+}
+
+test('nesting: up to MAX_NESTING is encoded exactly; deeper, at any depth, is refused (null), never a thrown stack overflow', () => {
+  for (const mixed of [false, true]) {
+    // the filter's own Struct is the first level (protobufjs, the reference, stops short of 100)
+    assertSameBytes({ f: nested(30, mixed) as Fields });
+    assert.ok(encodeMetadata({ f: nested(MAX_NESTING, mixed) as Fields }));
+    for (const levels of [MAX_NESTING + 1, 5_000, 200_000]) assert.is(encodeMetadata({ f: nested(levels, mixed) as Fields }), null, `${levels} levels`);
+    assert.ok(encodeMetadata({ f: { user: 'ok' } }), 'the next call encodes again');
+  }
+  // a cycle (only reachable through the API, not JSON) is the same: too deep
+  const cycle: Record<string, PropertyValue> = {};
+  cycle.self = cycle;
+  assert.is(encodeMetadata({ f: cycle }), null);
+});
+
+test('nesting: serializing a deep value for a deeper property path fails with SERIALIZATION_FAILURE instead of throwing', () => {
+  assert.is(serialize(nested(200_000, true)), Status.SERIALIZATION_FAILURE);
+  assert.ok(serialize(nested(10, true)) instanceof Uint8Array);
 });
 
 test.run();
