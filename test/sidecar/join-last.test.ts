@@ -12,7 +12,7 @@ import { startCaServer, type CaServer } from '../../agent/ca/server.ts';
 import { startAgent } from '../../agent/identity/agent.ts';
 import { initCa, palisadeRun, removeDir } from '../identity/helpers.ts';
 import { CARD } from './harness.ts';
-import { compiled, fixture } from './policies.ts';
+import { compiled } from './policies.ts';
 
 let dir: string;
 let ca: CaServer;
