@@ -127,7 +127,7 @@ async function runAgent(opts: Record<string, unknown>): Promise<void> {
       closers.push(() => xds.close());
     }
     if (admin) {
-      const server = (ctx.admin = await createAdmin({ agent, ...admin, plugins: ctx.adminPlugins }));
+      const server = (ctx.admin = await createAdmin({ agent, host: admin.host, port: admin.port, token: admin.token, plugins: ctx.adminPlugins }));
       const { url } = await server.listen();
       closers.push(() => server.close());
       log.info({ url, token_file: admin.tokenFile }, 'admin endpoint listening');
