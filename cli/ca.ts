@@ -1,11 +1,13 @@
 import cluster from 'node:cluster';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, type Command as CommandType } from 'commander';
 import { CertificateAuthority } from '../agent/ca/ca.ts';
 import { CaError } from '../agent/ca/errors.ts';
+import { UnsafeCaDirectoryError } from '../agent/ca/permissions.ts';
 import { startCaServer } from '../agent/ca/server.ts';
 import { parseDuration } from '../agent/identity/duration.ts';
+import { writeSecretFile } from '../agent/identity/secret-file.ts';
 import { CliError } from './errors.ts';
 import { svidCommand } from './ca-svid.ts';
 
@@ -97,13 +99,19 @@ export function register(program: CommandType): void {
     .requiredOption('--spiffe-id <id>', 'identity of the SVID')
     .option('--ttl <duration>', 'lifetime of the SVID', '1h')
     .requiredOption('--out <dir>', 'directory for svid.pem, key.pem (0600) and bundle.pem')
-    .action(async (opts: { dir: string; spiffeId: string; ttl: string; out: string }) => {
+    .option('--force', 'replace an existing key.pem (never written through: a new file is renamed over it)')
+    .action(async (opts: { dir: string; spiffeId: string; ttl: string; out: string; force?: boolean }) => {
       const ttl = await guard(async () => parseDuration(opts.ttl), 2);
+      const keyFile = path.join(opts.out, 'key.pem');
+      // Checked before minting too, so a refusal does not leave an issued SVID behind.
+      if (!opts.force && exists(keyFile)) throw new CliError(`${keyFile} already exists; refusing to overwrite it (--force replaces it)`, 2);
       const svid = await withCa(opts.dir, (authority) => authority.mint(opts.spiffeId, ttl));
-      mkdirSync(opts.out, { recursive: true });
-      writeFileSync(path.join(opts.out, 'key.pem'), svid.key_pem, { mode: 0o600 });
-      writeFileSync(path.join(opts.out, 'svid.pem'), svid.svid_pem);
-      writeFileSync(path.join(opts.out, 'bundle.pem'), svid.bundle_pem);
+      await guard(() => {
+        mkdirSync(opts.out, { recursive: true, mode: 0o700 });
+        writeSecretFile(keyFile, svid.key_pem, { replace: opts.force });
+        writeFileSync(path.join(opts.out, 'svid.pem'), svid.svid_pem);
+        writeFileSync(path.join(opts.out, 'bundle.pem'), svid.bundle_pem);
+      }, 2);
       process.stdout.write(`${svid.spiffe_id} serial ${svid.serial} valid until ${svid.not_after} written to ${opts.out}\n`);
     });
 }
@@ -168,7 +176,7 @@ async function guard<T>(run: () => Promise<T> | T, exitCode = 1): Promise<T> {
     return await run();
   } catch (err) {
     if (err instanceof CliError) throw err;
-    const code = err instanceof CaError && err.status < 500 ? 2 : exitCode;
+    const code = (err instanceof CaError && err.status < 500) || err instanceof UnsafeCaDirectoryError ? 2 : exitCode;
     throw new CliError((err as Error).message, code);
   }
 }
@@ -179,5 +187,15 @@ export async function withCa<T>(dir: string, run: (ca: CertificateAuthority) => 
     return await guard(() => run(authority));
   } finally {
     authority.close();
+  }
+}
+
+/** Anything at `file`, a dangling symlink included. */
+function exists(file: string): boolean {
+  try {
+    lstatSync(file);
+    return true;
+  } catch {
+    return false;
   }
 }
