@@ -4,8 +4,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import pino from 'pino';
 import { createAdmin, type AdminServer } from '../agent/identity/admin.ts';
 import { startAgent, type IdentityAgent } from '../agent/identity/agent.ts';
-import { createSdsService } from '../agent/xds/sds.ts';
-import { createXdsServer, type XdsService } from '../agent/xds/server.ts';
+import type { XdsService } from '../agent/xds/server.ts';
 import { parseListen, untilSignal } from './ca.ts';
 import { CliError } from './errors.ts';
 import { ecdsAgentGroup } from './envoy.ts';
@@ -47,8 +46,11 @@ const identityGroup: AgentOptionGroup = {
       .option('--sds <unix:path>', "serve SDS (secrets 'default' and 'ROOTCA') to Envoy on this Unix socket")
       .option('--admin <host:port>', 'admin endpoint on loopback: /healthz, /metrics, /v1/svid');
   },
-  setup(opts, ctx) {
-    if (opts.sds) ctx.xdsServices.push(createSdsService(ctx.agent, { registry: ctx.agent.metrics, log: (msg) => ctx.log.warn(msg) }));
+  // gRPC and Envoy's protos load only for an agent that serves Envoy (--sds).
+  async setup(opts, ctx) {
+    if (!opts.sds) return;
+    const { createSdsService } = await import('../agent/xds/sds.ts');
+    ctx.xdsServices.push(createSdsService(ctx.agent, { registry: ctx.agent.metrics, log: (msg) => ctx.log.warn(msg) }));
   },
 };
 
@@ -88,6 +90,7 @@ async function runAgent(opts: Record<string, unknown>): Promise<void> {
     agent.on('expired', () => log.error('SVID expired; a new join token is needed'));
     for (const group of AGENT_OPTION_GROUPS) await group.setup?.(opts, ctx);
     if (opts.sds) {
+      const { createXdsServer } = await import('../agent/xds/server.ts');
       const xds = createXdsServer(opts.sds as string, ctx.xdsServices);
       await xds.start();
       ctx.closers.push(() => xds.close());

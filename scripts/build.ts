@@ -17,7 +17,7 @@
  * dist/inputs.json lists the source files the bundle was built from; bin/palisade.js
  * runs the sources through tsx instead when any of them is newer than the bundle.
  */
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { build, type Plugin } from 'esbuild';
@@ -44,6 +44,7 @@ const sourceLocation: Plugin = {
 
 export async function buildCli(): Promise<void> {
   const builtAt = Date.now(); // before reading: a source saved during the build counts as newer
+  rmSync(path.join(ROOT, OUT), { recursive: true, force: true }); // chunk names change with their content
   const result = await build({
     absWorkingDir: ROOT,
     entryPoints: { main: ENTRY },

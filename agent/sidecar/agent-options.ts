@@ -9,7 +9,6 @@ import { parseListen } from '../../cli/ca.ts';
 import { startSidecar } from './index.ts';
 import { loadRoutes } from './outbound.ts';
 import { registerFilterRoutes } from './admin.ts';
-import { caseFileCheck } from './case-check.ts';
 
 export const sidecarAgentGroup: AgentOptionGroup = {
   addOptions(command: Command) {
@@ -51,7 +50,8 @@ export const sidecarAgentGroup: AgentOptionGroup = {
         inbound: inbound && { ...inbound, app: opts.app as string, filterFile: opts.filter as string },
         outbound: outbound && { ...outbound, routes: await loadRoutes(opts.routes as string) },
         filterConfiguration: opts.filterConfig as string | undefined,
-        checkFilter: opts.caseFile ? caseFileCheck(opts.caseFile as string) : undefined,
+        // The case runner (the test host's case format) loads only for an agent given --case-file.
+        checkFilter: opts.caseFile ? (await import('./case-check.ts')).caseFileCheck(opts.caseFile as string) : undefined,
         identityContext: opts.identityIssuer
           ? { issuer: opts.identityIssuer as string, audience: opts.identityAudience as string, jwks: opts.identityJwks as string }
           : undefined,
