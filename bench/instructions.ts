@@ -40,21 +40,23 @@ async function decide(wasmFile: string): Promise<void> {
   for (const request of requests.slice(0, values.harness ? warmup : undefined)) await filter.handleRequest(request);
 }
 
-/** Total instructions (Ir) of one callgrind run of this script, all threads. */
+/**
+ * Instructions (Ir) of one callgrind run's main thread: the one deciding. V8's compiler and
+ * GC helper threads work whenever they get to, so they are left out of both runs.
+ */
 function instructions(dir: string, wasmFile: string, harness: boolean): number {
   const out = path.join(dir, `callgrind.${harness ? 'harness' : 'decisions'}.%p`);
-  const args = ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath,
+  const args = ['--tool=callgrind', '--separate-threads=yes', `--callgrind-out-file=${out}`, process.execPath,
     // Optimized wasm from the first call, not Liftoff's code for a while then TurboFan's.
     '--no-liftoff', '--import', 'tsx', import.meta.filename,
     '--run', wasmFile, '--rules', String(rules), '--decisions', String(decisions), '--warmup', String(warmup), '--fingerprint', fingerprints ? 'on' : 'off',
     ...(harness ? ['--harness'] : [])];
   const r = spawnSync('valgrind', args, { encoding: 'utf8', maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`valgrind exited ${r.status}: ${r.stderr.slice(-2000)}`);
-  let total = 0;
-  for (const f of readdirSync(dir).filter((f) => f.startsWith(`callgrind.${harness ? 'harness' : 'decisions'}.`))) {
-    total += Number(/^summary:\s+(\d+)/m.exec(readFileSync(path.join(dir, f), 'utf8'))?.[1] ?? 0);
-  }
-  return total;
+  const main = readdirSync(dir).find((f) => f.startsWith(`callgrind.${harness ? 'harness' : 'decisions'}.`) && f.endsWith('-01'));
+  const total = main && /^(?:summary|totals):\s+(\d+)/m.exec(readFileSync(path.join(dir, main), 'utf8'))?.[1];
+  if (!total) throw new Error('callgrind wrote no main-thread summary');
+  return Number(total);
 }
 
 if (values.run) {
@@ -77,7 +79,7 @@ try {
   const total = instructions(dir, wasmFile, false);
   console.log(`${Math.round((total - harness) / decisions).toLocaleString('en')} instructions per decision ` +
     `(${rules} rules, fingerprint ${fingerprints ? 'on' : 'off'}, ${decisions} decisions after ${warmup}; callgrind, Node ${node}; ` +
-    `harness ${harness.toLocaleString('en')}, with decisions ${total.toLocaleString('en')})`);
+    `main thread: harness ${harness.toLocaleString('en')}, with decisions ${total.toLocaleString('en')})`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
