@@ -9,8 +9,7 @@ import { createAdmin, type AdminServer } from '../agent/identity/admin.ts';
 import { isLoopbackHost } from '../agent/identity/loopback.ts';
 import { writeSecretFile } from '../agent/identity/secret-file.ts';
 import { startAgent, type IdentityAgent } from '../agent/identity/agent.ts';
-import { createSdsService } from '../agent/xds/sds.ts';
-import { createXdsServer, type XdsService } from '../agent/xds/server.ts';
+import type { XdsService } from '../agent/xds/server.ts';
 import { parseListen, untilSignal } from './ca.ts';
 import { CliError } from './errors.ts';
 import { ecdsAgentGroup } from './envoy.ts';
@@ -71,8 +70,11 @@ const identityGroup: AgentOptionGroup = {
     if (admin && !isLoopbackHost(admin.host)) throw new CliError(`--admin must be a loopback address (127.0.0.1, ::1 or localhost), not ${admin.host}`, 2);
     if (opts.adminTokenFile && !admin) throw new CliError('--admin-token-file needs --admin HOST:PORT', 2);
     return {
-      setup(ctx) {
-        if (opts.sds) ctx.xdsServices.push(createSdsService(ctx.agent, { registry: ctx.agent.metrics, log: (msg) => ctx.log.warn(msg) }));
+      // gRPC and Envoy's protos load only for an agent that serves Envoy (--sds).
+      async setup(ctx) {
+        if (!opts.sds) return;
+        const { createSdsService } = await import('../agent/xds/sds.ts');
+        ctx.xdsServices.push(createSdsService(ctx.agent, { registry: ctx.agent.metrics, log: (msg) => ctx.log.warn(msg) }));
       },
     };
   },
@@ -122,6 +124,7 @@ async function runAgent(opts: Record<string, unknown>): Promise<void> {
     agent.on('expired', () => log.error('SVID expired; a new join token is needed'));
     for (const part of parts) await part.setup?.(ctx);
     if (opts.sds) {
+      const { createXdsServer } = await import('../agent/xds/server.ts');
       const xds = createXdsServer(opts.sds as string, ctx.xdsServices);
       await xds.start();
       closers.push(() => xds.close());

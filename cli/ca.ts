@@ -2,14 +2,16 @@ import cluster from 'node:cluster';
 import { lstatSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, type Command as CommandType } from 'commander';
-import { CertificateAuthority } from '../agent/ca/ca.ts';
+import type { CertificateAuthority } from '../agent/ca/ca.ts';
 import { CaError } from '../agent/ca/errors.ts';
 import { UnsafeCaDirectoryError } from '../agent/ca/permissions.ts';
-import { startCaServer } from '../agent/ca/server.ts';
 import { parseDuration } from '../agent/identity/duration.ts';
 import { writeSecretFile } from '../agent/identity/secret-file.ts';
 import { CliError } from './errors.ts';
 import { svidCommand } from './ca-svid.ts';
+
+/** The CA itself (SQLite, X.509) loads only for `ca` commands, not for the agent that imports parseListen from here. */
+const authority = () => import('../agent/ca/ca.ts');
 
 /**
  * `palisade ca …`: the CA server and its admin commands. Admin commands work on the state
@@ -24,6 +26,7 @@ export function register(program: CommandType): void {
     .requiredOption('--dir <dir>', 'CA state directory')
     .requiredOption('--trust-domain <td>', 'SPIFFE trust domain, e.g. bank.example')
     .action(async (opts: { dir: string; trustDomain: string }) => {
+      const { CertificateAuthority } = await authority();
       const { bundlePath } = await guard(() => CertificateAuthority.init(opts.dir, opts.trustDomain));
       process.stdout.write(`CA for spiffe://${opts.trustDomain} created in ${opts.dir}\ntrust bundle: ${bundlePath}\n`);
     });
@@ -48,6 +51,7 @@ export function register(program: CommandType): void {
       const renewalsPerMinute = positiveInteger(opts.renewalLimit, '--renewal-limit');
       const workers = positiveInteger(opts.workers, '--workers');
       if (workers > 1 && cluster.isPrimary) return superviseWorkers(workers);
+      const { startCaServer } = await import('../agent/ca/server.ts');
       const server = await guard(() => startCaServer({
         dir: opts.dir, host, port, svidTtlMs, supersedeGraceMs, renewalsPerMinute, hostnames: opts.hostname, joinFailureLimit: limit,
       }));
@@ -182,11 +186,12 @@ async function guard<T>(run: () => Promise<T> | T, exitCode = 1): Promise<T> {
 }
 
 export async function withCa<T>(dir: string, run: (ca: CertificateAuthority) => Promise<T> | T): Promise<T> {
-  const authority = await guard(() => CertificateAuthority.open(dir));
+  const { CertificateAuthority } = await authority();
+  const ca = await guard(() => CertificateAuthority.open(dir));
   try {
-    return await guard(() => run(authority));
+    return await guard(() => run(ca));
   } finally {
-    authority.close();
+    ca.close();
   }
 }
 

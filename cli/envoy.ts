@@ -1,10 +1,9 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { Counter } from 'prom-client';
 import type { AgentOptionGroup } from './agent.ts';
 import { CliError } from './errors.ts';
-import { EcdsServer } from '../agent/xds/ecds.ts';
+import type { EcdsServer as Ecds } from '../agent/xds/ecds.ts';
 import { generateBootstrap } from '../agent/envoy/bootstrap.ts';
 import { ManifestError } from '../agent/envoy/manifest.ts';
 import { bootstrapOptions, DEFAULTS, OptionError, type BootstrapInput } from '../agent/envoy/options.ts';
@@ -105,12 +104,14 @@ export const ecdsAgentGroup: AgentOptionGroup = {
       .option('--ecds-policy <manifest...>', 'serve compiled policies to Envoy over ECDS on the --sds socket, republished when rebuilt')
       .option('--ecds-mode <mode>', "run the served policies as 'enforce' or 'dry-run', whatever their compiled mode");
   },
-  prepare(opts, { log, closers }) {
+  async prepare(opts, { log, closers }) {
     const manifests = opts.ecdsPolicy as string[] | undefined;
     if (!manifests?.length) return;
     if (!opts.sds) throw new CliError('--ecds-policy needs --sds: ECDS is served on the same socket as SDS', 2);
     const initialMode = opts.ecdsMode as string | undefined;
     if (initialMode !== undefined && !MODES.includes(initialMode)) throw new CliError(`--ecds-mode must be ${MODES.join(' or ')}`, 2);
+    // Loaded here, not at start-up: an agent without --ecds-policy never needs ECDS.
+    const [{ Counter }, { EcdsServer }] = await Promise.all([import('prom-client'), import('../agent/xds/ecds.ts')]);
     // Counted from the first publish on, registered with the agent's metrics once it has joined.
     const counter = (name: string, help: string) => new Counter({ name, help, registers: [] });
     const counters = [
@@ -119,7 +120,7 @@ export const ecdsAgentGroup: AgentOptionGroup = {
       counter('palisade_agent_ecds_nacks_total', 'ECDS responses rejected by Envoy (previous version kept)'),
     ];
     const [pushes, acks, nacks] = counters;
-    const ecds = new EcdsServer({ log, onPublish: () => pushes.inc(), onAck: () => acks.inc(), onNack: () => nacks.inc() });
+    const ecds: Ecds = new EcdsServer({ log, onPublish: () => pushes.inc(), onAck: () => acks.inc(), onNack: () => nacks.inc() });
     closers.push(() => ecds.close());
     const publishAll = (mode?: string) => manifests.map((m) => ecds.publish(m, mode ? { configuration: { mode } } : {}));
     withCliErrors(() => publishAll(initialMode));

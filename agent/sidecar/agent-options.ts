@@ -10,7 +10,6 @@ import { prepareSidecar } from './index.ts';
 import { isLoopbackHost } from '../identity/loopback.ts';
 import { loadRoutes } from './outbound.ts';
 import { registerFilterRoutes } from './admin.ts';
-import { caseFileCheck } from './case-check.ts';
 import { parseDuration } from '../identity/duration.ts';
 import { DEFAULT_LIVE_KEYS_REFRESH_MS } from '../identity/live-keys.ts';
 
@@ -67,7 +66,8 @@ export const sidecarAgentGroup: AgentOptionGroup = {
         inbound: inbound && { ...inbound, app: opts.app as string, filterFile: opts.filter as string },
         outbound: outbound && { ...outbound, allowRemote, routes: await loadRoutes(opts.routes as string) },
         filterConfiguration: opts.filterConfig as string | undefined,
-        checkFilter: opts.caseFile ? caseFileCheck(opts.caseFile as string) : undefined,
+        // The case runner (the test host's case format) loads only for an agent given --case-file.
+        checkFilter: opts.caseFile ? (await import('./case-check.ts')).caseFileCheck(opts.caseFile as string) : undefined,
         identityContext: opts.identityIssuer
           ? { issuer: opts.identityIssuer as string, audience: opts.identityAudience as string, jwks: opts.identityJwks as string }
           : undefined,
