@@ -4,6 +4,8 @@ import path from 'node:path';
 import { generateKeyPair, jwkThumbprint, parseSpiffeId, parseTrustDomain, toPem, type EcJwk } from '../spiffe/pki.ts';
 import { createRoot, Issuer, randomSerial, verifyCsr } from './certs.ts';
 import { CaError } from './errors.ts';
+import { checkCaDirectory } from './permissions.ts';
+import { writeSecretFile } from '../platform/secret-file.ts';
 import { CaStore, type RenewalRefusal, type RenewalRules, type SvidRecord, type SvidRow } from './store.ts';
 import type { IssuedSvid } from '../spiffe/svid.ts';
 
@@ -56,8 +58,9 @@ export class CertificateAuthority {
     parseTrustDomain(trustDomain);
     if (existsSync(path.join(dir, CA_FILES.config))) throw new Error(`${dir} already holds a CA; refusing to overwrite it`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    checkCaDirectory(dir); // it may have existed, open to others
     const root = await createRoot(trustDomain);
-    writeFileSync(path.join(dir, CA_FILES.key), root.keyPem, { mode: 0o600, flag: 'wx' });
+    writeSecretFile(path.join(dir, CA_FILES.key), root.keyPem);
     writeFileSync(path.join(dir, CA_FILES.root), root.certPem, { flag: 'wx' });
     writeFileSync(path.join(dir, CA_FILES.bundle), root.certPem, { flag: 'wx' });
     new CaStore(path.join(dir, CA_FILES.db)).close();
@@ -69,6 +72,7 @@ export class CertificateAuthority {
   static open(dir: string, options: CaOptions = {}): CertificateAuthority {
     const configPath = path.join(dir, CA_FILES.config);
     if (!existsSync(configPath)) throw new Error(`${dir} is not a CA directory (run: palisade ca init --dir ${dir} --trust-domain TD)`);
+    checkCaDirectory(dir);
     const keyPath = path.join(dir, CA_FILES.key);
     const mode = statSync(keyPath).mode & 0o777;
     if (mode & 0o077) {

@@ -19,6 +19,10 @@ export interface CaServerOptions {
   /** Failed join attempts allowed per client address and minute (default 20). */
   joinFailureLimit?: number;
   logger?: boolean;
+  /** A connection must complete its TLS handshake within this (default 10 s), else it is closed. */
+  handshakeTimeoutMs?: number;
+  /** Open connections per server process at most (default 1024); further ones are closed at once. */
+  maxConnections?: number;
 }
 
 export interface CaServer {
@@ -51,8 +55,12 @@ export async function startCaServer(options: CaServerOptions): Promise<CaServer>
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: BODY_LIMIT,
-    https: { key: keyPem, cert: certPem, ca: ca.issuer.rootPem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
+    https: {
+      key: keyPem, cert: certPem, ca: ca.issuer.rootPem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2',
+      handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+    },
   });
+  app.server.maxConnections = options.maxConnections ?? 1024;
   const limiter = new FailureLimiter(options.joinFailureLimit ?? 20, 60_000);
 
   app.setErrorHandler((err: FastifyError | CaError, request, reply) => {

@@ -5,17 +5,21 @@ import type { AdminServer } from '../agent/identity/admin.ts';
 import type { IdentityAgent } from '../agent/identity/agent.ts';
 import type { XdsService } from '../agent/xds/server.ts';
 
-/** What option groups share while the agent starts; groups add services, routes and cleanups. */
-export interface AgentContext {
-  agent: IdentityAgent;
+/** What option groups share before the agent has joined the CA. */
+export interface PrepareContext {
   log: pino.Logger;
+  /** Run in reverse order at shutdown (and when starting fails). */
+  closers: (() => Promise<void> | void)[];
+}
+
+/** What option groups share once the agent holds an SVID; groups add services, routes and cleanups. */
+export interface AgentContext extends PrepareContext {
+  agent: IdentityAgent;
   /** Served on the --sds socket (SDS is added by the identity group; ECDS may join). */
   xdsServices: XdsService[];
   /** Registered on the --admin endpoint. */
   adminPlugins: FastifyPluginAsync[];
   admin?: AdminServer;
-  /** Run in reverse order at shutdown. */
-  closers: (() => Promise<void> | void)[];
 }
 
 /**
@@ -24,8 +28,17 @@ export interface AgentContext {
  */
 export interface AgentOptionGroup {
   addOptions(command: Command): void;
+  /**
+   * Before the agent spends its one-time join token: check every flag of the group and read
+   * every file it names, so a typo costs nothing. Returns what the group runs once the agent
+   * holds an SVID, or nothing when its flags are absent.
+   */
+  prepare(opts: Record<string, unknown>, ctx: PrepareContext): Promise<AgentPart | void> | AgentPart | void;
+}
+
+export interface AgentPart {
   /** Before the xDS and admin servers start: add services and admin routes. */
-  setup?(opts: Record<string, unknown>, ctx: AgentContext): Promise<void> | void;
+  setup?(ctx: AgentContext): Promise<void> | void;
   /** After they listen. */
-  start?(opts: Record<string, unknown>, ctx: AgentContext): Promise<void> | void;
+  start?(ctx: AgentContext): Promise<void> | void;
 }

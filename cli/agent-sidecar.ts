@@ -6,10 +6,10 @@ import type { Command } from 'commander';
 import { CliError } from './errors.ts';
 import type { AgentOptionGroup } from './agent-group.ts';
 import { parseListen } from './process.ts';
-import { startSidecar } from '../agent/sidecar/index.ts';
+import { prepareSidecar } from '../agent/sidecar/index.ts';
+import { isLoopbackHost } from '../agent/identity/loopback.ts';
 import { loadRoutes } from '../agent/sidecar/outbound.ts';
 import { registerFilterRoutes } from '../agent/sidecar/admin.ts';
-import { caseFileCheck } from '../agent/sidecar/case-check.ts';
 import { parseDuration } from '../agent/identity/duration.ts';
 import { DEFAULT_LIVE_KEYS_REFRESH_MS } from '../agent/identity/live-keys.ts';
 
@@ -22,6 +22,7 @@ export const sidecarAgentGroup: AgentOptionGroup = {
       .option('--filter-config <json>', 'filter plugin configuration, e.g. \'{"mode":"dry-run"}\'')
       .option('--case-file <cases.json>', 'a new filter must pass these cases before it replaces the current one')
       .option('--outbound <host:port>', 'embedded sidecar: plain HTTP listener for the application\'s calls (Host header = service name)')
+      .option('--outbound-allow-remote', 'let --outbound listen on a non-loopback address (anyone who reaches it acts as this workload)')
       .option('--routes <file>', 'outbound routes: { "service": { "url": "https://…", "spiffeId": "spiffe://…" } }')
       .option('--identity-issuer <iss>', 'identity context: issuer of the end-user JWT (authorization: Bearer)')
       .option('--identity-audience <aud>', 'identity context: required audience')
@@ -30,7 +31,7 @@ export const sidecarAgentGroup: AgentOptionGroup = {
       .option('--clock-skew <seconds>', 'tolerated clock difference for fingerprints and identity tokens', '5')
       .option('--revocation-staleness <duration>', "inbound: refuse every caller (503) once the CA's live keys could not be refreshed for this long", '60s');
   },
-  async setup(opts, ctx) {
+  async prepare(opts, ctx) {
     if (!opts.inbound && !opts.outbound) return;
     if (opts.inbound && (!opts.app || !opts.filter)) throw new CliError('--inbound needs --app URL and --filter FILE.wasm', 2);
     if (opts.outbound && !opts.routes) throw new CliError('--outbound needs --routes FILE', 2);
@@ -53,16 +54,20 @@ export const sidecarAgentGroup: AgentOptionGroup = {
     }
     // Shorter than two refresh periods, one slow fetch would refuse every caller.
     if (maxStaleMs < 2 * DEFAULT_LIVE_KEYS_REFRESH_MS) throw new CliError(`--revocation-staleness must be at least ${(2 * DEFAULT_LIVE_KEYS_REFRESH_MS) / 1000}s`, 2);
+    const listen = (flag: unknown) => (flag ? parseListen(flag as string) : undefined);
+    const inbound = listen(opts.inbound);
+    const outbound = listen(opts.outbound);
+    const allowRemote = opts.outboundAllowRemote === true;
+    if (outbound && !allowRemote && !isLoopbackHost(outbound.host)) {
+      throw new CliError(`--outbound ${opts.outbound}: the outbound listener signs requests as this workload and listens on loopback only; add --outbound-allow-remote to expose it`, 2);
+    }
     try {
-      const listen = (flag: unknown) => (flag ? parseListen(flag as string) : undefined);
-      const inbound = listen(opts.inbound);
-      const outbound = listen(opts.outbound);
-      const sidecar = await startSidecar({
-        identity: ctx.agent,
+      const sidecar = await prepareSidecar({
         inbound: inbound && { ...inbound, app: opts.app as string, filterFile: opts.filter as string },
-        outbound: outbound && { ...outbound, routes: await loadRoutes(opts.routes as string) },
+        outbound: outbound && { ...outbound, allowRemote, routes: await loadRoutes(opts.routes as string) },
         filterConfiguration: opts.filterConfig as string | undefined,
-        checkFilter: opts.caseFile ? caseFileCheck(opts.caseFile as string) : undefined,
+        // The case runner (the test host's case format) loads only for an agent given --case-file.
+        checkFilter: opts.caseFile ? (await import('../agent/sidecar/case-check.ts')).caseFileCheck(opts.caseFile as string) : undefined,
         identityContext: opts.identityIssuer
           ? { issuer: opts.identityIssuer as string, audience: opts.identityAudience as string, jwks: opts.identityJwks as string }
           : undefined,
@@ -70,15 +75,34 @@ export const sidecarAgentGroup: AgentOptionGroup = {
         fingerprintTtlSeconds,
         skewSeconds,
         logger: ctx.log,
-        registry: ctx.agent.metrics,
       });
       ctx.closers.push(() => sidecar.close());
-      const filters = sidecar.filters;
-      if (filters) ctx.adminPlugins.push(async (app) => registerFilterRoutes(app, filters));
-      ctx.log.info({ inbound: sidecar.inbound?.url ?? null, outbound: sidecar.outbound?.url ?? null }, 'sidecar listening');
+      return {
+        async setup(ctx) {
+          if (outbound && allowRemote && !isLoopbackHost(outbound.host)) {
+            ctx.log.warn({ outbound: opts.outbound }, 'the outbound listener is reachable from other machines (--outbound-allow-remote): anyone who reaches it sends requests as this workload');
+          }
+          const started = await sidecarError(sidecar.start(ctx.agent, ctx.agent.metrics));
+          ctx.closers.push(() => started.close());
+          const filters = started.filters;
+          if (filters) ctx.adminPlugins.push(async (app) => registerFilterRoutes(app, filters));
+          ctx.log.info({ inbound: started.inbound?.url ?? null, outbound: started.outbound?.url ?? null }, 'sidecar listening');
+        },
+      };
     } catch (err) {
-      if (err instanceof CliError) throw err;
-      throw new CliError(`sidecar: ${(err as Error).message}`, 2);
+      throw sidecarCliError(err);
     }
   },
 };
+
+async function sidecarError<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    throw sidecarCliError(err);
+  }
+}
+
+function sidecarCliError(err: unknown): CliError {
+  return err instanceof CliError ? err : new CliError(`sidecar: ${(err as Error).message}`, 2);
+}

@@ -11,12 +11,16 @@ export const signerAgentGroup: AgentOptionGroup = {
   addOptions(command) {
     command.option('--egress-signer', 'serve POST /v1/fingerprint on --admin: fingerprints for Envoy\'s egress filter, signed with the in-memory SVID key');
   },
-  setup(opts, ctx) {
+  prepare(opts) {
     if (!opts.egressSigner) return;
     if (!opts.admin) throw new CliError('--egress-signer needs --admin HOST:PORT (loopback), where Envoy\'s signer cluster points', 2);
     // --fingerprint-ttl belongs to the sidecar group; both sign with the same lifetime.
     const ttlSeconds = Number(opts.fingerprintTtl ?? 30);
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > 3600) throw new CliError('--fingerprint-ttl must be a whole number of seconds (1–3600)', 2);
-    ctx.adminPlugins.push(signEndpoint({ identity: ctx.agent, ttlSeconds, registry: ctx.agent.metrics }));
+    return {
+      setup(ctx) {
+        ctx.adminPlugins.push(signEndpoint({ identity: ctx.agent, ttlSeconds, registry: ctx.agent.metrics }));
+      },
+    };
   },
 };

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import type { SvidRow } from '../ca/store.ts';
-import { withCa } from './ca.ts';
+import { withCa } from './ca-access.ts';
 import { CliError } from './errors.ts';
 
 /** `palisade ca svid list`: what the CA issued, for audits and before revoking. */

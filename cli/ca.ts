@@ -1,13 +1,12 @@
 import cluster from 'node:cluster';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, type Command as CommandType } from 'commander';
-import { CertificateAuthority } from '../ca/ca.ts';
-import { CaError } from '../ca/errors.ts';
-import { startCaServer } from '../ca/server.ts';
 import { parseDuration } from '../agent/identity/duration.ts';
+import { writeSecretFile } from '../platform/secret-file.ts';
 import { CliError } from './errors.ts';
-import { parseListen, untilSignal } from './process.ts';
+import { authority, guard, withCa } from './ca-access.ts';
+import { untilSignal, parseListen } from './process.ts';
 import { svidCommand } from './ca-svid.ts';
 
 /**
@@ -23,6 +22,7 @@ export function register(program: CommandType): void {
     .requiredOption('--dir <dir>', 'CA state directory')
     .requiredOption('--trust-domain <td>', 'SPIFFE trust domain, e.g. bank.example')
     .action(async (opts: { dir: string; trustDomain: string }) => {
+      const { CertificateAuthority } = await authority();
       const { bundlePath } = await guard(() => CertificateAuthority.init(opts.dir, opts.trustDomain));
       process.stdout.write(`CA for spiffe://${opts.trustDomain} created in ${opts.dir}\ntrust bundle: ${bundlePath}\n`);
     });
@@ -47,6 +47,7 @@ export function register(program: CommandType): void {
       const renewalsPerMinute = positiveInteger(opts.renewalLimit, '--renewal-limit');
       const workers = positiveInteger(opts.workers, '--workers');
       if (workers > 1 && cluster.isPrimary) return superviseWorkers(workers);
+      const { startCaServer } = await import('../ca/server.ts');
       const server = await guard(() => startCaServer({
         dir: opts.dir, host, port, svidTtlMs, supersedeGraceMs, renewalsPerMinute, hostnames: opts.hostname, joinFailureLimit: limit,
       }));
@@ -98,13 +99,19 @@ export function register(program: CommandType): void {
     .requiredOption('--spiffe-id <id>', 'identity of the SVID')
     .option('--ttl <duration>', 'lifetime of the SVID', '1h')
     .requiredOption('--out <dir>', 'directory for svid.pem, key.pem (0600) and bundle.pem')
-    .action(async (opts: { dir: string; spiffeId: string; ttl: string; out: string }) => {
+    .option('--force', 'replace an existing key.pem (never written through: a new file is renamed over it)')
+    .action(async (opts: { dir: string; spiffeId: string; ttl: string; out: string; force?: boolean }) => {
       const ttl = await guard(async () => parseDuration(opts.ttl), 2);
+      const keyFile = path.join(opts.out, 'key.pem');
+      // Checked before minting too, so a refusal does not leave an issued SVID behind.
+      if (!opts.force && exists(keyFile)) throw new CliError(`${keyFile} already exists; refusing to overwrite it (--force replaces it)`, 2);
       const svid = await withCa(opts.dir, (authority) => authority.mint(opts.spiffeId, ttl));
-      mkdirSync(opts.out, { recursive: true });
-      writeFileSync(path.join(opts.out, 'key.pem'), svid.key_pem, { mode: 0o600 });
-      writeFileSync(path.join(opts.out, 'svid.pem'), svid.svid_pem);
-      writeFileSync(path.join(opts.out, 'bundle.pem'), svid.bundle_pem);
+      await guard(() => {
+        mkdirSync(opts.out, { recursive: true, mode: 0o700 });
+        writeSecretFile(keyFile, svid.key_pem, { replace: opts.force });
+        writeFileSync(path.join(opts.out, 'svid.pem'), svid.svid_pem);
+        writeFileSync(path.join(opts.out, 'bundle.pem'), svid.bundle_pem);
+      }, 2);
       process.stdout.write(`${svid.spiffe_id} serial ${svid.serial} valid until ${svid.not_after} written to ${opts.out}\n`);
     });
 }
@@ -141,23 +148,12 @@ function positiveInteger(text: string, flag: string): number {
   return n;
 }
 
-
-/** Turns a library failure into a one-line CLI error (exit 2 for bad input). */
-async function guard<T>(run: () => Promise<T> | T, exitCode = 1): Promise<T> {
+/** Anything at `file`, a dangling symlink included. */
+function exists(file: string): boolean {
   try {
-    return await run();
-  } catch (err) {
-    if (err instanceof CliError) throw err;
-    const code = err instanceof CaError && err.status < 500 ? 2 : exitCode;
-    throw new CliError((err as Error).message, code);
-  }
-}
-
-export async function withCa<T>(dir: string, run: (ca: CertificateAuthority) => Promise<T> | T): Promise<T> {
-  const authority = await guard(() => CertificateAuthority.open(dir));
-  try {
-    return await guard(() => run(authority));
-  } finally {
-    authority.close();
+    lstatSync(file);
+    return true;
+  } catch {
+    return false;
   }
 }

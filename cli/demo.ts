@@ -210,7 +210,7 @@ async function runDemo(keep: boolean): Promise<void> {
       out('\nstill running (Ctrl-C stops everything). Try, as the frontend application:');
       out(`  curl -H 'host: card-service' -H 'authorization: Bearer ${token}' ${frontend.outbound!.url}/cards`);
       out(`  curl -H 'host: ledger' ${frontend.outbound!.url}/balances/7`);
-      out(`card-service's agent admin: ${url}/v1/filter (PUT a compiled filter to hot-reload), ${url}/metrics`);
+      out(`card-service's agent admin: ${url}/v1/filter (PUT a compiled filter to hot-reload, with -H 'authorization: Bearer ${admin.token}'), ${url}/metrics`);
       out('decisions as they happen:');
       live = true;
       await untilSignal();

@@ -1,35 +1,42 @@
 import { Command, CommanderError } from 'commander';
 import { CliError } from './errors.ts';
+import { COMPILER_VERSION } from '../compiler/backend/manifest.ts';
 
 type Module = { register(program: Command): void };
 
 /**
  * Each subcommand lives in its own module, loaded only when it runs: the compiler pulls in
  * chevrotain and ajv, the agent gRPC and Fastify, and an agent restarted by its supervisor
- * should not pay seconds of start-up for a compiler it never uses.
+ * should not pay for a compiler it never uses. `palisade --help` loads none of them: the
+ * summary here is what the command list shows (`palisade <command> --help` has the rest).
  */
-const COMMANDS: Record<string, () => Promise<Module>> = {
-  compile: () => import('./compile.ts'),
-  test: () => import('./test.ts'),
-  ca: () => import('./ca.ts'),
-  agent: () => import('./agent.ts'),
-  envoy: () => import('./envoy.ts'),
-  demo: () => import('./demo.ts'),
+const COMMANDS: Record<string, { summary: string; load: () => Promise<Module> }> = {
+  compile: { summary: 'compile policies to proxy-wasm filters', load: () => import('./compile.ts') },
+  test: { summary: 'run policy case files in the strict proxy-wasm host', load: () => import('./test.ts') },
+  ca: { summary: 'the certificate authority: SPIFFE X.509-SVIDs, join tokens', load: () => import('./ca.ts') },
+  agent: { summary: 'node agent: SVID in memory, SDS/ECDS for Envoy, embedded mTLS sidecar', load: () => import('./agent.ts') },
+  envoy: { summary: 'Envoy bootstrap generation and validation', load: () => import('./envoy.ts') },
+  demo: { summary: 'the zero-trust demo on loopback', load: () => import('./demo.ts') },
 };
 
-/** Builds the `palisade` command tree with the named subcommand, or all of them (for help). */
+/**
+ * Builds the `palisade` command tree with the named subcommand, or with every subcommand
+ * as a summary line only (help, version, an unknown command).
+ */
 export async function program(only?: string): Promise<Command> {
   const root = new Command('palisade')
     .description('Zero-trust service perimeter: policies compiled to proxy-wasm filters, SPIFFE identities for every service')
+    .version(COMPILER_VERSION)
     .exitOverride();
-  const names = only && only in COMMANDS ? [only] : Object.keys(COMMANDS);
-  for (const name of names) (await COMMANDS[name]()).register(root);
+  if (only && Object.hasOwn(COMMANDS, only)) (await COMMANDS[only].load()).register(root);
+  else for (const [name, { summary }] of Object.entries(COMMANDS)) root.command(name).summary(summary);
   return root;
 }
 
 export async function main(argv: string[]): Promise<void> {
   try {
-    await (await program(argv[2])).parseAsync(argv);
+    // `palisade help ca` is `palisade ca --help`: it needs ca's options.
+    await (await program(argv[2] === 'help' ? argv[3] : argv[2])).parseAsync(argv);
   } catch (err) {
     process.exitCode = report(err);
   }

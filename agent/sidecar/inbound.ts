@@ -39,6 +39,10 @@ export interface InboundLimits {
   appHeadersTimeoutMs: number;
   appBodyTimeoutMs: number;
   appConnections: number;
+  /** A connection must complete its TLS handshake within this, else it is closed. */
+  handshakeTimeoutMs: number;
+  /** Open connections at most (handshaking or not); further ones are closed at once. */
+  maxConnections: number;
 }
 
 export const DEFAULT_INBOUND_LIMITS: InboundLimits = {
@@ -49,6 +53,8 @@ export const DEFAULT_INBOUND_LIMITS: InboundLimits = {
   appHeadersTimeoutMs: 15_000,
   appBodyTimeoutMs: 30_000,
   appConnections: 64,
+  handshakeTimeoutMs: 10_000,
+  maxConnections: 1024,
 };
 
 export interface InboundOptions {
@@ -251,6 +257,7 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
       connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs / 2),
       keepAliveTimeout: 5_000,
       noDelay: true,
+      handshakeTimeout: limits.handshakeTimeoutMs,
     },
     (req, res) => {
       handle(req, res).catch((err) => {
@@ -260,6 +267,7 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
     },
   );
   server.on('tlsClientError', () => {}); // a failed handshake is the client's problem; nothing reached us
+  server.maxConnections = limits.maxConnections;
   const rotate = () => server.setSecureContext(tlsMaterial(opts.identity));
   opts.identity.on('rotated', rotate);
 

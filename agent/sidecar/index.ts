@@ -13,7 +13,7 @@ import { LiveKeys, type LiveKeysOptions } from '../identity/live-keys.ts';
 import { FilterSlot, type FilterLoader, type FilterCheck } from './filter-slot.ts';
 import { startInbound, type InboundLimits, type Listener } from './inbound.ts';
 import { startOutbound, type Routes } from './outbound.ts';
-import { createIdentityVerifier, type IdentityContextOptions } from './identity-context.ts';
+import { createIdentityVerifier, type IdentityContextOptions, type IdentityVerifier } from './identity-context.ts';
 import { ReplayCache, DEFAULT_REPLAY_CAPACITY } from '../../spiffe/replay-cache.ts';
 import { createLogger } from './decision-log.ts';
 import { observeReloads, registerFilterRoutes } from './admin.ts';
@@ -29,7 +29,7 @@ export interface SidecarOptions {
     watch?: boolean;
     limits?: Partial<InboundLimits>;
   };
-  outbound?: { host?: string; port?: number; routes: Routes };
+  outbound?: { host?: string; port?: number; allowRemote?: boolean; routes: Routes };
   /** Plugin configuration for the filter, e.g. `{"mode":"dry-run"}`. */
   filterConfiguration?: string;
   /** How wasm becomes a filter; default: the strict host (host/) with `filterConfiguration`. */
@@ -59,6 +59,22 @@ export interface Sidecar {
 }
 
 export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
+  return (await prepareSidecar(opts)).start(opts.identity);
+}
+
+/** A sidecar whose files are read and whose filter is loaded and checked, not yet listening. */
+export interface PreparedSidecar {
+  filters?: FilterSlot;
+  /** Starts the listeners with this identity (reload metric in `registry`); on failure everything prepared is closed. */
+  start(identity: SvidSource, registry?: Registry): Promise<Sidecar>;
+  close(): void;
+}
+
+/**
+ * Everything that needs no identity: read and load the filter (it must pass its checks),
+ * the identity issuer's JWKS. The agent does this before it spends its join token.
+ */
+export async function prepareSidecar(opts: Omit<SidecarOptions, 'identity'>): Promise<PreparedSidecar> {
   const logger = opts.logger ?? createLogger();
   const load: FilterLoader =
     opts.loadFilter ??
@@ -71,42 +87,58 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
           if (line.level === 'warn' || line.level === 'error' || line.level === 'critical') logger.warn({ filter: line.message }, 'filter log');
         },
       }));
-  let liveKeys: LiveKeys | undefined;
-  const sidecar: Sidecar = {
-    async close() {
-      await Promise.all([sidecar.inbound?.close(), sidecar.outbound?.close()]);
-      sidecar.filters?.close();
-      liveKeys?.close();
+  let filters: FilterSlot | undefined;
+  let identityContext: IdentityVerifier | undefined;
+  if (opts.inbound) {
+    const { filterFile } = opts.inbound;
+    filters = await FilterSlot.create(await readFile(filterFile), load, opts.checkFilter, `file ${filterFile}`);
+    try {
+      identityContext = opts.identityContext && (await createIdentityVerifier({ ...opts.identityContext, skewSeconds: opts.skewSeconds }));
+    } catch (err) {
+      filters.close();
+      throw err;
+    }
+  }
+  return {
+    filters,
+    close: () => filters?.close(),
+    async start(identity, registry = opts.registry) {
+      let liveKeys: LiveKeys | undefined;
+      const sidecar: Sidecar = {
+        filters,
+        async close() {
+          await Promise.all([sidecar.inbound?.close(), sidecar.outbound?.close()]);
+          filters?.close();
+          liveKeys?.close();
+        },
+      };
+      try {
+        if (opts.inbound && filters) {
+          observeReloads(filters, logger, registry);
+          if (opts.inbound.watch !== false) filters.watchFile(opts.inbound.filterFile);
+          if (opts.admin) registerFilterRoutes(opts.admin, filters);
+          const { liveKeyIds } = identity;
+          if (liveKeyIds) liveKeys = await LiveKeys.start(() => liveKeyIds.call(identity), { ...opts.revocation, log: (msg) => logger.warn(msg) });
+          sidecar.inbound = await startInbound({
+            ...opts.inbound,
+            identity,
+            filters,
+            identityContext,
+            liveKeys,
+            replay: new ReplayCache(opts.replayCapacity ?? DEFAULT_REPLAY_CAPACITY),
+            fingerprintTtlSeconds: opts.fingerprintTtlSeconds,
+            skewSeconds: opts.skewSeconds,
+            logger,
+          });
+        }
+        if (opts.outbound) {
+          sidecar.outbound = await startOutbound({ ...opts.outbound, identity, fingerprintTtlSeconds: opts.fingerprintTtlSeconds, logger });
+        }
+      } catch (err) {
+        await sidecar.close();
+        throw err;
+      }
+      return sidecar;
     },
   };
-  try {
-    if (opts.inbound) {
-      const { filterFile } = opts.inbound;
-      const filters = await FilterSlot.create(await readFile(filterFile), load, opts.checkFilter, `file ${filterFile}`);
-      sidecar.filters = filters;
-      observeReloads(filters, logger, opts.registry);
-      if (opts.inbound.watch !== false) filters.watchFile(filterFile);
-      if (opts.admin) registerFilterRoutes(opts.admin, filters);
-      const { liveKeyIds } = opts.identity;
-      if (liveKeyIds) liveKeys = await LiveKeys.start(() => liveKeyIds.call(opts.identity), { ...opts.revocation, log: (msg) => logger.warn(msg) });
-      sidecar.inbound = await startInbound({
-        ...opts.inbound,
-        identity: opts.identity,
-        filters,
-        identityContext: opts.identityContext && (await createIdentityVerifier({ ...opts.identityContext, skewSeconds: opts.skewSeconds })),
-        liveKeys,
-        replay: new ReplayCache(opts.replayCapacity ?? DEFAULT_REPLAY_CAPACITY),
-        fingerprintTtlSeconds: opts.fingerprintTtlSeconds,
-        skewSeconds: opts.skewSeconds,
-        logger,
-      });
-    }
-    if (opts.outbound) {
-      sidecar.outbound = await startOutbound({ ...opts.outbound, identity: opts.identity, fingerprintTtlSeconds: opts.fingerprintTtlSeconds, logger });
-    }
-  } catch (err) {
-    await sidecar.close();
-    throw err;
-  }
-  return sidecar;
 }

@@ -16,6 +16,7 @@ import { continueTrace } from './trace.ts';
 import { FINGERPRINT_HEADER, signFingerprint } from '../../spiffe/fingerprint.ts';
 import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain, relay } from './http.ts';
 import type { Listener } from './inbound.ts';
+import { isLoopbackHost } from '../identity/loopback.ts';
 
 export interface Route {
   /** The target's inbound sidecar, e.g. https://127.0.0.1:15006. */
@@ -25,8 +26,10 @@ export interface Route {
 export type Routes = Record<string, Route>;
 
 export interface OutboundOptions {
+  /** Loopback (default 127.0.0.1) unless `allowRemote`: whoever reaches this listener acts as the workload. */
   host?: string;
   port?: number;
+  allowRemote?: boolean;
   routes: Routes;
   identity: SvidSource;
   fingerprintTtlSeconds?: number;
@@ -55,6 +58,9 @@ export async function loadRoutes(file: string): Promise<Routes> {
 }
 
 export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
+  if (opts.host !== undefined && !opts.allowRemote && !isLoopbackHost(opts.host)) {
+    throw new Error(`the outbound listener signs requests as this workload and listens on loopback only, not ${opts.host} (allowRemote to expose it)`);
+  }
   const trustDomain = trustDomainOf(opts.identity.svid().spiffeId);
   const routes = new Map(Object.entries(opts.routes).map(([name, route]) => [name.toLowerCase(), route]));
   /**

@@ -8,16 +8,26 @@
  *
  * It signs only as the agent's own identity (iss = sub = the current SVID's SPIFFE ID; a
  * request cannot name another), with the SVID key held in memory, and with `kid` = the RFC
- * 7638 thumbprint the CA's JWKS publishes. Trust assumption: every process that can reach
- * the workload's loopback may obtain fingerprints, as it may already send requests through
- * the outbound listener, which adds them; a fingerprint alone is useless without an mTLS
- * connection made with the same SVID. The endpoint still refuses non-loopback peers and
- * Host names that are not loopback literals (DNS rebinding from a browser).
+ * 7638 thumbprint the CA's JWKS publishes.
+ *
+ * It is the one state-changing admin route that needs no admin token
+ * (OPEN_TO_LOCAL_CALLERS), on purpose: its caller is Envoy's egress filter, which could only
+ * carry the token in its plugin configuration, and Envoy's admin interface (loopback,
+ * unauthenticated) prints that configuration in /config_dump to every local process. Nor
+ * would it protect anything: every local process may already send requests as the workload
+ * through Envoy's outbound listener (or the sidecar's, loopback only), which adds
+ * fingerprints, and a fingerprint alone is useless without an mTLS connection made with the
+ * same SVID key, which never leaves the agent and Envoy. So the signer is exactly as private
+ * as the outbound listener: loopback peers only; the admin server refuses non-loopback Host
+ * names (DNS rebinding) and any Origin (web pages), and a browser cannot send its JSON body
+ * without a CORS preflight, which is never answered.
  */
 import { createPublicKey } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import type { Svid } from '../identity/agent.ts';
+import { OPEN_TO_LOCAL_CALLERS } from '../identity/admin.ts';
+import { isLoopbackAddress } from '../identity/loopback.ts';
 import { jwkThumbprint, parseSpiffeId, type EcJwk } from '../../spiffe/pki.ts';
 import { DEFAULT_TTL_SECONDS, MAX_FINGERPRINT_BYTES, signFingerprint } from '../../spiffe/fingerprint.ts';
 
@@ -50,7 +60,6 @@ class SignError extends Error {
 const METHOD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}$/; // an HTTP token
 const PATH = /^\/[\x21-\x7e]*$/; // origin-form, visible ASCII
 const TOKEN = /^[A-Za-z0-9_.-]+$/; // what the identity context accepts after `Bearer `
-const LOOPBACK_HOST = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]|localhost)(:\d{1,5})?$/;
 
 /** Checks a request body field by field; throws SignError with a stable code. */
 export function parseSignRequest(body: unknown): SignRequest {
@@ -99,9 +108,8 @@ export function signEndpoint(options: SignerOptions): FastifyPluginAsync {
       const code = status === 415 ? 'unsupported_media_type' : status === 413 ? 'body_too_large' : status === 400 ? 'invalid_json' : 'internal_error';
       return fail(reply, new SignError(status, code, status === 500 ? 'internal error' : err.message));
     });
-    app.post(SIGN_PATH, { bodyLimit: MAX_BODY_BYTES }, async (request, reply) => {
+    app.post(SIGN_PATH, { bodyLimit: MAX_BODY_BYTES, ...OPEN_TO_LOCAL_CALLERS }, async (request, reply) => {
       if (!isLoopbackAddress(request.socket.remoteAddress)) return fail(reply, new SignError(403, 'not_loopback', 'the signer answers loopback callers only'));
-      if (!LOOPBACK_HOST.test(request.headers.host ?? '')) return fail(reply, new SignError(403, 'bad_host', 'Host must be a loopback address'));
       if (!request.headers['content-type']?.startsWith('application/json')) {
         return fail(reply, new SignError(415, 'unsupported_media_type', 'send the request as application/json'));
       }
@@ -132,8 +140,4 @@ function counter(registry: Registry): Counter<'result'> {
   const name = 'palisade_fingerprints_signed_total';
   return (registry.getSingleMetric(name) as Counter<'result'> | undefined)
     ?? new Counter({ name, help: 'Signing requests on /v1/fingerprint by result (signed or the error code)', labelNames: ['result'], registers: [registry] });
-}
-
-function isLoopbackAddress(address: string | undefined): boolean {
-  return address !== undefined && (address === '::1' || /^(::ffff:)?127\./.test(address));
 }

@@ -1,4 +1,5 @@
-import { rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import path from 'node:path';
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 
 /** One xDS service (SDS, ECDS, …): its gRPC definition and handlers. */
@@ -17,8 +18,11 @@ export interface XdsServer {
 
 /**
  * One gRPC server on a Unix socket (`unix:/path` or a plain path) serving every xDS
- * service the agent offers to its local Envoy. The socket file is replaced if stale and
- * made owner-only (0600 via umask is not portable, so the directory should be private too).
+ * service the agent offers to its local Envoy. SDS hands out the SVID's private key, so
+ * the socket is owner-only (0600) whatever the umask, from its first moment: it is bound in
+ * a new 0700 directory beside its final path, where no one else can connect, made 0600
+ * there, and only then renamed into place (replacing a stale socket). The umask itself is
+ * process-wide and cannot be changed safely around one bind.
  */
 export function createXdsServer(socket: string, services: XdsService[] = []): XdsServer {
   const socketPath = socket.startsWith('unix:') ? socket.slice('unix:'.length) : socket;
@@ -32,11 +36,21 @@ export function createXdsServer(socket: string, services: XdsService[] = []): Xd
   return {
     addService: add,
     async start() {
-      rmSync(socketPath, { force: true });
-      await new Promise<void>((resolve, reject) =>
-        server.bindAsync(`unix:${socketPath}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-      );
-      started = true;
+      const privateDir = mkdtempSync(path.join(path.dirname(socketPath), '.palisade-xds-'));
+      try {
+        const bound = path.join(privateDir, 'socket');
+        await new Promise<void>((resolve, reject) =>
+          server.bindAsync(`unix:${bound}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+        );
+        started = true;
+        chmodSync(bound, 0o600);
+        renameSync(bound, socketPath);
+      } catch (err) {
+        server.forceShutdown();
+        throw err;
+      } finally {
+        rmSync(privateDir, { recursive: true, force: true });
+      }
     },
     async close() {
       await new Promise<void>((resolve) => {

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import Fastify from 'fastify';
+import { createAdmin } from '../../agent/identity/admin.ts';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import type { AgentContext } from '../../cli/agent-group.ts';
@@ -30,38 +30,41 @@ test.after(() => rmSync(dir, { recursive: true, force: true }));
 test('publishes at start, on POST /v1/ecds/publish, and refuses a broken build with a JSON 409', async () => {
   build(Buffer.from('\0asm\x01\0\0\0', 'binary'));
   const ctx = context();
-  await ecdsAgentGroup.setup!({ ecdsPolicy: [manifest], sds: `unix:${dir}/agent.sock` }, ctx);
-  const app = Fastify();
+  (await ecdsAgentGroup.prepare({ ecdsPolicy: [manifest], sds: `unix:${dir}/agent.sock` }, ctx))!.setup!(ctx);
+  const admin = await createAdmin({ agent: ctx.agent, plugins: ctx.adminPlugins });
+  const { app } = admin;
+  const headers = { authorization: `Bearer ${admin.token}` };
   try {
     assert.is(ctx.xdsServices.length, 1);
-    for (const plugin of ctx.adminPlugins) await app.register(plugin);
+    const anonymous = await app.inject({ method: 'POST', url: '/v1/ecds/publish', payload: { mode: 'dry-run' } });
+    assert.equal([anonymous.statusCode, anonymous.json().error.code], [401, 'unauthorized']);
     build(Buffer.from('\0asm\x01\0\0\0\0\x01\x01', 'binary'));
-    const ok = await app.inject({ method: 'POST', url: '/v1/ecds/publish' });
+    const ok = await app.inject({ method: 'POST', url: '/v1/ecds/publish', headers });
     assert.is(ok.statusCode, 200);
     const [published] = ok.json().published;
     assert.is(published.resource, 'palisade.policy.card-service');
     assert.match(published.version, published.sha256.slice(0, 16));
 
     // Switch every served policy to dry-run; a later rebuild keeps the override.
-    const dry = await app.inject({ method: 'POST', url: '/v1/ecds/publish', payload: { mode: 'dry-run' } });
+    const dry = await app.inject({ method: 'POST', url: '/v1/ecds/publish', headers, payload: { mode: 'dry-run' } });
     assert.is(dry.json().published[0].configuration, '{"mode":"dry-run"}');
     build(Buffer.from('\0asm\x01\0\0\0\0\x01\x02', 'binary'));
-    const rebuilt = await app.inject({ method: 'POST', url: '/v1/ecds/publish' });
+    const rebuilt = await app.inject({ method: 'POST', url: '/v1/ecds/publish', headers });
     assert.is(rebuilt.json().published[0].configuration, '{"mode":"dry-run"}');
     assert.is.not(rebuilt.json().published[0].version, dry.json().published[0].version);
     for (const payload of [{ mode: 'permissive' }, { mode: 'enforce', extra: 1 }, ['enforce']]) {
-      const bad = await app.inject({ method: 'POST', url: '/v1/ecds/publish', payload });
+      const bad = await app.inject({ method: 'POST', url: '/v1/ecds/publish', headers, payload });
       assert.is(bad.statusCode, 400);
       assert.is(bad.json().error.code, 'bad_request');
     }
 
     build(Buffer.from('\0asm\x01\0\0\0', 'binary'), 'f'.repeat(64));
-    const refused = await app.inject({ method: 'POST', url: '/v1/ecds/publish' });
+    const refused = await app.inject({ method: 'POST', url: '/v1/ecds/publish', headers });
     assert.is(refused.statusCode, 409);
     assert.is(refused.json().error.code, 'policy_not_published');
     assert.match(await ctx.agent.metrics.metrics(), /palisade_agent_ecds_publishes_total 4/);
   } finally {
-    await app.close();
+    await admin.close();
     for (const close of ctx.closers) await close();
   }
 });
@@ -69,7 +72,7 @@ test('publishes at start, on POST /v1/ecds/publish, and refuses a broken build w
 test('needs --sds, and a manifest that verifies', async () => {
   const refused = async (opts: Record<string, unknown>, message: RegExp) => {
     const ctx = context();
-    const err = await (async () => ecdsAgentGroup.setup!(opts, ctx))().then(() => undefined, (e: unknown) => e);
+    const err = await (async () => ecdsAgentGroup.prepare(opts, ctx))().then(() => undefined, (e: unknown) => e);
     for (const close of ctx.closers) await close();
     assert.ok(err instanceof CliError && err.exitCode === 2 && message.test(err.message), String(err));
   };

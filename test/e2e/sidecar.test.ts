@@ -2,7 +2,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, writeFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, stat, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPrivateKey } from 'node:crypto';
@@ -69,9 +69,34 @@ cli.after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+cli('the admin API: a local process without the token, a rebound DNS name or a web page cannot replace the filter', async () => {
+  const { url: admin, token_file: tokenFile } = await waitFor('admin endpoint listening');
+  assert.is((await stat(tokenFile)).mode & 0o777, 0o600);
+  const token = (await readFile(tokenFile, 'utf8')).trim();
+  const before = (await (await request(`${admin}/v1/filter`)).body.json()) as { sha256: string };
+  const put = async (headers: Record<string, string>, route = '/v1/filter') => {
+    const res = await request(`${admin}${route}`, { method: 'PUT', headers: { 'content-type': 'application/wasm', ...headers }, body: await compiled('ops-only') });
+    return [res.statusCode, ((await res.body.json()) as { error: { code: string } }).error.code];
+  };
+  assert.equal(await put({}), [401, 'unauthorized']);
+  assert.equal(await put({ authorization: 'Bearer guessed' }), [401, 'unauthorized']);
+  assert.equal(await put({ authorization: token }), [401, 'unauthorized']);
+  // A route nobody declared yet is guarded too: state changes need the token by default.
+  assert.equal(await put({}, '/v1/anything-later'), [401, 'unauthorized']);
+  // DNS rebinding: a page whose name now points at 127.0.0.1 sends its own name as Host.
+  const port = new URL(admin).port;
+  assert.equal(await put({ authorization: `Bearer ${token}`, host: `evil.example:${port}` }), [403, 'bad_host']);
+  const rebound = await request(`${admin}/v1/svid`, { headers: { host: `evil.example:${port}` } });
+  assert.equal([rebound.statusCode, ((await rebound.body.json()) as any).error.code], [403, 'bad_host']);
+  // A web page (cross-site fetch or form) carries an Origin.
+  assert.equal(await put({ authorization: `Bearer ${token}`, origin: 'http://evil.example' }), [403, 'bad_origin']);
+  const after = (await (await request(`${admin}/v1/filter`)).body.json()) as { sha256: string };
+  assert.is(after.sha256, before.sha256);
+});
+
 cli('the agent serves the inbound sidecar with its SVID; /v1/filter hot-reloads it', async () => {
   const { inbound } = await waitFor('sidecar listening');
-  const { url: admin } = await waitFor('admin endpoint listening');
+  const { url: admin, token_file: tokenFile } = await waitFor('admin endpoint listening');
   const minted = await ca.ca.mint(FRONTEND, 600_000);
   const caller: Svid = { spiffeId: FRONTEND, chainPem: minted.svid_pem, privateKey: createPrivateKey(minted.key_pem), notAfter: new Date(minted.not_after) };
   const dispatcher = mtlsAgent(minted.bundle_pem, caller);
@@ -85,7 +110,8 @@ cli('the agent serves the inbound sidecar with its SVID; /v1/filter hot-reloads 
     assert.is(decision.target, CARD_ID);
     assert.is(decision.rule, 'read-card');
 
-    const put = await request(`${admin}/v1/filter`, { method: 'PUT', headers: { 'content-type': 'application/wasm' }, body: await compiled('ops-only') });
+    const authorization = `Bearer ${(await readFile(tokenFile, 'utf8')).trim()}`;
+    const put = await request(`${admin}/v1/filter`, { method: 'PUT', headers: { 'content-type': 'application/wasm', authorization }, body: await compiled('ops-only') });
     assert.is(put.statusCode, 200);
     await put.body.text();
     const denied = await call(inbound, dispatcher, caller, { path: '/cards/1', fingerprint: { target: CARD_ID } });
