@@ -28,7 +28,9 @@ const ENTRY = 'filters/policy/index.ts';
 export const GENERATED = 'filters/policy/generated.ts';
 /** The table layout constants, compiled into the filter as well as imported by emit.ts. */
 const LAYOUT = 'compiler/backend/table-layout.ts';
-const FILES = [CONFIG, LAYOUT];
+/** The request limits, enforced by the filter and checked against by the frontend. */
+const REQUEST_LIMITS = 'compiler/frontend/request-limits.ts';
+const FILES = [CONFIG, LAYOUT, REQUEST_LIMITS];
 const FOLDERS = ['runtime', 'filters'];
 /** Every file and folder of this repository a filter build reads (asc run by hand needs the same). */
 export const LIBRARY = [...FILES, ...FOLDERS];

@@ -5,6 +5,7 @@
  * applies: no empty, `.` or `..` segments, no `%`, `?`, `#` or `\`.
  */
 import type { PathSegment } from './ast.ts';
+import { MAX_PATH_BYTES } from './request-limits.ts';
 
 export type PathParse =
   | { ok: true; segments: PathSegment[]; rest: boolean }
@@ -48,6 +49,10 @@ export function parsePathTemplate(text: string): PathParse {
     }
     offset += seg.length + 1;
   }
+  // Literals are ASCII, so characters are bytes; a parameter matches one byte at the least,
+  // a final `**` one more segment (two bytes).
+  const shortest = segments.reduce((n, s) => n + 1 + (s.kind === 'literal' ? s.value.length : 1), 0) + (rest ? 2 : 0);
+  if (shortest > MAX_PATH_BYTES) return fail(`the shortest path it matches is ${shortest} bytes, over the ${MAX_PATH_BYTES}-byte limit within which requests are decided (longer ones are 400 path_too_long): no request could match it`);
   return { ok: true, segments, rest };
 }
 

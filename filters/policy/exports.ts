@@ -21,9 +21,8 @@ import { H_DRY_RUN, H_STRIP, b, t } from "./tables";
 import { parseConfig, fingerprintOff, CONFIG_DEFAULT, CONFIG_DRY_RUN } from "./config";
 import { checkFingerprint, replayFull } from "./fingerprint";
 import { CALLER_FOREIGN, CALLER_INVALID, checkCaller } from "./principal";
+import { MAX_PATH_BYTES } from "../../compiler/frontend/request-limits";
 
-/** Longest `:path` (query included) decided on; Envoy's default header limit (60 KiB) keeps real ones below. */
-const MAX_PATH_BYTES: i32 = 64 * 1024;
 
 const CONTINUE: i32 = 0;
 const PAUSE: i32 = 1;

@@ -10,6 +10,7 @@ import * as assert from 'uvu/assert';
 import { compilePolicy, type CompileResult } from '../../../compiler/index.ts';
 import { MAX_TEMPLATE_SEGMENTS } from '../../../compiler/frontend/path-template.ts';
 import { MAX_JSON_DEPTH } from '../../../compiler/frontend/source.ts';
+import { MAX_PATH_BYTES } from '../../../compiler/frontend/request-limits.ts';
 import { loadFilter, type Filter } from '../../../host/filter.ts';
 import { withFingerprint } from '../../../testing/fingerprint.ts';
 import { policyText, SERVICE } from './helpers.ts';
@@ -67,13 +68,26 @@ test('a template at the segment limit compiles; requests as deep and deeper get 
   });
 });
 
-test('a literal of hundreds of KB compiles and matches exactly', async () => {
+test('a literal of hundreds of KB: one located diagnostic (no request within the path limit could match it), no stack overflow', async () => {
   const big = 'k'.repeat(200_000);
+  const r = await compilePolicy('big.policy.json', policyText([{ id: 'big', effect: 'allow', to: [{ paths: [`/${big}/{id}`] }] }]));
+  assert.not.ok(r.ok);
+  if (r.ok) return;
+  assert.is(r.diagnostics.length, 1);
+  assert.match(r.diagnostics[0].message, `over the ${MAX_PATH_BYTES}-byte limit`);
+  assert.ok(r.diagnostics[0].message.length < 400, 'the message quotes the start of the template, not all 200 KB of it');
+  assert.is(r.diagnostics[0].span.pointer, '/rules/0/to/0/paths/0');
+});
+
+test('a literal of tens of KB compiles and matches exactly', async () => {
+  // Under Envoy's default 60 KiB header limit, with room for the fingerprint that binds the path.
+  const big = 'k'.repeat(50_000);
   const r = compiled(await compilePolicy('big.policy.json', policyText([{ id: 'big', effect: 'allow', to: [{ paths: [`/${big}/{id}`] }], when: "request.params.id != 'no'" }])));
   await withFilter(r.wasm, async (f) => {
     assert.equal(await decide(f, `/${big}/yes`), { status: 200, rule: 'big' });
     assert.equal(await decide(f, `/${big}/no`), { status: 403, rule: null });
     assert.equal(await decide(f, `/${big.slice(1)}/yes`), { status: 403, rule: null });
+    assert.equal(await decide(f, `/${big}/${'y'.repeat(MAX_PATH_BYTES - big.length)}`), { status: 400, rule: null }, 'a path over the limit is path_too_long');
   });
 });
 
