@@ -16,6 +16,7 @@ import { createIdentityVerifier, type IdentityContextOptions } from './identity-
 import { ReplayCache, DEFAULT_REPLAY_CAPACITY } from '../../spiffe/replay-cache.ts';
 import { createLogger } from './decision-log.ts';
 import { observeReloads, registerFilterRoutes } from './admin.ts';
+import type { DecisionAudit } from './audit.ts';
 
 export interface SidecarOptions {
   identity: SvidSource;
@@ -43,6 +44,8 @@ export interface SidecarOptions {
   /** The agent's admin server and metrics registry, for `/v1/filter` and the reload metric. */
   admin?: FastifyInstance;
   registry?: Registry;
+  /** The audit log every inbound decision is written to before the request goes on. */
+  audit?: DecisionAudit;
 }
 
 export interface Sidecar {
@@ -88,6 +91,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
         fingerprintTtlSeconds: opts.fingerprintTtlSeconds,
         skewSeconds: opts.skewSeconds,
         logger,
+        audit: opts.audit,
       });
     }
     if (opts.outbound) {
