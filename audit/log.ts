@@ -144,6 +144,10 @@ export class AuditLog {
     });
   }
 
+  get dir(): string {
+    return this.#opts.dir;
+  }
+
   /** The newest checkpoint and the chain that signed it, or null before the first. */
   latestCheckpoint(): { text: string; chainPem: string } | null {
     return this.#latest;

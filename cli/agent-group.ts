@@ -4,6 +4,7 @@ import type pino from 'pino';
 import type { AdminServer } from '../agent/identity/admin.ts';
 import type { IdentityAgent } from '../agent/identity/agent.ts';
 import type { XdsService } from '../agent/xds/server.ts';
+import type { DecisionAudit } from '../agent/sidecar/audit.ts';
 
 /** What option groups share while the agent starts; groups add services, routes and cleanups. */
 export interface AgentContext {
@@ -14,6 +15,8 @@ export interface AgentContext {
   /** Registered on the --admin endpoint. */
   adminPlugins: FastifyPluginAsync[];
   admin?: AdminServer;
+  /** Set by --audit-dir before the sidecar starts. */
+  audit?: DecisionAudit;
   /** Run in reverse order at shutdown. */
   closers: (() => Promise<void> | void)[];
 }

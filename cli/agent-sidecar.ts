@@ -59,6 +59,7 @@ export const sidecarAgentGroup: AgentOptionGroup = {
         skewSeconds,
         logger: ctx.log,
         registry: ctx.agent.metrics,
+        audit: ctx.audit,
       });
       ctx.closers.push(() => sidecar.close());
       const filters = sidecar.filters;

@@ -15,6 +15,7 @@ const COMMANDS: Record<string, () => Promise<Module>> = {
   agent: () => import('./agent.ts'),
   envoy: () => import('./envoy.ts'),
   demo: () => import('./demo.ts'),
+  audit: () => import('./audit.ts'),
 };
 
 /** Builds the `palisade` command tree with the named subcommand, or all of them (for help). */
