@@ -38,6 +38,9 @@ export interface Verified {
   tree: MerkleTree;
 }
 
+/** Fingerprint signatures checked at once in libuv's threadpool; a failure is still reported at its own entry. */
+const SIGNATURES_IN_FLIGHT = 512;
+
 export async function verifyLog(dir: string, bundlePem: string, trusted?: TrustedCheckpoint): Promise<Verified> {
   const bundle = loadBundle(bundlePem);
   const originFile = path.join(dir, ORIGIN);
@@ -46,38 +49,58 @@ export async function verifyLog(dir: string, bundlePem: string, trusted?: Truste
   const service = originIdentity(origin);
   const evidence = new Evidence(dir, bundle);
   const tree = new MerkleTree();
+  const signatures: { at: string; ok: Promise<boolean> }[] = [];
+  /** Waits for the signatures of earlier entries, so the first failure named is the earliest. */
+  const settle = async () => {
+    for (const { at, ok } of signatures.splice(0)) {
+      if (!(await ok)) throw new VerifyError(`${at}: fingerprint signature does not verify with the caller's certificate`);
+    }
+  };
+  const fail = async (message: string): Promise<never> => {
+    await settle();
+    throw new VerifyError(message);
+  };
   const lines = storedLines(dir);
   let pending: IteratorResult<ReturnType<typeof storedLines> extends Generator<infer T> ? T : never> = lines.next();
-  while (!pending.done) {
-    const line = pending.value;
-    pending = lines.next();
-    const n = tree.size;
-    if ('torn' in line) throw new VerifyError(`${line.where}: entry ${n} is cut short (no newline): a torn write the agent repairs on start, or truncation`);
+  /** What is wrong with line `n`, if anything; its fingerprint signature joins `signatures`. */
+  const checkEntry = (line: typeof pending.value, n: number): string | undefined => {
+    if ('torn' in line) return `${line.where}: entry ${n} is cut short (no newline): a torn write the agent repairs on start, or truncation`;
     const at = `entry ${n} (${line.where})`;
     let entry: AuditEntry;
     try {
       entry = JSON.parse(line.text);
     } catch {
-      throw new VerifyError(`${at}: not valid JSON: the entry was altered`);
+      return `${at}: not valid JSON: the entry was altered`;
     }
-    if (entry?.v !== 1 || !Number.isSafeInteger(entry.seq)) throw new VerifyError(`${at}: not an audit entry`);
+    if (entry?.v !== 1 || !Number.isSafeInteger(entry.seq)) return `${at}: not an audit entry`;
     if (entry.seq !== n) {
       const next = !pending.done && !('torn' in pending.value) ? seqOf(pending.value.text) : undefined;
-      if (entry.seq === n + 1 && next === n) throw new VerifyError(`${at}: entries ${n} and ${n + 1} are swapped`);
-      if (entry.seq < n) throw new VerifyError(`${at}: entry ${entry.seq} appears again where entry ${n} belongs: an entry was inserted`);
-      throw new VerifyError(`${at}: found entry ${entry.seq} where entry ${n} belongs: entries ${n}–${entry.seq - 1} were deleted`);
+      if (entry.seq === n + 1 && next === n) return `${at}: entries ${n} and ${n + 1} are swapped`;
+      if (entry.seq < n) return `${at}: entry ${entry.seq} appears again where entry ${n} belongs: an entry was inserted`;
+      return `${at}: found entry ${entry.seq} where entry ${n} belongs: entries ${n}–${entry.seq - 1} were deleted`;
     }
     const prev = n === 0 ? '' : tree.leaf(n - 1).toString('base64');
-    if (entry.prev !== prev) throw new VerifyError(`entry ${n - 1}: altered (entry ${n}, ${line.where}, recorded another hash for it)`);
-    if (entry.service !== service) throw new VerifyError(`${at}: service ${entry.service} is not the log's agent ${service}`);
+    if (entry.prev !== prev) return `entry ${n - 1}: altered (entry ${n}, ${line.where}, recorded another hash for it)`;
+    if (entry.service !== service) return `${at}: service ${entry.service} is not the log's agent ${service}`;
     try {
-      await evidence.check(entry);
+      const ok = evidence.check(entry);
+      if (ok) signatures.push({ at, ok });
     } catch (err) {
-      if (err instanceof EvidenceError) throw new VerifyError(`${at}: ${err.message}`);
+      if (err instanceof EvidenceError) return `${at}: ${err.message}`;
       throw err;
     }
+    return undefined;
+  };
+  while (!pending.done) {
+    const line = pending.value;
+    pending = lines.next();
+    const n = tree.size;
+    const problem = checkEntry(line, n);
+    if (problem !== undefined || 'torn' in line) return fail(problem!);
+    if (signatures.length >= SIGNATURES_IN_FLIGHT) await settle();
     tree.append(leafHash(line.bytes));
   }
+  await settle();
 
   let previous: Checkpoint | null = null;
   const files = listCheckpoints(dir);
@@ -143,11 +166,12 @@ class Evidence {
   readonly #certs = new Map<string, X509Certificate>();
   constructor(private readonly dir: string, private readonly bundle: X509Certificate[]) {}
 
-  async check(entry: AuditEntry): Promise<void> {
+  /** Throws EvidenceError for what is checked at once; the signature check is returned (null: no fingerprint). */
+  check(entry: AuditEntry): Promise<boolean> | null {
     const decided = entry.mode !== null || entry.decision === 'allow';
     if (entry.fingerprint === null) {
       if (decided) throw new EvidenceError('a decided request without the caller\'s fingerprint');
-      return;
+      return null;
     }
     if (typeof entry.fingerprint !== 'string') throw new EvidenceError('fingerprint is not a JWS');
     if (!entry.caller) throw new EvidenceError('a fingerprint without a caller');
@@ -175,10 +199,9 @@ class Evidence {
     if (spiffeIdOfCert(cert) !== entry.caller.id) throw new EvidenceError(`caller certificate names ${spiffeIdOfCert(cert)}, not ${entry.caller.id}`);
     if (cert.serialNumber.toLowerCase() !== entry.caller.serial.toLowerCase()) throw new EvidenceError('caller certificate serial differs from the entry\'s');
     const signature = Buffer.from(parts[2]!, 'base64url');
-    const ok = await new Promise<boolean>((resolve) =>
+    return new Promise<boolean>((resolve) =>
       verify('sha256', Buffer.from(`${parts[0]}.${parts[1]}`), { key: cert.publicKey, dsaEncoding: 'ieee-p1363' }, signature, (err, valid) => resolve(!err && valid)),
     );
-    if (!ok) throw new EvidenceError('fingerprint signature does not verify with the caller\'s certificate');
   }
 
   /** The caller certificate `id` (SHA-256 of its DER), checked to the bundle and valid at `at`. */
