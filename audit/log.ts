@@ -182,7 +182,7 @@ export class AuditLog {
     let prev = first === 0 ? '' : this.tree.leaf(first - 1).toString('base64');
     for (const [i, p] of batch.entries()) {
       const line = encodeEntry(first + i, prev, p.decided);
-      const hash = leafHash(Buffer.from(line));
+      const hash = leafHash(line);
       lines.push(line);
       hashes.push(hash);
       prev = hash.toString('base64');

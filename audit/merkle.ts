@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 
 export const HASH_BYTES = 32;
 
-export function leafHash(entry: Uint8Array): Buffer {
+/** A string entry is hashed as its UTF-8 bytes. */
+export function leafHash(entry: Uint8Array | string): Buffer {
   return createHash('sha256').update(LEAF).update(entry).digest();
 }
 
