@@ -7,7 +7,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
-import { AuditLog, AuditWriteError } from '../../audit/log.ts';
+import { AuditLog, AuditWriteError, type CertificateRef } from '../../audit/log.ts';
 import { redactPath, type Decided } from '../../audit/entry.ts';
 import { tokenHash } from '../../spiffe/fingerprint.ts';
 import type { DecisionRecord } from './decision-log.ts';
@@ -42,7 +42,7 @@ export class DecisionAudit {
   /** Writes the entry; true when the request may go on (written, or `open`). */
   async record(record: DecisionRecord, evidence: Evidence): Promise<boolean> {
     try {
-      await this.log.append(entryOf(record, evidence), evidence.callerCert?.raw);
+      await this.log.append(entryOf(record, evidence), evidence.callerCert && certificateRef(evidence.callerCert));
       this.#counter.inc({ result: 'written' });
       return true;
     } catch (err) {
@@ -58,14 +58,25 @@ export class DecisionAudit {
   }
 }
 
+/** Per certificate object (one per connection): its DER, hash and serial, worked out once. */
+const refs = new WeakMap<X509Certificate, CertificateRef & { serial: string }>();
+function certificateRef(cert: X509Certificate): CertificateRef & { serial: string } {
+  let ref = refs.get(cert);
+  if (!ref) {
+    const der = cert.raw;
+    refs.set(cert, (ref = { der, id: AuditLog.certificateId(der), serial: cert.serialNumber }));
+  }
+  return ref;
+}
+
 function entryOf(record: DecisionRecord, evidence: Evidence): Decided {
-  const cert = evidence.callerCert;
+  const cert = evidence.callerCert && certificateRef(evidence.callerCert);
   return {
     time: new Date().toISOString(),
     trace_id: record.trace_id,
     request_id: record.request_id,
     service: record.target,
-    caller: record.caller && cert ? { id: record.caller, serial: cert.serialNumber, cert: AuditLog.certificateId(cert.raw) } : null,
+    caller: record.caller && cert ? { id: record.caller, serial: cert.serial, cert: cert.id } : null,
     user: evidence.user ? { claims: evidence.user.claims as Record<string, unknown>, token_sha256: tokenHash(evidence.user.token) } : null,
     method: record.method,
     path: redactPath(record.path),
