@@ -16,7 +16,7 @@ import { request } from 'undici';
 import { CertificateAuthority } from '../../ca/ca.ts';
 import { startCaServer, type CaServer } from '../../ca/server.ts';
 import type { Svid } from '../../agent/sidecar/svid.ts';
-import { verifyInclusion, leafHash } from '../../audit/merkle.ts';
+import { verifyInclusion, verifyConsistency, leafHash } from '../../audit/merkle.ts';
 import { parseCheckpoint, checkSignature } from '../../audit/checkpoint.ts';
 import { spiffeIdOfCert } from '../../audit/chain.ts';
 import { compiled } from '../agent/sidecar/policies.ts';
@@ -152,6 +152,12 @@ e2e('the admin API serves a checkpoint and proofs a third party checks; query an
     const proof = (await (await request(`${agent.admin}/v1/audit/proof?entry=${head.size - 1}`)).body.json()) as Record<string, any>;
     assert.is(JSON.parse(proof.entry).decision, 'deny');
     assert.ok(verifyInclusion(leafHash(Buffer.from(proof.entry)), proof.index, proof.tree_size, proof.proof.map((p: string) => Buffer.from(p, 'base64')), head.root));
+    const consistency = (await (await request(`${agent.admin}/v1/audit/consistency?from=1`)).body.json()) as Record<string, any>;
+    assert.is(consistency.to_size, head.size);
+    const first = (await (await request(`${agent.admin}/v1/audit/entries?from=0&to=1`)).body.json()) as { entries: string[] };
+    assert.is(consistency.from_root, leafHash(first.entries[0]!).toString('base64')); // the tree of one entry
+    const b64 = (x: string) => Buffer.from(x, 'base64');
+    assert.ok(verifyConsistency(1, head.size, consistency.proof.map(b64), b64(consistency.from_root), head.root));
     const bad = await request(`${agent.admin}/v1/audit/proof?entry=abc`);
     assert.is(bad.statusCode, 400);
     assert.is(((await bad.body.json()) as any).error.code, 'bad_entry');
