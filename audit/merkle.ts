@@ -159,13 +159,9 @@ export function verifyInclusion(leaf: Uint8Array, index: number, size: number, p
     if (sn === 0) return false;
     if (fn % 2 === 1 || fn === sn) {
       r = nodeHash(p, r);
-      while (fn % 2 === 0 && fn !== 0) {
-        fn = Math.floor(fn / 2);
-        sn = Math.floor(sn / 2);
-      }
+      [fn, sn] = untilOdd(fn, sn);
     } else r = nodeHash(r, p);
-    fn = Math.floor(fn / 2);
-    sn = Math.floor(sn / 2);
+    [fn, sn] = [Math.floor(fn / 2), Math.floor(sn / 2)];
   }
   return sn === 0 && Buffer.from(r).equals(root);
 }
@@ -190,13 +186,15 @@ export function verifyConsistency(size1: number, size2: number, proof: Uint8Arra
     if (fn % 2 === 1 || fn === sn) {
       fr = nodeHash(c, fr);
       sr = nodeHash(c, sr);
-      while (fn % 2 === 0 && fn !== 0) {
-        fn = Math.floor(fn / 2);
-        sn = Math.floor(sn / 2);
-      }
+      [fn, sn] = untilOdd(fn, sn);
     } else sr = nodeHash(sr, c);
-    fn = Math.floor(fn / 2);
-    sn = Math.floor(sn / 2);
+    [fn, sn] = [Math.floor(fn / 2), Math.floor(sn / 2)];
   }
   return sn === 0 && Buffer.from(fr).equals(root1) && Buffer.from(sr).equals(root2);
+}
+
+/** RFC 9162's "right-shift both fn and sn equally until either LSB(fn) is set or fn is 0". */
+function untilOdd(fn: number, sn: number): [number, number] {
+  while (fn % 2 === 0 && fn !== 0) [fn, sn] = [Math.floor(fn / 2), Math.floor(sn / 2)];
+  return [fn, sn];
 }

@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AuditLog } from '../../audit/log.ts';
@@ -61,32 +61,32 @@ test('disk full, --audit-failure open: forwarded, and the loss is counted and lo
   assert.is((await verifyLog(dir, p.ids.ca.certPem)).entries, 1);
 });
 
-test('a torn last write is cut off on open and the log still verifies', async () => {
+/** A log of `n` allowed calls written by a perimeter that has stopped; its first segment. */
+async function trafficLog(n: number) {
   const dir = fresh();
   const p = await startPerimeter(dir);
-  for (let i = 0; i < 4; i++) await p.call({ path: `/cards/${i}` });
+  for (let i = 0; i < n; i++) await p.call({ path: `/cards/${i}` });
   await p.close();
-  const segment = path.join(dir, 'segments', readdirSync(path.join(dir, 'segments'))[0]!);
+  return { dir, ids: p.ids, segment: path.join(dir, 'segments', readdirSync(path.join(dir, 'segments'))[0]!) };
+}
+
+test('a torn last write is cut off on open and the log still verifies', async () => {
+  const { dir, ids, segment } = await trafficLog(4);
   const whole = readFileSync(segment, 'utf8');
   appendFileSync(segment, whole.split('\n')[0]!.slice(0, 57)); // a crash in the middle of the next write
   const warnings: string[] = [];
-  const log = AuditLog.open({ dir, signer: p.ids.card, onWarning: (m) => warnings.push(m) });
+  const log = AuditLog.open({ dir, signer: ids.card, onWarning: (m) => warnings.push(m) });
   assert.is(log.tree.size, 4);
   assert.match(warnings.join(), /cut 57 bytes of a torn write/);
   assert.is(readFileSync(segment, 'utf8'), whole);
   await log.close();
-  assert.is((await verifyLog(dir, p.ids.ca.certPem)).entries, 4);
+  assert.is((await verifyLog(dir, ids.ca.certPem)).entries, 4);
 });
 
 test('a log whose entries lost what a checkpoint committed to does not open for writing', async () => {
-  const dir = fresh();
-  const p = await startPerimeter(dir);
-  for (let i = 0; i < 5; i++) await p.call({ path: `/cards/${i}` });
-  await p.close();
-  const segment = path.join(dir, 'segments', readdirSync(path.join(dir, 'segments'))[0]!);
-  const kept = readFileSync(segment, 'utf8').split('\n').slice(0, 3).join('\n') + '\n';
-  (await import('node:fs')).writeFileSync(segment, kept);
-  assert.throws(() => AuditLog.open({ dir, signer: p.ids.card }), /does not match its checkpoint/);
+  const { dir, ids, segment } = await trafficLog(5);
+  writeFileSync(segment, readFileSync(segment, 'utf8').split('\n').slice(0, 3).join('\n') + '\n');
+  assert.throws(() => AuditLog.open({ dir, signer: ids.card }), /does not match its checkpoint/);
 });
 
 test('checkpoints signed before and after an SVID rotation all verify; another workload cannot take the log over', async () => {
