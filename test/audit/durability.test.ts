@@ -94,6 +94,7 @@ test('checkpoints signed before and after an SVID rotation all verify; another w
   const p = await startPerimeter(dir, { log: { checkpointIntervalMs: 3_600_000 } });
   try {
     for (let i = 0; i < 5; i++) await p.call({ path: `/cards/${i}` });
+    await p.log.checkpoint(); // signed with the first SVID before it goes
     p.ids.card.rotate(await p.ids.ca.issue(CARD));
     for (let i = 5; i < 10; i++) await p.call({ path: `/cards/${i}` });
   } finally {
