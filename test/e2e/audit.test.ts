@@ -7,11 +7,12 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, writeFile, rm } from 'node:fs/promises';
-import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { createInterface } from 'node:readline';
+import { once } from 'node:events';
 import { request } from 'undici';
 import { CertificateAuthority } from '../../ca/ca.ts';
 import { startCaServer, type CaServer } from '../../ca/server.ts';
@@ -68,6 +69,15 @@ const stopped = (child: ChildProcess, signal: NodeJS.Signals) =>
     child.once('exit', () => resolve());
     child.kill(signal);
   });
+
+/** Runs palisade without blocking this process (the CA it joins runs here). */
+async function palisadeAsync(...args: string[]) {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  const [code] = (await once(child, 'exit')) as [number];
+  return { code, stderr };
+}
 
 function palisade(...args: string[]) {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
@@ -176,6 +186,13 @@ e2e('the admin API serves a checkpoint and proofs a third party checks; query an
   const proof = JSON.parse(proved.stdout);
   assert.ok(verifyInclusion(Buffer.from(proof.leaf_hash, 'base64'), 0, proof.tree_size, proof.proof.map((p: string) => Buffer.from(p, 'base64')), parseCheckpoint(proof.checkpoint).root));
 
+  // A collector keeps the latest checkpoint (and its chain beside it, as FILE.pem).
+  const latest = readdirSync(join(audit, 'checkpoints')).filter((f) => f.endsWith('.note')).sort().at(-1)!;
+  copyFileSync(join(audit, 'checkpoints', latest), join(dir, 'kept.note'));
+  copyFileSync(join(audit, 'checkpoints', latest.replace('.note', '.pem')), join(dir, 'kept.pem'));
+  const pinned = palisade('audit', 'verify', audit, '--bundle', join(dir, 'ca', 'bundle.pem'), '--checkpoint', join(dir, 'kept.note'));
+  assert.is(pinned.code, 0, pinned.stderr);
+
   // One changed byte and the CLI says where, exit 1.
   const segment = join(audit, 'segments', readdirSync(join(audit, 'segments'))[0]!);
   const text = readFileSync(segment, 'utf8');
@@ -186,6 +203,19 @@ e2e('the admin API serves a checkpoint and proofs a third party checks; query an
   const usage = palisade('audit', 'query', audit, '--since', 'yesterday');
   assert.is(usage.code, 2);
   assert.is(usage.stderr, 'palisade: --since must be an ISO 8601 time, not "yesterday"\n');
+});
+
+e2e('bad audit flags are one line and exit 2', async () => {
+  const { token } = ca.ca.createToken(CARD_ID, 60_000);
+  const base = ['agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token];
+  const alone = await palisadeAsync(...base, '--audit-dir', join(dir, 'x'));
+  assert.is(alone.code, 2, alone.stderr);
+  assert.is(alone.stderr.split('\n').filter((l) => l.startsWith('palisade:')).join('\n'), "palisade: --audit-dir records the inbound sidecar's decisions: it needs --inbound");
+  const { token: token2 } = ca.ca.createToken(CARD_ID, 60_000);
+  const mode = await palisadeAsync('agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token2, '--audit-dir', join(dir, 'x'),
+    '--inbound', '127.0.0.1:0', '--app', echo.url, '--filter', join(dir, 'card.wasm'), '--audit-failure', 'maybe');
+  assert.is(mode.code, 2);
+  assert.match(mode.stderr, /^palisade: --audit-failure must be closed or open$/m);
 });
 
 e2e.run();
