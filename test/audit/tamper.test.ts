@@ -8,7 +8,7 @@ import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { verifyLog, VerifyError } from '../../audit/verify.ts';
-import { leafHash } from '../../audit/merkle.ts';
+import { MerkleTree, leafHash } from '../../audit/merkle.ts';
 import { signCheckpoint, parseCheckpoint } from '../../audit/checkpoint.ts';
 import { startPerimeter } from './traffic.ts';
 import { LEDGER } from '../agent/sidecar/harness.ts';
@@ -139,7 +139,6 @@ test('checkpoints re-signed by another valid SVID of the trust domain', async ()
   write(dir, l);
   const ledger = await ids.ca.issue(LEDGER);
   // The forger rebuilds every checkpoint over the forged entries and signs with its own SVID.
-  const { MerkleTree } = await import('../../audit/merkle.ts');
   const tree = new MerkleTree();
   for (const x of l) tree.append(leafHash(Buffer.from(x)));
   for (const f of readdirSync(path.join(dir, 'checkpoints')).filter((f) => f.endsWith('.note'))) {
