@@ -34,6 +34,12 @@ import { FINGERPRINT_HEADER, signFingerprint } from '../spiffe/fingerprint.ts';
 import { ReplayCache } from '../spiffe/replay-cache.ts';
 import { tlsMaterial } from '../agent/sidecar/tls.ts';
 import { relay } from '../agent/sidecar/http.ts';
+import { AuditLog } from '../audit/log.ts';
+import { DecisionAudit } from '../agent/sidecar/audit.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
 
 const CALLER = 'spiffe://bank.example/ns/web/sa/frontend';
 const SERVICE = 'spiffe://bank.example/ns/payments/sa/card';
@@ -92,13 +98,20 @@ async function main(): Promise<void> {
   const appUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
 
   const identity = new SvidHolder(service, caPem);
-  const sidecar = await startInbound({
+  const logger = createLogger(new Writable({ write: (_chunk, _enc, done) => done() })); // decisions are not the subject here
+  const inbound = async (audit?: DecisionAudit) => startInbound({
     app: appUrl,
     identity,
     filters: await FilterSlot.create(compiled.wasm, (wasm) => loadFilter(wasm)),
-    logger: createLogger(new Writable({ write: (_chunk, _enc, done) => done() })), // decisions are not the subject here
+    logger,
     replay: new ReplayCache(1_000_000),
+    audit,
   });
+  const sidecar = await inbound();
+  // The same sidecar writing every decision to an audit log (defaults: fsync before each checkpoint).
+  const auditDir = mkdtempSync(join(tmpdir(), 'palisade-bench-sidecar-audit-'));
+  const auditLog = AuditLog.open({ dir: auditDir, signer: identity });
+  const audited = await inbound(new DecisionAudit(auditLog, 'closed', logger, new Registry()));
 
   // The baseline: TLS 1.3 termination and a keep-alive pool to the same app, nothing else;
   // the body is relayed with the sidecar's own plumbing, so only the perimeter differs.
@@ -154,8 +167,8 @@ async function main(): Promise<void> {
   }
 
   const [plainLat, sidecarLat] = await latencies();
-  const loads: { plain: Load; sidecar: Load }[] = [];
-  for (let i = 0; i < ROUNDS; i++) loads.push({ plain: await throughput(plainUrl), sidecar: await throughput(sidecar.url) });
+  const loads: { plain: Load; sidecar: Load; audited: Load }[] = [];
+  for (let i = 0; i < ROUNDS; i++) loads.push({ plain: await throughput(plainUrl), sidecar: await throughput(sidecar.url), audited: await throughput(audited.url) });
 
   const ms = (x: number) => x.toFixed(3);
   console.log('### Inbound sidecar vs plain Node TLS reverse proxy (same machine, same run)');
@@ -170,15 +183,21 @@ async function main(): Promise<void> {
   console.log('| ---: | --- | ---: | ---: | ---: | ---: |');
   const cpu = (r: Load) => (r.cpu ? `${r.cpu.loop.toFixed(0)} + ${r.cpu.other.toFixed(0)}` : 'n/a');
   loads.forEach((round, i) => {
-    for (const [name, r] of [['plain TLS proxy', round.plain], ['sidecar', round.sidecar]] as const) {
+    for (const [name, r] of [['plain TLS proxy', round.plain], ['sidecar', round.sidecar], ['sidecar + audit log', round.audited]] as const) {
       console.log(`| ${i + 1} | ${name} | ${r.rps.toFixed(0)} | ${r.completed} | ${r.failed} | ${cpu(r)} |`);
     }
   });
-  const rate = (which: 'plain' | 'sidecar') => loads.reduce((sum, l) => sum + l[which].rps, 0);
+  const rate = (which: 'plain' | 'sidecar' | 'audited') => loads.reduce((sum, l) => sum + l[which].rps, 0);
   const ratios = loads.map((l) => `${((100 * l.sidecar.rps) / l.plain.rps).toFixed(0)}%`).join(', ');
   console.log(`\nsidecar throughput / plain proxy: ${((100 * rate('sidecar')) / rate('plain')).toFixed(0)}% over all rounds (${ratios} per round; target ≥ 80%)`);
 
+  const auditRatios = loads.map((l) => `${((100 * l.audited.rps) / l.sidecar.rps).toFixed(0)}%`).join(', ');
+  console.log(`sidecar throughput with the audit log / without: ${((100 * rate('audited')) / rate('sidecar')).toFixed(0)}% over all rounds (${auditRatios} per round; target ≥ 95%)`);
+
   await sidecar.close();
+  await audited.close();
+  await auditLog.close();
+  rmSync(auditDir, { recursive: true, force: true });
   await new Promise((r) => plain.close(r));
   await pool.close();
   app.close();

@@ -4,6 +4,7 @@ import type pino from 'pino';
 import type { AdminServer } from '../agent/identity/admin.ts';
 import type { IdentityAgent } from '../agent/identity/agent.ts';
 import type { XdsService } from '../agent/xds/server.ts';
+import type { DecisionAudit } from '../agent/sidecar/audit.ts';
 
 /** What option groups share before the agent has joined the CA. */
 export interface PrepareContext {
@@ -20,6 +21,8 @@ export interface AgentContext extends PrepareContext {
   /** Registered on the --admin endpoint. */
   adminPlugins: FastifyPluginAsync[];
   admin?: AdminServer;
+  /** Set by --audit-dir before the sidecar starts. */
+  audit?: DecisionAudit;
 }
 
 /**

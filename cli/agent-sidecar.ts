@@ -82,7 +82,7 @@ export const sidecarAgentGroup: AgentOptionGroup = {
           if (outbound && allowRemote && !isLoopbackHost(outbound.host)) {
             ctx.log.warn({ outbound: opts.outbound }, 'the outbound listener is reachable from other machines (--outbound-allow-remote): anyone who reaches it sends requests as this workload');
           }
-          const started = await sidecarError(sidecar.start(ctx.agent, ctx.agent.metrics));
+          const started = await sidecarError(sidecar.start(ctx.agent, ctx.agent.metrics, ctx.audit));
           ctx.closers.push(() => started.close());
           const filters = started.filters;
           if (filters) ctx.adminPlugins.push(async (app) => registerFilterRoutes(app, filters));

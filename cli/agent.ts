@@ -14,6 +14,7 @@ import { CliError } from './errors.ts';
 import { ecdsAgentGroup } from './envoy.ts';
 import { sidecarAgentGroup } from './agent-sidecar.ts';
 import { signerAgentGroup } from './agent-signer.ts';
+import { auditAgentGroup } from './agent-audit.ts';
 
 const identityGroup: AgentOptionGroup = {
   addOptions(command) {
@@ -42,7 +43,7 @@ const identityGroup: AgentOptionGroup = {
 };
 
 /** Flag groups of `palisade agent`, in order. */
-export const AGENT_OPTION_GROUPS: AgentOptionGroup[] = [identityGroup, ecdsAgentGroup, sidecarAgentGroup, signerAgentGroup];
+export const AGENT_OPTION_GROUPS: AgentOptionGroup[] = [identityGroup, ecdsAgentGroup, auditAgentGroup, sidecarAgentGroup, signerAgentGroup];
 
 export function register(program: Command): void {
   const command = program

@@ -26,6 +26,7 @@ import { registerFilterRoutes } from '../agent/sidecar/admin.ts';
 import { createLogger } from '../agent/sidecar/decision-log.ts';
 import { FINGERPRINT_HEADER, signFingerprint } from '../spiffe/fingerprint.ts';
 import type { Routes } from '../agent/sidecar/outbound.ts';
+import { DemoAudit } from './demo-audit.ts';
 
 const TD = 'bank.example';
 const ID = {
@@ -89,6 +90,8 @@ async function runDemo(keep: boolean): Promise<void> {
     closers.push(() => ca.close());
     const bundlePem = await readFile(join(caDir, 'bundle.pem'), 'utf8');
     out(`\nCA for spiffe://${TD} at ${ca.url}`);
+    const audit = await DemoAudit.create(bundlePem);
+    closers.push(() => audit.close());
 
     const issuer = await edgeIssuer(join(dir, 'jwks.json'));
     const agents: Record<string, IdentityAgent> = {};
@@ -112,6 +115,7 @@ async function runDemo(keep: boolean): Promise<void> {
         identity: agent,
         inbound: inbound && { ...inbound, watch: false },
         outbound: routes && { routes },
+        audit: inbound && audit.for(agent.svid().spiffeId.split('/').at(-1)!, agent, logger),
         identityContext: { issuer: ISSUER, audience: AUDIENCE, jwks: join(dir, 'jwks.json') },
         logger,
         registry: agent.metrics,
@@ -201,6 +205,7 @@ async function runDemo(keep: boolean): Promise<void> {
     }
     out(`\n${scenarios.length - failures} of ${scenarios.length} scenarios behaved as expected`);
     if (failures) process.exitCode = 1;
+    await audit.report(out);
 
     if (keep) {
       const admin = await createAdmin({ agent: agents['card-service'], plugins: [async (app) => registerFilterRoutes(app, card.filters!)] });

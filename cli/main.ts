@@ -17,6 +17,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Module> }>
   agent: { summary: 'node agent: SVID in memory, SDS/ECDS for Envoy, embedded mTLS sidecar', load: () => import('./agent.ts') },
   envoy: { summary: 'Envoy bootstrap generation and validation', load: () => import('./envoy.ts') },
   demo: { summary: 'the zero-trust demo on loopback', load: () => import('./demo.ts') },
+  audit: { summary: 'verify, query and prove entries of a decision audit log', load: () => import('./audit.ts') },
 };
 
 /**

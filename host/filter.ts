@@ -76,7 +76,8 @@ export interface Outcome {
 
 export interface HandleOptions {
   /** The upstream; without it a stand-in answers 200 with no body. */
-  upstream?: (request: { headers: Pair[]; body: Uint8Array }) => UpstreamResponse | Promise<UpstreamResponse>;
+  /** `logs`: what the filter logged so far (its decision line), for a caller that must record the decision before forwarding. */
+  upstream?: (request: { headers: Pair[]; body: Uint8Array; logs: LogLine[] }) => UpstreamResponse | Promise<UpstreamResponse>;
 }
 
 const encoder = new TextEncoder();
@@ -175,7 +176,7 @@ export class Filter {
         details = replied.details;
       } else {
         upstreamRequest = { headers: stream.requestHeaders, body: stream.requestBody };
-        response = options.upstream ? await options.upstream(upstreamRequest) : STAND_IN;
+        response = options.upstream ? await options.upstream({ ...upstreamRequest, logs: stream.logs }) : STAND_IN;
       }
       stream.reply = null;
       paused = this.respond(stream, response);

@@ -30,12 +30,15 @@ export interface FilterStatus {
 
 interface Version {
   filter: LoadedFilter;
+  sha256: string;
   leases: number;
   retired: boolean;
 }
 
 export interface Lease {
   filter: LoadedFilter;
+  /** Of the wasm this request runs, for its audit entry (a reload may swap the slot meanwhile). */
+  sha256: string;
   release(): void;
 }
 
@@ -54,7 +57,7 @@ export class FilterSlot extends EventEmitter {
   static async create(wasm: Uint8Array, load: FilterLoader, check?: FilterCheck, source = 'startup'): Promise<FilterSlot> {
     const slot = new FilterSlot(load, check);
     const filter = await slot.#accept(wasm);
-    slot.#current = { filter, leases: 0, retired: false };
+    slot.#current = { filter, sha256: sha256(wasm), leases: 0, retired: false };
     slot.#status = { sha256: sha256(wasm), loadedAt: new Date().toISOString(), source, reloads: 0, lastRefusal: null };
     return slot;
   }
@@ -69,6 +72,7 @@ export class FilterSlot extends EventEmitter {
     let released = false;
     return {
       filter: version.filter,
+      sha256: version.sha256,
       release: () => {
         if (released) return;
         released = true;
@@ -94,7 +98,7 @@ export class FilterSlot extends EventEmitter {
         return { ok: false as const, reason };
       }
       const old = this.#current;
-      this.#current = { filter, leases: 0, retired: false };
+      this.#current = { filter, sha256: digest, leases: 0, retired: false };
       old.retired = true;
       if (old.leases === 0) void old.filter.close();
       Object.assign(this.#status, { sha256: digest, loadedAt: new Date().toISOString(), source, reloads: this.#status.reloads + 1 });

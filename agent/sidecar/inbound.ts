@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { KeyObject } from 'node:crypto';
+import type { KeyObject, X509Certificate } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { performance } from 'node:perf_hooks';
@@ -27,6 +27,7 @@ import { logDecision, pathForLog, type DecisionRecord } from './decision-log.ts'
 import { refusalOf, type PeerCredential } from './standing.ts';
 import type { LiveKeys } from '../identity/live-keys.ts';
 import { jwkThumbprint, type EcJwk } from '../../spiffe/pki.ts';
+import type { DecisionAudit, Evidence } from './audit.ts';
 
 export interface InboundLimits {
   /** Request line + headers; larger gets 431 from node:http. */
@@ -75,6 +76,8 @@ export interface InboundOptions {
   skewSeconds?: number;
   limits?: Partial<InboundLimits>;
   logger: Logger;
+  /** One audit entry per decision, written before an allowed request is forwarded. */
+  audit?: DecisionAudit;
 }
 
 export interface Listener {
@@ -84,7 +87,7 @@ export interface Listener {
 }
 
 /** What a connection's client certificate established; `address` is the peer's ip:port, as Envoy's source.address. */
-type Peer = ({ id: string; key: KeyObject; address: string } & PeerCredential) | { error: string };
+type Peer = ({ id: string; key: KeyObject; cert: X509Certificate; address: string } & PeerCredential) | { error: string };
 
 /** Envoy's jwt_authn metadata namespace, where the filter reads `user` and `fingerprint`. */
 const JWT_AUTHN = 'envoy.filters.http.jwt_authn';
@@ -125,6 +128,15 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
       decision: 'error', rule: null, mode: null, status: 0, reason: 'aborted', latency_ms: 0,
     };
     let lease: Lease | undefined;
+    const evidence: Evidence = {};
+    let audited = false;
+    /** The decision's audit entry, once per request; false: not written and the request must stop. */
+    const audit = async (status: number) => {
+      if (audited) return true;
+      audited = true;
+      record.status = status;
+      return opts.audit ? opts.audit.record(record, evidence) : true;
+    };
     inFlight++;
     res.once('close', () => {
       inFlight--;
@@ -135,9 +147,10 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
     });
 
     /** A refusal by the sidecar itself, before or instead of the filter. */
-    const refuse = (status: number, error: string, reason: string) => {
+    const refuse = async (status: number, error: string, reason: string) => {
       record.decision = status === 401 ? 'unauthenticated' : 'error';
       record.reason = reason;
+      await audit(status);
       sendJson(res, status, { error, request_id: requestId }, { connection: status === 413 ? 'close' : 'keep-alive' });
     };
 
@@ -146,6 +159,7 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
     record.caller = peer.id;
     const refusal = await refusalOf(peer, opts.liveKeys);
     if (refusal) return refuse(refusal.status, refusal.status === 401 ? 'unauthenticated' : 'unavailable', refusal.reason);
+    evidence.callerCert = peer.cert;
 
     const authorization = firstHeader(req.headers.authorization);
     const bearer = authorization?.startsWith('Bearer ') ? authorization.slice(7) : undefined;
@@ -162,11 +176,12 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
       if (!(err instanceof FingerprintError)) throw err;
       return refuse(err.status, err.status === 401 ? 'unauthenticated' : 'unavailable', `fingerprint ${err.reason}`);
     }
+    evidence.fingerprint = firstHeader(req.headers[FINGERPRINT_HEADER]);
 
     let user: IdentityContext | undefined;
     if (opts.identityContext) {
       try {
-        user = await opts.identityContext(authorization);
+        user = evidence.user = await opts.identityContext(authorization);
       } catch (err) {
         if (!(err instanceof IdentityContextError)) throw err;
         return refuse(401, 'unauthenticated', `identity context ${err.reason}`);
@@ -177,6 +192,8 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
     if (!(declared <= limits.maxBodyBytes)) return refuse(413, 'payload_too_large', `body of ${req.headers['content-length']} bytes`);
 
     lease = opts.filters.acquire();
+    evidence.policySha256 = lease.sha256;
+    let auditRefused = false;
     // The filter sees the request headers; the body streams to the application untouched.
     let upstream: Dispatcher.ResponseData | undefined;
     let result: Outcome;
@@ -193,6 +210,12 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
         },
         {
           upstream: async (forwarded) => {
+            const decided = decisionOf(forwarded) ?? FORWARDED;
+            Object.assign(record, { decision: decided.decision, rule: decided.rule, mode: decided.mode, reason: decided.reason });
+            if (!(await audit(decided.status))) {
+              auditRefused = true;
+              return { status: 503, headers: [['content-type', 'application/json']], body: JSON.stringify({ error: 'unavailable', request_id: requestId }) };
+            }
             const answer = await callApp(req, forwarded.headers);
             if ('failure' in answer) return answer.failure;
             upstream = answer.response;
@@ -209,7 +232,8 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
     record.decision = decision.decision;
     record.rule = decision.rule;
     record.mode = decision.mode;
-    record.reason = decision.reason;
+    record.reason = auditRefused ? 'audit entry not written' : decision.reason;
+    await audit(result.kind === 'reset' ? 0 : result.status);
 
     if (result.kind === 'reset') {
       upstream?.body.destroy();
@@ -291,6 +315,7 @@ function verifyPeer(socket: TLSSocket, trustDomain: string): Peer {
     return {
       id: spiffeIdOf(cert.raw, trustDomain),
       key: cert.publicKey,
+      cert,
       address: `${socket.remoteAddress}:${socket.remotePort}`,
       notBefore: Date.parse(cert.validFrom),
       notAfter: Date.parse(cert.validTo),
@@ -324,8 +349,10 @@ function filterHeaders(req: IncomingMessage, requestId: string, traceparent: str
 const perimeterHeader = (name: string) => name.startsWith('x-palisade-') || name === 'x-forwarded-client-cert';
 
 /** When the host does not hand back the decision record, the outcome still says enough. */
+const FORWARDED: Decision = { decision: 'allow', status: 200, rule: null, mode: 'enforce', reason: 'forwarded' };
+
 function impliedDecision(result: Outcome): Decision {
-  if (result.kind !== 'reply') return { decision: 'allow', status: 200, rule: null, mode: 'enforce', reason: 'forwarded' };
+  if (result.kind !== 'reply') return FORWARDED;
   const decision = result.status === 401 ? 'unauthenticated' : 'deny';
   return { decision, status: result.status, rule: null, mode: 'enforce', reason: 'local reply' };
 }

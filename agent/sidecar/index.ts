@@ -17,6 +17,7 @@ import { createIdentityVerifier, type IdentityContextOptions, type IdentityVerif
 import { ReplayCache, DEFAULT_REPLAY_CAPACITY } from '../../spiffe/replay-cache.ts';
 import { createLogger } from './decision-log.ts';
 import { observeReloads, registerFilterRoutes } from './admin.ts';
+import type { DecisionAudit } from './audit.ts';
 
 export interface SidecarOptions {
   identity: SvidSource;
@@ -49,6 +50,8 @@ export interface SidecarOptions {
   /** The agent's admin server and metrics registry, for `/v1/filter` and the reload metric. */
   admin?: FastifyInstance;
   registry?: Registry;
+  /** The audit log every inbound decision is written to before the request goes on. */
+  audit?: DecisionAudit;
 }
 
 export interface Sidecar {
@@ -65,8 +68,11 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
 /** A sidecar whose files are read and whose filter is loaded and checked, not yet listening. */
 export interface PreparedSidecar {
   filters?: FilterSlot;
-  /** Starts the listeners with this identity (reload metric in `registry`); on failure everything prepared is closed. */
-  start(identity: SvidSource, registry?: Registry): Promise<Sidecar>;
+  /**
+   * Starts the listeners with this identity (reload metric in `registry`, decisions written to
+   * `audit`, both known only once the agent has joined); on failure everything prepared is closed.
+   */
+  start(identity: SvidSource, registry?: Registry, audit?: DecisionAudit): Promise<Sidecar>;
   close(): void;
 }
 
@@ -102,7 +108,7 @@ export async function prepareSidecar(opts: Omit<SidecarOptions, 'identity'>): Pr
   return {
     filters,
     close: () => filters?.close(),
-    async start(identity, registry = opts.registry) {
+    async start(identity, registry = opts.registry, audit = opts.audit) {
       let liveKeys: LiveKeys | undefined;
       const sidecar: Sidecar = {
         filters,
@@ -129,6 +135,7 @@ export async function prepareSidecar(opts: Omit<SidecarOptions, 'identity'>): Pr
             fingerprintTtlSeconds: opts.fingerprintTtlSeconds,
             skewSeconds: opts.skewSeconds,
             logger,
+            audit,
           });
         }
         if (opts.outbound) {

@@ -1,7 +1,8 @@
 /** `npm start` (`palisade demo`) end to end: real CA, agents, sidecars and compiled policies. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 
 const BIN = new URL('../../bin/palisade.js', import.meta.url).pathname;
 
@@ -16,6 +17,16 @@ test('the demo runs every scenario as described and stops cleanly', async () => 
   assert.match(stdout, '7 of 7 scenarios behaved as expected');
   for (const expected of ['rule list-cards', 'rule pii-needs-scope-and-consent', '[no client certificate]', '[fingerprint replayed]', '(dry-run: not enforced)']) {
     assert.ok(stdout.includes(expected), expected);
+  }
+  // The audit logs stay behind and verify with the command the demo prints.
+  assert.match(stdout, /card-service: verified 7 entries, \d+ checkpoints/);
+  const [, logs, bundle] = /palisade audit verify (\S+)\/<service> --bundle (\S+)/.exec(stdout)!;
+  try {
+    const verify = spawnSync(process.execPath, [BIN, 'audit', 'verify', `${logs}/card-service`, '--bundle', bundle!], { encoding: 'utf8' });
+    assert.is(verify.status, 0, verify.stderr);
+    assert.match(verify.stdout, /^verified 7 entries, \d+ checkpoints\n$/);
+  } finally {
+    rmSync(logs!, { recursive: true, force: true });
   }
 });
 

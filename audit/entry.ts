@@ -1,0 +1,52 @@
+/**
+ * One audit entry per decision: who called what, as whom, on whose behalf, what was
+ * decided by which rule of which policy, and the caller's own signature over the request.
+ * Stored as one JSON line; the leaf of the Merkle tree is exactly that line's bytes.
+ * Nothing secret goes in: no bearer token (its claims and hash only), no query values.
+ */
+
+/** What the sidecar knows about a decision; `seq` and `prev` are added by the log. */
+export interface Decided {
+  /** ISO 8601, when the decision was made. */
+  time: string;
+  trace_id: string;
+  request_id: string;
+  /** Our SPIFFE ID: the service the request was for. */
+  service: string;
+  /** The caller's SVID: SPIFFE ID, serial, and the SHA-256 of its DER (the certificate is in `certs/`). Null: none verified. */
+  caller: { id: string; serial: string; cert: string } | null;
+  /** The identity context: the verified token's claims and its hash (base64url SHA-256, the fingerprint's `ath`). */
+  user: { claims: Record<string, unknown>; token_sha256: string } | null;
+  method: string;
+  /** The path with query values dropped (keys kept). */
+  path: string;
+  decision: string;
+  /** The status the decision implies (200 forwarded, 401, 403, 503 …), not the application's. */
+  status: number;
+  rule: string | null;
+  mode: string | null;
+  reason: string;
+  policy: { sha256: string } | null;
+  /** The verified fingerprint JWS, as the caller sent it. Null when the request was refused before it verified. */
+  fingerprint: string | null;
+}
+
+export interface AuditEntry extends Decided {
+  v: 1;
+  /** Position in the log, from 0. */
+  seq: number;
+  /** base64 leaf hash of entry seq − 1 ('' for the first): edits show at the very next entry. */
+  prev: string;
+}
+
+export function encodeEntry(seq: number, prev: string, decided: Decided): string {
+  return JSON.stringify({ v: 1, seq, prev, ...decided });
+}
+
+/** The path as it may be stored: query keys kept, their values dropped (`/a?x=1&y` → `/a?x=&y=`). */
+export function redactPath(path: string): string {
+  const q = path.indexOf('?');
+  if (q < 0) return path;
+  const keys = path.slice(q + 1).split('&').filter(Boolean).map((pair) => `${pair.split('=')[0]}=`);
+  return `${path.slice(0, q)}?${keys.join('&')}`;
+}

@@ -1,0 +1,225 @@
+/**
+ * `palisade audit verify`: everything a log claims, checked offline with the trust bundle
+ * alone. Every entry in order (numbering, the hash chain, the caller's fingerprint against
+ * the caller's certificate at the time it was made and against the entry it sits in),
+ * every checkpoint (format, signature by the log's own agent with a chain valid at its
+ * time, its root over the entries, consistency with the one before), and optionally a
+ * checkpoint kept elsewhere, which catches truncation and rollback. Stops at the first
+ * failure, naming the entry or checkpoint and why.
+ */
+import { createHash, verify, type X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { FINGERPRINT_TYP, htuOf, type FingerprintClaims } from '../spiffe/fingerprint.ts';
+import { MerkleTree, leafHash, verifyConsistency } from './merkle.ts';
+import { parseCheckpoint, checkSignature, originIdentity, type Checkpoint } from './checkpoint.ts';
+import { verifyChainAt, spiffeIdOfCert, loadBundle, ChainError } from './chain.ts';
+import { ORIGIN, certFile, chainFileOf, checkpointFile, listCheckpoints, storedLines } from './files.ts';
+import type { AuditEntry } from './entry.ts';
+
+/** Tolerated difference between a fingerprint's times and the entry's (s): the sidecar's skew default. */
+const SKEW_SECONDS = 5;
+
+export class VerifyError extends Error {}
+
+export interface TrustedCheckpoint {
+  text: string;
+  chainPem: string;
+  /** For messages. */
+  name: string;
+}
+
+export interface Verified {
+  entries: number;
+  checkpoints: number;
+  origin: string;
+  /** Entries after the last checkpoint: chained, but not yet signed. */
+  unsigned: number;
+  tree: MerkleTree;
+}
+
+/** Fingerprint signatures checked at once in libuv's threadpool; a failure is still reported at its own entry. */
+const SIGNATURES_IN_FLIGHT = 512;
+
+export async function verifyLog(dir: string, bundlePem: string, trusted?: TrustedCheckpoint): Promise<Verified> {
+  const bundle = loadBundle(bundlePem);
+  const originFile = path.join(dir, ORIGIN);
+  if (!existsSync(originFile)) throw new VerifyError(`${dir} is not an audit log (no ${ORIGIN} file)`);
+  const origin = readFileSync(originFile, 'utf8').trim();
+  const service = originIdentity(origin);
+  const evidence = new Evidence(dir, bundle);
+  const tree = new MerkleTree();
+  const signatures: { at: string; ok: Promise<boolean> }[] = [];
+  /** Waits for the signatures of earlier entries, so the first failure named is the earliest. */
+  const settle = async () => {
+    for (const { at, ok } of signatures.splice(0)) {
+      if (!(await ok)) throw new VerifyError(`${at}: fingerprint signature does not verify with the caller's certificate`);
+    }
+  };
+  const fail = async (message: string): Promise<never> => {
+    await settle();
+    throw new VerifyError(message);
+  };
+  const lines = storedLines(dir);
+  let pending: IteratorResult<ReturnType<typeof storedLines> extends Generator<infer T> ? T : never> = lines.next();
+  /** What is wrong with line `n`, if anything; its fingerprint signature joins `signatures`. */
+  const checkEntry = (line: typeof pending.value, n: number): string | undefined => {
+    if ('torn' in line) return `${line.where}: entry ${n} is cut short (no newline): a torn write the agent repairs on start, or truncation`;
+    const at = `entry ${n} (${line.where})`;
+    let entry: AuditEntry;
+    try {
+      entry = JSON.parse(line.text);
+    } catch {
+      return `${at}: not valid JSON: the entry was altered`;
+    }
+    if (entry?.v !== 1 || !Number.isSafeInteger(entry.seq)) return `${at}: not an audit entry`;
+    if (entry.seq !== n) {
+      const next = !pending.done && !('torn' in pending.value) ? seqOf(pending.value.text) : undefined;
+      if (entry.seq === n + 1 && next === n) return `${at}: entries ${n} and ${n + 1} are swapped`;
+      if (entry.seq < n) return `${at}: entry ${entry.seq} appears again where entry ${n} belongs: an entry was inserted`;
+      return `${at}: found entry ${entry.seq} where entry ${n} belongs: entries ${n}–${entry.seq - 1} were deleted`;
+    }
+    const prev = n === 0 ? '' : tree.leaf(n - 1).toString('base64');
+    if (entry.prev !== prev) return `entry ${n - 1}: altered (entry ${n}, ${line.where}, recorded another hash for it)`;
+    if (entry.service !== service) return `${at}: service ${entry.service} is not the log's agent ${service}`;
+    try {
+      const ok = evidence.check(entry);
+      if (ok) signatures.push({ at, ok });
+    } catch (err) {
+      if (err instanceof EvidenceError) return `${at}: ${err.message}`;
+      throw err;
+    }
+    return undefined;
+  };
+  while (!pending.done) {
+    const line = pending.value;
+    pending = lines.next();
+    const n = tree.size;
+    const problem = checkEntry(line, n);
+    if (problem !== undefined || 'torn' in line) return fail(problem!);
+    if (signatures.length >= SIGNATURES_IN_FLIGHT) await settle();
+    tree.append(leafHash(line.bytes));
+  }
+  await settle();
+
+  let previous: Checkpoint | null = null;
+  const files = listCheckpoints(dir);
+  for (const file of files) {
+    const name = path.relative(dir, file);
+    const cp = checkCheckpoint(readFileSync(file, 'utf8'), chainPem(file, name), bundle, origin, name);
+    if (file !== checkpointFile(dir, cp.size)) throw new VerifyError(`${name}: commits to ${cp.size} entries; its name says otherwise (renamed)`);
+    matchTree(cp, tree, name);
+    if (previous) {
+      if (cp.time < previous.time) throw new VerifyError(`${name}: signed before the checkpoint it follows`);
+      const proof = tree.consistencyProof(previous.size, cp.size);
+      if (!verifyConsistency(previous.size, cp.size, proof, previous.root, cp.root)) throw new VerifyError(`${name}: not consistent with the checkpoint before it`);
+    }
+    previous = cp;
+  }
+  if (trusted) {
+    const cp = checkCheckpoint(trusted.text, trusted.chainPem, bundle, origin, `trusted checkpoint ${trusted.name}`);
+    matchTree(cp, tree, `trusted checkpoint ${trusted.name}`);
+  }
+  return { entries: tree.size, checkpoints: files.length, origin, unsigned: tree.size - (previous?.size ?? 0), tree };
+}
+
+function chainPem(file: string, name: string): string {
+  const chain = chainFileOf(file);
+  if (!existsSync(chain)) throw new VerifyError(`${name}: no certificate chain beside it (${path.basename(chain)})`);
+  return readFileSync(chain, 'utf8');
+}
+
+function checkCheckpoint(text: string, chain: string, bundle: X509Certificate[], origin: string, name: string): Checkpoint {
+  try {
+    const cp = parseCheckpoint(text);
+    if (cp.origin !== origin) throw new VerifyError(`${name}: belongs to log ${cp.origin}, not ${origin}`);
+    const leaf = verifyChainAt(chain, bundle, new Date(cp.time));
+    checkSignature(cp, leaf, spiffeIdOfCert(leaf));
+    return cp;
+  } catch (err) {
+    if (err instanceof VerifyError) throw err;
+    throw new VerifyError(`${name}: ${(err as Error).message}`);
+  }
+}
+
+function matchTree(cp: Checkpoint, tree: MerkleTree, name: string): void {
+  if (cp.size > tree.size) throw new VerifyError(`${name}: commits to ${cp.size} entries but the log holds ${tree.size}: entries ${tree.size}–${cp.size - 1} were removed (truncated or rolled back)`);
+  if (!cp.root.equals(tree.root(cp.size))) throw new VerifyError(`${name}: its root hash does not match entries 0–${cp.size - 1}: the entries were rewritten after it was signed`);
+}
+
+function seqOf(text: string): number | undefined {
+  try {
+    return JSON.parse(text).seq;
+  } catch {
+    return undefined;
+  }
+}
+
+class EvidenceError extends Error {}
+
+/**
+ * The caller's fingerprint, checked as a third party would: the caller's certificate (by its
+ * hash, from certs/) chains to the bundle at the fingerprint's time and names the caller,
+ * the JWS verifies with its key, and its claims are this entry's request.
+ */
+class Evidence {
+  readonly #certs = new Map<string, X509Certificate>();
+  constructor(private readonly dir: string, private readonly bundle: X509Certificate[]) {}
+
+  /** Throws EvidenceError for what is checked at once; the signature check is returned (null: no fingerprint). */
+  check(entry: AuditEntry): Promise<boolean> | null {
+    const decided = entry.mode !== null || entry.decision === 'allow';
+    if (entry.fingerprint === null) {
+      if (decided) throw new EvidenceError('a decided request without the caller\'s fingerprint');
+      return null;
+    }
+    if (typeof entry.fingerprint !== 'string') throw new EvidenceError('fingerprint is not a JWS');
+    if (!entry.caller) throw new EvidenceError('a fingerprint without a caller');
+    const parts = entry.fingerprint.split('.');
+    if (parts.length !== 3) throw new EvidenceError('fingerprint is not a compact JWS');
+    let header: Record<string, unknown>;
+    let claims: FingerprintClaims;
+    try {
+      header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8'));
+      claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8'));
+    } catch {
+      throw new EvidenceError('fingerprint is not a JWS');
+    }
+    if (header.alg !== 'ES256' || header.typ !== FINGERPRINT_TYP) throw new EvidenceError('fingerprint is not an ES256 Palisade fingerprint');
+    const mismatch = (claim: string, got: unknown, want: unknown) => new EvidenceError(`fingerprint belongs to another request: its ${claim} is ${JSON.stringify(got)}, the entry's ${JSON.stringify(want)}`);
+    if (claims.sub !== entry.caller.id || claims.iss !== entry.caller.id) throw mismatch('sub', claims.sub, entry.caller.id);
+    if (claims.aud !== entry.service) throw mismatch('aud', claims.aud, entry.service);
+    if (claims.htm !== entry.method) throw mismatch('htm', claims.htm, entry.method);
+    if (claims.htu !== htuOf(entry.path)) throw mismatch('htu', claims.htu, htuOf(entry.path));
+    if ((claims.ath ?? null) !== (entry.user?.token_sha256 ?? null)) throw mismatch('ath', claims.ath ?? null, entry.user?.token_sha256 ?? null);
+    const time = Date.parse(entry.time) / 1000;
+    if (!(time >= claims.iat - SKEW_SECONDS && time <= claims.exp + SKEW_SECONDS)) throw new EvidenceError(`fingerprint was not valid at the entry's time ${entry.time}`);
+
+    const cert = this.#cert(entry.caller.cert, new Date(claims.iat * 1000));
+    if (spiffeIdOfCert(cert) !== entry.caller.id) throw new EvidenceError(`caller certificate names ${spiffeIdOfCert(cert)}, not ${entry.caller.id}`);
+    if (cert.serialNumber.toLowerCase() !== entry.caller.serial.toLowerCase()) throw new EvidenceError('caller certificate serial differs from the entry\'s');
+    const signature = Buffer.from(parts[2]!, 'base64url');
+    return new Promise<boolean>((resolve) =>
+      verify('sha256', Buffer.from(`${parts[0]}.${parts[1]}`), { key: cert.publicKey, dsaEncoding: 'ieee-p1363' }, signature, (err, valid) => resolve(!err && valid)),
+    );
+  }
+
+  /** The caller certificate `id` (SHA-256 of its DER), checked to the bundle and valid at `at`. */
+  #cert(id: string, at: Date): X509Certificate {
+    let cert = this.#certs.get(id);
+    if (!cert) {
+      const file = certFile(this.dir, id);
+      if (!/^[0-9a-f]{64}$/.test(id) || !existsSync(file)) throw new EvidenceError(`caller certificate ${id} is not in certs/`);
+      try {
+        cert = verifyChainAt(readFileSync(file, 'utf8'), this.bundle, at);
+      } catch (err) {
+        if (err instanceof ChainError) throw new EvidenceError(`caller certificate: ${err.message}`);
+        throw err;
+      }
+      if (createHash('sha256').update(cert.raw).digest('hex') !== id) throw new EvidenceError(`caller certificate ${id} in certs/ is another certificate`);
+      this.#certs.set(id, cert);
+    }
+    if (at < new Date(cert.validFrom) || at > new Date(cert.validTo)) throw new EvidenceError(`caller certificate was not valid when the fingerprint was made (${at.toISOString()})`);
+    return cert;
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * The audit log's own costs (issue 13 item 7): entries appended per second (encoded,
+ * hashed into the tree, batched, written) on one core, `verify` speed with and without the
+ * per-entry fingerprint signature checks, and bytes per entry. The sidecar's throughput
+ * with the log on and off is measured in bench/sidecar.ts, in the same run as its baseline.
+ * Run alone: node --import tsx bench/audit.ts   (BENCH_AUDIT_ENTRIES)
+ */
+import 'reflect-metadata';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createCa } from '../test/agent/sidecar/pki.ts';
+import { AuditLog } from '../audit/log.ts';
+import { verifyLog } from '../audit/verify.ts';
+import type { Decided } from '../audit/entry.ts';
+import { signFingerprint, tokenHash } from '../spiffe/fingerprint.ts';
+import { X509Certificate } from 'node:crypto';
+
+const ENTRIES = Number(process.env.BENCH_AUDIT_ENTRIES ?? 200_000);
+const TD = 'bank.example';
+const CALLER = `spiffe://${TD}/ns/web/sa/frontend`;
+const SERVICE = `spiffe://${TD}/ns/payments/sa/card`;
+/** Distinct fingerprints (signing is the caller's cost, not the log's); reused round robin. */
+const SIGNED = 5_000;
+
+const ca = await createCa(TD);
+const caller = await ca.issue(CALLER);
+const service = await ca.issue(SERVICE);
+const cert = new X509Certificate(caller.chainPem);
+const token = 'eyJhbGciOiJFUzI1NiJ9.e30.sig';
+const ref = { id: AuditLog.certificateId(cert.raw), der: cert.raw };
+const fingerprints = Array.from({ length: SIGNED }, (_, i) =>
+  signFingerprint(caller.privateKey, { caller: CALLER, target: SERVICE, method: 'GET', path: `/cards/${i}`, identityToken: token }),
+);
+const decided = (i: number): Decided => ({
+  time: new Date().toISOString(),
+  trace_id: '4bf92f3577b34da6a3ce929d0e0e4736',
+  request_id: `req-${i}`,
+  service: SERVICE,
+  caller: { id: CALLER, serial: cert.serialNumber, cert: AuditLog.certificateId(cert.raw) },
+  user: { claims: { sub: 'alice', azp: 'web', scope: 'list_cards', acr: 'mfa' }, token_sha256: tokenHash(token) },
+  method: 'GET',
+  path: `/cards/${i % SIGNED}`,
+  decision: 'allow',
+  status: 200,
+  rule: 'read-card',
+  mode: 'enforce',
+  reason: 'allowed',
+  policy: { sha256: 'a'.repeat(64) },
+  fingerprint: fingerprints[i % SIGNED]!,
+});
+
+const dir = mkdtempSync(path.join(tmpdir(), 'palisade-bench-audit-'));
+try {
+  const log = AuditLog.open({ dir, signer: { svid: () => service }, checkpointIntervalMs: 3_600_000 });
+  const entries = Array.from({ length: ENTRIES }, (_, i) => decided(i));
+  // As under load: many requests append in the same turn of the event loop, then wait.
+  const WAVE = 256;
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  for (let i = 0; i < ENTRIES; i += WAVE) {
+    const wave: Promise<number>[] = [];
+    for (let j = i; j < Math.min(ENTRIES, i + WAVE); j++) wave.push(log.append(entries[j]!, ref));
+    await Promise.all(wave);
+  }
+  const appendMs = performance.now() - started;
+  // CPU time of this process: on a machine shared with other work, wall time says more about the neighbours.
+  const appendCpuMs = cpuMs(process.cpuUsage(cpu));
+  await log.close();
+  const bytes = readdirSync(path.join(dir, 'segments')).reduce((sum, f) => sum + statSync(path.join(dir, 'segments', f)).size, 0);
+
+  const t1 = performance.now();
+  const cpu1 = process.cpuUsage();
+  const verified = await verifyLog(dir, ca.certPem);
+  const verifyMs = performance.now() - t1;
+  const verifyCpuMs = cpuMs(process.cpuUsage(cpu1));
+  if (verified.entries !== ENTRIES) throw new Error(`verified ${verified.entries} of ${ENTRIES}`);
+
+  const rate = (n: number, ms: number) => Math.round((n / ms) * 1000).toLocaleString('en');
+  console.log(`${ENTRIES.toLocaleString('en')} entries with a real fingerprint JWS, user claims and caller reference each; checkpoint every 1,000; fsync before each checkpoint`);
+  console.log('| | wall clock | per CPU second (all threads) | target |');
+  console.log('| --- | ---: | ---: | ---: |');
+  console.log(`| append (encode, hash, batch, write) | ${rate(ENTRIES, appendMs)} entries/s | ${rate(ENTRIES, appendCpuMs)} | ≥ 100,000/s |`);
+  console.log(`| verify, everything incl. every fingerprint signature (ECDSA, threadpool) | ${rate(ENTRIES, verifyMs)} entries/s | ${rate(ENTRIES, verifyCpuMs)} | ≥ 200,000/s |`);
+  console.log(`| bytes per entry on disk | ${Math.round(bytes / ENTRIES)} | |`);
+  console.log(`| checkpoints | ${verified.checkpoints} | |`);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function cpuMs(used: NodeJS.CpuUsage): number {
+  return (used.user + used.system) / 1000;
+}

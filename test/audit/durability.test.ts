@@ -1,0 +1,109 @@
+/**
+ * What the log does when the disk fails it and after a crash: a real sidecar with a real
+ * ENOSPC (the next segment is /dev/full), a torn write cut off on restart, and an SVID
+ * rotation in the middle of the log.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { AuditLog } from '../../audit/log.ts';
+import { verifyLog } from '../../audit/verify.ts';
+import { segmentFile } from '../../audit/files.ts';
+import { startPerimeter } from './traffic.ts';
+import { CARD } from '../agent/sidecar/harness.ts';
+
+const root = mkdtempSync(path.join(tmpdir(), 'palisade-audit-durability-'));
+let n = 0;
+const fresh = () => path.join(root, `log-${n++}`);
+test.after(() => rmSync(root, { recursive: true, force: true }));
+
+const counter = async (registry: import('prom-client').Registry, result: string) =>
+  ((await registry.getSingleMetric('palisade_audit_entries_total')!.get()).values.find((v) => v.labels.result === result)?.value ?? 0);
+
+test('disk full, --audit-failure closed: 503, the application never sees the request, and it recovers', async () => {
+  const dir = fresh();
+  const p = await startPerimeter(dir, { log: { maxSegmentEntries: 2 } });
+  try {
+    for (let i = 0; i < 2; i++) assert.is((await p.call({ path: `/cards/${i}` })).status, 200);
+    symlinkSync('/dev/full', segmentFile(dir, 2)); // the next segment: every write fails with ENOSPC
+    const seen = p.echo.seen.length;
+    const res = await p.call({ path: '/cards/7' });
+    assert.is(res.status, 503);
+    assert.equal(res.json(), { error: 'unavailable', request_id: res.json().request_id });
+    assert.is(p.echo.seen.length, seen, 'forwarded without an audit entry');
+    assert.is(await counter(p.registry, 'refused'), 1);
+    assert.ok(p.lines.some((l) => l.msg === 'audit entry not written; request refused' && String(l.err).includes('ENOSPC')));
+    unlinkSync(segmentFile(dir, 2)); // space again
+    assert.is((await p.call({ path: '/cards/8' })).status, 200);
+  } finally {
+    await p.close();
+  }
+  const verified = await verifyLog(dir, p.ids.ca.certPem);
+  assert.is(verified.entries, 3);
+});
+
+test('disk full, --audit-failure open: forwarded, and the loss is counted and logged', async () => {
+  const dir = fresh();
+  const p = await startPerimeter(dir, { failure: 'open', log: { maxSegmentEntries: 1 } });
+  try {
+    assert.is((await p.call()).status, 200);
+    symlinkSync('/dev/full', segmentFile(dir, 1));
+    assert.is((await p.call({ path: '/cards/9' })).status, 200);
+    assert.is(p.echo.seen.at(-1)!.url, '/cards/9');
+    assert.is(await counter(p.registry, 'lost'), 1);
+    assert.ok(p.lines.some((l) => l.msg === 'audit entry lost; request forwarded (--audit-failure open)'));
+    unlinkSync(segmentFile(dir, 1));
+  } finally {
+    await p.close();
+  }
+  assert.is((await verifyLog(dir, p.ids.ca.certPem)).entries, 1);
+});
+
+/** A log of `n` allowed calls written by a perimeter that has stopped; its first segment. */
+async function trafficLog(n: number) {
+  const dir = fresh();
+  const p = await startPerimeter(dir);
+  for (let i = 0; i < n; i++) await p.call({ path: `/cards/${i}` });
+  await p.close();
+  return { dir, ids: p.ids, segment: path.join(dir, 'segments', readdirSync(path.join(dir, 'segments'))[0]!) };
+}
+
+test('a torn last write is cut off on open and the log still verifies', async () => {
+  const { dir, ids, segment } = await trafficLog(4);
+  const whole = readFileSync(segment, 'utf8');
+  appendFileSync(segment, whole.split('\n')[0]!.slice(0, 57)); // a crash in the middle of the next write
+  const warnings: string[] = [];
+  const log = AuditLog.open({ dir, signer: ids.card, onWarning: (m) => warnings.push(m) });
+  assert.is(log.tree.size, 4);
+  assert.match(warnings.join(), /cut 57 bytes of a torn write/);
+  assert.is(readFileSync(segment, 'utf8'), whole);
+  await log.close();
+  assert.is((await verifyLog(dir, ids.ca.certPem)).entries, 4);
+});
+
+test('a log whose entries lost what a checkpoint committed to does not open for writing', async () => {
+  const { dir, ids, segment } = await trafficLog(5);
+  writeFileSync(segment, readFileSync(segment, 'utf8').split('\n').slice(0, 3).join('\n') + '\n');
+  assert.throws(() => AuditLog.open({ dir, signer: ids.card }), /does not match its checkpoint/);
+});
+
+test('checkpoints signed before and after an SVID rotation all verify; another workload cannot take the log over', async () => {
+  const dir = fresh();
+  const p = await startPerimeter(dir, { log: { checkpointIntervalMs: 3_600_000 } });
+  try {
+    for (let i = 0; i < 5; i++) await p.call({ path: `/cards/${i}` });
+    await p.log.checkpoint(); // signed with the first SVID before it goes
+    p.ids.card.rotate(await p.ids.ca.issue(CARD));
+    for (let i = 5; i < 10; i++) await p.call({ path: `/cards/${i}` });
+  } finally {
+    await p.close();
+  }
+  const chains = readdirSync(path.join(dir, 'checkpoints')).filter((f) => f.endsWith('.pem')).map((f) => readFileSync(path.join(dir, 'checkpoints', f), 'utf8'));
+  assert.is(new Set(chains).size, 2);
+  assert.is((await verifyLog(dir, p.ids.ca.certPem)).checkpoints, 2);
+  assert.throws(() => AuditLog.open({ dir, signer: p.ids.frontend }), /belongs to spiffe:\/\/bank\.example\/ns\/payments\/sa\/card/);
+});
+
+test.run();
