@@ -32,11 +32,17 @@ export interface AdminServer {
  */
 export const OPEN_TO_LOCAL_CALLERS = { config: { adminToken: false } } as const;
 
+/**
+ * Route option of a read-only route that still needs the admin token: what it answers is
+ * not for every local process (the audit entries carry callers, users' claims and paths).
+ */
+export const ADMIN_TOKEN_TO_READ = { config: { adminToken: true } } as const;
+
 const READ_ONLY = new Set(['GET', 'HEAD']);
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** false: see OPEN_TO_LOCAL_CALLERS. */
+    /** false: see OPEN_TO_LOCAL_CALLERS; true: see ADMIN_TOKEN_TO_READ. */
     adminToken?: boolean;
   }
 }
@@ -108,7 +114,8 @@ function refuseForeign(request: FastifyRequest, reply: FastifyReply): FastifyRep
 }
 
 function refuseUnauthenticated(request: FastifyRequest, reply: FastifyReply, token: string): FastifyReply | undefined {
-  if (READ_ONLY.has(request.method) || request.routeOptions.config?.adminToken === false) return undefined;
+  const needed = request.routeOptions.config?.adminToken ?? !READ_ONLY.has(request.method);
+  if (!needed) return undefined;
   const presented = /^Bearer (\S+)$/.exec(request.headers.authorization ?? '')?.[1];
   if (presented !== undefined && sameSecret(presented, token)) return undefined;
   return reply

@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { AuditLog } from '../../audit/log.ts';
 import { parseCheckpoint } from '../../audit/checkpoint.ts';
 import { consistencyProof, inclusionProof, readEntries } from '../../audit/proof.ts';
+import { ADMIN_TOKEN_TO_READ } from '../identity/admin.ts';
 
 const MAX_ENTRIES = 1000;
 
@@ -31,7 +32,7 @@ export function registerAuditRoutes(app: FastifyInstance, log: AuditLog): void {
     return { origin: log.origin, size: parseCheckpoint(cp.text).size, checkpoint: cp.text, chain: cp.chainPem };
   });
 
-  app.get<{ Querystring: Record<string, string> }>('/v1/audit/entries', async (req, reply) => {
+  app.get<{ Querystring: Record<string, string> }>('/v1/audit/entries', ADMIN_TOKEN_TO_READ, async (req, reply) => {
     const size = log.tree.size;
     const from = index(req.query.from ?? '0', 'from', size);
     if (typeof from !== 'number') return bad(reply, 'bad_range', from.error);

@@ -39,7 +39,7 @@ async function startAgent(): Promise<{ process: ChildProcess; inbound: string; a
   const child = spawn(process.execPath, [
     BIN, 'agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token,
     '--admin', '127.0.0.1:0', '--inbound', '127.0.0.1:0', '--app', echo.url, '--filter', join(dir, 'card.wasm'),
-    '--audit-dir', join(dir, 'audit'),
+    '--audit-dir', join(dir, 'audit'), '--admin-token-file', join(dir, 'admin-token'),
   ], { stdio: ['ignore', 'pipe', 'inherit'] });
   running.push(child);
   const urls: Record<string, string> = {};
@@ -62,6 +62,9 @@ async function startAgent(): Promise<{ process: ChildProcess; inbound: string; a
     child.once('exit', (code) => reject(new Error(`agent exited with ${code}`)));
   });
 }
+
+/** The admin token the agent wrote (mode 0600) at its last start. */
+const withToken = () => ({ headers: { authorization: `Bearer ${readFileSync(join(dir, 'admin-token'), 'utf8').trim()}` } });
 
 const stopped = (child: ChildProcess, signal: NodeJS.Signals) =>
   new Promise<void>((resolve) => {
@@ -151,7 +154,7 @@ e2e('the admin API serves a checkpoint and proofs a third party checks; query an
       const res = await request(`${agent.admin}/v1/audit/checkpoint`);
       cp = (await res.body.json()) as typeof cp;
       if (res.statusCode === 200) {
-        const last = (await (await request(`${agent.admin}/v1/audit/entries?from=${cp!.size - 1}&to=${cp!.size}`)).body.json()) as { entries: string[] };
+        const last = (await (await request(`${agent.admin}/v1/audit/entries?from=${cp!.size - 1}&to=${cp!.size}`, withToken())).body.json()) as { entries: string[] };
         if (JSON.parse(last.entries[0]!).decision === 'deny') break;
       }
       await new Promise((r) => setTimeout(r, 100));
@@ -164,7 +167,11 @@ e2e('the admin API serves a checkpoint and proofs a third party checks; query an
     assert.ok(verifyInclusion(leafHash(Buffer.from(proof.entry)), proof.index, proof.tree_size, proof.proof.map((p: string) => Buffer.from(p, 'base64')), head.root));
     const consistency = (await (await request(`${agent.admin}/v1/audit/consistency?from=1`)).body.json()) as Record<string, any>;
     assert.is(consistency.to_size, head.size);
-    const first = (await (await request(`${agent.admin}/v1/audit/entries?from=0&to=1`)).body.json()) as { entries: string[] };
+    const first = (await (await request(`${agent.admin}/v1/audit/entries?from=0&to=1`, withToken())).body.json()) as { entries: string[] };
+    // Entries carry callers, users' claims and paths: not for a local process without the token.
+    const anonymous = await request(`${agent.admin}/v1/audit/entries?from=0&to=1`);
+    assert.is(anonymous.statusCode, 401);
+    assert.is(((await anonymous.body.json()) as any).error.code, 'unauthorized');
     assert.is(consistency.from_root, leafHash(first.entries[0]!).toString('base64')); // the tree of one entry
     const b64 = (x: string) => Buffer.from(x, 'base64');
     assert.ok(verifyConsistency(1, head.size, consistency.proof.map(b64), b64(consistency.from_root), head.root));
