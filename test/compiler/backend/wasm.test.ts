@@ -117,8 +117,8 @@ test('exports: ABI marker, allocator, memory, _initialize, callbacks; no start s
 test('an AssemblyScript abort in the runtime logs one critical line, traps, and the host answers 503 (fail closed)', async () => {
   // A probe entry point built exactly like a policy filter (same runtime, same asc flags,
   // abort routed to runtime/abort.ts), whose request callback fails an assertion.
-  const probe = `export * from "../runtime/lifecycle";
-import "../runtime/abort";
+  const probe = `export * from "../../runtime/lifecycle";
+import "../../runtime/abort";
 export function proxy_on_request_headers(contextId: i32, headers: i32, endOfStream: i32): i32 {
   assert(headers < 0, "probe");
   return 0;
