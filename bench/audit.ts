@@ -1,5 +1,5 @@
 /**
- * The audit log's own costs (issue 13 item 7): entries appended per second (encoded,
+ * The audit log's own costs: entries appended per second (encoded,
  * hashed into the tree, batched, written) on one core, `verify` speed with and without the
  * per-entry fingerprint signature checks, and bytes per entry. The sidecar's throughput
  * with the log on and off is measured in bench/sidecar.ts, in the same run as its baseline.

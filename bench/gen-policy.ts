@@ -33,7 +33,7 @@ export function generatePolicy(n: number): Record<string, unknown> {
 }
 
 /**
- * `n` rules that each have their own `when` (issue 11: 10,000 of them must compile in under
+ * `n` rules that each have their own `when` (10,000 of them must compile in under
  * 60 s): one expression function per rule, the shape that once made asc superlinear.
  */
 export function generateWhenPolicy(n: number): Record<string, unknown> {

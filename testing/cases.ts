@@ -1,5 +1,5 @@
 /**
- * Policy case files (the format `palisade test` runs, issue 2 item 9): parsing with
+ * Policy case files (the format `palisade test` runs, docs/policy.md "Case files"): parsing with
  * file:line:col errors, and running each case through a filter in the strict host the way
  * Envoy would present the request: `source` as the peer certificate's URI SAN,
  * `user` as the jwt_authn `user` dynamic metadata, and the fingerprint claims jwt_authn

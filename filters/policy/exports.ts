@@ -59,7 +59,7 @@ export function proxy_on_configure(rootId: i32, size: i32): bool {
 export function proxy_on_request_headers(contextId: i32, headerCount: i32, endOfStream: i32): i32 {
   heap.reset();
   if (!beginRequest()) return finish(DENY_BAD_REQUEST, headerBytes > MAX_HEADER_BYTES ? "headers_too_large" : "bad_headers", -1);
-  // The path first (README.md, "Decisions"): a request Envoy itself would refuse
+  // The path first (docs/policy.md, "Decisions"): a request Envoy itself would refuse
   // is a 400 whoever sends it. Normalizing takes memory in proportion to the path, and the
   // VM keeps what a request grew: bounded (docs/host.md, "Limits").
   if (rawPathLen > MAX_PATH_BYTES) return finish(DENY_BAD_REQUEST, "path_too_long", -1);

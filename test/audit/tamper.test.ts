@@ -1,6 +1,6 @@
 /**
  * `verify` on a log written by a real sidecar for real signed requests, then on copies of
- * it tampered with the ways issue 13 lists: each one is refused with its own reason.
+ * it tampered with in every way docs/audit.md lists: each one is refused with its own reason.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';

@@ -1,5 +1,5 @@
 /**
- * Policies sized to break a compiler (issue 11, item 11): path templates of thousands of
+ * Policies sized to break a compiler (docs/policy.md, "Diagnostics": limits): path templates of thousands of
  * segments, literals of hundreds of KB, absurd JSON nesting, hundreds of rules each with its
  * own `when`. Each gets a located diagnostic or compiles to a filter that decides correctly
  * in the real host; none may end in a stack overflow. (Compile time of the 10,000-`when`

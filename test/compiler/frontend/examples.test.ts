@@ -74,7 +74,7 @@ test('reference normalization: decoding, dot segments, merged slashes, rejection
   for (const bad of ['/a%2Fb', '/a%2fb', '/a%5Cb', '/a#b', '/a%zz', '/a%2', '/a%00', 'a']) assert.is(normalizePath(bad), null, bad);
 });
 
-test('reference fingerprints: each check in the order of the README table, replay only of accepted jtis, dry-run', () => {
+test('reference fingerprints: each check in the order of the table in docs/policy.md, replay only of accepted jtis, dry-run', () => {
   const policyOf = (mode: string) => analyze('p.policy.json', policyText([{ id: 'any', effect: 'allow' }], { mode })).policy!;
   const enforce = policyOf('enforce');
   const caller = 'spiffe://bank.example/ns/web/sa/frontend';

@@ -1,5 +1,5 @@
 /**
- * A reference interpreter of the decision semantics (issue 2 item 4, compiler/frontend/ast.ts; README.md
+ * A reference interpreter of the decision semantics (compiler/frontend/ast.ts; docs/policy.md,
  * "Decisions" and "Fingerprints") over a `CheckedPolicy`, written straight from the spec and
  * kept deliberately naive (a loop over rules, a list of fingerprint checks, an unbounded set
  * of accepted jtis). It checks that the example case files say what the spec says,
@@ -200,12 +200,12 @@ function applies(rule: CheckedRule, c: Ctx): boolean {
   return typeof v === 'boolean' ? v : rule.effect === 'deny';
 }
 
-/** Clock skew and fingerprint lifetime, in seconds (README, "Fingerprints"). */
+/** Clock skew and fingerprint lifetime, in seconds (docs/policy.md, "Fingerprints"). */
 const SKEW = 5;
 const LIFETIME = 30;
 
 /**
- * Why the request's fingerprint is refused, in the order of the README's table, or null when
+ * Why the request's fingerprint is refused, in the order of the table in docs/policy.md, "Fingerprints", or null when
  * it is accepted; an accepted fingerprint's jti joins `accepted`. The replay store's bound
  * (`fingerprint_replay_full`) is a capacity limit of the filter, not modelled here.
  */
