@@ -11,7 +11,7 @@ import { startAgent, type IdentityAgent } from '../agent/identity/agent.ts';
 import { parseListen, untilSignal } from './process.ts';
 import type { AgentContext, AgentOptionGroup, AgentPart, PrepareContext } from './agent-group.ts';
 import { CliError } from './errors.ts';
-import { ecdsAgentGroup } from './envoy.ts';
+import { ecdsAgentGroup } from './agent-ecds.ts';
 import { sidecarAgentGroup } from './agent-sidecar.ts';
 import { signerAgentGroup } from './agent-signer.ts';
 import { auditAgentGroup } from './agent-audit.ts';

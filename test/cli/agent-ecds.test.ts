@@ -8,7 +8,7 @@ import { createAdmin } from '../../agent/identity/admin.ts';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import type { AgentContext } from '../../cli/agent-group.ts';
-import { ecdsAgentGroup } from '../../cli/envoy.ts';
+import { ecdsAgentGroup } from '../../cli/agent-ecds.ts';
 import { CliError } from '../../cli/errors.ts';
 
 // `palisade agent --ecds-policy`: the option group wires ECDS into the agent's xDS socket,
