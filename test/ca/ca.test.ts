@@ -20,6 +20,21 @@ test.after(async (ctx) => {
   removeDir(path.dirname(ctx.dir));
 });
 
+/**
+ * An SVID of this CA (same root, same store) that expired before it is used: issued with the
+ * CA's clock an hour back, instead of waiting for a short-lived one to run out.
+ */
+async function mintExpired(dir: string) {
+  const past = CertificateAuthority.open(dir, { now: () => Date.now() - 3_600_000 });
+  try {
+    const svid = await past.mint(CARD, 60_000);
+    assert.ok(Date.parse(svid.not_after) < Date.now(), 'expired when used');
+    return svid;
+  } finally {
+    past.close();
+  }
+}
+
 function join(ctx: { server: CaServer; bundle: string }, body: object | string, contentType?: string) {
   return caRequest(`${ctx.server.url}/v1/join`, ctx.bundle, { body, contentType });
 }
@@ -140,8 +155,7 @@ test('renew over mTLS: same identity, new key; refused without, with foreign, re
   assert.is(revoked.status, 401);
   assert.is(revoked.json.error.code, 'svid_revoked');
 
-  const short = await ctx.server.ca.mint(CARD, 1000);
-  await sleep(Date.parse(short.not_after) - Date.now() + 50);
+  const short = await mintExpired(ctx.dir);
   const expired = await renew({ cert: short.svid_pem, key: short.key_pem }, (await newCsr()).csr);
   // The TLS layer or the CA refuses it; either way a 401 with a stable code, never a 500.
   assert.is(expired.status, 401);
@@ -151,10 +165,9 @@ test('renew over mTLS: same identity, new key; refused without, with foreign, re
 test('live JWKS drops revoked and expired keys; bundle in PEM and SPIFFE JWKS form; health', async (ctx) => {
   const kept = await ctx.server.ca.mint(CARD, 60_000);
   const revoked = await ctx.server.ca.mint(CARD, 60_000);
-  const expiring = await ctx.server.ca.mint(CARD, 1000);
+  const expiring = await mintExpired(ctx.dir);
   const xOf = (pem: string) => new X509Certificate(pem).publicKey.export({ format: 'jwk' }).x;
   ctx.server.ca.revoke(revoked.serial);
-  await sleep(Date.parse(expiring.not_after) - Date.now() + 50);
   const keys = (await caRequest(`${ctx.server.url}/v1/jwks`, ctx.bundle)).json.keys.map((k: any) => k.x);
   assert.ok(keys.includes(xOf(kept.svid_pem)));
   assert.not.ok(keys.includes(xOf(revoked.svid_pem)));

@@ -3,13 +3,13 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { compilePolicy } from '../../compiler/index.ts';
 import { buildEgressFilter } from '../../compiler/backend/egress.ts';
 import { loadFilter } from '../../host/filter.ts';
 import { generateBootstrap } from '../../envoy/bootstrap.ts';
 import { bootstrapOptions } from '../../envoy/options.ts';
 import { validateEnvoyConfig } from '../../envoy/validate.ts';
 import { EcdsServer } from '../../agent/xds/ecds.ts';
+import { compiledFile } from '../support/compiled.ts';
 
 // The card-service example through the real compiler, into the bootstrap and ECDS, and the
 // filter ECDS serves loaded in the strict host exactly as the served config describes it:
@@ -20,8 +20,7 @@ const ecds = new EcdsServer({ codeDir: path.join(dir, 'ecds') });
 
 test.before(async () => {
   const source = 'examples/card-service/card-service.policy.json';
-  const compiled = await compilePolicy(source, readFileSync(source, 'utf8'));
-  if (!compiled.ok) throw new Error(`card-service does not compile: ${JSON.stringify(compiled.diagnostics)}`);
+  const compiled = await compiledFile(source);
   writeFileSync(path.join(dir, compiled.manifest.wasm.file), compiled.wasm);
   writeFileSync(manifest, JSON.stringify(compiled.manifest));
 });

@@ -318,7 +318,10 @@ test('a trap fails the VM: 503 wasm_fail_stream for this and later requests, the
   const aborted = await filter();
   const a = await aborted.handleRequest(request('abort'));
   assert.is(a.status, 503);
-  assert.ok(a.logs.some((l) => l.level === 'error' && l.message === 'abort'));
+  assert.ok(a.logs.some((l) => l.level === 'critical' && l.message === 'palisade: filter aborted'), 'the runtime\'s abort logged');
+  const exited = await filter();
+  assert.is((await exited.handleRequest(request('exit'))).status, 503);
+  assert.match(exited.failed!, 'proc_exit called');
 });
 
 test('close_stream resets the stream without a response', async () => {

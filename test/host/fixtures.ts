@@ -1,24 +1,18 @@
 /**
- * Test fixtures for the host: the multipurpose AssemblyScript filter (compiled once per
- * process with the asc API), and tiny hand-assembled modules for link-time refusals.
+ * Test fixtures for the host: the multipurpose AssemblyScript filter, built once per process
+ * through the compiler's asc worker with the options of every policy filter (so its `abort`
+ * is the runtime's, as in a real filter), and tiny hand-assembled modules for link-time refusals.
  */
-import asc from 'assemblyscript/asc';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { buildEntry } from '../../compiler/backend/build.ts';
 
-const source = fileURLToPath(new URL('../fixtures/host/filter.ts', import.meta.url));
+const ENTRY = 'test/fixtures/host/filter.ts';
 let compiled: Promise<Uint8Array> | undefined;
 
 /** The fixture filter's wasm bytes (compiled on first use, then cached). */
 export function fixtureFilter(): Promise<Uint8Array> {
-  compiled ??= (async () => {
-    const result = await asc.compileString(
-      { 'filter.ts': readFileSync(source, 'utf8') },
-      { runtime: 'stub', exportStart: '_initialize', use: ['abort=filter/fixtureAbort'], optimizeLevel: 1 },
-    );
-    if (result.error || !result.binary) throw new Error(`fixture did not compile: ${result.error?.message}\n${result.stderr}`);
-    return result.binary;
-  })();
+  compiled ??= buildEntry(ENTRY, { [ENTRY]: readFileSync(fileURLToPath(new URL(`../../${ENTRY}`, import.meta.url)), 'utf8') });
   return compiled;
 }
 

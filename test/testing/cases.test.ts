@@ -103,15 +103,37 @@ test('palisade test: failing cases show expected and actual, the last line count
   assert.not.match(run.stdout, 'frontend reads a card');
 });
 
+/**
+ * One `palisade test` process for the case files that all pass (each run compiles the policy
+ * from scratch): the ordinary and the hostile cases, asserted by the two tests below.
+ */
+let passing: Promise<{ good: string; run: Awaited<ReturnType<typeof palisade>> }> | undefined;
+function passingRun() {
+  passing ??= (async () => {
+    write('p.policy.json', policy);
+    const good = write('good.cases.json', {
+      policy: 'p.policy.json',
+      cases: [{ name: 'denied by default', request: { method: 'POST', path: '/cards', source: frontend }, expect: { decision: 'deny', status: 403 } }],
+    });
+    const hostile = write('hostile.cases.json', {
+      policy: 'p.policy.json',
+      cases: [
+        { name: 'other trust domain', request: { method: 'GET', path: '/cards/7', source: 'spiffe://evil.example/ns/web/sa/frontend' },
+          expect: { decision: 'unauthenticated', status: 401, reason: 'foreign_trust_domain' } },
+        { name: 'CRLF in a claim', request: { method: 'GET', path: '/cards/7', source: frontend, user: { sub: 'alice\r\nx-admin: true' } },
+          expect: { decision: 'deny', status: 403, rule: 'read', reason: 'inject_invalid_value' } },
+      ],
+    });
+    return { good, run: await palisade('test', good, hostile) };
+  })();
+  return passing;
+}
+
 test('palisade test: all passing exits 0; bad input exits 2 before running anything', async () => {
-  const good = write('good.cases.json', {
-    policy: 'p.policy.json',
-    cases: [{ name: 'denied by default', request: { method: 'POST', path: '/cards', source: frontend }, expect: { decision: 'deny', status: 403 } }],
-  });
+  const { good, run: ok } = await passingRun();
   const bad = write('bad.cases.json', '{\n  "policy": "p.policy.json",\n  "cases": [ { "name": 1 } ]\n}\n');
-  const ok = await palisade('test', good);
   assert.is(ok.code, 0, ok.stderr);
-  assert.is(ok.stdout, '1 passed, 0 failed\n');
+  assert.is(ok.stdout, '3 passed, 0 failed\n');
   const refused = await palisade('test', good, bad);
   assert.is(refused.code, 2);
   assert.match(refused.stderr, /bad\.cases\.json:3:\d+: /);
@@ -148,17 +170,9 @@ test('palisade test: an invalid source exits 2 with one line; a foreign caller a
   assert.is(invalid.code, 2);
   assert.is(invalid.stderr.trimEnd().split('\n').length, 1, invalid.stderr);
   assert.match(invalid.stderr, /invalid\.cases\.json:\d+:\d+: "source" must be a workload SPIFFE ID/);
-  const hostile = await palisade('test', write('hostile.cases.json', {
-    policy: 'p.policy.json',
-    cases: [
-      { name: 'other trust domain', request: { method: 'GET', path: '/cards/7', source: 'spiffe://evil.example/ns/web/sa/frontend' },
-        expect: { decision: 'unauthenticated', status: 401, reason: 'foreign_trust_domain' } },
-      { name: 'CRLF in a claim', request: { method: 'GET', path: '/cards/7', source: frontend, user: { sub: 'alice\r\nx-admin: true' } },
-        expect: { decision: 'deny', status: 403, rule: 'read', reason: 'inject_invalid_value' } },
-    ],
-  }));
+  const { run: hostile } = await passingRun(); // hostile.cases.json, beside good.cases.json
   assert.is(hostile.code, 0, hostile.stdout + hostile.stderr);
-  assert.is(hostile.stdout, '2 passed, 0 failed\n');
+  assert.is(hostile.stdout, '3 passed, 0 failed\n');
 });
 
 test.run();

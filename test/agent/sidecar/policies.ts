@@ -1,27 +1,14 @@
-/** Real compiled filters for the sidecar tests: fixtures compiled once per process. */
-import { readFile } from 'node:fs/promises';
+/** Real compiled filters for the sidecar tests: fixtures compiled once per run (test/support/compiled.ts). */
 import { fileURLToPath } from 'node:url';
-import { compilePolicy } from '../../../compiler/index.ts';
 import { loadFilter } from '../../../host/filter.ts';
 import type { FilterLoader } from '../../../agent/sidecar/filter-slot.ts';
-
-const cache = new Map<string, Promise<Uint8Array>>();
+import { compiledFile } from '../../support/compiled.ts';
 
 export const fixture = (name: string) => fileURLToPath(new URL(`fixtures/${name}`, import.meta.url));
 
 /** Compiles `test/agent/sidecar/fixtures/<name>.policy.json` (once). */
-export function compiled(name: 'card' | 'ops-only'): Promise<Uint8Array> {
-  let wasm = cache.get(name);
-  if (!wasm) {
-    wasm = (async () => {
-      const file = fixture(`${name}.policy.json`);
-      const result = await compilePolicy(file, await readFile(file, 'utf8'));
-      if (!result.ok) throw new Error(result.diagnostics.map((d) => d.message).join('\n'));
-      return result.wasm;
-    })();
-    cache.set(name, wasm);
-  }
-  return wasm;
+export async function compiled(name: 'card' | 'ops-only'): Promise<Uint8Array> {
+  return (await compiledFile(fixture(`${name}.policy.json`))).wasm;
 }
 
 /** The same module with a custom section added: other bytes (and sha256), same behaviour. */

@@ -9,14 +9,13 @@ import { compilePolicy, type Compiled } from '../../../compiler/index.ts';
 import { sha256 } from '../../../compiler/backend/manifest.ts';
 import { buildEntry } from '../../../compiler/backend/build.ts';
 import { loadFilter, type LogLine } from '../../../host/filter.ts';
+import { compiledFile } from '../../support/compiled.ts';
 
 const FILE = 'examples/card-service/card-service.policy.json';
 let first: Compiled;
 
 test.before(async () => {
-  const r = await compilePolicy(FILE, readFileSync(FILE, 'utf8'));
-  if (!r.ok) throw new Error('example policy does not compile');
-  first = r;
+  first = await compiledFile(FILE);
 });
 
 /** Envoy's `env` functions, with the signatures its V8 linker demands (params → results). */

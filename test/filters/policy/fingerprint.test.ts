@@ -12,11 +12,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { EcdsServer } from '../../../agent/xds/ecds.ts';
-import { compileChecked, compilePolicy } from '../../../compiler/index.ts';
+import { compileChecked } from '../../../compiler/index.ts';
 import { loadFilter, type Filter, type FilterRequest, type LoadOptions } from '../../../host/filter.ts';
 import { fingerprintClaims, withJwtAuthn } from '../../../testing/fingerprint.ts';
 import { getSharedData, setSharedData } from '../../../host/shared.ts';
 import { checked, refusesConfiguration, SERVICE } from '../../compiler/backend/helpers.ts';
+import { compiledFile } from '../../support/compiled.ts';
 
 const CALLER = 'spiffe://corp.test/ns/web/sa/frontend';
 const OTHER = 'spiffe://corp.test/ns/web/sa/other';
@@ -188,8 +189,7 @@ test('the plugin configuration ECDS serves (default and dry-run) keeps fingerpri
   const ecds = new EcdsServer({ codeDir: path.join(dir, 'ecds') });
   try {
     const source = 'examples/card-service/card-service.policy.json';
-    const compiled = await compilePolicy(source, readFileSync(source, 'utf8'));
-    if (!compiled.ok) throw new Error('card-service does not compile');
+    const compiled = await compiledFile(source);
     writeFileSync(path.join(dir, compiled.manifest.wasm.file), compiled.wasm);
     const manifest = path.join(dir, 'card-service.manifest.json');
     writeFileSync(manifest, JSON.stringify(compiled.manifest));
