@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { CliError } from './errors.ts';
+import { VERSION } from './version.ts';
 
 type Module = { register(program: Command): void };
 
@@ -10,6 +11,7 @@ type Module = { register(program: Command): void };
  */
 const COMMANDS: Record<string, () => Promise<Module>> = {
   compile: () => import('./compile.ts'),
+  check: () => import('./check.ts'),
   test: () => import('./test.ts'),
   ca: () => import('./ca.ts'),
   agent: () => import('./agent.ts'),
@@ -21,6 +23,7 @@ const COMMANDS: Record<string, () => Promise<Module>> = {
 export async function program(only?: string): Promise<Command> {
   const root = new Command('palisade')
     .description('Zero-trust service perimeter: policies compiled to proxy-wasm filters, SPIFFE identities for every service')
+    .version(VERSION, '-V, --version', 'print the version, the proxy-wasm ABI and the AssemblyScript version')
     .exitOverride();
   const names = only && only in COMMANDS ? [only] : Object.keys(COMMANDS);
   for (const name of names) (await COMMANDS[name]()).register(root);

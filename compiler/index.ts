@@ -41,6 +41,23 @@ export async function compilePolicy(file: string, text: string): Promise<Compile
   return { ...out, warnings: [...diagnostics.filter((d) => d.severity === 'warning'), ...out.warnings] };
 }
 
+/** Everything `compilePolicy` checks and warns about, without building wasm (`palisade check`). */
+export function checkPolicy(file: string, text: string): Checked | { ok: false; diagnostics: Diagnostic[] } {
+  const { policy, diagnostics } = analyze(file, text);
+  if (!policy) return { ok: false, diagnostics };
+  const program = optimize(lower(policy));
+  return { ok: true, policy, program, warnings: [...diagnostics.filter((d) => d.severity === 'warning'), ...program.warnings] };
+}
+
+export interface Checked {
+  ok: true;
+  policy: CheckedPolicy;
+  /** The optimized IR. */
+  program: Program;
+  /** Front-end and optimizer warnings, as `compilePolicy` reports them. */
+  warnings: Diagnostic[];
+}
+
 export async function compileChecked(policy: CheckedPolicy): Promise<Compiled> {
   const program = optimize(lower(policy));
   const as = emit(program).source;
