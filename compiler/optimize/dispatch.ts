@@ -57,7 +57,7 @@ export function insert(root: TrieNode, segs: (string | null)[], rest: boolean, i
 
 function principalIndex(p: Program): PrincipalIndex {
   // Every federated trust domain has an entry, even one no pattern names: the filter accepts a
-  // caller of another trust domain than the service's only when the index knows it (runtime/principal.ts).
+  // caller of another trust domain than the service's only when the index knows it (filters/policy/principal.ts).
   const domains: PrincipalIndex['domains'] = new Map(p.federatesWith.map((td) => [td, { exact: new Map(), trie: newTrie() }]));
   p.rules.forEach((rule, ri) => {
     for (const pat of rule.from ?? []) {

@@ -3,7 +3,7 @@
 // follows the number of matching rules, not the size of the policy.
 import { isTrue, setAtom, setGeneration, V, K_BOOL, K_STR } from "./expr";
 import { segCount, segLen, segStart } from "../../runtime/path";
-import { callerLocal, callerPathAt } from "../../runtime/principal";
+import { callerLocal, callerPathAt } from "./principal";
 import { methodLen, methodPtr, principalLen, principalPtr } from "../../runtime/request";
 import {
   ATOM_STRIDE, H_ANY_PATH, H_ATOMS, H_METHODS, H_METHOD_LISTS, H_PRINCIPALS, H_RULES, H_TRIE, RULE_ANY_CALLER, RULE_DENY,

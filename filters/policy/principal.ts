@@ -5,9 +5,9 @@
 // SPIFFE ID syntax (SPIFFE-ID.md: `spiffe://`, a trust domain of [a-z0-9._-], a path of
 // non-empty segments of [A-Za-z0-9._-] that are not `.` or `..`; this excludes
 // percent-encoding, query, fragment, port and user info) and that the trust domain is the
-// policy's own or one it federates with (compiler/check.ts, `federatesWith`).
-import { bytesEqual, sameBytes } from "./bytes";
-import { principalLen, principalPtr } from "./request";
+// policy's own or one it federates with (compiler/frontend/check.ts, `federatesWith`).
+import { bytesEqual, sameBytes } from "../../runtime/bytes";
+import { principalLen, principalPtr } from "../../runtime/request";
 import { H_PRINCIPALS, H_SERVICE, H_SERVICE_LEN, b, hashFind, t } from "./tables";
 
 export const CALLER_OK = 0;
