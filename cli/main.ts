@@ -13,6 +13,7 @@ const COMMANDS: Record<string, () => Promise<Module>> = {
   compile: () => import('./compile.ts'),
   check: () => import('./check.ts'),
   test: () => import('./test.ts'),
+  eval: () => import('./eval.ts'),
   ca: () => import('./ca.ts'),
   agent: () => import('./agent.ts'),
   envoy: () => import('./envoy.ts'),

@@ -15,7 +15,8 @@ import { parseSpiffe } from '../compiler/frontend/spiffe.ts';
 import { FilterLoadError, type Filter, type FilterRequest, type Outcome } from '../host/filter.ts';
 import type { FilterSet } from './filter-set.ts';
 import { JWT_AUTHN, fingerprintClaims } from './fingerprint.ts';
-import { decisionOf, type Decision } from './decision-line.ts';
+import { REASONS, decisionOf, type Decision } from './decision-line.ts';
+import { didYouMean } from '../compiler/frontend/suggest.ts';
 
 export interface CaseRequest {
   method: string;
@@ -62,11 +63,14 @@ export interface CaseFile {
   cases: TestCase[];
 }
 
-/** A case file (or request) that cannot be used: one `file:line:col: message` per problem, all of them. */
+/** A case file (or request) that cannot be used: one `file:line:col: message` per problem, all of them, in file order. */
 export class CaseFileError extends Error {
   override name = 'CaseFileError';
-  constructor(readonly problems: string[]) {
-    super(problems.join('\n'));
+  readonly problems: string[];
+  constructor(problems: { line: number; col: number; text: string }[]) {
+    const sorted = [...problems].sort((a, b) => a.line - b.line || a.col - b.col).map((p) => p.text);
+    super(sorted.join('\n'));
+    this.problems = sorted;
   }
 }
 
@@ -89,16 +93,16 @@ export const FIELDS = {
 };
 
 /** Records a problem at a JSON pointer of the document; `problems` holds them all so far. */
-type Report = ((pointer: string, message: string) => void) & { problems: string[] };
+type Report = ((pointer: string, message: string) => void) & { problems: unknown[] };
 
 /** Parses JSON with positions, and a reporter that collects every problem as `file:line:col: message (at pointer)`. */
-function open(file: string, text: string): { source: Source; report: Report; problems: string[] } {
+function open(file: string, text: string): { source: Source; report: Report; problems: ConstructorParameters<typeof CaseFileError>[0] } {
   const { source, diagnostics } = parseSource(file, text);
-  if (!source) throw new CaseFileError(diagnostics.map((d) => `${d.span.file}:${d.span.line}:${d.span.col}: ${d.message}`));
-  const problems: string[] = [];
+  if (!source) throw new CaseFileError(diagnostics.map(({ span, message }) => ({ ...span, text: `${span.file}:${span.line}:${span.col}: ${message}` })));
+  const problems: ConstructorParameters<typeof CaseFileError>[0] = [];
   const report: Report = Object.assign((pointer: string, message: string) => {
     const span = spanAt(source, pointer);
-    problems.push(`${span.file}:${span.line}:${span.col}: ${message}${pointer ? ` (at ${pointer})` : ''}`);
+    problems.push({ ...span, text: `${span.file}:${span.line}:${span.col}: ${message}${pointer ? ` (at ${pointer})` : ''}` });
   }, { problems });
   return { source, report, problems };
 }
@@ -227,7 +231,9 @@ function expectOf(value: unknown, at: string, report: Report): TestCase['expect'
   }
   if (exp.upstreamHeaders !== undefined) strings(exp.upstreamHeaders, `${at}/upstreamHeaders`, '"upstreamHeaders"', report);
   if (exp.rule !== undefined && exp.rule !== null && typeof exp.rule !== 'string') report(`${at}/rule`, '"rule" must be a rule id or null');
-  if (exp.reason !== undefined && typeof exp.reason !== 'string') report(`${at}/reason`, '"reason" must be a string');
+  if (exp.reason !== undefined && !(typeof exp.reason === 'string' && Object.hasOwn(REASONS, exp.reason))) {
+    report(`${at}/reason`, `"reason" must be a decision reason${typeof exp.reason === 'string' ? didYouMean(exp.reason, Object.keys(REASONS)) : ''} (docs/cases.md lists them)`);
+  }
   return report.problems.length === before ? (exp as TestCase['expect']) : undefined;
 }
 
