@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { CliError } from './errors.ts';
 import { checkPolicy } from '../compiler/index.ts';
 import { formatDiagnostic } from '../compiler/frontend/ast.ts';
-import { readPolicyFile } from './policy-files.ts';
+import { readPolicyFile } from './inputs.ts';
 
 /**
  * `palisade check <policy.json>...`: everything `palisade compile` checks and warns about in

@@ -4,7 +4,7 @@ import { CliError } from './errors.ts';
 import { compilePolicy } from '../compiler/index.ts';
 import { formatDiagnostic } from '../compiler/frontend/ast.ts';
 import { writeAtomically } from './process.ts';
-import { readPolicyFile } from './policy-files.ts';
+import { readPolicyFile } from './inputs.ts';
 
 interface CompileOptions {
   out: string;

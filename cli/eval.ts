@@ -1,9 +1,8 @@
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { CliError } from './errors.ts';
+import { failCompile, readInput } from './inputs.ts';
 import { checkPolicy } from '../compiler/index.ts';
-import { formatDiagnostic } from '../compiler/frontend/ast.ts';
 import { FilterLoadError } from '../host/index.ts';
 import { CaseFileError, evaluate, forwardedHeaders, parseRequest, type CaseRequest } from '../testing/cases.ts';
 import { REASONS } from '../testing/decision-line.ts';
@@ -38,7 +37,7 @@ export function register(program: Command): void {
       if (opts.format !== 'text' && opts.format !== 'json') throw new CliError(`--format must be "text" or "json", not "${opts.format}"`, 2);
       const request = requestOf(opts);
       const config = configOf(opts.config);
-      const text = readInput(opts.policy, 'policy');
+      const text = readInput(opts.policy, 'policy').toString('utf8');
       const checked = checkPolicy(opts.policy, text);
       if (!checked.ok) failCompile(opts.policy, checked.diagnostics);
       const compiled = await compileWithCache(opts.policy, text, opts.cache, (line) => process.stderr.write(`palisade: warning: ${line}\n`));
@@ -66,7 +65,7 @@ export function register(program: Command): void {
 
 function requestOf(opts: EvalOptions): CaseRequest {
   if ((opts.request === undefined) === (opts.requestFile === undefined)) throw new CliError('give the request with exactly one of --request JSON or --request-file FILE', 2);
-  const [label, text] = opts.request !== undefined ? ['--request', opts.request] : [opts.requestFile!, readInput(opts.requestFile!, 'request')];
+  const [label, text] = opts.request !== undefined ? ['--request', opts.request] : [opts.requestFile!, readInput(opts.requestFile!, 'request').toString('utf8')];
   try {
     return parseRequest(label, text);
   } catch (err) {
@@ -85,19 +84,6 @@ function configOf(text: string | undefined): Record<string, unknown> | undefined
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new CliError('--config must be a JSON object', 2);
   return value as Record<string, unknown>;
-}
-
-function readInput(file: string, what: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new CliError(`${file}: cannot read ${what}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 2);
-  }
-}
-
-function failCompile(file: string, diagnostics: Parameters<typeof formatDiagnostic>[0][]): never {
-  for (const d of diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
-  throw new CliError(`${file}: the policy does not compile`, 2);
 }
 
 function human(a: { decision: string; status: number; rule: string | null; reason: string; mode: string; upstreamHeaders: Record<string, string> | null }): string {

@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { CliError } from './errors.ts';
+import { failCompile, readInput } from './inputs.ts';
 import { analyze } from '../compiler/frontend/index.ts';
-import { formatDiagnostic, type CheckedPolicy } from '../compiler/frontend/ast.ts';
+import type { CheckedPolicy } from '../compiler/frontend/ast.ts';
 import { FilterLoadError } from '../host/index.ts';
 import { parseCaseFile, runCases, CaseFileError, type CaseFile } from '../testing/cases.ts';
 import { FilterSet } from '../testing/filter-set.ts';
@@ -98,21 +98,10 @@ async function runFiles(caseFiles: CaseFile[], opts: TestOptions): Promise<FileR
   return runs;
 }
 
-function readInput(file: string, what: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (err) {
-    throw new CliError(`${file}: cannot read ${what}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 2);
-  }
-}
-
 async function compile(policy: string, cache: boolean): Promise<Uint8Array> {
   const warn = (line: string) => process.stderr.write(`palisade: warning: ${line}\n`);
   const result = await compileWithCache(policy, readInput(policy, 'policy').toString('utf8'), cache, warn);
-  if (!result.ok) {
-    for (const d of result.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
-    throw new CliError(`${policy}: the policy does not compile`, 2);
-  }
+  if (!result.ok) failCompile(policy, result.diagnostics);
   return result.wasm;
 }
 
@@ -124,9 +113,6 @@ function coverageOf(runs: FileRun[]): PolicyCoverage[] {
 
 function checked(file: string): CheckedPolicy {
   const { policy, diagnostics } = analyze(path.relative(process.cwd(), file), readInput(file, 'policy').toString('utf8'));
-  if (!policy) {
-    for (const d of diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
-    throw new CliError(`${file}: the policy does not compile`, 2);
-  }
+  if (!policy) failCompile(file, diagnostics);
   return policy;
 }
