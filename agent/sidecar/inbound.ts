@@ -24,6 +24,7 @@ import { decisionOf, type Decision } from '../../testing/decision-line.ts';
 import type { Outcome, Pair, UpstreamResponse } from '../../host/filter.ts';
 import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain, relay } from './http.ts';
 import { logDecision, type DecisionRecord } from './decision-log.ts';
+import { FINGERPRINT_REASONS } from './refusal-reasons.ts';
 
 export interface InboundLimits {
   /** Request line + headers; larger gets 431 from node:http. */
@@ -144,7 +145,7 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
       );
     } catch (err) {
       if (!(err instanceof FingerprintError)) throw err;
-      return refuse(err.status, err.status === 401 ? 'unauthenticated' : 'unavailable', `fingerprint ${err.reason}`);
+      return refuse(err.status, err.status === 401 ? 'unauthenticated' : 'unavailable', FINGERPRINT_REASONS[err.reason]);
     }
 
     let user: IdentityContext | undefined;

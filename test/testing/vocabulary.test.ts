@@ -1,7 +1,8 @@
 /**
  * One vocabulary: the decision reasons the policy filter's source can record, the list
  * testing/decision-line.ts keeps (and case files are checked against), the case-file
- * schema's enum and docs/cases.md's table are the same set; the case-file parser and the
+ * schema's enum and docs/cases.md's table are the same set, and the sidecar's fingerprint
+ * refusals use those words; the case-file parser and the
  * published schema know the same members and accept every example.
  */
 import { test } from 'uvu';
@@ -12,6 +13,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import schema from '../../schema/cases.schema.json' with { type: 'json' };
 import { REASONS } from '../../testing/decision-line.ts';
 import { FIELDS, parseCaseFile } from '../../testing/cases.ts';
+import { FINGERPRINT_REASONS, SIDECAR_REASONS } from '../../agent/sidecar/refusal-reasons.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const read = (f: string) => readFileSync(path.join(ROOT, f), 'utf8');
@@ -31,7 +33,13 @@ test('the filter records exactly the reasons testing/decision-line.ts lists', ()
 test('the case-file schema and docs/cases.md list the same reasons', () => {
   assert.equal(sorted(schema.$defs.expect.properties.reason.enum), sorted(Object.keys(REASONS)));
   const documented = [...read('docs/cases.md').matchAll(/^\| `([a-z_]+)` \| (?:allow|deny|unauthenticated) /gm)].map((m) => m[1]);
-  assert.equal(sorted(documented), sorted(Object.keys(REASONS)));
+  assert.equal(sorted(documented), sorted([...Object.keys(REASONS), ...Object.keys(SIDECAR_REASONS)]));
+});
+
+test('the sidecar logs its fingerprint refusals in the same words', () => {
+  const known = new Set([...Object.keys(REASONS), ...Object.keys(SIDECAR_REASONS)]);
+  for (const [verifier, logged] of Object.entries(FINGERPRINT_REASONS)) assert.ok(known.has(logged), `${verifier} → ${logged}`);
+  assert.equal(sorted(Object.values(FINGERPRINT_REASONS).filter((r) => r in SIDECAR_REASONS)), sorted(Object.keys(SIDECAR_REASONS)));
 });
 
 test('the parser and the schema know the same members', () => {
