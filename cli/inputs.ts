@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { CliError } from './errors.ts';
 import { formatDiagnostic, type Diagnostic } from '../compiler/frontend/ast.ts';
+import { checkPolicy, type Checked } from '../compiler/index.ts';
 
 /**
  * A policy's text, or undefined after printing `file: error: cannot read policy: CODE`, for
@@ -29,4 +30,21 @@ export function readInput(file: string, what: string): Buffer {
 export function failCompile(file: string, diagnostics: Diagnostic[]): never {
   for (const d of diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
   throw new CliError(`${file}: the policy does not compile`, 2);
+}
+
+/**
+ * Reads and checks each policy (`check`, `lint`), handing the ones that compile to `each`;
+ * the others' diagnostics go to stderr. True when every file compiled.
+ */
+export function forEachChecked(files: string[], each: (file: string, checked: Checked) => void): boolean {
+  let ok = true;
+  for (const file of files) {
+    const text = readPolicyFile(file);
+    const result = text === undefined ? undefined : checkPolicy(file, text);
+    if (!result?.ok) {
+      for (const d of result?.diagnostics ?? []) process.stderr.write(`${formatDiagnostic(d)}\n`);
+      ok = false;
+    } else each(file, result);
+  }
+  return ok;
 }

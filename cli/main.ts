@@ -12,6 +12,7 @@ type Module = { register(program: Command): void };
 const COMMANDS: Record<string, () => Promise<Module>> = {
   compile: () => import('./compile.ts'),
   check: () => import('./check.ts'),
+  lint: () => import('./lint.ts'),
   test: () => import('./test.ts'),
   eval: () => import('./eval.ts'),
   ca: () => import('./ca.ts'),
