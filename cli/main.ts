@@ -15,6 +15,7 @@ const COMMANDS: Record<string, () => Promise<Module>> = {
   lint: () => import('./lint.ts'),
   test: () => import('./test.ts'),
   eval: () => import('./eval.ts'),
+  diff: () => import('./diff.ts'),
   ca: () => import('./ca.ts'),
   agent: () => import('./agent.ts'),
   envoy: () => import('./envoy.ts'),
