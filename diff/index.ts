@@ -90,7 +90,10 @@ function fresh(taken: Set<string>): string {
 const pathSegs = (t: PathTemplate): Segs => ({ segs: t.segments.map((s) => (s.kind === 'param' ? null : s.value)), rest: t.rest });
 const callerSegs = (p: PrincipalPattern): Segs => ({ segs: p.segments.map((s) => (s === '*' ? null : s)), rest: p.rest });
 
-function callerClasses(a: CheckedPolicy, b: CheckedPolicy): { id: string; label: string }[] {
+interface CallerClass { id: string; label: string; trustDomain: string; patterns: Set<string> }
+interface PathClass { path: string; label: string; templates: Set<string> }
+
+function callerClasses(a: CheckedPolicy, b: CheckedPolicy): CallerClass[] {
   const patterns = [...a.rules, ...b.rules].flatMap((r) => r.from ?? []);
   const domains = new Set([trustDomainOf(a.service), trustDomainOf(b.service), ...a.federatesWith, ...b.federatesWith, ...patterns.map((p) => p.trustDomain)]);
   let other = 'other.example';
@@ -100,15 +103,18 @@ function callerClasses(a: CheckedPolicy, b: CheckedPolicy): { id: string; label:
     return segmentClasses(own.map(callerSegs), 1).map((c) => ({
       id: `spiffe://${td}/${c.segs.join('/')}`,
       label: c.matches.length ? c.matches.map((i) => own[i].text).join(' & ') : `other callers of ${td}`,
+      trustDomain: td,
+      patterns: new Set(c.matches.map((i) => own[i].text)),
     }));
   });
 }
 
-function pathClasses(a: CheckedPolicy, b: CheckedPolicy): { path: string; label: string }[] {
+function pathClasses(a: CheckedPolicy, b: CheckedPolicy): PathClass[] {
   const templates = uniqueBy([...a.rules, ...b.rules].flatMap((r) => (r.to ?? []).flatMap((m) => m.paths ?? [])), (t) => t.text);
   return segmentClasses(templates.map(pathSegs)).map((c) => ({
     path: `/${c.segs.join('/')}`,
     label: c.matches.length ? c.matches.map((i) => templates[i].text).join(' & ') : '(no template)',
+    templates: new Set(c.matches.map((i) => templates[i].text)),
   }));
 }
 
@@ -144,11 +150,16 @@ function signature(policy: CheckedPolicy, req: CaseRequest): { text: string; rul
 /** Every region where OLD and NEW decide differently. Both must protect the same service. */
 export function diffPolicies(oldPolicy: CheckedPolicy, newPolicy: CheckedPolicy): Region[] {
   const regions: Region[] = [];
+  // With the same admission (trust domains) and mode, equal signatures are the whole story.
+  const admitAlike = oldPolicy.mode === newPolicy.mode && [...oldPolicy.federatesWith].sort().join() === [...newPolicy.federatesWith].sort().join();
+  const reach = [reaches(oldPolicy), reaches(newPolicy)];
   for (const { caller, method, p } of cells(oldPolicy, newPolicy)) {
     const base: CaseRequest = { method, path: p.path, source: caller.id };
+    // Most cells meet no rule of either version: nothing to compare there.
+    if (admitAlike && !reach.some((x) => x(caller, method, p))) continue;
     const so = signature(oldPolicy, base);
     const sn = signature(newPolicy, base);
-    if (so?.text === sn?.text && same(outcome(oldPolicy, base), outcome(newPolicy, base))) continue;
+    if (so?.text === sn?.text && (admitAlike || same(outcome(oldPolicy, base), outcome(newPolicy, base)))) continue;
     const conditional = [...(so?.rules ?? []), ...(sn?.rules ?? [])].filter((r) => r.when);
     const variants = [base, ...requestVariants(base, conditional)];
     const witness = variants.find((v) => !same(outcome(oldPolicy, v), outcome(newPolicy, v))) ?? null;
@@ -178,6 +189,25 @@ function cells(a: CheckedPolicy, b: CheckedPolicy) {
 /** The representative request of every cell (for tests: a change outside these would be a missed one). */
 export function cellRequests(a: CheckedPolicy, b: CheckedPolicy): CaseRequest[] {
   return cells(a, b).map(({ caller, method, p }) => ({ method, path: p.path, source: caller.id }));
+}
+
+/**
+ * Does some rule's `from` and `to` match a cell (read off the classes' pattern sets)? The
+ * `to` entries each path class meets are worked out once per class, so a cell costs the
+ * few entries its path meets, not every rule.
+ */
+function reaches(policy: CheckedPolicy): (caller: CallerClass, method: string, p: PathClass) => boolean {
+  const own = trustDomainOf(policy.service);
+  const entries = policy.rules.flatMap((rule) => (rule.to ?? [{ methods: null, paths: null }]).map((m) => ({ rule, m })));
+  const byPath = new Map<PathClass, typeof entries>();
+  const admits = new Map<CallerClass, Set<CheckedRule>>();
+  return (caller, method, p) => {
+    let met = byPath.get(p);
+    if (!met) byPath.set(p, (met = entries.filter(({ m }) => m.paths === null || m.paths.some((t) => p.templates.has(t.text)))));
+    let rules = admits.get(caller);
+    if (!rules) admits.set(caller, (rules = new Set(policy.rules.filter((r) => (r.from ? r.from.some((f) => caller.patterns.has(f.text)) : caller.trustDomain === own)))));
+    return met.some(({ rule, m }) => rules.has(rule) && (m.methods === null || m.methods.includes(method)));
+  };
 }
 
 /** The `when`s that are not the same in both versions here, or `true`. */
