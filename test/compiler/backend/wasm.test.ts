@@ -123,7 +123,7 @@ export function proxy_on_request_headers(contextId: i32, headers: i32, endOfStre
   assert(headers < 0, "probe");
   return 0;
 }`;
-  const wasm = await buildEntry('filters/abort-probe.ts', { 'filters/abort-probe.ts': probe });
+  const wasm = await buildEntry('filters/probe/abort-probe.ts', { 'filters/probe/abort-probe.ts': probe });
   assert.not.ok(readModule(wasm).imports.some((i) => i.name === 'abort'), 'abort is ours, not an env import Envoy lacks');
   const lines: LogLine[] = [];
   const filter = await loadFilter(wasm, { log: (l) => lines.push(l) });
