@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { CliError } from './errors.ts';
 import { compilePolicy } from '../compiler/index.ts';
 import { formatDiagnostic } from '../compiler/frontend/ast.ts';
 import { writeAtomically } from './process.ts';
+import { readPolicyFile } from './inputs.ts';
 
 interface CompileOptions {
   out: string;
@@ -33,11 +33,8 @@ async function compileFiles(files: string[], opts: CompileOptions): Promise<void
   const names = new Map<string, string>();
   let failed = false;
   for (const file of files) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      process.stderr.write(`${file}: error: cannot read policy: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+    const text = readPolicyFile(file);
+    if (text === undefined) {
       failed = true;
       continue;
     }

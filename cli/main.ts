@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { CliError } from './errors.ts';
-import { COMPILER_VERSION } from '../compiler/backend/manifest.ts';
+import { VERSION } from './version.ts';
 
 type Module = { register(program: Command): void };
 
@@ -12,7 +12,11 @@ type Module = { register(program: Command): void };
  */
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Module> }> = {
   compile: { summary: 'compile policies to proxy-wasm filters', load: () => import('./compile.ts') },
+  check: { summary: "compile's diagnostics and warnings, without building wasm", load: () => import('./check.ts') },
+  lint: { summary: 'dead, redundant, duplicate and ambiguous parts of policies', load: () => import('./lint.ts') },
   test: { summary: 'run policy case files in the strict proxy-wasm host', load: () => import('./test.ts') },
+  eval: { summary: "one request's decision through the real filter", load: () => import('./eval.ts') },
+  diff: { summary: 'the requests two versions of a policy decide differently', load: () => import('./diff.ts') },
   ca: { summary: 'the certificate authority: SPIFFE X.509-SVIDs, join tokens', load: () => import('./ca.ts') },
   agent: { summary: 'node agent: SVID in memory, SDS/ECDS for Envoy, embedded mTLS sidecar', load: () => import('./agent.ts') },
   envoy: { summary: 'Envoy bootstrap generation and validation', load: () => import('./envoy.ts') },
@@ -27,7 +31,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Module> }>
 export async function program(only?: string): Promise<Command> {
   const root = new Command('palisade')
     .description('Zero-trust service perimeter: policies compiled to proxy-wasm filters, SPIFFE identities for every service')
-    .version(COMPILER_VERSION)
+    .version(VERSION, '-V, --version', 'print the version, the proxy-wasm ABI and the AssemblyScript version')
     .exitOverride();
   if (only && Object.hasOwn(COMMANDS, only)) (await COMMANDS[only].load()).register(root);
   else for (const [name, { summary }] of Object.entries(COMMANDS)) root.command(name).summary(summary);

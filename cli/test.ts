@@ -1,93 +1,118 @@
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { CliError } from './errors.ts';
-import { compilePolicy } from '../compiler/index.ts';
-import { formatDiagnostic } from '../compiler/frontend/ast.ts';
-import { loadFilter, FilterLoadError } from '../host/index.ts';
-import { parseCaseFile, runCases, CaseFileError, type CaseFile, type CaseResult } from '../testing/cases.ts';
+import { failCompile, readInput } from './inputs.ts';
+import { analyze } from '../compiler/frontend/index.ts';
+import type { CheckedPolicy } from '../compiler/frontend/ast.ts';
+import { FilterLoadError } from '../host/index.ts';
+import { parseCaseFile, runCases, CaseFileError, type CaseFile } from '../testing/cases.ts';
+import { FilterSet } from '../testing/filter-set.ts';
+import { compileWithCache } from '../testing/filter-cache.ts';
+import { coverage, type PolicyCoverage } from '../testing/coverage.ts';
+import { render, FORMATS, type FileRun, type Format } from './test-report.ts';
+
+interface TestOptions {
+  wasm?: string;
+  verbose?: boolean;
+  run?: string;
+  format: string;
+  coverage?: boolean;
+  cache: boolean;
+}
 
 /**
- * `palisade test <cases.json>...`: compiles each case file's policy and runs its cases
- * through the compiled filter in the strict host. Prints every failing case with expected
- * and actual values, then exactly `N passed, M failed`. Exit 0 when all pass, 1 when any
- * fails, 2 for unusable input (a bad case file or policy), before any case runs.
+ * `palisade test <cases.json>...`: compiles each case file's policy (or takes it from the
+ * filter cache, testing/filter-cache.ts) and runs its cases through the compiled filter in
+ * the strict host. Reports as text (failing cases, `-v` every case, then exactly
+ * `N passed, M failed`), JSON or JUnit XML; `--coverage` adds what no case exercised.
+ * Exit 0 when all pass, 1 when any fails, 2 for unusable input (every problem of every case
+ * file, a policy that does not compile, a `--run` that selects nothing), before any case runs.
  */
 export function register(program: Command): void {
   program.command('test')
     .description('run policy case files against the compiled filters in the strict proxy-wasm host')
-    .argument('<cases...>', 'case files (JSON: { "policy": "x.policy.json", "cases": [...] })')
+    .argument('<cases...>', 'case files (JSON: { "policy": "x.policy.json", "cases": [...] }; schema/cases.schema.json)')
     .option('--wasm <file>', 'run every case file against this compiled filter instead of compiling its policy')
-    .action(async (files: string[], opts: { wasm?: string }) => {
-      const failed = await testFiles(files, opts.wasm);
-      if (failed) throw new CliError('', 1);
+    .option('-v, --verbose', 'print every case with its decision, not only the failing ones')
+    .option('--run <regex>', 'run only the cases whose name matches this regular expression')
+    .option('--format <format>', `report format: ${FORMATS.join(', ')}`, 'text')
+    .option('--coverage', 'report the rules, `to` entries and `when` branches no case exercised')
+    .option('--no-cache', 'compile every policy instead of using the compiled-filter cache')
+    .action(async (files: string[], opts: TestOptions) => {
+      if (!(FORMATS as readonly string[]).includes(opts.format)) throw new CliError(`--format must be one of ${FORMATS.join(', ')}, not "${opts.format}"`, 2);
+      const caseFiles = select(files.map(readCaseFile), opts.run);
+      const runs = await runFiles(caseFiles, opts);
+      const covered = opts.coverage ? coverageOf(runs) : undefined;
+      process.stdout.write(render(opts.format as Format, runs, { verbose: !!opts.verbose, coverage: covered }));
+      if (runs.some((r) => r.results.some((x) => !x.passed))) throw new CliError('', 1);
     });
 }
 
-async function testFiles(files: string[], wasmFile?: string): Promise<number> {
-  const caseFiles = files.map(readCaseFile);
+/** Every problem of every case file on stderr before anything runs. */
+function readCaseFile(file: string): CaseFile | null {
+  try {
+    return parseCaseFile(file, readInput(file, 'case file').toString('utf8'));
+  } catch (err) {
+    if (!(err instanceof CaseFileError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    return null;
+  }
+}
+
+function select(caseFiles: (CaseFile | null)[], run: string | undefined): CaseFile[] {
+  if (caseFiles.includes(null)) throw new CliError('', 2);
+  if (run === undefined) return caseFiles as CaseFile[];
+  let pattern: RegExp;
+  try {
+    pattern = new RegExp(run);
+  } catch (err) {
+    throw new CliError(`--run: not a regular expression: ${(err as Error).message}`, 2);
+  }
+  const selected = (caseFiles as CaseFile[]).map((cf) => ({ ...cf, cases: cf.cases.filter((c) => pattern.test(c.name)) })).filter((cf) => cf.cases.length);
+  if (!selected.length) throw new CliError(`--run ${JSON.stringify(run)} selects no case`, 2);
+  return selected;
+}
+
+async function runFiles(caseFiles: CaseFile[], opts: TestOptions): Promise<FileRun[]> {
   const filters = new Map<string, Uint8Array>(); // policy (or --wasm) path → wasm
   for (const cf of caseFiles) {
-    const key = wasmFile ?? cf.policy;
-    if (!filters.has(key)) filters.set(key, wasmFile ? readInput(wasmFile, 'compiled filter') : await compile(cf.policy));
+    const key = opts.wasm ?? cf.policy;
+    if (!filters.has(key)) filters.set(key, opts.wasm ? readInput(opts.wasm, 'compiled filter') : await compile(cf.policy, opts.cache));
   }
-  let passed = 0;
-  let failed = 0;
+  const runs: FileRun[] = [];
   for (const cf of caseFiles) {
-    const key = wasmFile ?? cf.policy;
-    let filter;
+    const key = opts.wasm ?? cf.policy;
+    const set = new FilterSet(filters.get(key)!, path.basename(key));
     try {
-      filter = await loadFilter(filters.get(key)!, { name: path.basename(key) });
+      await set.for(undefined);
     } catch (err) {
       if (err instanceof FilterLoadError) throw new CliError(`${key}: the filter does not load in the strict host: ${err.message}`, 1);
       throw err;
     }
     try {
-      for (const result of await runCases(filter, cf.cases)) {
-        if (result.passed) passed++;
-        else {
-          failed++;
-          process.stdout.write(report(result));
-        }
-      }
+      runs.push({ file: cf, results: await runCases(set, cf.cases) });
     } finally {
-      await filter.close();
+      await set.close();
     }
   }
-  process.stdout.write(`${passed} passed, ${failed} failed\n`);
-  return failed;
+  return runs;
 }
 
-function readInput(file: string, what: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (err) {
-    throw new CliError(`${file}: cannot read ${what}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 2);
-  }
-}
-
-function readCaseFile(file: string): CaseFile {
-  try {
-    return parseCaseFile(file, readInput(file, 'case file').toString('utf8'));
-  } catch (err) {
-    if (err instanceof CaseFileError) throw new CliError(err.message, 2);
-    throw err;
-  }
-}
-
-async function compile(policy: string): Promise<Uint8Array> {
-  const result = await compilePolicy(policy, readInput(policy, 'policy').toString('utf8'));
-  if (!result.ok) {
-    for (const d of result.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
-    throw new CliError(`${policy}: the policy does not compile`, 2);
-  }
+async function compile(policy: string, cache: boolean): Promise<Uint8Array> {
+  const warn = (line: string) => process.stderr.write(`palisade: warning: ${line}\n`);
+  const result = await compileWithCache(policy, readInput(policy, 'policy').toString('utf8'), cache, warn);
+  if (!result.ok) failCompile(policy, result.diagnostics);
   return result.wasm;
 }
 
-function report(result: CaseResult): string {
-  const { case: c, outcome, decision } = result;
-  const lines = [`FAIL ${c.at} ${JSON.stringify(c.name)}`, ...result.failures.map((f) => `  ${f}`)];
-  if (decision) lines.push(`  (rule ${JSON.stringify(decision.rule)}, reason ${JSON.stringify(decision.reason)}, mode ${decision.mode})`);
-  else if (outcome.details === 'wasm_fail_stream') lines.push('  (the filter trapped: 503 wasm_fail_stream)');
-  return `${lines.join('\n')}\n`;
+/** Per policy, over the cases of every file that tests it. */
+function coverageOf(runs: FileRun[]): PolicyCoverage[] {
+  const policies = [...new Set(runs.map((r) => r.file.policy))];
+  return policies.map((file) => coverage(checked(file), runs.filter((r) => r.file.policy === file).flatMap((r) => r.results)));
+}
+
+function checked(file: string): CheckedPolicy {
+  const { policy, diagnostics } = analyze(path.relative(process.cwd(), file), readInput(file, 'policy').toString('utf8'));
+  if (!policy) failCompile(file, diagnostics);
+  return policy;
 }

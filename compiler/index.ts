@@ -11,6 +11,7 @@
  */
 import { analyze } from './frontend/index.ts';
 import type { CheckedPolicy, Diagnostic } from './frontend/ast.ts';
+import type { Program } from './ir/ir.ts';
 import { lower } from './ir/lower.ts';
 import { optimize } from './optimize/index.ts';
 import { plan, type Plan } from './plan/index.ts';
@@ -41,6 +42,23 @@ export async function compilePolicy(file: string, text: string): Promise<Compile
   if (!policy) return { ok: false, diagnostics };
   const out = await compileChecked(policy);
   return { ...out, warnings: [...diagnostics.filter((d) => d.severity === 'warning'), ...out.warnings] };
+}
+
+/** Everything `compilePolicy` checks and warns about, without building wasm (`palisade check`). */
+export function checkPolicy(file: string, text: string): Checked | { ok: false; diagnostics: Diagnostic[] } {
+  const { policy, diagnostics } = analyze(file, text);
+  if (!policy) return { ok: false, diagnostics };
+  const { program, warnings } = optimize(lower(policy));
+  return { ok: true, policy, program, warnings: [...diagnostics.filter((d) => d.severity === 'warning'), ...warnings] };
+}
+
+export interface Checked {
+  ok: true;
+  policy: CheckedPolicy;
+  /** The optimized IR. */
+  program: Program;
+  /** Front-end and optimizer warnings, as `compilePolicy` reports them. */
+  warnings: Diagnostic[];
 }
 
 export async function compileChecked(policy: CheckedPolicy): Promise<Compiled> {

@@ -5,10 +5,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseCaseFile, runCases } from '../../testing/cases.ts';
+import { FilterSet } from '../../testing/filter-set.ts';
 import type { FilterCheck } from './filter-slot.ts';
 
 export function caseFileCheck(file: string): FilterCheck {
-  return async (_wasm, filter) => {
+  return async (wasm, filter) => {
     let text: string;
     try {
       text = await readFile(file, 'utf8');
@@ -16,7 +17,9 @@ export function caseFileCheck(file: string): FilterCheck {
       throw new Error(`case file ${file}: ${(err as Error).message}`);
     }
     const { cases } = parseCaseFile(file, text);
-    const failed = (await runCases(filter, cases)).filter((r) => !r.passed);
+    // Cases with their own plugin configuration run in instances of the candidate loaded with it.
+    const filters = new FilterSet(wasm, 'candidate', filter);
+    const failed = (await runCases(filters, cases).finally(() => filters.close())).filter((r) => !r.passed);
     if (failed.length) {
       const first = failed.slice(0, 3).map((r) => `"${r.case.name}" (${r.case.at}): ${r.failures.join('; ')}`);
       throw new Error(`${failed.length} of ${cases.length} cases in ${file} fail: ${first.join(' | ')}`);

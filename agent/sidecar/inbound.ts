@@ -28,6 +28,7 @@ import { refusalOf, type PeerCredential } from './standing.ts';
 import type { LiveKeys } from '../identity/live-keys.ts';
 import { jwkThumbprint, type EcJwk } from '../../spiffe/pki.ts';
 import type { DecisionAudit, Evidence } from './audit.ts';
+import { FINGERPRINT_REASONS } from './refusal-reasons.ts';
 
 export interface InboundLimits {
   /** Request line + headers; larger gets 431 from node:http. */
@@ -174,7 +175,7 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
       );
     } catch (err) {
       if (!(err instanceof FingerprintError)) throw err;
-      return refuse(err.status, err.status === 401 ? 'unauthenticated' : 'unavailable', `fingerprint ${err.reason}`);
+      return refuse(err.status, err.status === 401 ? 'unauthenticated' : 'unavailable', FINGERPRINT_REASONS[err.reason]);
     }
     evidence.fingerprint = firstHeader(req.headers[FINGERPRINT_HEADER]);
 

@@ -16,6 +16,7 @@
  * - `exportStart: _initialize`: no wasm start section (Envoy calls `_initialize`).
  * - `optimizeLevel: 3` with `shrinkLevel: 1`: fast code; the policy tables are data segments either way.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path, { join } from 'node:path';
@@ -48,6 +49,13 @@ function sources(): Map<string, string> {
     }
   }
   return library;
+}
+
+/** sha256 over asconfig.json, the runtime and the entry points: what every filter is built from besides its policy. */
+export function libraryDigest(): string {
+  const hash = createHash('sha256');
+  for (const [name, text] of [...sources()].sort(([a], [b]) => (a < b ? -1 : 1))) hash.update(`${name}\0${text}\0`);
+  return hash.digest('hex');
 }
 
 export const ASC_FLAGS = ['--config', CONFIG, '--target', 'release', '--noColors'];

@@ -3,8 +3,8 @@
  * envoy/manifest.ts (name, service, wasm.sha256, wasm.file).
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Plan } from '../plan/plan.ts';
+import { ABI_VERSION, COMPILER_VERSION } from './toolchain.ts';
 
 export interface Manifest {
   name: string;
@@ -14,12 +14,10 @@ export interface Manifest {
   wasm: { file: string; sha256: string; bytes: number };
   compiler: { name: 'palisade'; version: string };
   /** The proxy-wasm ABI the filter exports (`proxy_abi_version_0_2_1`). */
-  abi: '0.2.1';
+  abi: typeof ABI_VERSION;
   /** Rules in the policy, and rules left after optimization (the others can never apply). */
   rules: { total: number; live: number };
 }
-
-export const COMPILER_VERSION: string = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
 
 export const sha256 = (bytes: Uint8Array | string): string => createHash('sha256').update(bytes).digest('hex');
 
@@ -31,7 +29,7 @@ export function manifestFor(p: Plan, totalRules: number, wasm: Uint8Array): Mani
     source: { ...p.source },
     wasm: { file: `${p.name}.wasm`, sha256: sha256(wasm), bytes: wasm.length },
     compiler: { name: 'palisade', version: COMPILER_VERSION },
-    abi: '0.2.1',
+    abi: ABI_VERSION,
     rules: { total: totalRules, live: p.rules.length },
   };
 }

@@ -32,7 +32,7 @@ function lowerRule(r: CheckedRule): Rule {
   };
 }
 
-function flattenMatch(m: NonNullable<CheckedRule['to']>[number]): Route[] {
+export function flattenMatch(m: NonNullable<CheckedRule['to']>[number]): Route[] {
   if (m.paths === null) return [{ methods: m.methods, path: null, span: m.span }];
   return m.paths.map((path) => ({ methods: m.methods, path, span: path.span }));
 }

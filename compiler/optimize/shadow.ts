@@ -22,7 +22,7 @@ export function shadow(p: Program): Program {
 }
 
 /** A segment pattern: literal text, or `null` for a one-segment wildcard (`*`, `{param}`). */
-type Segs = { segs: (string | null)[]; rest: boolean };
+export type Segs = { segs: (string | null)[]; rest: boolean };
 
 /** Does every sequence `inner` matches also match `outer`? */
 export function segsCover(outer: Segs, inner: Segs): boolean {
@@ -36,16 +36,16 @@ export function segsCover(outer: Segs, inner: Segs): boolean {
 }
 
 const principalSegs = (x: PrincipalPattern): Segs => ({ segs: x.segments.map((s) => (s === '*' ? null : s)), rest: x.rest });
-const pathSegs = (x: PathTemplate): Segs => ({ segs: x.segments.map((s) => (s.kind === 'param' ? null : s.value)), rest: x.rest });
+export const pathSegs = (x: PathTemplate): Segs => ({ segs: x.segments.map((s) => (s.kind === 'param' ? null : s.value)), rest: x.rest });
 
 /** `null` (no `from`): every caller of the service's own trust domain `own`. */
-function callersCover(outer: PrincipalPattern[] | null, inner: PrincipalPattern[] | null, own: string): boolean {
+export function callersCover(outer: PrincipalPattern[] | null, inner: PrincipalPattern[] | null, own: string): boolean {
   if (outer === null) return inner === null || inner.every((i) => i.trustDomain === own);
   if (inner === null) return false;
   return inner.every((i) => outer.some((o) => o.trustDomain === i.trustDomain && segsCover(principalSegs(o), principalSegs(i))));
 }
 
-function routesCover(outer: Route[] | null, inner: Route[] | null): boolean {
+export function routesCover(outer: Route[] | null, inner: Route[] | null): boolean {
   if (outer === null) return true;
   if (inner === null) return false;
   return inner.every((i) => outer.some((o) => routeCovers(o, i)));

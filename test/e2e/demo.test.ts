@@ -15,7 +15,7 @@ test('the demo runs every scenario as described and stops cleanly', async () => 
   const code = await new Promise((resolve) => child.once('exit', resolve));
   assert.is(code, 0, stderr);
   assert.match(stdout, '7 of 7 scenarios behaved as expected');
-  for (const expected of ['rule list-cards', 'rule pii-needs-scope-and-consent', '[no client certificate]', '[fingerprint replayed]', '(dry-run: not enforced)']) {
+  for (const expected of ['rule list-cards', 'rule pii-needs-scope-and-consent', '[no client certificate]', '[fingerprint_replay]', '(dry-run: not enforced)']) {
     assert.ok(stdout.includes(expected), expected);
   }
   // The audit logs stay behind and verify with the command the demo prints.

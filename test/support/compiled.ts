@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { compilePolicy, type Compiled } from '../../compiler/index.ts';
-import { COMPILER_VERSION } from '../../compiler/backend/manifest.ts';
+import { COMPILER_VERSION } from '../../compiler/backend/toolchain.ts';
 
 const built = new Map<string, Promise<Compiled>>();
 

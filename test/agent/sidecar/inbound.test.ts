@@ -150,7 +150,7 @@ inbound('a replayed fingerprint is refused', async () => {
   assert.is(first.status, 200);
   assert.is(again.status, 401);
   await sleep(10);
-  assert.is(lastLog().reason, 'fingerprint replayed');
+  assert.is(lastLog().reason, 'fingerprint_replay'); // the filter's word for it (docs/cases.md)
 });
 
 inbound('oversized headers 431, oversized bodies 413', async () => {

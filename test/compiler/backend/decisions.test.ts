@@ -10,7 +10,7 @@ import { loadFilter, type Filter, type FilterRequest } from '../../../host/filte
 import fc from 'fast-check';
 import { checked, refusesConfiguration, SERVICE } from './helpers.ts';
 import { JWT_AUTHN, withFingerprint } from '../../../testing/fingerprint.ts';
-import { decide, normalizePath } from '../frontend/oracle.ts';
+import { decide, normalizePath } from '../../../testing/oracle.ts';
 
 const WEB = 'spiffe://corp.test/ns/web/sa/frontend';
 const OPS = 'spiffe://corp.test/ns/ops/sa/prober';

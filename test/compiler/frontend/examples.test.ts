@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { analyze } from '../../../compiler/frontend/index.ts';
 import { formatDiagnostic, type CheckedPolicy } from '../../../compiler/frontend/ast.ts';
 import { caseFingerprint, parseCaseFile, type CaseFile } from '../../../testing/cases.ts';
-import { decide, normalizePath } from './oracle.ts';
+import { decide, normalizePath } from '../../../testing/oracle.ts';
 import { SERVICE, policyText } from './helpers.ts';
 
 const SPEC_REASON = /^(fingerprint_\w+|invalid_principal|foreign_trust_domain|inject_invalid_value)$/;

@@ -5,7 +5,7 @@
  * of accepted jtis). It checks that the example case files say what the spec says,
  * independently of the compiled filter; the back end can use it for differential tests.
  */
-import type { CheckedPolicy, CheckedRule, PathTemplate, PrincipalPattern, TExpr } from '../../../compiler/frontend/ast.ts';
+import type { CheckedPolicy, CheckedRule, PathTemplate, PrincipalPattern, TExpr } from '../compiler/frontend/ast.ts';
 
 export interface CaseRequest {
   method: string;
@@ -179,25 +179,66 @@ function evaluate(e: TExpr, c: Ctx): V {
 
 const isMap = (v: V): v is Record<string, V> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** Does the rule's `from` admit the caller? No `from`: any caller of the service's own trust domain (federated callers need a `from`). */
+const callerMatches = (rule: CheckedRule, c: Ctx): boolean => (rule.from ? rule.from.some((p) => matchPrincipal(p, c.source)) : c.local);
+
+/** Does one `to` entry match the request? Fills `params` from its first matching template. */
+function entryMatches(m: NonNullable<CheckedRule['to']>[number], c: Ctx): boolean {
+  if (m.methods && !m.methods.includes(c.method)) return false;
+  if (!m.paths) return true;
+  for (const t of m.paths) {
+    const params = matchTemplate(t, c.path);
+    if (params) return (c.params = params), true;
+  }
+  return false;
+}
+
 /** Whether a rule applies; fills `params` from the first matching template. */
 function applies(rule: CheckedRule, c: Ctx): boolean {
-  // No `from`: any caller of the service's own trust domain (federated callers need a `from`).
-  if (rule.from ? !rule.from.some((p) => matchPrincipal(p, c.source)) : !c.local) return false;
-  if (rule.to) {
-    const hit = rule.to.some((m) => {
-      if (m.methods && !m.methods.includes(c.method)) return false;
-      if (!m.paths) return true;
-      for (const t of m.paths) {
-        const params = matchTemplate(t, c.path);
-        if (params) return (c.params = params), true;
-      }
-      return false;
-    });
-    if (!hit) return false;
-  }
+  if (!callerMatches(rule, c)) return false;
+  if (rule.to && !rule.to.some((m) => entryMatches(m, c))) return false;
   if (!rule.when) return true;
   const v = evaluate(rule.when, c);
   return typeof v === 'boolean' ? v : rule.effect === 'deny';
+}
+
+/** What each part of a rule says about one request (`palisade test --coverage`). */
+export interface RuleTrace {
+  /** `from` admits the caller. */
+  caller: boolean;
+  /** Per `to` entry (none when the rule has no `to`): it matches the request, for a caller `from` admits. */
+  to: boolean[];
+  /** The `when` value when `from` and `to` matched and there is a `when`: true, false or 'error'; else null. */
+  when: boolean | 'error' | null;
+}
+
+/** Per rule, how it met `req`; null when the request is refused before any rule (400, 401). */
+export function traceRules(policy: CheckedPolicy, req: CaseRequest): RuleTrace[] | null {
+  const base = ruleContext(policy, req);
+  if (!base) return null;
+  return policy.rules.map((rule) => {
+    const c: Ctx = { ...base, params: {} };
+    const caller = callerMatches(rule, c);
+    // Every entry is tried (coverage asks about each, on a copy); `when` sees the params of the first hit, as at run time.
+    const to = (rule.to ?? []).map((m) => caller && entryMatches(m, { ...c }));
+    const reached = caller && (rule.to === null || rule.to.some((m) => entryMatches(m, c)));
+    if (!reached || !rule.when) return { caller, to, when: null };
+    const v = evaluate(rule.when, c);
+    return { caller, to, when: typeof v === 'boolean' ? v : 'error' };
+  });
+}
+
+/** The request as rules see it, or null when it is refused before them (bad path, no or foreign caller). */
+function ruleContext(policy: CheckedPolicy, req: CaseRequest): Omit<Ctx, 'params'> | null {
+  const path = normalizePath(req.path);
+  if (path === null || !req.source) return null;
+  const domain = callerTrustDomain(req.source);
+  if (domain === null) return null;
+  const local = domain === trustDomainOfService(policy.service);
+  if (!local && !policy.federatesWith.includes(domain)) return null;
+  const headers = Object.fromEntries(Object.entries(req.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+  const query = Object.fromEntries(new URLSearchParams(req.path.split('?')[1] ?? ''));
+  return { method: req.method, path, host: headers.host ?? '', headers, query, source: req.source, local, user: req.user };
 }
 
 /** Clock skew and fingerprint lifetime, in seconds (docs/policy.md, "Fingerprints"). */
@@ -250,9 +291,8 @@ export function decide(policy: CheckedPolicy, req: CaseRequest, accepted = new S
   if (!local && !policy.federatesWith.includes(domain)) return { ...reply('unauthenticated', 401), reason: 'foreign_trust_domain' };
   const refused = refuseFingerprint(policy, req, accepted);
   if (refused) return { ...reply('unauthenticated', 401), reason: refused };
-  const headers = Object.fromEntries(Object.entries(req.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
-  const query = Object.fromEntries(new URLSearchParams(req.path.split('?')[1] ?? ''));
-  const base = { method: req.method, path, host: headers.host ?? '', headers, query, source: req.source, local, user: req.user };
+  const base = ruleContext(policy, req)!; // the same checks passed above
+  const { headers } = base;
   const ctx = (): Ctx => ({ ...base, params: {} });
   const deny = policy.rules.find((r) => r.effect === 'deny' && applies(r, ctx()));
   if (deny) return reply('deny', 403, deny.id);
