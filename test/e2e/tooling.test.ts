@@ -1,5 +1,5 @@
 /**
- * The policy loop around compile (issue 17 item 1): --version, check, eval, and test's
+ * The policy loop around compile: --version, check, eval, and test's
  * reports, selection, coverage, per-case plugin configuration and compiled-filter cache,
  * each through a real `palisade` process on real files, filters compiled for real.
  */
