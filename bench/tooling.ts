@@ -1,5 +1,5 @@
 /**
- * The policy loop as users run it (issue 17): wall time of `palisade check`, `palisade test`
+ * The policy loop as users run it: wall time of `palisade check`, `palisade test`
  * (cold: empty filter cache; cached: the same policy again) and `palisade compile`, each a
  * fresh process through bin/palisade.js, for the examples and a generated 1,000-rule policy
  * with 100 cases. Targets: check under 1 s for the examples; a cached test skips the build.

@@ -1,5 +1,5 @@
 /**
- * palisade diff (issue 17 item 3): on real policies, every witness is decided as reported by
+ * palisade diff: on real policies, every witness is decided as reported by
  * the real compiled filters (`palisade eval`); on random pairs of policies, every witness is
  * confirmed by the reference interpreter and no request decided differently lies outside the
  * reported regions.

@@ -1,5 +1,5 @@
 /**
- * palisade lint (issue 17 item 2) on real policies through the real front end and optimizer:
+ * palisade lint on real policies through the real front end and optimizer:
  * each finding at its position with its id, sorted and reported once, and the findings that
  * claim "changes nothing" checked against the reference interpreter: deleting what they
  * point at changes no decision.
