@@ -136,8 +136,17 @@ export class Filter {
     return this.vm.failed;
   }
 
+  /** The module's metrics by the names it defined them with. */
   metrics(): ReturnType<Vm['metricsSnapshot']> {
     return this.vm.metricsSnapshot();
+  }
+
+  /**
+   * The same metrics under the names Envoy's `/stats` shows: Envoy puts every metric a
+   * module defines in its custom stat namespace, `wasmcustom.` (docs/host.md, "Metrics").
+   */
+  stats(): ReturnType<Vm['metricsSnapshot']> {
+    return this.vm.metricsSnapshot('wasmcustom.');
   }
 
   async close(): Promise<void> {

@@ -17,6 +17,7 @@ import * as shared from './shared.ts';
 import type { SharedData } from './shared-data.ts';
 import { AddressCache } from './address-cache.ts';
 import { isFieldValue } from './field-value.ts';
+import { restrictable, DURING_START, DURING_MALLOC, type Restriction } from './restricted.ts';
 
 /** Thrown when a module cannot be loaded the way Envoy would refuse it. */
 export class FilterLoadError extends Error {
@@ -117,6 +118,8 @@ class ProcExit extends Error {}
 export class Vm {
   readonly rootContextId: number;
   failed: string | null = null;
+  /** Set while the module runs _initialize or its allocator: see restricted.ts. */
+  restriction: Restriction | null = null;
   /**
    * The module's functions by name, looked up per callback: a Map is cheaper than the
    * exports object (a frozen object with one property per export).
@@ -177,7 +180,12 @@ export class Vm {
   /** Envoy's start sequence: _initialize, context create, vm start, configure. Throws FilterLoadError. */
   start(pluginConfiguration: Uint8Array): void {
     const root = this.contexts.get(this.rootContextId)!;
-    if (this.has('_initialize')) this.call(root, '_initialize');
+    if (this.has('_initialize')) {
+      this.restriction = DURING_START;
+      this.call(root, '_initialize');
+      this.restriction = null;
+      if (this.failed) throw new FilterLoadError(`Wasm VM failed in _initialize: ${this.failed}`);
+    }
     this.call(root, 'proxy_on_context_create', root.id, 0);
     if (this.has('proxy_on_vm_start') && !this.call(root, 'proxy_on_vm_start', root.id, this.options.vmConfiguration.length)) {
       throw new FilterLoadError(this.failed ? `Wasm VM failed in proxy_on_vm_start: ${this.failed}` : 'Wasm VM failed to start: proxy_on_vm_start returned false');
@@ -278,11 +286,13 @@ export class Vm {
     this.contexts.delete(root.id);
   }
 
-  metricsSnapshot(): Record<string, { type: 'counter' | 'gauge' | 'histogram'; value: number; count?: number; sum?: number }> {
+  /** The module's metrics by the name it defined, each with `prefix` before it. */
+  metricsSnapshot(prefix = ''): Record<string, { type: 'counter' | 'gauge' | 'histogram'; value: number; count?: number; sum?: number }> {
     const out: ReturnType<Vm['metricsSnapshot']> = {};
     for (const m of this.metrics) {
-      if (m.type === MetricType.HISTOGRAM) out[m.name] = { type: 'histogram', value: m.sum, count: m.count, sum: m.sum };
-      else out[m.name] = { type: m.type === MetricType.COUNTER ? 'counter' : 'gauge', value: Number(m.value) };
+      const name = prefix + m.name;
+      if (m.type === MetricType.HISTOGRAM) out[name] = { type: 'histogram', value: m.sum, count: m.count, sum: m.sum };
+      else out[name] = { type: m.type === MetricType.COUNTER ? 'counter' : 'gauge', value: Number(m.value) };
     }
     return out;
   }
@@ -334,7 +344,14 @@ export class Vm {
 
   /** Memory from the module's allocator (malloc or proxy_on_memory_allocate); 0 on failure. */
   private alloc(size: number): number {
-    const ptr = this.allocate(size) >>> 0;
+    const saved = this.restriction;
+    this.restriction = DURING_MALLOC;
+    let ptr: number;
+    try {
+      ptr = this.allocate(size) >>> 0;
+    } finally {
+      this.restriction = saved;
+    }
     return ptr !== 0 && ptr + size <= this.view().length ? ptr : 0;
   }
 
@@ -478,7 +495,7 @@ export class Vm {
   private imports(): WebAssembly.Imports {
     const env = this.envImports();
     const wasi = this.wasiImports();
-    return { env, wasi_snapshot_preview1: wasi, wasi_unstable: wasi };
+    return restrictable({ env, wasi_snapshot_preview1: wasi, wasi_unstable: wasi }, this);
   }
 
   private envImports(): Record<string, (...args: any[]) => number | void> {
@@ -614,7 +631,7 @@ export class Vm {
         if (!pairs) return S.BAD_ARGUMENT;
         if (!pairs.every(([, v]) => isFieldValue(v, 0, v.length))) return this.refuseHeaderValue();
         map.length = 0;
-        for (const [k, v] of pairs) map.push([lower(decoder.decode(k)), decoder.decode(v)]);
+        for (const [k, v] of pairs) addHeader(map, lower(decoder.decode(k)), decoder.decode(v));
         return S.OK;
       },
       proxy_get_header_map_size: (type: number, sizePtr: number) => {
@@ -901,14 +918,24 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/**
+ * Envoy's HeaderMapImpl keeps pseudo-headers before regular ones (nghttp2 requires it): a
+ * pseudo-header goes after the last pseudo-header, anything else at the end.
+ */
 function addHeader(map: Pair[], key: string, value: string): void {
-  map.push([key, value]);
+  if (key.charCodeAt(0) !== 0x3a) {
+    map.push([key, value]);
+    return;
+  }
+  let end = 0;
+  while (end < map.length && map[end][0].charCodeAt(0) === 0x3a) end++;
+  map.splice(end, 0, [key, value]);
 }
 
 /** Envoy's setCopy (runtime flag http_set_copy_replace_all_headers, on): remove every value, then add one. */
 function replaceHeader(map: Pair[], key: string, value: string): void {
   removeAll(map, key);
-  map.push([key, value]);
+  addHeader(map, key, value);
 }
 
 function removeAll(map: Pair[], key: string): void {
