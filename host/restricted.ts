@@ -35,8 +35,8 @@ type HostFunction = (...args: any[]) => number | void;
 
 /**
  * Every import checks the restriction in force before it runs, as cpp-host's V8 wrapper does.
- * Fixed parameters instead of a rest array: imports sit on the per-request path, and no
- * proxy-wasm import takes more than 12 arguments.
+ * The wrapper takes exactly the import's parameters: V8 calls a JS import fastest when the
+ * arities match, and imports sit on the per-request path.
  */
 export function restrictable(
   imports: Record<string, Record<string, HostFunction>>,
@@ -47,13 +47,25 @@ export function restrictable(
     const guarded: Record<string, HostFunction> = {};
     for (const [name, fn] of Object.entries(functions)) {
       const key = `${module}.${name}`;
-      guarded[name] = (a?: any, b?: any, c?: any, d?: any, e?: any, f?: any, g?: any, h?: any, i?: any, j?: any, k?: any, l?: any) => {
+      const check = () => {
         const r = state.restriction;
         if (r !== null && !r.allowed.has(key)) throw new RestrictedCall(`restricted_callback: ${key} may not be called during ${r.phase}`);
-        return fn(a, b, c, d, e, f, g, h, i, j, k, l);
       };
+      guarded[name] = guard(fn, check);
     }
     out[module] = guarded;
   }
   return out;
+}
+
+function guard(fn: HostFunction, check: () => void): HostFunction {
+  switch (fn.length) {
+    case 0: return () => (check(), fn());
+    case 1: return (a) => (check(), fn(a));
+    case 2: return (a, b) => (check(), fn(a, b));
+    case 3: return (a, b, c) => (check(), fn(a, b, c));
+    case 4: return (a, b, c, d) => (check(), fn(a, b, c, d));
+    case 5: return (a, b, c, d, e) => (check(), fn(a, b, c, d, e));
+    default: return (...args) => (check(), fn(...args)); // only the rare calls take more
+  }
 }

@@ -5,6 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadFilter, FilterLoadError, type Filter, type FilterRequest } from '../../host/index.ts';
+import { IMPORTS } from '../../host/abi.ts';
 import { fixtureFilter, tinyModule, type TinyModule } from './fixtures.ts';
 
 const request = (op: string): FilterRequest => ({ method: 'GET', path: '/cards/./42', authority: 'card.internal', headers: { 'x-test': op, 'x-request-id': 'r1' } });
@@ -62,6 +63,24 @@ for (const imp of [env('proxy_define_metric', 4), env('proxy_get_property', 4), 
     }
   });
 }
+
+test('every import Envoy links is checked: outside the allowlist, each one fails _initialize', async () => {
+  const allowed = new Set(['proxy_log', 'fd_write', 'args_sizes_get', 'args_get', 'environ_sizes_get', 'environ_get', 'fd_prestat_get', 'fd_prestat_dir_name', 'clock_time_get', 'random_get']);
+  const started: string[] = [];
+  for (const [module, functions] of Object.entries(IMPORTS)) {
+    for (const [name, signature] of Object.entries(functions)) {
+      const [params, results] = signature.split('->');
+      const imp: Import = { module, name, params: [...params].map((p) => (p === 'j' ? 'i64' : 'i32')), results: results ? ['i32'] : [] };
+      const f = await loadFilter(initializeCalling(imp)).catch((err: Error) => err);
+      if (f instanceof Error) assert.match(f.message, 'restricted_callback', `${module}.${name}`);
+      else {
+        started.push(name);
+        await f.close();
+      }
+    }
+  }
+  assert.equal([...new Set(started)].sort(), [...allowed].sort());
+});
 
 test('logging, clock and randomness stay allowed during _initialize', async () => {
   for (const [imp, args] of [
