@@ -5,6 +5,7 @@
  * `plugin_name`, with the request's `properties` overrides on top.
  */
 import { Lookup, metadataMessage, resolve, HotProperty, type PropertyPath, type PropertyValue } from './properties.ts';
+import { encodeMetadata } from './metadata-pb.ts';
 import type { FilterRequest } from './request.ts';
 import type { Pair } from './pairs.ts';
 
@@ -15,6 +16,13 @@ interface StreamMaps {
   readonly responseBody: Uint8Array;
 }
 
+/** What the attributes take from the plugin running the stream (the VM itself, in vm.ts). */
+export interface Plugin {
+  readonly pluginName: string;
+  readonly options: { readonly clock: () => bigint };
+}
+
+const NO_METADATA = Object.freeze({});
 let connectionIds = 0n;
 
 export class Attributes {
@@ -24,7 +32,7 @@ export class Attributes {
   constructor(
     private readonly request: FilterRequest,
     private readonly stream: StreamMaps,
-    private readonly plugin: { readonly pluginName: string; clock(): bigint },
+    private readonly plugin: Plugin,
   ) {}
 
   /**
@@ -32,11 +40,14 @@ export class Attributes {
    * property() below). The one fast path: the two paths a policy filter reads on every
    * request, the caller's URI SAN and the whole `metadata` message (PropertyPath.hot), are
    * answered straight from the request without walking scopes, unless the request overrides
-   * properties. The answer is the same one the walk gives (test/host/properties.test.ts).
+   * properties. The answer is the same one the walk gives (test/host/properties.test.ts);
+   * `metadata` comes as its wire bytes (a view of the encoder's scratch buffer, copied into
+   * the module at once), or null when it cannot be serialized, which the caller answers
+   * with SERIALIZATION_FAILURE as it does for the walk's Message.
    */
   lookup(path: PropertyPath, top: (name: string) => PropertyValue | undefined): PropertyValue | undefined {
     if (path.hot !== HotProperty.NONE && this.request.properties === undefined) {
-      return path.hot === HotProperty.METADATA ? this.metadata() : this.request.source?.principal;
+      return path.hot === HotProperty.METADATA ? encodeMetadata(this.filterMetadata()) : this.request.source?.principal;
     }
     return resolve(path.segments, top);
   }
@@ -86,7 +97,7 @@ export class Attributes {
           case 'useragent': return headerValue(req, 'user-agent');
           case 'id': return headerValue(req, 'x-request-id');
           case 'protocol': return 'HTTP/1.1';
-          case 'time': return (this.startedAt ??= this.plugin.clock());
+          case 'time': return (this.startedAt ??= this.plugin.options.clock());
           case 'query': {
             const path = headerValue(req, ':path') ?? '';
             const q = path.indexOf('?');
@@ -127,7 +138,11 @@ export class Attributes {
 
   /** The `metadata` attribute: envoy.config.core.v3.Metadata of the request's dynamic metadata. */
   private metadata(): PropertyValue {
-    return metadataMessage((this.request.metadata ?? {}) as Record<string, PropertyValue>);
+    return metadataMessage(this.filterMetadata());
+  }
+
+  private filterMetadata(): Record<string, PropertyValue> {
+    return (this.request.metadata ?? NO_METADATA) as Record<string, PropertyValue>;
   }
 
   private connection(): bigint {

@@ -143,7 +143,7 @@ export class Filter {
     const vm = this.vm;
     const body = toBytes(request.body);
     if (vm.failed) return failStream([]);
-    const stream = vm.addStream(new Stream(vm.newContextId(), request, body, { pluginName: vm.pluginName, clock: vm.options.clock }));
+    const stream = vm.addStream(new Stream(vm.newContextId(), request, body, vm));
     try {
       // Request headers, then body; Envoy closes each map or buffer once the filter continues.
       stream.open = Open.REQUEST_HEADERS;

@@ -3,7 +3,7 @@
  * reply, reset) and its request's attributes. filter.ts drives its callbacks; the host calls
  * read and change it.
  */
-import { Attributes } from './attributes.ts';
+import { Attributes, type Plugin } from './attributes.ts';
 import { requestHeaders, type FilterRequest } from './request.ts';
 import type { Pair } from './pairs.ts';
 import type { LogLevelName } from './abi.ts';
@@ -55,7 +55,7 @@ export class Stream {
     readonly id: number,
     request: FilterRequest,
     public requestBody: Uint8Array,
-    plugin: { readonly pluginName: string; clock(): bigint },
+    plugin: Plugin,
   ) {
     this.requestHeaders = requestHeaders(request);
     this.attributes = new Attributes(request, this, plugin);
