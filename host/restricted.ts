@@ -54,25 +54,26 @@ export function restrictable(
         guarded[name] = fn; // logging and the clock: no check on the per-request path
         continue;
       }
-      const check = () => {
-        const r = state.restriction;
-        if (r !== null && !r.allowed.has(key)) throw new RestrictedCall(`restricted_callback: ${key} may not be called during ${r.phase}`);
-      };
-      guarded[name] = guard(fn, check);
+      guarded[name] = guard(fn, key, state);
     }
     out[module] = guarded;
   }
   return out;
 }
 
-function guard(fn: HostFunction, check: () => void): HostFunction {
+/** `fn` behind the check; the allowlist is consulted only while a restriction is in force. */
+function guard(fn: HostFunction, key: string, state: { restriction: Restriction | null }): HostFunction {
+  const refuse = (): void => {
+    const r = state.restriction!;
+    if (!r.allowed.has(key)) throw new RestrictedCall(`restricted_callback: ${key} may not be called during ${r.phase}`);
+  };
   switch (fn.length) {
-    case 0: return () => (check(), fn());
-    case 1: return (a) => (check(), fn(a));
-    case 2: return (a, b) => (check(), fn(a, b));
-    case 3: return (a, b, c) => (check(), fn(a, b, c));
-    case 4: return (a, b, c, d) => (check(), fn(a, b, c, d));
-    case 5: return (a, b, c, d, e) => (check(), fn(a, b, c, d, e));
-    default: return (...args) => (check(), fn(...args)); // only the rare calls take more
+    case 0: return () => (state.restriction !== null && refuse(), fn());
+    case 1: return (a) => (state.restriction !== null && refuse(), fn(a));
+    case 2: return (a, b) => (state.restriction !== null && refuse(), fn(a, b));
+    case 3: return (a, b, c) => (state.restriction !== null && refuse(), fn(a, b, c));
+    case 4: return (a, b, c, d) => (state.restriction !== null && refuse(), fn(a, b, c, d));
+    case 5: return (a, b, c, d, e) => (state.restriction !== null && refuse(), fn(a, b, c, d, e));
+    default: return (...args) => (state.restriction !== null && refuse(), fn(...args)); // only the rare calls take more
   }
 }
