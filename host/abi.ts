@@ -154,5 +154,8 @@ export const CALLBACKS: Record<string, Signature> = {
   proxy_on_http_call_response: 'iiiii->',
 };
 
+/** Callbacks that run once the response exists or the stream ends. */
+export const STREAM_END_CALLBACKS = ['proxy_on_response_headers', 'proxy_on_response_body', 'proxy_on_response_trailers', 'proxy_on_log', 'proxy_on_done', 'proxy_on_delete'];
+
 export const ABI_EXPORT = 'proxy_abi_version_0_2_1';
 export const OTHER_ABI_EXPORTS = ['proxy_abi_version_0_1_0', 'proxy_abi_version_0_2_0', 'proxy_abi_version_0_3_0'];

@@ -4,14 +4,17 @@
  * stream context with Envoy's callback order: context_create, request_headers,
  * request_body, (upstream), response_headers, response_body, log, done, delete.
  */
-import { randomUUID } from 'node:crypto';
 import { Action, type LogLevelName } from './abi.ts';
-import { Vm, Open, FilterLoadError, type Stream, type LogLine, type Cluster, type LocalReply } from './vm.ts';
-import { Lookup, metadataMessage, type PropertyValue } from './properties.ts';
+import { Vm, FilterLoadError } from './vm.ts';
+import { Stream, Open, type LogLine, type LocalReply } from './stream.ts';
+import type { FilterRequest } from './request.ts';
+import type { Cluster } from './host-context.ts';
+import type { MetricsSnapshot } from './metrics.ts';
+import type { PropertyValue } from './values.ts';
 import type { Pair } from './pairs.ts';
 
 export { FilterLoadError };
-export type { LogLine, Cluster, Pair, PropertyValue };
+export type { LogLine, Cluster, Pair, PropertyValue, FilterRequest };
 
 export interface LoadOptions {
   /** Plugin configuration (buffer type 7), e.g. a JSON string. */
@@ -33,24 +36,6 @@ export interface LoadOptions {
   clusters?: Record<string, Cluster>;
   /** How long a paused stream may wait for proxy_continue_stream (Envoy's stream idle timeout: 5 min). */
   streamTimeoutMs?: number;
-}
-
-export interface FilterRequest {
-  method: string;
-  /** Path with query, exactly as received. */
-  path: string;
-  authority: string;
-  scheme?: string;
-  /** Names are lowercased; pseudo-headers are not allowed here. */
-  headers?: Record<string, string | string[]> | Pair[];
-  body?: string | Uint8Array;
-  /** `principal`: the peer certificate's URI SAN (mTLS); omitted: no client certificate. */
-  source?: { principal?: string; address?: string };
-  destination?: { address?: string };
-  /** Dynamic metadata by filter name, e.g. `{ 'envoy.filters.http.jwt_authn': { user: claims } }`. */
-  metadata?: Record<string, Record<string, unknown>>;
-  /** Overrides of Envoy attributes by `top` or `top.key`, e.g. `{ 'connection.requested_server_name': 'svc' }`. Integers as bigint. */
-  properties?: Record<string, PropertyValue>;
 }
 
 export interface UpstreamResponse {
@@ -105,8 +90,6 @@ export async function loadFilter(wasm: Uint8Array, options: LoadOptions = {}): P
   return new Filter(vm, options.streamTimeoutMs ?? 300_000);
 }
 
-let connectionIds = 0n;
-
 /** Date.now() in nanoseconds, converted once per millisecond: filters read the time on every request. */
 let lastMs = -1;
 let lastNs = 0n;
@@ -137,8 +120,17 @@ export class Filter {
     return this.vm.failed;
   }
 
-  metrics(): ReturnType<Vm['metricsSnapshot']> {
+  /** The module's metrics by the names it defined them with. */
+  metrics(): MetricsSnapshot {
     return this.vm.metricsSnapshot();
+  }
+
+  /**
+   * The same metrics under the names Envoy's `/stats` shows: Envoy puts every metric a
+   * module defines in its custom stat namespace, `wasmcustom.` (docs/host.md, "Metrics").
+   */
+  stats(): MetricsSnapshot {
+    return this.vm.metricsSnapshot('wasmcustom.');
   }
 
   async close(): Promise<void> {
@@ -152,7 +144,7 @@ export class Filter {
     const vm = this.vm;
     const body = toBytes(request.body);
     if (vm.failed) return failStream([]);
-    const stream = vm.addStream(new RequestStream(vm.newContextId(), request, body, vm));
+    const stream = vm.addStream(new Stream(vm.newContextId(), request, body, vm));
     try {
       // Request headers, then body; Envoy closes each map or buffer once the filter continues.
       stream.open = Open.REQUEST_HEADERS;
@@ -295,185 +287,4 @@ function failStream(logs: LogLine[]): Outcome {
 
 function reset(stream: Stream): Outcome {
   return { kind: 'reset', status: 0, headers: [], body: EMPTY, details: stream.resetDetails!, upstreamRequest: null, logs: stream.logs };
-}
-
-class RequestStream implements Stream {
-  requestHeaders: Pair[];
-  responseHeaders: Pair[] = [];
-  responseBody = EMPTY;
-  open = 0;
-  reply: LocalReply | null = null;
-  resetDetails: string | null = null;
-  logs: LogLine[] = [];
-  filterState: Map<string, Uint8Array> | null = null;
-  wake: (() => void) | null = null;
-  continued = false;
-  private startedAt: bigint | undefined;
-  private connectionId: bigint | undefined;
-
-  constructor(
-    readonly id: number,
-    readonly request: FilterRequest,
-    public requestBody: Uint8Array,
-    private readonly vm: Vm,
-  ) {
-    this.requestHeaders = requestHeaders(request);
-  }
-
-  get plainProperties(): boolean {
-    return this.request.properties === undefined;
-  }
-
-  peerPrincipal(): string | undefined {
-    return this.request.source?.principal;
-  }
-
-  filterMetadata(): Record<string, PropertyValue> {
-    return (this.request.metadata ?? {}) as Record<string, PropertyValue>;
-  }
-
-  /** Envoy's attributes (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/advanced/attributes). */
-  property(name: string): PropertyValue | undefined {
-    const overrides = this.request.properties;
-    if (overrides) {
-      if (Object.hasOwn(overrides, name)) return overrides[name];
-      if (Object.keys(overrides).some((k) => k.startsWith(`${name}.`))) return new Scope(this, name);
-    }
-    switch (name) {
-      case 'request':
-      case 'source':
-      case 'destination':
-      case 'connection':
-        return new Scope(this, name);
-      case 'response':
-        return this.responseHeaders.length ? new Scope(this, name) : undefined;
-      case 'connection_id':
-        return this.connection();
-      case 'metadata':
-        return metadataMessage(this.filterMetadata());
-      case 'plugin_name':
-        return this.vm.pluginName;
-      default:
-        return undefined;
-    }
-  }
-
-  /** `scope.key`: an override, else Envoy's value. */
-  attribute(scope: string, key: string): PropertyValue | undefined {
-    const overrides = this.request.properties;
-    const dotted = overrides && `${scope}.${key}`;
-    if (dotted && Object.hasOwn(overrides, dotted)) return overrides[dotted];
-    const req = this.requestHeaders;
-    switch (scope) {
-      case 'request':
-        switch (key) {
-          case 'path': return headerValue(req, ':path');
-          case 'url_path': return headerValue(req, ':path')?.split('?')[0];
-          case 'host': return headerValue(req, ':authority');
-          case 'scheme': return headerValue(req, ':scheme');
-          case 'method': return headerValue(req, ':method');
-          case 'headers': return new Headers(req);
-          case 'referer': return headerValue(req, 'referer');
-          case 'useragent': return headerValue(req, 'user-agent');
-          case 'id': return headerValue(req, 'x-request-id');
-          case 'protocol': return 'HTTP/1.1';
-          case 'time': return (this.startedAt ??= this.vm.options.clock());
-          case 'query': {
-            const path = headerValue(req, ':path') ?? '';
-            const q = path.indexOf('?');
-            return q < 0 ? '' : path.slice(q + 1);
-          }
-          case 'size': {
-            const length = headerValue(req, 'content-length');
-            return length !== undefined && /^\d+$/.test(length) ? BigInt(length) : undefined;
-          }
-        }
-        return undefined;
-      case 'response':
-        switch (key) {
-          case 'code': return BigInt(headerValue(this.responseHeaders, ':status') ?? 0);
-          case 'headers': return new Headers(this.responseHeaders);
-          case 'size': return BigInt(this.responseBody.length);
-        }
-        return undefined;
-      case 'source':
-      case 'destination': {
-        const address = (scope === 'source' ? this.request.source?.address : this.request.destination?.address) ?? '127.0.0.1:0';
-        if (key === 'address') return address;
-        if (key === 'port') return BigInt(address.slice(address.lastIndexOf(':') + 1) || 0);
-        return undefined;
-      }
-      case 'connection': {
-        const principal = this.request.source?.principal;
-        switch (key) {
-          case 'mtls': return principal !== undefined;
-          case 'uri_san_peer_certificate': return principal;
-          case 'id': return this.connection();
-        }
-        return undefined;
-      }
-    }
-    return undefined;
-  }
-
-  private connection(): bigint {
-    return (this.connectionId ??= ++connectionIds);
-  }
-}
-
-/** One of the stream's attribute scopes (`request`, `connection`, …), looked up key by key. */
-class Scope extends Lookup {
-  constructor(private readonly stream: RequestStream, private readonly scope: string) {
-    super();
-  }
-  get(key: string): PropertyValue | undefined {
-    return this.stream.attribute(this.scope, key);
-  }
-}
-
-/** `request.headers` / `response.headers`: Envoy joins repeated values with ','. */
-class Headers extends Lookup {
-  constructor(private readonly map: Pair[]) {
-    super();
-  }
-  get(key: string): PropertyValue | undefined {
-    return headerValue(this.map, key.toLowerCase());
-  }
-}
-
-function headerValue(map: Pair[], name: string): string | undefined {
-  let out: string | undefined;
-  for (const [k, v] of map) if (k === name) out = out === undefined ? v : `${out},${v}`;
-  return out;
-}
-
-function requestHeaders(request: FilterRequest): Pair[] {
-  const headers: Pair[] = [
-    [':authority', request.authority],
-    [':path', request.path],
-    [':method', request.method],
-    [':scheme', request.scheme ?? 'https'],
-  ];
-  let hasRequestId = false;
-  const given = request.headers;
-  if (Array.isArray(given)) for (const [k, v] of given) hasRequestId = addRequestHeader(headers, k, v) || hasRequestId;
-  else if (given) {
-    for (const name in given) {
-      if (!Object.hasOwn(given, name)) continue;
-      const value = given[name];
-      if (Array.isArray(value)) for (const v of value) hasRequestId = addRequestHeader(headers, name, v) || hasRequestId;
-      else hasRequestId = addRequestHeader(headers, name, value) || hasRequestId;
-    }
-  }
-  // Envoy's connection manager generates x-request-id when the request has none.
-  if (!hasRequestId) headers.push(['x-request-id', randomUUID()]);
-  return headers;
-}
-
-/** Adds one request header; true when it is x-request-id. */
-function addRequestHeader(headers: Pair[], rawName: string, value: string): boolean {
-  const name = rawName.toLowerCase();
-  if (name.startsWith(':')) throw new TypeError(`request header ${name}: pseudo-headers come from method, path, authority and scheme`);
-  if (name !== 'host') headers.push([name, value]); // HTTP/1 Host becomes :authority
-  return name === 'x-request-id';
 }

@@ -32,7 +32,7 @@ export function splitPath(raw: Bytes): string[] {
 /**
  * Paths a policy filter reads on every request (the caller's URI SAN, the jwt_authn
  * metadata): the host answers them straight from the request instead of walking
- * attribute wrappers, unless the request overrides properties (vm.ts proxy_get_property).
+ * attribute wrappers, unless the request overrides properties (attributes.ts, lookup()).
  */
 export const HotProperty = { NONE: 0, PEER_PRINCIPAL: 1, METADATA: 2 } as const;
 

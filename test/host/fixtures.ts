@@ -21,8 +21,11 @@ const VAL: Record<Val, number> = { i32: 0x7f, i64: 0x7e };
 
 export interface TinyModule {
   imports?: { module: string; name: string; params: Val[]; results: Val[] }[];
-  /** Exported functions (empty bodies; a result makes them return 0). */
-  exports?: { name: string; params?: Val[]; results?: Val[] }[];
+  /**
+   * Exported functions (a result makes them return 0). `calls`: imports (by index) the body
+   * calls first, with these constant arguments, dropping what they return.
+   */
+  exports?: { name: string; params?: Val[]; results?: Val[]; calls?: { import: number; args: number[] }[] }[];
   memory?: boolean;
   start?: boolean;
 }
@@ -43,7 +46,13 @@ export function tinyModule(spec: TinyModule): Uint8Array {
   section(7, vec(exportEntries));
   if (spec.start) section(8, uleb(imports.length)); // the first defined function (must be ()->())
   section(10, vec(exports.map((e) => {
-    const body = (e.results ?? []).length ? [0x00, e.results![0] === 'i64' ? 0x42 : 0x41, 0x00, 0x0b] : [0x00, 0x0b];
+    const calls = (e.calls ?? []).flatMap(({ import: k, args }) => [
+      ...args.flatMap((a, n) => [imports[k].params[n] === 'i64' ? 0x42 : 0x41, ...sleb(a)]),
+      0x10, ...uleb(k),
+      ...(imports[k].results.length ? [0x1a] : []), // drop
+    ]);
+    const result = (e.results ?? []).length ? [e.results![0] === 'i64' ? 0x42 : 0x41, 0x00] : [];
+    const body = [0x00, ...calls, ...result, 0x0b];
     return [...uleb(body.length), ...body];
   })));
   return Uint8Array.from(out);
@@ -58,6 +67,15 @@ function uleb(n: number): number[] {
     out.push(b);
   } while (n);
   return out;
+}
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && !(b & 0x40)) || (n === -1 && b & 0x40)) return [...out, b];
+    out.push(b | 0x80);
+  }
 }
 const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
 const str = (s: string): number[] => vec([...new TextEncoder().encode(s)].map((b) => [b]));
