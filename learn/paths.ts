@@ -104,7 +104,7 @@ export function templatesFor(paths: Iterable<string>, fanout: number): Map<strin
 
 /** `{card_id}` after `cards`, `{id}` with no literal before it; unique in its template (`{card_id_2}`). */
 function paramName(parts: string[], shape: (string | null)[]): string {
-  const prev = shape.length && shape[shape.length - 1] !== PARAM ? shape[shape.length - 1]!.replace(/[^A-Za-z0-9_]/g, '_').replace(/s$/, '') : '';
+  const prev = shape.length && shape[shape.length - 1] !== PARAM ? shape[shape.length - 1]!.replace(/[^A-Za-z0-9_]/g, '_').replace(/ies$/, 'y').replace(/s$/, '') : '';
   const base = /^[A-Za-z_]/.test(prev) ? `${prev}_id` : 'id';
   let name = base;
   for (let k = 2; parts.includes(`{${name}}`); k++) name = `${base}_${k}`;
