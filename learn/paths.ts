@@ -5,6 +5,7 @@
  * more than `fanout` distinct literal next segments everything becomes `prefix/**`.
  */
 import { segsCover, type Segs } from '../compiler/optimize/shadow.ts';
+import { firstFree } from './names.ts';
 
 /** Numeric ids, UUIDs, hex of 16+ digits, base64url of 22+ characters mixing letters and digits. */
 const ID_LIKE = [/^\d+$/, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, /^[0-9a-f]{16,}$/i, /^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_-]{22,}$/];
@@ -106,12 +107,14 @@ export function templatesFor(paths: Iterable<string>, fanout: number): Map<strin
 function paramName(parts: string[], shape: (string | null)[]): string {
   const prev = shape.length && shape[shape.length - 1] !== PARAM ? shape[shape.length - 1]!.replace(/[^A-Za-z0-9_]/g, '_').replace(/ies$/, 'y').replace(/s$/, '') : '';
   const base = /^[A-Za-z_]/.test(prev) ? `${prev}_id` : 'id';
-  let name = base;
-  for (let k = 2; parts.includes(`{${name}}`); k++) name = `${base}_${k}`;
-  return `{${name}}`;
+  return `{${firstFree(base, (x) => parts.includes(`{${x}}`), '_')}}`;
 }
 
-/** The templates of a set that no other one of it covers (`/cards/{card_id}` makes `/cards/export` redundant). */
+/**
+ * The templates of a set that no other one of it covers (`/cards/{card_id}` makes
+ * `/cards/export` redundant). Two templates cover each other only if they are one shape, and
+ * `templatesFor` makes one object per shape.
+ */
 export function uncovered(templates: Template[]): Template[] {
-  return templates.filter((t) => !templates.some((o) => o !== t && segsCover(o.segs, t.segs) && !(segsCover(t.segs, o.segs) && o.text > t.text)));
+  return templates.filter((t) => !templates.some((o) => o !== t && segsCover(o.segs, t.segs)));
 }

@@ -5,6 +5,7 @@
  */
 import { parseSpiffe, trustDomainOf } from '../compiler/frontend/spiffe.ts';
 import { groupCallers } from './callers.ts';
+import { firstFree } from './names.ts';
 import type { Observed } from './observed.ts';
 import { templatesFor, uncovered, type Template } from './paths.ts';
 
@@ -48,8 +49,7 @@ export function propose(observed: Observed[], t: Thresholds): Proposal[] {
 
 function uniqueName(service: string, taken: Set<string>): string {
   const base = service.slice(service.lastIndexOf('/') + 1).toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '') || 'service';
-  let name = base;
-  for (let k = 2; taken.has(name); k++) name = `${base}-${k}`;
+  const name = firstFree(base, (x) => taken.has(x));
   taken.add(name);
   return name;
 }
@@ -100,8 +100,7 @@ function uniqueRuleId(pattern: string, taken: Set<string>): string {
   const segs = pattern.split('/');
   const last = segs[segs.length - 1] === '*' ? `${segs[segs.length - 2]}-any` : segs[segs.length - 1];
   const base = `from-${last.replace(/[^A-Za-z0-9._:-]+/g, '-')}`;
-  let id = base;
-  for (let k = 2; taken.has(id); k++) id = `${base}-${k}`;
+  const id = firstFree(base, (x) => taken.has(x));
   taken.add(id);
   return id;
 }

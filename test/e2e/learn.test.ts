@@ -47,7 +47,7 @@ const logger = createLogger(new Writable({ write(chunk, _enc, done) { lines.push
 seen.forEach((s, i) => {
   const common = { trace_id: 't', request_id: `r${i}`, method: s.method, path: pathForLog(s.path), decision: 'deny', rule: null, mode: 'dry-run', status: 200, reason: 'default_deny' };
   if (i % 2) logDecision(logger, { ...common, caller: s.caller, target: s.service, latency_ms: 1 });
-  else lines.push(encodeEntry(i, '', { ...common, time: new Date(0).toISOString(), service: s.service, caller: s.caller && { id: s.caller, serial: '1', cert: 'x' }, user: null, policy: null, fingerprint: null }));
+  else lines.push(encodeEntry(i, '', { ...common, time: new Date(0).toISOString(), service: s.service, caller: s.caller === null ? null : { id: s.caller, serial: '1', cert: 'x' }, user: null, policy: null, fingerprint: null }));
 });
 
 const request = (s: Pick<Seen, 'caller' | 'method' | 'path'>): CaseRequest => ({ method: s.method, path: s.path, source: s.caller ?? undefined });
