@@ -3,6 +3,8 @@
  * (pino JSON: `caller` is a SPIFFE ID string, `target` the service) or of an audit log
  * (`palisade audit query --format json`: `caller.id`, `service`), detected per line.
  */
+import { parseSpiffe } from '../compiler/frontend/spiffe.ts';
+
 export interface Observed {
   service: string;
   /** The verified caller's SPIFFE ID; null: none (such a request can never be allowed). */
@@ -33,6 +35,8 @@ export function parseObserved(file: string, text: string): Observed[] {
     const service = audit ? r.service : r.target;
     const caller = audit ? (r.caller === null ? null : (r.caller as { id?: unknown } | undefined)?.id) : r.caller;
     if (typeof service !== 'string' || !service) return fail(`no ${audit ? '"service"' : '"target"'}: neither a decision log nor an audit log line`);
+    const id = parseSpiffe(service, false);
+    if (!id.ok) return fail(`${audit ? '"service"' : '"target"'} is not a workload SPIFFE ID: ${id.message}`);
     if (caller !== null && typeof caller !== 'string') return fail(`"${audit ? 'caller.id' : 'caller'}" must be a SPIFFE ID or null`);
     if (typeof r.method !== 'string' || !r.method) return fail('"method" must be a non-empty string');
     if (typeof r.path !== 'string' || !r.path.startsWith('/')) return fail('"path" must be a string starting with "/"');

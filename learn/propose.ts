@@ -3,6 +3,7 @@
  * the methods and path templates that group was seen using, and how broad each
  * generalization is, for the coverage report.
  */
+import { METHOD } from '../compiler/frontend/check.ts';
 import { parseSpiffe, trustDomainOf } from '../compiler/frontend/spiffe.ts';
 import { groupCallers } from './callers.ts';
 import { firstFree } from './names.ts';
@@ -22,7 +23,7 @@ export interface Proposal {
   policy: Record<string, unknown>;
   /** The requests to replay: those with a verified, well-formed caller ID. */
   requests: Observed[];
-  /** Observed requests no policy can allow: no verified caller, or not a workload SPIFFE ID. */
+  /** Observed requests no policy can allow: no verified caller, one that is not a workload SPIFFE ID, or a method no policy can name (lowercase…). */
   unallowable: number;
   breadth: Breadth[];
 }
@@ -42,7 +43,7 @@ export function propose(observed: Observed[], t: Thresholds): Proposal[] {
   }
   const names = new Set<string>();
   return [...byService].sort(([a], [b]) => a.localeCompare(b)).map(([service, list]) => {
-    const requests = list.filter((o) => o.caller !== null && parseSpiffe(o.caller, false).ok);
+    const requests = list.filter((o) => o.caller !== null && parseSpiffe(o.caller, false).ok && METHOD.test(o.method));
     return { ...proposeOne(service, requests, t, uniqueName(service, names)), requests, unallowable: list.length - requests.length };
   });
 }

@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert';
 import { parseObserved, ObservedError } from '../../learn/observed.ts';
 import { templatesFor, uncovered } from '../../learn/paths.ts';
 import { groupCallers } from '../../learn/callers.ts';
+import { propose } from '../../learn/propose.ts';
 
 const texts = (paths: string[], fanout = 20) => {
   const t = templatesFor(paths, fanout);
@@ -43,7 +44,8 @@ test('a line that is not one of the two log formats is one file:line error', () 
   const ok = JSON.stringify({ caller: 'spiffe://td/a', target: 'spiffe://td/s', method: 'GET', path: '/x' });
   for (const [line, why] of [['{', 'not a JSON line'], ['[1]', 'not a JSON object'], ['{"method":"GET"}', 'no "target"'],
     [JSON.stringify({ service: 'spiffe://td/s', caller: { id: 7 }, method: 'GET', path: '/x' }), '"caller.id" must be'],
-    [JSON.stringify({ caller: null, target: 'spiffe://td/s', method: 'GET', path: 'x' }), '"path" must be']]) {
+    [JSON.stringify({ caller: null, target: 'spiffe://td/s', method: 'GET', path: 'x' }), '"path" must be'],
+    [JSON.stringify({ caller: null, target: 'https://td/../s', method: 'GET', path: '/x' }), '"target" is not a workload SPIFFE ID']]) {
     try {
       parseObserved('in.jsonl', `${ok}\n\n${line}\n`);
       assert.unreachable(line);
@@ -52,6 +54,18 @@ test('a line that is not one of the two log formats is one file:line error', () 
       assert.ok((err as Error).message.startsWith(`in.jsonl:3: ${why}`), (err as Error).message);
     }
   }
+});
+
+test('requests no policy could allow are counted apart, not proposed: no caller, a malformed caller ID, a lowercase method', () => {
+  const service = 'spiffe://td/ns/s/sa/svc';
+  const [p] = propose([
+    { service, caller: 'spiffe://td/ns/a/sa/one', method: 'GET', path: '/x' },
+    { service, caller: null, method: 'GET', path: '/y' },
+    { service, caller: 'spiffe://td/ns/a/sa/../root', method: 'GET', path: '/z' },
+    { service, caller: 'spiffe://td/ns/a/sa/one', method: 'get', path: '/w' },
+  ], { group: 3, fanout: 20 });
+  assert.is(p.unallowable, 3);
+  assert.equal(p.policy.rules, [{ id: 'from-one', effect: 'allow', from: ['spiffe://td/ns/a/sa/one'], to: [{ methods: ['GET'], paths: ['/x'] }] }]);
 });
 
 test.run();
