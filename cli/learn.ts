@@ -63,7 +63,7 @@ function count(flag: string, text: string): number {
 }
 
 function human(r: { service: string; policy: string; observed: number; allowable: number; allowed: number; unallowable: number; refused: string[]; lint: string[]; generalizations: Breadth[] }): string {
-  const lines = [`${r.policy} (${r.service}): ${r.allowed} of ${r.allowable} observed requests allowed by the compiled proposal${r.unallowable ? `; ${r.unallowable} had no verified workload caller and cannot be allowed` : ''}`];
+  const lines = [`${r.policy} (${r.service}): ${r.allowed} of ${r.allowable} observed requests allowed by the compiled proposal${r.unallowable ? `; ${r.unallowable} no policy can allow (no verified workload caller, or a method or path the filter refuses)` : ''}`];
   for (const g of r.generalizations) {
     if (g.kind === 'callers') lines.push(`  callers ${g.pattern}: ${g.ids} distinct IDs seen`);
     else if (g.kind === 'param') lines.push(`  path ${g.template}: ${g.param} stood for ${g.values} distinct value${g.values === 1 ? '' : 's'}`);

@@ -6,12 +6,24 @@
  */
 import { segsCover, type Segs } from '../compiler/optimize/shadow.ts';
 import { firstFree } from './names.ts';
+import { MAX_PATH_BYTES } from '../compiler/frontend/request-limits.ts';
 
 /** Numeric ids, UUIDs, hex of 16+ digits, base64url of 22+ characters mixing letters and digits. */
 const ID_LIKE = [/^\d+$/, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, /^[0-9a-f]{16,}$/i, /^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_-]{22,}$/];
 /** What a template may hold as a literal segment (docs/policy.md, "Path templates"); anything else can only be a parameter. */
 const LITERAL = /^[A-Za-z0-9._~!$&'()+,;=:@-]+$/;
 const PARAM = null;
+
+/**
+ * Whether the filter decides this path at all: it refuses with 400, before any rule, a path
+ * over MAX_PATH_BYTES or holding an encoded slash or backslash, a fragment, a NUL or a
+ * malformed escape (docs/policy.md, "Decisions"), so no policy can allow it.
+ */
+export function decidable(path: string): boolean {
+  const q = path.indexOf('?');
+  const p = q < 0 ? path : path.slice(0, q);
+  return Buffer.byteLength(path) <= MAX_PATH_BYTES && !/%(2f|5c|00)|%(?![0-9a-f]{2})|[#\0]/i.test(p);
+}
 
 /** The path's segments as the filter matches them: query dropped, unreserved escapes decoded, `.`, `..` and empty segments resolved. */
 export function pathSegments(path: string): string[] {

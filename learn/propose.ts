@@ -8,7 +8,7 @@ import { parseSpiffe, trustDomainOf } from '../compiler/frontend/spiffe.ts';
 import { groupCallers } from './callers.ts';
 import { firstFree } from './names.ts';
 import type { Observed } from './observed.ts';
-import { templatesFor, uncovered, type Template } from './paths.ts';
+import { decidable, templatesFor, uncovered, type Template } from './paths.ts';
 
 export interface Thresholds {
   /** Distinct IDs under one prefix before they become `prefix/*`. */
@@ -23,7 +23,7 @@ export interface Proposal {
   policy: Record<string, unknown>;
   /** The requests to replay: those with a verified, well-formed caller ID. */
   requests: Observed[];
-  /** Observed requests no policy can allow: no verified caller, one that is not a workload SPIFFE ID, or a method no policy can name (lowercase…). */
+  /** Observed requests no policy can allow: no verified caller, one that is not a workload SPIFFE ID, a method no policy can name (lowercase…), or a path the filter refuses before any rule (`%2F`…). */
   unallowable: number;
   breadth: Breadth[];
 }
@@ -43,7 +43,7 @@ export function propose(observed: Observed[], t: Thresholds): Proposal[] {
   }
   const names = new Set<string>();
   return [...byService].sort(([a], [b]) => a.localeCompare(b)).map(([service, list]) => {
-    const requests = list.filter((o) => o.caller !== null && parseSpiffe(o.caller, false).ok && METHOD.test(o.method));
+    const requests = list.filter((o) => o.caller !== null && parseSpiffe(o.caller, false).ok && METHOD.test(o.method) && decidable(o.path));
     return { ...proposeOne(service, requests, t, uniqueName(service, names)), requests, unallowable: list.length - requests.length };
   });
 }

@@ -56,15 +56,17 @@ test('a line that is not one of the two log formats is one file:line error', () 
   }
 });
 
-test('requests no policy could allow are counted apart, not proposed: no caller, a malformed caller ID, a lowercase method', () => {
+test('requests no policy could allow are counted apart, not proposed: no caller, a malformed caller ID, a lowercase method, a path the filter refuses', () => {
   const service = 'spiffe://td/ns/s/sa/svc';
   const [p] = propose([
     { service, caller: 'spiffe://td/ns/a/sa/one', method: 'GET', path: '/x' },
     { service, caller: null, method: 'GET', path: '/y' },
     { service, caller: 'spiffe://td/ns/a/sa/../root', method: 'GET', path: '/z' },
     { service, caller: 'spiffe://td/ns/a/sa/one', method: 'get', path: '/w' },
+    { service, caller: 'spiffe://td/ns/a/sa/one', method: 'GET', path: '/a%2Fb' },
+    { service, caller: 'spiffe://td/ns/a/sa/one', method: 'GET', path: '/a%zz' },
   ], { group: 3, fanout: 20 });
-  assert.is(p.unallowable, 3);
+  assert.is(p.unallowable, 5);
   assert.equal(p.policy.rules, [{ id: 'from-one', effect: 'allow', from: ['spiffe://td/ns/a/sa/one'], to: [{ methods: ['GET'], paths: ['/x'] }] }]);
 });
 
