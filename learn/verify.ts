@@ -2,7 +2,10 @@
  * The proof a proposal is what it claims: it compiles, lint finds nothing, and every
  * observed request it is meant to allow is allowed by the compiled filter in the strict
  * host (each distinct caller, method and path once: a proposal has no `when`, so the
- * decision depends on nothing else).
+ * decision depends on nothing else). Fingerprints are off for the replay: they bind a request
+ * to its caller's signature whatever the policy, and a replay of hundreds of thousands of
+ * distinct requests within their 35 s lifetime would fill the replay store and be refused
+ * for that alone (docs/policy.md, "Fingerprints").
  */
 import { checkPolicy, compilePolicy } from '../compiler/index.ts';
 import { formatDiagnostic } from '../compiler/frontend/ast.ts';
@@ -31,7 +34,7 @@ export async function verify(file: string, proposal: Proposal): Promise<Verified
   const refused: string[] = [];
   let allowed = 0;
   try {
-    const filter = await filters.for(undefined);
+    const filter = await filters.for({ fingerprint: 'off' });
     for (const r of proposal.requests) {
       const key = JSON.stringify([r.caller, r.method, r.path]);
       let ok = decided.get(key);
