@@ -22,6 +22,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Module> }>
   envoy: { summary: 'Envoy bootstrap generation and validation', load: () => import('./envoy.ts') },
   demo: { summary: 'the zero-trust demo on loopback', load: () => import('./demo.ts') },
   audit: { summary: 'verify, query and prove entries of a decision audit log', load: () => import('./audit.ts') },
+  learn: { summary: 'least-privilege policies proposed from observed decisions', load: () => import('./learn.ts') },
 };
 
 /**

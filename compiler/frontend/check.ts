@@ -19,7 +19,7 @@ type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isString = (v: unknown): v is string => typeof v === 'string';
 /** Uppercase HTTP method tokens (RFC 9110 tchar without lowercase letters). */
-const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Z]+$/;
+export const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Z]+$/;
 /** What an HTTP field value (RFC 9110 §5.5) cannot contain: control characters but HTAB, and DEL. */
 const FIELD_VALUE_REFUSED = /[\0-\x08\x0a-\x1f\x7f]/;
 
