@@ -38,7 +38,6 @@ function prefixed(prefix: number, bytes: Uint8Array, extra = 0): Buffer {
 /** The root of the empty tree: the hash of nothing. */
 export const EMPTY_ROOT = hash('sha256', '', 'buffer') as Buffer;
 
-
 /** Hashes of equal length, one contiguous buffer (a million leaves are 32 MB, not a million objects). */
 class HashList {
   #bytes = Buffer.alloc(HASH_BYTES * 1024);
