@@ -78,6 +78,10 @@ export class AuditLog {
   #scheduled = false;
   #serial: Promise<void> = Promise.resolve();
   #checkpointed = 0;
+  /** Entries known to be on disk (fsynced): those of closed segments. */
+  #synced = 0;
+  #signing: Promise<void> = Promise.resolve();
+  #checkpointsQueued = 0;
   #latest: { text: string; chainPem: string } | null = null;
   #timer: NodeJS.Timeout | undefined;
   readonly #knownCerts = new Set<string>();
@@ -105,7 +109,7 @@ export class AuditLog {
     for (const cert of readdirSync(path.join(dir, CERTS))) log.#knownCerts.add(cert.replace(/\.pem$/, ''));
     log.#resume();
     log.#timer = setInterval(() => {
-      if (log.tree.size > log.#checkpointed) void log.checkpoint();
+      if (log.tree.size > log.#checkpointed && log.#checkpointDue) void log.checkpoint();
     }, log.#opts.checkpointIntervalMs);
     log.#timer.unref();
     return log;
@@ -133,24 +137,45 @@ export class AuditLog {
     return createHash('sha256').update(der).digest('hex');
   }
 
-  /** Signs a checkpoint for the entries written so far (after an fsync), unless the last one covers them. */
+  /**
+   * Signs a checkpoint for the entries written so far (after an fsync), unless the last one
+   * covers them. It waits for the writes queued before it and for the checkpoint being
+   * signed, but writes queued after it do not wait for its fsync: under load an fsync takes
+   * milliseconds, and every request would stall behind it.
+   */
   checkpoint(): Promise<void> {
-    return this.#run(async () => {
-      const size = this.tree.size;
-      if (size === this.#checkpointed) return;
-      try {
-        await this.#segment.handle?.sync();
-        const svid = this.#opts.signer.svid();
-        const text = signCheckpoint({ origin: this.origin, size, root: this.tree.root(size), time: Date.now() }, svid.privateKey);
-        const file = checkpointFile(this.#opts.dir, size);
-        writeFileAtomic(chainFileOf(file), svid.chainPem);
-        writeFileAtomic(file, text);
-        this.#checkpointed = size;
-        this.#latest = { text, chainPem: svid.chainPem };
-      } catch (err) {
-        this.#opts.onWarning?.('audit checkpoint not written', err as Error);
-      }
-    });
+    this.#checkpointsQueued++;
+    const next = Promise.all([this.#serial, this.#signing]).then(() => this.#sign());
+    this.#signing = next.catch(() => {}).finally(() => this.#checkpointsQueued--);
+    return next;
+  }
+
+  async #sign(): Promise<void> {
+    const size = this.tree.size;
+    if (size === this.#checkpointed) return;
+    const handle = this.#segment.handle;
+    try {
+      const root = this.tree.root(size);
+      // The fsync starts now, before any later write, and covers every entry up to `size`:
+      // those of earlier segments were synced when the segment was closed.
+      await handle?.sync().catch((err) => {
+        if (this.#synced < size) throw err; // not a handle closed after its own fsync
+      });
+      const svid = this.#opts.signer.svid();
+      const text = signCheckpoint({ origin: this.origin, size, root, time: Date.now() }, svid.privateKey);
+      const file = checkpointFile(this.#opts.dir, size);
+      writeFileAtomic(chainFileOf(file), svid.chainPem);
+      writeFileAtomic(file, text);
+      this.#checkpointed = size;
+      this.#latest = { text, chainPem: svid.chainPem };
+    } catch (err) {
+      this.#opts.onWarning?.('audit checkpoint not written', err as Error);
+    }
+  }
+
+  /** No checkpoint queued or being signed: a new one may be started for entries past the last. */
+  get #checkpointDue(): boolean {
+    return this.#checkpointsQueued === 0;
   }
 
   get dir(): string {
@@ -212,7 +237,7 @@ export class AuditLog {
     }
     for (const hash of hashes) this.tree.append(hash);
     batch.forEach((p, i) => p.resolve(first + i));
-    if (this.tree.size - this.#checkpointed >= this.#opts.checkpointEvery) void this.checkpoint();
+    if (this.tree.size - this.#checkpointed >= this.#opts.checkpointEvery && this.#checkpointDue) void this.checkpoint();
   }
 
   /** The segment to write to: a new one past the size limits, reopened after a failure. */
@@ -221,6 +246,7 @@ export class AuditLog {
     const full = segment.bytes >= this.#opts.maxSegmentBytes || (this.#opts.maxSegmentEntries !== undefined && segment.entries >= this.#opts.maxSegmentEntries);
     if (full && segment.entries > 0) {
       await segment.handle?.sync();
+      this.#synced = this.tree.size;
       await segment.handle?.close();
       const first = this.tree.size;
       segment = this.#segment = { first, file: segmentFile(this.#opts.dir, first), handle: null, bytes: 0, entries: 0 };

@@ -7,7 +7,7 @@
  * checkpoint kept elsewhere, which catches truncation and rollback. Stops at the first
  * failure, naming the entry or checkpoint and why.
  */
-import { createHash, verify, type X509Certificate } from 'node:crypto';
+import { createHash, verify, type KeyObject, type X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { FINGERPRINT_TYP, htuOf, type FingerprintClaims } from '../spiffe/fingerprint.ts';
@@ -41,13 +41,22 @@ export interface Verified {
 /** Fingerprint signatures checked at once in libuv's threadpool; a failure is still reported at its own entry. */
 const SIGNATURES_IN_FLIGHT = 512;
 
-export async function verifyLog(dir: string, bundlePem: string, trusted?: TrustedCheckpoint): Promise<Verified> {
+export interface VerifyOptions {
+  /**
+   * false: every check but the fingerprints' ECDSA signatures (their claims, certificates and
+   * chains are still checked). Only for measuring the log's structure apart from the
+   * signatures (bench/audit.ts); `palisade audit verify` always checks them.
+   */
+  signatures?: boolean;
+}
+
+export async function verifyLog(dir: string, bundlePem: string, trusted?: TrustedCheckpoint, options: VerifyOptions = {}): Promise<Verified> {
   const bundle = loadBundle(bundlePem);
   const originFile = path.join(dir, ORIGIN);
   if (!existsSync(originFile)) throw new VerifyError(`${dir} is not an audit log (no ${ORIGIN} file)`);
   const origin = readFileSync(originFile, 'utf8').trim();
   const service = originIdentity(origin);
-  const evidence = new Evidence(dir, bundle);
+  const evidence = new Evidence(dir, bundle, options.signatures ?? true);
   const tree = new MerkleTree();
   const signatures: { at: string; ok: Promise<boolean> }[] = [];
   /** Waits for the signatures of earlier entries, so the first failure named is the earliest. */
@@ -157,16 +166,32 @@ function seqOf(text: string): number | undefined {
 
 class EvidenceError extends Error {}
 
+/** What an entry is checked against, read once per caller certificate (X509Certificate's getters parse on every call). */
+interface CallerCert {
+  key: KeyObject;
+  spiffeId: string | null;
+  /** Lowercase hex. */
+  serial: string;
+  notBefore: number;
+  notAfter: number;
+}
+
 /**
  * The caller's fingerprint, checked as a third party would: the caller's certificate (by its
  * hash, from certs/) chains to the bundle at the fingerprint's time and names the caller,
  * the JWS verifies with its key, and its claims are this entry's request.
  */
 class Evidence {
-  readonly #certs = new Map<string, X509Certificate>();
-  constructor(private readonly dir: string, private readonly bundle: X509Certificate[]) {}
+  readonly #certs = new Map<string, CallerCert>();
+  /** The last fingerprint header (as encoded) found to be ES256 and FINGERPRINT_TYP. */
+  #fingerprintHeader: string | undefined;
+  constructor(
+    private readonly dir: string,
+    private readonly bundle: X509Certificate[],
+    private readonly signatures: boolean,
+  ) {}
 
-  /** Throws EvidenceError for what is checked at once; the signature check is returned (null: no fingerprint). */
+  /** Throws EvidenceError for what is checked at once; the signature check is returned (null: no fingerprint, or signatures not checked). */
   check(entry: AuditEntry): Promise<boolean> | null {
     const decided = entry.mode !== null || entry.decision === 'allow';
     if (entry.fingerprint === null) {
@@ -177,15 +202,19 @@ class Evidence {
     if (!entry.caller) throw new EvidenceError('a fingerprint without a caller');
     const parts = entry.fingerprint.split('.');
     if (parts.length !== 3) throw new EvidenceError('fingerprint is not a compact JWS');
-    let header: Record<string, unknown>;
+    let header: Record<string, unknown> | undefined;
     let claims: FingerprintClaims;
     try {
-      header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8'));
+      // Every fingerprint of a log has the same header: decoded once, not per entry.
+      if (parts[0] !== this.#fingerprintHeader) header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8'));
       claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8'));
     } catch {
       throw new EvidenceError('fingerprint is not a JWS');
     }
-    if (header.alg !== 'ES256' || header.typ !== FINGERPRINT_TYP) throw new EvidenceError('fingerprint is not an ES256 Palisade fingerprint');
+    if (header) {
+      if (header.alg !== 'ES256' || header.typ !== FINGERPRINT_TYP) throw new EvidenceError('fingerprint is not an ES256 Palisade fingerprint');
+      this.#fingerprintHeader = parts[0];
+    }
     const mismatch = (claim: string, got: unknown, want: unknown) => new EvidenceError(`fingerprint belongs to another request: its ${claim} is ${JSON.stringify(got)}, the entry's ${JSON.stringify(want)}`);
     if (claims.sub !== entry.caller.id || claims.iss !== entry.caller.id) throw mismatch('sub', claims.sub, entry.caller.id);
     if (claims.aud !== entry.service) throw mismatch('aud', claims.aud, entry.service);
@@ -195,19 +224,22 @@ class Evidence {
     const time = Date.parse(entry.time) / 1000;
     if (!(time >= claims.iat - SKEW_SECONDS && time <= claims.exp + SKEW_SECONDS)) throw new EvidenceError(`fingerprint was not valid at the entry's time ${entry.time}`);
 
-    const cert = this.#cert(entry.caller.cert, new Date(claims.iat * 1000));
-    if (spiffeIdOfCert(cert) !== entry.caller.id) throw new EvidenceError(`caller certificate names ${spiffeIdOfCert(cert)}, not ${entry.caller.id}`);
-    if (cert.serialNumber.toLowerCase() !== entry.caller.serial.toLowerCase()) throw new EvidenceError('caller certificate serial differs from the entry\'s');
+    const cert = this.#cert(entry.caller.cert, claims.iat * 1000);
+    if (cert.spiffeId !== entry.caller.id) throw new EvidenceError(`caller certificate names ${cert.spiffeId}, not ${entry.caller.id}`);
+    if (cert.serial !== entry.caller.serial.toLowerCase()) throw new EvidenceError('caller certificate serial differs from the entry\'s');
+    if (!this.signatures) return null;
     const signature = Buffer.from(parts[2]!, 'base64url');
     return new Promise<boolean>((resolve) =>
-      verify('sha256', Buffer.from(`${parts[0]}.${parts[1]}`), { key: cert.publicKey, dsaEncoding: 'ieee-p1363' }, signature, (err, valid) => resolve(!err && valid)),
+      verify('sha256', Buffer.from(`${parts[0]}.${parts[1]}`), { key: cert.key, dsaEncoding: 'ieee-p1363' }, signature, (err, valid) => resolve(!err && valid)),
     );
   }
 
-  /** The caller certificate `id` (SHA-256 of its DER), checked to the bundle and valid at `at`. */
-  #cert(id: string, at: Date): X509Certificate {
-    let cert = this.#certs.get(id);
-    if (!cert) {
+  /** The caller certificate `id` (SHA-256 of its DER), checked to the bundle and valid at `atMs`. */
+  #cert(id: string, atMs: number): CallerCert {
+    let caller = this.#certs.get(id);
+    if (!caller) {
+      const at = new Date(atMs);
+      let cert: X509Certificate;
       const file = certFile(this.dir, id);
       if (!/^[0-9a-f]{64}$/.test(id) || !existsSync(file)) throw new EvidenceError(`caller certificate ${id} is not in certs/`);
       try {
@@ -217,9 +249,10 @@ class Evidence {
         throw err;
       }
       if (createHash('sha256').update(cert.raw).digest('hex') !== id) throw new EvidenceError(`caller certificate ${id} in certs/ is another certificate`);
-      this.#certs.set(id, cert);
+      caller = { key: cert.publicKey, spiffeId: spiffeIdOfCert(cert), serial: cert.serialNumber.toLowerCase(), notBefore: Date.parse(cert.validFrom), notAfter: Date.parse(cert.validTo) };
+      this.#certs.set(id, caller);
     }
-    if (at < new Date(cert.validFrom) || at > new Date(cert.validTo)) throw new EvidenceError(`caller certificate was not valid when the fingerprint was made (${at.toISOString()})`);
-    return cert;
+    if (!(atMs >= caller.notBefore && atMs <= caller.notAfter)) throw new EvidenceError(`caller certificate was not valid when the fingerprint was made (${new Date(atMs).toISOString()})`);
+    return caller;
   }
 }

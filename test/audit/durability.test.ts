@@ -106,4 +106,25 @@ test('checkpoints signed before and after an SVID rotation all verify; another w
   assert.throws(() => AuditLog.open({ dir, signer: p.ids.frontend }), /belongs to spiffe:\/\/bank\.example\/ns\/payments\/sa\/card/);
 });
 
+test('checkpoints signed while entries keep arriving and segments rotate all commit to what is on disk and verify', async () => {
+  const dir = fresh();
+  const warnings: string[] = [];
+  // A checkpoint every 3 entries, a new segment every 4: fsyncs, signatures and rotations overlap the writes.
+  const p = await startPerimeter(dir, { log: { checkpointEvery: 3, maxSegmentEntries: 4, onWarning: (m) => warnings.push(m) } });
+  try {
+    for (let wave = 0; wave < 4; wave++) {
+      const statuses = await Promise.all(Array.from({ length: 10 }, (_, i) => p.call({ path: `/cards/${wave * 10 + i}` }).then((r) => r.status)));
+      assert.equal(statuses, Array(10).fill(200));
+    }
+  } finally {
+    await p.close();
+  }
+  assert.equal(warnings, []);
+  assert.ok(readdirSync(path.join(dir, 'segments')).length > 1, 'segments rotated');
+  const verified = await verifyLog(dir, p.ids.ca.certPem);
+  assert.is(verified.entries, 40);
+  assert.is(verified.unsigned, 0, 'close signs a checkpoint for every entry');
+  assert.ok(verified.checkpoints >= 2);
+});
+
 test.run();
