@@ -12,13 +12,14 @@
  */
 import { createHash, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { ReplayCache } from './replay-cache.ts';
+import { FINGERPRINT_SKEW_SECONDS, FINGERPRINT_TTL_SECONDS } from './fingerprint-limits.ts';
 
 export const FINGERPRINT_HEADER = 'x-palisade-fingerprint';
 export const FINGERPRINT_TYP = 'palisade-fp+jwt';
 /** Larger tokens are refused before any decoding (a real one is about 600 bytes). */
 export const MAX_FINGERPRINT_BYTES = 4096;
-export const DEFAULT_TTL_SECONDS = 30;
-export const DEFAULT_SKEW_SECONDS = 5;
+export const DEFAULT_TTL_SECONDS = FINGERPRINT_TTL_SECONDS;
+export const DEFAULT_SKEW_SECONDS = FINGERPRINT_SKEW_SECONDS;
 
 export interface FingerprintClaims {
   iss: string;

@@ -31,7 +31,9 @@ export const GENERATED = 'filters/policy/generated.ts';
 const LAYOUT = 'compiler/backend/table-layout.ts';
 /** The request limits, enforced by the filter and checked against by the frontend. */
 const REQUEST_LIMITS = 'compiler/frontend/request-limits.ts';
-const FILES = [CONFIG, LAYOUT, REQUEST_LIMITS];
+/** The fingerprint's lifetime and clock skew, checked by the filter as by the sidecar. */
+const FINGERPRINT_LIMITS = 'spiffe/fingerprint-limits.ts';
+const FILES = [CONFIG, LAYOUT, REQUEST_LIMITS, FINGERPRINT_LIMITS];
 const FOLDERS = ['runtime', 'filters'];
 /** Every file and folder of this repository a filter build reads (asc run by hand needs the same). */
 export const LIBRARY = [...FILES, ...FOLDERS];

@@ -27,9 +27,10 @@ import {
 import { queryLen } from "../../runtime/path";
 import { fingerprintClaims, metadataRefusal, methodLen, methodPtr, principalLen, principalPtr, rawPathLen, rawPathPtr } from "../../runtime/request";
 import { H_SERVICE, H_SERVICE_LEN, b, t } from "./tables";
+import { FINGERPRINT_SKEW_SECONDS, FINGERPRINT_TTL_SECONDS } from "../../spiffe/fingerprint-limits";
 
-const SKEW: f64 = 5; // seconds, as the bootstrap's jwt_authn clock_skew_seconds
-const MAX_TTL: f64 = 30; // seconds, as the sidecar's fingerprint lifetime
+const SKEW: f64 = <f64>FINGERPRINT_SKEW_SECONDS; // seconds
+const MAX_TTL: f64 = <f64>FINGERPRINT_TTL_SECONDS; // seconds
 const SLOTS: u64 = 16384;
 const ENTRIES: i32 = 16;
 const ENTRY: i32 = 16;
