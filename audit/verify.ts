@@ -95,8 +95,9 @@ export async function verifyLog(dir: string, bundlePem: string, trusted?: Truste
       const ok = evidence.check(entry);
       if (ok) signatures.push({ at, ok });
     } catch (err) {
-      if (err instanceof EvidenceError) return `${at}: ${err.message}`;
-      throw err;
+      // The entry is the forger's input: anything in it that cannot be checked (a field of
+      // another type, a certificate that does not parse) fails that entry, with its position.
+      return `${at}: ${err instanceof EvidenceError ? err.message : `malformed evidence (${(err as Error).message})`}`;
     }
     return undefined;
   };

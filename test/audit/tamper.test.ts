@@ -157,6 +157,14 @@ test('fingerprints swapped between two entries', async () => {
   await refused(dir, /^entry 2 \(.*\): fingerprint belongs to another request: its htu is "\/cards\/5", the entry's "\/cards\/2"$/);
 });
 
+test('an entry whose evidence is of the wrong type: refused at that entry, no TypeError', async () => {
+  const dir = copy();
+  const l = lines(dir).map((x) => JSON.parse(x));
+  l[3].caller.serial = 12345;
+  write(dir, rehash(l.map((e) => JSON.stringify(e))));
+  await refused(dir, /^entry 3 \(.*\): malformed evidence \(.+\)$/);
+});
+
 test('a fingerprint with a forged signature', async () => {
   const dir = copy();
   const l = lines(dir).map((x) => JSON.parse(x));
