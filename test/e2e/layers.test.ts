@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, rmSync, cpSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, cpSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { compileLayers } from '../../compiler/index.ts';
@@ -41,6 +41,33 @@ test('check --layer: a layer that does not contain the service is an error at it
   assert.is(missing.code, 2);
   assert.match(missing.stderr, /^nope\.json: error: cannot read policy: ENOENT$/m);
   assert.not.match(missing.stdout, /ok/);
+});
+
+test('test --layer: case files run against the composed filter; without the layers the root deny is not there', async () => {
+  const request = (source: string, path: string) => ({ method: 'GET', path, source });
+  writeFileSync(path.join(dir, 'cards.cases.json'), JSON.stringify({
+    policy: 'cards.policy.json',
+    cases: [
+      { name: 'the root denies admin pages', request: request('spiffe://bank.example/ns/web/sa/frontend', '/cards/../admin/x'),
+        expect: { decision: 'deny', status: 403, rule: 'bank/no-admin' } },
+      { name: 'the namespace lets prometheus scrape', request: request('spiffe://bank.example/ns/monitoring/sa/prometheus', '/metrics'),
+        expect: { decision: 'allow', status: 200, rule: 'payments/metrics' } },
+    ],
+  }));
+  const [layered, alone, both] = await Promise.all([
+    palisade(['test', '--layer', 'bank.layer.json', '--layer', 'payments.layer.json', '--coverage', 'cards.cases.json'], { cwd: dir }),
+    palisade(['test', '--no-cache', 'cards.cases.json'], { cwd: dir }),
+    palisade(['test', '--layer', 'bank.layer.json', '--wasm', 'out/cards.wasm', 'cards.cases.json'], { cwd: dir }),
+  ]);
+  assert.is(layered.code, 0, layered.stdout + layered.stderr);
+  assert.match(layered.stdout, /^2 passed, 0 failed$/m);
+  // Coverage names every layer's rules in their own files.
+  assert.match(layered.stdout, /^\s+bank\.layer\.json:\d+:\d+: rule 'bank\/health-check' decided no case$/m);
+  assert.match(layered.stdout, /cards\.policy\.json:\d+:\d+: a `to` entry of rule 'frontend' matched no case/);
+  assert.is(alone.code, 1);
+  assert.match(alone.stdout, /^0 passed, 2 failed$/m);
+  assert.is(both.code, 2);
+  assert.match(both.stderr, /^palisade: --layer composes the case files' policies/m);
 });
 
 test.run();
