@@ -148,7 +148,7 @@ test('diagnostics of each layer point into its own file', async () => {
   const ok = await compileLayers([ROOT, shadowed]);
   assert.ok(ok.ok);
   assert.equal(ok.warnings.map(formatDiagnostic), [
-    `svc.json:${at(shadowed, '{\n      "id": "admin"')}: warning: rule 'admin' can never apply: shadowed by deny rule 'bank/no-admin' (rules[0]), which matches every request it matches (at /rules/0)`,
+    `svc.json:${at(shadowed, '{\n      "id": "admin"')}: warning: rule 'admin' can never apply: shadowed by deny rule 'bank/no-admin' (bank.layer.json rules[0]), which matches every request it matches (at /rules/0)`,
   ]);
 });
 
