@@ -55,10 +55,13 @@ class Checker {
   layer(): CheckedLayer {
     const doc: Json = isObject(this.src.value) ? this.src.value : {};
     const rules = Array.isArray(doc.rules) ? doc.rules : [];
-    const scope = isString(doc.scope) ? this.scope(doc.scope, doc) : null;
+    // A document that says `scope` is checked as a layer even when its scope is invalid (one
+    // error for the scope, not one per rule for what a service's policy may not say).
+    const layered = isString(doc.scope);
+    const scope = layered ? this.scope(doc.scope as string, doc) : null;
     const service = isString(doc.service) ? doc.service : '';
-    const own = !scope && isString(doc.service) && this.spiffe(service, '/service', false) ? trustDomainOf(service) : null;
-    const federatesWith = !scope && Array.isArray(doc.federatesWith) ? this.federatesWith(doc.federatesWith, own) : [];
+    const own = !layered && isString(doc.service) && this.spiffe(service, '/service', false) ? trustDomainOf(service) : null;
+    const federatesWith = !layered && Array.isArray(doc.federatesWith) ? this.federatesWith(doc.federatesWith, own) : [];
     // A scope layer leaves `accepted` null: which trust domains a service accepts is its own
     // policy's say, known only when the layers are composed (compiler/compose/).
     if (own !== null) this.accepted = new Set([own, ...federatesWith]);
@@ -68,8 +71,8 @@ class Checker {
       federatesWith,
       mode: doc.mode === 'dry-run' ? 'dry-run' : 'enforce',
       source: { file: this.src.file, sha256: createHash('sha256').update(this.src.text, 'utf8').digest('hex') },
-      rules: this.rules(rules, scope !== null),
-      at: { name: spanAt(this.src, '/name'), level: spanAt(this.src, scope ? '/scope' : '/service'), mode: spanAt(this.src, '/mode') },
+      rules: this.rules(rules, layered),
+      at: { name: spanAt(this.src, '/name'), level: spanAt(this.src, layered ? '/scope' : '/service'), mode: spanAt(this.src, '/mode') },
     };
   }
 

@@ -186,6 +186,9 @@ test('what composes and what does not: levels, scopes, names, appliesBelow', asy
     const lines = await errors([layer('x.json', { name: 'x', ...top }, rules), ...('service' in top ? [] : [CARDS_POLICY])]);
     assert.ok(lines.some((l) => expected.test(l)), `${JSON.stringify(top)} ${JSON.stringify(rules)}:\n${lines.join('\n')}`);
   }
+  // An invalid scope is one error, not one more per rule that only a scope layer may write.
+  const badScope = layer('x.json', { name: 'x', scope: 'spiffe://bank.example/ns/*/**' }, [{ id: 'a', effect: 'allow', appliesBelow: true }]);
+  assert.equal((await errors([badScope, CARDS_POLICY])).length, 1);
   // A scope layer alone is not a policy.
   const alone = await compilePolicy(ROOT.file, ROOT.text);
   assert.ok(!alone.ok && formatDiagnostic(alone.diagnostics[0]).startsWith(`bank.layer.json:${at(ROOT, '"spiffe://bank.example/**"')}: error: a scope layer is not a policy on its own`));
