@@ -217,7 +217,7 @@ e2e('bad audit flags are one line and exit 2', async () => {
   const base = ['agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token];
   const alone = await palisadeAsync(...base, '--audit-dir', join(dir, 'x'));
   assert.is(alone.code, 2, alone.stderr);
-  assert.is(alone.stderr.split('\n').filter((l) => l.startsWith('palisade:')).join('\n'), "palisade: --audit-dir records the inbound sidecar's decisions: it needs --inbound");
+  assert.is(alone.stderr.split('\n').filter((l) => l.startsWith('palisade:')).join('\n'), 'palisade: --audit-dir records the decisions of the inbound sidecar or of Envoy: it needs --inbound or --sds');
   const { token: token2 } = ca.ca.createToken(CARD_ID, 60_000);
   const mode = await palisadeAsync('agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token2, '--audit-dir', join(dir, 'x'),
     '--inbound', '127.0.0.1:0', '--app', echo.url, '--filter', join(dir, 'card.wasm'), '--audit-failure', 'maybe');
