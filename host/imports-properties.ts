@@ -14,6 +14,9 @@ export const propertyImports: ImportArea = (host) => {
     return { segments, hot: hotProperty(segments) };
   });
 
+  /** Filters set the same few keys from their static data: the filter-state name made once per address. */
+  const stateNames = new AddressCache((bytes) => WASM_STATE + decodeUtf8(bytes));
+
   /** The first segment: the plugin's attributes, then the stream's, then what the filter set (Envoy's order). */
   const top = (name: string): PropertyValue | undefined => {
     switch (name) {
@@ -51,12 +54,11 @@ export const propertyImports: ImportArea = (host) => {
      * No stream (the root context): NOT_FOUND.
      */
     proxy_set_property: (kp: number, ks: number, vp: number, vs: number) => {
-      const key = mem.read(kp, ks);
-      const value = mem.read(vp, vs);
-      if (!key || !value) return Status.INVALID_MEMORY_ACCESS;
+      if (!mem.inBounds(kp, ks) || !mem.inBounds(vp, vs)) return Status.INVALID_MEMORY_ACCESS;
       const s = host.stream();
       if (!s) return Status.NOT_FOUND;
-      (s.filterState ??= new Map()).set(WASM_STATE + decodeUtf8(key), value.slice());
+      const u8 = mem.u8; // current: inBounds() renewed the view
+      (s.filterState ??= new Map()).set(stateNames.get(u8, kp >>> 0, ks >>> 0), u8.slice(vp >>> 0, (vp >>> 0) + (vs >>> 0)));
       return Status.OK;
     },
   };
