@@ -15,7 +15,7 @@ import { MerkleTree, leafHash, verifyConsistency } from './merkle.ts';
 import { parseCheckpoint, checkSignature, originIdentity, type Checkpoint } from './checkpoint.ts';
 import { verifyChainAt, spiffeIdOfCert, loadBundle, ChainError } from './chain.ts';
 import { ORIGIN, certFile, chainFileOf, checkpointFile, listCheckpoints, storedLines } from './files.ts';
-import type { AuditEntry } from './entry.ts';
+import type { AuditEntry, Decided } from './entry.ts';
 
 /** Tolerated difference between a fingerprint's times and the entry's (s): the sidecar's skew default. */
 const SKEW_SECONDS = 5;
@@ -56,7 +56,7 @@ export async function verifyLog(dir: string, bundlePem: string, trusted?: Truste
   if (!existsSync(originFile)) throw new VerifyError(`${dir} is not an audit log (no ${ORIGIN} file)`);
   const origin = readFileSync(originFile, 'utf8').trim();
   const service = originIdentity(origin);
-  const evidence = new Evidence(dir, bundle, options.signatures ?? true);
+  const evidence = new FingerprintEvidence(storedCertificate(dir), bundle, options.signatures ?? true);
   const tree = new MerkleTree();
   const signatures: { at: string; ok: Promise<boolean> }[] = [];
   /** Waits for the signatures of earlier entries, so the first failure named is the earliest. */
@@ -165,7 +165,15 @@ function seqOf(text: string): number | undefined {
   }
 }
 
-class EvidenceError extends Error {}
+export class EvidenceError extends Error {}
+
+/** A caller certificate of the log by its id (SHA-256 of its DER, hex): the PEM in certs/, or undefined. */
+function storedCertificate(dir: string): (id: string) => string | undefined {
+  return (id) => {
+    const file = certFile(dir, id);
+    return /^[0-9a-f]{64}$/.test(id) && existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+  };
+}
 
 /** What an entry is checked against, read once per caller certificate (X509Certificate's getters parse on every call). */
 interface CallerCert {
@@ -179,21 +187,22 @@ interface CallerCert {
 
 /**
  * The caller's fingerprint, checked as a third party would: the caller's certificate (by its
- * hash, from certs/) chains to the bundle at the fingerprint's time and names the caller,
- * the JWS verifies with its key, and its claims are this entry's request.
+ * hash: from certs/ for verify, from Envoy's access log for the agent before it appends)
+ * chains to the bundle at the fingerprint's time and names the caller, the JWS verifies with
+ * its key, and its claims are this entry's request.
  */
-class Evidence {
+export class FingerprintEvidence {
   readonly #certs = new Map<string, CallerCert>();
   /** The last fingerprint header (as encoded) found to be ES256 and FINGERPRINT_TYP. */
   #fingerprintHeader: string | undefined;
   constructor(
-    private readonly dir: string,
+    private readonly certificate: (id: string) => string | undefined,
     private readonly bundle: X509Certificate[],
     private readonly signatures: boolean,
   ) {}
 
   /** Throws EvidenceError for what is checked at once; the signature check is returned (null: no fingerprint, or signatures not checked). */
-  check(entry: AuditEntry): Promise<boolean> | null {
+  check(entry: Decided): Promise<boolean> | null {
     const decided = entry.mode !== null || entry.decision === 'allow';
     if (entry.fingerprint === null) {
       if (decided) throw new EvidenceError('a decided request without the caller\'s fingerprint');
@@ -241,10 +250,10 @@ class Evidence {
     if (!caller) {
       const at = new Date(atMs);
       let cert: X509Certificate;
-      const file = certFile(this.dir, id);
-      if (!/^[0-9a-f]{64}$/.test(id) || !existsSync(file)) throw new EvidenceError(`caller certificate ${id} is not in certs/`);
+      const pem = this.certificate(id);
+      if (pem === undefined) throw new EvidenceError(`caller certificate ${id} is not in certs/`);
       try {
-        cert = verifyChainAt(readFileSync(file, 'utf8'), this.bundle, at);
+        cert = verifyChainAt(pem, this.bundle, at);
       } catch (err) {
         if (err instanceof ChainError) throw new EvidenceError(`caller certificate: ${err.message}`);
         throw err;

@@ -1,6 +1,7 @@
 /**
- * `palisade agent --audit-dir DIR`: the sidecar writes one entry per decision to a
- * tamper-evident log (audit/, docs/audit.md), served on the admin API under /v1/audit/.
+ * `palisade agent --audit-dir DIR`: the sidecar (--inbound) and Envoy (--sds, through its
+ * access-log stream) write one entry per decision to a tamper-evident log (audit/,
+ * docs/audit.md), served on the admin API under /v1/audit/.
  */
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import type { Command } from 'commander';
@@ -20,7 +21,7 @@ export const auditAgentGroup: AgentOptionGroup = {
   },
   prepare(opts) {
     if (!opts.auditDir) return;
-    if (!opts.inbound) throw new CliError('--audit-dir records the inbound sidecar\'s decisions: it needs --inbound', 2);
+    if (!opts.inbound && !opts.sds) throw new CliError('--audit-dir records the decisions of the inbound sidecar or of Envoy: it needs --inbound or --sds', 2);
     const failure = opts.auditFailure as AuditFailure;
     if (failure !== 'closed' && failure !== 'open') throw new CliError('--audit-failure must be closed or open', 2);
     const fsync = opts.auditFsync as FsyncPolicy;
@@ -37,7 +38,7 @@ export const auditAgentGroup: AgentOptionGroup = {
     }
     return {
       // The log signs checkpoints with the agent's SVID, so it opens once the agent has joined.
-      setup(ctx) {
+      async setup(ctx) {
         let log: AuditLog;
         try {
           log = AuditLog.open({ dir, signer: ctx.agent, fsync, checkpointEvery: every, onWarning: (message, err) => ctx.log.warn({ err: err.message }, message) });
@@ -45,6 +46,11 @@ export const auditAgentGroup: AgentOptionGroup = {
           throw new CliError(`cannot open the audit log ${dir}: ${(err as Error).message}`, 2);
         }
         ctx.audit = new DecisionAudit(log, failure, ctx.log, ctx.agent.metrics);
+        if (opts.sds) {
+          // Envoy's decisions arrive on the same socket as SDS (palisade envoy bootstrap --audit).
+          const { createAccessLogService } = await import('../agent/xds/als.ts');
+          ctx.xdsServices.push(createAccessLogService({ log, identity: ctx.agent, policySha256: () => ctx.servedPolicySha256?.(), logger: ctx.log, registry: ctx.agent.metrics }));
+        }
         ctx.adminPlugins.push(async (app) => registerAuditRoutes(app, log));
         ctx.closers.push(() => log.close());
         ctx.log.info({ dir, origin: log.origin, entries: log.tree.size, failure, fsync }, 'audit log open');

@@ -40,9 +40,10 @@ export const ecdsAgentGroup: AgentOptionGroup = {
     const ecds: Ecds = new EcdsServer({ log, onPublish: () => pushes.inc(), onAck: () => acks.inc(), onNack: () => nacks.inc() });
     closers.push(() => ecds.close());
     const publishAll = (mode?: string) => manifests.map((m) => ecds.publish(m, mode ? { configuration: { mode } } : {}));
-    publishing(() => publishAll(initialMode));
+    const [first] = publishing(() => publishAll(initialMode));
     return {
       setup(ctx) {
+        if (manifests.length === 1) ctx.servedPolicySha256 = () => ecds.published(first!.resource)?.sha256;
         for (const metric of counters) ctx.agent.metrics.registerMetric(metric);
         for (const m of manifests) ecds.watch(m);
         ctx.xdsServices.push(ecds.service);

@@ -23,6 +23,8 @@ export interface AgentContext extends PrepareContext {
   admin?: AdminServer;
   /** Set by --audit-dir before the sidecar starts. */
   audit?: DecisionAudit;
+  /** Set by --ecds-policy when it serves one policy: the SHA-256 of the build served now (Envoy-mode audit entries name it). */
+  servedPolicySha256?: () => string | undefined;
 }
 
 /**

@@ -36,6 +36,7 @@ export function register(program: Command): void {
     .option('--egress-filter <wasm>', 'the egress fingerprint filter', DEFAULTS.egressFilter)
     .option('--signer-url <url>', 'the agent\'s loopback fingerprint signing endpoint', DEFAULTS.signerUrl)
     .option('--strip-header <name...>', 'request headers removed before any filter (default: Palisade\'s identity headers)')
+    .option('--audit', 'send every inbound decision and its evidence to the agent\'s audit log (palisade agent --audit-dir)')
     .action((opts: BootstrapInput & { out?: string; format: string }) => {
       const format = configFormat(opts.format);
       const text = withCliErrors(() => renderBootstrap(generateBootstrap(bootstrapOptions(opts)), format));

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { isIP } from 'node:net';
 import { TYPE_URL_PREFIX } from './validate.ts';
 import { DEFAULT_SKEW_SECONDS, DEFAULT_TTL_SECONDS, FINGERPRINT_HEADER } from '../spiffe/fingerprint.ts';
+import { AUDIT_LOG_NAME, DECISION_STATE, FINGERPRINT_METADATA, LOGGED_REQUEST_HEADERS } from './access-log.ts';
 
 /**
  * The Envoy bootstrap for one workload: an mTLS inbound listener in front of the local
@@ -50,6 +51,8 @@ export interface BootstrapOptions {
   routes: Record<string, OutboundRoute>;
   /** Request headers removed before any filter sees them (a client could forge them). */
   stripHeaders: string[];
+  /** Send every inbound decision with its evidence to the agent's audit log (access-log service on the agent's socket). */
+  audit: boolean;
 }
 
 const CA_JWKS_REFRESH = '5s';
@@ -99,9 +102,11 @@ function inboundListener(o: BootstrapOptions): Json {
       virtual_hosts: [{ name: 'app', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: APP_CLUSTER } }] }],
     },
     // The application learns the verified caller from XFCC; a client's own XFCC is dropped.
+    // The audit log needs the caller's certificate itself: XFCC carries it to the access log.
     forward_client_cert_details: 'SANITIZE_SET',
-    set_current_client_cert_details: { uri: true },
-    http_filters: [jwtAuthn(o), policyFilter(o), router()],
+    set_current_client_cert_details: o.audit ? { uri: true, cert: true } : { uri: true },
+    http_filters: [...(o.audit ? [fingerprintToMetadata()] : []), jwtAuthn(o), policyFilter(o), router()],
+    ...(o.audit ? { access_log: [auditLogger()] } : {}),
   });
   return {
     name: 'inbound',
@@ -195,6 +200,38 @@ function jwtAuthn(o: BootstrapOptions): Json {
   return typed('envoy.filters.http.jwt_authn', 'envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication', {
     providers,
     rules: [{ match: { prefix: '/' }, requires }],
+  });
+}
+
+/**
+ * The fingerprint JWS as dynamic metadata, for the audit log: jwt_authn verifies it and then
+ * removes the header (`forward: false`), so the access log would never see it. Copied before
+ * jwt_authn runs; an entry is written only for what jwt_authn and the policy then accepted.
+ */
+function fingerprintToMetadata(): Json {
+  return typed('envoy.filters.http.header_to_metadata', 'envoy.extensions.filters.http.header_to_metadata.v3.Config', {
+    request_rules: [{
+      header: FINGERPRINT_HEADER,
+      on_header_present: { metadata_namespace: FINGERPRINT_METADATA.namespace, key: FINGERPRINT_METADATA.key, type: 'STRING' },
+      remove: false,
+    }],
+  });
+}
+
+/**
+ * Envoy's gRPC access logger to the agent's socket: each inbound request with the policy's
+ * decision record (filter state), jwt_authn's verified payloads and the fingerprint (dynamic
+ * metadata, always sent) and the headers the audit entry needs.
+ */
+function auditLogger(): Json {
+  return typed('envoy.access_loggers.http_grpc', 'envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig', {
+    common_config: {
+      log_name: AUDIT_LOG_NAME,
+      grpc_service: { envoy_grpc: { cluster_name: AGENT_CLUSTER } },
+      transport_api_version: 'V3',
+      filter_state_objects_to_log: [DECISION_STATE],
+    },
+    additional_request_headers_to_log: [...LOGGED_REQUEST_HEADERS],
   });
 }
 

@@ -25,6 +25,7 @@ export interface BootstrapInput {
   signerUrl?: string;
   routes?: string;
   stripHeader?: string[];
+  audit?: boolean;
 }
 
 export class OptionError extends Error {}
@@ -84,6 +85,7 @@ export function bootstrapOptions(input: BootstrapInput): BootstrapOptions {
     signerUrl: loopbackHttp('--signer-url', input.signerUrl ?? DEFAULTS.signerUrl),
     routes: input.routes ? readRoutes(input.routes, trustDomain) : {},
     stripHeaders: (input.stripHeader ?? DEFAULT_STRIP_HEADERS).map(headerName),
+    audit: input.audit ?? false,
   };
 }
 

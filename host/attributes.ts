@@ -14,6 +14,8 @@ interface StreamMaps {
   readonly requestHeaders: Pair[];
   readonly responseHeaders: Pair[];
   readonly responseBody: Uint8Array;
+  /** What filters set with proxy_set_property, by filter-state name (`wasm.<key>`). */
+  readonly filterState: ReadonlyMap<string, Uint8Array> | null;
 }
 
 /** What the attributes take from the plugin running the stream (the VM itself, in vm.ts). */
@@ -73,6 +75,8 @@ export class Attributes {
         return this.metadata();
       case 'plugin_name':
         return this.plugin.pluginName;
+      case 'filter_state':
+        return new FilterState(this.stream);
       default:
         return undefined;
     }
@@ -157,6 +161,16 @@ class Scope extends Lookup {
   }
   get(key: string): PropertyValue | undefined {
     return this.attributes.attribute(this.scope, key);
+  }
+}
+
+/** `filter_state.<name>`: the stream's filter state by its full name; Envoy cannot serialize it whole. */
+class FilterState extends Lookup {
+  constructor(private readonly stream: StreamMaps) {
+    super();
+  }
+  get(name: string): PropertyValue | undefined {
+    return this.stream.filterState?.get(name);
   }
 }
 

@@ -57,6 +57,8 @@ export interface Outcome {
   upstreamRequest: { headers: Pair[]; body: Uint8Array } | null;
   /** Lines the filter logged for this request. */
   logs: LogLine[];
+  /** What the filter set with proxy_set_property, by Envoy's filter-state name (`wasm.<key>`): what an access logger reads. */
+  filterState: ReadonlyMap<string, Uint8Array>;
 }
 
 export interface HandleOptions {
@@ -69,6 +71,7 @@ const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 const toBytes = (v: string | Uint8Array | undefined): Uint8Array => (typeof v === 'string' ? encoder.encode(v) : (v ?? EMPTY));
 const STAND_IN: UpstreamResponse = { status: 200 };
+const NO_STATE: ReadonlyMap<string, Uint8Array> = new Map();
 
 export async function loadFilter(wasm: Uint8Array, options: LoadOptions = {}): Promise<Filter> {
   const vm = await Vm.create(wasm, {
@@ -143,7 +146,7 @@ export class Filter {
     if (this.closed) throw new Error('filter is closed');
     const vm = this.vm;
     const body = toBytes(request.body);
-    if (vm.failed) return failStream([]);
+    if (vm.failed) return failStream(null);
     const stream = vm.addStream(new Stream(vm.newContextId(), request, body, vm));
     try {
       // Request headers, then body; Envoy closes each map or buffer once the filter continues.
@@ -157,7 +160,7 @@ export class Filter {
         paused = this.settle(stream, action);
         if (paused) await paused;
       }
-      if (vm.failed) return failStream(stream.logs);
+      if (vm.failed) return failStream(stream);
       if (stream.resetDetails) return reset(stream);
       let upstreamRequest: Outcome['upstreamRequest'] = null;
       let response: UpstreamResponse;
@@ -173,13 +176,13 @@ export class Filter {
       stream.reply = null;
       paused = this.respond(stream, response);
       if (paused) await paused;
-      if (vm.failed) return failStream(stream.logs);
+      if (vm.failed) return failStream(stream);
       if (stream.resetDetails) return reset(stream);
       // A local reply sent while the response was being processed replaces the response.
       const late = stream.reply as LocalReply | null;
       if (late) {
         const r = localResponse(late);
-        return { kind: 'reply', status: r.status, headers: r.headers, body: late.body, details: late.details, upstreamRequest, logs: stream.logs };
+        return { kind: 'reply', status: r.status, headers: r.headers, body: late.body, details: late.details, upstreamRequest, logs: stream.logs, filterState: stream.filterState ?? NO_STATE };
       }
       return {
         kind: replied ? 'reply' : 'forward',
@@ -189,6 +192,7 @@ export class Filter {
         details,
         upstreamRequest,
         logs: stream.logs,
+        filterState: stream.filterState ?? NO_STATE,
       };
     } finally {
       this.paused.delete(stream);
@@ -281,10 +285,10 @@ function localResponse(reply: LocalReply): UpstreamResponse & { headers: Pair[] 
 }
 
 /** Envoy's failStream: a trapped (failed) VM with fail_open false answers 503, details wasm_fail_stream. */
-function failStream(logs: LogLine[]): Outcome {
-  return { kind: 'reply', status: 503, headers: [['content-length', '0']], body: EMPTY, details: 'wasm_fail_stream', upstreamRequest: null, logs };
+function failStream(stream: Stream | null): Outcome {
+  return { kind: 'reply', status: 503, headers: [['content-length', '0']], body: EMPTY, details: 'wasm_fail_stream', upstreamRequest: null, logs: stream?.logs ?? [], filterState: stream?.filterState ?? NO_STATE };
 }
 
 function reset(stream: Stream): Outcome {
-  return { kind: 'reset', status: 0, headers: [], body: EMPTY, details: stream.resetDetails!, upstreamRequest: null, logs: stream.logs };
+  return { kind: 'reset', status: 0, headers: [], body: EMPTY, details: stream.resetDetails!, upstreamRequest: null, logs: stream.logs, filterState: stream.filterState ?? NO_STATE };
 }

@@ -1,6 +1,7 @@
 /** Host calls on properties: Envoy's attributes (attributes.ts) and the host's own, and filter state. */
 import { Status } from './abi.ts';
-import { splitPath, resolve, serialize, hotProperty, Message, type PropertyPath, type PropertyValue } from './properties.ts';
+import { splitPath, resolve, serialize, hotProperty, Message, WASM_STATE, type PropertyPath, type PropertyValue } from './properties.ts';
+import { decodeUtf8 } from './pairs.ts';
 import { BYTES } from './guest-memory.ts';
 import { AddressCache } from './address-cache.ts';
 import type { ImportArea } from './host-context.ts';
@@ -13,7 +14,10 @@ export const propertyImports: ImportArea = (host) => {
     return { segments, hot: hotProperty(segments) };
   });
 
-  /** The first segment: the plugin's attributes, then the stream's, then what the filter set. */
+  /** Filters set the same few keys from their static data: the filter-state name made once per address. */
+  const stateNames = new AddressCache((bytes) => WASM_STATE + decodeUtf8(bytes));
+
+  /** The first segment: the plugin's attributes, then the stream's, then what the filter set (Envoy's order). */
   const top = (name: string): PropertyValue | undefined => {
     switch (name) {
       case 'plugin_root_id':
@@ -23,7 +27,7 @@ export const propertyImports: ImportArea = (host) => {
     }
     const s = host.stream();
     if (!s) return name === 'plugin_name' ? host.pluginName : undefined;
-    return s.attributes.property(name) ?? s.filterState?.get(name);
+    return s.attributes.property(name) ?? s.filterState?.get(WASM_STATE + name);
   };
 
   return {
@@ -43,13 +47,18 @@ export const propertyImports: ImportArea = (host) => {
       if (typeof bytes === 'number') return bytes;
       return mem.copyOut(bytes, ptrPtr, sizePtr);
     },
+    /**
+     * Envoy's setProperty (context.cc): the key whole, NULs included (it is a name, not a
+     * path), becomes filter state `wasm.<key>` holding the value's bytes; set again, the value
+     * is replaced (the default prototype is not read-only); it lives as long as the stream.
+     * No stream (the root context): NOT_FOUND.
+     */
     proxy_set_property: (kp: number, ks: number, vp: number, vs: number) => {
-      const key = mem.read(kp, ks);
-      const value = mem.read(vp, vs);
-      if (!key || !value) return Status.INVALID_MEMORY_ACCESS;
+      if (!mem.inBounds(kp, ks) || !mem.inBounds(vp, vs)) return Status.INVALID_MEMORY_ACCESS;
       const s = host.stream();
       if (!s) return Status.NOT_FOUND;
-      (s.filterState ??= new Map()).set(splitPath(key).join('.'), value.slice());
+      const u8 = mem.u8; // current: inBounds() renewed the view
+      (s.filterState ??= new Map()).set(stateNames.get(u8, kp >>> 0, ks >>> 0), u8.slice(vp >>> 0, (vp >>> 0) + (vs >>> 0)));
       return Status.OK;
     },
   };

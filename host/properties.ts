@@ -42,6 +42,9 @@ export function hotProperty(segments: string[]): number {
   return HotProperty.NONE;
 }
 
+/** Envoy's prefix of the filter state a wasm filter sets (context.cc `CelStateKeyPrefix`). */
+export const WASM_STATE = 'wasm.';
+
 /** A property path as the module passed it, decoded. */
 export interface PropertyPath {
   segments: string[];

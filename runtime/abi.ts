@@ -11,6 +11,8 @@ declare function proxy_log(level: i32, ptr: usize, len: usize): i32;
 declare function proxy_get_log_level(retLevel: usize): i32;
 @external("env", "proxy_get_property")
 declare function proxy_get_property(pathPtr: usize, pathLen: usize, retPtr: usize, retLen: usize): i32;
+@external("env", "proxy_set_property")
+declare function proxy_set_property(keyPtr: usize, keyLen: usize, valPtr: usize, valLen: usize): i32;
 @external("env", "proxy_get_header_map_pairs")
 declare function proxy_get_header_map_pairs(mapType: i32, retPtr: usize, retLen: usize): i32;
 @external("env", "proxy_remove_header_map_value")
@@ -57,6 +59,11 @@ function took(status: i32): bool {
 
 export function log(level: i32, ptr: usize, len: i32): void {
   proxy_log(level, ptr, len);
+}
+
+/** Keeps `value` for this request as Envoy's filter state `wasm.<key>`, which access loggers can log. */
+export function setProperty(keyPtr: usize, keyLen: i32, valPtr: usize, valLen: i32): void {
+  proxy_set_property(keyPtr, keyLen, valPtr, valLen);
 }
 
 /**

@@ -312,7 +312,7 @@ export async function runCase(filters: FilterSet, c: TestCase, run = randomBytes
 }
 
 /** A case that never reached the filter. */
-const NO_OUTCOME: Outcome = { kind: 'reply', status: 0, headers: [], body: new Uint8Array(), details: '', upstreamRequest: null, logs: [] };
+const NO_OUTCOME: Outcome = { kind: 'reply', status: 0, headers: [], body: new Uint8Array(), details: '', upstreamRequest: null, logs: [], filterState: new Map() };
 
 export async function runCases(filters: FilterSet, cases: TestCase[]): Promise<CaseResult[]> {
   const run = randomBytes(6).toString('base64url');

@@ -3,7 +3,7 @@
 // caller ID that is not a SPIFFE ID of an accepted trust domain, or a fingerprint refused)
 // before any rule, injected values that are not HTTP field values refused, header
 // stripping and injection, the normalized :path upstream, the local reply, the decision
-// log line and metric.
+// record (log line and filter state) and metric.
 //
 // Memory: the filter keeps nothing on the heap between callbacks. Every request starts by
 // resetting the (stub runtime's bump) heap, so the host's buffers, decoded values and
@@ -11,7 +11,7 @@
 export * from "../../runtime/lifecycle";
 import {
   LOG_INFO, defineCounterNamed, getPluginConfiguration, incrementCounter, log, logs, removeRequestHeader,
-  replaceRequestHeader, retLen, retPtr, sendLocalResponse,
+  replaceRequestHeader, retLen, retPtr, sendLocalResponse, setProperty,
 } from "../../runtime/abi";
 import { Out, bytesEqual, isFieldValue } from "../../runtime/bytes";
 import { ALLOW, DENY, decide, decidedByError, decidedRule, injected, ruleField } from "./engine";
@@ -103,7 +103,7 @@ const UNAUTHENTICATED = 3;
 function finish(outcome: i32, reason: string, rule: i32): i32 {
   const status = outcome == ALLOWED ? 200 : outcome == DENIED ? 403 : outcome == DENY_BAD_REQUEST ? 400 : 401;
   const decision = outcome == ALLOWED ? "allow" : outcome == UNAUTHENTICATED ? "unauthenticated" : "deny";
-  if (logs(LOG_INFO)) writeDecision(decision, status, rule, reason);
+  recordDecision(decision, status, rule, reason);
   incrementCounter(outcome == ALLOWED ? metricAllow : outcome == UNAUTHENTICATED ? metricUnauthenticated : metricDeny);
   if (outcome == ALLOWED || dryRun) {
     if (outcome != DENY_BAD_REQUEST) forwardNormalizedPath();
@@ -115,13 +115,25 @@ function finish(outcome: i32, reason: string, rule: i32): i32 {
   return PAUSE;
 }
 
-/** `palisade.decision {"decision":…,"status":…,"rule":…,"mode":…,"reason":…}` at info (not even formatted when the host logs less). */
-function writeDecision(decision: string, status: i32, rule: i32, reason: string): void {
-  const o = new Out(160).ascii('palisade.decision {"decision":"').ascii(decision).ascii('","status":').int(status).ascii(',"rule":');
+/** The decision line's prefix; what follows it is the record. */
+const DECISION_LINE = "palisade.decision ";
+/** The filter-state key of the record ("palisade.decision"): Envoy keeps it as `wasm.palisade.decision` for the access log. */
+const DECISION_KEY_LEN = 17;
+const DECISION_KEY = memory.data<u8>([112, 97, 108, 105, 115, 97, 100, 101, 46, 100, 101, 99, 105, 115, 105, 111, 110]);
+
+/**
+ * The record `{"decision":…,"status":…,"rule":…,"mode":…,"reason":…}`, formatted once: kept
+ * as filter state for Envoy's access log (the audit log), and logged at info as
+ * `palisade.decision {record}` unless the host logs less.
+ */
+function recordDecision(decision: string, status: i32, rule: i32, reason: string): void {
+  const o = new Out(160).ascii(DECISION_LINE).ascii('{"decision":"').ascii(decision).ascii('","status":').int(status).ascii(',"rule":');
   if (rule < 0) o.ascii("null");
   else o.byte(34).bytes(b(ruleField(rule, 1)), ruleField(rule, 2)).byte(34);
   o.ascii(',"mode":"').ascii(dryRun ? "dry-run" : "enforce").ascii('","reason":"').ascii(reason).ascii('"}');
-  log(LOG_INFO, o.ptr, o.len);
+  const prefix = DECISION_LINE.length;
+  setProperty(DECISION_KEY, DECISION_KEY_LEN, o.ptr + prefix, o.len - prefix);
+  if (logs(LOG_INFO)) log(LOG_INFO, o.ptr, o.len);
 }
 
 /**

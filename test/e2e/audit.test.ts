@@ -22,6 +22,8 @@ import { parseCheckpoint, checkSignature } from '../../audit/checkpoint.ts';
 import { spiffeIdOfCert } from '../../audit/chain.ts';
 import { compiled } from '../agent/sidecar/policies.ts';
 import { startEcho, mtlsAgent, call, FRONTEND, TD, type Echo } from '../agent/sidecar/harness.ts';
+import { envoyEntry, streamAccessLogs } from '../agent/xds/envoy-access-log.ts';
+import { loadFilter } from '../../host/filter.ts';
 
 const e2e = suite('palisade agent --audit-dir');
 const CARD_ID = `spiffe://${TD}/ns/payments/sa/card`;
@@ -33,13 +35,14 @@ let caller: Svid;
 let bundlePem: string;
 const running: ChildProcess[] = [];
 
-/** Starts an agent with the sidecar and the audit log; resolves with its inbound and admin URLs. */
-async function startAgent(): Promise<{ process: ChildProcess; inbound: string; admin: string }> {
+/** Starts an agent with the audit log and (by default) the sidecar; resolves with its inbound and admin URLs. */
+async function startAgent(
+  mode = ['--inbound', '127.0.0.1:0', '--app', echo.url, '--filter', join(dir, 'card.wasm'), '--audit-dir', join(dir, 'audit')],
+): Promise<{ process: ChildProcess; inbound: string; admin: string }> {
   const { token } = ca.ca.createToken(CARD_ID, 60_000);
   const child = spawn(process.execPath, [
     BIN, 'agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token,
-    '--admin', '127.0.0.1:0', '--inbound', '127.0.0.1:0', '--app', echo.url, '--filter', join(dir, 'card.wasm'),
-    '--audit-dir', join(dir, 'audit'), '--admin-token-file', join(dir, 'admin-token'),
+    '--admin', '127.0.0.1:0', '--admin-token-file', join(dir, 'admin-token'), ...mode,
   ], { stdio: ['ignore', 'pipe', 'inherit'] });
   running.push(child);
   const urls: Record<string, string> = {};
@@ -212,12 +215,32 @@ e2e('the admin API serves a checkpoint and proofs a third party checks; query an
   assert.is(usage.stderr, 'palisade: --since must be an ISO 8601 time, not "yesterday"\n');
 });
 
+e2e("Envoy mode: the agent process takes Envoy's access-log stream on its --sds socket, and its log verifies", async () => {
+  const socket = join(dir, 'agent.sock');
+  const audit = join(dir, 'envoy-audit');
+  const agent = await startAgent(['--sds', `unix:${socket}`, '--audit-dir', audit]);
+  const filter = await loadFilter(await compiled('card'));
+  try {
+    const entries = [await envoyEntry(filter, caller, CARD_ID, { path: '/cards/1' }), await envoyEntry(filter, caller, CARD_ID, { fingerprint: false })];
+    assert.is(await streamAccessLogs(socket, [entries]), null);
+    const written = () => readdirSync(join(audit, 'segments')).flatMap((f) => readFileSync(join(audit, 'segments', f), 'utf8').split('\n').filter(Boolean));
+    for (let i = 0; i < 200 && written().length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(written().map((l) => JSON.parse(l).decision), ['allow', 'unauthenticated']);
+    await stopped(agent.process, 'SIGTERM'); // closing signs the last checkpoint
+    const verified = palisade('audit', 'verify', audit, '--bundle', join(dir, 'ca', 'bundle.pem'));
+    assert.is(verified.code, 0, verified.stderr);
+    assert.match(verified.stdout, /verified 2 entries/);
+  } finally {
+    await filter.close();
+  }
+});
+
 e2e('bad audit flags are one line and exit 2', async () => {
   const { token } = ca.ca.createToken(CARD_ID, 60_000);
   const base = ['agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token];
   const alone = await palisadeAsync(...base, '--audit-dir', join(dir, 'x'));
   assert.is(alone.code, 2, alone.stderr);
-  assert.is(alone.stderr.split('\n').filter((l) => l.startsWith('palisade:')).join('\n'), "palisade: --audit-dir records the inbound sidecar's decisions: it needs --inbound");
+  assert.is(alone.stderr.split('\n').filter((l) => l.startsWith('palisade:')).join('\n'), 'palisade: --audit-dir records the decisions of the inbound sidecar or of Envoy: it needs --inbound or --sds');
   const { token: token2 } = ca.ca.createToken(CARD_ID, 60_000);
   const mode = await palisadeAsync('agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token2, '--audit-dir', join(dir, 'x'),
     '--inbound', '127.0.0.1:0', '--app', echo.url, '--filter', join(dir, 'card.wasm'), '--audit-failure', 'maybe');

@@ -34,6 +34,7 @@ const COMBINATIONS: Record<string, BootstrapInput> = {
     signerUrl: 'http://127.0.0.1:16090/v1/fingerprint', egressFilter: '/opt/palisade/egress.wasm', stripHeader: ['X-Palisade-Caller', 'x-internal-user'],
   },
   'explicit identity, no manifest': { serviceName: 'ledger', spiffeId: 'spiffe://bank.example/ns/payments/sa/ledger' },
+  'audit, with the identity context': { policy: manifest, ...identity, audit: true },
 };
 
 const listener = (c: any, name: string) => c.static_resources.listeners.find((l: any) => l.name === name);
@@ -101,6 +102,31 @@ test('inbound HTTP: safe paths, spoofable headers removed, trace context, jwt_au
   assert.equal(policy.config_discovery.type_urls, ['type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm']);
   assert.is(policy.config_discovery.config_source.api_config_source.grpc_services[0].envoy_grpc.cluster_name, 'sds-grpc');
   assert.not.ok('default_config' in policy.config_discovery, 'no fallback filter: without the policy, requests fail');
+});
+
+test('audit: every inbound request to the agent\'s access-log service with the decision, the caller\'s certificate, the token and the fingerprint', () => {
+  const plain = hcm(listener(generateBootstrap(bootstrapOptions({ policy: manifest })), 'inbound'));
+  assert.not.ok('access_log' in plain);
+  assert.equal(plain.set_current_client_cert_details, { uri: true });
+
+  const h = hcm(listener(generateBootstrap(bootstrapOptions({ policy: manifest, ...identity, audit: true })), 'inbound'));
+  assert.equal(h.set_current_client_cert_details, { uri: true, cert: true });
+  // The fingerprint is copied before jwt_authn verifies and removes it.
+  assert.equal(h.http_filters.map((f: any) => f.name), ['envoy.filters.http.header_to_metadata', 'envoy.filters.http.jwt_authn', 'palisade.policy.card-service', 'envoy.filters.http.router']);
+  assert.equal(h.http_filters[0].typed_config.request_rules, [{
+    header: 'x-palisade-fingerprint', on_header_present: { metadata_namespace: 'palisade', key: 'fingerprint', type: 'STRING' }, remove: false,
+  }]);
+  assert.is(h.http_filters[1].typed_config.providers.fingerprint.forward, false);
+  assert.equal(h.access_log.length, 1);
+  const als = h.access_log[0];
+  assert.is(als.name, 'envoy.access_loggers.http_grpc');
+  assert.equal(als.typed_config.common_config, {
+    log_name: 'palisade.audit',
+    grpc_service: { envoy_grpc: { cluster_name: 'sds-grpc' } },
+    transport_api_version: 'V3',
+    filter_state_objects_to_log: ['wasm.palisade.decision'],
+  });
+  assert.equal(als.typed_config.additional_request_headers_to_log, ['x-forwarded-client-cert', 'authorization', 'traceparent']);
 });
 
 test('without identity options, only the fingerprint is required and no user provider exists', () => {
