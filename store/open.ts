@@ -10,7 +10,7 @@ export const STORE_SPEC_HELP = 'a file path or sqlite:PATH (SQLite), or postgres
  * when used. Anything else, an unknown scheme included, is refused in one line.
  */
 export async function openStore(spec: string): Promise<Store> {
-  if (/^postgres(ql)?:\/\//i.test(spec)) {
+  if (isPostgres(spec)) {
     const { PostgresStore } = await import('./postgres.ts');
     const store = new PostgresStore(spec);
     try {
@@ -33,6 +33,8 @@ export async function openStore(spec: string): Promise<Store> {
     throw new Error(`cannot open SQLite store ${file}: ${(err as Error).message}`);
   }
 }
+
+export const isPostgres = (spec: string) => /^postgres(ql)?:\/\//i.test(spec);
 
 /** The spec without its password, for messages and logs. */
 export function redact(spec: string): string {
