@@ -15,13 +15,19 @@ export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
   private readonly shared: FileState;
+  private readonly key: string | symbol;
+  /** This store's listeners (in `shared`), removed when it closes. */
+  private readonly own = new Set<Listener>();
 
   constructor(file: string) {
     this.db = new Database(file, { timeout: 5000 });
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL'); // durable across process crashes in WAL mode
     this.db.pragma('foreign_keys = ON');
-    this.shared = fileState(file === ':memory:' ? Symbol(file) : path.resolve(file));
+    this.key = file === ':memory:' ? Symbol(file) : path.resolve(file);
+    this.shared = files.get(this.key) ?? { tail: Promise.resolve(), listeners: new Set(), stores: 0 };
+    files.set(this.key, this.shared);
+    this.shared.stores++;
   }
 
   query<T extends Row = Row>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
@@ -81,13 +87,17 @@ export class SqliteStore implements Store {
     checkNotification(channel, '');
     const listener = { channel, onMessage };
     this.shared.listeners.add(listener);
+    this.own.add(listener);
     return async () => {
       this.shared.listeners.delete(listener);
+      this.own.delete(listener);
     };
   }
 
   async close(): Promise<void> {
     await this.exclusive(async () => this.db.close());
+    for (const listener of this.own) this.shared.listeners.delete(listener);
+    if (--this.shared.stores === 0) files.delete(this.key);
   }
 
   private appliedVersion(component: string): number {
@@ -117,19 +127,20 @@ export class SqliteStore implements Store {
   }
 }
 
+interface Listener {
+  channel: string;
+  onMessage: (payload: string) => void;
+}
+
 interface FileState {
   tail: Promise<unknown>;
-  listeners: Set<{ channel: string; onMessage: (payload: string) => void }>;
+  listeners: Set<Listener>;
+  /** Open stores on the file; the entry goes with the last. */
+  stores: number;
 }
 
 /** One queue and one set of listeners per database file in this process. */
 const files = new Map<string | symbol, FileState>();
-
-function fileState(key: string | symbol): FileState {
-  let state = files.get(key);
-  if (!state) files.set(key, (state = { tail: Promise.resolve(), listeners: new Set() }));
-  return state;
-}
 
 /** `$1` → `@p1` (outside string literals and quoted names); better-sqlite3 binds them by name. */
 export function rewritePlaceholders(sql: string): string {
