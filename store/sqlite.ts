@@ -18,6 +18,7 @@ export class SqliteStore implements Store {
   private readonly key: string | symbol;
   /** This store's listeners (in `shared`), removed when it closes. */
   private readonly own = new Set<Listener>();
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(file: string) {
     this.db = new Database(file, { timeout: 5000 });
@@ -122,8 +123,14 @@ export class SqliteStore implements Store {
     return run;
   }
 
+  /** Callers' SQL is a fixed set of strings, so each is prepared once (a bound keeps a misuse from growing it). */
   private statement(sql: string): Database.Statement {
-    return this.db.prepare(rewritePlaceholders(sql));
+    let prepared = this.statements.get(sql);
+    if (!prepared) {
+      if (this.statements.size >= 512) this.statements.clear();
+      this.statements.set(sql, (prepared = this.db.prepare(rewritePlaceholders(sql))));
+    }
+    return prepared;
   }
 }
 
@@ -143,7 +150,7 @@ interface FileState {
 const files = new Map<string | symbol, FileState>();
 
 /** `$1` → `@p1` (outside string literals and quoted names); better-sqlite3 binds them by name. */
-export function rewritePlaceholders(sql: string): string {
+function rewritePlaceholders(sql: string): string {
   return sql.replace(/'(?:[^']|'')*'|"(?:[^"]|"")*"|\$(\d+)/g, (match, n: string | undefined) => (n ? `@p${n}` : match));
 }
 
