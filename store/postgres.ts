@@ -56,9 +56,14 @@ export class PostgresStore implements Store {
       try {
         return await this.withClient(async (client) => {
           await client.query('BEGIN ISOLATION LEVEL SERIALIZABLE');
-          const result = await fn(queryable(client));
-          await client.query('COMMIT');
-          return result;
+          const tx = transactionOn(client);
+          try {
+            const result = await fn(tx);
+            await client.query('COMMIT');
+            return result;
+          } finally {
+            tx.end(); // the connection goes back to the pool: a tx kept past its end must not reach it
+          }
         });
       } catch (err) {
         if (!RETRIABLE.has((err as { code?: string }).code ?? '') || attempt >= MAX_ATTEMPTS) throw err;
@@ -182,11 +187,14 @@ export class PostgresStore implements Store {
   }
 }
 
-function queryable(client: pg.PoolClient): Queryable {
+function transactionOn(client: pg.PoolClient): Queryable & { end(): void } {
+  let session: pg.PoolClient | undefined = client;
+  const inside = () => session ?? Promise.reject(new Error('transaction is over: use the store'));
   return {
-    query: async <T extends Row>(sql: string, params: readonly unknown[] = []) => (await client.query<T>(sql, params as unknown[])).rows,
-    run: async (sql, params = []) => (await client.query(sql, params as unknown[])).rowCount ?? 0,
-    notify: (channel, payload) => notifyOn(client, channel, payload),
+    query: async <T extends Row>(sql: string, params: readonly unknown[] = []) => (await (await inside()).query<T>(sql, params as unknown[])).rows,
+    run: async (sql, params = []) => (await (await inside()).query(sql, params as unknown[])).rowCount ?? 0,
+    notify: async (channel, payload) => notifyOn(await inside(), channel, payload),
+    end: () => (session = undefined),
   };
 }
 

@@ -47,10 +47,15 @@ export class SqliteStore implements Store {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     return this.exclusive(async () => {
       const pending: [string, string][] = [];
+      let open = true;
+      const inside = () => {
+        if (!open) throw new Error('transaction is over: use the store');
+      };
       const tx: Queryable = {
-        query: async <R extends Row>(sql: string, params: readonly unknown[] = []) => this.statement(sql).all(bind(params)) as R[],
-        run: async (sql, params = []) => this.statement(sql).run(bind(params)).changes,
+        query: async <R extends Row>(sql: string, params: readonly unknown[] = []) => (inside(), this.statement(sql).all(bind(params)) as R[]),
+        run: async (sql, params = []) => (inside(), this.statement(sql).run(bind(params)).changes),
         notify: async (channel, payload) => {
+          inside();
           checkNotification(channel, payload);
           pending.push([channel, payload]);
         },
@@ -63,6 +68,8 @@ export class SqliteStore implements Store {
       } catch (err) {
         if (this.db.inTransaction) this.db.exec('ROLLBACK');
         throw err;
+      } finally {
+        open = false; // a tx kept past its end must not run outside the transaction (or inside another)
       }
       this.deliver(pending);
       return result;
