@@ -39,7 +39,7 @@ const running: ChildProcess[] = [];
 async function startAgent(
   mode = ['--inbound', '127.0.0.1:0', '--app', echo.url, '--filter', join(dir, 'card.wasm'), '--audit-dir', join(dir, 'audit')],
 ): Promise<{ process: ChildProcess; inbound: string; admin: string }> {
-  const { token } = ca.ca.createToken(CARD_ID, 60_000);
+  const { token } = await ca.ca.createToken(CARD_ID, 60_000);
   const child = spawn(process.execPath, [
     BIN, 'agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token,
     '--admin', '127.0.0.1:0', '--admin-token-file', join(dir, 'admin-token'), ...mode,
@@ -236,12 +236,12 @@ e2e("Envoy mode: the agent process takes Envoy's access-log stream on its --sds 
 });
 
 e2e('bad audit flags are one line and exit 2', async () => {
-  const { token } = ca.ca.createToken(CARD_ID, 60_000);
+  const { token } = await ca.ca.createToken(CARD_ID, 60_000);
   const base = ['agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token];
   const alone = await palisadeAsync(...base, '--audit-dir', join(dir, 'x'));
   assert.is(alone.code, 2, alone.stderr);
   assert.is(alone.stderr.split('\n').filter((l) => l.startsWith('palisade:')).join('\n'), 'palisade: --audit-dir records the decisions of the inbound sidecar or of Envoy: it needs --inbound or --sds');
-  const { token: token2 } = ca.ca.createToken(CARD_ID, 60_000);
+  const { token: token2 } = await ca.ca.createToken(CARD_ID, 60_000);
   const mode = await palisadeAsync('agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token2, '--audit-dir', join(dir, 'x'),
     '--inbound', '127.0.0.1:0', '--app', echo.url, '--filter', join(dir, 'card.wasm'), '--audit-failure', 'maybe');
   assert.is(mode.code, 2);
