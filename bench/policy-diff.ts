@@ -39,11 +39,11 @@ function checked(doc: Record<string, unknown>): CheckedPolicy {
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'];
 const RECORDS = 100_000;
 
-/** Decision-log lines for requests to rules 0..n-1 of the generated policy. */
+/** Decision-log lines for requests to 1,000 rules spread over the generated policy, one in a hundred to the rules changedPair edits. */
 function decisionLog(n: number): string {
   const lines = [];
   for (let k = 0; k < RECORDS; k++) {
-    const i = (k * 7919) % Math.min(n, 1_000);
+    const i = k % 100 === 0 ? Math.floor((n * ((k / 100) % 4 + 1)) / 7) : ((k % 1_000) * Math.floor(n / 1_000)) % n;
     lines.push(JSON.stringify({ level: 30, time: new Date(1_700_000_000_000 + k).toISOString(), caller: caller(i), target: BENCH_SERVICE, method: METHODS[i % 5],
       path: `/api/v${i % 3}/res${i}/${k % 20}`, decision: 'allow', rule: `rule-${i}`, mode: 'enforce', status: 200, reason: 'allow_rule', msg: 'decision' }));
   }

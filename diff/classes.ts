@@ -5,6 +5,7 @@
  * (by the set of patterns that match) gets exactly one representative.
  */
 import type { CheckedRule, PathTemplate, PrincipalPattern, RequestMatch, TExpr } from '../compiler/frontend/ast.ts';
+import { eachExpr } from './expr.ts';
 
 /** A caller pattern's or path template's segments: a literal, or null for `*`/`{param}`; `rest`: a final `**`. */
 export type Segs = { segs: (string | null)[]; rest: boolean };
@@ -69,7 +70,7 @@ export function overlap(a: Segs, b: Segs): boolean {
 export interface CallerClass { id: string; label: string; trustDomain: string; patterns: Set<string> }
 export interface PathClass { path: string; label: string; templates: Set<string> }
 
-const uniqueBy = <T>(xs: T[], key: (x: T) => string): T[] => [...new Map(xs.map((x) => [key(x), x])).values()];
+export const uniqueBy = <T>(xs: T[], key: (x: T) => string): T[] => [...new Map(xs.map((x) => [key(x), x])).values()];
 
 /** Every class of the callers of trust domain `td` that `rules` tell apart (with `within`: only those it matches). */
 export function callerClasses(rules: CheckedRule[], td: string, within?: PrincipalPattern): CallerClass[] {
@@ -101,12 +102,8 @@ export function namedMethods(rules: CheckedRule[]): Set<string> {
   const visit = (e: TExpr): void => {
     if (e.k === 'cmp' && (isMethod(e.l) || isMethod(e.r))) for (const x of [e.l, e.r]) if (x.k === 'str') named.add(x.v);
     if (e.k === 'in' && isMethod(e.elem) && e.coll.k === 'list') for (const x of e.coll.items) if (x.k === 'str') named.add(x.v);
-    for (const child of Object.values(e)) {
-      if (child && typeof child === 'object' && 'k' in child) visit(child as TExpr);
-      if (Array.isArray(child)) child.forEach((c) => c && typeof c === 'object' && 'k' in c && visit(c as TExpr));
-    }
   };
-  for (const r of rules) if (r.when) visit(r.when);
+  for (const r of rules) if (r.when) eachExpr(r.when, visit);
   return named;
 }
 

@@ -33,7 +33,8 @@ import { decide, traceRules, type CaseRequest, type Outcome } from '../testing/o
 import { fingerprintClaims } from '../testing/fingerprint.ts';
 import { sameForAllConditions } from './symbolic.ts';
 import { changedRules } from './changes.ts';
-import { callerClasses, callerSegs, entriesOverlap, methodClasses, namedMethods, overlap, pathClasses, type CallerClass, type PathClass } from './classes.ts';
+import { eachExpr } from './expr.ts';
+import { callerClasses, callerSegs, entriesOverlap, methodClasses, namedMethods, overlap, pathClasses, uniqueBy, type CallerClass, type PathClass } from './classes.ts';
 
 export interface Region {
   /** The caller class: the `from` patterns its callers match (in either version), or the trust domain when none. */
@@ -216,8 +217,6 @@ export function cellRequests(a: CheckedPolicy, b: CheckedPolicy): CaseRequest[] 
     methods.flatMap((method) => paths.map((p) => ({ method, path: p.path, source: caller.id }))));
 }
 
-const uniqueBy = <T>(xs: T[], key: (x: T) => string): T[] => [...new Map(xs.map((x) => [key(x), x])).values()];
-
 /** The `when`s that are not the same in both versions here, or `true`. */
 function conditionText(oldRules: CheckedRule[], newRules: CheckedRule[]): string {
   const text = (r: CheckedRule) => (r.when ? `${r.effect} '${r.id}' when ${printExpr(r.when)}` : '');
@@ -256,12 +255,8 @@ function requestVariants(base: CaseRequest, rules: CheckedRule[], stripped: stri
     if (e.k === 'str') constants.add(e.v);
     if (e.k === 'lookup' && e.map !== 'params') reads[e.map === 'headers' ? 'headers' : 'query'].add(e.key);
     if (e.k === 'claim' && e.path.length === 1) reads.claims.add(e.path[0]);
-    for (const child of Object.values(e)) {
-      if (child && typeof child === 'object' && 'k' in child) visit(child as TExpr);
-      if (Array.isArray(child)) child.forEach((c) => c && typeof c === 'object' && 'k' in c && visit(c as TExpr));
-    }
   };
-  for (const r of rules) if (r.when) visit(r.when);
+  for (const r of rules) if (r.when) eachExpr(r.when, visit);
   const values = [...constants, ''];
   const out: CaseRequest[] = [];
   const users = [undefined, { sub: 'someone', scope: [...constants].join(' ') }, ...values.map((v) => ({ sub: v, scope: v, ...Object.fromEntries([...reads.claims].map((c) => [c, v])) }))];
