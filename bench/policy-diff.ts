@@ -21,7 +21,8 @@ type Rule = Record<string, unknown> & { id: string; to: { methods: string[]; pat
 export function changedPair(n: number): [Record<string, unknown>, Record<string, unknown>] {
   const old = generatePolicy(n) as { rules: Rule[] };
   const rules: Rule[] = structuredClone(old.rules);
-  const at = (k: number) => Math.floor((n * k) / 7);
+  // Rules without a `when` (index a multiple of 4), so that the edits change what requests without claims get.
+  const at = (k: number) => Math.floor((n * k) / 28) * 4;
   rules[at(1)].to[0].methods.push('HEAD');
   rules[at(2)].when = "request.headers['x-tenant'] == 'acme'";
   rules.splice(at(3), 1);
@@ -43,7 +44,7 @@ const RECORDS = 100_000;
 function decisionLog(n: number): string {
   const lines = [];
   for (let k = 0; k < RECORDS; k++) {
-    const i = k % 100 === 0 ? Math.floor((n * ((k / 100) % 4 + 1)) / 7) : ((k % 1_000) * Math.floor(n / 1_000)) % n;
+    const i = k % 100 === 0 ? Math.floor((n * ((k / 100) % 4 + 1)) / 28) * 4 : ((k % 1_000) * Math.floor(n / 1_000)) % n;
     lines.push(JSON.stringify({ level: 30, time: new Date(1_700_000_000_000 + k).toISOString(), caller: caller(i), target: BENCH_SERVICE, method: METHODS[i % 5],
       path: `/api/v${i % 3}/res${i}/${k % 20}`, decision: 'allow', rule: `rule-${i}`, mode: 'enforce', status: 200, reason: 'allow_rule', msg: 'decision' }));
   }

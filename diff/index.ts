@@ -26,15 +26,15 @@
  * rule matches) that exactly the cell's rules of each version match, through the same of
  * their patterns and templates: cells of different footprints alike in that are one region.
  */
-import type { CheckedPolicy, CheckedRule, PrincipalPattern, RequestMatch, TExpr } from '../compiler/frontend/ast.ts';
+import type { CheckedPolicy, CheckedRule, PrincipalPattern, TExpr } from '../compiler/frontend/ast.ts';
 import { printExpr } from '../compiler/ir/ir.ts';
-import { trustDomainOf } from '../compiler/frontend/spiffe.ts';
 import { decide, traceRules, type CaseRequest, type Outcome } from '../testing/oracle.ts';
 import { fingerprintClaims } from '../testing/fingerprint.ts';
 import { sameForAllConditions } from './symbolic.ts';
 import { changedRules } from './changes.ts';
+import { footprintOf, ownDomain, RuleIndex, type Footprint } from './near.ts';
 import { eachExpr } from './expr.ts';
-import { callerClasses, callerSegs, entriesOverlap, methodClasses, namedMethods, overlap, pathClasses, uniqueBy, type CallerClass, type PathClass } from './classes.ts';
+import { callerClasses, methodClasses, namedMethods, pathClasses, uniqueBy, type CallerClass, type PathClass } from './classes.ts';
 
 export interface Region {
   /** The caller class: the `from` patterns its callers match (in either version), or the trust domain when none. */
@@ -60,23 +60,7 @@ export interface Decided {
   inject: Record<string, string>;
 }
 
-/**
- * Where a change can show: the callers and requests of a changed rule, or every request of a
- * trust domain whose admission changed.
- */
-interface Footprint { callers: { domain: string } | PrincipalPattern[]; to: RequestMatch[] | null }
-
-const own = (p: CheckedPolicy) => trustDomainOf(p.service);
-const admits = (p: CheckedPolicy, td: string) => td === own(p) || p.federatesWith.includes(td);
-const footprintOf = (policy: CheckedPolicy, r: CheckedRule): Footprint => ({ callers: r.from ?? { domain: own(policy) }, to: r.to });
-
-/** Can a request of the footprint meet the rule's `from` and `to`? */
-function meets(f: Footprint, policy: CheckedPolicy, r: CheckedRule): boolean {
-  const callers = 'domain' in f.callers
-    ? (r.from ? r.from.some((p) => p.trustDomain === (f.callers as { domain: string }).domain) : f.callers.domain === own(policy))
-    : (f.callers as PrincipalPattern[]).some((p) => (r.from ? r.from.some((q) => q.trustDomain === p.trustDomain && overlap(callerSegs(p), callerSegs(q))) : p.trustDomain === own(policy)));
-  return callers && (!f.to || !r.to || f.to.some((e) => r.to!.some((m) => entriesOverlap(e, m))));
-}
+const admits = (p: CheckedPolicy, td: string) => td === ownDomain(p) || p.federatesWith.includes(td);
 
 /** The cells of the footprint that `rules` (every rule that can meet it) tell apart. */
 function cellsWithin(f: Footprint, rules: CheckedRule[]): { caller: CallerClass; method: string; p: PathClass }[] {
@@ -92,7 +76,7 @@ function cellsWithin(f: Footprint, rules: CheckedRule[]): { caller: CallerClass;
 
 /** Does the rule's `from` and `to` match the cell (read off the classes' pattern sets)? */
 function matchesCell(policy: CheckedPolicy, r: CheckedRule, caller: CallerClass, method: string, p: PathClass): boolean {
-  if (!(r.from ? r.from.some((f) => caller.patterns.has(f.text)) : caller.trustDomain === own(policy))) return false;
+  if (!(r.from ? r.from.some((f) => caller.patterns.has(f.text)) : caller.trustDomain === ownDomain(policy))) return false;
   return !r.to || r.to.some((m) => (!m.methods || m.methods.includes(method)) && (!m.paths || m.paths.some((t) => p.templates.has(t.text))));
 }
 
@@ -127,10 +111,10 @@ export function diffPolicies(oldPolicy: CheckedPolicy, newPolicy: CheckedPolicy)
     ...[...new Set([...oldPolicy.federatesWith, ...newPolicy.federatesWith])]
       .filter((td) => admits(oldPolicy, td) !== admits(newPolicy, td)).map((domain) => ({ callers: { domain }, to: null })),
   ];
-  const versions = [oldPolicy, newPolicy].map((policy) => ({ policy, carrier: carrier(policy) }));
+  const versions = [oldPolicy, newPolicy].map((policy) => ({ policy, carrier: carrier(policy), index: new RuleIndex(policy) }));
   const seen = new Set<string>();
   for (const f of footprints) {
-    const near = versions.map(({ policy }) => policy.rules.filter((r) => meets(f, policy, r)));
+    const near = versions.map(({ index }) => index.near(f));
     for (const { caller, method, p } of cellsWithin(f, [...near[0], ...near[1]])) {
       const matched = near.map((rules, v) => rules.filter((r) => matchesCell(versions[v].policy, r, caller, method, p)));
       // A cell of an earlier footprint may come again: it is the same when it has the same trust domain, method, rules met, and patterns and templates of theirs matched.
@@ -208,7 +192,7 @@ function compareCell(oldPolicy: CheckedPolicy, newPolicy: CheckedPolicy, { calle
 /** Every cell of the two versions (all caller, method and path classes): for tests, a change outside these would be a missed one. */
 export function cellRequests(a: CheckedPolicy, b: CheckedPolicy): CaseRequest[] {
   const rules = [...a.rules, ...b.rules];
-  const domains = new Set([own(a), own(b), ...a.federatesWith, ...b.federatesWith, ...rules.flatMap((r) => r.from ?? []).map((p) => p.trustDomain)]);
+  const domains = new Set([ownDomain(a), ownDomain(b), ...a.federatesWith, ...b.federatesWith, ...rules.flatMap((r) => r.from ?? []).map((p) => p.trustDomain)]);
   let other = 'other.example';
   for (let n = 1; domains.has(other); n++) other = `other${n}.example`;
   const paths = pathClasses(rules);

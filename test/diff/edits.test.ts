@@ -9,6 +9,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
 import { checkDiff, extras, policy, rule, rules, type RuleDoc } from './pairs.ts';
+import { diffPolicies } from '../../diff/index.ts';
+import { decide } from '../../testing/oracle.ts';
 
 type Edit = { kind: 'add' | 'remove' | 'replace' | 'move'; at: number; to: number; rule: RuleDoc };
 const edit: fc.Arbitrary<Edit> = fc.record({ kind: fc.constantFrom('add', 'remove', 'replace', 'move'), at: fc.nat(), to: fc.nat(), rule });
@@ -52,6 +54,15 @@ test('edited pairs: a header no rule injected any more is passed through on rout
   const seen = { witnesses: 0, differing: 0, unwitnessed: 0 };
   checkDiff(policy([injecting, other], false), policy([plain, other], false), acme, seen);
   assert.ok(seen.differing > 1 && seen.witnesses > 1, JSON.stringify(seen));
+});
+
+test('a switch to dry-run is one region, every refused request, with a witness decided as reported', () => {
+  const [a, b] = [policy([injecting, other], false), { ...policy([injecting, other], false), mode: 'dry-run' as const }];
+  const regions = diffPolicies(a, b);
+  assert.is(regions.length, 1);
+  const [r] = regions;
+  assert.equal([r.old.decision, r.old.status, r.new.decision, r.new.status], ['unauthenticated', 401, 'unauthenticated', 200]);
+  assert.equal([decide(a, r.witness!).status, decide(b, r.witness!).status], [401, 200]);
 });
 
 test.run();
