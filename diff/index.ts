@@ -2,15 +2,16 @@
  * `palisade diff OLD NEW`: which requests two versions of a policy decide differently,
  * worked out on the checked policies, not by sampling.
  *
- * The request space is cut into cells that no rule of either version can tell apart:
- * - callers: per trust domain (every domain either version names, plus one neither does),
- *   the classes of SPIFFE IDs that match the same set of `from` patterns;
- * - methods: every method either version names, plus one neither does;
- * - paths: the classes of paths that match the same set of path templates.
- * Classes are found by walking segment positions and branching only on the literals the
- * patterns have there plus one fresh segment, so every class has exactly one representative
- * (its witness). Within a cell, `from` and `to` are fixed; what still varies is only the
- * `when` and `inject` expressions of the rules that match there. So a cell is:
+ * Only where a change can show is looked at (diff/changes.ts): the callers and routes of each
+ * rule one version has and the other lacks (or has in another order), every caller of a
+ * trust domain one version admits and the other does not, every allowed request when the
+ * versions strip different injectable headers, and (one region of its own) every refused
+ * request when the mode changes. Each such footprint is cut into cells that no rule meeting
+ * it can tell apart (diff/classes.ts): caller classes by `from` patterns, methods, path
+ * classes by templates, one representative request each. Within a cell `from` and `to` are
+ * fixed; what still varies is only the `when` and `inject` expressions of the rules that
+ * match there, and a policy of just those rules decides every request of the cell as the
+ * whole one does. So a cell is:
  * - unchanged when both versions match the same deny rules and the same allow rules in the
  *   same order with the same `when`/`inject` text (the decision is then the same function of
  *   the request in both), and the caller is admitted or refused (401) alike;
@@ -21,13 +22,19 @@
  *   whether the versions agree under every truth value of the conditions; if they do, the
  *   cell is unchanged; if not, it is still reported, with `witness: null`: its difference
  *   depends on conditions no variant met together (never a missed change).
+ * A region is every request with the cell's trust domain and method (any method where no
+ * rule matches) that exactly the cell's rules of each version match, through the same of
+ * their patterns and templates: cells of different footprints alike in that are one region.
  */
-import type { CheckedPolicy, CheckedRule, PathTemplate, PrincipalPattern, TExpr } from '../compiler/frontend/ast.ts';
+import type { CheckedPolicy, CheckedRule, PrincipalPattern, TExpr } from '../compiler/frontend/ast.ts';
 import { printExpr } from '../compiler/ir/ir.ts';
-import { trustDomainOf } from '../compiler/frontend/spiffe.ts';
 import { decide, traceRules, type CaseRequest, type Outcome } from '../testing/oracle.ts';
 import { fingerprintClaims } from '../testing/fingerprint.ts';
 import { sameForAllConditions } from './symbolic.ts';
+import { changedRules } from './changes.ts';
+import { footprintOf, ownDomain, RuleIndex, type Footprint } from './near.ts';
+import { eachExpr } from './expr.ts';
+import { callerClasses, methodClasses, namedMethods, pathClasses, uniqueBy, type CallerClass, type PathClass } from './classes.ts';
 
 export interface Region {
   /** The caller class: the `from` patterns its callers match (in either version), or the trust domain when none. */
@@ -53,79 +60,89 @@ export interface Decided {
   inject: Record<string, string>;
 }
 
-type Segs = { segs: (string | null)[]; rest: boolean };
-const FRESH = 'zz-other';
+const admits = (p: CheckedPolicy, td: string) => td === ownDomain(p) || p.federatesWith.includes(td);
+
+/** The cells of the footprint that `rules` (every rule that can meet it) tell apart. */
+function cellsWithin(f: Footprint, rules: CheckedRule[]): { caller: CallerClass; method: string; p: PathClass }[] {
+  const callers = 'domain' in f.callers
+    ? callerClasses(rules, f.callers.domain)
+    : uniqueBy(f.callers.flatMap((p) => callerClasses(rules, p.trustDomain, p)), (c) => c.id);
+  const routes = uniqueBy((f.to ?? [null]).flatMap((e) => {
+    const paths = pathClasses(rules, e?.paths);
+    return methodClasses(rules, e?.methods).flatMap((method) => paths.map((p) => ({ method, p })));
+  }), (x) => `${x.method} ${x.p.path}`);
+  return callers.flatMap((caller) => routes.map((r) => ({ caller, ...r })));
+}
+
+/** Does the rule's `from` and `to` match the cell (read off the classes' pattern sets)? */
+function matchesCell(policy: CheckedPolicy, r: CheckedRule, caller: CallerClass, method: string, p: PathClass): boolean {
+  if (!(r.from ? r.from.some((f) => caller.patterns.has(f.text)) : caller.trustDomain === ownDomain(policy))) return false;
+  return !r.to || r.to.some((m) => (!m.methods || m.methods.includes(method)) && (!m.paths || m.paths.some((t) => p.templates.has(t.text))));
+}
+
+/** A rule that never applies and injects every header `policy` may inject, so that a policy of a few of its rules strips the same headers. */
+function carrier(policy: CheckedPolicy): CheckedRule[] {
+  const headers = injectable(policy);
+  if (!headers.size) return [];
+  const span = policy.rules[0].span;
+  const never: PrincipalPattern = { text: '(never)', trustDomain: '', segments: [], rest: false, span };
+  return [{ id: '(carrier)', index: Number.MAX_SAFE_INTEGER, effect: 'allow', span, from: [never], to: null, when: null,
+    inject: [...headers].map((header) => ({ header, value: { k: 'str', v: '', t: 'string', span }, span })) }];
+}
+
+const injectable = (p: CheckedPolicy) => new Set(p.rules.flatMap((r) => r.inject.map((i) => i.header)));
 
 /**
- * One representative segment list per class of sequences (by the set of `patterns` that
- * match), at least `min` long. Sequences longer than every pattern's fixed part plus one
- * behave alike, so the walk stops there.
+ * Every region where OLD and NEW decide differently. Both must protect the same service.
+ * Only cells a change touches (diff/changes.ts, admission, injected header names) are
+ * compared, each on the few rules that meet it: the work grows with the change, not the policy.
  */
-export function segmentClasses(patterns: Segs[], min = 0): { segs: string[]; matches: number[] }[] {
-  const maxLen = Math.max(0, ...patterns.map((p) => p.segs.length)) + 1;
-  const out = new Map<string, { segs: string[]; matches: number[] }>();
-  const walk = (prefix: string[], alive: number[]) => {
-    const L = prefix.length;
-    if (L >= min) {
-      const matches = alive.filter((i) => (patterns[i].rest ? L > patterns[i].segs.length : L === patterns[i].segs.length));
-      const key = matches.join(',');
-      if (!out.has(key)) out.set(key, { segs: [...prefix], matches });
+export function diffPolicies(oldPolicy: CheckedPolicy, newPolicy: CheckedPolicy): Region[] {
+  const regions: Region[] = [];
+  if (oldPolicy.mode !== newPolicy.mode) regions.push(modeRegion(oldPolicy, newPolicy));
+  const changed = changedRules(oldPolicy, newPolicy);
+  const [oldHeaders, newHeaders] = [injectable(oldPolicy), injectable(newPolicy)];
+  const stripDiffers = [...oldHeaders].filter((h) => !newHeaders.has(h)).concat([...newHeaders].filter((h) => !oldHeaders.has(h)));
+  const footprints: Footprint[] = [
+    ...changed.old.map((r) => footprintOf(oldPolicy, r)),
+    ...changed.new.map((r) => footprintOf(newPolicy, r)),
+    // A header one version may inject is stripped from every request it allows, and passed by the other.
+    ...(stripDiffers.length ? [oldPolicy, newPolicy].flatMap((p) => p.rules.filter((r) => r.effect === 'allow').map((r) => footprintOf(p, r))) : []),
+    ...[...new Set([...oldPolicy.federatesWith, ...newPolicy.federatesWith])]
+      .filter((td) => admits(oldPolicy, td) !== admits(newPolicy, td)).map((domain) => ({ callers: { domain }, to: null })),
+  ];
+  const versions = [oldPolicy, newPolicy].map((policy) => ({ policy, carrier: carrier(policy), index: new RuleIndex(policy) }));
+  const seen = new Set<string>();
+  for (const f of footprints) {
+    const near = versions.map(({ index }) => index.near(f));
+    for (const { caller, method, p } of cellsWithin(f, [...near[0], ...near[1]])) {
+      const matched = near.map((rules, v) => rules.filter((r) => matchesCell(versions[v].policy, r, caller, method, p)));
+      // A cell of an earlier footprint may come again: it is the same when it has the same trust domain, method, rules met, and patterns and templates of theirs matched.
+      // A method none of the rules met names is decided like any other such method.
+      const mine = new Set(matched.flat().flatMap((r) => [...(r.from ?? []).map((f) => f.text), ...(r.to ?? []).flatMap((m) => (m.paths ?? []).map((t) => t.text))]));
+      const key = JSON.stringify([caller.trustDomain, namedMethods(matched.flat()).has(method) ? method : '*', ...matched.map((rs) => rs.map((r) => r.index)),
+        [...caller.patterns].filter((x) => mine.has(x)).sort(), [...p.templates].filter((x) => mine.has(x)).sort()]);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      // A policy of only the rules met here (and the header-stripping carrier) decides every request of the cell as the whole one does.
+      const [o, n] = versions.map(({ policy, carrier }, v) => ({ ...policy, rules: [...matched[v], ...carrier] }));
+      const region = compareCell(o, n, { caller, method, p }, stripDiffers);
+      if (region) regions.push(region);
     }
-    if (L >= maxLen) return;
-    const next = alive.filter((i) => patterns[i].rest || patterns[i].segs.length > L);
-    const literals = new Set(next.flatMap((i) => (L < patterns[i].segs.length && patterns[i].segs[L] !== null ? [patterns[i].segs[L] as string] : [])));
-    for (const lit of literals) walk([...prefix, lit], next.filter((i) => L >= patterns[i].segs.length || patterns[i].segs[L] === null || patterns[i].segs[L] === lit));
-    walk([...prefix, fresh(literals)], next.filter((i) => L >= patterns[i].segs.length || patterns[i].segs[L] === null));
-  };
-  walk([], patterns.map((_, i) => i));
-  return [...out.values()];
+  }
+  return regions;
 }
 
-function fresh(taken: Set<string>): string {
-  let s = FRESH;
-  for (let n = 1; taken.has(s); n++) s = `${FRESH}${n}`;
-  return s;
+/**
+ * A switch between enforce and dry-run changes the status of every request either version
+ * refuses (403 or 401 in enforce, 200 in dry-run): one region, whose witness is a request
+ * without a verified caller. Cells are then compared as if both had OLD's mode.
+ */
+function modeRegion(a: CheckedPolicy, b: CheckedPolicy): Region {
+  const witness: CaseRequest = { method: 'GET', path: '/' };
+  return { callers: 'every caller', method: '*', paths: 'every path', condition: `mode ${a.mode} → ${b.mode}: every request refused`,
+    old: decided(decide(a, witness)), new: decided(decide(b, witness)), witness, cell: witness };
 }
-
-const pathSegs = (t: PathTemplate): Segs => ({ segs: t.segments.map((s) => (s.kind === 'param' ? null : s.value)), rest: t.rest });
-const callerSegs = (p: PrincipalPattern): Segs => ({ segs: p.segments.map((s) => (s === '*' ? null : s)), rest: p.rest });
-
-interface CallerClass { id: string; label: string; trustDomain: string; patterns: Set<string> }
-interface PathClass { path: string; label: string; templates: Set<string> }
-
-function callerClasses(a: CheckedPolicy, b: CheckedPolicy): CallerClass[] {
-  const patterns = [...a.rules, ...b.rules].flatMap((r) => r.from ?? []);
-  const domains = new Set([trustDomainOf(a.service), trustDomainOf(b.service), ...a.federatesWith, ...b.federatesWith, ...patterns.map((p) => p.trustDomain)]);
-  let other = 'other.example';
-  for (let n = 1; domains.has(other); n++) other = `other${n}.example`;
-  return [...domains, other].flatMap((td) => {
-    const own = uniqueBy(patterns.filter((p) => p.trustDomain === td), (p) => p.text);
-    return segmentClasses(own.map(callerSegs), 1).map((c) => ({
-      id: `spiffe://${td}/${c.segs.join('/')}`,
-      label: c.matches.length ? c.matches.map((i) => own[i].text).join(' & ') : `other callers of ${td}`,
-      trustDomain: td,
-      patterns: new Set(c.matches.map((i) => own[i].text)),
-    }));
-  });
-}
-
-function pathClasses(a: CheckedPolicy, b: CheckedPolicy): PathClass[] {
-  const templates = uniqueBy([...a.rules, ...b.rules].flatMap((r) => (r.to ?? []).flatMap((m) => m.paths ?? [])), (t) => t.text);
-  return segmentClasses(templates.map(pathSegs)).map((c) => ({
-    path: `/${c.segs.join('/')}`,
-    label: c.matches.length ? c.matches.map((i) => templates[i].text).join(' & ') : '(no template)',
-    templates: new Set(c.matches.map((i) => templates[i].text)),
-  }));
-}
-
-function methods(a: CheckedPolicy, b: CheckedPolicy): string[] {
-  const named = new Set([...a.rules, ...b.rules].flatMap((r) => (r.to ?? []).flatMap((m) => m.methods ?? [])));
-  let other = 'OTHER';
-  for (let n = 0; named.has(other); n++) other = `OTHER${'X'.repeat(n + 1)}`;
-  return [...named, other];
-}
-
-const uniqueBy = <T>(xs: T[], key: (x: T) => string): T[] => [...new Map(xs.map((x) => [key(x), x])).values()];
 
 /**
  * The rules that match `req`'s caller and route, and the part of them that decides within the
@@ -147,67 +164,41 @@ function signature(policy: CheckedPolicy, req: CaseRequest): { text: string; rul
   return { text: `${denies.map(show).sort().join(' | ')} || ${deciding.map(show).join(' | ')}`, rules };
 }
 
-/** Every region where OLD and NEW decide differently. Both must protect the same service. */
-export function diffPolicies(oldPolicy: CheckedPolicy, newPolicy: CheckedPolicy): Region[] {
-  const regions: Region[] = [];
-  // With the same admission (trust domains) and mode, equal signatures are the whole story.
-  const admitAlike = oldPolicy.mode === newPolicy.mode && [...oldPolicy.federatesWith].sort().join() === [...newPolicy.federatesWith].sort().join();
-  const reach = [reaches(oldPolicy), reaches(newPolicy)];
-  for (const { caller, method, p } of cells(oldPolicy, newPolicy)) {
-    const base: CaseRequest = { method, path: p.path, source: caller.id };
-    // Most cells meet no rule of either version: nothing to compare there.
-    if (admitAlike && !reach.some((x) => x(caller, method, p))) continue;
-    const so = signature(oldPolicy, base);
-    const sn = signature(newPolicy, base);
-    if (so?.text === sn?.text && (admitAlike || same(outcome(oldPolicy, base), outcome(newPolicy, base)))) continue;
-    const conditional = [...(so?.rules ?? []), ...(sn?.rules ?? [])].filter((r) => r.when);
-    const variants = [base, ...requestVariants(base, conditional)];
-    const witness = variants.find((v) => !same(outcome(oldPolicy, v), outcome(newPolicy, v))) ?? null;
-    if (!witness && so && sn && sameForAllConditions(method, so.rules, sn.rules)) continue;
-    const shown = witness ?? base;
-    regions.push({
-      callers: caller.label,
-      method,
-      paths: p.label,
-      condition: conditionText(so?.rules ?? [], sn?.rules ?? []),
-      old: decided(outcome(oldPolicy, shown)),
-      new: decided(outcome(newPolicy, shown)),
-      witness,
-      cell: base,
-    });
-  }
-  return regions;
-}
-
-/** Every cell of the two versions (module comment), as its representative's caller, method and path class. */
-function cells(a: CheckedPolicy, b: CheckedPolicy) {
-  const paths = pathClasses(a, b);
-  const ms = methods(a, b);
-  return callerClasses(a, b).flatMap((caller) => ms.flatMap((method) => paths.map((p) => ({ caller, method, p }))));
-}
-
-/** The representative request of every cell (for tests: a change outside these would be a missed one). */
-export function cellRequests(a: CheckedPolicy, b: CheckedPolicy): CaseRequest[] {
-  return cells(a, b).map(({ caller, method, p }) => ({ method, path: p.path, source: caller.id }));
-}
-
-/**
- * Does some rule's `from` and `to` match a cell (read off the classes' pattern sets)? The
- * `to` entries each path class meets are worked out once per class, so a cell costs the
- * few entries its path meets, not every rule.
- */
-function reaches(policy: CheckedPolicy): (caller: CallerClass, method: string, p: PathClass) => boolean {
-  const own = trustDomainOf(policy.service);
-  const entries = policy.rules.flatMap((rule) => (rule.to ?? [{ methods: null, paths: null }]).map((m) => ({ rule, m })));
-  const byPath = new Map<PathClass, typeof entries>();
-  const admits = new Map<CallerClass, Set<CheckedRule>>();
-  return (caller, method, p) => {
-    let met = byPath.get(p);
-    if (!met) byPath.set(p, (met = entries.filter(({ m }) => m.paths === null || m.paths.some((t) => p.templates.has(t.text)))));
-    let rules = admits.get(caller);
-    if (!rules) admits.set(caller, (rules = new Set(policy.rules.filter((r) => (r.from ? r.from.some((f) => caller.patterns.has(f.text)) : caller.trustDomain === own)))));
-    return met.some(({ rule, m }) => rules.has(rule) && (m.methods === null || m.methods.includes(method)));
+/** The cell's region when the two versions (each only the rules met there) decide some request of it differently. */
+function compareCell(oldPolicy: CheckedPolicy, newPolicy: CheckedPolicy, { caller, method, p }: { caller: CallerClass; method: string; p: PathClass }, stripped: string[]): Region | null {
+  const base: CaseRequest = { method, path: p.path, source: caller.id };
+  const asOld = { ...newPolicy, mode: oldPolicy.mode };
+  const so = signature(oldPolicy, base);
+  const sn = signature(asOld, base);
+  if (so?.text === sn?.text && !stripped.length && admits(oldPolicy, caller.trustDomain) === admits(newPolicy, caller.trustDomain)) return null;
+  const conditional = [...(so?.rules ?? []), ...(sn?.rules ?? [])].filter((r) => r.when);
+  const variants = [base, ...requestVariants(base, conditional, stripped)];
+  const witness = variants.find((v) => !same(outcome(oldPolicy, v), outcome(asOld, v))) ?? null;
+  // No witness: unchanged when the conditions cannot make a difference (headers stripped by one version only matter where it may allow).
+  if (!witness && so && sn && (stripped.length ? so.text === 'deny' && sn.text === 'deny' : sameForAllConditions(method, so.rules, sn.rules))) return null;
+  const shown = witness ?? base;
+  return {
+    callers: caller.label,
+    method,
+    paths: p.label,
+    condition: conditionText(so?.rules ?? [], sn?.rules ?? []),
+    old: decided(outcome(oldPolicy, shown)),
+    new: decided(outcome(newPolicy, shown)),
+    witness,
+    cell: base,
   };
+}
+
+/** Every cell of the two versions (all caller, method and path classes): for tests, a change outside these would be a missed one. */
+export function cellRequests(a: CheckedPolicy, b: CheckedPolicy): CaseRequest[] {
+  const rules = [...a.rules, ...b.rules];
+  const domains = new Set([ownDomain(a), ownDomain(b), ...a.federatesWith, ...b.federatesWith, ...rules.flatMap((r) => r.from ?? []).map((p) => p.trustDomain)]);
+  let other = 'other.example';
+  for (let n = 1; domains.has(other); n++) other = `other${n}.example`;
+  const paths = pathClasses(rules);
+  const methods = methodClasses(rules);
+  return [...domains, other].flatMap((td) => callerClasses(rules, td)).flatMap((caller) =>
+    methods.flatMap((method) => paths.map((p) => ({ method, path: p.path, source: caller.id }))));
 }
 
 /** The `when`s that are not the same in both versions here, or `true`. */
@@ -238,21 +229,18 @@ const same = (a: Outcome, b: Outcome) => {
 /**
  * Requests like `base` that set what the conditions read to the constants they compare with:
  * each header, query parameter and claim a `when` names, set to each constant the
- * expressions contain (and a scope list holding them), one at a time and all together.
+ * expressions contain (and a scope list holding them), one at a time and all together; and
+ * the headers only one version strips.
  */
-function requestVariants(base: CaseRequest, rules: CheckedRule[]): CaseRequest[] {
-  const reads = { headers: new Set<string>(), query: new Set<string>(), claims: new Set<string>() };
+function requestVariants(base: CaseRequest, rules: CheckedRule[], stripped: string[]): CaseRequest[] {
+  const reads = { headers: new Set<string>(stripped), query: new Set<string>(), claims: new Set<string>() };
   const constants = new Set<string>();
   const visit = (e: TExpr): void => {
     if (e.k === 'str') constants.add(e.v);
     if (e.k === 'lookup' && e.map !== 'params') reads[e.map === 'headers' ? 'headers' : 'query'].add(e.key);
     if (e.k === 'claim' && e.path.length === 1) reads.claims.add(e.path[0]);
-    for (const child of Object.values(e)) {
-      if (child && typeof child === 'object' && 'k' in child) visit(child as TExpr);
-      if (Array.isArray(child)) child.forEach((c) => c && typeof c === 'object' && 'k' in c && visit(c as TExpr));
-    }
   };
-  for (const r of rules) if (r.when) visit(r.when);
+  for (const r of rules) if (r.when) eachExpr(r.when, visit);
   const values = [...constants, ''];
   const out: CaseRequest[] = [];
   const users = [undefined, { sub: 'someone', scope: [...constants].join(' ') }, ...values.map((v) => ({ sub: v, scope: v, ...Object.fromEntries([...reads.claims].map((c) => [c, v])) }))];

@@ -1,7 +1,8 @@
 /**
  * Observed traffic for `palisade learn`: one request per line of a sidecar decision log
  * (pino JSON: `caller` is a SPIFFE ID string, `target` the service) or of an audit log
- * (`palisade audit query --format json`: `caller.id`, `service`), detected per line.
+ * (`palisade audit query --format json`: `caller.id`, `service`), detected per line, with
+ * what `palisade diff --replay` compares against: when, the recorded decision, the claims.
  */
 import { parseSpiffe } from '../compiler/frontend/spiffe.ts';
 
@@ -12,6 +13,12 @@ export interface Observed {
   method: string;
   /** The path as logged, query values already redacted. */
   path: string;
+  /** When it was decided (ISO 8601, both logs' `time`), when recorded. */
+  time?: string;
+  /** The decision recorded then (`allow`, `deny`, …), when recorded. */
+  decision?: string;
+  /** The verified identity-context claims (audit lines only; the decision log keeps none). */
+  user?: Record<string, unknown>;
 }
 
 export class ObservedError extends Error {}
@@ -40,7 +47,9 @@ export function parseObserved(file: string, text: string): Observed[] {
     if (caller !== null && typeof caller !== 'string') return fail(`"${audit ? 'caller.id' : 'caller'}" must be a SPIFFE ID or null`);
     if (typeof r.method !== 'string' || !r.method) return fail('"method" must be a non-empty string');
     if (typeof r.path !== 'string' || !r.path.startsWith('/')) return fail('"path" must be a string starting with "/"');
-    out.push({ service, caller, method: r.method, path: r.path });
+    const claims = audit ? (r.user as { claims?: unknown } | null | undefined)?.claims : undefined;
+    out.push({ service, caller, method: r.method, path: r.path, ...(typeof r.time === 'string' ? { time: r.time } : {}), ...(typeof r.decision === 'string' ? { decision: r.decision } : {}),
+      ...(typeof claims === 'object' && claims !== null && !Array.isArray(claims) ? { user: claims as Record<string, unknown> } : {}) });
   });
   return out;
 }
