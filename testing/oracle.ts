@@ -31,7 +31,7 @@ const UNRESERVED = /[A-Za-z0-9\-._~]/;
 export function normalizePath(raw: string): string | null {
   if (raw.includes('#') || raw.includes('\0')) return null;
   const path = raw.split('?')[0];
-  if (!path.startsWith('/')) return null;
+  if (!path.startsWith('/') || path.includes('\\')) return null; // a raw backslash too, as Envoy's REJECT_REQUEST
   let decoded = '';
   for (let i = 0; i < path.length; i++) {
     if (path[i] !== '%') {
@@ -42,16 +42,21 @@ export function normalizePath(raw: string): string | null {
     if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return null;
     const c = String.fromCharCode(parseInt(hex, 16));
     if (c === '/' || c === '\\' || c === '\0') return null;
-    decoded += UNRESERVED.test(c) ? c : `%${hex}`;
+    decoded += UNRESERVED.test(c) ? c : `%${hex.toUpperCase()}`;
     i += 2;
   }
-  const out: string[] = [];
-  for (const seg of decoded.split('/').slice(1)) {
-    if (seg === '..') out.pop();
-    else if (seg !== '.' && seg !== '') out.push(seg);
+  // Dot segments first, over a stack that still holds empty segments (RFC 3986 order, as
+  // Envoy and runtime/path.ts do: `/x//../a` is `/x/a`), then merged slashes.
+  const stack: string[] = [];
+  const segments = decoded.split('/').slice(1);
+  for (const seg of segments) {
+    if (seg === '..') stack.pop();
+    else if (seg !== '.') stack.push(seg);
   }
+  const out = stack.filter((s) => s !== '');
   // Merged slashes and resolved dots keep a trailing slash as an empty last segment.
-  const trailing = /\/\.{0,2}$/.test(decoded) && out.length > 0;
+  const last = segments[segments.length - 1];
+  const trailing = (last === '' || last === '.' || last === '..') && out.length > 0;
   return `/${out.join('/')}${trailing ? '/' : ''}`;
 }
 
