@@ -1,90 +1,50 @@
 /**
- * Inbound listener: TLS 1.3 with a required client SVID, then the fingerprint, then the
- * identity context, then the compiled policy filter with exactly what Envoy would give it;
- * allowed requests are streamed to the application. Every step fails closed.
+ * What the inbound sidecar does with one request, whichever protocol carried it (HTTP/1.x
+ * or HTTP/2; inbound.ts owns the listener): the caller's certificate, then the fingerprint,
+ * then the identity context, then the compiled policy filter with exactly what Envoy would
+ * give it; allowed requests stream to the application. Every step fails closed, and every
+ * answer of the sidecar's own is in the caller's form (JSON, or gRPC for a gRPC request).
  */
-import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import type { Http2ServerRequest } from 'node:http2';
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import { Pool, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
-import type { SvidSource } from './svid.ts';
-import { tlsMaterial } from './tls.ts';
-import { spiffeIdOf, trustDomainOf } from './peer.ts';
+import { spiffeIdOf } from './peer.ts';
 import { continueTrace } from './trace.ts';
-import { FINGERPRINT_HEADER, FingerprintError, verifyFingerprint, DEFAULT_SKEW_SECONDS, DEFAULT_TTL_SECONDS, type FingerprintClaims } from '../../spiffe/fingerprint.ts';
-import { ReplayCache } from '../../spiffe/replay-cache.ts';
+import { FINGERPRINT_HEADER, FingerprintError, verifyFingerprint, type FingerprintClaims } from '../../spiffe/fingerprint.ts';
+import type { ReplayCache } from '../../spiffe/replay-cache.ts';
 import { IdentityContextError, type IdentityContext, type IdentityVerifier } from './identity-context.ts';
 import type { FilterSlot, Lease } from './filter-slot.ts';
 import { decisionOf, type Decision } from '../../testing/decision-line.ts';
 import type { Outcome, Pair, UpstreamResponse } from '../../host/filter.ts';
-import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain, relay } from './http.ts';
+import { GrpcStatus } from '../../host/grpc-reply.ts';
+import { forwardable, firstHeader, upstreamFailure, hasBody, relay, wantsGrpc, type ServerReply, type ServerRequest } from './http.ts';
+import { replyLocally, grpcFailure, sendTrailersOnly, headerObject } from './local-reply.ts';
 import { logDecision, pathForLog, type DecisionRecord } from './decision-log.ts';
 import { refusalOf, type PeerCredential } from './standing.ts';
 import type { LiveKeys } from '../identity/live-keys.ts';
 import { jwkThumbprint, type EcJwk } from '../../spiffe/pki.ts';
 import type { DecisionAudit, Evidence } from './audit.ts';
 import { FINGERPRINT_REASONS } from './refusal-reasons.ts';
+import type { AppClient } from './app-client.ts';
+import type { UpstreamAnswer } from './h2-session.ts';
 
-export interface InboundLimits {
-  /** Request line + headers; larger gets 431 from node:http. */
-  maxHeaderBytes: number;
-  maxBodyBytes: number;
-  /** Slowloris: the whole header block must arrive within this, the whole request within the next. */
-  headersTimeoutMs: number;
-  requestTimeoutMs: number;
-  /** The application must start answering within this (else 504) and keep its body flowing. */
-  appHeadersTimeoutMs: number;
-  appBodyTimeoutMs: number;
-  appConnections: number;
-  /** A connection must complete its TLS handshake within this, else it is closed. */
-  handshakeTimeoutMs: number;
-  /** Open connections at most (handshaking or not); further ones are closed at once. */
-  maxConnections: number;
-}
-
-export const DEFAULT_INBOUND_LIMITS: InboundLimits = {
-  maxHeaderBytes: 16 * 1024,
-  maxBodyBytes: 1024 * 1024,
-  headersTimeoutMs: 10_000,
-  requestTimeoutMs: 30_000,
-  appHeadersTimeoutMs: 15_000,
-  appBodyTimeoutMs: 30_000,
-  appConnections: 64,
-  handshakeTimeoutMs: 10_000,
-  maxConnections: 1024,
-};
-
-export interface InboundOptions {
-  host?: string;
-  port?: number;
-  /** The application's URL (origin), e.g. http://127.0.0.1:8080. */
-  app: string;
-  identity: SvidSource;
+export interface PipelineOptions {
+  self: string;
+  trustDomain: string;
+  app: AppClient;
   filters: FilterSlot;
   identityContext?: IdentityVerifier;
-  /**
-   * The CA's live keys: every request's caller must hold one (revocation). Without them (a
-   * PKI and no CA, as in some tests) only the trust bundle and validity are checked.
-   */
   liveKeys?: LiveKeys;
-  replay?: ReplayCache;
-  fingerprintTtlSeconds?: number;
-  skewSeconds?: number;
-  limits?: Partial<InboundLimits>;
+  replay: ReplayCache;
+  skewSeconds: number;
+  maxTtlSeconds: number;
+  maxBodyBytes: number;
   logger: Logger;
-  /** One audit entry per decision, written before an allowed request is forwarded. */
   audit?: DecisionAudit;
-}
-
-export interface Listener {
-  url: string;
-  port: number;
-  close(): Promise<void>;
 }
 
 /** What a connection's client certificate established; `address` is the peer's ip:port, as Envoy's source.address. */
@@ -93,22 +53,19 @@ type Peer = ({ id: string; key: KeyObject; cert: X509Certificate; address: strin
 /** Envoy's jwt_authn metadata namespace, where the filter reads `user` and `fingerprint`. */
 const JWT_AUTHN = 'envoy.filters.http.jwt_authn';
 
-export async function startInbound(opts: InboundOptions): Promise<Listener> {
-  const limits = { ...DEFAULT_INBOUND_LIMITS, ...opts.limits };
-  const self = opts.identity.svid().spiffeId;
-  const trustDomain = trustDomainOf(self);
-  const replay = opts.replay ?? new ReplayCache();
-  const skewSeconds = opts.skewSeconds ?? DEFAULT_SKEW_SECONDS;
-  const maxTtlSeconds = opts.fingerprintTtlSeconds ?? DEFAULT_TTL_SECONDS;
-  const peers = new WeakMap<TLSSocket, Peer>();
-  const app = new Pool(new URL(opts.app).origin, {
-    connections: limits.appConnections,
-    headersTimeout: limits.appHeadersTimeoutMs,
-    bodyTimeout: limits.appBodyTimeoutMs,
-    keepAliveTimeout: 4_000,
-  });
+/** A protocol-level refusal a front end found before the pipeline (e.g. HTTP/2 `:authority` and `host` disagreeing). */
+export interface Malformed {
+  status: 400;
+  reason: string;
+}
 
-  /** The caller's identity is a property of the connection: worked out once per socket. */
+export type RequestHandler = (req: ServerRequest, res: ServerReply, malformed?: Malformed) => Promise<void>;
+
+export function requestPipeline(opts: PipelineOptions): RequestHandler {
+  const { self, trustDomain, replay, skewSeconds, maxTtlSeconds, app } = opts;
+  const peers = new WeakMap<TLSSocket, Peer>();
+
+  /** The caller's identity is a property of the connection: worked out once per socket (an HTTP/2 session's, for its streams). */
   function peerOf(socket: TLSSocket): Peer {
     let peer = peers.get(socket);
     if (!peer) peers.set(socket, (peer = verifyPeer(socket, trustDomain)));
@@ -117,9 +74,9 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
 
   let inFlight = 0;
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function handle(req: ServerRequest, res: ServerReply, malformed?: Malformed): Promise<void> {
     const started = performance.now();
-    const trace = continueTrace(req.headers.traceparent);
+    const trace = continueTrace(firstHeader(req.headers.traceparent));
     const requestId = firstHeader(req.headers['x-request-id']) ?? randomUUID();
     const method = req.method ?? 'GET';
     const path = req.url ?? '/';
@@ -152,12 +109,13 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
       record.decision = status === 401 ? 'unauthenticated' : 'error';
       record.reason = reason;
       await audit(status);
-      sendJson(res, status, { error, request_id: requestId }, { connection: status === 413 ? 'close' : 'keep-alive' });
+      replyLocally(req, res, status, { error, request_id: requestId }, { headers: { connection: status === 413 ? 'close' : 'keep-alive' } });
     };
 
-    const peer = peerOf(req.socket as TLSSocket);
+    const peer = peerOf(connectionOf(req));
     if ('error' in peer) return refuse(401, 'unauthenticated', peer.error);
     record.caller = peer.id;
+    if (malformed) return refuse(malformed.status, 'bad_request', malformed.reason);
     const refusal = await refusalOf(peer, opts.liveKeys);
     if (refusal) return refuse(refusal.status, refusal.status === 401 ? 'unauthenticated' : 'unavailable', refusal.reason);
     evidence.callerCert = peer.cert;
@@ -189,21 +147,21 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
       }
     }
 
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (!(declared <= limits.maxBodyBytes)) return refuse(413, 'payload_too_large', `body of ${req.headers['content-length']} bytes`);
+    const declared = Number(firstHeader(req.headers['content-length']) ?? 0);
+    if (!(declared <= opts.maxBodyBytes)) return refuse(413, 'payload_too_large', `body of ${firstHeader(req.headers['content-length'])} bytes`);
 
     lease = opts.filters.acquire();
     evidence.policySha256 = lease.sha256;
     let auditRefused = false;
     // The filter sees the request headers; the body streams to the application untouched.
-    let upstream: Dispatcher.ResponseData | undefined;
+    let upstream: UpstreamAnswer | undefined;
     let result: Outcome;
     try {
       result = await lease.filter.handleRequest(
         {
           method,
           path,
-          authority: req.headers.host ?? '',
+          authority: authorityOf(req),
           scheme: 'https',
           headers: filterHeaders(req, requestId, trace.traceparent, self, peer.id),
           source: { principal: peer.id, address: peer.address },
@@ -215,12 +173,12 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
             Object.assign(record, { decision: decided.decision, rule: decided.rule, mode: decided.mode, reason: decided.reason });
             if (!(await audit(decided.status))) {
               auditRefused = true;
-              return { status: 503, headers: [['content-type', 'application/json']], body: JSON.stringify({ error: 'unavailable', request_id: requestId }) };
+              return localAnswer(req, 503, { error: 'unavailable', request_id: requestId });
             }
-            const answer = await callApp(req, forwarded.headers);
+            const answer = await callApp(req, forwarded.headers, requestId);
             if ('failure' in answer) return answer.failure;
             upstream = answer.response;
-            return { status: upstream.statusCode, headers: responsePairs(upstream.headers) };
+            return { status: upstream.status, headers: responsePairs(upstream.headers) };
           },
         },
       );
@@ -241,71 +199,67 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
       res.destroy();
       return;
     }
-    res.writeHead(result.status, result.headers);
-    if (result.kind === 'forward' && upstream) return relay(upstream.body, res);
+    if (result.kind === 'forward' && upstream) {
+      writeHead(res, result.status, result.headers);
+      return relay(upstream.body, res, app.protocol === 'h2c' ? upstream.trailers : undefined);
+    }
     upstream?.body.destroy(); // a reply replaced the application's response
+    // Local replies to a gRPC request come back from the host (and callApp) in gRPC form: trailers-only.
+    if (wantsGrpc(req)) return sendTrailersOnly(res, result.headers);
+    writeHead(res, result.status, result.headers);
     res.end(result.body);
   }
 
   /** Sends the request as the filter left it to the application; failures become Envoy-like local answers. */
-  async function callApp(req: IncomingMessage, headers: Pair[]): Promise<{ response: Dispatcher.ResponseData } | { failure: UpstreamResponse }> {
+  async function callApp(req: ServerRequest, headers: Pair[], requestId: string): Promise<{ response: UpstreamAnswer } | { failure: UpstreamResponse }> {
+    if (app.protocol === 'http1' && wantsGrpc(req)) {
+      const message = 'this service\'s application speaks HTTP/1.1 (--app-protocol http1); gRPC needs --app-protocol h2c';
+      return { failure: grpcFailure(502, { error: 'grpc_needs_h2c', message, request_id: requestId }, GrpcStatus.UNIMPLEMENTED) };
+    }
     let path = req.url ?? '/';
-    let authority = req.headers.host ?? '';
-    const flat: string[] = [];
-    for (const [name, value] of headers) {
+    let authority = authorityOf(req);
+    const rest: Pair[] = [];
+    for (const pair of headers) {
+      const [name, value] = pair;
       if (name === ':path') path = value;
       else if (name === ':authority') authority = value;
-      else if (!name.startsWith(':')) flat.push(name, value);
+      else if (!name.startsWith(':')) rest.push(pair);
     }
-    flat.push('host', authority);
+    // gRPC needs `te: trailers` end to end; it is hop-by-hop, so each HTTP/2 hop restates it.
+    if (app.protocol === 'h2c' && firstHeader(req.headers.te) === 'trailers') rest.push(['te', 'trailers']);
     let overflow = false;
-    const body = hasBody(req.headers) ? req.pipe(limitBytes(limits.maxBodyBytes, () => (overflow = true))) : null;
+    // A gRPC call may stream for as long as it lives: its messages are the application's to bound, not a total.
+    const body = !hasBody(req) ? null : wantsGrpc(req) ? req : req.pipe(limitBytes(opts.maxBodyBytes, () => (overflow = true)));
     try {
-      return { response: await app.request({ method: req.method ?? 'GET', path, headers: flat, body }) };
+      return { response: await app.request({ method: req.method ?? 'GET', path, authority, headers: rest, body }) };
     } catch (err) {
       const { status, code } = overflow ? { status: 413, code: 'payload_too_large' } : upstreamFailure(err);
-      const text = JSON.stringify({ error: code, request_id: req.headers['x-request-id'] ?? null });
-      return { failure: { status, headers: [['content-type', 'application/json']], body: text } };
+      return { failure: localAnswer(req, status, { error: code, request_id: firstHeader(req.headers['x-request-id']) ?? null }) };
     }
   }
 
-  const server: Server = createServer(
-    {
-      ...tlsMaterial(opts.identity),
-      requestCert: true,
-      // Checked per request instead, so a caller without a valid SVID gets a 401, not a bare TLS alert.
-      rejectUnauthorized: false,
-      maxHeaderSize: limits.maxHeaderBytes,
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: limits.requestTimeoutMs,
-      // Node checks those timeouts only this often (default 30 s): check often enough to matter.
-      connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs / 2),
-      keepAliveTimeout: 5_000,
-      noDelay: true,
-      handshakeTimeout: limits.handshakeTimeoutMs,
-    },
-    (req, res) => {
-      handle(req, res).catch((err) => {
-        opts.logger.error({ err: (err as Error).message }, 'inbound request failed');
-        sendJson(res, 500, { error: 'internal', request_id: firstHeader(req.headers['x-request-id']) ?? null });
-      });
-    },
-  );
-  server.on('tlsClientError', () => {}); // a failed handshake is the client's problem; nothing reached us
-  server.maxConnections = limits.maxConnections;
-  const rotate = () => server.setSecureContext(tlsMaterial(opts.identity));
-  opts.identity.on('rotated', rotate);
+  return handle;
+}
 
-  const address = await listen(server, opts.port, opts.host);
-  return {
-    url: `https://${address.address}:${address.port}`,
-    port: address.port,
-    async close() {
-      opts.identity.off('rotated', rotate);
-      await drain(server);
-      await app.close();
-    },
-  };
+/** The TLS connection a request came on: for HTTP/2, its session's (node gives each stream's request a socket proxy of its own). */
+function connectionOf(req: ServerRequest): TLSSocket {
+  return (req.httpVersionMajor === 2 ? (req as Http2ServerRequest).stream.session!.socket : req.socket) as TLSSocket;
+}
+
+/** The sidecar's answer as the filter's upstream callback returns it: JSON, or the gRPC form for gRPC. */
+function localAnswer(req: ServerRequest, status: number, body: unknown): UpstreamResponse {
+  if (wantsGrpc(req)) return grpcFailure(status, body);
+  return { status, headers: [['content-type', 'application/json']], body: JSON.stringify(body) };
+}
+
+/** HTTP/2's `:authority`, HTTP/1's Host (inbound.ts refused an HTTP/2 request where both are present and differ). */
+function authorityOf(req: ServerRequest): string {
+  return firstHeader(req.headers[':authority']) ?? req.headers.host ?? '';
+}
+
+function writeHead(res: ServerReply, status: number, headers: Pair[]): void {
+  if ('stream' in res) res.writeHead(status, headerObject(headers));
+  else res.writeHead(status, headers);
 }
 
 function verifyPeer(socket: TLSSocket, trustDomain: string): Peer {
@@ -332,8 +286,8 @@ function verifyPeer(socket: TLSSocket, trustDomain: string): Peer {
  * impersonate the perimeter (`x-palisade-*`, client-certificate details, the fingerprint),
  * plus the request id and the trace context, as Envoy's connection manager would.
  */
-function filterHeaders(req: IncomingMessage, requestId: string, traceparent: string, self: string, caller: string): Record<string, string | string[]> {
-  const headers = forwardable(req.headers, perimeterHeader);
+function filterHeaders(req: ServerRequest, requestId: string, traceparent: string, self: string, caller: string): Record<string, string | string[]> {
+  const headers = forwardable(req.headers as Record<string, string | string[] | undefined>, perimeterHeader);
   for (const name in headers) {
     if (!Object.hasOwn(headers, name)) continue;
     const value = headers[name];

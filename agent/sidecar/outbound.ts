@@ -128,7 +128,7 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
     );
     let upstream;
     try {
-      upstream = await poolFor(gen, name, route).request({ method, path, headers, body: hasBody(req.headers) ? req : null });
+      upstream = await poolFor(gen, name, route).request({ method, path, headers, body: hasBody(req) ? req : null });
     } catch (err) {
       const message = (err as Error).message;
       opts.logger.warn({ trace_id: trace.traceId, target: route.spiffeId, err: message }, 'outbound request failed');

@@ -1,0 +1,57 @@
+/**
+ * The sidecar's own answers (refusals, upstream failures), in the form the caller can read:
+ * JSON `{ error, … }` for HTTP, and for a gRPC request what Envoy sends for any local reply
+ * (host/grpc-reply.ts): HTTP 200, trailers-only, `grpc-status` mapped from the HTTP status
+ * (or the given code) and the JSON as `grpc-message`.
+ */
+import type { Http2ServerResponse, OutgoingHttpHeaders } from 'node:http2';
+import type { ServerResponse } from 'node:http';
+import { grpcLocalReplyHeaders } from '../../host/grpc-reply.ts';
+import type { Pair } from '../../host/pairs.ts';
+import { sendJson, wantsGrpc, type ServerReply, type ServerRequest } from './http.ts';
+
+export interface LocalReplyOptions {
+  headers?: Record<string, string>;
+  /** The gRPC status when the HTTP status's mapping would mislead (e.g. UNIMPLEMENTED for a gRPC call to an HTTP/1.1 application). */
+  grpcStatus?: number;
+}
+
+export function replyLocally(req: ServerRequest, res: ServerReply, status: number, body: unknown, opts: LocalReplyOptions = {}): void {
+  if (!wantsGrpc(req)) return sendJson(res, status, body, opts.headers);
+  sendTrailersOnly(res, grpcLocalReplyHeaders(status, [], JSON.stringify(body), opts.grpcStatus ?? null));
+}
+
+/** A gRPC local reply for an upstream failure, as the filter's upstream callback returns it. */
+export function grpcFailure(status: number, body: unknown, grpcStatus?: number): { status: number; headers: Pair[] } {
+  return { status: 200, headers: grpcLocalReplyHeaders(status, [], JSON.stringify(body), grpcStatus ?? null) };
+}
+
+/**
+ * HTTP 200 whose one HEADERS frame ends the stream (gRPC's trailers-only response), so a
+ * gRPC client reads `grpc-status` from it; over HTTP/1.1 the same headers and an empty body.
+ */
+export function sendTrailersOnly(res: ServerReply, headers: Pair[]): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  if ('stream' in res) {
+    const h2 = res as Http2ServerResponse;
+    h2.statusCode = 200;
+    h2.stream.respond({ ':status': 200, ...headerObject(headers) }, { endStream: true });
+    return;
+  }
+  (res as ServerResponse).writeHead(200, headers).end();
+}
+
+/** Header pairs as node's header object (repeats become arrays), which HTTP/2 responses take. */
+export function headerObject(pairs: Pair[]): OutgoingHttpHeaders {
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of pairs) {
+    const seen = out[name];
+    if (seen === undefined) out[name] = value;
+    else if (Array.isArray(seen)) seen.push(value);
+    else out[name] = [seen, value];
+  }
+  return out;
+}
