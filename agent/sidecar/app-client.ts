@@ -53,7 +53,7 @@ function http1Client(origin: string, limits: AppClientLimits): AppClient {
       for (const [name, value] of headers) flat.push(name, value);
       flat.push('host', authority);
       const response = await pool.request({ method, path, headers: flat, body });
-      return { status: response.statusCode, headers: response.headers, body: response.body, trailers: () => response.trailers };
+      return { status: response.statusCode, headers: response.headers, body: response.body, trailers: () => response.trailers, headersOnly: false };
     },
     close: () => pool.close(),
   };

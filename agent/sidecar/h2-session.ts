@@ -13,6 +13,8 @@ export interface UpstreamAnswer {
   headers: Record<string, string | string[] | undefined>;
   body: Readable;
   trailers(): Record<string, string | string[] | undefined> | undefined;
+  /** HTTP/2: the response was one HEADERS frame that ended the stream (gRPC's trailers-only form): pass it on as that. */
+  headersOnly: boolean;
 }
 
 export class UpstreamTimeoutError extends Error {}
@@ -66,9 +68,9 @@ export class H2Session {
     }
     let trailers: IncomingHttpHeaders | undefined;
     stream.once('trailers', (t) => (trailers = t));
-    const response = await responseOf(stream, headersTimeoutMs);
+    const { headers: response, ended } = await responseOf(stream, headersTimeoutMs);
     const { [':status']: status, ...rest } = response;
-    return { status: Number(status), headers: rest, body: stream, trailers: () => trailers };
+    return { status: Number(status), headers: rest, body: stream, trailers: () => trailers, headersOnly: ended };
   }
 
   close(): void {
@@ -77,15 +79,16 @@ export class H2Session {
   }
 }
 
-function responseOf(stream: ClientHttp2Stream, timeoutMs: number): Promise<IncomingHttpHeaders> {
+/** The response headers, and whether their HEADERS frame ended the stream. */
+function responseOf(stream: ClientHttp2Stream, timeoutMs: number): Promise<{ headers: IncomingHttpHeaders; ended: boolean }> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       stream.close(constants.NGHTTP2_CANCEL);
       reject(new UpstreamTimeoutError(`no response headers within ${timeoutMs} ms`));
     }, timeoutMs);
-    stream.once('response', (headers) => {
+    stream.once('response', (headers, flags) => {
       clearTimeout(timer);
-      resolve(headers);
+      resolve({ headers, ended: (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0 });
     });
     stream.once('error', (err) => {
       clearTimeout(timer);

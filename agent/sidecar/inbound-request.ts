@@ -22,7 +22,7 @@ import { decisionOf, type Decision } from '../../testing/decision-line.ts';
 import type { Outcome, Pair, UpstreamResponse } from '../../host/filter.ts';
 import { GrpcStatus } from '../../host/grpc-reply.ts';
 import { forwardable, firstHeader, upstreamFailure, hasBody, relay, wantsGrpc, type ServerReply, type ServerRequest } from './http.ts';
-import { replyLocally, grpcFailure, sendTrailersOnly, headerObject } from './local-reply.ts';
+import { replyLocally, grpcFailure, sendTrailersOnly, headerObject, forwardAnswer } from './local-reply.ts';
 import { logDecision, pathForLog, type DecisionRecord } from './decision-log.ts';
 import { refusalOf, type PeerCredential } from './standing.ts';
 import type { LiveKeys } from '../identity/live-keys.ts';
@@ -200,8 +200,11 @@ export function requestPipeline(opts: PipelineOptions): RequestHandler {
       return;
     }
     if (result.kind === 'forward' && upstream) {
-      writeHead(res, result.status, result.headers);
-      return relay(upstream.body, res, app.protocol === 'h2c' ? upstream.trailers : undefined);
+      if (app.protocol === 'http1') {
+        writeHead(res, result.status, result.headers);
+        return relay(upstream.body, res);
+      }
+      return forwardAnswer(res, result.status, headerObject(result.headers), upstream, true);
     }
     upstream?.body.destroy(); // a reply replaced the application's response
     // Local replies to a gRPC request come back from the host (and callApp) in gRPC form: trailers-only.

@@ -8,7 +8,8 @@ import type { Http2ServerResponse, OutgoingHttpHeaders } from 'node:http2';
 import type { ServerResponse } from 'node:http';
 import { grpcLocalReplyHeaders } from '../../host/grpc-reply.ts';
 import type { Pair } from '../../host/pairs.ts';
-import { sendJson, wantsGrpc, type ServerReply, type ServerRequest } from './http.ts';
+import { sendJson, wantsGrpc, relay, type ServerReply, type ServerRequest } from './http.ts';
+import type { UpstreamAnswer } from './h2-session.ts';
 
 export interface LocalReplyOptions {
   headers?: Record<string, string>;
@@ -31,17 +32,35 @@ export function grpcFailure(status: number, body: unknown, grpcStatus?: number):
  * gRPC client reads `grpc-status` from it; over HTTP/1.1 the same headers and an empty body.
  */
 export function sendTrailersOnly(res: ServerReply, headers: Pair[]): void {
+  sendHeadersOnly(res, 200, headerObject(headers));
+}
+
+/** A response that is headers alone; over HTTP/2 in one HEADERS frame with END_STREAM. */
+export function sendHeadersOnly(res: ServerReply, status: number, headers: OutgoingHttpHeaders): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   if ('stream' in res) {
     const h2 = res as Http2ServerResponse;
-    h2.statusCode = 200;
-    h2.stream.respond({ ':status': 200, ...headerObject(headers) }, { endStream: true });
+    h2.statusCode = status;
+    h2.stream.respond({ ...headers, ':status': status }, { endStream: true });
     return;
   }
-  (res as ServerResponse).writeHead(200, headers).end();
+  (res as ServerResponse).writeHead(status, headers).end();
+}
+
+/**
+ * An upstream's answer to the caller: headers, then the body streamed, then its trailers;
+ * an answer that was headers alone stays headers alone (gRPC errors come that way).
+ */
+export function forwardAnswer(res: ServerReply, status: number, headers: OutgoingHttpHeaders, answer: UpstreamAnswer, withTrailers: boolean): void {
+  if (answer.headersOnly) {
+    answer.body.resume();
+    return sendHeadersOnly(res, status, headers);
+  }
+  res.writeHead(status, headers as Record<string, string>);
+  relay(answer.body, res, withTrailers ? answer.trailers : undefined);
 }
 
 /** Header pairs as node's header object (repeats become arrays), which HTTP/2 responses take. */
