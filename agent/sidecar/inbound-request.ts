@@ -109,7 +109,9 @@ export function requestPipeline(opts: PipelineOptions): RequestHandler {
       record.decision = status === 401 ? 'unauthenticated' : 'error';
       record.reason = reason;
       await audit(status);
-      replyLocally(req, res, status, { error, request_id: requestId }, { headers: { connection: status === 413 ? 'close' : 'keep-alive' } });
+      // HTTP/2 has no Connection header: an unread body is refused by the stream's own reset.
+      const headers = req.httpVersionMajor === 2 ? undefined : { connection: status === 413 ? 'close' : 'keep-alive' };
+      replyLocally(req, res, status, { error, request_id: requestId }, { headers });
     };
 
     const peer = peerOf(connectionOf(req));

@@ -8,6 +8,7 @@
  */
 import { createSecureServer, constants, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
 import { Server as HttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { SvidSource } from './svid.ts';
 import { tlsMaterial } from './tls.ts';
@@ -193,25 +194,35 @@ function malformedH2(req: Http2ServerRequest): Malformed | undefined {
 
 /**
  * Rapid reset: a client that opens streams and cancels them at once makes the server start
- * work for each and never pays for it. Count the streams the client reset before they were
- * answered; past `max`, and at least half of its streams, the connection goes (GOAWAY
- * ENHANCE_YOUR_CALM), as Envoy's premature-reset protection closes it.
+ * work for each and never waits for it. As Envoy's premature-reset protection counts them: a
+ * stream reset (not closed cleanly) within a second of opening; once there are `max` of them
+ * and they are at least half the connection's streams, the connection goes (GOAWAY
+ * ENHANCE_YOUR_CALM).
  */
 function guardResets(session: ServerHttp2Session, max: number, logger: Logger): void {
   let streams = 0;
   let resets = 0;
   session.on('stream', (stream) => {
     streams++;
-    stream.once('aborted', () => {
+    const opened = performance.now();
+    stream.once('close', () => {
+      if (stream.rstCode === constants.NGHTTP2_NO_ERROR || performance.now() - opened >= PREMATURE_RESET_MS) return;
       resets++;
-      if (resets >= max && resets * 2 >= streams && !session.destroyed) {
+      if (resets >= max && resets * 2 >= streams && !session.closed && !session.destroyed) {
         logger.warn({ streams, resets, peer: session.socket?.remoteAddress }, 'inbound: HTTP/2 connection closed for resetting its streams');
+        // GOAWAY first, so the client learns why (streams it opens after it are ignored), then the connection goes.
         session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
-        session.destroy();
+        session.close();
+        setTimeout(() => session.destroy(), GOAWAY_GRACE_MS).unref();
       }
     });
   });
 }
+
+/** Envoy's premature_reset_min_stream_lifetime_seconds default. */
+const PREMATURE_RESET_MS = 1_000;
+/** How long a connection sent GOAWAY for abuse may take to finish its open streams. */
+const GOAWAY_GRACE_MS = 1_000;
 
 /** Stops accepting, lets requests in flight finish for up to 2 s (HTTP/2: GOAWAY first), then cuts what is left. */
 async function drain(server: Http2SecureServer, sessions: Set<ServerHttp2Session>): Promise<void> {

@@ -24,6 +24,10 @@ export interface Frame {
 export interface RawH2 {
   /** Sends one request's header block (CONTINUATION frames when it exceeds a frame) with END_STREAM. */
   send(stream: number, headers: [string, string][]): void;
+  /** Cancels a stream (RST_STREAM CANCEL). */
+  reset(stream: number): void;
+  /** Whether the server still has the connection open. */
+  isOpen(): boolean;
   /** Frames received so far. */
   frames: Frame[];
   closed: Promise<void>;
@@ -65,6 +69,8 @@ export async function rawH2(port: number, caPem: string, svid: Svid): Promise<Ra
     frames,
     closed,
     close: () => socket.destroy(),
+    reset: (stream) => socket.write(frame9(FRAME.RST_STREAM, 0, stream, Buffer.from([0, 0, 0, 8]))),
+    isOpen: () => !socket.destroyed && !socket.readableEnded,
     send(stream, headers) {
       const block = Buffer.concat(headers.map(([name, value]) => Buffer.concat([Buffer.from([0]), literal(name), literal(value)])));
       for (let at = 0, first = true; first || at < block.length; first = false) {
