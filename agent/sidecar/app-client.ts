@@ -5,7 +5,9 @@
  * request body streams in and the response streams out, trailers included.
  */
 import type { Readable } from 'node:stream';
+import { request as httpRequest } from 'node:http';
 import { Pool } from 'undici';
+import { requestUpgrade } from './websocket.ts';
 import { H2Session, type UpstreamAnswer } from './h2-session.ts';
 import { headerObject } from './local-reply.ts';
 import type { Pair } from '../../host/pairs.ts';
@@ -25,6 +27,8 @@ export interface AppRequest {
 export interface AppClient {
   readonly protocol: AppProtocol;
   request(request: AppRequest): Promise<UpstreamAnswer>;
+  /** HTTP/1.1 Upgrade (`protocol`: the Upgrade header, e.g. websocket); http1 applications only. */
+  upgrade?(request: AppRequest, protocol: string): Promise<UpstreamAnswer>;
   close(): Promise<void>;
 }
 
@@ -49,14 +53,23 @@ function http1Client(origin: string, limits: AppClientLimits): AppClient {
   return {
     protocol: 'http1',
     async request({ method, path, authority, headers, body }) {
-      const flat: string[] = [];
-      for (const [name, value] of headers) flat.push(name, value);
-      flat.push('host', authority);
-      const response = await pool.request({ method, path, headers: flat, body });
+      const response = await pool.request({ method, path, headers: withHost(headers, authority), body });
       return { status: response.statusCode, headers: response.headers, body: response.body, trailers: () => response.trailers, headersOnly: false };
+    },
+    upgrade({ method, path, authority, headers }, protocol) {
+      const { hostname, port } = new URL(origin);
+      return requestUpgrade(httpRequest, { host: hostname, port, method, path, headers: { ...headerObject(headers), host: authority }, timeout: limits.appHeadersTimeoutMs }, protocol);
     },
     close: () => pool.close(),
   };
+}
+
+/** undici's flat header list, the Host last. */
+function withHost(headers: Pair[], authority: string): string[] {
+  const flat: string[] = [];
+  for (const [name, value] of headers) flat.push(name, value);
+  flat.push('host', authority);
+  return flat;
 }
 
 /**

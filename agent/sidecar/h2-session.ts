@@ -5,7 +5,7 @@
  * (nothing is buffered whole) and the response's trailers are kept.
  */
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type SecureClientSessionOptions } from 'node:http2';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 
 /** An upstream's answer, whichever protocol carried it: the body streams, trailers are read once it ends. */
 export interface UpstreamAnswer {
@@ -15,6 +15,8 @@ export interface UpstreamAnswer {
   trailers(): Record<string, string | string[] | undefined> | undefined;
   /** HTTP/2: the response was one HEADERS frame that ended the stream (gRPC's trailers-only form): pass it on as that. */
   headersOnly: boolean;
+  /** HTTP/1.1 Upgrade: the upstream switched protocols; this is its connection (websocket.ts). */
+  upgraded?: Duplex;
 }
 
 export class UpstreamTimeoutError extends Error {}

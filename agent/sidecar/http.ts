@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { errors } from 'undici';
 import { UpstreamTimeoutError } from './h2-session.ts';
 import { isGrpcContentType } from '../../host/grpc-reply.ts';
+import type { Pair } from '../../host/pairs.ts';
 
 /** A request as a listener receives it, over HTTP/1.x or HTTP/2. */
 export type ServerRequest = IncomingMessage | Http2ServerRequest;
@@ -32,6 +33,19 @@ export function forwardable(
     out[name] = value;
   }
   return out;
+}
+
+/** An upstream's response headers as pairs (the filter's view): hop-by-hop ones dropped, repeats (set-cookie) kept apart. */
+export function responsePairs(headers: Record<string, string | string[] | undefined>): Pair[] {
+  const pairs: Pair[] = [];
+  const kept = forwardable(headers);
+  for (const name in kept) {
+    if (!Object.hasOwn(kept, name)) continue;
+    const value = kept[name];
+    if (typeof value === 'string') pairs.push([name, value]);
+    else for (const v of value) pairs.push([name, v]);
+  }
+  return pairs;
 }
 
 export function firstHeader(value: string | string[] | undefined): string | undefined {

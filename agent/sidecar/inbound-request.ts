@@ -21,7 +21,7 @@ import type { FilterSlot, Lease } from './filter-slot.ts';
 import { decisionOf, type Decision } from '../../testing/decision-line.ts';
 import type { Outcome, Pair, UpstreamResponse } from '../../host/filter.ts';
 import { GrpcStatus } from '../../host/grpc-reply.ts';
-import { forwardable, firstHeader, upstreamFailure, hasBody, relay, wantsGrpc, type ServerReply, type ServerRequest } from './http.ts';
+import { forwardable, firstHeader, upstreamFailure, hasBody, relay, wantsGrpc, responsePairs, type ServerReply, type ServerRequest } from './http.ts';
 import { replyLocally, grpcFailure, sendTrailersOnly, headerObject, forwardAnswer } from './local-reply.ts';
 import { logDecision, pathForLog, type DecisionRecord } from './decision-log.ts';
 import { refusalOf, type PeerCredential } from './standing.ts';
@@ -31,6 +31,8 @@ import type { DecisionAudit, Evidence } from './audit.ts';
 import { FINGERPRINT_REASONS } from './refusal-reasons.ts';
 import type { AppClient } from './app-client.ts';
 import type { UpstreamAnswer } from './h2-session.ts';
+import { isUpgrade, spliceUpgrade } from './websocket.ts';
+import type { ServerResponse } from 'node:http';
 
 export interface PipelineOptions {
   self: string;
@@ -201,6 +203,9 @@ export function requestPipeline(opts: PipelineOptions): RequestHandler {
       res.destroy();
       return;
     }
+    if (result.kind === 'forward' && upstream?.upgraded) {
+      return spliceUpgrade(res as ServerResponse, String(req.headers.upgrade), result.headers, upstream.upgraded);
+    }
     if (result.kind === 'forward' && upstream) {
       if (app.protocol === 'http1') {
         writeHead(res, result.status, result.headers);
@@ -232,6 +237,14 @@ export function requestPipeline(opts: PipelineOptions): RequestHandler {
     }
     // gRPC needs `te: trailers` end to end; it is hop-by-hop, so each HTTP/2 hop restates it.
     if (app.protocol === 'h2c' && firstHeader(req.headers.te) === 'trailers') rest.push(['te', 'trailers']);
+    if (isUpgrade(req)) {
+      if (!app.upgrade) return { failure: localAnswer(req, 502, { error: 'upgrade_needs_http1', request_id: requestId }) };
+      try {
+        return { response: await app.upgrade({ method: req.method ?? 'GET', path, authority, headers: rest, body: null }, String(req.headers.upgrade)) };
+      } catch (err) {
+        return { failure: localAnswer(req, upstreamFailure(err).status, { error: 'upgrade_refused', request_id: requestId }) };
+      }
+    }
     let overflow = false;
     // A gRPC call may stream for as long as it lives: its messages are the application's to bound, not a total.
     const body = !hasBody(req) ? null : wantsGrpc(req) ? req : req.pipe(limitBytes(opts.maxBodyBytes, () => (overflow = true)));
@@ -315,19 +328,6 @@ function impliedDecision(result: Outcome): Decision {
   if (result.kind !== 'reply') return FORWARDED;
   const decision = result.status === 401 ? 'unauthenticated' : 'deny';
   return { decision, status: result.status, rule: null, mode: 'enforce', reason: 'local reply' };
-}
-
-/** The application's response headers as the filter sees them: hop-by-hop ones dropped, repeats (set-cookie) kept apart. */
-function responsePairs(headers: Record<string, string | string[] | undefined>): Pair[] {
-  const pairs: Pair[] = [];
-  const kept = forwardable(headers);
-  for (const name in kept) {
-    if (!Object.hasOwn(kept, name)) continue;
-    const value = kept[name];
-    if (typeof value === 'string') pairs.push([name, value]);
-    else for (const v of value) pairs.push([name, v]);
-  }
-  return pairs;
 }
 
 /** Passes bytes through until `max`, then fails the stream (the upload is cut off). */

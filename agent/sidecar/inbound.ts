@@ -23,6 +23,8 @@ import type { LiveKeys } from '../identity/live-keys.ts';
 import type { DecisionAudit } from './audit.ts';
 import { requestPipeline, type Malformed } from './inbound-request.ts';
 import { appClient, type AppProtocol } from './app-client.ts';
+import { handleUpgrade } from './websocket.ts';
+import type { Duplex } from 'node:stream';
 
 export interface InboundLimits {
   /** Request line + headers (HTTP/1.1), header list (HTTP/2); larger gets 431 (HTTP/1.1) or a reset stream (HTTP/2). */
@@ -144,6 +146,8 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
     session.setTimeout(limits.h2IdleTimeoutMs, () => session.close());
     guardResets(session, limits.maxPrematureResets, opts.logger);
   });
+  // WebSocket (HTTP/1.1 Upgrade): decided like any request, then piped both ways.
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(req, socket, head, (q, r) => void handle(q, r).catch(fail(q, r))));
   const rotate = () => server.setSecureContext(tlsMaterial(opts.identity));
   opts.identity.on('rotated', rotate);
 

@@ -6,7 +6,8 @@
  * ID the route expects, signs a fingerprint for each request, and passes the identity
  * context and the trace context on.
  */
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { createServer as createH2cServer } from 'node:http2';
 import type { PeerCertificate } from 'node:tls';
 import { readFile } from 'node:fs/promises';
@@ -16,10 +17,11 @@ import { tlsMaterial } from './tls.ts';
 import { spiffeIdOf, trustDomainOf } from './peer.ts';
 import { continueTrace } from './trace.ts';
 import { FINGERPRINT_HEADER, signFingerprint } from '../../spiffe/fingerprint.ts';
-import { forwardable, firstHeader, upstreamFailure, hasBody, listen, drain, wantsGrpc, type ServerReply, type ServerRequest } from './http.ts';
+import { forwardable, firstHeader, upstreamFailure, hasBody, listen, drain, wantsGrpc, responsePairs, type ServerReply, type ServerRequest } from './http.ts';
 import { replyLocally, forwardAnswer } from './local-reply.ts';
 import { PeerClient } from './peer-client.ts';
 import { acceptH2cPriorKnowledge } from './h2c-sniff.ts';
+import { handleUpgrade, isUpgrade, spliceUpgrade } from './websocket.ts';
 import type { Listener } from './inbound.ts';
 import { isLoopbackHost } from '../identity/loopback.ts';
 
@@ -136,7 +138,8 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
       }
       // gRPC needs `te: trailers` end to end; it is hop-by-hop, so each hop restates it.
       if (firstHeader(req.headers.te) === 'trailers') headers.te = 'trailers';
-      upstream = await peer.request({ method, path, authority: hostHeader, headers, body: hasBody(req) ? req : null });
+      const request = { method, path, authority: hostHeader, headers, body: hasBody(req) ? req : null };
+      upstream = isUpgrade(req) ? await peer.upgrade(request, String(req.headers.upgrade)) : await peer.request(request);
     } catch (err) {
       const message = (err as Error).message;
       opts.logger.warn({ trace_id: trace.traceId, target: route.spiffeId, err: message }, 'outbound request failed');
@@ -146,6 +149,7 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
       const failure = upstreamFailure(err);
       return replyLocally(req, res, failure.status, { error: { code: failure.code, message } });
     }
+    if (upstream.upgraded) return spliceUpgrade(res as ServerResponse, String(req.headers.upgrade), responsePairs(upstream.headers), upstream.upgraded);
     forwardAnswer(res, upstream.status, forwardable(upstream.headers), upstream, true);
   }
 
@@ -155,6 +159,7 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
     handle(req, res).catch((err) => replyLocally(req, res, 500, { error: { code: 'internal', message: (err as Error).message } }));
   };
   http1.on('request', onRequest);
+  http1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(req, socket, head, onRequest));
   h2c.on('request', onRequest);
   const sessions = acceptH2cPriorKnowledge(http1, h2c);
   const address = await listen(http1, opts.port, opts.host);

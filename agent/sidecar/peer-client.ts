@@ -8,6 +8,9 @@ import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'n
 import type { OutgoingHttpHeaders } from 'node:http2';
 import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
+import { request as httpsRequest } from 'node:https';
+import type { request as httpRequest } from 'node:http';
+import { requestUpgrade } from './websocket.ts';
 import { H2Session, type UpstreamAnswer } from './h2-session.ts';
 
 export interface PeerRequest {
@@ -42,6 +45,13 @@ export class PeerClient {
     }
     const response = await mode.pool.request({ method: r.method, path: r.path, headers: { ...r.headers, host: r.authority }, body: r.body });
     return { status: response.statusCode, headers: response.headers, body: response.body, trailers: () => response.trailers, headersOnly: false };
+  }
+
+  /** An HTTP/1.1 Upgrade (e.g. websocket; HTTP/2 does not carry it here) on a connection of its own. */
+  upgrade(r: PeerRequest, protocol: string): Promise<UpstreamAnswer> {
+    const { hostname, port } = new URL(this.url);
+    const options = { ...this.tls, host: hostname, port, method: r.method, path: r.path, headers: { ...r.headers, host: r.authority }, ALPNProtocols: ['http/1.1'] };
+    return requestUpgrade(httpsRequest as typeof httpRequest, options, protocol);
   }
 
   async close(): Promise<void> {
@@ -83,8 +93,10 @@ export class PeerClient {
       return { h2 };
     }
     first.destroy();
-    return {
-      pool: new Pool(origin, { connections: 64, headersTimeout: this.headersTimeoutMs, keepAliveTimeout: 4_000, connect: this.tls }),
-    };
+    return { pool: this.#pool(origin) };
+  }
+
+  #pool(origin: string): Pool {
+    return new Pool(origin, { connections: 64, headersTimeout: this.headersTimeoutMs, keepAliveTimeout: 4_000, connect: this.tls });
   }
 }
