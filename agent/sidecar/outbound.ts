@@ -168,9 +168,11 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
     port: address.port,
     async close() {
       opts.identity.off('rotated', rotate);
+      // HTTP/2 sessions get GOAWAY and the same 2 s as HTTP/1.1 requests in flight (drain).
       for (const session of sessions) session.close();
+      const cut = setTimeout(() => sessions.forEach((session) => session.destroy()), 2_000);
       await drain(http1);
-      for (const session of sessions) session.destroy();
+      clearTimeout(cut);
       await closePeers(generation);
     },
   };
