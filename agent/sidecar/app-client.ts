@@ -9,7 +9,7 @@ import { request as httpRequest } from 'node:http';
 import { Pool } from 'undici';
 import { requestUpgrade } from './websocket.ts';
 import { H2Session, type UpstreamAnswer } from './h2-session.ts';
-import { headerObject } from './local-reply.ts';
+import { headerObject } from './http.ts';
 import type { Pair } from '../../host/pairs.ts';
 
 export const APP_PROTOCOLS = ['http1', 'h2c'] as const;

@@ -1,5 +1,5 @@
 /** HTTP plumbing shared by the inbound and outbound listeners, for HTTP/1.x and HTTP/2 (node:http2's compatibility API) alike. */
-import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, Server, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
@@ -46,6 +46,18 @@ export function responsePairs(headers: Record<string, string | string[] | undefi
     else for (const v of value) pairs.push([name, v]);
   }
   return pairs;
+}
+
+/** Header pairs as node's header object (repeats become arrays), which HTTP/2 responses take. */
+export function headerObject(pairs: Pair[]): OutgoingHttpHeaders {
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of pairs) {
+    const seen = out[name];
+    if (seen === undefined) out[name] = value;
+    else if (Array.isArray(seen)) seen.push(value);
+    else out[name] = [seen, value];
+  }
+  return out;
 }
 
 export function firstHeader(value: string | string[] | undefined): string | undefined {

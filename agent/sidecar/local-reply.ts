@@ -8,7 +8,7 @@ import type { Http2ServerResponse, OutgoingHttpHeaders } from 'node:http2';
 import type { ServerResponse } from 'node:http';
 import { grpcLocalReplyHeaders } from '../../host/grpc-reply.ts';
 import type { Pair } from '../../host/pairs.ts';
-import { sendJson, wantsGrpc, relay, type ServerReply, type ServerRequest } from './http.ts';
+import { sendJson, wantsGrpc, relay, headerObject, type ServerReply, type ServerRequest } from './http.ts';
 import type { UpstreamAnswer } from './h2-session.ts';
 
 export interface LocalReplyOptions {
@@ -61,16 +61,4 @@ export function forwardAnswer(res: ServerReply, status: number, headers: Outgoin
   }
   res.writeHead(status, headers as Record<string, string>);
   relay(answer.body, res, withTrailers ? answer.trailers : undefined);
-}
-
-/** Header pairs as node's header object (repeats become arrays), which HTTP/2 responses take. */
-export function headerObject(pairs: Pair[]): OutgoingHttpHeaders {
-  const out: Record<string, string | string[]> = {};
-  for (const [name, value] of pairs) {
-    const seen = out[name];
-    if (seen === undefined) out[name] = value;
-    else if (Array.isArray(seen)) seen.push(value);
-    else out[name] = [seen, value];
-  }
-  return out;
 }
