@@ -9,6 +9,7 @@ import { parseListen } from './process.ts';
 import { prepareSidecar } from '../agent/sidecar/index.ts';
 import { isLoopbackHost } from '../agent/identity/loopback.ts';
 import { loadRoutes } from '../agent/sidecar/outbound.ts';
+import { APP_PROTOCOLS, type AppProtocol } from '../agent/sidecar/app-client.ts';
 import { registerFilterRoutes } from '../agent/sidecar/admin.ts';
 import { parseDuration } from '../agent/identity/duration.ts';
 import { DEFAULT_LIVE_KEYS_REFRESH_MS } from '../agent/identity/live-keys.ts';
@@ -18,6 +19,7 @@ export const sidecarAgentGroup: AgentOptionGroup = {
     command
       .option('--inbound <host:port>', 'embedded sidecar: mTLS listener enforcing --filter in front of --app')
       .option('--app <url>', 'the application behind the inbound listener, e.g. http://127.0.0.1:8080')
+      .option('--app-protocol <http1|h2c>', 'how the inbound listener speaks to --app: HTTP/1.1, or cleartext HTTP/2 (gRPC services)', 'http1')
       .option('--filter <file.wasm>', 'compiled policy filter; reloaded when the file changes or on PUT /v1/filter')
       .option('--filter-config <json>', 'filter plugin configuration, e.g. \'{"mode":"dry-run"}\'')
       .option('--case-file <cases.json>', 'a new filter must pass these cases before it replaces the current one')
@@ -35,6 +37,8 @@ export const sidecarAgentGroup: AgentOptionGroup = {
     if (!opts.inbound && !opts.outbound) return;
     if (opts.inbound && (!opts.app || !opts.filter)) throw new CliError('--inbound needs --app URL and --filter FILE.wasm', 2);
     if (opts.outbound && !opts.routes) throw new CliError('--outbound needs --routes FILE', 2);
+    const appProtocol = opts.appProtocol as AppProtocol;
+    if (!APP_PROTOCOLS.includes(appProtocol)) throw new CliError(`--app-protocol must be ${APP_PROTOCOLS.join(' or ')}, not "${opts.appProtocol}"`, 2);
     const identity = [opts.identityIssuer, opts.identityAudience, opts.identityJwks];
     if (identity.some(Boolean) && !identity.every(Boolean)) {
       throw new CliError('--identity-issuer, --identity-audience and --identity-jwks go together', 2);
@@ -63,7 +67,7 @@ export const sidecarAgentGroup: AgentOptionGroup = {
     }
     try {
       const sidecar = await prepareSidecar({
-        inbound: inbound && { ...inbound, app: opts.app as string, filterFile: opts.filter as string },
+        inbound: inbound && { ...inbound, app: opts.app as string, appProtocol, filterFile: opts.filter as string },
         outbound: outbound && { ...outbound, allowRemote, routes: await loadRoutes(opts.routes as string) },
         filterConfiguration: opts.filterConfig as string | undefined,
         // The case runner (the test host's case format) loads only for an agent given --case-file.

@@ -7,11 +7,12 @@
 import { Action, type LogLevelName } from './abi.ts';
 import { Vm, FilterLoadError } from './vm.ts';
 import { Stream, Open, type LogLine, type LocalReply } from './stream.ts';
-import type { FilterRequest } from './request.ts';
+import { contentTypeOf, type FilterRequest } from './request.ts';
 import type { Cluster } from './host-context.ts';
 import type { MetricsSnapshot } from './metrics.ts';
 import type { PropertyValue } from './values.ts';
 import type { Pair } from './pairs.ts';
+import { grpcLocalReplyHeaders, isGrpcContentType } from './grpc-reply.ts';
 
 export { FilterLoadError };
 export type { LogLine, Cluster, Pair, PropertyValue, FilterRequest };
@@ -68,6 +69,7 @@ export interface HandleOptions {
 }
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 const EMPTY = new Uint8Array(0);
 const toBytes = (v: string | Uint8Array | undefined): Uint8Array => (typeof v === 'string' ? encoder.encode(v) : (v ?? EMPTY));
 const STAND_IN: UpstreamResponse = { status: 200 };
@@ -146,7 +148,7 @@ export class Filter {
     if (this.closed) throw new Error('filter is closed');
     const vm = this.vm;
     const body = toBytes(request.body);
-    if (vm.failed) return failStream(null);
+    if (vm.failed) return failStream(isGrpcContentType(contentTypeOf(request)), null);
     const stream = vm.addStream(new Stream(vm.newContextId(), request, body, vm));
     try {
       // Request headers, then body; Envoy closes each map or buffer once the filter continues.
@@ -160,14 +162,14 @@ export class Filter {
         paused = this.settle(stream, action);
         if (paused) await paused;
       }
-      if (vm.failed) return failStream(stream);
+      if (vm.failed) return failStream(stream.grpc, stream);
       if (stream.resetDetails) return reset(stream);
       let upstreamRequest: Outcome['upstreamRequest'] = null;
       let response: UpstreamResponse;
       let details = 'via_upstream';
       const replied = stream.reply;
       if (replied) {
-        response = localResponse(replied);
+        response = localResponse(replied, stream.grpc);
         details = replied.details;
       } else {
         upstreamRequest = { headers: stream.requestHeaders, body: stream.requestBody };
@@ -176,13 +178,13 @@ export class Filter {
       stream.reply = null;
       paused = this.respond(stream, response);
       if (paused) await paused;
-      if (vm.failed) return failStream(stream);
+      if (vm.failed) return failStream(stream.grpc, stream);
       if (stream.resetDetails) return reset(stream);
       // A local reply sent while the response was being processed replaces the response.
       const late = stream.reply as LocalReply | null;
       if (late) {
-        const r = localResponse(late);
-        return { kind: 'reply', status: r.status, headers: r.headers, body: late.body, details: late.details, upstreamRequest, logs: stream.logs, filterState: stream.filterState ?? NO_STATE };
+        const r = localResponse(late, stream.grpc);
+        return { kind: 'reply', status: r.status, headers: r.headers, body: r.body, details: late.details, upstreamRequest, logs: stream.logs, filterState: stream.filterState ?? NO_STATE };
       }
       return {
         kind: replied ? 'reply' : 'forward',
@@ -240,7 +242,7 @@ export class Filter {
     this.paused.add(stream);
     await new Promise<void>((resume) => {
       const timer = setTimeout(() => {
-        stream.reply ??= { status: 408, details: 'stream_idle_timeout', body: encoder.encode('stream timeout'), headers: [] };
+        stream.reply ??= { status: 408, details: 'stream_idle_timeout', body: encoder.encode('stream timeout'), headers: [], grpcStatus: null };
         stream.wake?.();
       }, this.streamTimeoutMs);
       stream.wake = () => {
@@ -276,17 +278,25 @@ function withoutStatus(headers: Pair[]): Pair[] {
   return out;
 }
 
-/** Envoy's local reply: the filter's headers, then content-length and (for a body) a default content-type. */
-function localResponse(reply: LocalReply): UpstreamResponse & { headers: Pair[] } {
+/**
+ * Envoy's local reply: the filter's headers, then content-length and (for a body) a default
+ * content-type; to a gRPC request, the trailers-only gRPC form (grpc-reply.ts).
+ */
+function localResponse(reply: LocalReply, grpc: boolean): UpstreamResponse & { headers: Pair[]; body: Uint8Array } {
+  if (grpc) {
+    const headers = grpcLocalReplyHeaders(reply.status, reply.headers, decoder.decode(reply.body), reply.grpcStatus);
+    return { status: 200, headers, body: EMPTY };
+  }
   const headers: Pair[] = [...reply.headers];
   headers.push(['content-length', String(reply.body.length)]);
   if (reply.body.length > 0 && !headers.some(([k]) => k === 'content-type')) headers.push(['content-type', 'text/plain']);
   return { status: reply.status, headers, body: reply.body };
 }
 
-/** Envoy's failStream: a trapped (failed) VM with fail_open false answers 503, details wasm_fail_stream. */
-function failStream(stream: Stream | null): Outcome {
-  return { kind: 'reply', status: 503, headers: [['content-length', '0']], body: EMPTY, details: 'wasm_fail_stream', upstreamRequest: null, logs: stream?.logs ?? [], filterState: stream?.filterState ?? NO_STATE };
+/** Envoy's failStream: a trapped (failed) VM with fail_open false answers 503 (a local reply), details wasm_fail_stream. */
+function failStream(grpc: boolean, stream: Stream | null): Outcome {
+  const r = localResponse({ status: 503, details: 'wasm_fail_stream', body: EMPTY, headers: [], grpcStatus: null }, grpc);
+  return { kind: 'reply', status: r.status, headers: r.headers, body: r.body, details: 'wasm_fail_stream', upstreamRequest: null, logs: stream?.logs ?? [], filterState: stream?.filterState ?? NO_STATE };
 }
 
 function reset(stream: Stream): Outcome {

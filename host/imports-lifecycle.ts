@@ -7,6 +7,7 @@ import { Status, StreamType } from './abi.ts';
 import { decodeRawPairs } from './pairs.ts';
 import { headerPairs } from './imports-headers.ts';
 import type { ImportArea } from './host-context.ts';
+import { givenGrpcStatus } from './grpc-reply.ts';
 
 export const lifecycleImports: ImportArea = (host) => {
   const mem = host.mem;
@@ -15,14 +16,14 @@ export const lifecycleImports: ImportArea = (host) => {
       mem.setU32(codePtr, 0) ? mem.copyOut('', ptrPtr, sizePtr) : Status.INVALID_MEMORY_ACCESS,
     proxy_set_effective_context: (id: number) => (host.setEffectiveContext(id >>> 0) ? Status.OK : Status.BAD_ARGUMENT),
     proxy_done: () => (host.done() ? Status.OK : Status.NOT_FOUND),
-    proxy_send_local_response: (status: number, dp: number, ds: number, bp: number, bs: number, hp: number, hs: number, _grpc: number) => {
+    proxy_send_local_response: (status: number, dp: number, ds: number, bp: number, bs: number, hp: number, hs: number, grpc: number) => {
       const details = mem.readString(dp, ds);
       const body = mem.read(bp, bs);
       const headers = mem.read(hp, hs);
       if (details === null || !body || !headers) return Status.INVALID_MEMORY_ACCESS;
       const s = host.stream();
       if (s && !s.reply && !s.resetDetails) {
-        s.reply = { status: status >>> 0, details: details.replace(/\s/g, '_'), body: body.slice(), headers: headerPairs(decodeRawPairs(headers)) };
+        s.reply = { status: status >>> 0, details: details.replace(/\s/g, '_'), body: body.slice(), headers: headerPairs(decodeRawPairs(headers)), grpcStatus: givenGrpcStatus(grpc) };
         s.wake?.();
       }
       return Status.OK;

@@ -52,3 +52,12 @@ function addRequestHeader(headers: Pair[], rawName: string, value: string): bool
   if (name !== 'host') headers.push([name, value]); // HTTP/1 Host becomes :authority
   return name === 'x-request-id';
 }
+
+/** The request's content-type as given (first of repeats), whatever the header's case. */
+export function contentTypeOf(request: FilterRequest): string | undefined {
+  const given = request.headers;
+  if (!given) return undefined;
+  const pairs = Array.isArray(given) ? given : Object.entries(given);
+  for (const [name, value] of pairs) if (name.toLowerCase() === 'content-type') return Array.isArray(value) ? value[0] : value;
+  return undefined;
+}

@@ -4,8 +4,9 @@
  * read and change it.
  */
 import { Attributes, type Plugin } from './attributes.ts';
-import { requestHeaders, type FilterRequest } from './request.ts';
+import { requestHeaders, contentTypeOf, type FilterRequest } from './request.ts';
 import type { Pair } from './pairs.ts';
+import { isGrpcContentType } from './grpc-reply.ts';
 import type { LogLevelName } from './abi.ts';
 
 export interface LogLine {
@@ -30,6 +31,8 @@ export interface LocalReply {
   details: string;
   body: Uint8Array;
   headers: Pair[];
+  /** The filter's `grpc_status` when it named a known code, else null (mapped from `status` for gRPC requests). */
+  grpcStatus: number | null;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -50,6 +53,8 @@ export class Stream {
   continued = false;
   /** Envoy's attributes of this request (`proxy_get_property`). */
   readonly attributes: Attributes;
+  /** A gRPC request as received (Envoy decides this before any filter runs): local replies take the gRPC form. */
+  readonly grpc: boolean;
 
   constructor(
     readonly id: number,
@@ -58,6 +63,7 @@ export class Stream {
     plugin: Plugin,
   ) {
     this.requestHeaders = requestHeaders(request);
+    this.grpc = isGrpcContentType(contentTypeOf(request));
     this.attributes = new Attributes(request, this, plugin);
   }
 }

@@ -1,43 +1,39 @@
 /**
- * Inbound listener: TLS 1.3 with a required client SVID, then the fingerprint, then the
- * identity context, then the compiled policy filter with exactly what Envoy would give it;
- * allowed requests are streamed to the application. Every step fails closed.
+ * Inbound listener: TLS 1.3 with a required client SVID, negotiating HTTP/2 (`h2`) or
+ * HTTP/1.1 by ALPN, in front of one request pipeline (inbound-request.ts) for both. HTTP/1.1
+ * connections are parsed by node:http with the same limits as a node:https server;
+ * HTTP/2 sessions get their own bounds: concurrent streams, header list size, and a
+ * premature-reset budget (rapid reset, CVE-2023-44487) past which the connection is closed
+ * with GOAWAY, as Envoy's overload protection does.
  */
-import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
-import type { KeyObject, X509Certificate } from 'node:crypto';
-import { randomUUID } from 'node:crypto';
-import { Transform } from 'node:stream';
+import { createSecureServer, constants, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
+import { Server as HttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { Pool, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import type { SvidSource } from './svid.ts';
 import { tlsMaterial } from './tls.ts';
-import { spiffeIdOf, trustDomainOf } from './peer.ts';
-import { continueTrace } from './trace.ts';
-import { FINGERPRINT_HEADER, FingerprintError, verifyFingerprint, DEFAULT_SKEW_SECONDS, DEFAULT_TTL_SECONDS, type FingerprintClaims } from '../../spiffe/fingerprint.ts';
+import { trustDomainOf } from './peer.ts';
+import { DEFAULT_SKEW_SECONDS, DEFAULT_TTL_SECONDS } from '../../spiffe/fingerprint.ts';
 import { ReplayCache } from '../../spiffe/replay-cache.ts';
-import { IdentityContextError, type IdentityContext, type IdentityVerifier } from './identity-context.ts';
-import type { FilterSlot, Lease } from './filter-slot.ts';
-import { decisionOf, type Decision } from '../../testing/decision-line.ts';
-import type { Outcome, Pair, UpstreamResponse } from '../../host/filter.ts';
-import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain, relay } from './http.ts';
-import { logDecision, pathForLog, type DecisionRecord } from './decision-log.ts';
-import { refusalOf, type PeerCredential } from './standing.ts';
+import type { IdentityVerifier } from './identity-context.ts';
+import type { FilterSlot } from './filter-slot.ts';
+import { firstHeader, listen, type ServerReply, type ServerRequest } from './http.ts';
+import { replyLocally } from './local-reply.ts';
 import type { LiveKeys } from '../identity/live-keys.ts';
-import { jwkThumbprint, type EcJwk } from '../../spiffe/pki.ts';
-import type { DecisionAudit, Evidence } from './audit.ts';
-import { FINGERPRINT_REASONS } from './refusal-reasons.ts';
+import type { DecisionAudit } from './audit.ts';
+import { requestPipeline, type Malformed } from './inbound-request.ts';
+import { appClient, type AppProtocol } from './app-client.ts';
+import { handleUpgrade } from './websocket.ts';
+import type { Duplex } from 'node:stream';
 
 export interface InboundLimits {
-  /** Request line + headers; larger gets 431 from node:http. */
+  /** Request line + headers (HTTP/1.1), header list (HTTP/2); larger gets 431 (HTTP/1.1) or a reset stream (HTTP/2). */
   maxHeaderBytes: number;
   maxBodyBytes: number;
-  /** Slowloris: the whole header block must arrive within this, the whole request within the next. */
+  /** Slowloris: the whole header block must arrive within this, the whole request within the next (HTTP/1.1). */
   headersTimeoutMs: number;
   requestTimeoutMs: number;
-  /** The application must start answering within this (else 504) and keep its body flowing. */
+  /** The application must start answering within this (else 504) and keep its body flowing (HTTP/1.1 applications). */
   appHeadersTimeoutMs: number;
   appBodyTimeoutMs: number;
   appConnections: number;
@@ -45,6 +41,12 @@ export interface InboundLimits {
   handshakeTimeoutMs: number;
   /** Open connections at most (handshaking or not); further ones are closed at once. */
   maxConnections: number;
+  /** HTTP/2: streams open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  maxConcurrentStreams: number;
+  /** HTTP/2: streams the client may reset before they were answered, once they are half its streams or more; then GOAWAY. */
+  maxPrematureResets: number;
+  /** HTTP/2: a connection with no frame for this long is closed (GOAWAY; open streams finish). */
+  h2IdleTimeoutMs: number;
 }
 
 export const DEFAULT_INBOUND_LIMITS: InboundLimits = {
@@ -57,6 +59,9 @@ export const DEFAULT_INBOUND_LIMITS: InboundLimits = {
   appConnections: 64,
   handshakeTimeoutMs: 10_000,
   maxConnections: 1024,
+  maxConcurrentStreams: 128,
+  maxPrematureResets: 100,
+  h2IdleTimeoutMs: 300_000,
 };
 
 export interface InboundOptions {
@@ -64,6 +69,8 @@ export interface InboundOptions {
   port?: number;
   /** The application's URL (origin), e.g. http://127.0.0.1:8080. */
   app: string;
+  /** How the application is spoken to: `http1` (default) or `h2c` (cleartext HTTP/2, for gRPC services). */
+  appProtocol?: AppProtocol;
   identity: SvidSource;
   filters: FilterSlot;
   identityContext?: IdentityVerifier;
@@ -87,300 +94,149 @@ export interface Listener {
   close(): Promise<void>;
 }
 
-/** What a connection's client certificate established; `address` is the peer's ip:port, as Envoy's source.address. */
-type Peer = ({ id: string; key: KeyObject; cert: X509Certificate; address: string } & PeerCredential) | { error: string };
-
-/** Envoy's jwt_authn metadata namespace, where the filter reads `user` and `fingerprint`. */
-const JWT_AUTHN = 'envoy.filters.http.jwt_authn';
-
 export async function startInbound(opts: InboundOptions): Promise<Listener> {
   const limits = { ...DEFAULT_INBOUND_LIMITS, ...opts.limits };
   const self = opts.identity.svid().spiffeId;
-  const trustDomain = trustDomainOf(self);
-  const replay = opts.replay ?? new ReplayCache();
-  const skewSeconds = opts.skewSeconds ?? DEFAULT_SKEW_SECONDS;
-  const maxTtlSeconds = opts.fingerprintTtlSeconds ?? DEFAULT_TTL_SECONDS;
-  const peers = new WeakMap<TLSSocket, Peer>();
-  const app = new Pool(new URL(opts.app).origin, {
-    connections: limits.appConnections,
-    headersTimeout: limits.appHeadersTimeoutMs,
-    bodyTimeout: limits.appBodyTimeoutMs,
-    keepAliveTimeout: 4_000,
+  const app = appClient(opts.app, opts.appProtocol ?? 'http1', limits);
+  const handle = requestPipeline({
+    self,
+    trustDomain: trustDomainOf(self),
+    app,
+    filters: opts.filters,
+    identityContext: opts.identityContext,
+    liveKeys: opts.liveKeys,
+    replay: opts.replay ?? new ReplayCache(),
+    skewSeconds: opts.skewSeconds ?? DEFAULT_SKEW_SECONDS,
+    maxTtlSeconds: opts.fingerprintTtlSeconds ?? DEFAULT_TTL_SECONDS,
+    maxBodyBytes: limits.maxBodyBytes,
+    logger: opts.logger,
+    audit: opts.audit,
   });
+  const fail = (req: ServerRequest, res: ServerReply) => (err: unknown) => {
+    opts.logger.error({ err: (err as Error).message }, 'inbound request failed');
+    replyLocally(req, res, 500, { error: 'internal', request_id: firstHeader(req.headers['x-request-id']) ?? null });
+  };
 
-  /** The caller's identity is a property of the connection: worked out once per socket. */
-  function peerOf(socket: TLSSocket): Peer {
-    let peer = peers.get(socket);
-    if (!peer) peers.set(socket, (peer = verifyPeer(socket, trustDomain)));
-    return peer;
-  }
-
-  let inFlight = 0;
-
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const started = performance.now();
-    const trace = continueTrace(req.headers.traceparent);
-    const requestId = firstHeader(req.headers['x-request-id']) ?? randomUUID();
-    const method = req.method ?? 'GET';
-    const path = req.url ?? '/';
-    // Filled in as the request goes; written once, when the caller's response is over.
-    const record: DecisionRecord = {
-      trace_id: trace.traceId, request_id: requestId, caller: null, target: self, method, path: pathForLog(path),
-      decision: 'error', rule: null, mode: null, status: 0, reason: 'aborted', latency_ms: 0,
-    };
-    let lease: Lease | undefined;
-    const evidence: Evidence = {};
-    let audited = false;
-    /** The decision's audit entry, once per request; false: not written and the request must stop. */
-    const audit = async (status: number) => {
-      if (audited) return true;
-      audited = true;
-      record.status = status;
-      return opts.audit ? opts.audit.record(record, evidence) : true;
-    };
-    inFlight++;
-    res.once('close', () => {
-      inFlight--;
-      lease?.release();
-      record.status = res.statusCode;
-      record.latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
-      logDecision(opts.logger, record);
-    });
-
-    /** A refusal by the sidecar itself, before or instead of the filter. */
-    const refuse = async (status: number, error: string, reason: string) => {
-      record.decision = status === 401 ? 'unauthenticated' : 'error';
-      record.reason = reason;
-      await audit(status);
-      sendJson(res, status, { error, request_id: requestId }, { connection: status === 413 ? 'close' : 'keep-alive' });
-    };
-
-    const peer = peerOf(req.socket as TLSSocket);
-    if ('error' in peer) return refuse(401, 'unauthenticated', peer.error);
-    record.caller = peer.id;
-    const refusal = await refusalOf(peer, opts.liveKeys);
-    if (refusal) return refuse(refusal.status, refusal.status === 401 ? 'unauthenticated' : 'unavailable', refusal.reason);
-    evidence.callerCert = peer.cert;
-
-    const authorization = firstHeader(req.headers.authorization);
-    const bearer = authorization?.startsWith('Bearer ') ? authorization.slice(7) : undefined;
-    let fingerprint: FingerprintClaims;
-    try {
-      fingerprint = await verifyFingerprint(
-        firstHeader(req.headers[FINGERPRINT_HEADER]),
-        peer.key,
-        // Alone, the signature is checked right here; with company, off the event loop.
-        { self, caller: peer.id, method, path, identityToken: bearer, skewSeconds, maxTtlSeconds, offLoop: inFlight > 1 },
-        replay,
-      );
-    } catch (err) {
-      if (!(err instanceof FingerprintError)) throw err;
-      return refuse(err.status, err.status === 401 ? 'unauthenticated' : 'unavailable', FINGERPRINT_REASONS[err.reason]);
-    }
-    evidence.fingerprint = firstHeader(req.headers[FINGERPRINT_HEADER]);
-
-    let user: IdentityContext | undefined;
-    if (opts.identityContext) {
-      try {
-        user = evidence.user = await opts.identityContext(authorization);
-      } catch (err) {
-        if (!(err instanceof IdentityContextError)) throw err;
-        return refuse(401, 'unauthenticated', `identity context ${err.reason}`);
-      }
-    }
-
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (!(declared <= limits.maxBodyBytes)) return refuse(413, 'payload_too_large', `body of ${req.headers['content-length']} bytes`);
-
-    lease = opts.filters.acquire();
-    evidence.policySha256 = lease.sha256;
-    let auditRefused = false;
-    // The filter sees the request headers; the body streams to the application untouched.
-    let upstream: Dispatcher.ResponseData | undefined;
-    let result: Outcome;
-    try {
-      result = await lease.filter.handleRequest(
-        {
-          method,
-          path,
-          authority: req.headers.host ?? '',
-          scheme: 'https',
-          headers: filterHeaders(req, requestId, trace.traceparent, self, peer.id),
-          source: { principal: peer.id, address: peer.address },
-          metadata: { [JWT_AUTHN]: user ? { user: user.claims, fingerprint } : { fingerprint } },
-        },
-        {
-          upstream: async (forwarded) => {
-            const decided = decisionOf(forwarded) ?? FORWARDED;
-            Object.assign(record, { decision: decided.decision, rule: decided.rule, mode: decided.mode, reason: decided.reason });
-            if (!(await audit(decided.status))) {
-              auditRefused = true;
-              return { status: 503, headers: [['content-type', 'application/json']], body: JSON.stringify({ error: 'unavailable', request_id: requestId }) };
-            }
-            const answer = await callApp(req, forwarded.headers);
-            if ('failure' in answer) return answer.failure;
-            upstream = answer.response;
-            return { status: upstream.statusCode, headers: responsePairs(upstream.headers) };
-          },
-        },
-      );
-    } catch (err) {
-      upstream?.body.destroy();
-      // fail_open: false — a filter that cannot decide refuses the request.
-      return refuse(503, 'unavailable', `filter failed: ${(err as Error).message}`);
-    }
-    const decision = decisionOf(result) ?? impliedDecision(result);
-    record.decision = decision.decision;
-    record.rule = decision.rule;
-    record.mode = decision.mode;
-    record.reason = auditRefused ? 'audit entry not written' : decision.reason;
-    await audit(result.kind === 'reset' ? 0 : result.status);
-
-    if (result.kind === 'reset') {
-      upstream?.body.destroy();
-      res.destroy();
-      return;
-    }
-    res.writeHead(result.status, result.headers);
-    if (result.kind === 'forward' && upstream) return relay(upstream.body, res);
-    upstream?.body.destroy(); // a reply replaced the application's response
-    res.end(result.body);
-  }
-
-  /** Sends the request as the filter left it to the application; failures become Envoy-like local answers. */
-  async function callApp(req: IncomingMessage, headers: Pair[]): Promise<{ response: Dispatcher.ResponseData } | { failure: UpstreamResponse }> {
-    let path = req.url ?? '/';
-    let authority = req.headers.host ?? '';
-    const flat: string[] = [];
-    for (const [name, value] of headers) {
-      if (name === ':path') path = value;
-      else if (name === ':authority') authority = value;
-      else if (!name.startsWith(':')) flat.push(name, value);
-    }
-    flat.push('host', authority);
-    let overflow = false;
-    const body = hasBody(req.headers) ? req.pipe(limitBytes(limits.maxBodyBytes, () => (overflow = true))) : null;
-    try {
-      return { response: await app.request({ method: req.method ?? 'GET', path, headers: flat, body }) };
-    } catch (err) {
-      const { status, code } = overflow ? { status: 413, code: 'payload_too_large' } : upstreamFailure(err);
-      const text = JSON.stringify({ error: code, request_id: req.headers['x-request-id'] ?? null });
-      return { failure: { status, headers: [['content-type', 'application/json']], body: text } };
-    }
-  }
-
-  const server: Server = createServer(
+  const server: Http2SecureServer = createSecureServer(
     {
       ...tlsMaterial(opts.identity),
       requestCert: true,
       // Checked per request instead, so a caller without a valid SVID gets a 401, not a bare TLS alert.
       rejectUnauthorized: false,
-      maxHeaderSize: limits.maxHeaderBytes,
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: limits.requestTimeoutMs,
-      // Node checks those timeouts only this often (default 30 s): check often enough to matter.
-      connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs / 2),
-      keepAliveTimeout: 5_000,
+      allowHTTP1: true,
       noDelay: true,
       handshakeTimeout: limits.handshakeTimeoutMs,
+      settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes, enablePush: false },
+      maxHeaderListPairs: 128,
     },
-    (req, res) => {
-      handle(req, res).catch((err) => {
-        opts.logger.error({ err: (err as Error).message }, 'inbound request failed');
-        sendJson(res, 500, { error: 'internal', request_id: firstHeader(req.headers['x-request-id']) ?? null });
-      });
+    (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
+      const malformed = req.httpVersionMajor === 2 ? malformedH2(req as Http2ServerRequest) : undefined;
+      handle(req, res, malformed).catch(fail(req, res));
     },
   );
+  // HTTP/1.1 connections are handed to node:http, which reads its settings from this server:
+  // give it exactly what a node:https server with these options has.
+  Object.assign(server, http1Settings(limits));
   server.on('tlsClientError', () => {}); // a failed handshake is the client's problem; nothing reached us
   server.maxConnections = limits.maxConnections;
+  const sessions = new Set<ServerHttp2Session>();
+  server.on('session', (session: ServerHttp2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    session.setTimeout(limits.h2IdleTimeoutMs, () => session.close());
+    guardResets(session, limits.maxPrematureResets, opts.logger);
+  });
+  // WebSocket (HTTP/1.1 Upgrade): decided like any request, then piped both ways.
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(req, socket, head, (q, r) => void handle(q, r).catch(fail(q, r))));
   const rotate = () => server.setSecureContext(tlsMaterial(opts.identity));
   opts.identity.on('rotated', rotate);
 
-  const address = await listen(server, opts.port, opts.host);
+  const address = await listen(server as unknown as HttpServer, opts.port, opts.host);
   return {
     url: `https://${address.address}:${address.port}`,
     port: address.port,
     async close() {
       opts.identity.off('rotated', rotate);
-      await drain(server);
+      await drain(server, sessions);
       await app.close();
     },
   };
 }
 
-function verifyPeer(socket: TLSSocket, trustDomain: string): Peer {
-  const cert = socket.getPeerX509Certificate();
-  if (!cert) return { error: 'no client certificate' };
-  if (!socket.authorized) return { error: `client certificate not trusted: ${socket.authorizationError}` };
-  try {
-    return {
-      id: spiffeIdOf(cert.raw, trustDomain),
-      key: cert.publicKey,
-      cert,
-      address: `${socket.remoteAddress}:${socket.remotePort}`,
-      notBefore: Date.parse(cert.validFrom),
-      notAfter: Date.parse(cert.validTo),
-      kid: jwkThumbprint(cert.publicKey.export({ format: 'jwk' }) as EcJwk),
-    };
-  } catch (err) {
-    return { error: (err as Error).message };
-  }
+/** What node:http takes from its server object, as `https.createServer` would set it for these limits. */
+function http1Settings(limits: InboundLimits) {
+  return {
+    maxHeaderSize: limits.maxHeaderBytes,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    // Node checks those timeouts only this often (default 30 s): check often enough to matter.
+    connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs / 2),
+    keepAliveTimeout: 5_000,
+    requireHostHeader: true,
+    rejectNonStandardBodyWrites: false,
+    httpAllowHalfOpen: false,
+    maxHeadersCount: null,
+    maxRequestsPerSocket: 0,
+  };
 }
 
 /**
- * The request headers the filter sees: what the caller sent minus anything that could
- * impersonate the perimeter (`x-palisade-*`, client-certificate details, the fingerprint),
- * plus the request id and the trace context, as Envoy's connection manager would.
+ * What nghttp2 lets through but a proxy must not: a `host` header naming another authority
+ * than `:authority` (RFC 9113 §8.3.1: malformed), which could make the filter and the
+ * application see different targets. nghttp2 itself resets streams with duplicate or
+ * unknown pseudo-headers, uppercase names and connection-specific headers.
  */
-function filterHeaders(req: IncomingMessage, requestId: string, traceparent: string, self: string, caller: string): Record<string, string | string[]> {
-  const headers = forwardable(req.headers, perimeterHeader);
-  for (const name in headers) {
-    if (!Object.hasOwn(headers, name)) continue;
-    const value = headers[name];
-    if (typeof value !== 'string') headers[name] = value.join(', ');
+function malformedH2(req: Http2ServerRequest): Malformed | undefined {
+  const authority = req.headers[':authority'];
+  const host = req.headers.host;
+  if (authority !== undefined && host !== undefined && host !== authority) {
+    return { status: 400, reason: 'http2 :authority and host disagree' };
   }
-  headers['x-request-id'] = requestId;
-  headers.traceparent = traceparent;
-  headers['x-forwarded-proto'] = 'https';
-  headers['x-forwarded-client-cert'] = `By=${self};URI=${caller}`;
-  return headers;
+  if (authority === undefined && host === undefined) return { status: 400, reason: 'http2 request without :authority' };
+  return undefined;
 }
 
-/** Headers only the perimeter may set. */
-const perimeterHeader = (name: string) => name.startsWith('x-palisade-') || name === 'x-forwarded-client-cert';
-
-/** When the host does not hand back the decision record, the outcome still says enough. */
-const FORWARDED: Decision = { decision: 'allow', status: 200, rule: null, mode: 'enforce', reason: 'forwarded' };
-
-function impliedDecision(result: Outcome): Decision {
-  if (result.kind !== 'reply') return FORWARDED;
-  const decision = result.status === 401 ? 'unauthenticated' : 'deny';
-  return { decision, status: result.status, rule: null, mode: 'enforce', reason: 'local reply' };
-}
-
-/** The application's response headers as the filter sees them: hop-by-hop ones dropped, repeats (set-cookie) kept apart. */
-function responsePairs(headers: Record<string, string | string[] | undefined>): Pair[] {
-  const pairs: Pair[] = [];
-  const kept = forwardable(headers);
-  for (const name in kept) {
-    if (!Object.hasOwn(kept, name)) continue;
-    const value = kept[name];
-    if (typeof value === 'string') pairs.push([name, value]);
-    else for (const v of value) pairs.push([name, v]);
-  }
-  return pairs;
-}
-
-/** Passes bytes through until `max`, then fails the stream (the upload is cut off). */
-function limitBytes(max: number, onOverflow: () => void): Transform {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      seen += chunk.length;
-      if (seen > max) {
-        onOverflow();
-        done(new Error('request body over the limit'));
-      } else done(null, chunk);
-    },
+/**
+ * Rapid reset: a client that opens streams and cancels them at once makes the server start
+ * work for each and never waits for it. As Envoy's premature-reset protection counts them: a
+ * stream reset (not closed cleanly) within a second of opening; once there are `max` of them
+ * and they are at least half the connection's streams, the connection goes (GOAWAY
+ * ENHANCE_YOUR_CALM).
+ */
+function guardResets(session: ServerHttp2Session, max: number, logger: Logger): void {
+  let streams = 0;
+  let resets = 0;
+  session.on('stream', (stream) => {
+    streams++;
+    const opened = performance.now();
+    stream.once('close', () => {
+      if (stream.rstCode === constants.NGHTTP2_NO_ERROR || performance.now() - opened >= PREMATURE_RESET_MS) return;
+      resets++;
+      if (resets >= max && resets * 2 >= streams && !session.closed && !session.destroyed) {
+        logger.warn({ streams, resets, peer: session.socket?.remoteAddress }, 'inbound: HTTP/2 connection closed for resetting its streams');
+        // GOAWAY first, so the client learns why (streams it opens after it are ignored), then the connection goes.
+        session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+        session.close();
+        setTimeout(() => session.destroy(), GOAWAY_GRACE_MS).unref();
+      }
+    });
   });
+}
+
+/** Envoy's premature_reset_min_stream_lifetime_seconds default. */
+const PREMATURE_RESET_MS = 1_000;
+/** How long a connection sent GOAWAY for abuse may take to finish its open streams. */
+const GOAWAY_GRACE_MS = 1_000;
+
+/** Stops accepting, lets requests in flight finish for up to 2 s (HTTP/2: GOAWAY first), then cuts what is left. */
+async function drain(server: Http2SecureServer, sessions: Set<ServerHttp2Session>): Promise<void> {
+  const closed = new Promise((resolve) => server.close(resolve));
+  HttpServer.prototype.closeIdleConnections.call(server); // close() did this in Node 20; not typed on HTTP/2 servers
+  for (const session of sessions) session.close();
+  const timer = setTimeout(() => {
+    HttpServer.prototype.closeAllConnections.call(server);
+    for (const session of sessions) session.destroy();
+  }, 2_000);
+  await closed;
+  clearTimeout(timer);
 }

@@ -13,6 +13,7 @@ import { LiveKeys, type LiveKeysOptions } from '../identity/live-keys.ts';
 import { FilterSlot, type FilterLoader, type FilterCheck } from './filter-slot.ts';
 import { startInbound, type InboundLimits, type Listener } from './inbound.ts';
 import { startOutbound, type Routes } from './outbound.ts';
+import type { AppProtocol } from './app-client.ts';
 import { createIdentityVerifier, type IdentityContextOptions, type IdentityVerifier } from './identity-context.ts';
 import { ReplayCache, DEFAULT_REPLAY_CAPACITY } from '../../spiffe/replay-cache.ts';
 import { createLogger } from './decision-log.ts';
@@ -25,6 +26,8 @@ export interface SidecarOptions {
     host?: string;
     port?: number;
     app: string;
+    /** How the application is spoken to (default http1). */
+    appProtocol?: AppProtocol;
     /** The compiled policy filter; watched for replacement unless `watch` is false. */
     filterFile: string;
     watch?: boolean;

@@ -1,20 +1,27 @@
 /**
- * Outbound listener: the application speaks plain HTTP to it and names the target service
- * in the Host header. The sidecar opens mTLS with its SVID, accepts the server only if it
- * presents the SPIFFE ID the route expects, signs a fingerprint for the request, and passes
- * the identity context and the trace context on.
+ * Outbound listener: the application speaks plain HTTP/1.1 or HTTP/2 (h2c with prior
+ * knowledge, as gRPC clients do) to it and names the target service in the Host header or
+ * `:authority`. The sidecar opens mTLS with its SVID (HTTP/2 when the peer offers it, one
+ * connection multiplexing the requests), accepts the server only if it presents the SPIFFE
+ * ID the route expects, signs a fingerprint for each request, and passes the identity
+ * context and the trace context on.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { createServer as createH2cServer } from 'node:http2';
 import type { PeerCertificate } from 'node:tls';
 import { readFile } from 'node:fs/promises';
-import { Pool } from 'undici';
 import type { Logger } from 'pino';
 import type { Svid, SvidSource } from './svid.ts';
 import { tlsMaterial } from './tls.ts';
 import { spiffeIdOf, trustDomainOf } from './peer.ts';
 import { continueTrace } from './trace.ts';
 import { FINGERPRINT_HEADER, signFingerprint } from '../../spiffe/fingerprint.ts';
-import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain, relay } from './http.ts';
+import { forwardable, firstHeader, upstreamFailure, hasBody, listen, drain, wantsGrpc, responsePairs, type ServerReply, type ServerRequest } from './http.ts';
+import { replyLocally, forwardAnswer } from './local-reply.ts';
+import { PeerClient } from './peer-client.ts';
+import { acceptH2cPriorKnowledge } from './h2c-sniff.ts';
+import { handleUpgrade, isUpgrade, spliceUpgrade } from './websocket.ts';
 import type { Listener } from './inbound.ts';
 import { isLoopbackHost } from '../identity/loopback.ts';
 
@@ -64,95 +71,109 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
   const trustDomain = trustDomainOf(opts.identity.svid().spiffeId);
   const routes = new Map(Object.entries(opts.routes).map(([name, route]) => [name.toLowerCase(), route]));
   /**
-   * The SVID and the connection pools built from it, replaced together on rotation so a
+   * The SVID and the peer connections built from it, replaced together on rotation so a
    * request's fingerprint is always signed with the key of the certificate it is sent under.
-   * A retired generation's pools close once its last request is done.
+   * A retired generation's connections close once its last request is done.
    */
-  interface Generation { svid: Svid; pools: Map<string, Pool>; active: number; retired: boolean }
-  let generation: Generation = { svid: opts.identity.svid(), pools: new Map(), active: 0, retired: false };
-  const closePools = (gen: Generation) => {
-    for (const pool of gen.pools.values()) void pool.close();
-  };
+  interface Generation { svid: Svid; peers: Map<string, PeerClient>; active: number; retired: boolean }
+  let generation: Generation = { svid: opts.identity.svid(), peers: new Map(), active: 0, retired: false };
+  const closePeers = (gen: Generation) => Promise.all([...gen.peers.values()].map((peer) => peer.close()));
 
-  function poolFor(gen: Generation, name: string, route: Route): Pool {
-    let pool = gen.pools.get(name);
-    if (!pool) {
-      pool = new Pool(new URL(route.url).origin, {
-        connections: 64,
-        headersTimeout: opts.headersTimeoutMs ?? 15_000,
-        keepAliveTimeout: 4_000,
-        connect: {
+  function peerFor(gen: Generation, name: string, route: Route): PeerClient {
+    let peer = gen.peers.get(name);
+    if (!peer) {
+      peer = new PeerClient(
+        route.url,
+        {
           ...tlsMaterial({ svid: () => gen.svid, trustBundle: () => opts.identity.trustBundle() }),
           servername: undefined,
           checkServerIdentity: (_host: string, cert: PeerCertificate) => serverIdentity(cert, route.spiffeId, trustDomain),
         },
-      });
-      gen.pools.set(name, pool);
+        opts.headersTimeoutMs ?? 15_000,
+      );
+      gen.peers.set(name, peer);
     }
-    return pool;
+    return peer;
   }
 
-  // New requests use the new SVID; requests on the old pools finish, then they close.
+  // New requests use the new SVID; requests on the old connections finish, then they close.
   const rotate = () => {
     const old = generation;
-    generation = { svid: opts.identity.svid(), pools: new Map(), active: 0, retired: false };
+    generation = { svid: opts.identity.svid(), peers: new Map(), active: 0, retired: false };
     old.retired = true;
-    if (old.active === 0) closePools(old);
+    if (old.active === 0) void closePeers(old);
   };
   opts.identity.on('rotated', rotate);
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const hostHeader = req.headers.host ?? '';
+  async function handle(req: ServerRequest, res: ServerReply): Promise<void> {
+    // HTTP/2 (h2c) names the target in :authority, HTTP/1 in Host.
+    const hostHeader = firstHeader(req.headers[':authority']) ?? req.headers.host ?? '';
     const name = hostHeader.replace(/:\d+$/, '').toLowerCase();
     const route = routes.get(name);
     if (!route) {
-      return sendJson(res, 502, { error: { code: 'unknown_service', message: `no route for Host "${hostHeader}"; known: ${[...routes.keys()].join(', ')}` } });
+      return replyLocally(req, res, 502, { error: { code: 'unknown_service', message: `no route for Host "${hostHeader}"; known: ${[...routes.keys()].join(', ')}` } });
     }
     const gen = generation;
     gen.active++;
     res.on('close', () => {
-      if (--gen.active === 0 && gen.retired) closePools(gen);
+      if (--gen.active === 0 && gen.retired) void closePeers(gen);
     });
     const svid = gen.svid;
     const path = req.url ?? '/';
     const method = req.method ?? 'GET';
     const authorization = firstHeader(req.headers.authorization);
-    const trace = continueTrace(req.headers.traceparent);
-    const headers = forwardable(req.headers, (h) => h.startsWith('x-palisade-'));
-    headers.host = hostHeader;
+    const trace = continueTrace(firstHeader(req.headers.traceparent));
+    const headers = forwardable(req.headers as Record<string, string | string[] | undefined>, (h) => h.startsWith('x-palisade-'));
     headers.traceparent = trace.traceparent;
     headers[FINGERPRINT_HEADER] = await signFingerprint(
       svid.privateKey,
       { caller: svid.spiffeId, target: route.spiffeId, method, path, identityToken: authorization?.startsWith('Bearer ') ? authorization.slice(7) : undefined },
       { ttlSeconds: opts.fingerprintTtlSeconds },
     );
+    const peer = peerFor(gen, name, route);
     let upstream;
     try {
-      upstream = await poolFor(gen, name, route).request({ method, path, headers, body: hasBody(req.headers) ? req : null });
+      if (wantsGrpc(req) && !(await peer.speaksH2())) {
+        return replyLocally(req, res, 502, { error: { code: 'upstream_not_h2', message: `${route.spiffeId} does not offer HTTP/2, which gRPC needs` } });
+      }
+      // gRPC needs `te: trailers` end to end; it is hop-by-hop, so each hop restates it.
+      if (firstHeader(req.headers.te) === 'trailers') headers.te = 'trailers';
+      const request = { method, path, authority: hostHeader, headers, body: hasBody(req) ? req : null };
+      upstream = isUpgrade(req) ? await peer.upgrade(request, String(req.headers.upgrade)) : await peer.request(request);
     } catch (err) {
       const message = (err as Error).message;
       opts.logger.warn({ trace_id: trace.traceId, target: route.spiffeId, err: message }, 'outbound request failed');
       if (/SPIFFE|URI SAN|trust domain/.test(message)) {
-        return sendJson(res, 502, { error: { code: 'upstream_identity_mismatch', message } });
+        return replyLocally(req, res, 502, { error: { code: 'upstream_identity_mismatch', message } });
       }
       const failure = upstreamFailure(err);
-      return sendJson(res, failure.status, { error: { code: failure.code, message } });
+      return replyLocally(req, res, failure.status, { error: { code: failure.code, message } });
     }
-    res.writeHead(upstream.statusCode, forwardable(upstream.headers));
-    relay(upstream.body, res);
+    if (upstream.upgraded) return spliceUpgrade(res as ServerResponse, String(req.headers.upgrade), responsePairs(upstream.headers), upstream.upgraded);
+    forwardAnswer(res, upstream.status, forwardable(upstream.headers), upstream, true);
   }
 
-  const server = createServer({ maxHeaderSize: 16 * 1024, headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
-    handle(req, res).catch((err) => sendJson(res, 500, { error: { code: 'internal', message: (err as Error).message } }));
-  });
-  const address = await listen(server, opts.port, opts.host);
+  const http1 = createServer({ maxHeaderSize: 16 * 1024, headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 });
+  const h2c = createH2cServer({ settings: { maxHeaderListSize: 16 * 1024, enablePush: false } });
+  const onRequest = (req: ServerRequest, res: ServerReply) => {
+    handle(req, res).catch((err) => replyLocally(req, res, 500, { error: { code: 'internal', message: (err as Error).message } }));
+  };
+  http1.on('request', onRequest);
+  http1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(req, socket, head, onRequest));
+  h2c.on('request', onRequest);
+  const sessions = acceptH2cPriorKnowledge(http1, h2c);
+  const address = await listen(http1, opts.port, opts.host);
   return {
     url: `http://${address.address}:${address.port}`,
     port: address.port,
     async close() {
       opts.identity.off('rotated', rotate);
-      await drain(server);
-      await Promise.all([...generation.pools.values()].map((p) => p.close()));
+      // HTTP/2 sessions get GOAWAY and the same 2 s as HTTP/1.1 requests in flight (drain).
+      for (const session of sessions) session.close();
+      const cut = setTimeout(() => sessions.forEach((session) => session.destroy()), 2_000);
+      await drain(http1);
+      clearTimeout(cut);
+      await closePeers(generation);
     },
   };
 }
