@@ -17,6 +17,7 @@ import { FINGERPRINT_HEADER, signFingerprint } from '../../spiffe/fingerprint.ts
 import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain, relay } from './http.ts';
 import type { Listener } from './inbound.ts';
 import { isLoopbackHost } from '../identity/loopback.ts';
+import { DelegationError, type Authorize } from './delegation.ts';
 
 export interface Route {
   /** The target's inbound sidecar, e.g. https://127.0.0.1:15006. */
@@ -36,6 +37,8 @@ export interface OutboundOptions {
   logger: Logger;
   /** The target must start answering within this, else 504. */
   headersTimeoutMs?: number;
+  /** Works out the `authorization` sent (delegation.ts: a received context re-issued for the target); default: passed on as sent. */
+  authorize?: Authorize;
 }
 
 /** Reads and checks a routes file; throws with a message naming the file and the entry. */
@@ -116,9 +119,16 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
     const svid = gen.svid;
     const path = req.url ?? '/';
     const method = req.method ?? 'GET';
-    const authorization = firstHeader(req.headers.authorization);
+    let authorization = firstHeader(req.headers.authorization);
+    try {
+      if (opts.authorize) authorization = await opts.authorize(authorization, { svid, target: route.spiffeId, method, path });
+    } catch (err) {
+      if (!(err instanceof DelegationError)) throw err;
+      return sendJson(res, err.status, { error: { code: err.code, message: err.message } });
+    }
     const trace = continueTrace(req.headers.traceparent);
-    const headers = forwardable(req.headers, (h) => h.startsWith('x-palisade-'));
+    const headers = forwardable(req.headers, (h) => h.startsWith('x-palisade-') || h === 'authorization');
+    if (authorization !== undefined) headers.authorization = authorization;
     headers.host = hostHeader;
     headers.traceparent = trace.traceparent;
     headers[FINGERPRINT_HEADER] = await signFingerprint(
