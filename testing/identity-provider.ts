@@ -10,7 +10,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
-import { exportJWK, generateKeyPair } from 'jose';
+import { exportJWK, generateKeyPair, SignJWT, type JWTHeaderParameters, type JWTPayload } from 'jose';
 import Provider, { errors } from 'oidc-provider';
 
 export interface LocalUser {
@@ -38,6 +38,11 @@ export interface LocalProvider {
   login(user: string, scopes: string[]): Promise<string>;
   /** A machine client's token (client credentials): a JWT, or opaque. */
   clientToken(scopes: string[], format?: 'jwt' | 'opaque'): Promise<string>;
+  /**
+   * A token signed with the provider's own key and `kid` but with the claims and header a
+   * test chooses (expired, another audience, a `jku` …): what only a verifier's checks refuse.
+   */
+  forge(claims: JWTPayload, header?: Partial<JWTHeaderParameters>): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -54,6 +59,7 @@ export async function startLocalProvider(opts: LocalProviderOptions): Promise<Lo
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const { privateKey } = await generateKeyPair('ES256', { extractable: true });
   const ttl = opts.tokenTtlSeconds ?? 300;
+  const kid = randomBytes(8).toString('hex');
   const provider = new Provider(issuer, {
     clients: [
       { client_id: APP.id, token_endpoint_auth_method: 'none', redirect_uris: [APP.redirect], grant_types: ['authorization_code'], response_types: ['code'] },
@@ -62,7 +68,7 @@ export async function startLocalProvider(opts: LocalProviderOptions): Promise<Lo
       { client_id: EDGE.id, client_secret: EDGE.secret, grant_types: [], response_types: [], redirect_uris: [] },
     ],
     clientDefaults: { id_token_signed_response_alg: 'ES256' },
-    jwks: { keys: [{ ...(await exportJWK(privateKey)), kid: randomBytes(8).toString('hex'), alg: 'ES256', use: 'sig' }] },
+    jwks: { keys: [{ ...(await exportJWK(privateKey)), kid, alg: 'ES256', use: 'sig' }] },
     cookies: { keys: [randomBytes(32).toString('base64url')] },
     adapter: MemoryAdapter,
     pkce: { required: () => true },
@@ -155,6 +161,12 @@ export async function startLocalProvider(opts: LocalProviderOptions): Promise<Lo
     },
     clientToken(scopes, format = 'jwt') {
       return tokenRequest({ grant_type: 'client_credentials', scope: scopes.join(' '), resource: RESOURCE }, format === 'jwt' ? JOB : OPAQUE_JOB);
+    },
+    forge(claims, header = {}) {
+      const now = Math.floor(Date.now() / 1000);
+      return new SignJWT({ iss: issuer, aud: opts.audience, iat: now, exp: now + ttl, ...claims })
+        .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid, ...header })
+        .sign(privateKey);
     },
     close: () => new Promise((resolve) => {
       server.closeAllConnections();

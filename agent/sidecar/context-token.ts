@@ -111,7 +111,7 @@ export async function verifyContext(token: string, check: ContextCheck): Promise
       typ: CONTEXT_TYP,
       audience: check.self,
       clockTolerance: check.skewSeconds,
-      requiredClaims: ['iss', 'sub', 'iat', 'exp', 'jti', 'htm', 'htu'],
+      requiredClaims: ['iss', 'iat', 'exp', 'jti', 'htm', 'htu'],
     }));
   } catch (err) {
     throw new ContextError(reasonOf(err));
