@@ -158,7 +158,7 @@ test('an oversized token is refused before it is decoded', async () => {
 test('the client\'s own identity context and fingerprint never pass the edge', async () => {
   const token = await alice();
   const client = { [FINGERPRINT_HEADER]: 'forged', 'x-palisade-context': 'forged', 'x-forwarded-client-cert': 'By=x;URI=spiffe://bank.example/ns/ops/sa/admin' };
-  assert.is((await p.call('/record/1', { ...bearer(token), ...client })).status, 200);
+  assert.is((await p.call('/cards/recorded/1', { ...bearer(token), ...client })).status, 200);
   const sent = p.recorded.at(-1)!.headers;
   assert.is(sent['x-palisade-context'], undefined);
   assert.is(sent['x-forwarded-client-cert'], undefined);
@@ -170,7 +170,7 @@ test('the client\'s own identity context and fingerprint never pass the edge', a
 });
 
 test('paths with dot segments are refused before routing', async () => {
-  const answer = await p.call('/cards/%2e%2e/record', bearer(await alice()));
+  const answer = await p.call('/cards/recorded/%2e%2e/1', bearer(await alice()));
   assert.is(answer.status, 400);
 });
 

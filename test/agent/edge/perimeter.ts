@@ -46,7 +46,7 @@ export interface Perimeter {
   card: Sidecar;
   ledger: Sidecar;
   edge: Listener;
-  /** What reached the recorder (route `/record`). */
+  /** What reached the recorder (route `/cards/recorded`, longer than `/cards`). */
   recorded: Recorded[];
   log: ReturnType<typeof captureLog>;
   /** A request to the edge, as a client outside the mesh (trusting the CA bundle). */
@@ -124,7 +124,7 @@ export async function startPerimeter(edgeConfig: Partial<EdgeConfig> = {}): Prom
     const routesFile = join(dir, 'edge-routes.json');
     await writeFile(routesFile, JSON.stringify({
       '/cards': { url: card.inbound!.url, spiffeId: CARD },
-      '/record': { url: `https://127.0.0.1:${(recorder.address() as AddressInfo).port}`, spiffeId: CARD },
+      '/cards/recorded': { url: `https://127.0.0.1:${(recorder.address() as AddressInfo).port}`, spiffeId: CARD },
     }));
     const prepared = await prepareEdge({ host: '127.0.0.1', port: 0, routesFile, issuer: provider.issuer, audience: AUDIENCE, typ: 'at+jwt', client: provider.edgeClient, ...edgeConfig });
     const edge = await prepared.start(agents.edge, log.logger);
