@@ -7,7 +7,7 @@
  * provider's set, re-fetching it on an unknown `kid` at most once per cooldown). Algorithms
  * are asymmetric only, so `none` and HMAC keyed with a public key never verify.
  */
-import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
 import { reasonOf } from '../sidecar/context-token.ts';
 import { BearerError } from './bearer-error.ts';
 import type { Introspect } from './introspection.ts';
@@ -58,7 +58,8 @@ export function bearerAuthenticator(opts: BearerOptions): Authenticate {
       }));
     } catch (err) {
       const reason = reasonOf(err);
-      if (reason === 'jwks_unavailable') throw new BearerError(503, 'temporarily_unavailable', 'the provider\'s JWKS did not answer');
+      // The provider's key set could not be fetched or read: not the token's fault, and no verdict.
+      if (reason === 'jwks_unavailable' || err instanceof errors.JWKSInvalid || !(err instanceof errors.JOSEError)) throw new BearerError(503, 'temporarily_unavailable', 'the provider\'s JWKS did not answer');
       throw new BearerError(401, 'invalid_token', `token ${reason}`);
     }
     if (payload.iat! > Date.now() / 1000 + opts.skewSeconds) throw new BearerError(401, 'invalid_token', 'token bad_iat');
