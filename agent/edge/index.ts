@@ -5,13 +5,12 @@
  */
 import type { Logger } from 'pino';
 import type { SvidSource } from '../sidecar/svid.ts';
-import type { Listener } from '../sidecar/inbound.ts';
 import { discover } from './oidc.ts';
 import { bearerAuthenticator } from './bearer.ts';
 import { introspection } from './introspection.ts';
 import { checkExtraClaims } from './claims.ts';
 import { loadEdgeRoutes } from './routes.ts';
-import { startEdge } from './server.ts';
+import { startEdge, type EdgeListener } from './server.ts';
 
 export interface EdgeConfig {
   host?: string;
@@ -30,7 +29,7 @@ export interface EdgeConfig {
 }
 
 export interface PreparedEdge {
-  start(identity: SvidSource, logger: Logger): Promise<Listener>;
+  start(identity: SvidSource, logger: Logger): Promise<EdgeListener>;
 }
 
 export const DEFAULT_EDGE_SKEW_SECONDS = 30;

@@ -58,7 +58,12 @@ interface EdgeRecord {
 /** Headers only the perimeter may set, and the client's credential, which stops here. */
 const dropped = (name: string) => name.startsWith('x-palisade-') || name === 'x-forwarded-client-cert' || name === 'authorization';
 
-export async function startEdge(opts: EdgeOptions): Promise<Listener> {
+export interface EdgeListener extends Listener {
+  /** The edge's own outbound listener (loopback): it sends only requests the edge authenticated. */
+  meshUrl: string;
+}
+
+export async function startEdge(opts: EdgeOptions): Promise<EdgeListener> {
   const realm = opts.realm ?? 'palisade';
   const handles = new Handles(opts.contextTtlSeconds);
   const mesh = await startOutbound({
@@ -169,6 +174,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Listener> {
   return {
     url: `https://${address.address}:${address.port}`,
     port: address.port,
+    meshUrl: mesh.url,
     async close() {
       opts.identity.off('rotated', rotate);
       await drain(server);

@@ -9,6 +9,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createPublicKey } from 'node:crypto';
 import { SignJWT, exportJWK, generateKeyPair, decodeJwt, decodeProtectedHeader } from 'jose';
+import { request } from 'undici';
 import { FINGERPRINT_HEADER } from '../../../spiffe/fingerprint.ts';
 import { CONTEXT_TYP } from '../../../agent/sidecar/context-token.ts';
 import { startPerimeter, decisionsAt, CARD, EDGE, AUDIENCE, type Perimeter } from './perimeter.ts';
@@ -167,6 +168,16 @@ test('the client\'s own identity context and fingerprint never pass the edge', a
   assert.is(decodeJwt(context).iss, EDGE);
   // A minted context presented to the edge as if it were a user token: not the provider's.
   await refused(bearer(context));
+});
+
+test('the edge\'s own outbound listener sends nothing the edge did not authenticate', async () => {
+  const seen = p.log.lines.length;
+  for (const authorization of [undefined, `Bearer ${await alice()}`, 'Bearer AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA']) {
+    const res = await request(`${p.edge.meshUrl}/cards`, { headers: { host: 'route-0', ...(authorization && { authorization }) } });
+    assert.is(res.statusCode, 401);
+    assert.is(((await res.body.json()) as { error: { code: string } }).error.code, 'not_from_the_edge');
+  }
+  assert.is(p.log.lines.slice(seen).filter((l) => l.msg === 'decision').length, 0, 'nothing reached a sidecar');
 });
 
 test('paths with dot segments are refused before routing', async () => {

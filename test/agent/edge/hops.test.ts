@@ -11,6 +11,7 @@ import { Agent } from 'undici';
 import type { IdentityAgent } from '../../../agent/identity/agent.ts';
 import { FINGERPRINT_HEADER, signFingerprint } from '../../../spiffe/fingerprint.ts';
 import { eventually } from '../../support/identity.ts';
+import { mintContext } from '../../../agent/sidecar/context-token.ts';
 import { startPerimeter, decisionsAt, CARD, EDGE, LEDGER, type Perimeter } from './perimeter.ts';
 
 const test = suite('edge: the user context at every hop');
@@ -86,9 +87,21 @@ test('a minted context lifted onto another request is refused; used twice, it is
 
 test('a minted context lifted onto another audience is refused', async () => {
   const context = await capturedContext();
-  // The edge itself, sending card-service's context to the ledger.
+  // The edge itself, sending card-service's context to the ledger (which does not trust the edge anyway).
   assert.is((await asWorkload(p.agents.edge, p.ledger.inbound!.url, LEDGER, '/balances/42', context)).status, 401);
   assert.match(lastReason(LEDGER), /identity context (bad_aud|untrusted_issuer)/);
+  // card-service, which the ledger trusts, presenting a context it issued for another service.
+  const elsewhere = await mintContext({ svid: p.agents.card.svid(), target: EDGE, method: 'GET', path: '/balances/42', user: { sub: 'alice', scope: 'list_cards' }, previous: { sub: EDGE } });
+  assert.is((await asWorkload(p.agents.card, p.ledger.inbound!.url, LEDGER, '/balances/42', elsewhere)).status, 401);
+  assert.is(lastReason(LEDGER), 'identity context bad_aud');
+});
+
+test('a workload cannot issue a context in another workload\'s name', async () => {
+  // The edge (not trusted by the ledger) signs a context claiming card-service (trusted) issued it.
+  const svid = p.agents.edge.svid();
+  const impersonating = await mintContext({ svid: { ...svid, spiffeId: CARD }, target: LEDGER, method: 'GET', path: '/balances/42', user: { sub: 'alice', scope: 'list_cards' }, previous: { sub: EDGE } });
+  assert.is((await asWorkload(p.agents.edge, p.ledger.inbound!.url, LEDGER, '/balances/42', impersonating)).status, 401);
+  assert.is(lastReason(LEDGER), 'identity context issuer_not_caller');
 });
 
 test('a context from a workload the sidecar does not trust as an issuer is refused', async () => {
@@ -99,6 +112,10 @@ test('a context from a workload the sidecar does not trust as an issuer is refus
   // card-service's context for the ledger, presented by the edge (a valid, live SVID): not its own.
   assert.is((await asWorkload(p.agents.edge, p.ledger.inbound!.url, LEDGER, '/balances/42', context)).status, 401);
   assert.is(lastReason(LEDGER), 'identity context bad_signature');
+  // The edge's own, well-formed context for the ledger: the ledger trusts card-service only.
+  const own = await mintContext({ svid: p.agents.edge.svid(), target: LEDGER, method: 'GET', path: '/balances/42', user: { sub: 'alice', scope: 'list_cards' } });
+  assert.is((await asWorkload(p.agents.edge, p.ledger.inbound!.url, LEDGER, '/balances/42', own)).status, 401);
+  assert.is(lastReason(LEDGER), 'identity context untrusted_issuer');
 });
 
 test('a context signed by a revoked SVID is refused', async () => {

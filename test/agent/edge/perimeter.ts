@@ -19,7 +19,7 @@ import { startAgent, type IdentityAgent } from '../../../agent/identity/agent.ts
 import { startSidecar, type Sidecar } from '../../../agent/sidecar/index.ts';
 import { tlsMaterial } from '../../../agent/sidecar/tls.ts';
 import { prepareEdge, type EdgeConfig } from '../../../agent/edge/index.ts';
-import type { Listener } from '../../../agent/sidecar/inbound.ts';
+import type { EdgeListener } from '../../../agent/edge/server.ts';
 import { startLocalProvider, type LocalProvider } from '../../../testing/identity-provider.ts';
 import { compiledFile } from '../../support/compiled.ts';
 import { captureLog } from '../sidecar/harness.ts';
@@ -45,7 +45,7 @@ export interface Perimeter {
   agents: { edge: IdentityAgent; card: IdentityAgent; ledger: IdentityAgent };
   card: Sidecar;
   ledger: Sidecar;
-  edge: Listener;
+  edge: EdgeListener;
   /** What reached the recorder (route `/cards/recorded`, longer than `/cards`). */
   recorded: Recorded[];
   log: ReturnType<typeof captureLog>;
