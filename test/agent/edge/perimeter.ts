@@ -6,7 +6,7 @@
  * service's SVID that keeps exactly what the edge sent it.
  */
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,7 +22,7 @@ import { prepareEdge, type EdgeConfig } from '../../../agent/edge/index.ts';
 import type { EdgeListener } from '../../../agent/edge/server.ts';
 import { startLocalProvider, type LocalProvider } from '../../../testing/identity-provider.ts';
 import { compiledFile } from '../../support/compiled.ts';
-import { captureLog } from '../sidecar/harness.ts';
+import { captureLog, startEcho } from '../sidecar/harness.ts';
 
 export const TD = 'bank.example';
 export const EDGE = `spiffe://${TD}/ns/web/sa/edge`;
@@ -146,18 +146,11 @@ export async function startPerimeter(edgeConfig: Partial<EdgeConfig> = {}): Prom
   }
 }
 
+/** An application: the sidecar tests' echo server answering with `handler`. */
 async function app(handler: (req: IncomingMessage, res: ServerResponse) => unknown) {
-  const server = createServer((req, res) => {
-    Promise.resolve(handler(req, res)).catch((err) => json(res, 500, { error: (err as Error).message }));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => new Promise((r) => {
-      server.closeAllConnections();
-      server.close(r);
-    }),
-  };
+  const echo = await startEcho();
+  echo.behave = (req, res) => void Promise.resolve(handler(req, res)).catch((err) => json(res, 500, { error: (err as Error).message }));
+  return echo;
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
