@@ -43,6 +43,8 @@ export interface LocalProvider {
    * test chooses (expired, another audience, a `jku` …): what only a verifier's checks refuse.
    */
   forge(claims: JWTPayload, header?: Partial<JWTHeaderParameters>): Promise<string>;
+  /** Revokes an opaque client token (RFC 7009), as its client would. */
+  revoke(token: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -81,6 +83,7 @@ export async function startLocalProvider(opts: LocalProviderOptions): Promise<Lo
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      revocation: { enabled: true },
       introspection: { enabled: true, allowedPolicy: (_ctx: unknown, client: { clientId: string }) => client.clientId === EDGE.id },
       resourceIndicators: {
         enabled: true,
@@ -167,6 +170,14 @@ export async function startLocalProvider(opts: LocalProviderOptions): Promise<Lo
       return new SignJWT({ iss: issuer, aud: opts.audience, iat: now, exp: now + ttl, ...claims })
         .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid, ...header })
         .sign(privateKey);
+    },
+    async revoke(token) {
+      const res = await fetch(`${issuer}/token/revocation`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${OPAQUE_JOB.id}:${OPAQUE_JOB.secret}`).toString('base64')}` },
+        body: new URLSearchParams({ token }),
+      });
+      if (res.status !== 200) throw new Error(`revocation: ${res.status} ${await res.text()}`);
     },
     close: () => new Promise((resolve) => {
       server.closeAllConnections();

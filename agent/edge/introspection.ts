@@ -15,6 +15,8 @@ export interface IntrospectionOptions {
   issuer: string;
   audience: string;
   skewSeconds: number;
+  /** Milliseconds since the epoch (tests move it). */
+  now?: () => number;
 }
 
 export const MAX_CACHE_SECONDS = 60;
@@ -26,8 +28,9 @@ export type Introspect = (token: string) => Promise<JWTPayload>;
 export function introspection(opts: IntrospectionOptions): Introspect {
   const cache = new Map<string, { claims: JWTPayload; until: number }>();
   const basic = `Basic ${Buffer.from(`${encodeURIComponent(opts.clientId)}:${encodeURIComponent(opts.clientSecret)}`).toString('base64')}`;
+  const clock = opts.now ?? Date.now;
   return async (token) => {
-    const now = Date.now() / 1000;
+    const now = clock() / 1000;
     const hit = cache.get(token);
     if (hit && hit.until > now) return hit.claims;
     if (hit) cache.delete(token);
