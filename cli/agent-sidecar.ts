@@ -13,6 +13,7 @@ import { APP_PROTOCOLS, type AppProtocol } from '../agent/sidecar/app-client.ts'
 import { registerFilterRoutes } from '../agent/sidecar/admin.ts';
 import { parseDuration } from '../agent/identity/duration.ts';
 import { DEFAULT_LIVE_KEYS_REFRESH_MS } from '../agent/identity/live-keys.ts';
+import { parseSpiffeId } from '../spiffe/pki.ts';
 
 export const sidecarAgentGroup: AgentOptionGroup = {
   addOptions(command: Command) {
@@ -26,7 +27,7 @@ export const sidecarAgentGroup: AgentOptionGroup = {
       .option('--outbound <host:port>', 'embedded sidecar: plain HTTP listener for the application\'s calls (Host header = service name)')
       .option('--outbound-allow-remote', 'let --outbound listen on a non-loopback address (anyone who reaches it acts as this workload)')
       .option('--routes <file>', 'outbound routes: { "service": { "url": "https://…", "spiffeId": "spiffe://…" } }')
-      .option('--identity-issuer <iss>', 'identity context: issuer of the end-user JWT (authorization: Bearer)')
+      .option('--identity-issuer <iss>', 'identity context: a SPIFFE ID whose identity contexts are accepted (repeatable: the edge, the sidecars that call this one), or the issuer of end-user JWTs verified with --identity-jwks', (v: string, prev: string[] = []) => [...prev, v])
       .option('--identity-audience <aud>', 'identity context: required audience')
       .option('--identity-jwks <file-or-url>', 'identity context: the issuer\'s JWKS')
       .option('--fingerprint-ttl <seconds>', 'lifetime of request fingerprints (signed and accepted)', '30')
@@ -39,7 +40,9 @@ export const sidecarAgentGroup: AgentOptionGroup = {
     if (opts.outbound && !opts.routes) throw new CliError('--outbound needs --routes FILE', 2);
     const appProtocol = opts.appProtocol as AppProtocol;
     if (!APP_PROTOCOLS.includes(appProtocol)) throw new CliError(`--app-protocol must be ${APP_PROTOCOLS.join(' or ')}, not "${opts.appProtocol}"`, 2);
-    const identity = [opts.identityIssuer, opts.identityAudience, opts.identityJwks];
+    const { mesh: identityIssuers, external: externalIssuer } = identityIssuersOf(opts.identityIssuer as string[] | undefined);
+    if (identityIssuers.length && !opts.inbound) throw new CliError('--identity-issuer SPIFFE_ID needs --inbound (it is what the inbound side accepts)', 2);
+    const identity = [externalIssuer, opts.identityAudience, opts.identityJwks];
     if (identity.some(Boolean) && !identity.every(Boolean)) {
       throw new CliError('--identity-issuer, --identity-audience and --identity-jwks go together', 2);
     }
@@ -72,9 +75,10 @@ export const sidecarAgentGroup: AgentOptionGroup = {
         filterConfiguration: opts.filterConfig as string | undefined,
         // The case runner (the test host's case format) loads only for an agent given --case-file.
         checkFilter: opts.caseFile ? (await import('../agent/sidecar/case-check.ts')).caseFileCheck(opts.caseFile as string) : undefined,
-        identityContext: opts.identityIssuer
-          ? { issuer: opts.identityIssuer as string, audience: opts.identityAudience as string, jwks: opts.identityJwks as string }
+        identityContext: externalIssuer
+          ? { issuer: externalIssuer, audience: opts.identityAudience as string, jwks: opts.identityJwks as string }
           : undefined,
+        identityIssuers,
         revocation: { maxStaleMs },
         fingerprintTtlSeconds,
         skewSeconds,
@@ -98,6 +102,21 @@ export const sidecarAgentGroup: AgentOptionGroup = {
     }
   },
 };
+
+/** `--identity-issuer` values: SPIFFE IDs (mesh contexts) and at most one external issuer (with --identity-jwks). */
+function identityIssuersOf(values: string[] = []): { mesh: string[]; external?: string } {
+  const mesh = values.filter((v) => v.startsWith('spiffe://'));
+  for (const id of mesh) {
+    try {
+      if (parseSpiffeId(id).path === '') throw new Error('a workload SPIFFE ID has a path');
+    } catch (err) {
+      throw new CliError(`--identity-issuer ${id}: ${(err as Error).message}`, 2);
+    }
+  }
+  const external = values.filter((v) => !v.startsWith('spiffe://'));
+  if (external.length > 1) throw new CliError(`--identity-issuer: one external issuer at most (with --identity-jwks), not ${external.join(', ')}`, 2);
+  return { mesh, external: external[0] };
+}
 
 async function sidecarError<T>(work: Promise<T>): Promise<T> {
   try {

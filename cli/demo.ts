@@ -12,7 +12,6 @@ import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type { Command } from 'commander';
-import { generateKeyPair, exportJWK, SignJWT } from 'jose';
 import { Agent, request } from 'undici';
 import { CliError } from './errors.ts';
 import { untilSignal } from './process.ts';
@@ -27,6 +26,7 @@ import { createLogger } from '../agent/sidecar/decision-log.ts';
 import { FINGERPRINT_HEADER, signFingerprint } from '../spiffe/fingerprint.ts';
 import type { Routes } from '../agent/sidecar/outbound.ts';
 import { DemoAudit } from './demo-audit.ts';
+import { AUDIENCE, delegationOf, describeEdge, edgeScenarios, startDemoEdge, startDemoProvider } from './demo-edge.ts';
 
 const TD = 'bank.example';
 const ID = {
@@ -34,8 +34,6 @@ const ID = {
   'card-service': `spiffe://${TD}/ns/payments/sa/card-service`,
   ledger: `spiffe://${TD}/ns/payments/sa/ledger`,
 };
-const ISSUER = 'https://login.bank.example';
-const AUDIENCE = 'bank-apis';
 const ROOT = resolve(import.meta.dirname, '..');
 const POLICIES = { 'card-service': 'examples/card-service/card-service.policy.json', ledger: 'examples/demo/ledger.policy.json' };
 
@@ -60,7 +58,7 @@ async function runDemo(keep: boolean): Promise<void> {
       write(chunk, _enc, done) {
         for (const line of String(chunk).split('\n').filter(Boolean)) {
           const entry = JSON.parse(line) as Decision;
-          if (entry.msg !== 'decision') {
+          if (entry.msg !== 'decision' && entry.msg !== 'edge') {
             if (live && Number(entry.level) >= 40) out(`  ! ${entry.msg}${entry.reason ? `: ${entry.reason}` : ''}`);
             continue;
           }
@@ -93,7 +91,9 @@ async function runDemo(keep: boolean): Promise<void> {
     const audit = await DemoAudit.create(bundlePem);
     closers.push(() => audit.close());
 
-    const issuer = await edgeIssuer(join(dir, 'jwks.json'));
+    const idp = await startDemoProvider();
+    closers.push(() => idp.close());
+    out(`OpenID provider (oidc-provider) at ${idp.issuer}`);
     const agents: Record<string, IdentityAgent> = {};
     for (const [name, id] of Object.entries(ID)) {
       const { token } = await ca.ca.createToken(id, 60_000);
@@ -101,7 +101,7 @@ async function runDemo(keep: boolean): Promise<void> {
       closers.push(() => agents[name].close());
     }
 
-    const ledgerApp = await startApp((req, res) => json(res, 200, { id: req.url!.split('/')[2], balance: 1234.5, currency: 'EUR' }));
+    const ledgerApp = await startApp((req, res) => json(res, 200, { ...delegationOf(req), id: req.url!.split('/')[2], balance: 1234.5, currency: 'EUR' }));
     const ledger = await sidecar(agents.ledger, { app: ledgerApp.url, filterFile: wasm.ledger });
     let cardOutbound = '';
     const cardApp = await startApp(async (req, res) => cardService(req, res, cardOutbound));
@@ -109,6 +109,9 @@ async function runDemo(keep: boolean): Promise<void> {
     cardOutbound = card.outbound!.url;
     const frontend = await sidecar(agents.frontend, undefined, { 'card-service': route(card, 'card-service'), ledger: route(ledger, 'ledger') });
     closers.push(() => ledgerApp.close(), () => cardApp.close());
+    // The edge runs in the frontend's agent: users' requests enter the mesh as the frontend.
+    const edge = await startDemoEdge({ dir, provider: idp, agent: agents.frontend, bundlePem, logger, routes: { '/cards': route(card, 'card-service'), '/balances': route(ledger, 'ledger') } });
+    closers.push(() => edge.close());
 
     async function sidecar(agent: IdentityAgent, inbound?: { app: string; filterFile: string }, routes?: Routes): Promise<Sidecar> {
       const s = await startSidecar({
@@ -116,7 +119,8 @@ async function runDemo(keep: boolean): Promise<void> {
         inbound: inbound && { ...inbound, watch: false },
         outbound: routes && { routes },
         audit: inbound && audit.for(agent.svid().spiffeId.split('/').at(-1)!, agent, logger),
-        identityContext: { issuer: ISSUER, audience: AUDIENCE, jwks: join(dir, 'jwks.json') },
+        identityContext: { issuer: idp.issuer, audience: AUDIENCE, jwks: `${idp.issuer}/jwks` },
+        identityIssuers: [ID.frontend, ID['card-service']],
         logger,
         registry: agent.metrics,
       });
@@ -127,6 +131,7 @@ async function runDemo(keep: boolean): Promise<void> {
       const sides = [s.inbound && `inbound ${s.inbound.url}`, s.outbound && `outbound ${s.outbound.url}`].filter(Boolean).join(', ');
       out(`  ${name.padEnd(13)} ${agents[name].svid().spiffeId.padEnd(48)} ${sides}`);
     }
+    out(`  edge          run by the frontend's agent                      ${edge.listener.url}`);
 
     // The script plays the frontend application: plain HTTP to its own outbound sidecar.
     const viaFrontend = async (service: string, path: string, token?: string) => {
@@ -136,32 +141,9 @@ async function runDemo(keep: boolean): Promise<void> {
       const res = await request(`${frontend.outbound!.url}${path}`, { headers });
       return { status: res.statusCode, body: await res.body.text(), traceId };
     };
-    const alice = (claims: Record<string, unknown>) => issuer.token({ sub: 'alice', ...claims });
+    const alice = () => idp.login('alice', ['list_cards']);
     const scenarios: { title: string; expect: number; run: () => Promise<{ status: number; body: string; traceId?: string }>; why: string }[] = [
-      {
-        title: 'allowed: frontend lists alice\'s cards (token with scope list_cards)',
-        expect: 200,
-        run: async () => viaFrontend('card-service', '/cards', await alice({ scope: 'list_cards' })),
-        why: 'mTLS identity + fingerprint verified, rule list-cards allows, x-user-id injected for the app',
-      },
-      {
-        title: 'allowed, two hops: card 42 with its balance from the ledger',
-        expect: 200,
-        run: async () => viaFrontend('card-service', '/cards/42', await alice({ scope: 'list_cards' })),
-        why: 'card-service calls ledger through its own sidecar; one trace id across both decisions',
-      },
-      {
-        title: 'denied by policy: card 42\'s PII without the user\'s consent',
-        expect: 403,
-        run: async () => viaFrontend('card-service', '/cards/42/pii', await alice({ scope: 'list_cards pii', consent: [] })),
-        why: 'deny rule pii-needs-scope-and-consent applies: consent claim lacks "pii"',
-      },
-      {
-        title: 'missing scope: listing cards with a token that only has scope profile',
-        expect: 403,
-        run: async () => viaFrontend('card-service', '/cards', await alice({ scope: 'profile' })),
-        why: 'no allow rule applies (list_cards not in user.scopes): default deny',
-      },
+      ...edgeScenarios(edge, idp),
       {
         title: 'no client certificate: a caller outside the mesh calls card-service directly',
         expect: 401,
@@ -172,7 +154,7 @@ async function runDemo(keep: boolean): Promise<void> {
         title: 'replayed fingerprint: a captured request sent again on a valid mTLS connection',
         expect: 401,
         run: async () => {
-          const token = await alice({ scope: 'list_cards' });
+          const token = await alice();
           const svid = agents.frontend.svid();
           const fp = await signFingerprint(svid.privateKey, { caller: svid.spiffeId, target: ID['card-service'], method: 'GET', path: '/cards', identityToken: token });
           const headers = { authorization: `Bearer ${token}`, [FINGERPRINT_HEADER]: fp };
@@ -185,7 +167,7 @@ async function runDemo(keep: boolean): Promise<void> {
       {
         title: 'dry-run: frontend reads a balance from the ledger directly',
         expect: 200,
-        run: async () => viaFrontend('ledger', '/balances/42', await alice({ scope: 'list_cards' })),
+        run: async () => viaFrontend('ledger', '/balances/42', await alice()),
         why: 'ledger\'s policy would deny (only card-service may), but it is in dry-run: forwarded and logged',
       },
     ];
@@ -211,8 +193,9 @@ async function runDemo(keep: boolean): Promise<void> {
       const admin = await createAdmin({ agent: agents['card-service'], plugins: [async (app) => registerFilterRoutes(app, card.filters!)] });
       const { url } = await admin.listen();
       closers.push(() => admin.close());
-      const token = await alice({ scope: 'list_cards' });
-      out('\nstill running (Ctrl-C stops everything). Try, as the frontend application:');
+      const token = await alice();
+      out('\nstill running (Ctrl-C stops everything). Try, as a user at the edge, then as the frontend application:');
+      out(`  curl -k -H 'authorization: Bearer ${token}' ${edge.listener.url}/cards/42   # -k: the edge's certificate is its SVID (no DNS name)`);
       out(`  curl -H 'host: card-service' -H 'authorization: Bearer ${token}' ${frontend.outbound!.url}/cards`);
       out(`  curl -H 'host: ledger' ${frontend.outbound!.url}/balances/7`);
       out(`card-service's agent admin: ${url}/v1/filter (PUT a compiled filter to hot-reload, with -H 'authorization: Bearer ${admin.token}'), ${url}/metrics`);
@@ -272,17 +255,8 @@ async function direct(base: string, path: string, ca: string, svid: { chainPem: 
   }
 }
 
-/** The demo's edge login service: an ES256 key whose JWKS the sidecars trust. */
-async function edgeIssuer(jwksFile: string) {
-  const { privateKey, publicKey } = await generateKeyPair('ES256');
-  await writeFile(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'demo', alg: 'ES256' }] }));
-  return {
-    token: (claims: Record<string, unknown>) =>
-      new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: 'demo' }).setIssuer(ISSUER).setAudience(AUDIENCE).setIssuedAt().setExpirationTime('1h').sign(privateKey),
-  };
-}
-
 function describe(d: Decision): string {
+  if (d.msg === 'edge') return describeEdge(d);
   const who = String(d.caller ?? 'no identity').replace(`spiffe://${TD}/`, '');
   const target = String(d.target).replace(`spiffe://${TD}/`, '');
   const rule = d.rule ? ` rule ${d.rule}` : '';

@@ -5,7 +5,9 @@
  * that does not verify (other schemes included) is refused: fail closed.
  */
 import { readFile } from 'node:fs/promises';
-import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, errors, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { KeyObject } from 'node:crypto';
+import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { reasonOf } from './context-token.ts';
 
 /** Asymmetric only: an HMAC key would be a shared secret every verifier could sign with. */
 export const IDENTITY_ALGORITHMS = ['ES256', 'RS256', 'EdDSA'];
@@ -33,7 +35,16 @@ export class IdentityContextError extends Error {
   }
 }
 
-export type IdentityVerifier = (authorization: string | undefined) => Promise<IdentityContext | undefined>;
+/** The request a token arrived with, for verifiers that bind a context to its connection and request. */
+export interface RequestBinding {
+  /** The mTLS caller's SPIFFE ID and certificate key. */
+  caller: string;
+  callerKey: KeyObject;
+  method: string;
+  path: string;
+}
+
+export type IdentityVerifier = (authorization: string | undefined, request?: RequestBinding) => Promise<IdentityContext | undefined>;
 
 export async function createIdentityVerifier(opts: IdentityContextOptions): Promise<IdentityVerifier> {
   const keys = await loadJwks(opts.jwks);
@@ -47,11 +58,8 @@ export async function createIdentityVerifier(opts: IdentityContextOptions): Prom
   // A signature verified once holds for these exact bytes; only the time checks are redone.
   const verified = new Map<string, JWTPayload>();
   return async (authorization) => {
-    if (authorization === undefined) return undefined;
-    const match = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(authorization);
-    if (!match) throw new IdentityContextError('not_bearer');
-    const token = match[1];
-    if (token.length > MAX_TOKEN_BYTES) throw new IdentityContextError('oversized');
+    const token = bearerToken(authorization);
+    if (token === undefined) return undefined;
     const cached = verified.get(token);
     if (cached) {
       const now = Date.now() / 1000;
@@ -70,6 +78,15 @@ export async function createIdentityVerifier(opts: IdentityContextOptions): Prom
   };
 }
 
+/** The token of an `authorization: Bearer` header; undefined without the header. Throws IdentityContextError. */
+export function bearerToken(authorization: string | undefined): string | undefined {
+  if (authorization === undefined) return undefined;
+  const match = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(authorization);
+  if (!match) throw new IdentityContextError('not_bearer');
+  if (match[1].length > MAX_TOKEN_BYTES) throw new IdentityContextError('oversized');
+  return match[1];
+}
+
 async function loadJwks(source: string): Promise<JWTVerifyGetKey> {
   if (/^https?:\/\//.test(source)) return createRemoteJWKSet(new URL(source), { timeoutDuration: 2000 });
   let jwks: unknown;
@@ -83,14 +100,4 @@ async function loadJwks(source: string): Promise<JWTVerifyGetKey> {
   } catch (err) {
     throw new Error(`${source} is not a JWKS: ${(err as Error).message}`);
   }
-}
-
-function reasonOf(err: unknown): string {
-  if (err instanceof errors.JWTExpired) return 'expired';
-  if (err instanceof errors.JWTClaimValidationFailed) return `bad_${err.claim}`;
-  if (err instanceof errors.JOSEAlgNotAllowed) return 'bad_alg';
-  if (err instanceof errors.JWSSignatureVerificationFailed) return 'bad_signature';
-  if (err instanceof errors.JWKSNoMatchingKey) return 'unknown_key';
-  if (err instanceof errors.JWKSTimeout) return 'jwks_unavailable';
-  return 'malformed';
 }

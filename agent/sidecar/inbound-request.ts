@@ -144,7 +144,7 @@ export function requestPipeline(opts: PipelineOptions): RequestHandler {
     let user: IdentityContext | undefined;
     if (opts.identityContext) {
       try {
-        user = evidence.user = await opts.identityContext(authorization);
+        user = evidence.user = await opts.identityContext(authorization, { caller: peer.id, callerKey: peer.key, method, path });
       } catch (err) {
         if (!(err instanceof IdentityContextError)) throw err;
         return refuse(401, 'unauthenticated', `identity context ${err.reason}`);

@@ -16,7 +16,11 @@ import { startOutbound, type Routes } from './outbound.ts';
 import type { AppProtocol } from './app-client.ts';
 import { createIdentityVerifier, type IdentityContextOptions, type IdentityVerifier } from './identity-context.ts';
 import { ReplayCache, DEFAULT_REPLAY_CAPACITY } from '../../spiffe/replay-cache.ts';
+import { createMeshVerifier } from './mesh-context.ts';
+import { ReceivedContexts } from './received-contexts.ts';
+import { delegation } from './delegation.ts';
 import { createLogger } from './decision-log.ts';
+import { DEFAULT_SKEW_SECONDS } from '../../spiffe/fingerprint.ts';
 import { observeReloads, registerFilterRoutes } from './admin.ts';
 import type { DecisionAudit } from './audit.ts';
 
@@ -41,6 +45,11 @@ export interface SidecarOptions {
   /** Acceptance check for every filter, e.g. the policy's case file. */
   checkFilter?: FilterCheck;
   identityContext?: IdentityContextOptions;
+  /**
+   * SPIFFE IDs whose mesh identity contexts the inbound side accepts (the edge, the sidecars
+   * that call this one); the outbound side then re-issues received contexts for its targets.
+   */
+  identityIssuers?: string[];
   /**
    * Refresh period and staleness bound of the CA's live keys, which every inbound caller
    * must hold; checked whenever `identity` can fetch them (`liveKeyIds`, as the agent can).
@@ -113,6 +122,8 @@ export async function prepareSidecar(opts: Omit<SidecarOptions, 'identity'>): Pr
     close: () => filters?.close(),
     async start(identity, registry = opts.registry, audit = opts.audit) {
       let liveKeys: LiveKeys | undefined;
+      // Contexts are re-issued only by a workload that received them: inbound and outbound together.
+      const received = opts.inbound && opts.identityIssuers?.length ? new ReceivedContexts() : undefined;
       const sidecar: Sidecar = {
         filters,
         async close() {
@@ -132,7 +143,9 @@ export async function prepareSidecar(opts: Omit<SidecarOptions, 'identity'>): Pr
             ...opts.inbound,
             identity,
             filters,
-            identityContext,
+            identityContext: received
+              ? createMeshVerifier({ self: identity.svid().spiffeId, issuers: opts.identityIssuers!, skewSeconds: opts.skewSeconds ?? DEFAULT_SKEW_SECONDS, received, external: identityContext })
+              : identityContext,
             liveKeys,
             replay: new ReplayCache(opts.replayCapacity ?? DEFAULT_REPLAY_CAPACITY),
             fingerprintTtlSeconds: opts.fingerprintTtlSeconds,
@@ -142,7 +155,7 @@ export async function prepareSidecar(opts: Omit<SidecarOptions, 'identity'>): Pr
           });
         }
         if (opts.outbound) {
-          sidecar.outbound = await startOutbound({ ...opts.outbound, identity, fingerprintTtlSeconds: opts.fingerprintTtlSeconds, logger });
+          sidecar.outbound = await startOutbound({ ...opts.outbound, identity, fingerprintTtlSeconds: opts.fingerprintTtlSeconds, logger, authorize: received && delegation(received) });
         }
       } catch (err) {
         await sidecar.close();

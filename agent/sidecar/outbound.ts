@@ -24,6 +24,7 @@ import { acceptH2cPriorKnowledge } from './h2c-sniff.ts';
 import { handleUpgrade, isUpgrade, spliceUpgrade } from './websocket.ts';
 import type { Listener } from './inbound.ts';
 import { isLoopbackHost } from '../identity/loopback.ts';
+import { DelegationError, type Authorize } from './delegation.ts';
 
 export interface Route {
   /** The target's inbound sidecar, e.g. https://127.0.0.1:15006. */
@@ -43,6 +44,8 @@ export interface OutboundOptions {
   logger: Logger;
   /** The target must start answering within this, else 504. */
   headersTimeoutMs?: number;
+  /** Works out the `authorization` sent (delegation.ts: a received context re-issued for the target); default: passed on as sent. */
+  authorize?: Authorize;
 }
 
 /** Reads and checks a routes file; throws with a message naming the file and the entry. */
@@ -121,9 +124,16 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
     const svid = gen.svid;
     const path = req.url ?? '/';
     const method = req.method ?? 'GET';
-    const authorization = firstHeader(req.headers.authorization);
+    let authorization = firstHeader(req.headers.authorization);
+    try {
+      if (opts.authorize) authorization = await opts.authorize(authorization, { svid, target: route.spiffeId, method, path });
+    } catch (err) {
+      if (!(err instanceof DelegationError)) throw err;
+      return replyLocally(req, res, err.status, { error: { code: err.code, message: err.message } });
+    }
     const trace = continueTrace(firstHeader(req.headers.traceparent));
-    const headers = forwardable(req.headers as Record<string, string | string[] | undefined>, (h) => h.startsWith('x-palisade-'));
+    const headers = forwardable(req.headers as Record<string, string | string[] | undefined>, (h) => h.startsWith('x-palisade-') || h === 'authorization');
+    if (authorization !== undefined) headers.authorization = authorization;
     headers.traceparent = trace.traceparent;
     headers[FINGERPRINT_HEADER] = await signFingerprint(
       svid.privateKey,

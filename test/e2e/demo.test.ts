@@ -14,8 +14,19 @@ test('the demo runs every scenario as described and stops cleanly', async () => 
   child.stderr.on('data', (d) => (stderr += d));
   const code = await new Promise((resolve) => child.once('exit', resolve));
   assert.is(code, 0, stderr);
-  assert.match(stdout, '7 of 7 scenarios behaved as expected');
+  assert.match(stdout, '10 of 10 scenarios behaved as expected');
   for (const expected of ['rule list-cards', 'rule pii-needs-scope-and-consent', '[no client certificate]', '[fingerprint_replay]', '(dry-run: not enforced)']) {
+    assert.ok(stdout.includes(expected), expected);
+  }
+  // The story starts at the edge with real tokens from the local OpenID provider.
+  assert.not.match(stdout + stderr, /oidc-provider (NOTICE|WARNING)/);
+  for (const expected of [
+    'edge: GET /cards (user alice) → card-service → 200 [forwarded]',
+    'edge: GET /cards (user bob) → card-service → 403 [forwarded]',
+    '[token unknown_key]', '[token expired]', '[token bad_aud]',
+    'rule card-service-reads-balances-for-edge-users',
+    '"on_behalf_of":"alice","via":"card-service ← frontend"',
+  ]) {
     assert.ok(stdout.includes(expected), expected);
   }
   // The audit logs stay behind and verify with the command the demo prints.

@@ -24,6 +24,7 @@ test.before(async () => {
   await writeFile(path.join(dir, 'card.wasm'), await compiled('card'));
   await writeFile(path.join(dir, 'not.wasm'), 'this is not wasm');
   await writeFile(path.join(dir, 'routes.json'), JSON.stringify({ card: { url: 'https://127.0.0.1:1', spiffeId: CARD } }));
+  await writeFile(path.join(dir, 'edge-routes.json'), JSON.stringify({ '/cards': { url: 'https://127.0.0.1:1', spiffeId: CARD } }));
 });
 
 test.after(async () => {
@@ -47,6 +48,11 @@ test('a typo in any flag or file costs nothing: exit 2, one line, and the same t
     ['a non-loopback --admin', ['--admin', '0.0.0.0:0'], /--admin must be a loopback address/],
     ['an admin token file in a missing directory', ['--admin', '127.0.0.1:0', '--admin-token-file', file('nope/token')], /admin token/],
     ['a missing ECDS manifest', ['--sds', `unix:${file('agent.sock')}`, '--ecds-policy', file('card.manifest.json')], /card\.manifest\.json/],
+    ['an edge without its provider', ['--edge', '127.0.0.1:0', '--edge-routes', file('edge-routes.json')], /--oidc-issuer/],
+    ['an edge whose provider does not answer discovery', ['--edge', '127.0.0.1:0', '--edge-routes', file('edge-routes.json'), '--oidc-issuer', 'http://127.0.0.1:1', '--oidc-audience', 'a'], /OpenID discovery/],
+    ['an edge provider over plain http off loopback', ['--edge', '127.0.0.1:0', '--edge-routes', file('edge-routes.json'), '--oidc-issuer', 'http://login.example', '--oidc-audience', 'a'], /must be https/],
+    ['a missing edge routes file', ['--edge', '127.0.0.1:0', '--edge-routes', file('edge-rutes.json'), '--oidc-issuer', 'https://login.example', '--oidc-audience', 'a'], /edge-rutes\.json/],
+    ['a mesh identity issuer without --inbound', ['--outbound', '127.0.0.1:0', '--routes', file('routes.json'), '--identity-issuer', CARD], /needs --inbound/],
     ['an invalid --fingerprint-ttl', ['--outbound', '127.0.0.1:0', '--routes', file('routes.json'), '--fingerprint-ttl', '0'], /--fingerprint-ttl/],
   ];
   for (const [what, flags, message] of typos) {
