@@ -4,6 +4,7 @@ import { splitPath, resolve, serialize, hotProperty, Message, type PropertyPath,
 import { BYTES } from './guest-memory.ts';
 import { AddressCache } from './address-cache.ts';
 import type { ImportArea } from './host-context.ts';
+import { refuseIfRestricted } from './restricted.ts';
 
 export const propertyImports: ImportArea = (host) => {
   const mem = host.mem;
@@ -28,6 +29,7 @@ export const propertyImports: ImportArea = (host) => {
 
   return {
     proxy_get_property: (pp: number, ps: number, ptrPtr: number, sizePtr: number) => {
+      refuseIfRestricted(host, 'env', 'proxy_get_property');
       if (!mem.inBounds(pp, ps)) return Status.INVALID_MEMORY_ACCESS;
       const path = paths.get(mem.u8, pp >>> 0, ps >>> 0);
       const s = host.stream();
@@ -44,6 +46,7 @@ export const propertyImports: ImportArea = (host) => {
       return mem.copyOut(bytes, ptrPtr, sizePtr);
     },
     proxy_set_property: (kp: number, ks: number, vp: number, vs: number) => {
+      refuseIfRestricted(host, 'env', 'proxy_set_property');
       const key = mem.read(kp, ks);
       const value = mem.read(vp, vs);
       if (!key || !value) return Status.INVALID_MEMORY_ACCESS;
