@@ -3,9 +3,14 @@
  * verified here the way Envoy's jwt_authn would before the filter sees its claims as the
  * `user` metadata. No header: the request is evaluated without a user. Anything present
  * that does not verify (other schemes included) is refused: fail closed.
+ *
+ * jose loads only when an agent is given an identity issuer: most sidecars have none, and
+ * it is ~2.5 MB of an idle agent's resident memory (bench/startup.ts).
  */
 import { readFile } from 'node:fs/promises';
-import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, errors, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JWTPayload, JWTVerifyGetKey } from 'jose';
+
+type Jose = typeof import('jose');
 
 /** Asymmetric only: an HMAC key would be a shared secret every verifier could sign with. */
 export const IDENTITY_ALGORITHMS = ['ES256', 'RS256', 'EdDSA'];
@@ -36,7 +41,8 @@ export class IdentityContextError extends Error {
 export type IdentityVerifier = (authorization: string | undefined) => Promise<IdentityContext | undefined>;
 
 export async function createIdentityVerifier(opts: IdentityContextOptions): Promise<IdentityVerifier> {
-  const keys = await loadJwks(opts.jwks);
+  const jose = await import('jose');
+  const keys = await loadJwks(jose, opts.jwks);
   const verifyOptions = {
     issuer: opts.issuer,
     audience: opts.audience,
@@ -60,18 +66,18 @@ export async function createIdentityVerifier(opts: IdentityContextOptions): Prom
       return { token, claims: cached };
     }
     try {
-      const { payload } = await jwtVerify(token, keys, verifyOptions);
+      const { payload } = await jose.jwtVerify(token, keys, verifyOptions);
       if (verified.size >= CACHE_ENTRIES) verified.delete(verified.keys().next().value!);
       verified.set(token, payload);
       return { token, claims: payload };
     } catch (err) {
-      throw new IdentityContextError(reasonOf(err));
+      throw new IdentityContextError(reasonOf(jose.errors, err));
     }
   };
 }
 
-async function loadJwks(source: string): Promise<JWTVerifyGetKey> {
-  if (/^https?:\/\//.test(source)) return createRemoteJWKSet(new URL(source), { timeoutDuration: 2000 });
+async function loadJwks(jose: Jose, source: string): Promise<JWTVerifyGetKey> {
+  if (/^https?:\/\//.test(source)) return jose.createRemoteJWKSet(new URL(source), { timeoutDuration: 2000 });
   let jwks: unknown;
   try {
     jwks = JSON.parse(await readFile(source, 'utf8'));
@@ -79,13 +85,13 @@ async function loadJwks(source: string): Promise<JWTVerifyGetKey> {
     throw new Error(`cannot read JWKS ${source}: ${(err as Error).message}`);
   }
   try {
-    return createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]);
+    return jose.createLocalJWKSet(jwks as Parameters<Jose['createLocalJWKSet']>[0]);
   } catch (err) {
     throw new Error(`${source} is not a JWKS: ${(err as Error).message}`);
   }
 }
 
-function reasonOf(err: unknown): string {
+function reasonOf(errors: Jose['errors'], err: unknown): string {
   if (err instanceof errors.JWTExpired) return 'expired';
   if (err instanceof errors.JWTClaimValidationFailed) return `bad_${err.claim}`;
   if (err instanceof errors.JOSEAlgNotAllowed) return 'bad_alg';
