@@ -2,7 +2,9 @@
  * Start-up time and idle memory of the shipped CLI (`bin/palisade.js`), as users run it:
  * wall time of `palisade --help`, and the resident set of an idle `palisade ca serve` and
  * of an idle `palisade agent` with its inbound sidecar (joined to that CA, policy filter
- * loaded), after a short settle. Medians of several runs.
+ * loaded), after a short settle; then the agent's again after REQUESTS allowed requests
+ * through its sidecar (mTLS, a fingerprint each, forwarded to the application) and the
+ * same settle. Medians of several runs.
  *
  *   node --import tsx bench/startup.ts [--runs 5]
  */
@@ -14,11 +16,18 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { createPrivateKey } from 'node:crypto';
+import { Agent, request } from 'undici';
+import { CertificateAuthority } from '../ca/ca.ts';
+import { FINGERPRINT_HEADER, signFingerprint } from '../spiffe/fingerprint.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const BIN = path.join(ROOT, 'bin/palisade.js');
 const POLICY = path.join(ROOT, 'examples/card-service/card-service.policy.json');
-const SERVICE_ID = 'spiffe://bench.example/ns/payments/sa/card-service';
+const SERVICE_ID = 'spiffe://bank.example/ns/payments/sa/card-service';
+/** A caller the example policy allows (rule ops-health): every request is forwarded. */
+const CALLER_ID = 'spiffe://bank.example/ns/ops/sa/monitor';
+const REQUESTS = 1_000;
 /** Long enough for start-up garbage to be collected or at least stop growing. */
 const SETTLE_MS = 3_000;
 
@@ -50,6 +59,12 @@ function started(args: string[], ready: RegExp): Promise<{ child: ChildProcess; 
   });
 }
 
+/** CPU seconds (user + system) the process has used so far. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100 Hz on Linux)
+}
+
 function rssMb(pid: number): number {
   const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
   return kb / 1024;
@@ -62,25 +77,59 @@ async function stop(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-/** One CA and one agent with its sidecar, both idle: their RSS in MB. */
-async function idleRss(dir: string, wasm: string, app: string): Promise<{ ca: number; agent: number }> {
+interface Rss {
+  ca: number;
+  agent: number;
+  agentAfterRequests: number;
+  /** The agent's CPU per request while it served them, in ms. */
+  cpuPerRequestMs: number;
+}
+
+/** One CA and one agent with its sidecar: their RSS in MB, idle, and the agent's after REQUESTS requests. */
+async function idleRss(dir: string, wasm: string, app: string): Promise<Rss> {
   const caDir = path.join(dir, `ca-${Math.random().toString(36).slice(2)}`);
-  palisadeSync(['ca', 'init', '--dir', caDir, '--trust-domain', 'bench.example']);
+  palisadeSync(['ca', 'init', '--dir', caDir, '--trust-domain', 'bank.example']);
   const token = palisadeSync(['ca', 'token', 'create', '--dir', caDir, '--spiffe-id', SERVICE_ID]).trim();
+  const authority = await CertificateAuthority.open(caDir);
+  const caller = await authority.mint(CALLER_ID, 3_600_000);
+  await authority.close();
   const ca = await started(['ca', 'serve', '--dir', caDir, '--listen', '127.0.0.1:0'], /listening on (\S+)/);
   try {
     const agent = await started([
       'agent', '--ca-url', ca.match[1]!, '--bundle', path.join(caDir, 'bundle.pem'), '--token', token,
       '--admin', '127.0.0.1:0', '--inbound', '127.0.0.1:0', '--app', app, '--filter', wasm,
-    ], /"msg":"agent ready"/);
+    ], /"inbound":"(https:[^"]+)"[\s\S]*"msg":"agent ready"/);
     try {
-      await new Promise((r) => setTimeout(r, SETTLE_MS));
-      return { ca: rssMb(ca.child.pid!), agent: rssMb(agent.child.pid!) };
+      await settle();
+      const idle = { ca: rssMb(ca.child.pid!), agent: rssMb(agent.child.pid!) };
+      const cpuBefore = cpuSeconds(agent.child.pid!);
+      await allowedRequests(agent.match[1]!, caller);
+      const cpuPerRequestMs = ((cpuSeconds(agent.child.pid!) - cpuBefore) * 1000) / REQUESTS;
+      await settle();
+      return { ...idle, agentAfterRequests: rssMb(agent.child.pid!), cpuPerRequestMs };
     } finally {
       await stop(agent.child);
     }
   } finally {
     await stop(ca.child);
+  }
+}
+
+const settle = () => new Promise((r) => setTimeout(r, SETTLE_MS));
+
+/** REQUESTS requests the policy allows, one after another on one mTLS connection, each with its own fingerprint. */
+async function allowedRequests(inbound: string, caller: { svid_pem: string; key_pem: string; bundle_pem: string }): Promise<void> {
+  const key = createPrivateKey(caller.key_pem);
+  const dispatcher = new Agent({ connect: { ca: caller.bundle_pem, cert: caller.svid_pem, key: caller.key_pem, checkServerIdentity: () => undefined } });
+  try {
+    for (let i = 0; i < REQUESTS; i++) {
+      const fingerprint = signFingerprint(key, { caller: CALLER_ID, target: SERVICE_ID, method: 'GET', path: '/healthz' });
+      const res = await request(`${inbound}/healthz`, { headers: { [FINGERPRINT_HEADER]: fingerprint }, dispatcher });
+      await res.body.dump();
+      if (res.statusCode !== 200) throw new Error(`request ${i} through the sidecar: ${res.statusCode}`);
+    }
+  } finally {
+    await dispatcher.close();
   }
 }
 
@@ -94,13 +143,15 @@ try {
   const wasm = path.join(dir, 'card-service.wasm');
   const appUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
   const help = Array.from({ length: runs }, helpSeconds);
-  const rss: { ca: number; agent: number }[] = [];
+  const rss: Rss[] = [];
   for (let i = 0; i < runs; i++) rss.push(await idleRss(dir, wasm, appUrl));
   console.log('| measure | median | runs |');
   console.log('| --- | ---: | ---: |');
   console.log(`| \`palisade --help\` wall time | ${median(help).toFixed(3)} s | ${runs} |`);
   console.log(`| idle \`palisade ca serve\` RSS | ${median(rss.map((r) => r.ca)).toFixed(1)} MB | ${runs} |`);
   console.log(`| idle \`palisade agent\` with inbound sidecar RSS | ${median(rss.map((r) => r.agent)).toFixed(1)} MB | ${runs} |`);
+  console.log(`| the same agent after ${REQUESTS.toLocaleString('en')} requests, idle again | ${median(rss.map((r) => r.agentAfterRequests)).toFixed(1)} MB | ${runs} |`);
+  console.log(`| its CPU per request while serving them | ${median(rss.map((r) => r.cpuPerRequestMs)).toFixed(2)} ms | ${runs} |`);
 } finally {
   app.close();
   rmSync(dir, { recursive: true, force: true });

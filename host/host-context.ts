@@ -8,6 +8,7 @@ import type { Pair } from './pairs.ts';
 import type { LogLevelName } from './abi.ts';
 import type { SharedData } from './shared-data.ts';
 import type { QueueOwner } from './shared.ts';
+import type { Restriction } from './restricted.ts';
 import type { Metrics } from './metrics.ts';
 
 export interface HttpCallRequest {
@@ -41,6 +42,8 @@ export interface HostContext {
   readonly mem: GuestMemory;
   readonly options: VmOptions;
   readonly rootContextId: number;
+  /** Set while the module runs _initialize or its allocator: each import checks it first (restricted.ts). */
+  readonly restriction: Restriction | null;
   /** Lines below this level are dropped (LogLevel number). */
   readonly logThreshold: number;
   readonly pluginName: string;

@@ -3,6 +3,7 @@ import { Status, BufferType, BUFFER_TYPE_MAX } from './abi.ts';
 import { Open } from './stream.ts';
 import { concat } from './pairs.ts';
 import type { HostContext, ImportArea } from './host-context.ts';
+import { refuseIfRestricted } from './restricted.ts';
 
 const EMPTY = new Uint8Array(0);
 
@@ -10,12 +11,14 @@ export const bufferImports: ImportArea = (host) => {
   const mem = host.mem;
   return {
     proxy_get_buffer_status: (type: number, lengthPtr: number, flagsPtr: number) => {
+      refuseIfRestricted(host, 'env', 'proxy_get_buffer_status');
       if (type >>> 0 > BUFFER_TYPE_MAX) return Status.BAD_ARGUMENT;
       const buffer = bufferOf(host, type);
       if (!buffer) return Status.NOT_FOUND;
       return mem.setU32(lengthPtr, buffer.length) && mem.setU32(flagsPtr, 0) ? Status.OK : Status.INVALID_MEMORY_ACCESS;
     },
     proxy_get_buffer_bytes: (type: number, start: number, length: number, ptrPtr: number, sizePtr: number) => {
+      refuseIfRestricted(host, 'env', 'proxy_get_buffer_bytes');
       if (type >>> 0 > BUFFER_TYPE_MAX) return Status.BAD_ARGUMENT;
       const buffer = bufferOf(host, type);
       if (!buffer) return Status.NOT_FOUND;
@@ -27,6 +30,7 @@ export const bufferImports: ImportArea = (host) => {
       return mem.copyOut(buffer.subarray(start, start + length), ptrPtr, sizePtr);
     },
     proxy_set_buffer_bytes: (type: number, start: number, length: number, ptr: number, size: number) => {
+      refuseIfRestricted(host, 'env', 'proxy_set_buffer_bytes');
       if (type >>> 0 > BUFFER_TYPE_MAX) return Status.BAD_ARGUMENT;
       const data = mem.read(ptr, size);
       if (!data) return Status.INVALID_MEMORY_ACCESS;

@@ -9,6 +9,7 @@ import { AddressCache } from './address-cache.ts';
 import { isFieldValue } from './field-value.ts';
 import { Open } from './stream.ts';
 import type { HostContext, ImportArea } from './host-context.ts';
+import { refuseIfRestricted } from './restricted.ts';
 
 export const headerImports: ImportArea = (host) => {
   const mem = host.mem;
@@ -31,6 +32,7 @@ export const headerImports: ImportArea = (host) => {
 
   return {
     proxy_get_header_map_value: (type: number, kp: number, ks: number, ptrPtr: number, sizePtr: number) => {
+      refuseIfRestricted(host, 'env', 'proxy_get_header_map_value');
       if (!mapOk(type)) return Status.BAD_ARGUMENT;
       const name = headerName(kp, ks);
       if (name === null) return Status.INVALID_MEMORY_ACCESS;
@@ -40,14 +42,16 @@ export const headerImports: ImportArea = (host) => {
       if (!entry) return Status.NOT_FOUND;
       return mem.copyOut(entry[1], ptrPtr, sizePtr);
     },
-    proxy_add_header_map_value: (type: number, kp: number, ks: number, vp: number, vs: number) => edit(type, kp, ks, vp, vs, addHeader),
-    proxy_replace_header_map_value: (type: number, kp: number, ks: number, vp: number, vs: number) => edit(type, kp, ks, vp, vs, replaceHeader),
-    proxy_remove_header_map_value: (type: number, kp: number, ks: number) => edit(type, kp, ks, kp, 0, removeAll),
+    proxy_add_header_map_value: (type: number, kp: number, ks: number, vp: number, vs: number) => (refuseIfRestricted(host, 'env', 'proxy_add_header_map_value'), edit(type, kp, ks, vp, vs, addHeader)),
+    proxy_replace_header_map_value: (type: number, kp: number, ks: number, vp: number, vs: number) => (refuseIfRestricted(host, 'env', 'proxy_replace_header_map_value'), edit(type, kp, ks, vp, vs, replaceHeader)),
+    proxy_remove_header_map_value: (type: number, kp: number, ks: number) => (refuseIfRestricted(host, 'env', 'proxy_remove_header_map_value'), edit(type, kp, ks, kp, 0, removeAll)),
     proxy_get_header_map_pairs: (type: number, ptrPtr: number, sizePtr: number) => {
+      refuseIfRestricted(host, 'env', 'proxy_get_header_map_pairs');
       if (!mapOk(type)) return Status.BAD_ARGUMENT;
       return mem.place(headerMap(host, type, false) ?? [], PAIRS, ptrPtr, sizePtr);
     },
     proxy_set_header_map_pairs: (type: number, ptr: number, size: number) => {
+      refuseIfRestricted(host, 'env', 'proxy_set_header_map_pairs');
       if (!mapOk(type)) return Status.BAD_ARGUMENT;
       const bytes = mem.read(ptr, size);
       if (!bytes) return Status.INVALID_MEMORY_ACCESS;
@@ -61,6 +65,7 @@ export const headerImports: ImportArea = (host) => {
       return Status.OK;
     },
     proxy_get_header_map_size: (type: number, sizePtr: number) => {
+      refuseIfRestricted(host, 'env', 'proxy_get_header_map_size');
       if (!mapOk(type)) return Status.BAD_ARGUMENT;
       const map = headerMap(host, type, true);
       if (!map) return Status.BAD_ARGUMENT;

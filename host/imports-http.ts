@@ -6,6 +6,7 @@ import { Status, LogLevel } from './abi.ts';
 import { decodeRawPairs, encodeUtf8, type Pair } from './pairs.ts';
 import { headerPairs } from './imports-headers.ts';
 import type { HostContext, HttpCallResponse, ImportArea } from './host-context.ts';
+import { refuseIfRestricted } from './restricted.ts';
 
 const EMPTY = new Uint8Array(0);
 
@@ -49,6 +50,7 @@ export const httpImports: ImportArea = (host) => {
 
   return {
     proxy_http_call: (up: number, us: number, hp: number, hs: number, bp: number, bs: number, tp: number, ts: number, timeout: number, tokenPtr: number) => {
+      refuseIfRestricted(host, 'env', 'proxy_http_call');
       const cluster = mem.readString(up, us);
       const headerBytes = mem.read(hp, hs);
       const body = mem.read(bp, bs);
@@ -62,11 +64,11 @@ export const httpImports: ImportArea = (host) => {
       return Status.OK;
     },
     // No gRPC services exist in this host: Envoy answers an unknown cluster with PARSE_FAILURE.
-    proxy_grpc_call: () => Status.PARSE_FAILURE,
-    proxy_grpc_stream: () => Status.PARSE_FAILURE,
-    proxy_grpc_close: () => Status.NOT_FOUND,
-    proxy_grpc_cancel: () => Status.NOT_FOUND,
-    proxy_grpc_send: (_token: number, ptr: number, size: number) => (mem.read(ptr, size) ? Status.NOT_FOUND : Status.INVALID_MEMORY_ACCESS),
+    proxy_grpc_call: () => (refuseIfRestricted(host, 'env', 'proxy_grpc_call'), Status.PARSE_FAILURE),
+    proxy_grpc_stream: () => (refuseIfRestricted(host, 'env', 'proxy_grpc_stream'), Status.PARSE_FAILURE),
+    proxy_grpc_close: () => (refuseIfRestricted(host, 'env', 'proxy_grpc_close'), Status.NOT_FOUND),
+    proxy_grpc_cancel: () => (refuseIfRestricted(host, 'env', 'proxy_grpc_cancel'), Status.NOT_FOUND),
+    proxy_grpc_send: (_token: number, ptr: number, size: number) => (refuseIfRestricted(host, 'env', 'proxy_grpc_send'), mem.read(ptr, size) ? Status.NOT_FOUND : Status.INVALID_MEMORY_ACCESS),
   };
 };
 

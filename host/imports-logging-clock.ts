@@ -1,6 +1,7 @@
 /** Host calls for logging and time: proxy_log, the log level, the clock and the tick timer. */
 import { Status, LogLevel } from './abi.ts';
 import type { ImportArea } from './host-context.ts';
+import { refuseIfRestricted } from './restricted.ts';
 
 export const loggingClockImports: ImportArea = (host) => {
   const mem = host.mem;
@@ -13,9 +14,10 @@ export const loggingClockImports: ImportArea = (host) => {
       host.emitLog(level, message, host.contextId());
       return Status.OK;
     },
-    proxy_get_log_level: (ptr: number) => (mem.setU32(ptr, host.logThreshold) ? Status.OK : Status.INVALID_MEMORY_ACCESS),
-    proxy_get_current_time_nanoseconds: (ptr: number) => (mem.setU64(ptr, host.options.clock()) ? Status.OK : Status.INVALID_MEMORY_ACCESS),
+    proxy_get_log_level: (ptr: number) => (refuseIfRestricted(host, 'env', 'proxy_get_log_level'), mem.setU32(ptr, host.logThreshold) ? Status.OK : Status.INVALID_MEMORY_ACCESS),
+    proxy_get_current_time_nanoseconds: (ptr: number) => (refuseIfRestricted(host, 'env', 'proxy_get_current_time_nanoseconds'), mem.setU64(ptr, host.options.clock()) ? Status.OK : Status.INVALID_MEMORY_ACCESS),
     proxy_set_tick_period_milliseconds: (period: number) => {
+      refuseIfRestricted(host, 'env', 'proxy_set_tick_period_milliseconds');
       host.setTickPeriod(period >>> 0);
       return Status.OK;
     },

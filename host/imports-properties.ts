@@ -5,6 +5,7 @@ import { decodeUtf8 } from './pairs.ts';
 import { BYTES } from './guest-memory.ts';
 import { AddressCache } from './address-cache.ts';
 import type { ImportArea } from './host-context.ts';
+import { refuseIfRestricted } from './restricted.ts';
 
 export const propertyImports: ImportArea = (host) => {
   const mem = host.mem;
@@ -32,6 +33,7 @@ export const propertyImports: ImportArea = (host) => {
 
   return {
     proxy_get_property: (pp: number, ps: number, ptrPtr: number, sizePtr: number) => {
+      refuseIfRestricted(host, 'env', 'proxy_get_property');
       if (!mem.inBounds(pp, ps)) return Status.INVALID_MEMORY_ACCESS;
       const path = paths.get(mem.u8, pp >>> 0, ps >>> 0);
       const s = host.stream();
@@ -54,6 +56,7 @@ export const propertyImports: ImportArea = (host) => {
      * No stream (the root context): NOT_FOUND.
      */
     proxy_set_property: (kp: number, ks: number, vp: number, vs: number) => {
+      refuseIfRestricted(host, 'env', 'proxy_set_property');
       if (!mem.inBounds(kp, ks) || !mem.inBounds(vp, vs)) return Status.INVALID_MEMORY_ACCESS;
       const s = host.stream();
       if (!s) return Status.NOT_FOUND;
