@@ -2,8 +2,8 @@
  * Compiled filters for `palisade test` and `palisade eval`, cached on disk so an unchanged
  * policy is not rebuilt (an AssemblyScript start costs seconds). An entry is keyed by
  * sha256 over everything the wasm is built from: the compiler version, the AssemblyScript
- * version, the runtime and entry-point sources (a changed runtime in a checkout must not
- * serve an old filter) and the policy's exact bytes. Only successful builds are stored.
+ * version, the runtime and entry-point sources and the compiler's own sources (a changed
+ * runtime or emitter in a checkout must not serve an old filter) and the policy's exact bytes. Only successful builds are stored.
  *
  * The directory is `$PALISADE_CACHE_DIR`, else `$XDG_CACHE_HOME/palisade/filters`, else
  * `~/.cache/palisade/filters`. A filter from the cache is what the tests then vouch for, so
@@ -11,7 +11,9 @@
  * a warning, then compiled without it) when it is a symlink, belongs to another user or is
  * writable by group or others.
  */
-import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { compilePolicy } from '../compiler/index.ts';
@@ -52,10 +54,21 @@ export async function compileWithCache(file: string, text: string, useCache: boo
 }
 
 let library: string | null = null;
+let compiler: string | null = null;
 
 export function cacheKey(policyText: string): string {
   library ??= libraryDigest();
-  return sha256(JSON.stringify({ compiler: COMPILER_VERSION, asc: ASC_VERSION, library, policy: sha256(policyText) }));
+  compiler ??= compilerDigest();
+  return sha256(JSON.stringify({ compiler: COMPILER_VERSION, asc: ASC_VERSION, library, sources: compiler, policy: sha256(policyText) }));
+}
+
+/** sha256 over compiler/'s TypeScript: the version names a release, not a checkout's edits. */
+function compilerDigest(): string {
+  const root = fileURLToPath(new URL('../compiler', import.meta.url));
+  const hash = createHash('sha256');
+  const files = readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).sort();
+  for (const f of files) hash.update(`${f}\0${readFileSync(path.join(root, f), 'utf8')}\0`);
+  return hash.digest('hex');
 }
 
 /** The directory, created 0700 when absent; null (after a warning) when it is not ours alone. */
