@@ -1,0 +1,95 @@
+/**
+ * A control plane on loopback for the control tests: a real CA (HTTPS), the control plane
+ * holding its own SVID from a join token, operator tokens, and agents joining as services.
+ */
+import type { PeerCertificate } from 'node:tls';
+import { Agent, request } from 'undici';
+import { startCaServer, type CaServer } from '../../ca/server.ts';
+import { startAgent, type IdentityAgent } from '../../agent/identity/agent.ts';
+import { serverIdentity } from '../../agent/sidecar/peer.ts';
+import { startControlServer, type ControlServer } from '../../control/server.ts';
+import { createToken } from '../../control/tokens.ts';
+import type { Store } from '../../store/store.ts';
+import { initCa, removeDir, TD } from '../support/identity.ts';
+import { openTestStore } from '../support/store.ts';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+export { TD };
+export const CONTROL_ID = `spiffe://${TD}/palisade/control`;
+export const CARD = `spiffe://${TD}/ns/payments/sa/card`;
+export const LEDGER = `spiffe://${TD}/ns/payments/sa/ledger`;
+export const FRONTEND = `spiffe://${TD}/ns/web/sa/frontend`;
+
+/** A policy for `service` letting the frontend GET each of `paths`. */
+export function policy(name: string, service: string, paths: string[], extra: Record<string, unknown> = {}): string {
+  return `${JSON.stringify({
+    palisade: 1,
+    name,
+    service,
+    ...extra,
+    rules: paths.map((p, i) => ({ id: `r${i}`, effect: 'allow', from: [FRONTEND], to: [{ methods: ['GET'], paths: [p] }] })),
+  }, null, 2)}\n`;
+}
+
+export interface Plane {
+  caServer: CaServer;
+  bundlePem: string;
+  store: Store;
+  control: ControlServer;
+  controlAgent: IdentityAgent;
+  admin: string;
+  viewer: string;
+  /** An agent holding `spiffeId`'s SVID, closed with the plane. */
+  join(spiffeId: string): Promise<IdentityAgent>;
+  /** Another control-plane replica on the same store. */
+  replica(): Promise<ControlServer>;
+  api(method: string, path: string, options?: { token?: string | null; body?: string; headers?: Record<string, string>; url?: string }): Promise<{ status: number; json: any }>;
+  close(): Promise<void>;
+}
+
+export async function startPlane(options: { store?: Store } = {}): Promise<Plane> {
+  const dir = path.dirname(await initCa());
+  const caServer = await startCaServer({ dir: path.join(dir, 'ca'), port: 0 });
+  const bundlePem = readFileSync(path.join(dir, 'ca', 'bundle.pem'), 'utf8');
+  const agents: IdentityAgent[] = [];
+  const join = async (spiffeId: string) => {
+    const agent = await startAgent({ caUrl: caServer.url, bundlePem, token: caServer.ca.createToken(spiffeId, 60_000).token });
+    agents.push(agent);
+    return agent;
+  };
+  const store = options.store ?? openTestStore();
+  const controlAgent = await join(CONTROL_ID);
+  const servers: ControlServer[] = [];
+  const replica = async () => {
+    const server = await startControlServer({ store, identity: controlAgent });
+    servers.push(server);
+    return server;
+  };
+  const control = await replica();
+  const admin = (await createToken(store, 'admin', 'alice')).token;
+  const viewer = (await createToken(store, 'viewer', 'victor')).token;
+  // Operators verify the control plane as agents do: the bundle, and its SPIFFE ID.
+  const dispatcher = new Agent({ connect: { ca: bundlePem, checkServerIdentity: (_h: string, cert: PeerCertificate) => serverIdentity(cert, CONTROL_ID, TD) } });
+  return {
+    caServer, bundlePem, store, control, controlAgent, admin, viewer, join, replica,
+    async api(method, apiPath, { token = admin, body, headers = {}, url = control.url } = {}) {
+      const response = await request(`${url}${apiPath}`, {
+        method: method as 'GET',
+        body,
+        headers: { ...(token && { authorization: `Bearer ${token}` }), ...(body !== undefined && { 'content-type': 'application/json' }), ...headers },
+        dispatcher,
+      });
+      const text = await response.body.text();
+      return { status: response.statusCode, json: text ? JSON.parse(text) : undefined };
+    },
+    async close() {
+      await dispatcher.close();
+      for (const s of servers) await s.close();
+      for (const a of agents) a.close();
+      await caServer.close();
+      if (!options.store) await store.close();
+      removeDir(dir);
+    },
+  };
+}
