@@ -93,3 +93,20 @@ export async function startPlane(options: { store?: Store } = {}): Promise<Plane
     },
   };
 }
+
+/** Resolves with the first event of `emitter` that `match` accepts. */
+export function until<T extends unknown[]>(emitter: { on(e: string, f: (...a: T) => void): unknown; off(e: string, f: (...a: T) => void): unknown }, event: string, match: (...args: T) => boolean, timeoutMs = 10_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      emitter.off(event, listener);
+      reject(new Error(`no matching ${event} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const listener = (...args: T) => {
+      if (!match(...args)) return;
+      clearTimeout(timer);
+      emitter.off(event, listener);
+      resolve(args);
+    };
+    emitter.on(event, listener);
+  });
+}
