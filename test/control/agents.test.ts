@@ -12,7 +12,7 @@ import { ControlSubscriber, type VerifiedFilter } from '../../agent/control/subs
 import { REPORTS_PATH, STREAM_PATH } from '../../agent/control/protocol.ts';
 import { CertificateAuthority } from '../../ca/ca.ts';
 import { tempDir, removeDir } from '../support/identity.ts';
-import { startPlane, policy, until, CARD, LEDGER, type Plane } from './harness.ts';
+import { startPlane, policy, nextReport, connected, CARD, LEDGER, type Plane } from './harness.ts';
 
 const agents = suite('control plane agent API');
 let plane: Plane;
@@ -41,11 +41,11 @@ agents.after(async () => {
 agents('an agent receives the filter of the service its SVID names, and never another service\'s', async () => {
   const card = await subscribed(CARD);
   const ledger = await subscribed(LEDGER);
-  const cardReport = until(card.subscriber, 'reported', () => true);
-  const ledgerConnected = until(ledger.subscriber, 'connected', () => true);
+  const cardReport = nextReport(card.subscriber);
+  const ledgerConnected = connected(ledger.subscriber);
   card.subscriber.start();
   ledger.subscriber.start();
-  const [report] = await cardReport;
+  const report = await cardReport;
   await ledgerConnected;
   const current = (await plane.api('GET', '/v1/policies/card')).json;
   assert.equal(report, { policy: 'card', version: 1, sha256: current.sha256, status: 'applied' });
@@ -53,8 +53,8 @@ agents('an agent receives the filter of the service its SVID names, and never an
   // The ledger's agent is connected and was told that no policy protects it: card's filter never reached it.
   assert.equal(ledger.applied, []);
   // A change to card's policy goes to card's agent only; ledger's own policy goes to ledger's only.
-  const next = until(card.subscriber, 'reported', (r) => r.version === 2);
-  const ledgerGot = until(ledger.subscriber, 'reported', () => true);
+  const next = nextReport(card.subscriber, (r) => r.version === 2);
+  const ledgerGot = nextReport(ledger.subscriber);
   assert.is((await plane.api('PUT', '/v1/policies/card', { body: policy('card', CARD, ['/cards/{id}', '/limits']) })).status, 200);
   assert.is((await plane.api('PUT', '/v1/policies/ledger', { body: policy('ledger', LEDGER, ['/balances/{id}']) })).status, 200);
   await next;
@@ -102,9 +102,9 @@ agents('bytes that do not match the pinned sha256 are refused by the agent and r
   const other = Buffer.from((await plane.store.query<{ wasm: string }>("SELECT wasm FROM control_policy_versions WHERE name = 'card' AND version = 1"))[0]!.wasm, 'base64');
   await plane.store.run("UPDATE control_policy_versions SET wasm = $1 WHERE name = 'ledger' AND version = $2", [other.toString('base64'), before.version]);
   const ledger = await subscribed(LEDGER);
-  const reported = until(ledger.subscriber, 'reported', () => true);
+  const reported = nextReport(ledger.subscriber);
   ledger.subscriber.start();
-  const [report] = await reported;
+  const report = await reported;
   assert.is(report.status, 'refused');
   assert.match(report.reason!, /^sha256_mismatch: pinned [0-9a-f]{64}, received bytes hash to [0-9a-f]{64}$/);
   assert.ok(report.reason!.includes(createHash('sha256').update(other).digest('hex')));

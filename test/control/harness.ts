@@ -10,6 +10,8 @@ import { serverIdentity } from '../../agent/sidecar/peer.ts';
 import { startControlServer, type ControlServer } from '../../control/server.ts';
 import { createToken } from '../../control/tokens.ts';
 import type { Store } from '../../store/store.ts';
+import type { ControlSubscriber } from '../../agent/control/subscriber.ts';
+import type { Report } from '../../agent/control/protocol.ts';
 import { initCa, removeDir, TD } from '../support/identity.ts';
 import { openTestStore } from '../support/store.ts';
 import { readFileSync } from 'node:fs';
@@ -95,7 +97,7 @@ export async function startPlane(options: { store?: Store } = {}): Promise<Plane
 }
 
 /** Resolves with the first event of `emitter` that `match` accepts. */
-export function until<T extends unknown[]>(emitter: { on(e: string, f: (...a: T) => void): unknown; off(e: string, f: (...a: T) => void): unknown }, event: string, match: (...args: T) => boolean, timeoutMs = 10_000): Promise<T> {
+function until<T extends unknown[]>(emitter: { on(e: string, f: (...a: T) => void): unknown; off(e: string, f: (...a: T) => void): unknown }, event: string, match: (...args: T) => boolean, timeoutMs = 10_000): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       emitter.off(event, listener);
@@ -109,4 +111,14 @@ export function until<T extends unknown[]>(emitter: { on(e: string, f: (...a: T)
     };
     emitter.on(event, listener);
   });
+}
+
+/** The subscriber's next report that `match` accepts. */
+export async function nextReport(subscriber: ControlSubscriber, match: (r: Report) => boolean = () => true, timeoutMs?: number): Promise<Report> {
+  return (await until<[Report]>(subscriber as never, 'reported', match, timeoutMs))[0];
+}
+
+/** Resolves when the subscriber has a stream open (to `url`, if given). */
+export async function connected(subscriber: ControlSubscriber, url?: string): Promise<void> {
+  await until<[string]>(subscriber as never, 'connected', (u) => url === undefined || u === url);
 }
