@@ -5,6 +5,7 @@ import type { AdminServer } from '../agent/identity/admin.ts';
 import type { IdentityAgent } from '../agent/identity/agent.ts';
 import type { XdsService } from '../agent/xds/server.ts';
 import type { DecisionAudit } from '../agent/sidecar/audit.ts';
+import type { SubscriberOptions } from '../agent/control/subscriber.ts';
 
 /** What option groups share before the agent has joined the CA. */
 export interface PrepareContext {
@@ -23,6 +24,8 @@ export interface AgentContext extends PrepareContext {
   admin?: AdminServer;
   /** Set by --audit-dir before the sidecar starts. */
   audit?: DecisionAudit;
+  /** With --control: where filters from the control plane go (set by the sidecar group's setup). */
+  controlApply?: SubscriberOptions['apply'];
 }
 
 /**

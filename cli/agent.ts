@@ -15,6 +15,7 @@ import { ecdsAgentGroup } from './agent-ecds.ts';
 import { sidecarAgentGroup } from './agent-sidecar.ts';
 import { signerAgentGroup } from './agent-signer.ts';
 import { auditAgentGroup } from './agent-audit.ts';
+import { controlAgentGroup } from './agent-control.ts';
 
 const identityGroup: AgentOptionGroup = {
   addOptions(command) {
@@ -43,7 +44,7 @@ const identityGroup: AgentOptionGroup = {
 };
 
 /** Flag groups of `palisade agent`, in order. */
-export const AGENT_OPTION_GROUPS: AgentOptionGroup[] = [identityGroup, ecdsAgentGroup, auditAgentGroup, sidecarAgentGroup, signerAgentGroup];
+export const AGENT_OPTION_GROUPS: AgentOptionGroup[] = [identityGroup, ecdsAgentGroup, auditAgentGroup, sidecarAgentGroup, signerAgentGroup, controlAgentGroup];
 
 export function register(program: Command): void {
   const command = program

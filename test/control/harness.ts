@@ -13,7 +13,7 @@ import type { Store } from '../../store/store.ts';
 import type { ControlSubscriber } from '../../agent/control/subscriber.ts';
 import type { Report } from '../../agent/control/protocol.ts';
 import { initCa, removeDir, TD } from '../support/identity.ts';
-import { openTestStore } from '../support/store.ts';
+import { openStore } from '../../store/open.ts';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -60,7 +60,7 @@ export async function startPlane(options: { store?: Store } = {}): Promise<Plane
     agents.push(agent);
     return agent;
   };
-  const store = options.store ?? openTestStore();
+  const store = options.store ?? (await openStore(path.join(dir, 'control.db')));
   const controlAgent = await join(CONTROL_ID);
   const servers: ControlServer[] = [];
   const replica = async () => {

@@ -1,10 +1,11 @@
 /**
- * TEMPORARY until h/store lands store/open.ts: a SQLite Store over better-sqlite3 for the
- * control-plane tests. Replaced by openStore(); nothing outside tests uses it.
+ * TEMPORARY, replaced by h/store's store/open.ts when that branch is merged (same
+ * signature): a minimal SQLite Store over better-sqlite3 so the control plane can run
+ * before it lands. SQLite only; one process.
  */
 import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
-import type { Queryable, Row, Store } from '../../store/store.ts';
+import type { Queryable, Row, Store } from './store.ts';
 
 /** `$n` placeholders as `?`, with the parameters in the order they appear. */
 function positional(sql: string, params: readonly unknown[]): [string, unknown[]] {
@@ -12,7 +13,9 @@ function positional(sql: string, params: readonly unknown[]): [string, unknown[]
   return [sql.replace(/\$(\d+)/g, (_m, n) => (order.push(params[Number(n) - 1]), '?')), order];
 }
 
-export function openTestStore(file = ':memory:'): Store {
+export async function openStore(spec: string): Promise<Store> {
+  if (/^postgres(ql)?:\/\//i.test(spec)) throw new Error('PostgreSQL stores arrive with h/store');
+  const file = spec.startsWith('sqlite:') ? spec.slice('sqlite:'.length) : spec;
   const db = new Database(file);
   const bus = new EventEmitter().setMaxListeners(0);
   let pending: [string, string][] | undefined;
