@@ -1,14 +1,16 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { CliError } from './errors.ts';
-import { compilePolicy } from '../compiler/index.ts';
+import { compileLayers, compilePolicy, type LayerText } from '../compiler/index.ts';
 import { formatDiagnostic } from '../compiler/frontend/ast.ts';
 import { writeAtomically } from './process.ts';
 import { readPolicyFile } from './inputs.ts';
+import { layerOption, readLayers } from './layers.ts';
 
 interface CompileOptions {
   out: string;
   emit?: 'ir' | 'as';
+  layer: string[];
 }
 
 /**
@@ -16,20 +18,22 @@ interface CompileOptions {
  * and DIR/<name>.manifest.json per policy. Diagnostics go to stderr as
  * `file:line:col: severity: message (at /pointer)`; any error exits 2 after every file was
  * tried. `--emit` prints the optimized IR or the generated AssemblyScript to stdout.
+ * `--layer FILE...` composes each policy with those scope layers (`compileLayers`: the same
+ * bytes a control plane builds from the same files).
  */
 export function register(program: Command): void {
-  program.command('compile')
+  layerOption(program.command('compile'))
     .description('compile policies to proxy-wasm filters (DIR/<name>.wasm + DIR/<name>.manifest.json)')
     .argument('<policy...>', 'policy files (JSON)')
     .option('--out <dir>', 'output directory', 'build')
     .option('--emit <what>', 'also print "ir" (the optimized decision program) or "as" (generated AssemblyScript) to stdout')
     .action(async (files: string[], opts: CompileOptions) => {
       if (opts.emit !== undefined && opts.emit !== 'ir' && opts.emit !== 'as') throw new CliError(`--emit must be "ir" or "as", not "${opts.emit}"`, 2);
-      await compileFiles(files, opts);
+      await compileFiles(files, opts, readLayers(opts.layer));
     });
 }
 
-async function compileFiles(files: string[], opts: CompileOptions): Promise<void> {
+async function compileFiles(files: string[], opts: CompileOptions, layers: LayerText[]): Promise<void> {
   const names = new Map<string, string>();
   let failed = false;
   for (const file of files) {
@@ -38,7 +42,7 @@ async function compileFiles(files: string[], opts: CompileOptions): Promise<void
       failed = true;
       continue;
     }
-    const result = await compilePolicy(file, text);
+    const result = layers.length ? await compileLayers([...layers, { file, text }]) : await compilePolicy(file, text);
     if (!result.ok) {
       for (const d of result.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
       failed = true;

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { CliError } from './errors.ts';
 import { formatDiagnostic, type Diagnostic } from '../compiler/frontend/ast.ts';
-import { checkPolicy, type Checked } from '../compiler/index.ts';
+import { checkLayers, checkPolicy, type Checked, type LayerText } from '../compiler/index.ts';
 
 /**
  * A policy's text, or undefined after printing `file: error: cannot read policy: CODE`, for
@@ -33,14 +33,15 @@ export function failCompile(file: string, diagnostics: Diagnostic[]): never {
 }
 
 /**
- * Reads and checks each policy (`check`, `lint`), handing the ones that compile to `each`;
- * the others' diagnostics go to stderr. True when every file compiled.
+ * Reads and checks each policy (`check`, `lint`), composed with `layers` when there are any,
+ * handing the ones that compile to `each`; the others' diagnostics go to stderr. True when
+ * every file compiled.
  */
-export function forEachChecked(files: string[], each: (file: string, checked: Checked) => void): boolean {
+export function forEachChecked(files: string[], each: (file: string, checked: Checked) => void, layers: LayerText[] = []): boolean {
   let ok = true;
   for (const file of files) {
     const text = readPolicyFile(file);
-    const result = text === undefined ? undefined : checkPolicy(file, text);
+    const result = text === undefined ? undefined : layers.length ? checkLayers([...layers, { file, text }]) : checkPolicy(file, text);
     if (!result?.ok) {
       for (const d of result?.diagnostics ?? []) process.stderr.write(`${formatDiagnostic(d)}\n`);
       ok = false;

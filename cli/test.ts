@@ -2,6 +2,8 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { CliError } from './errors.ts';
 import { failCompile, readInput } from './inputs.ts';
+import { layerOption, readLayers } from './layers.ts';
+import { checkLayers, compileLayers, type LayerText } from '../compiler/index.ts';
 import { analyze } from '../compiler/frontend/index.ts';
 import type { CheckedPolicy } from '../compiler/frontend/ast.ts';
 import { FilterLoadError } from '../host/index.ts';
@@ -18,6 +20,7 @@ interface TestOptions {
   format: string;
   coverage?: boolean;
   cache: boolean;
+  layer: string[];
 }
 
 /**
@@ -27,9 +30,10 @@ interface TestOptions {
  * `N passed, M failed`), JSON or JUnit XML; `--coverage` adds what no case exercised.
  * Exit 0 when all pass, 1 when any fails, 2 for unusable input (every problem of every case
  * file, a policy that does not compile, a `--run` that selects nothing), before any case runs.
+ * `--layer` composes every case file's policy with scope layers (compiled without the cache).
  */
 export function register(program: Command): void {
-  program.command('test')
+  layerOption(program.command('test'))
     .description('run policy case files against the compiled filters in the strict proxy-wasm host')
     .argument('<cases...>', 'case files (JSON: { "policy": "x.policy.json", "cases": [...] }; schema/cases.schema.json)')
     .option('--wasm <file>', 'run every case file against this compiled filter instead of compiling its policy')
@@ -40,9 +44,11 @@ export function register(program: Command): void {
     .option('--no-cache', 'compile every policy instead of using the compiled-filter cache')
     .action(async (files: string[], opts: TestOptions) => {
       if (!(FORMATS as readonly string[]).includes(opts.format)) throw new CliError(`--format must be one of ${FORMATS.join(', ')}, not "${opts.format}"`, 2);
+      if (opts.wasm && opts.layer.length) throw new CliError('--layer composes the case files\' policies: it has nothing to do with a --wasm filter', 2);
+      const layers = readLayers(opts.layer);
       const caseFiles = select(files.map(readCaseFile), opts.run);
-      const runs = await runFiles(caseFiles, opts);
-      const covered = opts.coverage ? coverageOf(runs) : undefined;
+      const runs = await runFiles(caseFiles, opts, layers);
+      const covered = opts.coverage ? coverageOf(runs, layers) : undefined;
       process.stdout.write(render(opts.format as Format, runs, { verbose: !!opts.verbose, coverage: covered }));
       if (runs.some((r) => r.results.some((x) => !x.passed))) throw new CliError('', 1);
     });
@@ -73,11 +79,11 @@ function select(caseFiles: (CaseFile | null)[], run: string | undefined): CaseFi
   return selected;
 }
 
-async function runFiles(caseFiles: CaseFile[], opts: TestOptions): Promise<FileRun[]> {
+async function runFiles(caseFiles: CaseFile[], opts: TestOptions, layers: LayerText[]): Promise<FileRun[]> {
   const filters = new Map<string, Uint8Array>(); // policy (or --wasm) path → wasm
   for (const cf of caseFiles) {
     const key = opts.wasm ?? cf.policy;
-    if (!filters.has(key)) filters.set(key, opts.wasm ? readInput(opts.wasm, 'compiled filter') : await compile(cf.policy, opts.cache));
+    if (!filters.has(key)) filters.set(key, opts.wasm ? readInput(opts.wasm, 'compiled filter') : await compile(cf.policy, opts.cache, layers));
   }
   const runs: FileRun[] = [];
   for (const cf of caseFiles) {
@@ -98,21 +104,29 @@ async function runFiles(caseFiles: CaseFile[], opts: TestOptions): Promise<FileR
   return runs;
 }
 
-async function compile(policy: string, cache: boolean): Promise<Uint8Array> {
+async function compile(policy: string, cache: boolean, layers: LayerText[]): Promise<Uint8Array> {
   const warn = (line: string) => process.stderr.write(`palisade: warning: ${line}\n`);
-  const result = await compileWithCache(policy, readInput(policy, 'policy').toString('utf8'), cache, warn);
+  const text = readInput(policy, 'policy').toString('utf8');
+  const result = layers.length ? await compileLayers([...layers, { file: policy, text }]) : await compileWithCache(policy, text, cache, warn);
   if (!result.ok) failCompile(policy, result.diagnostics);
   return result.wasm;
 }
 
 /** Per policy, over the cases of every file that tests it. */
-function coverageOf(runs: FileRun[]): PolicyCoverage[] {
+function coverageOf(runs: FileRun[], layers: LayerText[]): PolicyCoverage[] {
   const policies = [...new Set(runs.map((r) => r.file.policy))];
-  return policies.map((file) => coverage(checked(file), runs.filter((r) => r.file.policy === file).flatMap((r) => r.results)));
+  return policies.map((file) => coverage(checked(file, layers), runs.filter((r) => r.file.policy === file).flatMap((r) => r.results)));
 }
 
-function checked(file: string): CheckedPolicy {
-  const { policy, diagnostics } = analyze(path.relative(process.cwd(), file), readInput(file, 'policy').toString('utf8'));
-  if (!policy) failCompile(file, diagnostics);
-  return policy;
+function checked(file: string, layers: LayerText[]): CheckedPolicy {
+  const name = path.relative(process.cwd(), file);
+  const text = readInput(file, 'policy').toString('utf8');
+  if (!layers.length) {
+    const { policy, diagnostics } = analyze(name, text);
+    if (!policy) failCompile(file, diagnostics);
+    return policy;
+  }
+  const result = checkLayers([...layers, { file: name, text }]);
+  if (!result.ok) failCompile(file, result.diagnostics);
+  return result.policy;
 }

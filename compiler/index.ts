@@ -1,5 +1,6 @@
 /**
- * The whole compiler as one call: source text → checked policy (compiler/frontend/index.ts) →
+ * The whole compiler as one call: source text → checked policy (compiler/frontend/index.ts,
+ * composed from layers by compiler/compose/) →
  * IR (lower) → optimized IR (optimize/, optional passes) → plan (plan/, required: slots and
  * dispatch) → AssemblyScript (emit) → wasm (build).
  *
@@ -7,9 +8,11 @@
  *   if (r.ok) { r.wasm; r.manifest; r.warnings; r.ir; r.as } else { r.diagnostics }
  *
  * Bad input never throws: it comes back as `ok: false` with diagnostics (errors first
- * located by file:line:col and JSON pointer). `compileChecked` starts from a CheckedPolicy.
+ * located by file:line:col and JSON pointer). `compileChecked` starts from a CheckedPolicy;
+ * `compileLayers` composes a service's policy with the scope layers above it first.
  */
-import { analyze } from './frontend/index.ts';
+import { analyze, analyzeLayer } from './frontend/index.ts';
+import { compose } from './compose/index.ts';
 import type { CheckedPolicy, Diagnostic } from './frontend/ast.ts';
 import type { Program } from './ir/ir.ts';
 import { lower } from './ir/lower.ts';
@@ -38,18 +41,58 @@ export interface Compiled {
 export type CompileResult = Compiled | { ok: false; diagnostics: Diagnostic[] };
 
 export async function compilePolicy(file: string, text: string): Promise<CompileResult> {
-  const { policy, diagnostics } = analyze(file, text);
-  if (!policy) return { ok: false, diagnostics };
-  const out = await compileChecked(policy);
-  return { ...out, warnings: [...diagnostics.filter((d) => d.severity === 'warning'), ...out.warnings] };
+  return compileAnalyzed(analyze(file, text));
+}
+
+/**
+ * One service's policy composed with the scope layers above it (the trust-domain root,
+ * namespaces; compiler/compose/), compiled: the call a control plane makes, and what
+ * `palisade compile --layer` makes of the same files, byte for byte. The order of `layers`
+ * does not matter; the manifest lists every layer's file and sha256.
+ */
+export async function compileLayers(layers: LayerText[]): Promise<CompileResult> {
+  return compileAnalyzed(composeLayers(layers));
 }
 
 /** Everything `compilePolicy` checks and warns about, without building wasm (`palisade check`). */
 export function checkPolicy(file: string, text: string): Checked | { ok: false; diagnostics: Diagnostic[] } {
-  const { policy, diagnostics } = analyze(file, text);
+  return checkAnalyzed(analyze(file, text));
+}
+
+/** As `checkPolicy`, for one service's policy and the layers above it. */
+export function checkLayers(layers: LayerText[]): Checked | { ok: false; diagnostics: Diagnostic[] } {
+  return checkAnalyzed(composeLayers(layers));
+}
+
+/** A policy document given by text: a service's own policy or a scope layer. */
+export interface LayerText {
+  file: string;
+  text: string;
+}
+
+type Analyzed = { policy: CheckedPolicy | null; diagnostics: Diagnostic[] };
+
+function composeLayers(layers: LayerText[]): Analyzed {
+  const analyzed = layers.map(({ file, text }) => analyzeLayer(file, text));
+  const diagnostics = analyzed.flatMap((a) => a.diagnostics);
+  const checked = analyzed.flatMap((a) => (a.layer ? [a.layer] : []));
+  if (checked.length < analyzed.length) return { policy: null, diagnostics };
+  const composed = compose(checked);
+  return { policy: composed.policy, diagnostics: [...diagnostics, ...composed.diagnostics] };
+}
+
+const warningsOf = (diagnostics: Diagnostic[]) => diagnostics.filter((d) => d.severity === 'warning');
+
+async function compileAnalyzed({ policy, diagnostics }: Analyzed): Promise<CompileResult> {
+  if (!policy) return { ok: false, diagnostics };
+  const out = await compileChecked(policy);
+  return { ...out, warnings: [...warningsOf(diagnostics), ...out.warnings] };
+}
+
+function checkAnalyzed({ policy, diagnostics }: Analyzed): Checked | { ok: false; diagnostics: Diagnostic[] } {
   if (!policy) return { ok: false, diagnostics };
   const { program, warnings } = optimize(lower(policy));
-  return { ok: true, policy, program, warnings: [...diagnostics.filter((d) => d.severity === 'warning'), ...warnings] };
+  return { ok: true, policy, program, warnings: [...warningsOf(diagnostics), ...warnings] };
 }
 
 export interface Checked {
@@ -69,7 +112,7 @@ export async function compileChecked(policy: CheckedPolicy): Promise<Compiled> {
   return {
     ok: true,
     wasm,
-    manifest: manifestFor(planned, policy.rules.length, wasm),
+    manifest: manifestFor(planned, policy.rules.length, wasm, policy.layers),
     ir: printPlan(planned),
     as,
     warnings,

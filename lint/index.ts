@@ -18,7 +18,7 @@
  */
 import type { CheckedPolicy, Diagnostic, PathTemplate, Span } from '../compiler/frontend/ast.ts';
 import type { Checked } from '../compiler/index.ts';
-import type { Program } from '../compiler/ir/ir.ts';
+import { ruleAt, type Program } from '../compiler/ir/ir.ts';
 import { flattenMatch, lower } from '../compiler/ir/lower.ts';
 import { trustDomainOf } from '../compiler/frontend/spiffe.ts';
 import { callersCover, pathSegs, routesCover, segsCover, type Segs } from '../compiler/optimize/shadow.ts';
@@ -65,7 +65,7 @@ function redundantAllows(policy: CheckedPolicy, program: Program): Finding[] {
     // Of two rules that cover each other, the later one is reported.
     const by = plain.find((o) => o !== r && callersCover(o.from, r.from, own) && routesCover(o.routes, r.routes)
       && !(o.index > r.index && callersCover(r.from, o.from, own) && routesCover(r.routes, o.routes)));
-    return by ? [{ id: 'redundant-allow' as const, message: `rule '${r.id}' allows nothing that rule '${by.id}' (rules[${by.index}]) does not already allow`, span: r.span }] : [];
+    return by ? [{ id: 'redundant-allow' as const, message: `rule '${r.id}' allows nothing that rule '${by.id}' (${ruleAt(policy, by)}) does not already allow`, span: r.span }] : [];
   });
 }
 

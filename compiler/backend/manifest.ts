@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Plan } from '../plan/plan.ts';
+import type { LayerSource } from '../frontend/ast.ts';
 import { ABI_VERSION, COMPILER_VERSION } from './toolchain.ts';
 
 export interface Manifest {
@@ -17,12 +18,14 @@ export interface Manifest {
   abi: typeof ABI_VERSION;
   /** Rules in the policy, and rules left after optimization (the others can never apply). */
   rules: { total: number; live: number };
+  /** A policy composed from layers: each layer's file, sha256 and scope, root first, the service's own (`source`) last. */
+  layers?: LayerSource[];
 }
 
 export const sha256 = (bytes: Uint8Array | string): string => createHash('sha256').update(bytes).digest('hex');
 
-export function manifestFor(p: Plan, totalRules: number, wasm: Uint8Array): Manifest {
-  return {
+export function manifestFor(p: Plan, totalRules: number, wasm: Uint8Array, layers?: LayerSource[]): Manifest {
+  const manifest: Manifest = {
     name: p.name,
     service: p.service,
     mode: p.mode,
@@ -32,4 +35,6 @@ export function manifestFor(p: Plan, totalRules: number, wasm: Uint8Array): Mani
     abi: ABI_VERSION,
     rules: { total: totalRules, live: p.rules.length },
   };
+  if (layers) manifest.layers = layers.map((l) => ({ ...l }));
+  return manifest;
 }

@@ -25,16 +25,54 @@ export interface CheckedPolicy {
   /** Trust domains besides the service's own whose callers are accepted (`federatesWith`). */
   federatesWith: string[];
   mode: Mode;
-  /** Source file path as given and the sha256 (hex) of its exact bytes. */
+  /** Source file path as given and the sha256 (hex) of its exact bytes (composed: the service's own policy). */
   source: { file: string; sha256: string };
   rules: CheckedRule[];
+  /** Composed from layers (compiler/compose/): every layer, root first, the service's own policy last. */
+  layers?: LayerSource[];
+}
+
+/** One layer of a composed policy, as the manifest records it. */
+export interface LayerSource {
+  file: string;
+  sha256: string;
+  /** The layer's `scope` (`spiffe://td/ns/payments/**`), or the service's ID for its own policy. */
+  level: string;
+}
+
+/**
+ * One policy document as checked, before composition: a service's own policy, or a layer of
+ * rules for every service below a SPIFFE ID prefix (the trust-domain root, a namespace).
+ * A scope layer's allow rules are the ones it marked `appliesBelow` (the checker refuses any
+ * other), its deny rules all apply below it.
+ */
+export interface CheckedLayer {
+  level: { kind: 'service'; id: string } | ScopeLevel;
+  name: string;
+  /** Always empty for a scope layer (the checker refuses `federatesWith` there). */
+  federatesWith: string[];
+  mode: Mode;
+  source: { file: string; sha256: string };
+  rules: CheckedRule[];
+  /** Where the document writes its name, level (`service`/`scope`) and mode (the document when it has none). */
+  at: { name: Span; level: Span; mode: Span };
+}
+
+/** `spiffe://td/ns/payments/**`: every workload ID of trust domain `td` whose path starts with `segments` and goes on. */
+export interface ScopeLevel {
+  kind: 'scope';
+  text: string;
+  trustDomain: string;
+  segments: string[];
 }
 
 export interface CheckedRule {
+  /** In a composed policy, a higher layer's rule is `<layer name>/<id>` (ids cannot contain '/'). */
   id: string;
-  /** Position in the policy's `rules` array; ties and diagnostics refer to it. */
+  /** Position in the policy's `rules` array (composed: in the layers' rules, root first); ties and diagnostics refer to it. */
   index: number;
   effect: Effect;
+  /** Where the rule is written; in a composed policy, in its layer's file. */
   span: Span;
   /** Caller patterns; a caller matches if any pattern matches. `null`: any authenticated caller. */
   from: PrincipalPattern[] | null;

@@ -1,12 +1,13 @@
 /**
- * The checker: a schema-valid (or partly valid) policy document → `CheckedPolicy`. It
- * resolves and types expressions, validates SPIFFE IDs, patterns, path templates, methods
- * and injected headers, and reports every problem it finds. It reads the document
- * defensively (values of the wrong JSON type are skipped: the schema already reported them).
+ * The checker: a schema-valid (or partly valid) policy document → `CheckedLayer` (a
+ * service's own policy, or a scope layer above services). It resolves and types
+ * expressions, validates SPIFFE IDs, patterns, scopes, path templates, methods and injected
+ * headers, and reports every problem it finds. It reads the document defensively (values of
+ * the wrong JSON type are skipped: the schema already reported them).
  */
 import { createHash } from 'node:crypto';
 import type {
-  CheckedPolicy, CheckedRule, Diagnostic, Effect, Injection, PathTemplate, PrincipalPattern, RequestMatch, Span, TExpr,
+  CheckedLayer, CheckedRule, Diagnostic, Effect, Injection, PathTemplate, PrincipalPattern, RequestMatch, ScopeLevel, Span, TExpr,
 } from './ast.ts';
 import { parseExpression } from './expr/parser.ts';
 import { checkExpr, type ParamScope } from './check-expr.ts';
@@ -23,11 +24,11 @@ export const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Z]+$/;
 /** What an HTTP field value (RFC 9110 §5.5) cannot contain: control characters but HTAB, and DEL. */
 const FIELD_VALUE_REFUSED = /[\0-\x08\x0a-\x1f\x7f]/;
 
-export function check(src: Source): { policy: CheckedPolicy | null; diagnostics: Diagnostic[] } {
+export function check(src: Source): { layer: CheckedLayer | null; diagnostics: Diagnostic[] } {
   const c = new Checker(src);
-  const policy = c.policy();
+  const layer = c.layer();
   const ok = !c.diagnostics.some((d) => d.severity === 'error');
-  return { policy: ok ? policy : null, diagnostics: c.diagnostics };
+  return { layer: ok ? layer : null, diagnostics: c.diagnostics };
 }
 
 class Checker {
@@ -51,24 +52,47 @@ class Checker {
   /** The trust domains whose callers the filter accepts (null: the service is invalid, nothing to compare with). */
   private accepted: Set<string> | null = null;
 
-  policy(): CheckedPolicy {
+  layer(): CheckedLayer {
     const doc: Json = isObject(this.src.value) ? this.src.value : {};
     const rules = Array.isArray(doc.rules) ? doc.rules : [];
+    // A document that says `scope` is checked as a layer even when its scope is invalid (one
+    // error for the scope, not one per rule for what a service's policy may not say).
+    const layered = isString(doc.scope);
+    const scope = layered ? this.scope(doc.scope as string, doc) : null;
     const service = isString(doc.service) ? doc.service : '';
-    const own = isString(doc.service) && this.spiffe(service, '/service', false) ? trustDomainOf(service) : null;
-    const federatesWith = Array.isArray(doc.federatesWith) ? this.federatesWith(doc.federatesWith, own) : [];
+    const own = !layered && isString(doc.service) && this.spiffe(service, '/service', false) ? trustDomainOf(service) : null;
+    const federatesWith = !layered && Array.isArray(doc.federatesWith) ? this.federatesWith(doc.federatesWith, own) : [];
+    // A scope layer leaves `accepted` null: which trust domains a service accepts is its own
+    // policy's say, known only when the layers are composed (compiler/compose/).
     if (own !== null) this.accepted = new Set([own, ...federatesWith]);
     return {
+      level: scope ?? { kind: 'service', id: service },
       name: isString(doc.name) ? doc.name : '',
-      service,
       federatesWith,
       mode: doc.mode === 'dry-run' ? 'dry-run' : 'enforce',
       source: { file: this.src.file, sha256: createHash('sha256').update(this.src.text, 'utf8').digest('hex') },
-      rules: this.rules(rules),
+      rules: this.rules(rules, layered),
+      at: { name: spanAt(this.src, '/name'), level: spanAt(this.src, layered ? '/scope' : '/service'), mode: spanAt(this.src, '/mode') },
     };
   }
 
-  private rules(rules: unknown[]): CheckedRule[] {
+  /** `scope`: literal segments then a final `**`; a layer has it instead of `service` and `federatesWith`. */
+  private scope(text: string, doc: Json): ScopeLevel | null {
+    if (doc.service !== undefined) this.error(spanAt(this.src, '/scope'), "a policy has either 'service' (its own service) or 'scope' (every service below a SPIFFE ID prefix), not both");
+    if (doc.federatesWith !== undefined) {
+      this.error(spanAt(this.src, '/federatesWith'), "'federatesWith' belongs in a service's own policy: a scope layer cannot widen which callers the services below it accept");
+    }
+    const bare = /^spiffe:\/\/[^/]*$/.test(text);
+    const parsed = bare ? null : this.spiffe(text, '/scope', true);
+    if (bare || (parsed && (!parsed.rest || parsed.segments.includes('*')))) {
+      const hint = bare ? `'${quoted(text)}/**'` : "e.g. 'spiffe://td/**' (the trust domain) or 'spiffe://td/ns/payments/**' (a namespace)";
+      this.error(this.inString('/scope', bare ? text.length : 0), `invalid scope '${quoted(text)}': a scope is a SPIFFE ID prefix of whole segments followed by '/**': ${hint}`);
+      return null;
+    }
+    return parsed && { kind: 'scope', text, trustDomain: parsed.trustDomain, segments: parsed.segments };
+  }
+
+  private rules(rules: unknown[], scopeLayer: boolean): CheckedRule[] {
     const seen = new Map<string, number>();
     const out: CheckedRule[] = [];
     rules.forEach((raw, index) => {
@@ -87,6 +111,7 @@ class Checker {
       if (raw.effect === 'deny' && isObject(raw.inject) && Object.keys(raw.inject).length) {
         this.warning(spanAt(this.src, `${at}/inject`), `'inject' has no effect on a deny rule`);
       }
+      this.appliesBelow(raw, at, scopeLayer);
       out.push({
         id,
         index,
@@ -99,6 +124,25 @@ class Checker {
       });
     });
     return out;
+  }
+
+  /**
+   * A scope layer's allow rule grants to the services below it only where it says so
+   * (`appliesBelow: true`); a deny rule of a scope always applies below, and a service's
+   * policy has nothing below it.
+   */
+  private appliesBelow(rule: Json, at: string, scopeLayer: boolean): void {
+    const written = rule.appliesBelow !== undefined;
+    if (!scopeLayer && written) {
+      this.error(spanAt(this.src, `${at}/appliesBelow`), "'appliesBelow' is for the allow rules of a scope layer: a service's own policy has nothing below it");
+    } else if (scopeLayer && rule.effect === 'deny' && written) {
+      this.error(spanAt(this.src, `${at}/appliesBelow`), "'appliesBelow' is for allow rules: a scope layer's deny rules always apply to every service below it");
+    } else if (scopeLayer && rule.effect === 'allow' && rule.appliesBelow !== true) {
+      this.error(
+        spanAt(this.src, written ? `${at}/appliesBelow` : at),
+        "an allow rule of a scope layer must say \"appliesBelow\": true: it then allows for every service below the scope (a service's other allow rules come from its own policy)",
+      );
+    }
   }
 
   /** `federatesWith`: trust domain names, none twice, not the service's own. */

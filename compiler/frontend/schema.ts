@@ -14,7 +14,9 @@ const validate = new Ajv2020({ allErrors: true, strict: true, verbose: true }).c
 
 export function validateSchema(src: Source): Diagnostic[] {
   if (validate(src.value)) return [];
-  return (validate.errors ?? []).map((e) => toDiagnostic(src, e));
+  // A failed `if`/`else` (a document without `scope` needs `service`) comes with the error of
+  // the branch, which says what is missing; the `if` error itself says nothing more.
+  return (validate.errors ?? []).filter((e) => e.keyword !== 'if').map((e) => toDiagnostic(src, e));
 }
 
 function toDiagnostic(src: Source, e: ErrorObject): Diagnostic {

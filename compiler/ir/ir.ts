@@ -84,13 +84,23 @@ export function printHeader(p: Program): string[] {
 export function printRules(p: Program, slotName?: (slot: number) => string): string[] {
   const out = ['rules:'];
   p.rules.forEach((r, i) => {
-    out.push(`  r${i} ${r.effect} ${JSON.stringify(r.id)} (rules[${r.index}] ${r.span.line}:${r.span.col})`);
+    out.push(`  r${i} ${r.effect} ${JSON.stringify(r.id)} (${ruleAt(p, r)} ${r.span.line}:${r.span.col})`);
     out.push(`      from ${r.from ? r.from.map((f) => f.text).join(' | ') : `any caller of ${trustDomainOf(p.service)}`}`);
     out.push(`      to   ${r.routes ? r.routes.map(printRoute).join(' | ') : 'any request'}`);
     if (r.when) out.push(`      when ${printExpr(r.when, slotName)}`);
     for (const inj of r.inject) out.push(`      set  ${inj.header} = ${printExpr(inj.value, slotName)}`);
   });
   return out;
+}
+
+/**
+ * Where a rule is written, for messages: `rules[N]`, its position in its file's `rules` (the
+ * span's pointer: in a composed policy `index` counts the rules of every layer), after the
+ * file's name when a layer above the service's (compiler/compose/) has it.
+ */
+export function ruleAt(p: { source: { file: string } }, r: { span: Span }): string {
+  const { file, pointer } = r.span;
+  return `${file === p.source.file ? '' : `${file} `}rules[${pointer.split('/')[2]}]`;
 }
 
 function printRoute(r: Route): string {

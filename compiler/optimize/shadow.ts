@@ -4,7 +4,7 @@
  * rule is marked never-applying, with the deny rule named in the warning.
  */
 import type { PathTemplate, PrincipalPattern } from '../frontend/ast.ts';
-import type { Program, Route } from '../ir/ir.ts';
+import { ruleAt, type Program, type Route } from '../ir/ir.ts';
 import { trustDomainOf } from '../frontend/spiffe.ts';
 
 export function shadow(p: Program): Program {
@@ -16,7 +16,7 @@ export function shadow(p: Program): Program {
     rules: p.rules.map((r) => {
       if (r.effect !== 'allow' || r.never) return r;
       const by = walls.find((d) => callersCover(d.from, r.from, own) && routesCover(d.routes, r.routes));
-      return by ? { ...r, never: `shadowed by deny rule '${by.id}' (rules[${by.index}]), which matches every request it matches` } : r;
+      return by ? { ...r, never: `shadowed by deny rule '${by.id}' (${ruleAt(p, by)}), which matches every request it matches` } : r;
     }),
   };
 }
