@@ -32,7 +32,7 @@ api('PUT compiles and records version 1 with who and when; GET list, one, versio
   );
   assert.ok(Math.abs(Date.parse(put.json.changed_at) - Date.now()) < 60_000);
   const list = await plane.api('GET', '/v1/policies', { token: plane.viewer });
-  assert.equal(list.json.policies.map((p: any) => [p.name, p.version, p.service]), [['card', 1, CARD]]);
+  assert.equal(list.json.policies.map((p: any) => [p.name, p.version, p.kind, p.level]), [['card', 1, 'service', CARD]]);
   const one = await plane.api('GET', '/v1/policies/card', { token: plane.viewer });
   assert.is(one.json.source, card);
   assert.is(one.json.manifest.wasm.sha256, put.json.sha256);
@@ -67,7 +67,7 @@ api('a bad policy is refused with 400 and the CLI diagnostics: line, col, JSON p
 api('a policy submitted under another name, or for a service another policy protects, is refused', async () => {
   assert.is((await plane.api('PUT', '/v1/policies/other', { body: card })).json.error.code, 'name_mismatch');
   const taken = await plane.api('PUT', '/v1/policies/card2', { body: policy('card2', CARD, ['/x']) });
-  assert.equal([taken.status, taken.json.error.code], [409, 'service_taken']);
+  assert.equal([taken.status, taken.json.error.code], [409, 'level_taken']);
   assert.is((await plane.api('PUT', '/v1/policies/Bad%20Name', { body: card })).json.error.code, 'bad_name');
 });
 

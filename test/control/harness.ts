@@ -10,7 +10,12 @@ import { serverIdentity } from '../../agent/sidecar/peer.ts';
 import { startControlServer, type ControlServer } from '../../control/server.ts';
 import { createToken } from '../../control/tokens.ts';
 import type { Store } from '../../store/store.ts';
-import type { ControlSubscriber } from '../../agent/control/subscriber.ts';
+import { Writable } from 'node:stream';
+import { Pool } from 'undici';
+import { ControlSubscriber } from '../../agent/control/subscriber.ts';
+import { ControlledSidecar } from '../../agent/control/sidecar.ts';
+import { startSidecar } from '../../agent/sidecar/index.ts';
+import { createLogger } from '../../agent/sidecar/decision-log.ts';
 import type { Report } from '../../agent/control/protocol.ts';
 import { initCa, removeDir, TD } from '../support/identity.ts';
 import { openStore } from '../../store/open.ts';
@@ -121,4 +126,44 @@ export async function nextReport(subscriber: ControlSubscriber, match: (r: Repor
 /** Resolves when the subscriber has a stream open (to `url`, if given). */
 export async function connected(subscriber: ControlSubscriber, url?: string): Promise<void> {
   await until<[string]>(subscriber as never, 'connected', (u) => url === undefined || u === url);
+}
+
+/**
+ * `replicas` agents of `service`, each with an embedded sidecar fed by the control plane in
+ * front of `app`, and a frontend whose outbound sidecar routes `<name><i>` to replica i.
+ */
+export async function startServiceSidecars(plane: Plane, service: string, app: string, replicas = 1, urls = [plane.control.url]) {
+  const log = createLogger(new Writable({ write: (_c, _e, done) => done() }));
+  const instances: { subscriber: ControlSubscriber; sidecar: ControlledSidecar }[] = [];
+  for (let i = 0; i < replicas; i++) {
+    const identity = await plane.join(service);
+    const sidecar = new ControlledSidecar((filter) => startSidecar({ identity, inbound: { app, filter }, logger: log }));
+    const subscriber = new ControlSubscriber({ urls, identity, apply: sidecar.apply, retryMs: 50 });
+    instances.push({ subscriber, sidecar });
+    subscriber.start();
+  }
+  const inbound = await Promise.all(instances.map((c) => c.sidecar.ready));
+  const frontend = await startSidecar({
+    identity: await plane.join(FRONTEND),
+    outbound: { routes: Object.fromEntries(inbound.map((s, i) => [`svc${i}`, { url: s.inbound!.url, spiffeId: service }])) },
+    logger: log,
+  });
+  const pool = new Pool(frontend.outbound!.url, { connections: 16 });
+  return {
+    instances,
+    /** GET `path` through the frontend's outbound sidecar to replica `i`: the status. */
+    async call(i: number, callPath: string): Promise<number> {
+      const r = await pool.request({ path: callPath, method: 'GET', headers: { host: `svc${i}` } });
+      await r.body.dump();
+      return r.statusCode;
+    },
+    async close() {
+      await pool.close();
+      await frontend.close();
+      for (const c of instances) {
+        await c.subscriber.close();
+        await c.sidecar.close();
+      }
+    },
+  };
 }
