@@ -40,7 +40,7 @@ const bundlePem = readFileSync(path.join(dir, 'ca', 'bundle.pem'), 'utf8');
 const plane = path.join(dir, 'plane');
 await palisadeRun(['control', 'init', '--dir', plane]);
 const token = /^(pct_\S+)$/m.exec((await palisadeRun(['control', 'token', 'create', '--dir', plane, '--role', 'admin', '--name', 'bench'])).output)![1];
-const server = palisade(['control', 'serve', '--dir', plane, '--listen', '127.0.0.1:0', '--ca-url', ca.url, '--bundle', path.join(dir, 'ca', 'bundle.pem'), '--token', ca.ca.createToken(CONTROL_ID, 600_000).token]);
+const server = palisade(['control', 'serve', '--dir', plane, '--listen', '127.0.0.1:0', '--ca-url', ca.url, '--bundle', path.join(dir, 'ca', 'bundle.pem'), '--token', (await ca.ca.createToken(CONTROL_ID, 600_000)).token]);
 const subscribers: ControlSubscriber[] = [];
 const identities: IdentityAgent[] = [];
 const slots: FilterSlot[] = [];
@@ -59,7 +59,7 @@ try {
 
   const applied = new Map<number, number[]>(); // version → when each agent had it swapped in
   for (let i = 0; i < agents; i++) {
-    const identity = await startAgent({ caUrl: ca.url, bundlePem, token: ca.ca.createToken(SERVICE, 600_000).token });
+    const identity = await startAgent({ caUrl: ca.url, bundlePem, token: (await ca.ca.createToken(SERVICE, 600_000)).token });
     identities.push(identity);
     let slot: FilterSlot | undefined;
     const subscriber = new ControlSubscriber({

@@ -1,7 +1,7 @@
 /**
  * SVID issuance throughput: how many join requests (token check, CSR signature
  * verification, certificate signing, single-use token consumption and SVID record in one
- * SQLite transaction) the CA completes per second, in-process and over HTTPS against a
+ * SQLite store transaction) the CA completes per second, in-process and over HTTPS against a
  * real `palisade ca serve` process. The baseline is this machine's raw ECDSA P-256 signing
  * rate, measured in the same run, so the figures compare across machines.
  *
@@ -37,13 +37,13 @@ export interface SvidBenchResult {
 
 const cpuSeconds = (usage: NodeJS.CpuUsage) => (usage.user + usage.system) / 1e6;
 
-/** Runs `work` back to back for `ms` on this thread. */
-function rate(ms: number, work: () => void): Rate {
+/** Runs `work` back to back (one at a time) for `ms` on this thread. */
+async function rate(ms: number, work: () => unknown): Promise<Rate> {
   const start = performance.now();
   const cpu = process.cpuUsage();
   let n = 0;
   while (performance.now() - start < ms) {
-    work();
+    await work();
     n++;
   }
   return { wall: n / ((performance.now() - start) / 1000), cpu: n / cpuSeconds(process.cpuUsage(cpu)) };
@@ -74,20 +74,21 @@ export async function runSvidBench(seconds = 3): Promise<SvidBenchResult> {
     // Baseline: raw ECDSA P-256 signatures over a certificate-sized message.
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const message = Buffer.alloc(450, 7);
-    const ecdsaSign = rate(ms / 2, () => sign('sha256', message, privateKey));
+    const ecdsaSign = await rate(ms / 2, () => sign('sha256', message, privateKey));
 
     // In-process: the CA's join path, one thread.
-    const ca = CertificateAuthority.open(dir);
-    const tokens = Array.from({ length: Math.ceil(ecdsaSign.wall * seconds) }, () => ca.createToken(SPIFFE_ID, 600_000).token);
+    const ca = await CertificateAuthority.open(dir);
+    const newTokens = (n: number) => Promise.all(Array.from({ length: n }, async () => (await ca.createToken(SPIFFE_ID, 600_000)).token));
+    const tokens = await newTokens(Math.ceil(ecdsaSign.wall * seconds));
     let i = 0;
-    const issueInProcess = rate(ms, () => {
-      ca.join(tokens[i]!, csrs[i % csrs.length]!);
+    const issueInProcess = await rate(ms, async () => {
+      await ca.join(tokens[i]!, csrs[i % csrs.length]!);
       i++;
     });
 
     // Over HTTPS: a real CA process, keep-alive clients with many requests in flight.
-    const httpTokens = Array.from({ length: 40_000 }, () => ca.createToken(SPIFFE_ID, 600_000).token);
-    ca.close();
+    const httpTokens = await newTokens(40_000);
+    await ca.close();
     const workers = Math.min(2, os.availableParallelism());
     const issueHttps = await httpsRate(dir, httpTokens, csrs, ms, workers);
     return { ecdsaSign, issueInProcess, issueHttps, workers, cores: os.availableParallelism() };

@@ -6,6 +6,8 @@ import { createRoot, Issuer, randomSerial, verifyCsr } from './certs.ts';
 import { CaError } from './errors.ts';
 import { checkCaDirectory } from './permissions.ts';
 import { writeSecretFile } from '../platform/secret-file.ts';
+import { writeFileAtomic } from '../platform/files.ts';
+import { isPostgres } from '../store/open.ts';
 import { CaStore, type RenewalRefusal, type RenewalRules, type SvidRecord, type SvidRow } from './store.ts';
 import type { IssuedSvid } from '../spiffe/svid.ts';
 
@@ -39,6 +41,29 @@ export interface CaOptions {
   renewalsPerMinute?: number;
   /** Clock in ms; tests inject one to reach expiry without waiting. */
   now?: () => number;
+  /** Where the state lives (store/open.ts syntax); default: the SQLite file in the CA directory. */
+  store?: string;
+}
+
+interface CaConfig {
+  trust_domain: string;
+  /** Set when the state lives in a shared store (PostgreSQL) rather than the directory's SQLite file. */
+  store?: 'postgres';
+}
+
+const configText = (config: CaConfig) => `${JSON.stringify(config, null, 2)}\n`;
+const sharedStore = (spec: string | undefined): Pick<CaConfig, 'store'> => (spec && isPostgres(spec) ? { store: 'postgres' } : {});
+const storeSpec = (dir: string, spec: string | undefined) => spec ?? `sqlite:${path.join(dir, CA_FILES.db)}`;
+
+/**
+ * Once a CA directory has been used with a shared store, it says so, and opening it without
+ * one is refused: a revocation or a token written to the directory's own SQLite file would
+ * look done and change nothing the servers see.
+ */
+function checkStoreChoice(configPath: string, config: CaConfig, spec: string | undefined): void {
+  if (config.store && !sharedStore(spec).store) {
+    throw new CaError(400, 'store_required', `this CA keeps its state in PostgreSQL (${configPath}); give --store postgres://…`);
+  }
 }
 
 /**
@@ -54,7 +79,7 @@ export class CertificateAuthority {
   private readonly now: () => number;
 
   /** Creates DIR with a new root, the key (0600), the trust bundle and an empty state store. */
-  static async init(dir: string, trustDomain: string): Promise<{ bundlePath: string }> {
+  static async init(dir: string, trustDomain: string, options: Pick<CaOptions, 'store'> = {}): Promise<{ bundlePath: string }> {
     parseTrustDomain(trustDomain);
     if (existsSync(path.join(dir, CA_FILES.config))) throw new Error(`${dir} already holds a CA; refusing to overwrite it`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -63,13 +88,13 @@ export class CertificateAuthority {
     writeSecretFile(path.join(dir, CA_FILES.key), root.keyPem);
     writeFileSync(path.join(dir, CA_FILES.root), root.certPem, { flag: 'wx' });
     writeFileSync(path.join(dir, CA_FILES.bundle), root.certPem, { flag: 'wx' });
-    new CaStore(path.join(dir, CA_FILES.db)).close();
+    await (await CaStore.open(storeSpec(dir, options.store))).close();
     // Written last: its presence marks a complete CA directory.
-    writeFileSync(path.join(dir, CA_FILES.config), `${JSON.stringify({ trust_domain: trustDomain }, null, 2)}\n`, { flag: 'wx' });
+    writeFileSync(path.join(dir, CA_FILES.config), configText({ trust_domain: trustDomain, ...sharedStore(options.store) }), { flag: 'wx' });
     return { bundlePath: path.join(dir, CA_FILES.bundle) };
   }
 
-  static open(dir: string, options: CaOptions = {}): CertificateAuthority {
+  static async open(dir: string, options: CaOptions = {}): Promise<CertificateAuthority> {
     const configPath = path.join(dir, CA_FILES.config);
     if (!existsSync(configPath)) throw new Error(`${dir} is not a CA directory (run: palisade ca init --dir ${dir} --trust-domain TD)`);
     checkCaDirectory(dir);
@@ -78,9 +103,12 @@ export class CertificateAuthority {
     if (mode & 0o077) {
       throw new Error(`CA key ${keyPath} is accessible by group or others (mode ${mode.toString(8)}); run: chmod 600 ${keyPath}`);
     }
-    const { trust_domain: trustDomain } = JSON.parse(readFileSync(configPath, 'utf8')) as { trust_domain: string };
+    const config = JSON.parse(readFileSync(configPath, 'utf8')) as CaConfig;
     const issuer = new Issuer(readFileSync(path.join(dir, CA_FILES.root), 'utf8'), readFileSync(keyPath, 'utf8'));
-    return new CertificateAuthority(trustDomain, issuer, new CaStore(path.join(dir, CA_FILES.db)), options);
+    checkStoreChoice(configPath, config, options.store);
+    const store = await CaStore.open(storeSpec(dir, options.store));
+    if (!config.store && sharedStore(options.store).store) writeFileAtomic(configPath, configText({ ...config, ...sharedStore(options.store) }));
+    return new CertificateAuthority(config.trust_domain, issuer, store, options);
   }
 
   private constructor(trustDomain: string, issuer: Issuer, store: CaStore, options: CaOptions) {
@@ -97,23 +125,23 @@ export class CertificateAuthority {
   }
 
   /** A one-time join token bound to one SPIFFE ID; only its hash is stored. */
-  createToken(spiffeId: string, ttlMs: number): { token: string; expiresAt: Date } {
+  async createToken(spiffeId: string, ttlMs: number): Promise<{ token: string; expiresAt: Date }> {
     this.checkOwnId(spiffeId);
     const token = `pjt_${randomBytes(32).toString('base64url')}`;
     const now = this.now();
-    this.store.addToken(hashToken(token), spiffeId, now, now + ttlMs);
+    await this.store.addToken(hashToken(token), spiffeId, now, now + ttlMs);
     return { token, expiresAt: new Date(now + ttlMs) };
   }
 
   /** Token + CSR → SVID. Of concurrent joins with one token exactly one gets an SVID. */
-  join(token: unknown, csr: unknown): IssuedSvid {
+  async join(token: unknown, csr: unknown): Promise<IssuedSvid> {
     if (typeof token !== 'string' || token.length === 0 || token.length > 256) throw new CaError(400, 'invalid_request', 'token must be a non-empty string');
     const hash = hashToken(token);
-    const spiffeId = this.checkToken(hash); // fail cheaply before spending a signature
+    const spiffeId = await this.checkToken(hash); // fail cheaply before spending a signature
     const request = verifyCsr(csr);
     this.checkRequestedIdentity(request.requestedUris, spiffeId);
-    return this.issue(spiffeId, request, (record) => {
-      if (!this.store.consumeTokenAndRecord(hash, this.now(), record)) this.checkToken(hash); // lost a race: say why
+    return this.issue(spiffeId, request, async (record) => {
+      if (!(await this.store.consumeTokenAndRecord(hash, this.now(), record))) await this.checkToken(hash); // lost a race: say why
     });
   }
 
@@ -122,13 +150,13 @@ export class CertificateAuthority {
    * new SVID records it as predecessor and supersedes it: revoking any SVID of a lineage
    * revokes everything renewed from it, and a lineage keeps one key in the JWKS.
    */
-  renew(peer: X509Certificate | undefined, csr: unknown): IssuedSvid {
-    const { spiffeId, serial } = this.authenticate(peer);
-    this.checkRenewalRate(spiffeId); // before spending a signature
+  async renew(peer: X509Certificate | undefined, csr: unknown): Promise<IssuedSvid> {
+    const { spiffeId, serial } = await this.authenticate(peer);
+    await this.checkRenewalRate(spiffeId); // before spending a signature
     const request = verifyCsr(csr);
     this.checkRequestedIdentity(request.requestedUris, spiffeId);
-    return this.issue(spiffeId, request, (record) => {
-      const refusal = this.store.recordRenewal(record, serial, this.now(), this.renewal);
+    return this.issue(spiffeId, request, async (record) => {
+      const refusal = await this.store.recordRenewal(record, serial, this.now(), this.renewal);
       if (refusal) throw this.renewalRefused(refusal, spiffeId); // revoked, renewed or rate limited meanwhile
     });
   }
@@ -139,34 +167,34 @@ export class CertificateAuthority {
     const { privateKey } = await generateKeyPair();
     const publicKey = createPublicKey(privateKey);
     const key = { spki: publicKey.export({ type: 'spki', format: 'der' }), jwk: publicKey.export({ format: 'jwk' }) as unknown as EcJwk };
-    const svid = this.issue(spiffeId, key, (record) => this.store.recordSvid(record, this.now()), ttlMs);
+    const svid = await this.issue(spiffeId, key, (record) => this.store.recordSvid(record, this.now()), ttlMs);
     return { ...svid, key_pem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
   }
 
   /** Revokes the SVID and its lineage: every SVID renewed from it, transitively. */
-  revoke(serialHex: string): void {
+  async revoke(serialHex: string): Promise<void> {
     const serial = normalizeSerial(serialHex);
-    if (!this.store.revokeLineage(serial, this.now())) throw new CaError(404, 'unknown_serial', `no SVID with serial ${serial} was issued by this CA`);
+    if (!(await this.store.revokeLineage(serial, this.now()))) throw new CaError(404, 'unknown_serial', `no SVID with serial ${serial} was issued by this CA`);
   }
 
   /** Revokes every unexpired SVID of an identity; how many were newly revoked. */
-  revokeIdentity(spiffeId: string): number {
+  revokeIdentity(spiffeId: string): Promise<number> {
     this.checkOwnId(spiffeId);
     return this.store.revokeIdentity(spiffeId, this.now());
   }
 
   /** Every SVID this CA issued (to one identity): serial, lineage, validity, status. */
-  svids(spiffeId?: string): SvidRow[] {
+  svids(spiffeId?: string): Promise<SvidRow[]> {
     if (spiffeId !== undefined) this.checkOwnId(spiffeId);
     return this.store.list(this.now(), spiffeId);
   }
 
   /**
    * JWKS of the public keys of all usable SVIDs (unexpired, unrevoked, not superseded for
-   * longer than the grace); kid = RFC 7638 thumbprint.
+   * longer than the grace); kid = RFC 7638 thumbprint. Read from the store on every call.
    */
-  liveJwks(): { keys: object[] } {
-    return { keys: this.store.liveKeys(this.now(), this.renewal.graceMs) };
+  async liveJwks(): Promise<{ keys: object[] }> {
+    return { keys: await this.store.liveKeys(this.now(), this.renewal.graceMs) };
   }
 
   /** The trust bundle in the SPIFFE bundle format (JWKS with `use: x509-svid`). */
@@ -176,11 +204,11 @@ export class CertificateAuthority {
     return { keys: [{ ...jwk, use: 'x509-svid', x5c: [root.raw.toString('base64')] }] };
   }
 
-  close(): void {
-    this.store.close();
+  close(): Promise<void> {
+    return this.store.close();
   }
 
-  private issue(spiffeId: string, key: { spki: Buffer; jwk: EcJwk }, record: (svid: SvidRecord) => void, ttlMs = this.svidTtlMs): IssuedSvid {
+  private async issue(spiffeId: string, key: { spki: Buffer; jwk: EcJwk }, record: (svid: SvidRecord) => Promise<void>, ttlMs = this.svidTtlMs): Promise<IssuedSvid> {
     const { spki, jwk } = key;
     const now = this.now();
     const notBefore = new Date(Math.floor((now - BACKDATE_MS) / 1000) * 1000);
@@ -190,7 +218,7 @@ export class CertificateAuthority {
     const der = this.issuer.signSvid({ serial: serialBytes, spiffeId, spki, notBefore, notAfter });
     const serial = normalizeSerial(serialBytes.toString('hex'));
     const publicJwk = { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, kid: jwkThumbprint(jwk), alg: 'ES256', use: 'sig' };
-    record({ serial, spiffeId, notBefore: notBefore.getTime(), notAfter: notAfter.getTime(), jwk: JSON.stringify(publicJwk) });
+    await record({ serial, spiffeId, notBefore: notBefore.getTime(), notAfter: notAfter.getTime(), jwk: JSON.stringify(publicJwk) });
     return {
       spiffe_id: spiffeId,
       serial,
@@ -202,8 +230,8 @@ export class CertificateAuthority {
   }
 
   /** The SPIFFE ID a valid token is bound to, or the CaError saying why the token is unusable. */
-  private checkToken(hash: string): string {
-    const { state, spiffeId } = this.store.tokenState(hash, this.now());
+  private async checkToken(hash: string): Promise<string> {
+    const { state, spiffeId } = await this.store.tokenState(hash, this.now());
     if (state === 'valid') return spiffeId!;
     if (state === 'used') throw new CaError(401, 'token_used', 'join token has already been used');
     if (state === 'expired') throw new CaError(401, 'token_expired', 'join token has expired');
@@ -217,7 +245,7 @@ export class CertificateAuthority {
   }
 
   /** Verifies the caller's mTLS certificate against the root and the CA's own records. */
-  private authenticate(peer: X509Certificate | undefined): { spiffeId: string; serial: string } {
+  private async authenticate(peer: X509Certificate | undefined): Promise<{ spiffeId: string; serial: string }> {
     if (!peer) throw new CaError(401, 'client_certificate_required', 'renewal requires the current SVID as TLS client certificate');
     const root = new X509Certificate(this.issuer.rootPem);
     if (!peer.checkIssued(root) || !peer.verify(root.publicKey)) {
@@ -226,15 +254,15 @@ export class CertificateAuthority {
     const now = this.now();
     if (now < Date.parse(peer.validFrom) || now >= Date.parse(peer.validTo)) throw this.renewalRefused('expired', '');
     const serial = normalizeSerial(peer.serialNumber);
-    const record = this.store.svid(serial, now, this.renewal.graceMs);
+    const record = await this.store.svid(serial, now, this.renewal.graceMs);
     if (!record) throw new CaError(401, 'client_certificate_invalid', 'client certificate is not a recorded SVID of this CA');
     if (!record.usable) throw this.renewalRefused(record.status as RenewalRefusal, record.spiffeId);
     if (peer.subjectAltName !== `URI:${record.spiffeId}`) throw new CaError(401, 'client_certificate_invalid', 'client certificate identity does not match the issued SVID');
     return { spiffeId: record.spiffeId, serial };
   }
 
-  private checkRenewalRate(spiffeId: string): void {
-    if (this.store.renewalsSince(spiffeId, this.now() - this.renewal.windowMs) >= this.renewal.limit) throw this.renewalRefused('rate_limited', spiffeId);
+  private async checkRenewalRate(spiffeId: string): Promise<void> {
+    if (await this.store.renewalsSince(spiffeId, this.now() - this.renewal.windowMs) >= this.renewal.limit) throw this.renewalRefused('rate_limited', spiffeId);
   }
 
   private renewalRefused(refusal: RenewalRefusal, spiffeId: string): CaError {

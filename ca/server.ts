@@ -14,6 +14,8 @@ export interface CaServerOptions {
   supersedeGraceMs?: number;
   /** Renewals per SPIFFE ID and minute (default 30). */
   renewalsPerMinute?: number;
+  /** The state store (store/open.ts syntax); default: the SQLite file in `dir`. */
+  store?: string;
   /** Extra DNS names or IPs for the CA's own certificate (besides localhost and the listen host). */
   hostnames?: string[];
   /** Failed join attempts allowed per client address and minute (default 20). */
@@ -46,8 +48,17 @@ const TOKEN_FAILURES = new Set(['token_unknown', 'token_used', 'token_expired'])
  * revocation, mint) are deliberately absent: they are CLI commands on the state directory.
  */
 export async function startCaServer(options: CaServerOptions): Promise<CaServer> {
-  const { svidTtlMs, supersedeGraceMs, renewalsPerMinute } = options;
-  const ca = CertificateAuthority.open(options.dir, { svidTtlMs, supersedeGraceMs, renewalsPerMinute });
+  const { svidTtlMs, supersedeGraceMs, renewalsPerMinute, store } = options;
+  const ca = await CertificateAuthority.open(options.dir, { svidTtlMs, supersedeGraceMs, renewalsPerMinute, store });
+  try {
+    return await serve(ca, options);
+  } catch (err) {
+    await ca.close(); // a PostgreSQL pool left open would keep the process alive
+    throw err;
+  }
+}
+
+async function serve(ca: CertificateAuthority, options: CaServerOptions): Promise<CaServer> {
   const host = options.host ?? '127.0.0.1';
   const names = [...new Set(['localhost', '127.0.0.1', '::1', host, ...(options.hostnames ?? [])])].filter((n) => n !== '0.0.0.0' && n !== '::');
   const serverCert = () => ca.issuer.signServerCert(names, SERVER_CERT_TTL_MS);
@@ -80,14 +91,14 @@ export async function startCaServer(options: CaServerOptions): Promise<CaServer>
   app.get('/healthz', async () => ({ status: 'ok', trust_domain: ca.trustDomain }));
   app.get('/v1/bundle', async (_request, reply) => reply.type('application/x-pem-file').send(ca.issuer.rootPem));
   app.get('/v1/bundle/jwks', async () => ca.bundleJwks());
-  app.get('/v1/jwks', async (_request, reply) => reply.header('cache-control', 'max-age=5').send(ca.liveJwks()));
+  app.get('/v1/jwks', async (_request, reply) => reply.header('cache-control', 'max-age=5').send(await ca.liveJwks()));
 
   app.post('/v1/join', async (request) => {
     const wait = limiter.retryAfter(request.ip);
     if (wait > 0) throw new CaError(429, 'rate_limited', 'too many failed join attempts from this address; retry later', wait / 1000);
     const body = jsonBody(request);
     try {
-      return ca.join(body.token, body.csr);
+      return await ca.join(body.token, body.csr); // awaited: a refusal must reach the limiter
     } catch (err) {
       if (err instanceof CaError && TOKEN_FAILURES.has(err.code)) limiter.fail(request.ip);
       throw err;
@@ -115,7 +126,7 @@ export async function startCaServer(options: CaServerOptions): Promise<CaServer>
     async close() {
       clearInterval(refresh);
       await app.close();
-      ca.close();
+      await ca.close();
     },
   };
 }

@@ -1,11 +1,12 @@
-import Database from 'better-sqlite3';
+import { openStore } from '../store/open.ts';
+import type { Queryable, Store } from '../store/store.ts';
 
 /**
- * The CA's durable state in SQLite: join tokens (as SHA-256 hashes), every issued SVID
- * (serial, SPIFFE ID, validity, public key, the SVID it was renewed from) and revocations.
- * WAL mode with a busy timeout lets `palisade ca token create` and `revoke` write from
- * another process while the server runs; every multi-step change is one transaction, so a
- * crash leaves nothing half-written.
+ * The CA's durable state in the shared store (SQLite by default, PostgreSQL for replicas):
+ * join tokens (as SHA-256 hashes), every issued SVID (serial, SPIFFE ID, validity, public
+ * key, the SVID it was renewed from) and revocations. `palisade ca token create` and
+ * `revoke` write from another process while servers run; every multi-step change is one
+ * serializable transaction, so a crash leaves nothing half-written and replicas agree.
  */
 export interface SvidRecord {
   serial: string;
@@ -49,52 +50,93 @@ export interface RenewalRules {
 }
 
 /**
- * Schema versions, in order; PRAGMA user_version counts how many a store has applied. The
- * first is the schema from before versioning (CREATE IF NOT EXISTS, so such stores, at
- * user_version 0, pass it unchanged). Never edit an entry: append one.
+ * SQLite CA stores from before the shared store counted their schema in PRAGMA user_version
+ * (the first entry is the schema from before versioning: CREATE IF NOT EXISTS, so such stores,
+ * at user_version 0, pass it unchanged). New SQLite stores are made by the same steps, so
+ * every SQLite CA store has one schema. Never edit an entry; new changes go to MIGRATIONS.
+ */
+const SQLITE_LEGACY = [
+  [
+    `CREATE TABLE IF NOT EXISTS tokens (
+      hash TEXT PRIMARY KEY,
+      spiffe_id TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      expires_at INTEGER NOT NULL,
+      used_at INTEGER
+    )`,
+    `CREATE TABLE IF NOT EXISTS svids (
+      serial TEXT PRIMARY KEY,
+      spiffe_id TEXT NOT NULL,
+      not_before INTEGER NOT NULL,
+      not_after INTEGER NOT NULL,
+      jwk TEXT NOT NULL,
+      issued_at INTEGER NOT NULL
+    )`,
+    'CREATE INDEX IF NOT EXISTS svids_not_after ON svids (not_after)',
+    `CREATE TABLE IF NOT EXISTS revocations (
+      serial TEXT PRIMARY KEY REFERENCES svids (serial),
+      revoked_at INTEGER NOT NULL
+    )`,
+  ],
+  // Lineage (revocation follows renewals), supersession (the JWKS keeps one key per lineage)
+  // and the per-identity renewal count.
+  [
+    'ALTER TABLE svids ADD COLUMN predecessor TEXT REFERENCES svids (serial)',
+    'ALTER TABLE svids ADD COLUMN superseded_at INTEGER',
+    'CREATE INDEX svids_predecessor ON svids (predecessor)',
+    'CREATE INDEX svids_identity ON svids (spiffe_id, issued_at)',
+  ],
+];
+
+/**
+ * The store's migrations of the `ca` component, on both engines. The first is the schema
+ * SQLITE_LEGACY arrives at (on SQLite it finds every table there already), with BIGINT for
+ * the millisecond columns and, for PostgreSQL, `seq`: the issue order SQLite keeps in rowid.
  */
 const MIGRATIONS = [
   `CREATE TABLE IF NOT EXISTS tokens (
     hash TEXT PRIMARY KEY,
     spiffe_id TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    used_at INTEGER
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
   );
   CREATE TABLE IF NOT EXISTS svids (
     serial TEXT PRIMARY KEY,
     spiffe_id TEXT NOT NULL,
-    not_before INTEGER NOT NULL,
-    not_after INTEGER NOT NULL,
+    not_before BIGINT NOT NULL,
+    not_after BIGINT NOT NULL,
     jwk TEXT NOT NULL,
-    issued_at INTEGER NOT NULL
+    issued_at BIGINT NOT NULL,
+    predecessor TEXT REFERENCES svids (serial),
+    superseded_at BIGINT,
+    seq BIGSERIAL
   );
   CREATE INDEX IF NOT EXISTS svids_not_after ON svids (not_after);
+  CREATE INDEX IF NOT EXISTS svids_predecessor ON svids (predecessor);
+  CREATE INDEX IF NOT EXISTS svids_identity ON svids (spiffe_id, issued_at);
   CREATE TABLE IF NOT EXISTS revocations (
     serial TEXT PRIMARY KEY REFERENCES svids (serial),
-    revoked_at INTEGER NOT NULL
+    revoked_at BIGINT NOT NULL
   );`,
-  // Lineage (revocation follows renewals), supersession (the JWKS keeps one key per lineage)
-  // and the per-identity renewal count.
-  `ALTER TABLE svids ADD COLUMN predecessor TEXT REFERENCES svids (serial);
-  ALTER TABLE svids ADD COLUMN superseded_at INTEGER;
-  CREATE INDEX svids_predecessor ON svids (predecessor);
-  CREATE INDEX svids_identity ON svids (spiffe_id, issued_at);`,
 ];
 
-/** An SVID's status at @now (an SQL expression over `svids s`). */
+/** Issue order: the engine-specific part of the schema (see MIGRATIONS). */
+const ISSUE_ORDER = { sqlite: 's.rowid', postgres: 's.seq' } as const;
+
+/** An SVID's status at $1 (an SQL expression over `svids s`). */
 const STATUS = `CASE
   WHEN r.serial IS NOT NULL THEN 'revoked'
-  WHEN s.not_after <= @now THEN 'expired'
+  WHEN s.not_after <= $1 THEN 'expired'
   WHEN s.superseded_at IS NOT NULL THEN 'superseded'
   ELSE 'live' END`;
-/** Usable at @now: in the JWKS, and may renew. */
-const USABLE = `r.serial IS NULL AND s.not_after > @now AND (s.superseded_at IS NULL OR s.superseded_at > @now - @grace)`;
+/** Usable at $1 (in the JWKS, and may renew), with $2 = $1 - the supersede grace. */
+const USABLE = 'r.serial IS NULL AND s.not_after > $1 AND (s.superseded_at IS NULL OR s.superseded_at > $2)';
 const ROW = `s.serial, s.spiffe_id, s.predecessor, s.not_before, s.not_after, s.issued_at, s.superseded_at, r.revoked_at,
   ${STATUS} AS status`;
 const FROM = 'FROM svids s LEFT JOIN revocations r ON r.serial = s.serial';
 
-interface Row {
+type Row = {
   serial: string;
   spiffe_id: string;
   predecessor: string | null;
@@ -104,64 +146,32 @@ interface Row {
   superseded_at: number | null;
   revoked_at: number | null;
   status: SvidStatus;
-}
+};
 
 export class CaStore {
-  private readonly db: Database.Database;
-  private readonly stmts;
+  private constructor(private readonly db: Store) {}
 
-  constructor(file: string) {
-    this.db = new Database(file, { timeout: 5000 });
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL'); // durable across process crashes in WAL mode
-    this.db.pragma('foreign_keys = ON');
-    this.migrate();
-    this.stmts = {
-      insertToken: this.db.prepare('INSERT INTO tokens (hash, spiffe_id, created_at, expires_at) VALUES (?, ?, ?, ?)'),
-      token: this.db.prepare<[string], { spiffe_id: string; expires_at: number; used_at: number | null }>(
-        'SELECT spiffe_id, expires_at, used_at FROM tokens WHERE hash = ?',
-      ),
-      consume: this.db.prepare('UPDATE tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND expires_at > ?'),
-      insertSvid: this.db.prepare(
-        'INSERT INTO svids (serial, spiffe_id, not_before, not_after, jwk, issued_at, predecessor) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      ),
-      svid: this.db.prepare<{ serial: string; now: number; grace: number }, Row & { usable: number }>(
-        `SELECT ${ROW}, ${USABLE} AS usable ${FROM} WHERE s.serial = @serial`,
-      ),
-      list: this.db.prepare<{ spiffeId: string | null; now: number }, Row>(
-        `SELECT ${ROW} ${FROM} WHERE @spiffeId IS NULL OR s.spiffe_id = @spiffeId ORDER BY s.spiffe_id, s.issued_at, s.rowid`,
-      ),
-      // Renewals keep the SPIFFE ID, so a lineage never leaves its identity.
-      revokeLineage: this.db.prepare<{ serial: string; now: number }>(
-        `WITH RECURSIVE lineage (serial) AS (
-           SELECT @serial UNION SELECT s.serial FROM svids s JOIN lineage l ON s.predecessor = l.serial)
-         INSERT OR IGNORE INTO revocations (serial, revoked_at) SELECT serial, @now FROM lineage`,
-      ),
-      revokeIdentity: this.db.prepare<{ spiffeId: string; now: number }>(
-        `INSERT OR IGNORE INTO revocations (serial, revoked_at)
-         SELECT serial, @now FROM svids WHERE spiffe_id = @spiffeId AND not_after > @now`,
-      ),
-      renewalsSince: this.db.prepare<[string, number], { n: number }>(
-        'SELECT COUNT(*) AS n FROM svids WHERE spiffe_id = ? AND predecessor IS NOT NULL AND issued_at > ?',
-      ),
-      // The predecessor and any earlier renewal of it: one lineage keeps one live SVID.
-      supersede: this.db.prepare<{ predecessor: string; serial: string; now: number }>(
-        `UPDATE svids SET superseded_at = @now
-         WHERE superseded_at IS NULL AND serial != @serial AND (serial = @predecessor OR predecessor = @predecessor)`,
-      ),
-      live: this.db.prepare<{ now: number; grace: number }, { jwk: string }>(
-        `SELECT s.jwk ${FROM} WHERE ${USABLE} ORDER BY s.not_after`,
-      ),
-    };
+  /** Opens the store `spec` names (see store/open.ts) and brings it to the latest schema. */
+  static async open(spec: string): Promise<CaStore> {
+    const db = await openStore(spec);
+    try {
+      if (db.kind === 'sqlite') await adoptSqliteLegacy(db);
+      await db.migrate('ca', MIGRATIONS);
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
+    return new CaStore(db);
   }
 
-  addToken(hash: string, spiffeId: string, now: number, expiresAt: number): void {
-    this.stmts.insertToken.run(hash, spiffeId, now, expiresAt);
+  async addToken(hash: string, spiffeId: string, now: number, expiresAt: number): Promise<void> {
+    await this.db.run('INSERT INTO tokens (hash, spiffe_id, created_at, expires_at) VALUES ($1, $2, $3, $4)', [hash, spiffeId, now, expiresAt]);
   }
 
   /** Read-only look at a token, to refuse hopeless joins before spending a signature on them. */
-  tokenState(hash: string, now: number): { state: TokenState; spiffeId?: string } {
-    const row = this.stmts.token.get(hash);
+  async tokenState(hash: string, now: number): Promise<{ state: TokenState; spiffeId?: string }> {
+    const [row] = await this.db.query<{ spiffe_id: string; expires_at: number; used_at: number | null }>(
+      'SELECT spiffe_id, expires_at, used_at FROM tokens WHERE hash = $1', [hash]);
     if (!row) return { state: 'unknown' };
     if (row.used_at !== null) return { state: 'used', spiffeId: row.spiffe_id };
     if (row.expires_at <= now) return { state: 'expired', spiffeId: row.spiffe_id };
@@ -170,20 +180,21 @@ export class CaStore {
 
   /**
    * Consumes the token and records the SVID in one transaction. The conditional UPDATE is
-   * the single-use guarantee: of any number of concurrent attempts (in any process) exactly
-   * one changes the row; the others record nothing.
+   * the single-use guarantee: of any number of concurrent attempts (in any process, on any
+   * replica) exactly one changes the row; the others record nothing.
    */
-  consumeTokenAndRecord(hash: string, now: number, svid: SvidRecord): boolean {
-    return this.db.transaction(() => {
-      if (this.stmts.consume.run(now, hash, now).changes !== 1) return false;
-      this.insert(svid, now, null);
+  consumeTokenAndRecord(hash: string, now: number, svid: SvidRecord): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const consumed = await tx.run('UPDATE tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL AND expires_at > $1', [now, hash]);
+      if (consumed !== 1) return false;
+      await insert(tx, svid, now, null);
       return true;
-    }).immediate();
+    });
   }
 
   /** An SVID issued without a predecessor (mint). */
-  recordSvid(svid: SvidRecord, now: number): void {
-    this.insert(svid, now, null);
+  async recordSvid(svid: SvidRecord, now: number): Promise<void> {
+    await insert(this.db, svid, now, null);
   }
 
   /**
@@ -191,68 +202,106 @@ export class CaStore {
    * again what the caller checked before signing: a revocation or another renewal that
    * landed in between (in any process) wins, so a lineage revoked mid-renewal stays revoked.
    */
-  recordRenewal(svid: SvidRecord, predecessor: string, now: number, rules: RenewalRules): RenewalRefusal | null {
-    return this.db.transaction((): RenewalRefusal | null => {
-      const current = this.svid(predecessor, now, rules.graceMs)!;
+  recordRenewal(svid: SvidRecord, predecessor: string, now: number, rules: RenewalRules): Promise<RenewalRefusal | null> {
+    return this.db.transaction(async (tx): Promise<RenewalRefusal | null> => {
+      const current = (await svidIn(tx, predecessor, now, rules.graceMs))!;
       if (!current.usable) return current.status as RenewalRefusal;
-      if (this.renewalsSince(svid.spiffeId, now - rules.windowMs) >= rules.limit) return 'rate_limited';
-      this.insert(svid, now, predecessor);
-      this.stmts.supersede.run({ predecessor, serial: svid.serial, now });
+      if (await renewalsIn(tx, svid.spiffeId, now - rules.windowMs) >= rules.limit) return 'rate_limited';
+      await insert(tx, svid, now, predecessor);
+      // The predecessor and any earlier renewal of it: one lineage keeps one live SVID.
+      await tx.run(
+        `UPDATE svids SET superseded_at = $1
+         WHERE superseded_at IS NULL AND serial != $2 AND (serial = $3 OR predecessor = $3)`,
+        [now, svid.serial, predecessor],
+      );
       return null;
-    }).immediate();
-  }
-
-  private insert(svid: SvidRecord, now: number, predecessor: string | null): void {
-    this.stmts.insertSvid.run(svid.serial, svid.spiffeId, svid.notBefore, svid.notAfter, svid.jwk, now, predecessor);
+    });
   }
 
   /** One SVID and whether it is usable at `now` (in the JWKS, may renew). */
-  svid(serial: string, now: number, graceMs: number): (SvidRow & { usable: boolean }) | undefined {
-    const row = this.stmts.svid.get({ serial, now, grace: graceMs });
-    return row && { ...toSvidRow(row), usable: row.usable === 1 };
+  svid(serial: string, now: number, graceMs: number): Promise<(SvidRow & { usable: boolean }) | undefined> {
+    return svidIn(this.db, serial, now, graceMs);
   }
 
   /** Every SVID ever issued (of one identity), oldest first per identity. */
-  list(now: number, spiffeId?: string): SvidRow[] {
-    return this.stmts.list.all({ spiffeId: spiffeId ?? null, now }).map(toSvidRow);
+  async list(now: number, spiffeId?: string): Promise<SvidRow[]> {
+    const order = `ORDER BY s.spiffe_id, s.issued_at, ${ISSUE_ORDER[this.db.kind]}`;
+    const rows = spiffeId === undefined
+      ? await this.db.query<Row>(`SELECT ${ROW} ${FROM} ${order}`, [now])
+      : await this.db.query<Row>(`SELECT ${ROW} ${FROM} WHERE s.spiffe_id = $2 ${order}`, [now, spiffeId]);
+    return rows.map(toSvidRow);
   }
 
-  renewalsSince(spiffeId: string, since: number): number {
-    return this.stmts.renewalsSince.get(spiffeId, since)!.n;
+  renewalsSince(spiffeId: string, since: number): Promise<number> {
+    return renewalsIn(this.db, spiffeId, since);
   }
 
   /** Revokes the SVID and every SVID renewed from it, transitively; false when the serial is unknown. */
-  revokeLineage(serial: string, now: number): boolean {
-    return this.db.transaction(() => {
-      if (!this.svid(serial, now, 0)) return false;
-      this.stmts.revokeLineage.run({ serial, now });
+  revokeLineage(serial: string, now: number): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      if (!(await svidIn(tx, serial, now, 0))) return false;
+      // Renewals keep the SPIFFE ID, so a lineage never leaves its identity.
+      await tx.run(
+        `WITH RECURSIVE lineage (serial) AS (
+           SELECT CAST($1 AS TEXT) UNION SELECT s.serial FROM svids s JOIN lineage l ON s.predecessor = l.serial)
+         INSERT INTO revocations (serial, revoked_at) SELECT serial, CAST($2 AS BIGINT) FROM lineage WHERE true
+         ON CONFLICT DO NOTHING`,
+        [serial, now],
+      );
       return true;
-    }).immediate();
+    });
   }
 
   /** Revokes every unexpired SVID of the identity; the number newly revoked. */
-  revokeIdentity(spiffeId: string, now: number): number {
-    return this.stmts.revokeIdentity.run({ spiffeId, now }).changes;
+  revokeIdentity(spiffeId: string, now: number): Promise<number> {
+    return this.db.run(
+      `INSERT INTO revocations (serial, revoked_at)
+       SELECT serial, CAST($2 AS BIGINT) FROM svids WHERE spiffe_id = $1 AND not_after > $2
+       ON CONFLICT DO NOTHING`,
+      [spiffeId, now],
+    );
   }
 
-  /** JWKs of every usable SVID at `now`. */
-  liveKeys(now: number, graceMs: number): object[] {
-    return this.stmts.live.all({ now, grace: graceMs }).map((row) => JSON.parse(row.jwk));
+  /** JWKs of every usable SVID at `now`, read from the store each time: a revocation at any replica counts at once. */
+  async liveKeys(now: number, graceMs: number): Promise<object[]> {
+    const rows = await this.db.query<{ jwk: string }>(`SELECT s.jwk ${FROM} WHERE ${USABLE} ORDER BY s.not_after`, [now, now - graceMs]);
+    return rows.map((row) => JSON.parse(row.jwk));
   }
 
-  close(): void {
-    this.db.close();
+  close(): Promise<void> {
+    return this.db.close();
   }
+}
 
-  /** Brings the store to the latest schema; concurrent openers serialize on the write lock. */
-  private migrate(): void {
-    this.db.transaction(() => {
-      const version = this.db.pragma('user_version', { simple: true }) as number;
-      if (version > MIGRATIONS.length) throw new Error(`CA state store has schema version ${version}; this palisade knows up to ${MIGRATIONS.length}`);
-      for (const sql of MIGRATIONS.slice(version)) this.db.exec(sql);
-      this.db.pragma(`user_version = ${MIGRATIONS.length}`);
-    }).immediate();
-  }
+/** Brings an SQLite CA store to the last legacy version; concurrent openers serialize on the write lock. */
+async function adoptSqliteLegacy(db: Store): Promise<void> {
+  await db.transaction(async (tx) => {
+    const [{ user_version: version }] = await tx.query<{ user_version: number }>('PRAGMA user_version');
+    if (version > SQLITE_LEGACY.length) {
+      throw new Error(`CA state store has schema version ${version}; this palisade knows up to ${SQLITE_LEGACY.length}`);
+    }
+    for (const statement of SQLITE_LEGACY.slice(version).flat()) await tx.run(statement);
+    await tx.run(`PRAGMA user_version = ${SQLITE_LEGACY.length}`);
+  });
+}
+
+async function insert(db: Queryable, svid: SvidRecord, now: number, predecessor: string | null): Promise<void> {
+  await db.run(
+    'INSERT INTO svids (serial, spiffe_id, not_before, not_after, jwk, issued_at, predecessor) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+    [svid.serial, svid.spiffeId, svid.notBefore, svid.notAfter, svid.jwk, now, predecessor],
+  );
+}
+
+async function svidIn(db: Queryable, serial: string, now: number, graceMs: number): Promise<(SvidRow & { usable: boolean }) | undefined> {
+  const [row] = await db.query<Row & { usable: number }>(
+    `SELECT ${ROW}, CASE WHEN ${USABLE} THEN 1 ELSE 0 END AS usable ${FROM} WHERE s.serial = $3`, [now, now - graceMs, serial]);
+  return row && { ...toSvidRow(row), usable: row.usable === 1 };
+}
+
+async function renewalsIn(db: Queryable, spiffeId: string, since: number): Promise<number> {
+  const [{ n }] = await db.query<{ n: number }>(
+    'SELECT COUNT(*) AS n FROM svids WHERE spiffe_id = $1 AND predecessor IS NOT NULL AND issued_at > $2', [spiffeId, since]);
+  return n;
 }
 
 function toSvidRow(row: Row): SvidRow {

@@ -1,5 +1,5 @@
 /**
- * How `ca` commands reach the CA: its module (SQLite, X.509) loads only when a `ca` command
+ * How `ca` commands reach the CA: its module (store, X.509) loads only when a `ca` command
  * runs, and any library failure becomes one CLI line (exit 2 for bad input).
  */
 import type { CertificateAuthority } from '../ca/ca.ts';
@@ -20,12 +20,15 @@ export async function guard<T>(run: () => Promise<T> | T, exitCode = 1): Promise
   }
 }
 
-export async function withCa<T>(dir: string, run: (ca: CertificateAuthority) => Promise<T> | T): Promise<T> {
+/** `--store`, on every command that reads or writes the CA's state. */
+export const STORE_OPTION = ['--store <spec>', 'state store: postgres://… shared by replicas (default: the SQLite file in --dir)'] as const;
+
+export async function withCa<T>(opts: { dir: string; store?: string }, run: (ca: CertificateAuthority) => Promise<T> | T): Promise<T> {
   const { CertificateAuthority } = await authority();
-  const ca = await guard(() => CertificateAuthority.open(dir));
+  const ca = await guard(() => CertificateAuthority.open(opts.dir, { store: opts.store }));
   try {
     return await guard(() => run(ca));
   } finally {
-    ca.close();
+    await ca.close();
   }
 }

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import type { SvidRow } from '../ca/store.ts';
-import { withCa } from './ca-access.ts';
+import { STORE_OPTION, withCa } from './ca-access.ts';
 import { CliError } from './errors.ts';
 
 /** `palisade ca svid list`: what the CA issued, for audits and before revoking. */
@@ -10,11 +10,12 @@ export function svidCommand(): Command {
     .command('list')
     .description('every SVID issued (or those of one identity): serial, lineage, expiry, status')
     .requiredOption('--dir <dir>', 'CA state directory')
+    .option(...STORE_OPTION)
     .option('--spiffe-id <id>', 'only this identity')
     .option('--format <format>', 'table or json', 'table')
-    .action(async (opts: { dir: string; spiffeId?: string; format: string }) => {
+    .action(async (opts: { dir: string; store?: string; spiffeId?: string; format: string }) => {
       if (opts.format !== 'table' && opts.format !== 'json') throw new CliError('--format must be table or json', 2);
-      const rows = await withCa(opts.dir, (authority) => authority.svids(opts.spiffeId));
+      const rows = await withCa(opts, (authority) => authority.svids(opts.spiffeId));
       process.stdout.write(opts.format === 'json' ? `${JSON.stringify(rows.map(toJson), null, 2)}\n` : table(rows));
     });
   return svid;

@@ -96,7 +96,7 @@ async function runDemo(keep: boolean): Promise<void> {
     const issuer = await edgeIssuer(join(dir, 'jwks.json'));
     const agents: Record<string, IdentityAgent> = {};
     for (const [name, id] of Object.entries(ID)) {
-      const { token } = ca.ca.createToken(id, 60_000);
+      const { token } = await ca.ca.createToken(id, 60_000);
       agents[name] = await startAgent({ caUrl: ca.url, bundlePem, token });
       closers.push(() => agents[name].close());
     }

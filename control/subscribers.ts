@@ -28,7 +28,8 @@ export class Subscribers {
 
   static async start(store: Store, policies: PolicyRegistry, onError: (err: Error) => void): Promise<Subscribers> {
     const subscribers = new Subscribers(policies, onError);
-    subscribers.#unlisten = await store.listen(CHANGES_CHANNEL, (name) => subscribers.#changed(name));
+    // Notifications lost while the store's connection was down: every stream is re-read.
+    subscribers.#unlisten = await store.listen(CHANGES_CHANNEL, (name) => subscribers.#changed(name), () => subscribers.#refreshAll());
     return subscribers;
   }
 
@@ -68,6 +69,10 @@ export class Subscribers {
     this.#enqueue(() => this.#push(name)).catch((err: Error) => this.onError(err));
   }
 
+  #refreshAll(): void {
+    for (const service of [...this.#byService.keys()]) this.#enqueue(() => this.#refresh(service)).catch((err: Error) => this.onError(err));
+  }
+
   #enqueue(work: () => Promise<void>): Promise<void> {
     const run = this.#queue.then(work);
     this.#queue = run.catch(() => undefined);
@@ -80,15 +85,18 @@ export class Subscribers {
     const service = await this.policies.serviceOf(name);
     if (service) services.add(service);
     for (const [s, set] of this.#byService) for (const sub of set) if (sub.sent?.policy === name) services.add(s);
-    for (const s of services) {
-      const set = this.#byService.get(s);
-      if (!set?.size) continue;
-      const filter = await this.policies.filterFor(s);
-      for (const sub of set) {
-        if (sub.sent?.sha256 === filter?.sha256 && sub.sent?.version === filter?.version) continue;
-        sub.sent = filter;
-        send(sub, { type: 'filter', filter });
-      }
+    for (const s of services) await this.#refresh(s);
+  }
+
+  /** Sends the current filter of `service` to each of its streams that was sent something else. */
+  async #refresh(service: string): Promise<void> {
+    const set = this.#byService.get(service);
+    if (!set?.size) return;
+    const filter = await this.policies.filterFor(service);
+    for (const sub of set) {
+      if (sub.sent?.sha256 === filter?.sha256 && sub.sent?.version === filter?.version) continue;
+      sub.sent = filter;
+      send(sub, { type: 'filter', filter });
     }
   }
 

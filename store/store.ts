@@ -28,7 +28,8 @@ export interface Store extends Queryable {
   /**
    * Runs `fn` in one serializable transaction: commits when it resolves, rolls back when it
    * throws. A serialization conflict between replicas is retried here, so `fn` must not
-   * have effects outside the transaction.
+   * have effects outside the transaction. `fn` works through `tx` only: the store itself
+   * waits for the transaction to end (on SQLite, so calling it from `fn` never returns).
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /**
@@ -37,7 +38,13 @@ export interface Store extends Queryable {
    * Never edit an entry: append one.
    */
   migrate(component: string, migrations: readonly string[]): Promise<void>;
-  /** Calls `onMessage` for every committed `notify(channel, …)`; resolves to the unsubscribe. */
-  listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * Calls `onMessage` for every committed `notify(channel, …)`; resolves (to the unsubscribe)
+   * once listening, so a notify after that is delivered. Delivery is at most once: when the
+   * PostgreSQL connection carrying it was lost and is back, `onReconnect` runs, and the caller
+   * re-reads what it follows, since messages in between are gone. Channels: 1-63 of a-z, 0-9,
+   * `_`, `.`; payloads under 8000 bytes (PostgreSQL's limits, on both engines).
+   */
+  listen(channel: string, onMessage: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }

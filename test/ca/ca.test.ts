@@ -25,13 +25,13 @@ test.after(async (ctx) => {
  * CA's clock an hour back, instead of waiting for a short-lived one to run out.
  */
 async function mintExpired(dir: string) {
-  const past = CertificateAuthority.open(dir, { now: () => Date.now() - 3_600_000 });
+  const past = await CertificateAuthority.open(dir, { now: () => Date.now() - 3_600_000 });
   try {
     const svid = await past.mint(CARD, 60_000);
     assert.ok(Date.parse(svid.not_after) < Date.now(), 'expired when used');
     return svid;
   } finally {
-    past.close();
+    await past.close();
   }
 }
 
@@ -47,7 +47,7 @@ test('init writes a P-256 root, a 0600 key and the bundle; serve refuses a reada
   assert.is(statSync(keyPath).mode & 0o777, 0o600);
   chmodSync(keyPath, 0o640);
   try {
-    assert.throws(() => CertificateAuthority.open(ctx.dir), /accessible by group or others/);
+    assert.match(await CertificateAuthority.open(ctx.dir).then(() => 'succeeded', (err: Error) => err.message), /accessible by group or others/);
   } finally {
     chmodSync(keyPath, 0o600);
   }
@@ -56,7 +56,7 @@ test('init writes a P-256 root, a 0600 key and the bundle; serve refuses a reada
 });
 
 test('join: token + CSR → X.509-SVID after the SPIFFE standard, key in the live JWKS', async (ctx) => {
-  const { token } = ctx.server.ca.createToken(CARD, 60_000);
+  const { token } = await ctx.server.ca.createToken(CARD, 60_000);
   const { keys, csr } = await newCsr();
   const res = await join(ctx, { token, csr });
   assert.is(res.status, 200, JSON.stringify(res.json));
@@ -82,14 +82,14 @@ test('join: token + CSR → X.509-SVID after the SPIFFE standard, key in the liv
 });
 
 test('tokens: replay, unknown and expired are refused with stable codes', async (ctx) => {
-  const { token } = ctx.server.ca.createToken(CARD, 60_000);
+  const { token } = await ctx.server.ca.createToken(CARD, 60_000);
   assert.is((await join(ctx, { token, csr: (await newCsr()).csr })).status, 200);
   const replay = await join(ctx, { token, csr: (await newCsr()).csr });
   assert.is(replay.status, 401);
   assert.is(replay.json.error.code, 'token_used');
   const unknown = await join(ctx, { token: 'pjt_nope', csr: (await newCsr()).csr });
   assert.is(unknown.json.error.code, 'token_unknown');
-  const short = ctx.server.ca.createToken(CARD, 5);
+  const short = await ctx.server.ca.createToken(CARD, 5);
   await sleep(20);
   const expired = await join(ctx, { token: short.token, csr: (await newCsr()).csr });
   assert.is(expired.status, 401);
@@ -97,7 +97,7 @@ test('tokens: replay, unknown and expired are refused with stable codes', async 
 });
 
 test('20 concurrent joins with one token yield exactly one SVID', async (ctx) => {
-  const { token } = ctx.server.ca.createToken(CARD, 60_000);
+  const { token } = await ctx.server.ca.createToken(CARD, 60_000);
   const csrs = await Promise.all(Array.from({ length: 20 }, newCsr));
   const results = await Promise.all(csrs.map(({ csr }) => join(ctx, { token, csr })));
   assert.is(results.filter((r) => r.status === 200).length, 1);
@@ -105,7 +105,7 @@ test('20 concurrent joins with one token yield exactly one SVID', async (ctx) =>
 });
 
 test('bad input: content type, JSON, size, CSR signature, key type, foreign identity; token survives', async (ctx) => {
-  const { token } = ctx.server.ca.createToken(CARD, 60_000);
+  const { token } = await ctx.server.ca.createToken(CARD, 60_000);
   const { csr } = await newCsr();
   const cases: [object | string, string | undefined, number, string][] = [
     [`token=${token}`, 'application/x-www-form-urlencoded', 415, 'unsupported_media_type'],
@@ -141,16 +141,16 @@ test('renew over mTLS: same identity, new key; refused without, with foreign, re
 
   assert.is((await renew({}, (await newCsr()).csr)).json.error.code, 'client_certificate_required');
   const otherDir = await initCa();
-  const other = CertificateAuthority.open(otherDir);
+  const other = await CertificateAuthority.open(otherDir);
   const foreign = await other.mint(CARD, 60_000);
-  other.close();
+  await other.close();
   removeDir(path.dirname(otherDir));
   assert.is((await renew({ cert: foreign.svid_pem, key: foreign.key_pem }, (await newCsr()).csr)).json.error.code, 'client_certificate_invalid');
   const mismatch = await renew(client, await csrAsking(`spiffe://${TD}/ns/payments/sa/admin`));
   assert.is(mismatch.json.error.code, 'identity_mismatch');
 
-  ctx.server.ca.revoke(first.serial);
-  assert.throws(() => ctx.server.ca.revoke('abcdef'), /no SVID with serial abcdef/);
+  await ctx.server.ca.revoke(first.serial);
+  assert.match(await ctx.server.ca.revoke('abcdef').then(() => 'succeeded', (err: Error) => err.message), /no SVID with serial abcdef/);
   const revoked = await renew(client, (await newCsr()).csr);
   assert.is(revoked.status, 401);
   assert.is(revoked.json.error.code, 'svid_revoked');
@@ -167,7 +167,7 @@ test('live JWKS drops revoked and expired keys; bundle in PEM and SPIFFE JWKS fo
   const revoked = await ctx.server.ca.mint(CARD, 60_000);
   const expiring = await mintExpired(ctx.dir);
   const xOf = (pem: string) => new X509Certificate(pem).publicKey.export({ format: 'jwk' }).x;
-  ctx.server.ca.revoke(revoked.serial);
+  await ctx.server.ca.revoke(revoked.serial);
   const keys = (await caRequest(`${ctx.server.url}/v1/jwks`, ctx.bundle)).json.keys.map((k: any) => k.x);
   assert.ok(keys.includes(xOf(kept.svid_pem)));
   assert.not.ok(keys.includes(xOf(revoked.svid_pem)));
@@ -190,7 +190,7 @@ test('failed join attempts are rate limited per address', async () => {
       const res = await caRequest(`${server.url}/v1/join`, bundle, { body: { token: `guess-${i}`, csr } });
       assert.is(res.json.error.code, 'token_unknown');
     }
-    const { token } = server.ca.createToken(CARD, 60_000);
+    const { token } = await server.ca.createToken(CARD, 60_000);
     const limited = await caRequest(`${server.url}/v1/join`, bundle, { body: { token, csr } });
     assert.is(limited.status, 429);
     assert.is(limited.json.error.code, 'rate_limited');

@@ -17,9 +17,9 @@ const LEDGER = `spiffe://${TD}/ns/payments/sa/ledger`;
 const test = suite('lineage');
 
 /** A CA whose clock the test moves. */
-function clockedCa(dir: string, options: { renewalsPerMinute?: number } = {}) {
+async function clockedCa(dir: string, options: { renewalsPerMinute?: number } = {}) {
   const clock = { now: Date.now() };
-  const ca = CertificateAuthority.open(dir, { ...options, now: () => clock.now });
+  const ca = await CertificateAuthority.open(dir, { ...options, now: () => clock.now });
   return { ca, clock };
 }
 
@@ -27,18 +27,8 @@ async function renewIn(ca: CertificateAuthority, svid: IssuedSvid): Promise<Issu
   return ca.renew(new X509Certificate(svid.svid_pem), (await newCsr()).csr);
 }
 
-const liveXs = (ca: CertificateAuthority) => ca.liveJwks().keys.map((k) => (k as { x: string }).x);
+const liveXs = async (ca: CertificateAuthority) => (await ca.liveJwks()).keys.map((k) => (k as { x: string }).x);
 const xOf = (svid: IssuedSvid) => new X509Certificate(svid.svid_pem).publicKey.export({ format: 'jwk' }).x!;
-
-function refusal(run: () => unknown): CaError {
-  try {
-    run();
-  } catch (err) {
-    if (err instanceof CaError) return err;
-    throw err;
-  }
-  throw new Error('expected a CaError');
-}
 
 async function refusedAsync(run: () => Promise<unknown>): Promise<CaError> {
   const err = await run().then(() => new Error('expected a CaError'), (e: unknown) => e);
@@ -65,14 +55,14 @@ test('a stolen SVID renewed before its revocation dies with it: revoke follows t
     const jwks = async () => (await caRequest(`${server.url}/v1/jwks`, bundle)).json.keys.map((k: { x: string }) => k.x);
     assert.ok((await jwks()).includes(xOf(second.svid)));
 
-    server.ca.revoke(stolen.serial); // the only serial the owner knows about
+    await server.ca.revoke(stolen.serial); // the only serial the owner knows about
 
     const keys = await jwks();
     for (const svid of [stolen, first.svid, second.svid]) assert.not.ok(keys.includes(xOf(svid)), `${svid.serial} left the JWKS`);
     const again = await renew(second.svid);
     assert.is(again.res.status, 401);
     assert.is(again.res.json.error.code, 'svid_revoked');
-    const rows = server.ca.svids(CARD);
+    const rows = (await server.ca.svids(CARD));
     assert.equal(rows.map((r) => [r.serial, r.predecessor, r.status]), [
       [stolen.serial, null, 'revoked'],
       [first.svid.serial, stolen.serial, 'revoked'],
@@ -86,43 +76,44 @@ test('a stolen SVID renewed before its revocation dies with it: revoke follows t
 
 test('a renewed SVID supersedes its predecessor: its key leaves the JWKS after the grace, and it can no longer renew', async () => {
   const dir = await initCa();
-  const { ca, clock } = clockedCa(dir);
+  const { ca, clock } = await clockedCa(dir);
   try {
     const a = await ca.mint(CARD, 3_600_000);
     const b = await renewIn(ca, a);
-    assert.ok(liveXs(ca).includes(xOf(a)), 'in the grace, fingerprints signed with the old key still verify');
+    assert.ok((await liveXs(ca)).includes(xOf(a)), 'in the grace, fingerprints signed with the old key still verify');
     clock.now += 61_000;
-    assert.equal(liveXs(ca), [xOf(b)]);
-    assert.is(refusal(() => ca.renew(new X509Certificate(a.svid_pem), 'unused')).code, 'svid_superseded');
+    assert.equal(await liveXs(ca), [xOf(b)]);
+    assert.is((await refusedAsync(() => ca.renew(new X509Certificate(a.svid_pem), 'unused'))).code, 'svid_superseded');
 
     // Renewing the same SVID twice (a lost answer, or a thief racing the owner) leaves one live branch.
     const c1 = await renewIn(ca, b);
     const c2 = await renewIn(ca, b);
     clock.now += 61_000;
-    assert.equal(liveXs(ca), [xOf(c2)]);
-    assert.equal(ca.svids(CARD).map((r) => r.status), ['superseded', 'superseded', 'superseded', 'live']);
-    assert.equal([c1, c2].map((svid) => ca.svids(CARD).find((r) => r.serial === svid.serial)!.predecessor), [b.serial, b.serial]);
+    assert.equal(await liveXs(ca), [xOf(c2)]);
+    assert.equal((await ca.svids(CARD)).map((r) => r.status), ['superseded', 'superseded', 'superseded', 'live']);
+    const rows = await ca.svids(CARD);
+    assert.equal([c1, c2].map((svid) => rows.find((r) => r.serial === svid.serial)!.predecessor), [b.serial, b.serial]);
   } finally {
-    ca.close();
+    await ca.close();
     removeDir(path.dirname(dir));
   }
 });
 
 test('renewals are rate limited per identity (429 with retry-after over HTTP); other identities are not slowed', async () => {
   const dir = await initCa();
-  const { ca, clock } = clockedCa(dir, { renewalsPerMinute: 3 });
+  const { ca, clock } = await clockedCa(dir, { renewalsPerMinute: 3 });
   try {
     let card: IssuedSvid = await ca.mint(CARD, 3_600_000);
     for (let i = 0; i < 3; i++) card = await renewIn(ca, card);
     const limited = await refusedAsync(() => renewIn(ca, card));
     assert.is(limited.status, 429);
     assert.is(limited.code, 'renewal_rate_limited');
-    assert.is(ca.svids(CARD).length, 4, 'nothing recorded for the refused renewal');
+    assert.is((await ca.svids(CARD)).length, 4, 'nothing recorded for the refused renewal');
     await renewIn(ca, await ca.mint(LEDGER, 3_600_000));
     clock.now += 60_001;
     await renewIn(ca, card);
   } finally {
-    ca.close();
+    await ca.close();
   }
   const server = await startCaServer({ dir, port: 0, renewalsPerMinute: 1 });
   try {
@@ -140,12 +131,12 @@ test('renewals are rate limited per identity (429 with retry-after over HTTP); o
 
 test('CLI: ca svid list shows serials, lineage, expiry and status; ca revoke --spiffe-id revokes every SVID of the identity', async () => {
   const dir = await initCa();
-  const ca = CertificateAuthority.open(dir);
+  const ca = await CertificateAuthority.open(dir);
   const a = await ca.mint(CARD, 3_600_000);
   const b = await renewIn(ca, a);
   const other = await ca.mint(CARD, 3_600_000); // a second replica
   const ledger = await ca.mint(LEDGER, 3_600_000);
-  ca.close();
+  await ca.close();
   try {
     const listed = await palisadeRun(['ca', 'svid', 'list', '--dir', dir, '--spiffe-id', CARD, '--format', 'json']);
     assert.is(listed.code, 0, listed.output);
@@ -166,9 +157,9 @@ test('CLI: ca svid list shows serials, lineage, expiry and status; ca revoke --s
     assert.is(revoked.code, 0, revoked.output);
     assert.match(revoked.output, new RegExp(`revoked 3 SVIDs of ${CARD}`));
     // What the revoke run left in the store, read directly (listing was checked above).
-    const store = CertificateAuthority.open(dir);
-    const after = store.svids();
-    store.close();
+    const store = await CertificateAuthority.open(dir);
+    const after = (await store.svids());
+    await store.close();
     assert.equal(after.map((r) => [r.spiffeId, r.status]), [[CARD, 'revoked'], [CARD, 'revoked'], [CARD, 'revoked'], [LEDGER, 'live']]);
 
     const refusals = await Promise.all([ // bad input changes nothing, so these runs may overlap
@@ -197,10 +188,10 @@ CREATE TABLE revocations (serial TEXT PRIMARY KEY REFERENCES svids (serial), rev
 test('a CA directory from before lineage is migrated in place: its SVIDs renew, revoke and list; a newer store is refused', async () => {
   const dir = await initCa();
   const db = path.join(dir, 'state.db');
-  const ca = CertificateAuthority.open(dir);
+  const ca = await CertificateAuthority.open(dir);
   const old = await ca.mint(CARD, 3_600_000);
-  const { token } = ca.createToken(LEDGER, 600_000);
-  ca.close();
+  const { token } = await ca.createToken(LEDGER, 600_000);
+  await ca.close();
   // Rewrite the state as the previous release left it.
   const current = new Database(db);
   const svids = current.prepare('SELECT serial, spiffe_id, not_before, not_after, jwk, issued_at FROM svids').all();
@@ -213,21 +204,21 @@ test('a CA directory from before lineage is migrated in place: its SVIDs renew, 
   for (const row of tokens) legacy.prepare('INSERT INTO tokens VALUES (@hash, @spiffe_id, @created_at, @expires_at, @used_at)').run(row);
   legacy.close();
 
-  const migrated = CertificateAuthority.open(dir);
+  const migrated = await CertificateAuthority.open(dir);
   try {
-    assert.equal(migrated.svids().map((r) => [r.serial, r.predecessor, r.status]), [[old.serial, null, 'live']]);
+    assert.equal((await migrated.svids()).map((r) => [r.serial, r.predecessor, r.status]), [[old.serial, null, 'live']]);
     const renewed = await renewIn(migrated, old);
-    migrated.revoke(old.serial);
-    assert.is(migrated.svids(CARD).find((r) => r.serial === renewed.serial)!.status, 'revoked');
-    assert.ok(migrated.join(token, (await newCsr()).csr).serial, 'tokens survive the migration');
+    await migrated.revoke(old.serial);
+    assert.is((await migrated.svids(CARD)).find((r) => r.serial === renewed.serial)!.status, 'revoked');
+    assert.ok((await migrated.join(token, (await newCsr()).csr)).serial, 'tokens survive the migration');
   } finally {
-    migrated.close();
+    await migrated.close();
   }
   const newer = new Database(db);
   newer.pragma('user_version = 99');
   newer.close();
   try {
-    assert.throws(() => CertificateAuthority.open(dir), /schema version 99/);
+    assert.match(await CertificateAuthority.open(dir).then(() => 'succeeded', (err: Error) => err.message), /schema version 99/);
   } finally {
     removeDir(path.dirname(dir));
   }

@@ -83,9 +83,9 @@ agents('an agent cannot report on another service\'s policy, and the stream need
   // No client certificate, and a certificate from another CA for CARD's very ID.
   const otherDir = tempDir('other-ca');
   await CertificateAuthority.init(`${otherDir}/ca`, 'bank.example');
-  const other = CertificateAuthority.open(`${otherDir}/ca`);
+  const other = await CertificateAuthority.open(`${otherDir}/ca`);
   const minted = await other.mint(CARD, 60_000);
-  other.close();
+  await other.close();
   removeDir(otherDir);
   for (const connect of [{}, { cert: minted.svid_pem, key: minted.key_pem }]) {
     const dispatcher = new Agent({ connect: { ...connect, rejectUnauthorized: false } });

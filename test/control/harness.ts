@@ -61,7 +61,7 @@ export async function startPlane(options: { store?: Store } = {}): Promise<Plane
   const bundlePem = readFileSync(path.join(dir, 'ca', 'bundle.pem'), 'utf8');
   const agents: IdentityAgent[] = [];
   const join = async (spiffeId: string) => {
-    const agent = await startAgent({ caUrl: caServer.url, bundlePem, token: caServer.ca.createToken(spiffeId, 60_000).token });
+    const agent = await startAgent({ caUrl: caServer.url, bundlePem, token: (await caServer.ca.createToken(spiffeId, 60_000)).token });
     agents.push(agent);
     return agent;
   };

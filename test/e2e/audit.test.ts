@@ -35,7 +35,7 @@ const running: ChildProcess[] = [];
 
 /** Starts an agent with the sidecar and the audit log; resolves with its inbound and admin URLs. */
 async function startAgent(): Promise<{ process: ChildProcess; inbound: string; admin: string }> {
-  const { token } = ca.ca.createToken(CARD_ID, 60_000);
+  const { token } = await ca.ca.createToken(CARD_ID, 60_000);
   const child = spawn(process.execPath, [
     BIN, 'agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token,
     '--admin', '127.0.0.1:0', '--inbound', '127.0.0.1:0', '--app', echo.url, '--filter', join(dir, 'card.wasm'),
@@ -213,12 +213,12 @@ e2e('the admin API serves a checkpoint and proofs a third party checks; query an
 });
 
 e2e('bad audit flags are one line and exit 2', async () => {
-  const { token } = ca.ca.createToken(CARD_ID, 60_000);
+  const { token } = await ca.ca.createToken(CARD_ID, 60_000);
   const base = ['agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token];
   const alone = await palisadeAsync(...base, '--audit-dir', join(dir, 'x'));
   assert.is(alone.code, 2, alone.stderr);
   assert.is(alone.stderr.split('\n').filter((l) => l.startsWith('palisade:')).join('\n'), "palisade: --audit-dir records the inbound sidecar's decisions: it needs --inbound");
-  const { token: token2 } = ca.ca.createToken(CARD_ID, 60_000);
+  const { token: token2 } = await ca.ca.createToken(CARD_ID, 60_000);
   const mode = await palisadeAsync('agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token2, '--audit-dir', join(dir, 'x'),
     '--inbound', '127.0.0.1:0', '--app', echo.url, '--filter', join(dir, 'card.wasm'), '--audit-failure', 'maybe');
   assert.is(mode.code, 2);

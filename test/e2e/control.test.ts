@@ -40,7 +40,7 @@ const bundle = () => path.join(dir, 'ca', 'bundle.pem');
 const agentArgs = (token: string) => ['agent', '--ca-url', ca.url, '--bundle', bundle(), '--token', token];
 
 e2e('flags that cannot work together are one line and exit 2, before any join token is spent', async () => {
-  const token = ca.ca.createToken(CARD, 60_000).token;
+  const token = (await ca.ca.createToken(CARD, 60_000)).token;
   const both = await palisadeRun([...agentArgs(token), '--inbound', '127.0.0.1:0', '--app', echo.url, '--control', 'https://127.0.0.1:1', '--filter', 'x.wasm']);
   assert.is(both.code, 2);
   assert.match(both.output, /^palisade: --control and --filter\/--ecds-policy exclude each other[^\n]*\n$/);
@@ -57,7 +57,7 @@ e2e('control serve gets its SVID; a policy PUT through the API reaches an agent\
   const created = await palisadeRun(['control', 'token', 'create', '--dir', plane, '--role', 'admin', '--name', 'ci']);
   assert.is(created.code, 0);
   const admin = /^(pct_\S+)$/m.exec(created.output)![1]!;
-  const server = palisade(['control', 'serve', '--dir', plane, '--listen', '127.0.0.1:0', '--ca-url', ca.url, '--bundle', bundle(), '--token', ca.ca.createToken(CONTROL_ID, 60_000).token]);
+  const server = palisade(['control', 'serve', '--dir', plane, '--listen', '127.0.0.1:0', '--ca-url', ca.url, '--bundle', bundle(), '--token', (await ca.ca.createToken(CONTROL_ID, 60_000)).token]);
   procs.push(server);
   const url = (await server.waitFor(/listening on (https:\/\/\S+)/))[1]!;
   const operator = new Agent({ connect: { ca: readFileSync(bundle(), 'utf8'), checkServerIdentity: (_h: string, c: PeerCertificate) => serverIdentity(c, CONTROL_ID, TD) } });
@@ -67,7 +67,7 @@ e2e('control serve gets its SVID; a policy PUT through the API reaches an agent\
   };
   assert.is((await put(policy('card', CARD, ['/cards/{id}']))).status, 200);
 
-  const agent = palisade([...agentArgs(ca.ca.createToken(CARD, 60_000).token), '--inbound', '127.0.0.1:0', '--app', echo.url, '--control', url]);
+  const agent = palisade([...agentArgs((await ca.ca.createToken(CARD, 60_000)).token), '--inbound', '127.0.0.1:0', '--app', echo.url, '--control', url]);
   procs.push(agent);
   const inbound = JSON.parse((await agent.waitFor(/\{[^\n]*"sidecar listening"[^\n]*\}/))[0]).inbound as string;
   const minted = await ca.ca.mint(FRONTEND, 600_000);

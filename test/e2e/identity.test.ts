@@ -37,7 +37,7 @@ test('CA processes: tokens created while serving, single use across two servers 
     const [portA, portB] = [await freePort(), await freePort()];
     procs.push(...(await Promise.all([startCa(dir, portA), startCa(dir, portB)])));
     const raced = await createToken(dir); // the CLI writes to the store while both servers run
-    const later = inProcessToken(dir);
+    const later = await inProcessToken(dir);
 
     // 20 joins with one token, split over two CA processes sharing the store: exactly one SVID.
     const attempts = await Promise.all(
@@ -79,7 +79,7 @@ test('ca serve --workers 2: issues over HTTPS, and one SIGTERM stops the primary
     const ca = palisade(['ca', 'serve', '--dir', dir, '--listen', `127.0.0.1:${port}`, '--workers', '2']);
     await ca.waitFor(/listening on .* \(2 workers\)/);
     const { csr } = await csrAndKey();
-    const joined = await caRequest(`https://127.0.0.1:${port}/v1/join`, bundle, { body: { token: inProcessToken(dir), csr } });
+    const joined = await caRequest(`https://127.0.0.1:${port}/v1/join`, bundle, { body: { token: await inProcessToken(dir), csr } });
     assert.is(joined.status, 200);
     ca.child.kill('SIGTERM'); // once, as a supervisor would: workers hold IPC channels and keep-alive sockets
     const code = await Promise.race([ca.exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 10_000))]);
@@ -104,7 +104,7 @@ test('agent process: rotation pushed over SDS, CA down then back, key never on d
     ca = await startCaServer({ dir, port, svidTtlMs: 10_000 });
     const socket = path.join(work, 'sds.sock');
     const agent = palisade(
-      ['agent', '--ca-url', `https://127.0.0.1:${port}`, '--bundle', path.join(dir, 'bundle.pem'), '--token', inProcessToken(dir), '--sds', `unix:${socket}`, '--admin', `127.0.0.1:${adminPort}`],
+      ['agent', '--ca-url', `https://127.0.0.1:${port}`, '--bundle', path.join(dir, 'bundle.pem'), '--token', await inProcessToken(dir), '--sds', `unix:${socket}`, '--admin', `127.0.0.1:${adminPort}`],
       { cwd: work, env: { TMPDIR: tmp, TMP: tmp, TEMP: tmp } },
     );
     procs.push(agent);
@@ -198,19 +198,19 @@ test('CLI: init and mint write what they promise; agent exits clearly on bad tok
     assert.ok(svid.checkPrivateKey(createPrivateKey(readFileSync(path.join(minted, 'key.pem')))));
     assert.equal(readFileSync(path.join(minted, 'bundle.pem'), 'utf8'), readFileSync(path.join(dir, 'bundle.pem'), 'utf8'));
     const serial = /serial ([0-9a-f]+)/.exec(mint.output)![1]!;
-    assert.ok(server.ca.svids(CARD).some((row) => row.serial === serial), 'minted SVIDs are recorded like any other');
+    assert.ok((await server.ca.svids(CARD)).some((row) => row.serial === serial), 'minted SVIDs are recorded like any other');
   } finally {
     await server.close();
     removeDir(home);
   }
 });
 
-function inProcessToken(dir: string): string {
-  const ca = CertificateAuthority.open(dir);
+async function inProcessToken(dir: string): Promise<string> {
+  const ca = await CertificateAuthority.open(dir);
   try {
-    return ca.createToken(CARD, 60_000).token;
+    return (await ca.createToken(CARD, 60_000)).token;
   } finally {
-    ca.close();
+    await ca.close();
   }
 }
 

@@ -32,7 +32,7 @@ test.after(async () => {
 });
 
 test('a typo in any flag or file costs nothing: exit 2, one line, and the same token still joins', async () => {
-  const { token } = ca.ca.createToken(CARD, 600_000);
+  const { token } = await ca.ca.createToken(CARD, 600_000);
   const file = (name: string) => path.join(dir, name);
   const base = ['agent', '--ca-url', ca.url, '--bundle', file('ca/bundle.pem'), '--token', token, '--join-attempts', '1'];
   const inbound = ['--inbound', '127.0.0.1:0', '--app', 'http://127.0.0.1:1'];

@@ -45,7 +45,7 @@ cli.before(async () => {
   ca = await startCaServer({ dir: join(dir, 'ca'), port: 0 });
   echo = await startEcho();
   await writeFile(join(dir, 'card.wasm'), await compiled('card'));
-  const { token } = ca.ca.createToken(CARD_ID, 60_000);
+  const { token } = await ca.ca.createToken(CARD_ID, 60_000);
   agent = spawn(process.execPath, [
     BIN, 'agent', '--ca-url', ca.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token,
     '--admin', '127.0.0.1:0', '--inbound', '127.0.0.1:0', '--app', echo.url, '--filter', join(dir, 'card.wasm'),
@@ -122,7 +122,7 @@ cli('the agent serves the inbound sidecar with its SVID; /v1/filter hot-reloads 
     const revoked: Svid = { ...caller, chainPem: revokedSvid.svid_pem, privateKey: createPrivateKey(revokedSvid.key_pem) };
     const revokedDispatcher = mtlsAgent(revokedSvid.bundle_pem, revoked);
     try {
-      ca.ca.revoke(revokedSvid.serial);
+      await ca.ca.revoke(revokedSvid.serial);
       await eventually(async () => (await call(inbound, revokedDispatcher, revoked, { path: '/cards/1', fingerprint: { target: CARD_ID } })).status === 401, 20_000);
     } finally {
       await revokedDispatcher.close();
@@ -142,7 +142,7 @@ cli('the agent serves the inbound sidecar with its SVID; /v1/filter hot-reloads 
 cli('a staleness bound shorter than two refresh periods is refused in one line, exit 2', async () => {
   const server = await startCaServer({ dir: join(dir, 'ca'), port: 0 });
   try {
-    const { token } = server.ca.createToken(CARD_ID, 60_000);
+    const { token } = await server.ca.createToken(CARD_ID, 60_000);
     const child = spawn(process.execPath, [
       BIN, 'agent', '--ca-url', server.url, '--bundle', join(dir, 'ca', 'bundle.pem'), '--token', token,
       '--inbound', '127.0.0.1:0', '--app', echo.url, '--filter', join(dir, 'card.wasm'), '--revocation-staleness', '5s',

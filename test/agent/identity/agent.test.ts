@@ -29,7 +29,7 @@ test.before(async (ctx) => {
   ctx.dir = await initCa();
   ctx.server = await startCaServer({ dir: ctx.dir, port: 0, svidTtlMs: 60_000, joinFailureLimit: 1000 });
   ctx.bundle = readFileSync(path.join(ctx.dir, 'bundle.pem'), 'utf8');
-  const { token } = ctx.server.ca.createToken(CARD, 60_000);
+  const { token } = await ctx.server.ca.createToken(CARD, 60_000);
   ctx.agent = await startAgent({ caUrl: ctx.server.url, bundlePem: ctx.bundle, token, initialBackoffMs: 50 });
   ctx.sockDir = tempDir('sds');
   ctx.socket = path.join(ctx.sockDir, 'sds.sock');
@@ -152,7 +152,7 @@ test('admin: healthz, metrics, svid without the key, plugin routes, JSON 404', a
 
 test('revocation blocks renewal; the agent keeps its SVID and reports degraded', async (ctx) => {
   const current = ctx.agent.svid();
-  ctx.server.ca.revoke(current.serial);
+  await ctx.server.ca.revoke(current.serial);
   const error = await ctx.agent.rotate().then(() => null, (err: Error) => err);
   assert.instance(error, CaRejectedError);
   assert.is((error as CaRejectedError).code, 'svid_revoked');
@@ -166,7 +166,7 @@ test('bootstrap refuses a bad token and a bundle that does not verify the CA', a
   const otherDir = await initCa();
   const otherBundle = readFileSync(path.join(otherDir, 'bundle.pem'), 'utf8');
   removeDir(path.dirname(otherDir));
-  const { token } = ctx.server.ca.createToken(CARD, 60_000);
+  const { token } = await ctx.server.ca.createToken(CARD, 60_000);
   const untrusted = await startAgent({ caUrl: ctx.server.url, bundlePem: otherBundle, token }).then(() => null, (err: Error) => err);
   assert.instance(untrusted, CaUntrustedError);
   // The refused handshake did not consume the token.

@@ -42,7 +42,7 @@ test.before(async () => {
   bundle = await readFile(join(dir, 'ca', 'bundle.pem'), 'utf8');
   echo = await startEcho();
   await writeFile(join(dir, 'card.wasm'), await compiled('card'));
-  card = await startAgent({ caUrl: ca.url, bundlePem: bundle, token: ca.ca.createToken(CARD, 60_000).token });
+  card = await startAgent({ caUrl: ca.url, bundlePem: bundle, token: (await ca.ca.createToken(CARD, 60_000)).token });
   sidecar = await startSidecar({
     identity: card,
     inbound: { host: '127.0.0.1', port: 0, app: echo.url, filterFile: join(dir, 'card.wasm'), watch: false },
@@ -101,7 +101,7 @@ const lastReason = () => log.lines.at(-1)!.reason as string;
 test('a revoked SVID is refused (401) on new connections once the refresh has run', async () => {
   const stolen = await frontendSvid();
   assert.is((await get(stolen)).status, 200);
-  ca.ca.revoke(stolen.serial);
+  await ca.ca.revoke(stolen.serial);
   await eventually(async () => (await get(stolen)).status === 401);
   assert.match(lastReason(), /revoked/);
 });
@@ -112,7 +112,7 @@ test('a revoked SVID is refused on a connection opened before the revocation', a
   try {
     const first = await get(stolen, { agent: keepAlive });
     assert.is(first.status, 200);
-    ca.ca.revoke(stolen.serial);
+    await ca.ca.revoke(stolen.serial);
     const sockets = new Set([first.socket]);
     await eventually(async () => {
       const next = await get(stolen, { agent: keepAlive });
@@ -134,7 +134,7 @@ test('a revoked SVID is refused on a resumed TLS session', async () => {
   const resumed = await get(stolen, { session: ticket });
   assert.ok(resumed.socket.isSessionReused(), 'the session ticket resumes the session');
   assert.is(resumed.status, 200);
-  ca.ca.revoke(stolen.serial);
+  await ca.ca.revoke(stolen.serial);
   await eventually(async () => {
     const again = await get(stolen, { session: ticket });
     assert.ok(again.socket.isSessionReused());
@@ -161,7 +161,7 @@ test('a caller that renewed after the last refresh is accepted at once (the miss
     const renewed = await frontendSvid();
     const kid = jwkThumbprint(renewed.privateKey.export({ format: 'jwk' }) as EcJwk);
     assert.is(await keys.standing(kid), 'live');
-    ca.ca.revoke(renewed.serial);
+    await ca.ca.revoke(renewed.serial);
     await keys.refresh();
     assert.is(await keys.standing(kid), 'unknown');
   } finally {

@@ -66,7 +66,7 @@ test('Envoy\'s jwt_authn finds the key: kid is the thumbprint the CA\'s JWKS of 
   const o = await ctx.filter.handleRequest({ method: 'DELETE', path: '/ledger/7', authority: 'Ledger' });
   await verified(ctx, o, LEDGER, 'DELETE', '/ledger/7');
   const token = headerOf(o.upstreamRequest!.headers, FINGERPRINT_HEADER)[0];
-  const jwks = ctx.world.ca.ca.liveJwks() as JSONWebKeySet;
+  const jwks = (await ctx.world.ca.ca.liveJwks()) as JSONWebKeySet;
   const { kid } = decodeProtectedHeader(token);
   assert.ok(jwks.keys.some((k) => k.kid === kid));
   await compactVerify(token, createLocalJWKSet(jwks)); // selects by kid, as jwt_authn does

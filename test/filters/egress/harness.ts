@@ -34,7 +34,7 @@ export interface SigningAgent {
 export async function startSigningAgent(signer: Partial<SignerOptions> = {}): Promise<SigningAgent> {
   const dir = await initCa();
   const ca = await startCaServer({ dir, port: 0, svidTtlMs: 60_000 });
-  const { token } = ca.ca.createToken(CALLER, 60_000);
+  const { token } = await ca.ca.createToken(CALLER, 60_000);
   const bundlePath = path.join(dir, 'bundle.pem');
   const bundlePem = readFileSync(bundlePath, 'utf8');
   const agent = await startAgent({ caUrl: ca.url, bundlePem, token });

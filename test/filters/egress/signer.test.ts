@@ -43,7 +43,7 @@ test('signs as the agent itself, for the given aud/htm/htu, with the CA\'s kid a
   assert.is(claims.exp - claims.iat, 20);
   assert.is(json.exp, claims.exp);
   const kid = decodeProtectedHeader(json.token).kid;
-  assert.ok((ctx.world.ca.ca.liveJwks().keys as { kid: string }[]).some((k) => k.kid === kid));
+  assert.ok(((await ctx.world.ca.ca.liveJwks()).keys as { kid: string }[]).some((k) => k.kid === kid));
 });
 
 const refusals: [string, unknown, number, string][] = [
@@ -94,7 +94,7 @@ test('an expired SVID signs nothing: 503 svid_expired', async (ctx) => {
 test('palisade agent --egress-signer serves the endpoint on --admin with the agent\'s SVID', async (ctx) => {
   const { ca, bundlePath } = ctx.world;
   const port = await freePort();
-  const token = ca.ca.createToken(CALLER, 60_000).token;
+  const { token } = await ca.ca.createToken(CALLER, 60_000);
   const agent = palisade(['agent', '--ca-url', ca.url, '--bundle', bundlePath, '--token', token, '--admin', `127.0.0.1:${port}`, '--egress-signer']);
   try {
     await agent.waitFor(/agent ready/);
@@ -111,7 +111,7 @@ test('palisade agent --egress-signer serves the endpoint on --admin with the age
 
 test('palisade agent --egress-signer without --admin: exit 2 with the fix', async (ctx) => {
   const { ca, bundlePath } = ctx.world;
-  const token = ca.ca.createToken(CALLER, 60_000).token;
+  const { token } = await ca.ca.createToken(CALLER, 60_000);
   const { code, output } = await palisadeRun(['agent', '--ca-url', ca.url, '--bundle', bundlePath, '--token', token, '--egress-signer']);
   assert.is(code, 2);
   assert.match(output, '--egress-signer needs --admin');
