@@ -59,6 +59,7 @@ export class ControlSubscriber extends EventEmitter<SubscriberEvents> {
   #pool: Pool | undefined;
   #closed = false;
   #running: { policy: string; version: number; sha256: string } | undefined;
+  #connectedTo: string | undefined;
   #loop: Promise<void> | undefined;
 
   constructor(opts: SubscriberOptions) {
@@ -74,6 +75,11 @@ export class ControlSubscriber extends EventEmitter<SubscriberEvents> {
   /** What this agent runs from the control plane, if anything yet. */
   get running() {
     return this.#running && { ...this.#running };
+  }
+
+  /** The replica whose stream is open now, if any. */
+  get connectedTo(): string | undefined {
+    return this.#connectedTo;
   }
 
   start(): void {
@@ -125,6 +131,7 @@ export class ControlSubscriber extends EventEmitter<SubscriberEvents> {
         const text = await response.body.text();
         throw new Error(`control plane answered ${response.statusCode}: ${text.slice(0, 300)}`);
       }
+      this.#connectedTo = url;
       this.emit('connected', url);
       let buffered = '';
       for await (const chunk of response.body) {
@@ -140,6 +147,7 @@ export class ControlSubscriber extends EventEmitter<SubscriberEvents> {
     } catch (err) {
       error = err as Error;
     } finally {
+      this.#connectedTo = undefined;
       void pool.destroy();
     }
     if (!this.#closed) {
