@@ -81,7 +81,6 @@ export const sidecarAgentGroup: AgentOptionGroup = {
       }
     };
     const listening = (ctx: AgentContext, started: Sidecar) => {
-      ctx.closers.push(() => started.close());
       ctx.log.info({ inbound: started.inbound?.url ?? null, outbound: started.outbound?.url ?? null }, 'sidecar listening');
     };
     if (opts.control) {
@@ -106,6 +105,7 @@ export const sidecarAgentGroup: AgentOptionGroup = {
         async setup(ctx) {
           warnRemote(ctx);
           const started = await sidecarError(sidecar.start(ctx.agent, ctx.agent.metrics, ctx.audit));
+          ctx.closers.push(() => started.close());
           listening(ctx, started);
           const filters = started.filters;
           if (filters) ctx.adminPlugins.push(async (app) => registerFilterRoutes(app, filters));

@@ -89,11 +89,11 @@ export class ControlSubscriber extends EventEmitter<SubscriberEvents> {
   async close(): Promise<void> {
     this.#closed = true;
     this.#opts.identity.off('rotated', this.#reconnect);
-    await this.#pool?.destroy();
+    await this.#pool?.destroy().catch(() => {});
     await this.#loop;
   }
 
-  readonly #reconnect = () => void this.#pool?.destroy();
+  readonly #reconnect = () => void this.#pool?.destroy().catch(() => {});
 
   async #run(): Promise<void> {
     const { urls } = this.#opts;
@@ -148,7 +148,7 @@ export class ControlSubscriber extends EventEmitter<SubscriberEvents> {
       error = err as Error;
     } finally {
       this.#connectedTo = undefined;
-      void pool.destroy();
+      void pool.destroy().catch(() => {});
     }
     if (!this.#closed) {
       this.#opts.log?.warn({ control: url, err: error?.message ?? 'stream ended' }, 'control plane stream lost; reconnecting');
