@@ -5,6 +5,7 @@ import type { AdminServer } from '../agent/identity/admin.ts';
 import type { IdentityAgent } from '../agent/identity/agent.ts';
 import type { XdsService } from '../agent/xds/server.ts';
 import type { DecisionAudit } from '../agent/sidecar/audit.ts';
+import type { SubscriberOptions } from '../agent/control/subscriber.ts';
 
 /** What option groups share before the agent has joined the CA. */
 export interface PrepareContext {
@@ -25,6 +26,8 @@ export interface AgentContext extends PrepareContext {
   audit?: DecisionAudit;
   /** Set by --ecds-policy when it serves one policy: the SHA-256 of the build served now (Envoy-mode audit entries name it). */
   servedPolicySha256?: () => string | undefined;
+  /** With --control: where filters from the control plane go (set by the sidecar group's setup). */
+  controlApply?: SubscriberOptions['apply'];
 }
 
 /**

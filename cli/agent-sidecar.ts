@@ -4,9 +4,10 @@
  */
 import type { Command } from 'commander';
 import { CliError } from './errors.ts';
-import type { AgentOptionGroup } from './agent-group.ts';
+import type { AgentContext, AgentOptionGroup } from './agent-group.ts';
 import { parseListen } from './process.ts';
-import { prepareSidecar } from '../agent/sidecar/index.ts';
+import { prepareSidecar, type Sidecar } from '../agent/sidecar/index.ts';
+import { ControlledSidecar } from '../agent/control/sidecar.ts';
 import { isLoopbackHost } from '../agent/identity/loopback.ts';
 import { loadRoutes } from '../agent/sidecar/outbound.ts';
 import { APP_PROTOCOLS, type AppProtocol } from '../agent/sidecar/app-client.ts';
@@ -36,7 +37,7 @@ export const sidecarAgentGroup: AgentOptionGroup = {
   },
   async prepare(opts, ctx) {
     if (!opts.inbound && !opts.outbound) return;
-    if (opts.inbound && (!opts.app || !opts.filter)) throw new CliError('--inbound needs --app URL and --filter FILE.wasm', 2);
+    if (opts.inbound && (!opts.app || !(opts.filter || opts.control))) throw new CliError('--inbound needs --app URL and --filter FILE.wasm (or --control URL)', 2);
     if (opts.outbound && !opts.routes) throw new CliError('--outbound needs --routes FILE', 2);
     const appProtocol = opts.appProtocol as AppProtocol;
     if (!APP_PROTOCOLS.includes(appProtocol)) throw new CliError(`--app-protocol must be ${APP_PROTOCOLS.join(' or ')}, not "${opts.appProtocol}"`, 2);
@@ -68,33 +69,54 @@ export const sidecarAgentGroup: AgentOptionGroup = {
     if (outbound && !allowRemote && !isLoopbackHost(outbound.host)) {
       throw new CliError(`--outbound ${opts.outbound}: the outbound listener signs requests as this workload and listens on loopback only; add --outbound-allow-remote to expose it`, 2);
     }
+    const options = {
+      outbound: outbound && { ...outbound, allowRemote, routes: await sidecarError(loadRoutes(opts.routes as string)) },
+      filterConfiguration: opts.filterConfig as string | undefined,
+      // The case runner (the test host's case format) loads only for an agent given --case-file.
+      checkFilter: opts.caseFile ? await sidecarError(import('../agent/sidecar/case-check.ts').then((m) => m.caseFileCheck(opts.caseFile as string))) : undefined,
+      identityContext: externalIssuer
+        ? { issuer: externalIssuer, audience: opts.identityAudience as string, jwks: opts.identityJwks as string }
+        : undefined,
+      identityIssuers,
+      revocation: { maxStaleMs },
+      fingerprintTtlSeconds,
+      skewSeconds,
+      logger: ctx.log,
+    };
+    const warnRemote = (ctx: AgentContext) => {
+      if (outbound && allowRemote && !isLoopbackHost(outbound.host)) {
+        ctx.log.warn({ outbound: opts.outbound }, 'the outbound listener is reachable from other machines (--outbound-allow-remote): anyone who reaches it sends requests as this workload');
+      }
+    };
+    const listening = (ctx: AgentContext, started: Sidecar) => {
+      ctx.log.info({ inbound: started.inbound?.url ?? null, outbound: started.outbound?.url ?? null }, 'sidecar listening');
+    };
+    if (opts.control) {
+      // The control plane sends the filter once the agent has joined: the sidecar starts with the first one.
+      return {
+        setup(ctx) {
+          warnRemote(ctx);
+          const sidecar = new ControlledSidecar(async (filter) => {
+            const prepared = await prepareSidecar({ ...options, inbound: inbound && { ...inbound, app: opts.app as string, appProtocol, filter } });
+            return prepared.start(ctx.agent, ctx.agent.metrics, ctx.audit);
+          });
+          ctx.controlApply = sidecar.apply;
+          ctx.closers.push(() => sidecar.close());
+          void sidecar.ready.then((started) => listening(ctx, started));
+        },
+      };
+    }
     try {
-      const sidecar = await prepareSidecar({
-        inbound: inbound && { ...inbound, app: opts.app as string, appProtocol, filterFile: opts.filter as string },
-        outbound: outbound && { ...outbound, allowRemote, routes: await loadRoutes(opts.routes as string) },
-        filterConfiguration: opts.filterConfig as string | undefined,
-        // The case runner (the test host's case format) loads only for an agent given --case-file.
-        checkFilter: opts.caseFile ? (await import('../agent/sidecar/case-check.ts')).caseFileCheck(opts.caseFile as string) : undefined,
-        identityContext: externalIssuer
-          ? { issuer: externalIssuer, audience: opts.identityAudience as string, jwks: opts.identityJwks as string }
-          : undefined,
-        identityIssuers,
-        revocation: { maxStaleMs },
-        fingerprintTtlSeconds,
-        skewSeconds,
-        logger: ctx.log,
-      });
+      const sidecar = await prepareSidecar({ ...options, inbound: inbound && { ...inbound, app: opts.app as string, appProtocol, filterFile: opts.filter as string } });
       ctx.closers.push(() => sidecar.close());
       return {
         async setup(ctx) {
-          if (outbound && allowRemote && !isLoopbackHost(outbound.host)) {
-            ctx.log.warn({ outbound: opts.outbound }, 'the outbound listener is reachable from other machines (--outbound-allow-remote): anyone who reaches it sends requests as this workload');
-          }
+          warnRemote(ctx);
           const started = await sidecarError(sidecar.start(ctx.agent, ctx.agent.metrics, ctx.audit));
           ctx.closers.push(() => started.close());
+          listening(ctx, started);
           const filters = started.filters;
           if (filters) ctx.adminPlugins.push(async (app) => registerFilterRoutes(app, filters));
-          ctx.log.info({ inbound: started.inbound?.url ?? null, outbound: started.outbound?.url ?? null }, 'sidecar listening');
         },
       };
     } catch (err) {

@@ -16,6 +16,7 @@ import { sidecarAgentGroup } from './agent-sidecar.ts';
 import { signerAgentGroup } from './agent-signer.ts';
 import { auditAgentGroup } from './agent-audit.ts';
 import { edgeAgentGroup } from './agent-edge.ts';
+import { controlAgentGroup } from './agent-control.ts';
 
 const identityGroup: AgentOptionGroup = {
   addOptions(command) {
@@ -44,7 +45,7 @@ const identityGroup: AgentOptionGroup = {
 };
 
 /** Flag groups of `palisade agent`, in order. */
-export const AGENT_OPTION_GROUPS: AgentOptionGroup[] = [identityGroup, ecdsAgentGroup, auditAgentGroup, sidecarAgentGroup, signerAgentGroup, edgeAgentGroup];
+export const AGENT_OPTION_GROUPS: AgentOptionGroup[] = [identityGroup, ecdsAgentGroup, auditAgentGroup, sidecarAgentGroup, signerAgentGroup, edgeAgentGroup, controlAgentGroup];
 
 export function register(program: Command): void {
   const command = program

@@ -4,7 +4,7 @@
  * ledger), each with its own agent (joined with a one-time token) and embedded sidecar, runs
  * a scripted set of calls and prints what happened to each and why.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -13,9 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { Agent, request } from 'undici';
-import { CliError } from './errors.ts';
 import { untilSignal } from './process.ts';
-import { compilePolicy } from '../compiler/index.ts';
 import { CertificateAuthority } from '../ca/ca.ts';
 import { startCaServer } from '../ca/server.ts';
 import { startAgent, type IdentityAgent } from '../agent/identity/agent.ts';
@@ -27,6 +25,7 @@ import { FINGERPRINT_HEADER, signFingerprint } from '../spiffe/fingerprint.ts';
 import type { Routes } from '../agent/sidecar/outbound.ts';
 import { DemoAudit } from './demo-audit.ts';
 import { AUDIENCE, delegationOf, describeEdge, edgeScenarios, startDemoEdge, startDemoProvider } from './demo-edge.ts';
+import { DemoControl } from './demo-control.ts';
 
 const TD = 'bank.example';
 const ID = {
@@ -72,16 +71,6 @@ async function runDemo(keep: boolean): Promise<void> {
   try {
     out('Palisade demo: a zero-trust perimeter on loopback\n');
 
-    out('compiling policies');
-    const wasm: Record<string, string> = {};
-    for (const [service, file] of Object.entries(POLICIES)) {
-      const result = await compilePolicy(file, await readFile(join(ROOT, file), 'utf8'));
-      if (!result.ok) throw new CliError(`${file}: ${result.diagnostics.map((d) => d.message).join('; ')}`);
-      wasm[service] = join(dir, `${service}.wasm`);
-      await writeFile(wasm[service], result.wasm);
-      out(`  ${file} → ${result.manifest.name} (${result.manifest.mode}), ${result.manifest.rules.total} rules, ${result.wasm.length} bytes of wasm`);
-    }
-
     const caDir = join(dir, 'ca');
     await CertificateAuthority.init(caDir, TD);
     const ca = await startCaServer({ dir: caDir, port: 0, svidTtlMs: 3_600_000 });
@@ -90,6 +79,13 @@ async function runDemo(keep: boolean): Promise<void> {
     out(`\nCA for spiffe://${TD} at ${ca.url}`);
     const audit = await DemoAudit.create(bundlePem);
     closers.push(() => audit.close());
+    const control = await DemoControl.start(ca, bundlePem, join(dir, 'control'), TD);
+    closers.push(() => control.close());
+    out(`control plane at ${control.url}; policies submitted through its API:`);
+    for (const [name, file] of Object.entries(POLICIES)) {
+      const v = await control.submit(name, await readFile(join(ROOT, file), 'utf8'));
+      out(`  PUT /v1/policies/${name} (${file}) → version ${v.version}, ${v.mode}, sha256 ${v.sha256.slice(0, 16)}…`);
+    }
 
     const idp = await startDemoProvider();
     closers.push(() => idp.close());
@@ -102,10 +98,10 @@ async function runDemo(keep: boolean): Promise<void> {
     }
 
     const ledgerApp = await startApp((req, res) => json(res, 200, { ...delegationOf(req), id: req.url!.split('/')[2], balance: 1234.5, currency: 'EUR' }));
-    const ledger = await sidecar(agents.ledger, { app: ledgerApp.url, filterFile: wasm.ledger });
+    const ledger = await sidecar(agents.ledger, { app: ledgerApp.url });
     let cardOutbound = '';
     const cardApp = await startApp(async (req, res) => cardService(req, res, cardOutbound));
-    const card = await sidecar(agents['card-service'], { app: cardApp.url, filterFile: wasm['card-service'] }, { ledger: route(ledger, 'ledger') });
+    const card = await sidecar(agents['card-service'], { app: cardApp.url }, { ledger: route(ledger, 'ledger') });
     cardOutbound = card.outbound!.url;
     const frontend = await sidecar(agents.frontend, undefined, { 'card-service': route(card, 'card-service'), ledger: route(ledger, 'ledger') });
     closers.push(() => ledgerApp.close(), () => cardApp.close());
@@ -113,19 +109,23 @@ async function runDemo(keep: boolean): Promise<void> {
     const edge = await startDemoEdge({ dir, provider: idp, agent: agents.frontend, bundlePem, logger, routes: { '/cards': route(card, 'card-service'), '/balances': route(ledger, 'ledger') } });
     closers.push(() => edge.close());
 
-    async function sidecar(agent: IdentityAgent, inbound?: { app: string; filterFile: string }, routes?: Routes): Promise<Sidecar> {
-      const s = await startSidecar({
-        identity: agent,
-        inbound: inbound && { ...inbound, watch: false },
-        outbound: routes && { routes },
-        audit: inbound && audit.for(agent.svid().spiffeId.split('/').at(-1)!, agent, logger),
-        identityContext: { issuer: idp.issuer, audience: AUDIENCE, jwks: `${idp.issuer}/jwks` },
-        identityIssuers: [ID.frontend, ID['card-service']],
-        logger,
-        registry: agent.metrics,
-      });
-      closers.push(() => s.close());
-      return s;
+    // Inbound sidecars start with the filter the control plane sends them.
+    async function sidecar(agent: IdentityAgent, inbound?: { app: string }, routes?: Routes): Promise<Sidecar> {
+      const start = async (filter?: { wasm: Uint8Array; source: string }) => {
+        const s = await startSidecar({
+          identity: agent,
+          inbound: inbound && filter && { ...inbound, filter },
+          outbound: routes && { routes },
+          audit: inbound && audit.for(agent.svid().spiffeId.split('/').at(-1)!, agent, logger),
+          identityContext: { issuer: idp.issuer, audience: AUDIENCE, jwks: `${idp.issuer}/jwks` },
+          identityIssuers: [ID.frontend, ID['card-service']],
+          logger,
+          registry: agent.metrics,
+        });
+        closers.push(() => s.close());
+        return s;
+      };
+      return inbound ? control.inbound(agent, start) : start();
     }
     for (const [name, s] of [['frontend', frontend], ['card-service', card], ['ledger', ledger]] as const) {
       const sides = [s.inbound && `inbound ${s.inbound.url}`, s.outbound && `outbound ${s.outbound.url}`].filter(Boolean).join(', ');
@@ -187,6 +187,7 @@ async function runDemo(keep: boolean): Promise<void> {
     }
     out(`\n${scenarios.length - failures} of ${scenarios.length} scenarios behaved as expected`);
     if (failures) process.exitCode = 1;
+    if (!(await control.liveChange(out, viaFrontend, join(ROOT, POLICIES.ledger)))) process.exitCode = 1;
     await audit.report(out);
 
     if (keep) {

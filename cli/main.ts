@@ -19,6 +19,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Module> }>
   eval: { summary: "one request's decision through the real filter", load: () => import('./eval.ts') },
   diff: { summary: 'the requests two versions of a policy decide differently', load: () => import('./diff.ts') },
   ca: { summary: 'the certificate authority: SPIFFE X.509-SVIDs, join tokens', load: () => import('./ca.ts') },
+  control: { summary: 'control plane: policies through an API, versioned, pushed to every agent', load: () => import('./control.ts') },
   agent: { summary: 'node agent: SVID in memory, SDS/ECDS for Envoy, embedded mTLS sidecar', load: () => (keepYoungGenerationSmall(), import('./agent.ts')) },
   envoy: { summary: 'Envoy bootstrap generation and validation', load: () => import('./envoy.ts') },
   demo: { summary: 'the zero-trust demo on loopback', load: () => import('./demo.ts') },

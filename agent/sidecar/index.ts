@@ -32,9 +32,11 @@ export interface SidecarOptions {
     app: string;
     /** How the application is spoken to (default http1). */
     appProtocol?: AppProtocol;
-    /** The compiled policy filter; watched for replacement unless `watch` is false. */
-    filterFile: string;
+    /** The compiled policy filter as a file, watched for replacement unless `watch` is false… */
+    filterFile?: string;
     watch?: boolean;
+    /** …or as bytes from elsewhere (the control plane), replaced through `filters`. */
+    filter?: { wasm: Uint8Array; source: string };
     limits?: Partial<InboundLimits>;
   };
   outbound?: { host?: string; port?: number; allowRemote?: boolean; routes: Routes };
@@ -108,8 +110,11 @@ export async function prepareSidecar(opts: Omit<SidecarOptions, 'identity'>): Pr
   let filters: FilterSlot | undefined;
   let identityContext: IdentityVerifier | undefined;
   if (opts.inbound) {
-    const { filterFile } = opts.inbound;
-    filters = await FilterSlot.create(await readFile(filterFile), load, opts.checkFilter, `file ${filterFile}`);
+    const { filterFile, filter } = opts.inbound;
+    if ((filterFile === undefined) === (filter === undefined)) throw new Error('the inbound listener needs its filter as a file or as bytes, one of them');
+    filters = filterFile === undefined
+      ? await FilterSlot.create(filter!.wasm, load, opts.checkFilter, filter!.source)
+      : await FilterSlot.create(await readFile(filterFile), load, opts.checkFilter, `file ${filterFile}`);
     try {
       identityContext = opts.identityContext && (await createIdentityVerifier({ ...opts.identityContext, skewSeconds: opts.skewSeconds }));
     } catch (err) {
@@ -135,7 +140,7 @@ export async function prepareSidecar(opts: Omit<SidecarOptions, 'identity'>): Pr
       try {
         if (opts.inbound && filters) {
           observeReloads(filters, logger, registry);
-          if (opts.inbound.watch !== false) filters.watchFile(opts.inbound.filterFile);
+          if (opts.inbound.filterFile !== undefined && opts.inbound.watch !== false) filters.watchFile(opts.inbound.filterFile);
           if (opts.admin) registerFilterRoutes(opts.admin, filters);
           const { liveKeyIds } = identity;
           if (liveKeyIds) liveKeys = await LiveKeys.start(() => liveKeyIds.call(identity), { ...opts.revocation, log: (msg) => logger.warn(msg) });

@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Svid, SvidSource } from './svid.ts';
 import { tlsMaterial } from './tls.ts';
-import { spiffeIdOf, trustDomainOf } from './peer.ts';
+import { serverIdentity, trustDomainOf } from './peer.ts';
 import { continueTrace } from './trace.ts';
 import { FINGERPRINT_HEADER, signFingerprint } from '../../spiffe/fingerprint.ts';
 import { forwardable, firstHeader, upstreamFailure, hasBody, listen, drain, wantsGrpc, responsePairs, type ServerReply, type ServerRequest } from './http.ts';
@@ -188,12 +188,3 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
   };
 }
 
-/** Mutual authentication: the server must be exactly the workload the route names. */
-function serverIdentity(cert: PeerCertificate, expected: string, trustDomain: string): Error | undefined {
-  try {
-    const actual = spiffeIdOf(cert.raw, trustDomain);
-    return actual === expected ? undefined : new Error(`server SPIFFE ID ${actual} is not the expected ${expected}`);
-  } catch (err) {
-    return new Error(`server certificate: ${(err as Error).message}`);
-  }
-}

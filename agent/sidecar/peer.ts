@@ -3,6 +3,7 @@
  * certificate's single URI SAN, a valid SPIFFE ID in our trust domain (X.509-SVID §2).
  * Anything else is no identity at all.
  */
+import type { PeerCertificate } from 'node:tls';
 import { x509, parseSpiffeId } from '../../spiffe/pki.ts';
 
 export class PeerIdentityError extends Error {}
@@ -26,4 +27,17 @@ export function spiffeIdOf(der: Uint8Array, trustDomain: string): string {
 
 export function trustDomainOf(spiffeId: string): string {
   return parseSpiffeId(spiffeId).trustDomain;
+}
+
+/**
+ * Mutual authentication for a `checkServerIdentity`: the server must be exactly the workload
+ * expected (a route's target, the control plane); the error to refuse `cert` with, if any.
+ */
+export function serverIdentity(cert: PeerCertificate, expected: string, trustDomain: string): Error | undefined {
+  try {
+    const actual = spiffeIdOf(cert.raw, trustDomain);
+    return actual === expected ? undefined : new Error(`server SPIFFE ID ${actual} is not the expected ${expected}`);
+  } catch (err) {
+    return new Error(`server certificate: ${(err as Error).message}`);
+  }
 }
