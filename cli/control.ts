@@ -69,7 +69,7 @@ export function register(program: Command): void {
         try {
           const server = await startControlServer({
             store, identity, host, port, hostnames: opts.hostname,
-            plugins: [({ store, policies }) => dashboard({ store, policies, bundlePem })],
+            plugins: [dashboard],
           }).catch((err: Error) => {
             throw new CliError(`cannot serve on ${opts.listen}: ${err.message}`);
           });

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Store } from '../store/store.ts';
-import type { PolicyRegistry } from '../control/policies.ts';
+import type { PluginContext } from '../control/server.ts';
 import { createToken } from '../control/tokens.ts';
 import { dashboard } from '../dashboard/routes.ts';
 import { DecisionPusher } from '../agent/control/decisions.ts';
@@ -18,12 +18,10 @@ export class DemoDashboard {
   readonly #pushers = new Map<string, DecisionPusher>();
   #store: Store | undefined;
 
-  constructor(private readonly bundlePem: string) {}
-
   /** The control plane plugin serving the pane. */
-  plugin = ({ store, policies }: { store: Store; policies: PolicyRegistry }) => {
-    this.#store = store;
-    return dashboard({ store, policies, bundlePem: this.bundlePem });
+  plugin = (context: PluginContext) => {
+    this.#store = context.store;
+    return dashboard(context);
   };
 
   /** `agent`'s inbound decisions (if it has an inbound side) and its SVID state go to the control plane at `url`, named as its rollout reports name it. */

@@ -82,7 +82,7 @@ async function runDemo(keep: boolean): Promise<void> {
     const ca = await startCaServer({ dir: caDir, port: 0, svidTtlMs: 3_600_000 });
     closers.push(() => ca.close());
     const bundlePem = await readFile(join(caDir, 'bundle.pem'), 'utf8');
-    pane = new DemoDashboard(bundlePem);
+    pane = new DemoDashboard();
     out(`\nCA for spiffe://${TD} at ${ca.url}`);
     const audit = await DemoAudit.create(bundlePem);
     closers.push(() => audit.close());

@@ -39,7 +39,14 @@ export interface ControlServerOptions {
   logger?: boolean;
   now?: () => number;
   /** Routes of components above the control plane (the Security Pane, dashboard/), given the store and registry. */
-  plugins?: ((context: { store: Store; policies: PolicyRegistry }) => FastifyPluginAsync)[];
+  plugins?: ((context: PluginContext) => FastifyPluginAsync)[];
+}
+
+/** What a plugin is given: the store, the policy registry, and the trust bundle (PEM) the control plane's identity holds. */
+export interface PluginContext {
+  store: Store;
+  policies: PolicyRegistry;
+  bundlePem: string;
 }
 
 export interface ControlServer {
@@ -142,7 +149,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
     return reply.status(204).send();
   });
 
-  for (const plugin of options.plugins ?? []) await app.register(plugin({ store, policies }));
+  for (const plugin of options.plugins ?? []) await app.register(plugin({ store, policies, bundlePem: identity.trustBundle().join('\n') }));
 
   await app.listen({ host, port: options.port ?? 0 });
   const port = (app.server.address() as { port: number }).port;

@@ -56,7 +56,8 @@ export class Instances {
         : expiresSoon ? 'under a quarter of its lifetime left' : null;
       return {
         instance,
-        svid: { serial: cert.serialNumber, not_before: new Date(notBefore).toISOString(), not_after: new Date(notAfter).toISOString(), expires_soon: expiresSoon },
+        // Written as the CA and the agent write serials: lowercase hex, no leading zeros.
+        svid: { serial: BigInt(`0x${cert.serialNumber}`).toString(16), not_before: new Date(notBefore).toISOString(), not_after: new Date(notAfter).toISOString(), expires_soon: expiresSoon },
         renewal: batch.renewal,
         policy: batch.policy,
         dropped: batch.dropped,

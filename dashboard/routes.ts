@@ -13,7 +13,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { Store } from '../store/store.ts';
 import { AGENT_INSTANCE_HEADER } from '../agent/control/protocol.ts';
 import { BATCH_MAX, DECISIONS_PATH, type DecisionBatch } from '../agent/control/decisions.ts';
@@ -54,7 +54,7 @@ const ASSETS: Record<string, string> = {
 const SERVICES_PAGE_MAX = 100;
 const GRAPH_EDGES_MAX = 500;
 
-export function dashboard(options: DashboardOptions) {
+export function dashboard(options: DashboardOptions): FastifyPluginAsync {
   return async function plugin(app: FastifyInstance): Promise<void> {
     const { store, policies } = options;
     const now = options.now ?? Date.now;
