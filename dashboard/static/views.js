@@ -28,10 +28,10 @@ async function services(api, _arg, onRefresh) {
           h('td', {}, i ? time(i.last_seen) : reported ? time(reported.reported_at) : '—'));
       });
     });
-    root.replaceChildren(
+    root.replaceChildren(h('div', {},
       h('h2', {}, `Services (${total})`),
       table(['service', 'policy', 'instance', 'runs', 'SVID serial', 'SVID expires', 'renewal', 'last report'], rows),
-      total > services.length ? h('p', { class: 'hint' }, `first ${services.length} of ${total}`) : null);
+      total > services.length ? h('p', { class: 'hint' }, `first ${services.length} of ${total}`) : null));
   };
   await draw();
   onRefresh(draw);
