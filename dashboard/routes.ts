@@ -155,8 +155,9 @@ export function dashboard(options: DashboardOptions): FastifyPluginAsync {
 }
 
 function summaryOf(d: DecisionRecord, instance: string, policy: DecisionBatch['policy']) {
-  // The sidecar refuses a missing or bad fingerprint before the filter, with a fingerprint_* reason.
-  const fingerprint = d.reason.startsWith('fingerprint') ? 'refused' as const : d.caller && d.rule !== undefined && d.mode !== null ? 'verified' as const : 'absent' as const;
+  // The sidecar refuses a missing or bad fingerprint before the filter, with a fingerprint_* reason;
+  // a decision the filter made (it has a mode) from a verified caller passed the fingerprint check.
+  const fingerprint = d.reason.startsWith('fingerprint') ? 'refused' as const : d.caller && d.mode !== null ? 'verified' as const : 'absent' as const;
   return {
     trace_id: d.trace_id, request_id: d.request_id, caller: d.caller, target: d.target, instance,
     method: d.method, path: d.path, decision: d.decision, rule: d.rule, mode: d.mode, status: d.status, reason: d.reason,

@@ -9,24 +9,16 @@
  * whatever the agents send. Every answer is aggregated or paginated: the graph is one edge
  * per (caller, target) pair, a decision page at most PAGE_MAX rows.
  */
-export interface DecisionSummary {
+import type { DecisionRecord } from '../agent/sidecar/decision-log.ts';
+
+/** The sidecar's decision record (latency aside), and what the control plane adds to it. */
+export interface DecisionSummary extends Omit<DecisionRecord, 'latency_ms'> {
   /** Assigned on arrival: the pane links to a decision by it. */
   id: number;
   /** ms since the epoch, when the control plane received it. */
   at: number;
-  trace_id: string;
-  request_id: string;
-  caller: string | null;
-  target: string;
   /** The agent instance that reported it. */
   instance: string;
-  method: string;
-  path: string;
-  decision: string;
-  rule: string | null;
-  mode: string | null;
-  status: number;
-  reason: string;
   /** The verified identity context's subject, when there was one. */
   user: string | null;
   /** Whether the caller's fingerprint was verified, refused (with the reason), or absent. */
