@@ -51,6 +51,7 @@ interface CaConfig {
   store?: 'postgres';
 }
 
+const rootFingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;
 const configText = (config: CaConfig) => `${JSON.stringify(config, null, 2)}\n`;
 const sharedStore = (spec: string | undefined): Pick<CaConfig, 'store'> => (spec && isPostgres(spec) ? { store: 'postgres' } : {});
 const storeSpec = (dir: string, spec: string | undefined) => spec ?? `sqlite:${path.join(dir, CA_FILES.db)}`;
@@ -85,10 +86,11 @@ export class CertificateAuthority {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     checkCaDirectory(dir); // it may have existed, open to others
     const root = await createRoot(trustDomain);
+    // Claimed before any file is written: a store of another CA leaves nothing behind.
+    await (await CaStore.open(storeSpec(dir, options.store), rootFingerprint(root.certPem))).close();
     writeSecretFile(path.join(dir, CA_FILES.key), root.keyPem);
     writeFileSync(path.join(dir, CA_FILES.root), root.certPem, { flag: 'wx' });
     writeFileSync(path.join(dir, CA_FILES.bundle), root.certPem, { flag: 'wx' });
-    await (await CaStore.open(storeSpec(dir, options.store))).close();
     // Written last: its presence marks a complete CA directory.
     writeFileSync(path.join(dir, CA_FILES.config), configText({ trust_domain: trustDomain, ...sharedStore(options.store) }), { flag: 'wx' });
     return { bundlePath: path.join(dir, CA_FILES.bundle) };
@@ -106,7 +108,7 @@ export class CertificateAuthority {
     const config = JSON.parse(readFileSync(configPath, 'utf8')) as CaConfig;
     const issuer = new Issuer(readFileSync(path.join(dir, CA_FILES.root), 'utf8'), readFileSync(keyPath, 'utf8'));
     checkStoreChoice(configPath, config, options.store);
-    const store = await CaStore.open(storeSpec(dir, options.store));
+    const store = await CaStore.open(storeSpec(dir, options.store), rootFingerprint(issuer.rootPem));
     if (!config.store && sharedStore(options.store).store) writeFileAtomic(configPath, configText({ ...config, ...sharedStore(options.store) }));
     return new CertificateAuthority(config.trust_domain, issuer, store, options);
   }

@@ -1,5 +1,6 @@
 import { openStore } from '../store/open.ts';
 import type { Queryable, Store } from '../store/store.ts';
+import { CaError } from './errors.ts';
 
 /**
  * The CA's durable state in the shared store (SQLite by default, PostgreSQL for replicas):
@@ -119,6 +120,9 @@ const MIGRATIONS = [
     serial TEXT PRIMARY KEY REFERENCES svids (serial),
     revoked_at BIGINT NOT NULL
   );`,
+  // The CA the state belongs to (its root's SHA-256): tokens and SVIDs of one CA mean
+  // nothing to another, so a second CA pointed at this store is refused.
+  'CREATE TABLE ca_root (id INTEGER PRIMARY KEY CHECK (id = 1), fingerprint TEXT NOT NULL)',
 ];
 
 /** Issue order: the engine-specific part of the schema (see MIGRATIONS). */
@@ -151,12 +155,21 @@ type Row = {
 export class CaStore {
   private constructor(private readonly db: Store) {}
 
-  /** Opens the store `spec` names (see store/open.ts) and brings it to the latest schema. */
-  static async open(spec: string): Promise<CaStore> {
+  /**
+   * Opens the store `spec` names (see store/open.ts), brings it to the latest schema and
+   * claims it for the CA with this root (SHA-256 fingerprint), or refuses it when another
+   * CA's root claimed it first.
+   */
+  static async open(spec: string, root: string): Promise<CaStore> {
     const db = await openStore(spec);
     try {
       if (db.kind === 'sqlite') await adoptSqliteLegacy(db);
       await db.migrate('ca', MIGRATIONS);
+      const owner = await db.transaction(async (tx) => {
+        await tx.run('INSERT INTO ca_root (id, fingerprint) VALUES (1, $1) ON CONFLICT DO NOTHING', [root]);
+        return (await tx.query<{ fingerprint: string }>('SELECT fingerprint FROM ca_root'))[0]!.fingerprint;
+      });
+      if (owner !== root) throw new CaError(409, 'store_of_another_ca', `this state store belongs to another CA (root SHA-256 ${owner}); give each CA its own`);
     } catch (err) {
       await db.close();
       throw err;

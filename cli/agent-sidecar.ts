@@ -63,10 +63,10 @@ export const sidecarAgentGroup: AgentOptionGroup = {
       throw new CliError(`--outbound ${opts.outbound}: the outbound listener signs requests as this workload and listens on loopback only; add --outbound-allow-remote to expose it`, 2);
     }
     const options = {
-      outbound: outbound && { ...outbound, allowRemote, routes: await loadRoutes(opts.routes as string) },
+      outbound: outbound && { ...outbound, allowRemote, routes: await sidecarError(loadRoutes(opts.routes as string)) },
       filterConfiguration: opts.filterConfig as string | undefined,
       // The case runner (the test host's case format) loads only for an agent given --case-file.
-      checkFilter: opts.caseFile ? (await import('../agent/sidecar/case-check.ts')).caseFileCheck(opts.caseFile as string) : undefined,
+      checkFilter: opts.caseFile ? await sidecarError(import('../agent/sidecar/case-check.ts').then((m) => m.caseFileCheck(opts.caseFile as string))) : undefined,
       identityContext: opts.identityIssuer
         ? { issuer: opts.identityIssuer as string, audience: opts.identityAudience as string, jwks: opts.identityJwks as string }
         : undefined,

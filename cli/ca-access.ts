@@ -5,6 +5,7 @@
 import type { CertificateAuthority } from '../ca/ca.ts';
 import { CaError } from '../ca/errors.ts';
 import { UnsafeCaDirectoryError } from '../ca/permissions.ts';
+import { StoreSpecError } from '../store/open.ts';
 import { CliError } from './errors.ts';
 
 export const authority = () => import('../ca/ca.ts');
@@ -15,7 +16,8 @@ export async function guard<T>(run: () => Promise<T> | T, exitCode = 1): Promise
     return await run();
   } catch (err) {
     if (err instanceof CliError) throw err;
-    const code = (err instanceof CaError && err.status < 500) || err instanceof UnsafeCaDirectoryError ? 2 : exitCode;
+    const badInput = (err instanceof CaError && err.status < 500) || err instanceof UnsafeCaDirectoryError || err instanceof StoreSpecError;
+    const code = badInput ? 2 : exitCode;
     throw new CliError((err as Error).message, code);
   }
 }

@@ -1,13 +1,12 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { CliError } from './errors.ts';
-import { failCompile, readInput } from './inputs.ts';
-import { checkPolicy } from '../compiler/index.ts';
+import { checkComposed, failCompile, readInput } from './inputs.ts';
+import { layerOption, readLayers, runnableFilter } from './layers.ts';
 import { FilterLoadError } from '../host/index.ts';
 import { CaseFileError, evaluate, forwardedHeaders, parseRequest, type CaseRequest } from '../testing/cases.ts';
 import { REASONS } from '../testing/decision-line.ts';
 import { FilterSet } from '../testing/filter-set.ts';
-import { compileWithCache } from '../testing/filter-cache.ts';
 
 interface EvalOptions {
   policy: string;
@@ -16,16 +15,18 @@ interface EvalOptions {
   config?: string;
   format: string;
   cache: boolean;
+  layer: string[];
 }
 
 /**
  * `palisade eval --policy P (--request JSON | --request-file F)`: what one request (in the
  * case-file `request` format) gets from the policy's compiled filter in the strict host,
  * exactly as `palisade test` would run it: decision, status, rule, reason, mode and the
- * headers the filter injects. Exit 0 whatever the decision; 2 for unusable input.
+ * headers the filter injects. Exit 0 whatever the decision; 2 for unusable input. `--layer`
+ * composes the policy with scope layers first.
  */
 export function register(program: Command): void {
-  program.command('eval')
+  layerOption(program.command('eval'))
     .description('show the decision one request gets from a policy (through the real compiled filter)')
     .requiredOption('--policy <file>', 'policy file (JSON)')
     .option('--request <json>', 'the request, as a case file\'s "request": {"method":"GET","path":"/x","source":"spiffe://…"}')
@@ -38,11 +39,10 @@ export function register(program: Command): void {
       const request = requestOf(opts);
       const config = configOf(opts.config);
       const text = readInput(opts.policy, 'policy').toString('utf8');
-      const checked = checkPolicy(opts.policy, text);
+      const layers = readLayers(opts.layer);
+      const checked = checkComposed(opts.policy, text, layers);
       if (!checked.ok) failCompile(opts.policy, checked.diagnostics);
-      const compiled = await compileWithCache(opts.policy, text, opts.cache, (line) => process.stderr.write(`palisade: warning: ${line}\n`));
-      if (!compiled.ok) failCompile(opts.policy, compiled.diagnostics);
-      const filters = new FilterSet(compiled.wasm, path.basename(opts.policy));
+      const filters = new FilterSet(await runnableFilter(opts.policy, text, layers, opts.cache), path.basename(opts.policy));
       try {
         let filter;
         try {

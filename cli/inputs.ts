@@ -41,11 +41,16 @@ export function forEachChecked(files: string[], each: (file: string, checked: Ch
   let ok = true;
   for (const file of files) {
     const text = readPolicyFile(file);
-    const result = text === undefined ? undefined : layers.length ? checkLayers([...layers, { file, text }]) : checkPolicy(file, text);
+    const result = text === undefined ? undefined : checkComposed(file, text, layers);
     if (!result?.ok) {
       for (const d of result?.diagnostics ?? []) process.stderr.write(`${formatDiagnostic(d)}\n`);
       ok = false;
     } else each(file, result);
   }
   return ok;
+}
+
+/** The policy checked as `compile` would build it: composed with `layers` (`--layer`) when there are any. */
+export function checkComposed(file: string, text: string, layers: LayerText[]): ReturnType<typeof checkPolicy> {
+  return layers.length ? checkLayers([...layers, { file, text }]) : checkPolicy(file, text);
 }

@@ -1,15 +1,13 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { CliError } from './errors.ts';
-import { failCompile, readInput } from './inputs.ts';
-import { layerOption, readLayers } from './layers.ts';
-import { checkLayers, compileLayers, type LayerText } from '../compiler/index.ts';
-import { analyze } from '../compiler/frontend/index.ts';
+import { checkComposed, failCompile, readInput } from './inputs.ts';
+import { layerOption, readLayers, runnableFilter } from './layers.ts';
+import type { LayerText } from '../compiler/index.ts';
 import type { CheckedPolicy } from '../compiler/frontend/ast.ts';
 import { FilterLoadError } from '../host/index.ts';
 import { parseCaseFile, runCases, CaseFileError, type CaseFile } from '../testing/cases.ts';
 import { FilterSet } from '../testing/filter-set.ts';
-import { compileWithCache } from '../testing/filter-cache.ts';
 import { coverage, type PolicyCoverage } from '../testing/coverage.ts';
 import { render, FORMATS, type FileRun, type Format } from './test-report.ts';
 
@@ -104,12 +102,8 @@ async function runFiles(caseFiles: CaseFile[], opts: TestOptions, layers: LayerT
   return runs;
 }
 
-async function compile(policy: string, cache: boolean, layers: LayerText[]): Promise<Uint8Array> {
-  const warn = (line: string) => process.stderr.write(`palisade: warning: ${line}\n`);
-  const text = readInput(policy, 'policy').toString('utf8');
-  const result = layers.length ? await compileLayers([...layers, { file: policy, text }]) : await compileWithCache(policy, text, cache, warn);
-  if (!result.ok) failCompile(policy, result.diagnostics);
-  return result.wasm;
+function compile(policy: string, cache: boolean, layers: LayerText[]): Promise<Uint8Array> {
+  return runnableFilter(policy, readInput(policy, 'policy').toString('utf8'), layers, cache);
 }
 
 /** Per policy, over the cases of every file that tests it. */
@@ -119,14 +113,7 @@ function coverageOf(runs: FileRun[], layers: LayerText[]): PolicyCoverage[] {
 }
 
 function checked(file: string, layers: LayerText[]): CheckedPolicy {
-  const name = path.relative(process.cwd(), file);
-  const text = readInput(file, 'policy').toString('utf8');
-  if (!layers.length) {
-    const { policy, diagnostics } = analyze(name, text);
-    if (!policy) failCompile(file, diagnostics);
-    return policy;
-  }
-  const result = checkLayers([...layers, { file: name, text }]);
+  const result = checkComposed(path.relative(process.cwd(), file), readInput(file, 'policy').toString('utf8'), layers);
   if (!result.ok) failCompile(file, result.diagnostics);
   return result.policy;
 }

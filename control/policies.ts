@@ -166,15 +166,30 @@ export class PolicyRegistry {
     return row?.level;
   }
 
+  /**
+   * Compiles outside the transaction (it takes a while), so the transaction first checks that
+   * no policy changed meanwhile: a service composed with layers that are no longer current, or
+   * a layer recompiled over a service source that was just replaced, would put a filter in
+   * force that nobody submitted. Such a race is compiled again, a few times, then a 409.
+   */
   private async record(doc: Document, change: Change, by: Operator): Promise<VersionSummary> {
+    for (let attempt = 1; ; attempt++) {
+      const seen = await this.generation(this.store);
+      const versions = await this.compileChange(doc, change);
+      try {
+        return await this.commit(versions, by, seen);
+      } catch (err) {
+        if (!(err instanceof ControlError && err.code === 'concurrent_change') || attempt >= 3) throw err;
+      }
+    }
+  }
+
+  private async compileChange(doc: Document, change: Change): Promise<NewVersion[]> {
     const { layer, diagnostics } = analyzeDocument(doc);
     if (!layer) throw invalidPolicy(diagnostics);
     if (layer.name !== doc.name) throw new ControlError(400, 'name_mismatch', `the policy is named "${layer.name}" but was submitted as "${doc.name}"`);
     const layers = (await this.currentDocuments('scope')).filter((l) => l.name !== doc.name);
-    if (layer.level.kind === 'service') {
-      const version = await this.composed(doc, layer.level.id, layers, change);
-      return this.commit([version], by);
-    }
+    if (layer.level.kind === 'service') return [await this.composed(doc, layer.level.id, layers, change)];
     // A layer: every service below it is recompiled with the new layer, and all of them commit together or not at all.
     const scope = layer.level.text;
     const source = { file: policyFile(doc.name), sha256: createHash('sha256').update(doc.source).digest('hex') };
@@ -185,7 +200,13 @@ export class PolicyRegistry {
     const services = (await this.currentDocuments('service')).filter((s) => scopeContains(doc, s.level));
     const below: NewVersion[] = [];
     for (const s of services) below.push({ ...(await this.composed(s, s.level, [...layers, doc], 'layer')), cause: doc.name });
-    return this.commit([own, ...below], by);
+    return [own, ...below];
+  }
+
+  /** Every policy's current version: equal before compiling and at commit means nothing changed in between. */
+  private async generation(db: Queryable): Promise<string> {
+    const rows = await db.query<{ name: string; current_version: number | string }>('SELECT name, current_version FROM control_policies ORDER BY name');
+    return rows.map((r) => `${r.name}@${Number(r.current_version)}`).join(',');
   }
 
   /** A service policy composed with the layers above it, compiled; a composition error is the submitter's 400. */
@@ -200,8 +221,9 @@ export class PolicyRegistry {
   }
 
   /** Records the versions in one transaction; the first is what was asked for, and what is answered. */
-  private async commit(versions: NewVersion[], by: Operator): Promise<VersionSummary> {
+  private async commit(versions: NewVersion[], by: Operator, seen: string): Promise<VersionSummary> {
     return this.store.transaction(async (tx) => {
+      if ((await this.generation(tx)) !== seen) throw new ControlError(409, 'concurrent_change', 'other policy changes were committed while this one compiled; submit it again');
       const rows: VersionRow[] = [];
       for (const v of versions) {
         const [other] = await tx.query<{ name: string }>('SELECT name FROM control_policies WHERE level = $1 AND name <> $2', [v.level, v.name]);

@@ -24,7 +24,7 @@ export async function openStore(spec: string): Promise<Store> {
   const file = spec.startsWith('sqlite:') ? spec.slice('sqlite:'.length) : spec;
   // A scheme we do not know is a mistake, not a file name (sqlite:PATH names such a file).
   if (file === '' || (/^[a-z][a-z0-9+.-]*:/i.test(file) && !spec.startsWith('sqlite:'))) {
-    throw new Error(`unsupported store ${JSON.stringify(redact(spec))}: give ${STORE_SPEC_HELP}`);
+    throw new StoreSpecError(`unsupported store ${JSON.stringify(redact(spec))}: give ${STORE_SPEC_HELP}`);
   }
   const { SqliteStore } = await import('./sqlite.ts');
   try {
@@ -33,6 +33,9 @@ export async function openStore(spec: string): Promise<Store> {
     throw new Error(`cannot open SQLite store ${file}: ${(err as Error).message}`);
   }
 }
+
+/** A `--store` value that names no store we know: bad input, not a failure of the store. */
+export class StoreSpecError extends Error {}
 
 export const isPostgres = (spec: string) => /^postgres(ql)?:\/\//i.test(spec);
 

@@ -28,8 +28,8 @@ const TYPES: pg.CustomTypesConfig = {
 export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
   private readonly pool: pg.Pool;
-  private readonly listeners = new Map<string, Set<(payload: string) => void>>();
-  private readonly reconnectHandlers = new Set<() => void>();
+  /** Per channel: its subscriptions, and the LISTEN that serves them. */
+  private readonly listeners = new Map<string, { handlers: Set<Subscription>; ready: Promise<unknown> }>();
   private listener?: Promise<pg.Client>;
   private closed = false;
 
@@ -56,9 +56,14 @@ export class PostgresStore implements Store {
       try {
         return await this.withClient(async (client) => {
           await client.query('BEGIN ISOLATION LEVEL SERIALIZABLE');
-          const result = await fn(queryable(client));
-          await client.query('COMMIT');
-          return result;
+          const tx = transactionOn(client);
+          try {
+            const result = await fn(tx);
+            await client.query('COMMIT');
+            return result;
+          } finally {
+            tx.end(); // the connection goes back to the pool: a tx kept past its end must not reach it
+          }
         });
       } catch (err) {
         if (!RETRIABLE.has((err as { code?: string }).code ?? '') || attempt >= MAX_ATTEMPTS) throw err;
@@ -96,20 +101,27 @@ export class PostgresStore implements Store {
   async listen(channel: string, onMessage: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>> {
     checkNotification(channel, '');
     const client = await this.listenConnection();
-    let handlers = this.listeners.get(channel);
-    if (!handlers) {
-      this.listeners.set(channel, (handlers = new Set()));
-      await client.query(`LISTEN ${client.escapeIdentifier(channel)}`);
+    let entry = this.listeners.get(channel);
+    if (!entry) {
+      // Concurrent listen()s of one channel share its LISTEN: none resolves before it is in place.
+      entry = { handlers: new Set(), ready: client.query(`LISTEN ${client.escapeIdentifier(channel)}`) };
+      this.listeners.set(channel, entry);
     }
-    handlers.add(onMessage);
-    if (onReconnect) this.reconnectHandlers.add(onReconnect);
-    return async () => {
-      if (onReconnect) this.reconnectHandlers.delete(onReconnect);
-      if (!handlers.delete(onMessage) || handlers.size > 0) return;
+    const subscription = { onMessage, onReconnect };
+    entry.handlers.add(subscription);
+    const unlisten = async () => {
+      if (!entry.handlers.delete(subscription) || entry.handlers.size > 0) return;
       this.listeners.delete(channel);
       const current = await this.listener?.catch(() => undefined);
       await current?.query(`UNLISTEN ${current.escapeIdentifier(channel)}`).catch(() => {}); // a lost connection listens to nothing anyway
     };
+    try {
+      await entry.ready;
+    } catch (err) {
+      await unlisten();
+      throw err;
+    }
+    return unlisten;
   }
 
   async close(): Promise<void> {
@@ -142,7 +154,7 @@ export class PostgresStore implements Store {
     client.on('error', onLost);
     client.on('end', onLost);
     client.on('notification', ({ channel, payload }) => {
-      for (const handler of this.listeners.get(channel) ?? []) handler(payload ?? '');
+      for (const { onMessage } of this.listeners.get(channel)?.handlers ?? []) onMessage(payload ?? '');
     });
     try {
       await client.connect();
@@ -162,7 +174,7 @@ export class PostgresStore implements Store {
       if (this.closed) throw new Error('store is closed');
       const client = await this.connectListener().catch(() => undefined);
       if (!client) continue;
-      for (const handler of this.reconnectHandlers) handler();
+      for (const { handlers } of this.listeners.values()) for (const { onReconnect } of handlers) onReconnect?.();
       return client;
     }
   }
@@ -182,11 +194,14 @@ export class PostgresStore implements Store {
   }
 }
 
-function queryable(client: pg.PoolClient): Queryable {
+function transactionOn(client: pg.PoolClient): Queryable & { end(): void } {
+  let session: pg.PoolClient | undefined = client;
+  const inside = () => session ?? Promise.reject(new Error('transaction is over: use the store'));
   return {
-    query: async <T extends Row>(sql: string, params: readonly unknown[] = []) => (await client.query<T>(sql, params as unknown[])).rows,
-    run: async (sql, params = []) => (await client.query(sql, params as unknown[])).rowCount ?? 0,
-    notify: (channel, payload) => notifyOn(client, channel, payload),
+    query: async <T extends Row>(sql: string, params: readonly unknown[] = []) => (await (await inside()).query<T>(sql, params as unknown[])).rows,
+    run: async (sql, params = []) => (await (await inside()).query(sql, params as unknown[])).rowCount ?? 0,
+    notify: async (channel, payload) => notifyOn(await inside(), channel, payload),
+    end: () => (session = undefined),
   };
 }
 
@@ -194,6 +209,11 @@ function queryable(client: pg.PoolClient): Queryable {
 async function notifyOn(db: pg.Pool | pg.PoolClient, channel: string, payload: string): Promise<void> {
   checkNotification(channel, payload);
   await db.query('SELECT pg_notify($1, $2)', [channel, payload]);
+}
+
+interface Subscription {
+  onMessage: (payload: string) => void;
+  onReconnect?: () => void;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

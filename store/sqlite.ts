@@ -18,6 +18,7 @@ export class SqliteStore implements Store {
   private readonly key: string | symbol;
   /** This store's listeners (in `shared`), removed when it closes. */
   private readonly own = new Set<Listener>();
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(file: string) {
     this.db = new Database(file, { timeout: 5000 });
@@ -46,10 +47,15 @@ export class SqliteStore implements Store {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     return this.exclusive(async () => {
       const pending: [string, string][] = [];
+      let open = true;
+      const inside = () => {
+        if (!open) throw new Error('transaction is over: use the store');
+      };
       const tx: Queryable = {
-        query: async <R extends Row>(sql: string, params: readonly unknown[] = []) => this.statement(sql).all(bind(params)) as R[],
-        run: async (sql, params = []) => this.statement(sql).run(bind(params)).changes,
+        query: async <R extends Row>(sql: string, params: readonly unknown[] = []) => (inside(), this.statement(sql).all(bind(params)) as R[]),
+        run: async (sql, params = []) => (inside(), this.statement(sql).run(bind(params)).changes),
         notify: async (channel, payload) => {
+          inside();
           checkNotification(channel, payload);
           pending.push([channel, payload]);
         },
@@ -62,6 +68,8 @@ export class SqliteStore implements Store {
       } catch (err) {
         if (this.db.inTransaction) this.db.exec('ROLLBACK');
         throw err;
+      } finally {
+        open = false; // a tx kept past its end must not run outside the transaction (or inside another)
       }
       this.deliver(pending);
       return result;
@@ -122,8 +130,14 @@ export class SqliteStore implements Store {
     return run;
   }
 
+  /** Callers' SQL is a fixed set of strings, so each is prepared once (a bound keeps a misuse from growing it). */
   private statement(sql: string): Database.Statement {
-    return this.db.prepare(rewritePlaceholders(sql));
+    let prepared = this.statements.get(sql);
+    if (!prepared) {
+      if (this.statements.size >= 512) this.statements.clear();
+      this.statements.set(sql, (prepared = this.db.prepare(rewritePlaceholders(sql))));
+    }
+    return prepared;
   }
 }
 
@@ -143,7 +157,7 @@ interface FileState {
 const files = new Map<string | symbol, FileState>();
 
 /** `$1` → `@p1` (outside string literals and quoted names); better-sqlite3 binds them by name. */
-export function rewritePlaceholders(sql: string): string {
+function rewritePlaceholders(sql: string): string {
   return sql.replace(/'(?:[^']|'')*'|"(?:[^"]|"")*"|\$(\d+)/g, (match, n: string | undefined) => (n ? `@p${n}` : match));
 }
 

@@ -224,4 +224,49 @@ test('a CA directory from before lineage is migrated in place: its SVIDs renew, 
   }
 });
 
+/** The lineage step of the schema, as released at user_version 2. */
+const LINEAGE_STEP = `
+ALTER TABLE svids ADD COLUMN predecessor TEXT REFERENCES svids (serial);
+ALTER TABLE svids ADD COLUMN superseded_at INTEGER;
+CREATE INDEX svids_predecessor ON svids (predecessor);
+CREATE INDEX svids_identity ON svids (spiffe_id, issued_at);
+`;
+
+test('SQLite CA stores at user_version 1 and 2 (releases before the shared store) open in place, lineage kept', async () => {
+  for (const version of [1, 2]) {
+    const dir = await initCa();
+    const db = path.join(dir, 'state.db');
+    const ca = await CertificateAuthority.open(dir);
+    const a = await ca.mint(CARD, 3_600_000);
+    const b = await renewIn(ca, a);
+    const { token } = await ca.createToken(LEDGER, 600_000);
+    await ca.close();
+    const current = new Database(db);
+    const columns = version === 2 ? 'serial, spiffe_id, not_before, not_after, jwk, issued_at, predecessor, superseded_at' : 'serial, spiffe_id, not_before, not_after, jwk, issued_at';
+    const svids = current.prepare(`SELECT ${columns} FROM svids`).all() as Record<string, unknown>[];
+    const tokens = current.prepare('SELECT hash, spiffe_id, created_at, expires_at, used_at FROM tokens').all();
+    current.close();
+    for (const suffix of ['', '-wal', '-shm']) rmSync(db + suffix, { force: true });
+    const legacy = new Database(db);
+    legacy.exec(SCHEMA_BEFORE_LINEAGE + (version === 2 ? LINEAGE_STEP : ''));
+    legacy.pragma(`user_version = ${version}`);
+    for (const row of svids) legacy.prepare(`INSERT INTO svids (${columns}) VALUES (${Object.keys(row).map((k) => `@${k}`).join(', ')})`).run(row);
+    for (const row of tokens) legacy.prepare('INSERT INTO tokens VALUES (@hash, @spiffe_id, @created_at, @expires_at, @used_at)').run(row);
+    legacy.close();
+
+    const migrated = await CertificateAuthority.open(dir);
+    try {
+      const rows = (await migrated.svids(CARD)).map((r) => [r.serial, r.predecessor, r.status]);
+      assert.equal(rows, version === 2 ? [[a.serial, null, 'superseded'], [b.serial, a.serial, 'live']] : [[a.serial, null, 'live'], [b.serial, null, 'live']], `user_version ${version}`);
+      const c = await renewIn(migrated, b);
+      await migrated.revoke(b.serial);
+      assert.is((await migrated.svids(CARD)).find((r) => r.serial === c.serial)!.status, 'revoked', 'revocation follows renewals made after the migration');
+      assert.ok((await migrated.join(token, (await newCsr()).csr)).serial, 'tokens survive the migration');
+    } finally {
+      await migrated.close();
+      removeDir(path.dirname(dir));
+    }
+  }
+});
+
 test.run();

@@ -6,7 +6,10 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { createHash } from 'node:crypto';
 import { compileLayers } from '../../compiler/index.ts';
+import { PolicyRegistry } from '../../control/policies.ts';
+import type { Store } from '../../store/store.ts';
 import { startEcho, type Echo } from '../agent/sidecar/harness.ts';
 import { startPlane, startServiceSidecars, policy, nextReport, CARD, TD, type Plane } from './harness.ts';
 
@@ -67,6 +70,31 @@ layers('rolling the service back recomposes its earlier source with today\'s lay
   await layerBack;
   assert.is(await card.call(0, '/cards/9'), 403, 'a root change rolls out to every service below it');
   assert.is(await card.call(0, '/cards/1'), 200);
+});
+
+layers('a service submitted while a layer above it changes is composed with the layer in force, never the one it read before compiling', async () => {
+  const store = plane.store;
+  const racer = { id: 'racer', name: 'racer', role: 'admin' as const };
+  const newerRoot = root.replace('"/admin/**"', '"/admin/**", "/cards/13"');
+  let raced = false;
+  // The race made deterministic: the layer change commits after the service's compile read the layers, before its commit.
+  const racing: Store = {
+    kind: store.kind, query: store.query.bind(store), run: store.run.bind(store), notify: store.notify.bind(store),
+    migrate: store.migrate.bind(store), listen: store.listen.bind(store), close: store.close.bind(store),
+    async transaction(fn) {
+      if (!raced) {
+        raced = true;
+        await new PolicyRegistry(store).submit('bank', newerRoot, racer);
+      }
+      return store.transaction(fn);
+    },
+  };
+  const submitted = await new PolicyRegistry(racing).submit('card', policy('card', CARD, ['/cards/{id}', '/admin/users', '/cards/13']), racer);
+  assert.ok(raced);
+  const current = (await plane.api('GET', '/v1/policies/card')).json;
+  assert.is(current.version, submitted.version);
+  const rootSha = createHash('sha256').update(newerRoot).digest('hex');
+  assert.ok(current.manifest.layers.some((l: any) => l.sha256 === rootSha), 'composed with the layer that committed first');
 });
 
 layers.run();

@@ -43,7 +43,7 @@ test('check --layer: a layer that does not contain the service is an error at it
   assert.not.match(missing.stdout, /ok/);
 });
 
-test('test --layer: case files run against the composed filter; without the layers the root deny is not there', async () => {
+test('test and eval --layer: case files and one request run against the composed filter; without the layers the root deny is not there', async () => {
   const request = (source: string, path: string) => ({ method: 'GET', path, source });
   writeFileSync(path.join(dir, 'cards.cases.json'), JSON.stringify({
     policy: 'cards.policy.json',
@@ -54,11 +54,15 @@ test('test --layer: case files run against the composed filter; without the laye
         expect: { decision: 'allow', status: 200, rule: 'payments/metrics' } },
     ],
   }));
-  const [layered, alone, both] = await Promise.all([
+  const admin = JSON.stringify(request('spiffe://bank.example/ns/web/sa/frontend', '/admin/x'));
+  const [layered, alone, both, evaluated] = await Promise.all([
     palisade(['test', '--layer', 'bank.layer.json', '--layer', 'payments.layer.json', '--coverage', 'cards.cases.json'], { cwd: dir }),
     palisade(['test', '--no-cache', 'cards.cases.json'], { cwd: dir }),
     palisade(['test', '--layer', 'bank.layer.json', '--wasm', 'out/cards.wasm', 'cards.cases.json'], { cwd: dir }),
+    palisade(['eval', '--layer', 'bank.layer.json', '--policy', 'cards.policy.json', '--request', admin, '--format', 'json'], { cwd: dir }),
   ]);
+  assert.is(evaluated.code, 0, evaluated.stderr);
+  assert.equal(JSON.parse(evaluated.stdout), { decision: 'deny', rule: 'bank/no-admin', reason: 'deny_rule', mode: 'enforce', status: 403, upstreamHeaders: null });
   assert.is(layered.code, 0, layered.stdout + layered.stderr);
   assert.match(layered.stdout, /^2 passed, 0 failed$/m);
   // Coverage names every layer's rules in their own files.

@@ -10,7 +10,7 @@ import pg from 'pg';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { openStore } from '../../store/open.ts';
-import type { Store } from '../../store/store.ts';
+import type { Queryable, Store } from '../../store/store.ts';
 import { findPostgres, startPostgres, type PostgresCluster } from '../support/postgres.ts';
 
 /** The message it was refused with, or undefined when it succeeded. */
@@ -69,6 +69,12 @@ function conformance(name: string, setup: (() => Promise<Backend>) | undefined) 
       await tx.run('INSERT INTO t VALUES ($1)', ['kept']);
     }).catch(() => {});
     assert.equal(await b.query('SELECT id FROM t ORDER BY id'), [{ id: 'kept' }]);
+    // A tx kept past its end would run outside any transaction (or on a pooled connection another one holds).
+    let leaked!: Queryable;
+    await a.transaction(async (tx) => void (leaked = tx));
+    for (const late of [leaked.run('INSERT INTO t VALUES ($1)', ['late']), leaked.query('SELECT 1 AS one'), leaked.notify('late', 'x')]) {
+      assert.match((await refusal(late)) ?? 'ran', /transaction is over/);
+    }
   });
 
   it('no lost update: 20 concurrent read-modify-write transactions from two stores all count', async () => {

@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
-import { compileLayers, compilePolicy, type Compiled, type LayerText } from '../../../compiler/index.ts';
+import { checkLayers, compileLayers, compilePolicy, type Compiled, type LayerText } from '../../../compiler/index.ts';
 import { formatDiagnostic } from '../../../compiler/frontend/ast.ts';
 import { loadFilter, type FilterRequest } from '../../../host/filter.ts';
 import { withFingerprint } from '../../../testing/fingerprint.ts';
@@ -186,6 +186,14 @@ test('what composes and what does not: levels, scopes, names, appliesBelow', asy
     const lines = await errors([layer('x.json', { name: 'x', ...top }, rules), ...('service' in top ? [] : [CARDS_POLICY])]);
     assert.ok(lines.some((l) => expected.test(l)), `${JSON.stringify(top)} ${JSON.stringify(rules)}:\n${lines.join('\n')}`);
   }
+  // One id in several layers: each higher layer's is qualified by its name, so all stay apart.
+  const clash = checkLayers([
+    layer('r.json', { name: 'bank', scope: 'spiffe://bank.example/**' }, [{ id: 'admin', effect: 'deny', to: [{ paths: ['/admin/**'] }] }]),
+    layer('n.json', { name: 'payments', scope: 'spiffe://bank.example/ns/payments/**' }, [{ id: 'admin', effect: 'deny', to: [{ paths: ['/admin'] }] }]),
+    layer('s.json', { name: 'cards', service: CARDS }, [{ id: 'admin', effect: 'deny', to: [{ paths: ['/adm'] }] }]),
+  ]);
+  assert.ok(clash.ok);
+  assert.equal(clash.policy.rules.map((r) => [r.id, r.span.file, r.index]), [['bank/admin', 'r.json', 0], ['payments/admin', 'n.json', 1], ['admin', 's.json', 2]]);
   // An invalid scope is one error, not one more per rule that only a scope layer may write.
   const badScope = layer('x.json', { name: 'x', scope: 'spiffe://bank.example/ns/*/**' }, [{ id: 'a', effect: 'allow', appliesBelow: true }]);
   assert.equal((await errors([badScope, CARDS_POLICY])).length, 1);
