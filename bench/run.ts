@@ -48,4 +48,4 @@ function script(file: string): void {
 }
 
 decisionTable();
-for (const file of ['bench/compile.ts', 'bench/tooling.ts', 'bench/policy-diff.ts', 'bench/learn.ts', 'bench/control.ts', 'bench/svid.ts', 'bench/sidecar.ts', 'bench/grpc.ts', 'bench/edge.ts', 'bench/startup.ts', 'bench/audit.ts']) script(file);
+for (const file of ['bench/compile.ts', 'bench/tooling.ts', 'bench/policy-diff.ts', 'bench/learn.ts', 'bench/control.ts', 'bench/dashboard.ts', 'bench/svid.ts', 'bench/sidecar.ts', 'bench/grpc.ts', 'bench/edge.ts', 'bench/startup.ts', 'bench/audit.ts']) script(file);

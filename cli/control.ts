@@ -59,13 +59,18 @@ export function register(program: Command): void {
       } catch (err) {
         throw new CliError(`cannot read trust bundle ${opts.bundle}: ${(err as Error).message}`, 2);
       }
-      const [{ startAgent }, { startControlServer }] = await Promise.all([import('../agent/identity/agent.ts'), import('../control/server.ts')]);
+      const [{ startAgent }, { startControlServer }, { dashboard }] = await Promise.all([
+        import('../agent/identity/agent.ts'), import('../control/server.ts'), import('../dashboard/routes.ts'),
+      ]);
       await withStore(opts, async (store) => {
         const identity = await startAgent({ caUrl: opts.caUrl, bundlePem, token }).catch((err: Error) => {
           throw new CliError(`cannot obtain an SVID: ${err.message}`);
         });
         try {
-          const server = await startControlServer({ store, identity, host, port, hostnames: opts.hostname }).catch((err: Error) => {
+          const server = await startControlServer({
+            store, identity, host, port, hostnames: opts.hostname,
+            plugins: [dashboard],
+          }).catch((err: Error) => {
             throw new CliError(`cannot serve on ${opts.listen}: ${err.message}`);
           });
           process.stdout.write(`palisade control plane ${identity.svid().spiffeId} listening on ${server.url}\n`);

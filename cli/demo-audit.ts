@@ -29,6 +29,11 @@ export class DemoAudit {
     return new DecisionAudit(log, 'closed', logger, agent.metrics);
   }
 
+  /** `name`'s log, once `for` opened it. */
+  log(name: string): AuditLog | undefined {
+    return this.#logs.get(name);
+  }
+
   /** Signs what is there, verifies each log as `palisade audit verify` would, and prints the command to do it again. */
   async report(out: (line: string) => void): Promise<void> {
     out('\naudit logs (every decision, signed checkpoints, the callers\' fingerprints):');

@@ -17,7 +17,7 @@ import { ControlledSidecar } from '../agent/control/sidecar.ts';
 import { defaultControlId } from '../agent/control/protocol.ts';
 import { openStore } from '../store/open.ts';
 import type { Store } from '../store/store.ts';
-import { startControlServer, type ControlServer } from '../control/server.ts';
+import { startControlServer, type ControlServer, type ControlServerOptions } from '../control/server.ts';
 import { createToken } from '../control/tokens.ts';
 import { CliError } from './errors.ts';
 
@@ -33,12 +33,15 @@ export class DemoControl {
     private readonly operator: Agent,
   ) {}
 
-  static async start(ca: CaServer, bundlePem: string, dir: string, trustDomain: string): Promise<DemoControl> {
+  /** Each inbound agent's subscription, by SPIFFE ID. */
+  readonly subscribers = new Map<string, ControlSubscriber>();
+
+  static async start(ca: CaServer, bundlePem: string, dir: string, trustDomain: string, plugins: ControlServerOptions['plugins'] = []): Promise<DemoControl> {
     await mkdir(dir, { recursive: true });
     const store: Store = await openStore(join(dir, 'control.db'));
     const controlId = defaultControlId(trustDomain);
     const identity: IdentityAgent = await startAgent({ caUrl: ca.url, bundlePem, token: (await ca.ca.createToken(controlId, 60_000)).token });
-    const server = await startControlServer({ store, identity });
+    const server = await startControlServer({ store, identity, plugins });
     const { token } = await createToken(store, 'admin', 'demo');
     const operator = new Agent({ connect: { ca: bundlePem, checkServerIdentity: (_h: string, c: PeerCertificate) => serverIdentity(c, controlId, trustDomain) } });
     const control = new DemoControl(server, token, operator);
@@ -62,6 +65,7 @@ export class DemoControl {
     const sidecar = new ControlledSidecar(start);
     const subscriber = new ControlSubscriber({ urls: [this.server.url], identity, apply: sidecar.apply });
     this.closers.push(() => subscriber.close());
+    this.subscribers.set(identity.svid().spiffeId, subscriber);
     subscriber.start();
     return sidecar.ready;
   }

@@ -23,9 +23,11 @@ import { registerFilterRoutes } from '../agent/sidecar/admin.ts';
 import { createLogger } from '../agent/sidecar/decision-log.ts';
 import { FINGERPRINT_HEADER, signFingerprint } from '../spiffe/fingerprint.ts';
 import type { Routes } from '../agent/sidecar/outbound.ts';
+import type { DecisionRecord } from '../agent/sidecar/decision-log.ts';
 import { DemoAudit } from './demo-audit.ts';
 import { AUDIENCE, delegationOf, describeEdge, edgeScenarios, startDemoEdge, startDemoProvider } from './demo-edge.ts';
 import { DemoControl } from './demo-control.ts';
+import { DemoDashboard } from './demo-dashboard.ts';
 
 const TD = 'bank.example';
 const ID = {
@@ -51,6 +53,7 @@ async function runDemo(keep: boolean): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'palisade-demo-'));
   const closers: (() => Promise<unknown> | unknown)[] = [() => rm(dir, { recursive: true, force: true })];
   const decisions: Decision[] = [];
+  let pane!: DemoDashboard;
   let live = false; // after the script, with --keep, decisions are printed as they happen
   const logger = createLogger(
     new Writable({
@@ -62,6 +65,7 @@ async function runDemo(keep: boolean): Promise<void> {
             continue;
           }
           decisions.push(entry);
+          pane.record(entry as unknown as DecisionRecord);
           if (live) out(`  ${describe(entry)}`);
         }
         done();
@@ -76,11 +80,12 @@ async function runDemo(keep: boolean): Promise<void> {
     const ca = await startCaServer({ dir: caDir, port: 0, svidTtlMs: 3_600_000 });
     closers.push(() => ca.close());
     const bundlePem = await readFile(join(caDir, 'bundle.pem'), 'utf8');
+    pane = new DemoDashboard();
     out(`\nCA for spiffe://${TD} at ${ca.url}`);
     const audit = await DemoAudit.create(bundlePem);
     closers.push(() => audit.close());
-    const control = await DemoControl.start(ca, bundlePem, join(dir, 'control'), TD);
-    closers.push(() => control.close());
+    const control = await DemoControl.start(ca, bundlePem, join(dir, 'control'), TD, [pane.plugin]);
+    closers.push(() => control.close(), () => pane.close());
     out(`control plane at ${control.url}; policies submitted through its API:`);
     for (const [name, file] of Object.entries(POLICIES)) {
       const v = await control.submit(name, await readFile(join(ROOT, file), 'utf8'));
@@ -125,7 +130,10 @@ async function runDemo(keep: boolean): Promise<void> {
         closers.push(() => s.close());
         return s;
       };
-      return inbound ? control.inbound(agent, start) : start();
+      const id = agent.svid().spiffeId;
+      const s = inbound ? await control.inbound(agent, start) : await start();
+      pane.attach(control.url, agent, control.subscribers.get(id), audit.log(id.split('/').at(-1)!));
+      return s;
     }
     for (const [name, s] of [['frontend', frontend], ['card-service', card], ['ledger', ledger]] as const) {
       const sides = [s.inbound && `inbound ${s.inbound.url}`, s.outbound && `outbound ${s.outbound.url}`].filter(Boolean).join(', ');
@@ -200,6 +208,8 @@ async function runDemo(keep: boolean): Promise<void> {
       out(`  curl -H 'host: card-service' -H 'authorization: Bearer ${token}' ${frontend.outbound!.url}/cards`);
       out(`  curl -H 'host: ledger' ${frontend.outbound!.url}/balances/7`);
       out(`card-service's agent admin: ${url}/v1/filter (PUT a compiled filter to hot-reload, with -H 'authorization: Bearer ${admin.token}'), ${url}/metrics`);
+      out(`Security Pane: ${control.url}/dashboard/ with the viewer token ${await pane.viewerToken()}`);
+      out(`  (the certificate names only the control plane's SPIFFE ID: the browser asks to accept it; an admin token: palisade control token create --dir ${join(dir, 'control')} --role admin)`);
       out('decisions as they happen:');
       live = true;
       await untilSignal();

@@ -9,10 +9,10 @@
  * The server presents its own SVID (renewed by its identity agent) and asks every client
  * for a certificate without requiring one, as the CA does: operators have none. Every
  * request must name a Host this server answers to (DNS rebinding sends the attacker's name)
- * and carry no Origin: no web page has business here.
+ * and carry no Origin but its own: no other web page has business here.
  */
 import type { TLSSocket } from 'node:tls';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Store } from '../store/store.ts';
 import type { SvidSource } from '../agent/sidecar/svid.ts';
 import { tlsMaterial } from '../agent/sidecar/tls.ts';
@@ -38,6 +38,15 @@ export interface ControlServerOptions {
   hostnames?: string[];
   logger?: boolean;
   now?: () => number;
+  /** Routes of components above the control plane (the Security Pane, dashboard/), given the store and registry. */
+  plugins?: ((context: PluginContext) => FastifyPluginAsync)[];
+}
+
+/** What a plugin is given: the store, the policy registry, and the trust bundle (PEM) the control plane's identity holds. */
+export interface PluginContext {
+  store: Store;
+  policies: PolicyRegistry;
+  bundlePem: string;
 }
 
 export interface ControlServer {
@@ -91,7 +100,8 @@ export async function startControlServer(options: ControlServerOptions): Promise
 
   app.addHook('onRequest', async (request) => {
     refuseForeign(request, names);
-    if (request.url === '/healthz') return;
+    // The Security Pane's static files carry no data; what they show comes from /v1/ with a token.
+    if (request.url === '/healthz' || request.url === '/dashboard' || request.url.startsWith('/dashboard/')) return;
     if (request.url.startsWith('/v1/agent/')) request.agentId = agentIdentity(request, trustDomain);
     else request.operator = await operator(request, store);
   });
@@ -139,6 +149,8 @@ export async function startControlServer(options: ControlServerOptions): Promise
     return reply.status(204).send();
   });
 
+  for (const plugin of options.plugins ?? []) await app.register(plugin({ store, policies, bundlePem: identity.trustBundle().join('\n') }));
+
   await app.listen({ host, port: options.port ?? 0 });
   const port = (app.server.address() as { port: number }).port;
   return {
@@ -161,7 +173,8 @@ function refuseForeign(request: FastifyRequest, names: Set<string>): void {
   if (!isLoopbackAuthority(authority) && !names.has(name)) {
     throw new ControlError(403, 'bad_host', `Host ${JSON.stringify(authority)} is not a name this control plane answers to (--hostname)`);
   }
-  if (request.headers.origin !== undefined) {
+  // The one page allowed is this server's own (the Security Pane): a browser names its origin on some same-origin requests.
+  if (request.headers.origin !== undefined && request.headers.origin !== `https://${authority}`) {
     throw new ControlError(403, 'bad_origin', 'the control plane does not answer web pages (Origin header present)');
   }
 }

@@ -7,7 +7,7 @@ import { Agent, request } from 'undici';
 import { startCaServer, type CaServer } from '../../ca/server.ts';
 import { startAgent, type IdentityAgent } from '../../agent/identity/agent.ts';
 import { serverIdentity } from '../../agent/sidecar/peer.ts';
-import { startControlServer, type ControlServer } from '../../control/server.ts';
+import { startControlServer, type ControlServer, type ControlServerOptions } from '../../control/server.ts';
 import { createToken } from '../../control/tokens.ts';
 import type { Store } from '../../store/store.ts';
 import { Writable } from 'node:stream';
@@ -55,7 +55,7 @@ export interface Plane {
   close(): Promise<void>;
 }
 
-export async function startPlane(options: { store?: Store } = {}): Promise<Plane> {
+export async function startPlane(options: { store?: Store; plugins?: ControlServerOptions['plugins'] } = {}): Promise<Plane> {
   const dir = path.dirname(await initCa());
   const caServer = await startCaServer({ dir: path.join(dir, 'ca'), port: 0 });
   const bundlePem = readFileSync(path.join(dir, 'ca', 'bundle.pem'), 'utf8');
@@ -69,7 +69,7 @@ export async function startPlane(options: { store?: Store } = {}): Promise<Plane
   const controlAgent = await join(CONTROL_ID);
   const servers: ControlServer[] = [];
   const replica = async () => {
-    const server = await startControlServer({ store, identity: controlAgent });
+    const server = await startControlServer({ store, identity: controlAgent, plugins: options.plugins });
     servers.push(server);
     return server;
   };

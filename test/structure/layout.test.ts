@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 /** Bottom-up: a component may import from itself and from those before it. */
-const LAYERS = ['platform', 'store', 'spiffe', 'compiler', 'lint', 'runtime', 'filters', 'host', 'testing', 'learn', 'diff', 'envoy', 'ca', 'audit', 'agent', 'control', 'cli'];
+const LAYERS = ['platform', 'store', 'spiffe', 'compiler', 'lint', 'runtime', 'filters', 'host', 'testing', 'learn', 'diff', 'envoy', 'ca', 'audit', 'agent', 'control', 'dashboard', 'cli'];
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(path.join(ROOT, dir), { recursive: true, encoding: 'utf8' })

@@ -1,0 +1,173 @@
+/**
+ * The Security Pane in a real browser (Debian's chromium through playwright-core) on the
+ * demo's perimeter: `palisade demo --keep` itself (its CA, agents, sidecars, control plane
+ * and scripted calls), opened with the viewer token it prints. Writes a screenshot of each
+ * view to docs/screenshots/. Without a browser that starts, one loud SKIPPED line.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { Agent, request } from 'undici';
+import { openStore } from '../../store/open.ts';
+import { createToken } from '../../control/tokens.ts';
+import { CONTENT_SECURITY_POLICY } from '../../dashboard/routes.ts';
+
+const BIN = new URL('../../bin/palisade.js', import.meta.url).pathname;
+const SHOTS = new URL('../../docs/screenshots/', import.meta.url).pathname;
+const CHROMIUM = process.env.PALISADE_CHROMIUM ?? '/usr/bin/chromium';
+const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CARD = 'spiffe://bank.example/ns/payments/sa/card-service';
+const FRONTEND = 'spiffe://bank.example/ns/web/sa/frontend';
+
+let demo: ChildProcess | undefined;
+let browser: Browser | undefined;
+let profile = '';
+
+/** Starts the demo and waits for the line with the pane's URL and viewer token. */
+async function startDemo(): Promise<{ url: string; viewer: string; controlDir: string }> {
+  const child = (demo = spawn(process.execPath, [BIN, 'demo', '--keep'], { stdio: ['ignore', 'pipe', 'pipe'], detached: false }));
+  let stdout = '', stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no Security Pane line within 120 s:\n${stdout}\n${stderr}`)), 120_000);
+    child.once('exit', (code) => reject(new Error(`demo exited ${code}:\n${stdout}\n${stderr}`)));
+    child.stdout!.on('data', (d) => {
+      stdout += d;
+      const pane = /Security Pane: (https:\/\/\S+)\/dashboard\/ with the viewer token (pct_\S+)/.exec(stdout);
+      const dir = /--dir (\S+) --role admin/.exec(stdout);
+      if (pane && dir) {
+        clearTimeout(timer);
+        resolve({ url: pane[1]!, viewer: pane[2]!, controlDir: dir[1]! });
+      }
+    });
+  });
+}
+
+async function launch(): Promise<Browser | undefined> {
+  if (!existsSync(CHROMIUM)) return undefined;
+  profile = mkdtempSync(join(tmpdir(), 'palisade-chromium-'));
+  try {
+    // A persistent context is the only way to give chromium a fresh user-data-dir of our own.
+    const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS, ignoreHTTPSErrors: true, viewport: { width: 1280, height: 860 } });
+    return { context } as never;
+  } catch (err) {
+    console.log(`launch failed: ${(err as Error).message.split('\n')[0]}`);
+    return undefined;
+  }
+}
+
+test.after(async () => {
+  await (browser as any)?.context?.close().catch(() => {});
+  if (demo && demo.exitCode === null) {
+    demo.kill('SIGINT');
+    await new Promise((r) => demo!.once('exit', r));
+  }
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+test('the Security Pane shows the demo\'s perimeter, live, under its CSP', async () => {
+  browser = await launch();
+  if (!browser) {
+    console.log(`\n*** SKIPPED: dashboard browser test — no browser could start (${CHROMIUM}); set PALISADE_CHROMIUM ***\n`);
+    return;
+  }
+  const context = (browser as any).context as import('playwright-core').BrowserContext;
+  const { url, viewer, controlDir } = await startDemo();
+  const page: Page = await context.newPage();
+  const violations: string[] = [];
+  page.on('console', (m) => { if (/Content Security Policy|Refused to/i.test(m.text())) violations.push(m.text()); });
+  await page.addInitScript(() => document.addEventListener('securitypolicyviolation', (e) => ((window as any).__csp ??= []).push(`${e.violatedDirective} ${e.blockedURI}`)));
+  const requested: string[] = [];
+  page.on('request', (r) => requested.push(r.url()));
+
+  const response = await page.goto(`${url}/dashboard/`);
+  assert.is(response!.headers()['content-security-policy'], CONTENT_SECURITY_POLICY);
+  await page.fill('#token', viewer);
+  await page.click('button[type=submit]');
+
+  // Services: the three services with their policy versions and SVID expiries.
+  await page.waitForSelector(`tr[data-service="${FRONTEND}"]`, { timeout: 15_000 });
+  const services = await page.locator('#view table').innerText();
+  assert.match(services, /card-service v1/);
+  assert.match(services, /ledger v2/);
+  assert.match(services, /frontend/);
+  assert.match(services, /no policy: unprotected/);
+  const expiries = await page.locator('td.svid-expiry').allInnerTexts();
+  assert.is(expiries.length, 3);
+  for (const e of expiries) assert.ok(!Number.isNaN(Date.parse(e.split('\n')[0]!)), e);
+  await page.screenshot({ path: `${SHOTS}services.png`, fullPage: true });
+
+  // Call graph: frontend → card-service with the scenario's denials (PII, missing scope, replay), drawn as denied.
+  await page.click('a[href="#graph"]');
+  const edge = page.locator(`g.edge[data-caller="${FRONTEND}"][data-target="${CARD}"]`);
+  await edge.waitFor({ timeout: 10_000 });
+  assert.ok((await edge.getAttribute('class'))!.includes('denied'));
+  assert.match(await edge.locator('text').innerHTML(), /✓3 ✗3 ~0/);
+  await edge.locator('text').click();
+  await page.waitForSelector('#edge-decisions tr[data-decision="deny"]');
+  await page.screenshot({ path: `${SHOTS}graph.png`, fullPage: true });
+
+  // Decisions: a denial's detail shows its rule and reason.
+  await page.click('a[href="#decisions"]');
+  await page.fill('input[name=rule]', 'pii-needs-scope-and-consent');
+  await page.click('form.filters button');
+  const row = page.locator('tr[data-decision="deny"]').first();
+  await row.waitFor();
+  await row.click();
+  await page.waitForSelector('.decision-detail');
+  assert.is(await page.locator('.decision-detail code.rule').innerText(), 'pii-needs-scope-and-consent');
+  assert.is(await page.locator('.decision-detail code.reason').innerText(), 'deny_rule');
+  await page.screenshot({ path: `${SHOTS}decisions.png`, fullPage: true });
+
+  // Policies: a PUT through the API appears without a reload.
+  await page.click('a[href="#policies"]');
+  await page.goto(`${url}/dashboard/#policies/card-service`);
+  await page.waitForSelector('#diff-from');
+  await page.evaluate(() => ((window as any).__sameDocument = true));
+  const store = await openStore(join(controlDir, 'control.db'));
+  const admin = (await createToken(store, 'admin', 'browser-test')).token;
+  await store.close();
+  const current = await api(url, viewer, '/v1/policies/card-service');
+  const doc = JSON.parse(current.source);
+  doc.rules = doc.rules.filter((r: { id: string }) => r.id !== 'ops-health');
+  const put = await api(url, admin, '/v1/policies/card-service', 'PUT', JSON.stringify(doc));
+  assert.is(put.version, 2);
+  await page.waitForFunction(() => document.querySelector('#view h3')?.textContent?.startsWith('card-service: v2'), undefined, { timeout: 10_000 });
+  assert.ok(await page.evaluate(() => (window as any).__sameDocument === true), 'no reload');
+  await page.selectOption('#diff-from', '1');
+  await page.selectOption('#diff-to', '2');
+  await page.click('text=Compare');
+  await page.waitForSelector('#diff table');
+  assert.match(await page.locator('#diff').innerText(), /ops-health/);
+  await page.screenshot({ path: `${SHOTS}policies.png`, fullPage: true });
+
+  // Audit: every inbound agent's latest checkpoint verified.
+  await page.click('a[href="#audit"]');
+  await page.waitForSelector('#view td .badge.ok');
+  assert.match(await page.locator('#view table').innerText(), /card-service[\s\S]*verified/);
+  await page.screenshot({ path: `${SHOTS}audit.png`, fullPage: true });
+
+  // No CSP violation, nothing fetched from another origin, the token in no URL.
+  assert.equal(violations, []);
+  assert.equal(await page.evaluate(() => (window as any).__csp ?? []), []);
+  assert.equal(requested.filter((r) => !r.startsWith(url)), []);
+  assert.equal(requested.filter((r) => r.includes(viewer) || r.includes('pct_')), []);
+});
+
+async function api(base: string, token: string, path: string, method: 'GET' | 'PUT' = 'GET', body?: string) {
+  const dispatcher = new Agent({ connect: { rejectUnauthorized: false } });
+  try {
+    const r = await request(`${base}${path}`, { method, body, dispatcher, headers: { authorization: `Bearer ${token}`, ...(body && { 'content-type': 'application/json' }) } });
+    const json = await r.body.json() as any;
+    if (r.statusCode !== 200) throw new Error(`${method} ${path}: ${r.statusCode} ${JSON.stringify(json)}`);
+    return json;
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+test.run();
