@@ -10,6 +10,11 @@ export class BearerError extends Error {
     super(message);
   }
 
+  /** The JSON error body the edge answers with. */
+  body(): { error: { code: string; message: string } } {
+    return { error: { code: this.code ?? 'unauthenticated', message: this.message } };
+  }
+
   /** The challenge: realm, error code and a description without quotes or backslashes. */
   challenge(realm: string): string | undefined {
     if (this.status === 503) return undefined;

@@ -1,7 +1,8 @@
 /**
  * The edge as the agent runs it (`palisade agent --edge …`): everything that needs no
  * identity is done first (routes read, the provider discovered, flags checked), so a
- * mistake costs no join token; `start` then listens with the agent's SVID.
+ * mistake costs no join token; `start` then listens with the agent's SVID, or `extAuthz`
+ * answers Envoy's ext_authz on the agent's socket (Envoy mode).
  */
 import type { Logger } from 'pino';
 import type { SvidSource } from '../sidecar/svid.ts';
@@ -11,6 +12,8 @@ import { introspection } from './introspection.ts';
 import { checkExtraClaims } from './claims.ts';
 import { loadEdgeRoutes } from './routes.ts';
 import { startEdge, type EdgeListener } from './server.ts';
+import { createExtAuthzService } from './ext-authz.ts';
+import type { XdsService } from '../xds/server.ts';
 
 export interface EdgeConfig {
   host?: string;
@@ -30,6 +33,8 @@ export interface EdgeConfig {
 
 export interface PreparedEdge {
   start(identity: SvidSource, logger: Logger): Promise<EdgeListener>;
+  /** Envoy mode: the same checks and minting as Envoy's ext_authz service, for the agent's socket. */
+  extAuthz(identity: SvidSource, logger: Logger): XdsService;
 }
 
 export const DEFAULT_EDGE_SKEW_SECONDS = 30;
@@ -59,5 +64,6 @@ export async function prepareEdge(config: EdgeConfig): Promise<PreparedEdge> {
   return {
     start: (identity, logger) =>
       startEdge({ host: config.host, port: config.port, identity, routes, authenticate, extraClaims, contextTtlSeconds: config.contextTtlSeconds, fingerprintTtlSeconds: config.fingerprintTtlSeconds, logger }),
+    extAuthz: (identity, logger) => createExtAuthzService({ identity, routes, authenticate, extraClaims, contextTtlSeconds: config.contextTtlSeconds, logger }),
   };
 }

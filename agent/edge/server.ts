@@ -19,11 +19,11 @@ import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, d
 import { startOutbound } from '../sidecar/outbound.ts';
 import type { Listener } from '../sidecar/inbound.ts';
 import { pathForLog } from '../sidecar/decision-log.ts';
-import { htuOf } from '../../spiffe/fingerprint.ts';
 import { BearerError } from './bearer-error.ts';
 import type { Authenticate } from './bearer.ts';
 import { userContext } from './claims.ts';
-import { routeFor, type EdgeRoute } from './routes.ts';
+import type { EdgeRoute } from './routes.ts';
+import { admit, NoRouteError, noRouteBody } from './admission.ts';
 import { Handles } from './handles.ts';
 
 export interface EdgeOptions {
@@ -80,28 +80,25 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeListener> {
       record.status = err.status;
       record.reason = err.message;
       const challenge = err.challenge(realm);
-      sendJson(res, err.status, { error: { code: err.code ?? 'unauthenticated', message: err.message } }, challenge ? { 'www-authenticate': challenge } : {});
+      sendJson(res, err.status, err.body(), challenge ? { 'www-authenticate': challenge } : {});
     };
     const path = req.url ?? '';
-    if (!path.startsWith('/') || htuOf(path).split('/').some((s) => /^(\.|%2e){1,2}$/i.test(s))) {
-      return refuse(new BearerError(400, 'invalid_request', 'the path must be origin-form without dot segments'));
-    }
-    let claims;
+    let admitted;
     try {
-      const repeated = req.rawHeaders.filter((h, i) => i % 2 === 0 && h.toLowerCase() === 'authorization').length > 1;
-      claims = await opts.authenticate(firstHeader(req.headers.authorization), repeated);
+      admitted = await admit(opts.routes, opts.authenticate, {
+        path,
+        host: req.headers.host ?? '',
+        authorization: firstHeader(req.headers.authorization),
+        repeated: req.rawHeaders.filter((h, i) => i % 2 === 0 && h.toLowerCase() === 'authorization').length > 1,
+      }, (claims) => (record.sub = typeof claims.sub === 'string' ? claims.sub : null));
     } catch (err) {
       if (err instanceof BearerError) return refuse(err);
-      throw err;
-    }
-    record.sub = typeof claims.sub === 'string' ? claims.sub : null;
-    const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
-    const route = routeFor(opts.routes, host, htuOf(path));
-    if (!route) {
+      if (!(err instanceof NoRouteError)) throw err;
       record.status = 404;
       record.reason = 'no route';
-      return sendJson(res, 404, { error: { code: 'no_route', message: `no service for ${host}${htuOf(path)}` } });
+      return sendJson(res, 404, noRouteBody(err));
     }
+    const { claims, route } = admitted;
     record.route = route.key;
     record.target = route.spiffeId;
     const handle = handles.put(userContext(claims, opts.extraClaims), route.spiffeId, claims.exp);
