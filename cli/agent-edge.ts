@@ -17,6 +17,7 @@ export const edgeAgentGroup: AgentOptionGroup = {
   addOptions(command: Command) {
     command
       .option('--edge <host:port>', 'edge gateway: HTTPS ingress that turns OIDC bearer tokens into identity contexts (e.g. 127.0.0.1:8443)')
+      .option('--edge-envoy', 'edge in Envoy mode: answer Envoy\'s ext_authz on the --sds socket (palisade envoy bootstrap --edge) instead of listening')
       .option('--edge-routes <file>', 'edge routes: { "/cards": { "url": "https://…", "spiffeId": "spiffe://…" } }, longest prefix wins')
       .option('--oidc-issuer <url>', 'edge: the OpenID provider (discovery; https, or http on loopback)')
       .option('--oidc-audience <aud>', 'edge: required audience of access tokens')
@@ -28,15 +29,18 @@ export const edgeAgentGroup: AgentOptionGroup = {
   },
   async prepare(opts) {
     const edgeFlags = ['edgeRoutes', 'oidcIssuer', 'oidcAudience', 'oidcTokenType', 'oidcClientId', 'oidcClientSecretFile', 'edgeClaim'];
-    if (!opts.edge) {
-      if (edgeFlags.some((f) => opts[f] !== undefined)) throw new CliError('the --edge-* and --oidc-* flags need --edge HOST:PORT', 2);
+    if (!opts.edge && !opts.edgeEnvoy) {
+      if (edgeFlags.some((f) => opts[f] !== undefined)) throw new CliError('the --edge-* and --oidc-* flags need --edge HOST:PORT or --edge-envoy', 2);
       return;
     }
-    if (!opts.edgeRoutes || !opts.oidcIssuer || !opts.oidcAudience) throw new CliError('--edge needs --edge-routes FILE, --oidc-issuer URL and --oidc-audience AUD', 2);
+    if (opts.edge && opts.edgeEnvoy) throw new CliError('--edge HOST:PORT listens itself, --edge-envoy answers Envoy: give one', 2);
+    if (opts.edgeEnvoy && !opts.sds) throw new CliError('--edge-envoy needs --sds unix:PATH (Envoy\'s ext_authz calls the agent there)', 2);
+    const flag = opts.edge ? '--edge' : '--edge-envoy';
+    if (!opts.edgeRoutes || !opts.oidcIssuer || !opts.oidcAudience) throw new CliError(`${flag} needs --edge-routes FILE, --oidc-issuer URL and --oidc-audience AUD`, 2);
     if (Boolean(opts.oidcClientId) !== Boolean(opts.oidcClientSecretFile)) throw new CliError('--oidc-client-id and --oidc-client-secret-file go together', 2);
     const ttl = Number(opts.contextTtl);
     if (!Number.isInteger(ttl) || ttl < 1 || ttl > 60) throw new CliError('--context-ttl must be a whole number of seconds (1–60)', 2);
-    const listen = parseListen(opts.edge as string);
+    const listen = opts.edge ? parseListen(opts.edge as string) : undefined;
     let secret: string | undefined;
     if (opts.oidcClientSecretFile) {
       try {
@@ -63,6 +67,11 @@ export const edgeAgentGroup: AgentOptionGroup = {
     }
     return {
       async setup(ctx) {
+        if (!listen) {
+          ctx.xdsServices.push(await edge.extAuthz(ctx.agent, ctx.log));
+          ctx.log.info({ sds: opts.sds, issuer: opts.oidcIssuer }, 'edge answering Envoy\'s ext_authz');
+          return;
+        }
         let listener;
         try {
           listener = await edge.start(ctx.agent, ctx.log);

@@ -12,7 +12,6 @@ import { introspection } from './introspection.ts';
 import { checkExtraClaims } from './claims.ts';
 import { loadEdgeRoutes } from './routes.ts';
 import { startEdge, type EdgeListener } from './server.ts';
-import { createExtAuthzService } from './ext-authz.ts';
 import type { XdsService } from '../xds/server.ts';
 
 export interface EdgeConfig {
@@ -34,7 +33,7 @@ export interface EdgeConfig {
 export interface PreparedEdge {
   start(identity: SvidSource, logger: Logger): Promise<EdgeListener>;
   /** Envoy mode: the same checks and minting as Envoy's ext_authz service, for the agent's socket. */
-  extAuthz(identity: SvidSource, logger: Logger): XdsService;
+  extAuthz(identity: SvidSource, logger: Logger): Promise<XdsService>;
 }
 
 export const DEFAULT_EDGE_SKEW_SECONDS = 30;
@@ -64,6 +63,7 @@ export async function prepareEdge(config: EdgeConfig): Promise<PreparedEdge> {
   return {
     start: (identity, logger) =>
       startEdge({ host: config.host, port: config.port, identity, routes, authenticate, extraClaims, contextTtlSeconds: config.contextTtlSeconds, fingerprintTtlSeconds: config.fingerprintTtlSeconds, logger }),
-    extAuthz: (identity, logger) => createExtAuthzService({ identity, routes, authenticate, extraClaims, contextTtlSeconds: config.contextTtlSeconds, logger }),
+    // gRPC and Envoy's protos load only in Envoy mode.
+    extAuthz: async (identity, logger) => (await import('./ext-authz.ts')).createExtAuthzService({ identity, routes, authenticate, extraClaims, contextTtlSeconds: config.contextTtlSeconds, logger }),
   };
 }

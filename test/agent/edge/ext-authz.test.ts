@@ -44,7 +44,7 @@ test.before(async () => {
   await writeFile(routesFile, JSON.stringify({ '/cards': { url: p.card.inbound!.url, spiffeId: CARD } }));
   const edge = await prepareEdge({ routesFile, issuer: p.provider.issuer, audience: AUDIENCE, typ: 'at+jwt' });
   const socket = join(dir, 'agent.sock');
-  xds = createXdsServer(`unix:${socket}`, [edge.extAuthz(p.agents.edge, p.log.logger)]);
+  xds = createXdsServer(`unix:${socket}`, [await edge.extAuthz(p.agents.edge, p.log.logger)]);
   await xds.start();
   const Authorization = grpcService(EXT_AUTHZ_PROTO, AUTHORIZATION_SERVICE);
   client = new Authorization(`unix:${socket}`, credentials.createInsecure()) as unknown as AuthorizationClient;
