@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { CliError } from './errors.ts';
 import { writeAtomically } from './process.ts';
-import { generateBootstrap } from '../envoy/bootstrap.ts';
+import { bootstrapFor } from '../envoy/edge.ts';
 import { ManifestError } from '../envoy/manifest.ts';
 import { bootstrapOptions, DEFAULTS, OptionError, type BootstrapInput } from '../envoy/options.ts';
 import { InvalidEnvoyConfigError, parseEnvoyConfig, renderBootstrap, type ConfigFormat } from '../envoy/render.ts';
@@ -36,10 +36,14 @@ export function register(program: Command): void {
     .option('--egress-filter <wasm>', 'the egress fingerprint filter', DEFAULTS.egressFilter)
     .option('--signer-url <url>', 'the agent\'s loopback fingerprint signing endpoint', DEFAULTS.signerUrl)
     .option('--strip-header <name...>', 'request headers removed before any filter (default: Palisade\'s identity headers)')
+    .option('--edge', 'the edge in Envoy mode: an HTTPS listener whose requests the agent authenticates (palisade agent --edge-envoy) and sends into the mesh')
+    .option('--edge-routes <file>', 'with --edge: the edge routes file the agent reads too')
+    .option('--edge-address <ip>', 'with --edge: address of the clients\' HTTPS listener (default 127.0.0.1)')
+    .option('--edge-port <port>', 'with --edge: its port (default 8443)')
     .option('--audit', 'send every inbound decision and its evidence to the agent\'s audit log (palisade agent --audit-dir)')
     .action((opts: BootstrapInput & { out?: string; format: string }) => {
       const format = configFormat(opts.format);
-      const text = withCliErrors(() => renderBootstrap(generateBootstrap(bootstrapOptions(opts)), format));
+      const text = withCliErrors(() => renderBootstrap(bootstrapFor(bootstrapOptions(opts)), format));
       if (opts.out) writeAtomically(opts.out, text);
       else process.stdout.write(text);
     });

@@ -17,6 +17,14 @@ export interface OutboundRoute {
   spiffeId: string;
 }
 
+/** The edge's listener and routes in Envoy mode (edge.ts). */
+export interface EdgeBootstrap {
+  address: string;
+  port: number;
+  /** The edge routes file's entries, named `route-<i>` in file order as the agent names them. */
+  routes: Record<string, OutboundRoute>;
+}
+
 export interface IdentityContextOptions {
   issuer: string;
   jwksUri: string;
@@ -53,6 +61,8 @@ export interface BootstrapOptions {
   stripHeaders: string[];
   /** Send every inbound decision with its evidence to the agent's audit log (access-log service on the agent's socket). */
   audit: boolean;
+  /** Envoy mode of the edge (edge.ts): this bootstrap is the edge's, not a workload's. */
+  edge?: EdgeBootstrap;
 }
 
 const CA_JWKS_REFRESH = '5s';
@@ -67,11 +77,11 @@ export const AGENT_CLUSTER = 'sds-grpc';
 const APP_CLUSTER = 'local_app';
 const CA_CLUSTER = 'palisade_ca';
 const IDENTITY_CLUSTER = 'identity_jwks';
-const SIGNER_CLUSTER = 'palisade_signer';
+export const SIGNER_CLUSTER = 'palisade_signer';
 const SVID_SECRET = 'default';
 const BUNDLE_SECRET = 'ROOTCA';
 
-type Json = Record<string, unknown>;
+export type Json = Record<string, unknown>;
 
 export function policyResourceName(policyName: string): string {
   return `palisade.policy.${policyName}`;
@@ -138,7 +148,7 @@ function outboundListener(o: BootstrapOptions): Json {
 }
 
 /** Envoy's safe path handling and header hygiene, shared by both directions. */
-function httpConnectionManager(statPrefix: string, o: BootstrapOptions, specific: Json): Json {
+export function httpConnectionManager(statPrefix: string, o: Pick<BootstrapOptions, 'serviceName' | 'stripHeaders'>, specific: Json): Json {
   return typed('envoy.filters.network.http_connection_manager', 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', {
     stat_prefix: statPrefix,
     codec_type: 'AUTO',
@@ -255,7 +265,7 @@ function policyFilter(o: BootstrapOptions): Json {
   };
 }
 
-function egressFilter(o: BootstrapOptions): Json {
+export function egressFilter(o: Pick<BootstrapOptions, 'signerUrl' | 'egressFilter' | 'routes'>): Json {
   const signer = new URL(o.signerUrl);
   const targets = Object.fromEntries(Object.entries(o.routes).map(([name, r]) => [name, r.spiffeId]));
   const configuration = { signer_cluster: SIGNER_CLUSTER, signer_authority: signer.host, signer_path: signer.pathname, targets };
@@ -278,7 +288,7 @@ export function wasmFilterConfig(name: string, filename: string, configuration: 
   };
 }
 
-function router(): Json {
+export function router(): Json {
   return typed('envoy.filters.http.router', 'envoy.extensions.filters.http.router.v3.Router', {});
 }
 
@@ -298,7 +308,7 @@ function sdsSecret(name: string): Json {
 }
 
 /** SVID from SDS `default`; peers verified against SDS `ROOTCA` and the given URI SAN matchers. */
-function commonTls(validation: Json): Json {
+export function commonTls(validation: Json): Json {
   return {
     tls_params: { tls_minimum_protocol_version: 'TLSv1_3' },
     tls_certificate_sds_secret_configs: [sdsSecret(SVID_SECRET)],
@@ -307,7 +317,7 @@ function commonTls(validation: Json): Json {
 }
 
 /** Peers verified against SDS `ROOTCA` and required to carry one of `sans`. */
-function bundleValidation(sans: Json[]): Json {
+export function bundleValidation(sans: Json[]): Json {
   return {
     combined_validation_context: {
       default_validation_context: { match_typed_subject_alt_names: sans },
@@ -321,7 +331,7 @@ function systemValidation(url: string, caFile: string): Json {
   return { validation_context: { trusted_ca: { filename: caFile }, match_typed_subject_alt_names: [hostSan(url)] } };
 }
 
-function uriSan(matcher: Json): Json {
+export function uriSan(matcher: Json): Json {
   return { san_type: 'URI', matcher };
 }
 
@@ -334,7 +344,7 @@ function hostOf(url: string): string {
   return new URL(url).hostname.replace(/^\[|\]$/g, '');
 }
 
-function agentCluster(socket: string): Json {
+export function agentCluster(socket: string): Json {
   return {
     name: AGENT_CLUSTER,
     type: 'STATIC',
@@ -357,7 +367,7 @@ function staticCluster(name: string, address: string, port: number): Json {
  * A cluster for one URL: STATIC for an IP, STRICT_DNS for a name; TLS for https with the
  * given validation (when `mtls`, presenting our SVID too).
  */
-function urlCluster(name: string, url: string, validation?: Json, mtls = false): Json {
+export function urlCluster(name: string, url: string, validation?: Json, mtls = false): Json {
   const u = new URL(url);
   const host = hostOf(url);
   const https = u.protocol === 'https:';
@@ -379,15 +389,15 @@ function http2Options(): Json {
   };
 }
 
-function tlsSocket(kind: 'DownstreamTlsContext' | 'UpstreamTlsContext', config: Json): Json {
+export function tlsSocket(kind: 'DownstreamTlsContext' | 'UpstreamTlsContext', config: Json): Json {
   return typed('envoy.transport_sockets.tls', `envoy.extensions.transport_sockets.tls.v3.${kind}`, config);
 }
 
-function socketAddress(address: string, port: number): Json {
+export function socketAddress(address: string, port: number): Json {
   return { socket_address: { address, port_value: port } };
 }
 
-function typed(name: string, type: string, config: Json): Json {
+export function typed(name: string, type: string, config: Json): Json {
   return { name, typed_config: { '@type': TYPE_URL_PREFIX + type, ...config } };
 }
 

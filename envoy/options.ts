@@ -26,6 +26,11 @@ export interface BootstrapInput {
   routes?: string;
   stripHeader?: string[];
   audit?: boolean;
+  /** Envoy mode of the edge: the agent's ext_authz decides, the routes file names the services. */
+  edge?: boolean;
+  edgeRoutes?: string;
+  edgeAddress?: string;
+  edgePort?: number | string;
 }
 
 export class OptionError extends Error {}
@@ -44,6 +49,8 @@ export const DEFAULTS = {
   systemCaFile: '/etc/ssl/certs/ca-certificates.crt',
   egressFilter: 'build/egress.wasm',
   signerUrl: 'http://127.0.0.1:15090/v1/fingerprint',
+  edgeAddress: '127.0.0.1',
+  edgePort: 8443,
 } as const;
 
 const SPIFFE_ID = /^spiffe:\/\/([a-z0-9._-]+)(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$/;
@@ -83,9 +90,25 @@ export function bootstrapOptions(input: BootstrapInput): BootstrapOptions {
     systemCaFile: input.systemCaFile ?? DEFAULTS.systemCaFile,
     egressFilter: input.egressFilter ?? DEFAULTS.egressFilter,
     signerUrl: loopbackHttp('--signer-url', input.signerUrl ?? DEFAULTS.signerUrl),
-    routes: input.routes ? readRoutes(input.routes, trustDomain) : {},
+    routes: input.routes ? readRoutes('--routes', input.routes, trustDomain, (name) => /^[a-z0-9.-]+$/.test(name)) : {},
     stripHeaders: (input.stripHeader ?? DEFAULT_STRIP_HEADERS).map(headerName),
     audit: input.audit ?? false,
+    edge: edge(input, trustDomain),
+  };
+}
+
+/** `--edge` needs `--edge-routes`, and the edge flags need `--edge`. */
+function edge(input: BootstrapInput, trustDomain: string): BootstrapOptions['edge'] {
+  if (!input.edge) {
+    if (input.edgeRoutes || input.edgeAddress || input.edgePort) throw new OptionError('--edge-routes, --edge-address and --edge-port need --edge');
+    return undefined;
+  }
+  if (!input.edgeRoutes) throw new OptionError('--edge needs --edge-routes FILE (the file the agent\'s --edge-envoy reads)');
+  return {
+    address: ipAddress('--edge-address', input.edgeAddress ?? DEFAULTS.edgeAddress),
+    port: port('--edge-port', input.edgePort ?? DEFAULTS.edgePort),
+    // Named as the agent names them (agent/edge/routes.ts): `route-<i>` in file order.
+    routes: Object.fromEntries(Object.values(readRoutes('--edge-routes', input.edgeRoutes, trustDomain, () => true)).map((r, i) => [`route-${i}`, r])),
   };
 }
 
@@ -107,21 +130,24 @@ function identity(input: BootstrapInput): BootstrapOptions['identity'] {
   return { issuer, jwksUri: url('--identity-jwks-uri', jwksUri, ['https:', 'http:']), audiences };
 }
 
-/** The sidecar's routes file: `{ "card": { "url": "https://…", "spiffeId": "spiffe://…" } }`. */
-function readRoutes(file: string, trustDomain: string): Record<string, OutboundRoute> {
+/**
+ * The sidecar's routes file, `{ "card": { "url": "https://…", "spiffeId": "spiffe://…" } }`,
+ * or the edge's (keys are path prefixes, checked by the agent that reads the same file).
+ */
+function readRoutes(flag: string, file: string, trustDomain: string, validName: (name: string) => boolean): Record<string, OutboundRoute> {
   let doc: unknown;
   try {
     doc = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    throw new OptionError(`--routes: cannot read ${file}: ${(err as Error).message}`);
+    throw new OptionError(`${flag}: cannot read ${file}: ${(err as Error).message}`);
   }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new OptionError(`--routes: ${file} must hold a JSON object`);
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new OptionError(`${flag}: ${file} must hold a JSON object`);
   const routes: Record<string, OutboundRoute> = {};
   for (const [name, r] of Object.entries(doc as Record<string, any>)) {
-    if (!/^[a-z0-9.-]+$/.test(name)) throw new OptionError(`--routes: service name '${name}' must be a lowercase host name`);
+    if (!validName(name)) throw new OptionError(`${flag}: service name '${name}' must be a lowercase host name`);
     const id = SPIFFE_ID.exec(String(r?.spiffeId ?? ''));
-    if (!id || id[1] !== trustDomain) throw new OptionError(`--routes: ${name}.spiffeId must be a SPIFFE ID in ${trustDomain}`);
-    routes[name] = { url: url(`--routes: ${name}.url`, String(r.url ?? ''), ['https:']), spiffeId: r.spiffeId };
+    if (!id || id[1] !== trustDomain) throw new OptionError(`${flag}: ${name}.spiffeId must be a SPIFFE ID in ${trustDomain}`);
+    routes[name] = { url: url(`${flag}: ${name}.url`, String(r.url ?? ''), ['https:']), spiffeId: r.spiffeId };
   }
   return routes;
 }

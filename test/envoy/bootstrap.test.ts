@@ -7,6 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { generateBootstrap } from '../../envoy/bootstrap.ts';
+import { bootstrapFor } from '../../envoy/edge.ts';
 import { bootstrapOptions, OptionError, type BootstrapInput } from '../../envoy/options.ts';
 import { InvalidEnvoyConfigError, renderBootstrap } from '../../envoy/render.ts';
 import { validateEnvoyConfig } from '../../envoy/validate.ts';
@@ -19,6 +20,11 @@ const routes = path.join(dir, 'routes.json');
 writeFileSync(routes, JSON.stringify({
   ledger: { url: 'https://10.0.0.7:15006', spiffeId: 'spiffe://bank.example/ns/payments/sa/ledger' },
   card: { url: 'https://card.payments:15006', spiffeId: 'spiffe://bank.example/ns/payments/sa/card-service' },
+}));
+const edgeRoutes = path.join(dir, 'edge-routes.json');
+writeFileSync(edgeRoutes, JSON.stringify({
+  '/cards': { url: 'https://card.payments:15006', spiffeId: 'spiffe://bank.example/ns/payments/sa/card-service' },
+  'admin.bank.example/': { url: 'https://10.0.0.9:15006', spiffeId: 'spiffe://bank.example/ns/ops/sa/admin' },
 }));
 const identity = { identityIssuer: 'https://login.bank.example', identityJwksUri: 'https://login.bank.example/jwks.json', identityAudience: ['card-service', 'bank'] };
 
@@ -35,6 +41,7 @@ const COMBINATIONS: Record<string, BootstrapInput> = {
   },
   'explicit identity, no manifest': { serviceName: 'ledger', spiffeId: 'spiffe://bank.example/ns/payments/sa/ledger' },
   'audit, with the identity context': { policy: manifest, ...identity, audit: true },
+  'the edge in Envoy mode': { serviceName: 'edge', spiffeId: 'spiffe://bank.example/ns/web/sa/edge', edge: true, edgeRoutes, edgeAddress: '0.0.0.0', edgePort: '443' },
 };
 
 const listener = (c: any, name: string) => c.static_resources.listeners.find((l: any) => l.name === name);
@@ -45,7 +52,7 @@ test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 for (const [name, input] of Object.entries(COMBINATIONS)) {
   test(`${name}: validates without a single issue; YAML and JSON parse back identically`, () => {
-    const config = generateBootstrap(bootstrapOptions(input));
+    const config = bootstrapFor(bootstrapOptions(input));
     assert.equal(validateEnvoyConfig(config), []);
     const fromJson = JSON.parse(renderBootstrap(config, 'json'));
     const fromYaml = YAML.parse(renderBootstrap(config, 'yaml'));
@@ -159,6 +166,36 @@ test('the manifest names the policy resource and the identity; options win over 
   const o = bootstrapOptions({ policy: manifest, serviceName: 'cards-eu' });
   assert.equal([o.serviceName, o.spiffeId, o.trustDomain, o.policyResource],
     ['cards-eu', 'spiffe://bank.example/ns/payments/sa/card-service', 'bank.example', 'palisade.policy.card-service']);
+});
+
+test('edge: client identity headers removed before any filter, the agent\'s ext_authz first and fail-closed, routes only by the name it answers', () => {
+  const c: any = bootstrapFor(bootstrapOptions({ serviceName: 'edge', spiffeId: 'spiffe://bank.example/ns/web/sa/edge', edge: true, edgeRoutes }));
+  assert.equal(c.static_resources.listeners.map((l: any) => l.name), ['edge']);
+  const edge = listener(c, 'edge');
+  assert.equal(edge.address.socket_address, { address: '127.0.0.1', port_value: 8443 });
+  const tls = edge.filter_chains[0].transport_socket.typed_config;
+  assert.is(tls.require_client_certificate, undefined);
+  assert.is(tls.common_tls_context.tls_certificate_sds_secret_configs[0].name, 'default');
+  const h = hcm(edge);
+  // A client's own context, fingerprint or caller headers never reach ext_authz, the egress filter or the service.
+  const removed = h.early_header_mutation_extensions[0].typed_config.mutations.map((m: any) => m.remove);
+  for (const name of ['x-palisade-context', 'x-palisade-fingerprint', 'x-palisade-caller', 'x-palisade-user', 'x-palisade-claims', 'x-forwarded-client-cert']) assert.ok(removed.includes(name), name);
+  assert.is(h.forward_client_cert_details, 'SANITIZE');
+  assert.equal(h.http_filters.map((f: any) => f.name), ['envoy.filters.http.ext_authz', 'envoy.filters.http.wasm', 'envoy.filters.http.router']);
+  const authz = h.http_filters[0].typed_config;
+  assert.is(authz.failure_mode_allow, false);
+  assert.is(authz.clear_route_cache, true);
+  assert.is(authz.grpc_service.envoy_grpc.cluster_name, 'sds-grpc');
+  assert.equal(authz.allowed_headers, { patterns: [{ exact: 'authorization' }] });
+  // Routes exist only for the names the agent answers as :authority; the egress filter signs for the same targets.
+  assert.equal(h.route_config.virtual_hosts.map((v: any) => [v.domains, v.routes[0].route.cluster]), [[['route-0'], 'edge_route-0'], [['route-1'], 'edge_route-1']]);
+  assert.equal(JSON.parse(h.http_filters[1].typed_config.config.configuration.value).targets, {
+    'route-0': 'spiffe://bank.example/ns/payments/sa/card-service', 'route-1': 'spiffe://bank.example/ns/ops/sa/admin',
+  });
+  assert.equal(cluster(c, 'edge_route-1').transport_socket.typed_config.common_tls_context.combined_validation_context
+    .default_validation_context.match_typed_subject_alt_names, [{ san_type: 'URI', matcher: { exact: 'spiffe://bank.example/ns/ops/sa/admin' } }]);
+  assert.throws(() => bootstrapOptions({ edge: true }), (e: Error) => e instanceof OptionError && /--edge needs --edge-routes/.test(e.message));
+  assert.throws(() => bootstrapOptions({ edgeRoutes }), (e: Error) => e instanceof OptionError && /need --edge/.test(e.message));
 });
 
 test('bad options are refused with a message naming the option', () => {
