@@ -52,6 +52,7 @@ test('a typo in any flag or file costs nothing: exit 2, one line, and the same t
     ['an edge whose provider does not answer discovery', ['--edge', '127.0.0.1:0', '--edge-routes', file('edge-routes.json'), '--oidc-issuer', 'http://127.0.0.1:1', '--oidc-audience', 'a'], /OpenID discovery/],
     ['an edge provider over plain http off loopback', ['--edge', '127.0.0.1:0', '--edge-routes', file('edge-routes.json'), '--oidc-issuer', 'http://login.example', '--oidc-audience', 'a'], /must be https/],
     ['a missing edge routes file', ['--edge', '127.0.0.1:0', '--edge-routes', file('edge-rutes.json'), '--oidc-issuer', 'https://login.example', '--oidc-audience', 'a'], /edge-rutes\.json/],
+    ['an Envoy-mode edge without the agent socket', ['--edge-envoy', '--edge-routes', file('edge-routes.json'), '--oidc-issuer', 'https://login.example', '--oidc-audience', 'a'], /--edge-envoy needs --sds/],
     ['a mesh identity issuer without --inbound', ['--outbound', '127.0.0.1:0', '--routes', file('routes.json'), '--identity-issuer', CARD], /needs --inbound/],
     ['an invalid --fingerprint-ttl', ['--outbound', '127.0.0.1:0', '--routes', file('routes.json'), '--fingerprint-ttl', '0'], /--fingerprint-ttl/],
   ];
