@@ -71,6 +71,6 @@ async function ecdsRelay(prepare: PrepareContext) {
     serve(ctx);
     ctx.controlApply = relay.apply;
     ctx.stopControlApply = () => relay.close();
-    ctx.servedPolicySha256 = () => relay.served?.sha256;
+    ctx.servedPolicySha256 = () => relay.enforced?.sha256;
   };
 }

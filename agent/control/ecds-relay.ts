@@ -17,7 +17,8 @@ interface Waiter {
 export class EcdsRelay {
   #ecds: EcdsServer | undefined;
   #waiters = new Set<Waiter>();
-  #served: PublishedPolicy | undefined;
+  /** The resource the control plane's filter is published as (one policy per service). */
+  #resource: string | undefined;
 
   /** `codeDir`: where the pinned copies Envoy loads are written (Envoy must be able to read it). */
   constructor(private readonly codeDir: string) {}
@@ -27,16 +28,16 @@ export class EcdsRelay {
     this.#ecds = ecds;
   }
 
-  /** The build served now (the audit's Envoy mode names its sha256). */
-  get served(): PublishedPolicy | undefined {
-    return this.#served && this.#ecds?.published(this.#served.resource);
+  /** The build Envoy last acknowledged, not one it may still refuse (the audit's Envoy mode names its sha256). */
+  get enforced(): PublishedPolicy | undefined {
+    return this.#resource === undefined ? undefined : this.#ecds?.acknowledged(this.#resource);
   }
 
   /** A `SubscriberOptions.apply`: resolves with Envoy's answer to the published version. */
   readonly apply = (filter: VerifiedFilter): Promise<ApplyOutcome> => {
     if (!this.#ecds) return Promise.resolve({ ok: false, reason: 'the ECDS server is not running' });
     const policy = this.#ecds.publishFilter(filter.policy, Buffer.from(filter.wasm), this.codeDir);
-    this.#served = policy;
+    this.#resource = policy.resource;
     return new Promise((resolve) => {
       const waiter: Waiter = { policy, settle: (outcome) => (this.#waiters.delete(waiter), resolve(outcome)) };
       this.#waiters.add(waiter);

@@ -178,6 +178,11 @@ export class EcdsServer {
     return this.current.get(resource);
   }
 
+  /** The version an Envoy last acknowledged for a resource: what Envoy runs. */
+  acknowledged(resource: string): PublishedPolicy | undefined {
+    return this.acked.get(resource);
+  }
+
   close(): void {
     for (const w of this.watchers.splice(0)) w.close();
     this.sotw.endAll();
