@@ -2,19 +2,22 @@
  * `palisade agent --control URL --sds unix:PATH` (Envoy mode) as users run it: a real control
  * plane and CA, the agent process, and a gRPC client speaking ECDS to the agent's socket as
  * Envoy does (subscribe to the bootstrap's resource, ACK, NACK). The rollout's applied and
- * refused are Envoy's answers; a filter whose bytes do not match their pin never reaches Envoy.
+ * refused are Envoy's answers; a filter whose bytes do not match their pin never reaches Envoy;
+ * Envoy-mode audit entries name the build Envoy acknowledged.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { credentials, type Client, type ClientDuplexStream } from '@grpc/grpc-js';
 import { loadGrpcPackage, loadProtoRoot } from '../../envoy/protos.ts';
 import { policyResourceName } from '../../envoy/bootstrap.ts';
 import { TYPED_EXTENSION_CONFIG_TYPE } from '../../agent/xds/ecds.ts';
 import { palisade, tempDir, removeDir, eventually, sleep, type Proc } from '../support/identity.ts';
-import { startPlane, policy, CARD, type Plane } from '../control/harness.ts';
+import { startPlane, policy, CARD, FRONTEND, type Plane } from '../control/harness.ts';
+import { loadFilter } from '../../host/filter.ts';
+import { envoyEntry, streamAccessLogs } from '../agent/xds/envoy-access-log.ts';
 
 const envoyMode = suite('palisade agent --control, Envoy mode');
 const RESOURCE = policyResourceName('card'); // what `palisade envoy bootstrap --service-name card` names
@@ -36,10 +39,10 @@ envoyMode.after(async () => {
 });
 
 /** A `palisade agent --control --sds` process for the card service; its socket once it is ready. */
-async function startAgent(name: string): Promise<string> {
+async function startAgent(name: string, extra: string[] = []): Promise<string> {
   const socket = path.join(dir, `${name}.sock`);
   const token = (await plane.caServer.ca.createToken(CARD, 60_000)).token;
-  const agent = palisade(['agent', '--ca-url', plane.caServer.url, '--bundle', path.join(dir, 'bundle.pem'), '--token', token, '--sds', `unix:${socket}`, '--control', plane.control.url]);
+  const agent = palisade(['agent', '--ca-url', plane.caServer.url, '--bundle', path.join(dir, 'bundle.pem'), '--token', token, '--sds', `unix:${socket}`, '--control', plane.control.url, ...extra]);
   procs.push(agent);
   await agent.waitFor(/"agent ready"/);
   return socket;
@@ -68,14 +71,34 @@ function envoy(socket: string) {
   };
 }
 
-/** The sha256 of the filter file a response tells Envoy to load: what Envoy would run. */
-function servedSha256(response: any): string {
+/** The filter file a response tells Envoy to load: what Envoy would run. */
+function served(response: any): Buffer {
   assert.is(response.resources.length, 1);
   const typed = root.lookupType('envoy.config.core.v3.TypedExtensionConfig').decode(response.resources[0].value) as any;
   assert.is(typed.name, RESOURCE);
   const wasm = root.lookupType('envoy.extensions.filters.http.wasm.v3.Wasm').decode(typed.typed_config.value) as any;
-  return createHash('sha256').update(readFileSync(wasm.config.vm_config.code.local.filename)).digest('hex');
+  return readFileSync(wasm.config.vm_config.code.local.filename);
 }
+const servedSha256 = (response: any) => createHash('sha256').update(served(response)).digest('hex');
+
+/** One request decided by `wasm` in the strict host, logged to the agent as Envoy's audit logger would; the policy its audit entry names. */
+async function auditedPolicy(socket: string, wasm: Buffer, auditDir: string): Promise<unknown> {
+  const filter = await loadFilter(wasm);
+  try {
+    assert.is(await streamAccessLogs(socket, [[await envoyEntry(filter, frontend!.svid(), CARD)]]), null);
+  } finally {
+    await filter.close();
+  }
+  const logged = ++audited;
+  const entries = await eventually(() => {
+    const segments = path.join(auditDir, 'segments');
+    const lines = readdirSync(segments).flatMap((f) => readFileSync(path.join(segments, f), 'utf8').split('\n').filter(Boolean));
+    return lines.length >= logged ? lines : undefined;
+  }, 20_000);
+  return JSON.parse(entries![logged - 1]!).policy;
+}
+let audited = 0;
+let frontend: Awaited<ReturnType<Plane['join']>> | undefined;
 
 const rollout = async () => (await plane.api('GET', '/v1/rollout/card', { token: plane.viewer })).json;
 const put = async (paths: string[]) => {
@@ -86,7 +109,10 @@ const put = async (paths: string[]) => {
 
 envoyMode('a PUT reaches Envoy over ECDS as a new version of the pinned bytes; applied only once Envoy ACKs it, refused with its error_detail on a NACK', async () => {
   const v1 = await put(['/cards/{id}']);
-  const proxy = envoy(await startAgent('card-1'));
+  const auditDir = path.join(dir, 'audit');
+  const socket = await startAgent('card-1', ['--audit-dir', auditDir]);
+  const proxy = envoy(socket);
+  frontend = await plane.join(FRONTEND);
   const r1 = await proxy.next(0);
   assert.is(servedSha256(r1), v1.sha256);
   // Envoy has not answered: the agent does not claim the filter is enforced.
@@ -95,16 +121,20 @@ envoyMode('a PUT reaches Envoy over ECDS as a new version of the pinned bytes; a
   proxy.ack(r1);
   const applied = await eventually(async () => (await rollout()).agents.find((a: any) => a.last_report?.status === 'applied'), 20_000);
   assert.equal([applied.version, applied.sha256], [v1.version, v1.sha256]);
+  assert.equal(await auditedPolicy(socket, served(r1), auditDir), { sha256: v1.sha256 }, 'Envoy-mode audit names the build Envoy runs');
 
   const v2 = await put(['/cards/{id}', '/limits']);
   const r2 = await proxy.next(1);
   assert.is.not(r2.version_info, r1.version_info);
   assert.is(servedSha256(r2), v2.sha256);
+  // Pushed, not yet accepted: Envoy still runs v1, and its decisions are audited as v1's.
+  assert.equal(await auditedPolicy(socket, served(r1), auditDir), { sha256: v1.sha256 });
   proxy.nack(r2, r1.version_info, 'Unable to create Wasm HTTP filter palisade.policy.card');
   const refused = await eventually(async () => (await rollout()).agents.find((a: any) => a.last_report?.status === 'refused'), 20_000);
   assert.is(refused.last_report.reason, 'envoy_nack: Unable to create Wasm HTTP filter palisade.policy.card');
   assert.equal([refused.version, refused.sha256], [v1.version, v1.sha256], 'Envoy still runs v1');
   assert.is((await rollout()).converged, false);
+  assert.equal(await auditedPolicy(socket, served(r1), auditDir), { sha256: v1.sha256 }, 'the refused build is never named');
 });
 
 envoyMode('a pushed filter whose bytes do not match their pinned sha256 never reaches Envoy', async () => {
