@@ -3,9 +3,9 @@
  * command loads Envoy's protos and the config validator, which an agent needs only once it
  * serves ECDS, and then loads lazily.
  */
-import type { AgentOptionGroup } from './agent-group.ts';
+import type { AgentContext, AgentOptionGroup, PrepareContext } from './agent-group.ts';
 import { CliError } from './errors.ts';
-import type { EcdsServer as Ecds } from '../agent/xds/ecds.ts';
+import type { EcdsOptions, EcdsServer as Ecds } from '../agent/xds/ecds.ts';
 import { ManifestError } from '../envoy/manifest.ts';
 
 const MODES = ['enforce', 'dry-run'];
@@ -27,26 +27,14 @@ export const ecdsAgentGroup: AgentOptionGroup = {
     if (!opts.sds) throw new CliError('--ecds-policy needs --sds: ECDS is served on the same socket as SDS', 2);
     const initialMode = opts.ecdsMode as string | undefined;
     if (initialMode !== undefined && !MODES.includes(initialMode)) throw new CliError(`--ecds-mode must be ${MODES.join(' or ')}`, 2);
-    // Loaded here, not at start-up: an agent without --ecds-policy never needs ECDS.
-    const [{ Counter }, { EcdsServer }] = await Promise.all([import('prom-client'), import('../agent/xds/ecds.ts')]);
-    // Counted from the first publish on, registered with the agent's metrics once it has joined.
-    const counter = (name: string, help: string) => new Counter({ name, help, registers: [] });
-    const counters = [
-      counter('palisade_agent_ecds_publishes_total', 'Policy versions published over ECDS'),
-      counter('palisade_agent_ecds_acks_total', 'ECDS responses accepted by Envoy'),
-      counter('palisade_agent_ecds_nacks_total', 'ECDS responses rejected by Envoy (previous version kept)'),
-    ];
-    const [pushes, acks, nacks] = counters;
-    const ecds: Ecds = new EcdsServer({ log, onPublish: () => pushes.inc(), onAck: () => acks.inc(), onNack: () => nacks.inc() });
-    closers.push(() => ecds.close());
+    const { ecds, serve } = await ecdsService(log, closers);
     const publishAll = (mode?: string) => manifests.map((m) => ecds.publish(m, mode ? { configuration: { mode } } : {}));
     const [first] = publishing(() => publishAll(initialMode));
     return {
       setup(ctx) {
         if (manifests.length === 1) ctx.servedPolicySha256 = () => ecds.published(first!.resource)?.sha256;
-        for (const metric of counters) ctx.agent.metrics.registerMetric(metric);
+        serve(ctx);
         for (const m of manifests) ecds.watch(m);
-        ctx.xdsServices.push(ecds.service);
         ctx.adminPlugins.push(async (app) => {
           // Body (optional): { "mode": "enforce" | "dry-run" } switches the mode of every served policy.
           app.post('/v1/ecds/publish', async (request, reply) => {
@@ -66,6 +54,38 @@ export const ecdsAgentGroup: AgentOptionGroup = {
     };
   },
 };
+
+/**
+ * The agent's ECDS server (for --ecds-policy, or --control in Envoy mode), closed with the
+ * agent; `serve` adds it to the --sds socket and its push, ACK and NACK counters to /metrics.
+ */
+export async function ecdsService(log: PrepareContext['log'], closers: PrepareContext['closers'], hooks: EcdsOptions = {}) {
+  // Loaded here, not at start-up: an agent that serves no filter to Envoy never needs ECDS.
+  const [{ Counter }, { EcdsServer }] = await Promise.all([import('prom-client'), import('../agent/xds/ecds.ts')]);
+  // Counted from the first publish on, registered with the agent's metrics once it has joined.
+  const counter = (name: string, help: string) => new Counter({ name, help, registers: [] });
+  const counters = [
+    counter('palisade_agent_ecds_publishes_total', 'Policy versions published over ECDS'),
+    counter('palisade_agent_ecds_acks_total', 'ECDS responses accepted by Envoy'),
+    counter('palisade_agent_ecds_nacks_total', 'ECDS responses rejected by Envoy (previous version kept)'),
+  ];
+  const [pushes, acks, nacks] = counters;
+  const ecds: Ecds = new EcdsServer({
+    log,
+    ...hooks,
+    onPublish: (p) => (pushes!.inc(), hooks.onPublish?.(p)),
+    onAck: (...a) => (acks!.inc(), hooks.onAck?.(...a)),
+    onNack: (r) => (nacks!.inc(), hooks.onNack?.(r)),
+  });
+  closers.push(() => ecds.close());
+  return {
+    ecds,
+    serve(ctx: AgentContext) {
+      for (const metric of counters) ctx.agent.metrics.registerMetric(metric);
+      ctx.xdsServices.push(ecds.service);
+    },
+  };
+}
 
 /** A manifest or filter that cannot be published before the agent joins: one line, exit 2. */
 function publishing<T>(run: () => T): T {

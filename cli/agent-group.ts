@@ -24,10 +24,12 @@ export interface AgentContext extends PrepareContext {
   admin?: AdminServer;
   /** Set by --audit-dir before the sidecar starts. */
   audit?: DecisionAudit;
-  /** Set by --ecds-policy when it serves one policy: the SHA-256 of the build served now (Envoy-mode audit entries name it). */
+  /** Set by --ecds-policy when it serves one policy (or --control relaying to Envoy): the SHA-256 of the build served now (Envoy-mode audit entries name it). */
   servedPolicySha256?: () => string | undefined;
   /** With --control: where filters from the control plane go (set by the sidecar group's setup). */
   controlApply?: SubscriberOptions['apply'];
+  /** With --control: settles applies still in flight once the subscriber is stopping (the ECDS relay waits on Envoy). */
+  stopControlApply?: () => void;
 }
 
 /**

@@ -122,10 +122,21 @@ export class EcdsServer {
     }
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     if (sha256 !== artifact.sha256) throw new ManifestError(`${artifact.wasmPath}: sha256 ${sha256} does not match the manifest (${artifact.sha256})`);
-    const codeDir = path.resolve(this.options.codeDir ?? path.join(path.dirname(manifestPath), 'ecds'));
-    const wasmPath = pinCopy(codeDir, `${artifact.name}.${sha256}.wasm`, bytes);
+    return this.publishFilter(artifact.name, bytes, path.join(path.dirname(manifestPath), 'ecds'), opts);
+  }
+
+  /**
+   * Publishes filter bytes whose sha256 the caller has already checked against their pin
+   * (a manifest, or the control plane's push), as `palisade.policy.<name>`. The pinned copy
+   * goes to the `codeDir` option, else to `defaultCodeDir`.
+   */
+  publishFilter(name: string, bytes: Buffer, defaultCodeDir: string | undefined, opts: PublishOptions = {}): PublishedPolicy {
+    const codeDir = this.options.codeDir ?? defaultCodeDir;
+    if (!codeDir) throw new Error('ecds: no directory for the pinned filter copies (codeDir)');
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const wasmPath = pinCopy(path.resolve(codeDir), `${name}.${sha256}.wasm`, bytes);
     this.pinned.add(wasmPath);
-    const resource = policyResourceName(artifact.name);
+    const resource = policyResourceName(name);
     const served = this.current.get(resource);
     const configuration = opts.configuration ? JSON.stringify(opts.configuration) : served?.configuration ?? '{}';
     const version = `${sha256.slice(0, 16)}.${createHash('sha256').update(configuration).digest('hex').slice(0, 8)}`;
@@ -165,6 +176,11 @@ export class EcdsServer {
   /** The version currently served for a resource. */
   published(resource: string): PublishedPolicy | undefined {
     return this.current.get(resource);
+  }
+
+  /** The version an Envoy last acknowledged for a resource: what Envoy runs. */
+  acknowledged(resource: string): PublishedPolicy | undefined {
+    return this.acked.get(resource);
   }
 
   close(): void {
