@@ -65,7 +65,8 @@ async function runDemo(keep: boolean): Promise<void> {
             continue;
           }
           decisions.push(entry);
-          pane.record(entry as unknown as DecisionRecord);
+          // The edge's own lines are not a sidecar's decisions: the pane takes those only.
+          if (entry.msg === 'decision') pane.record(entry as unknown as DecisionRecord);
           if (live) out(`  ${describe(entry)}`);
         }
         done();
