@@ -20,6 +20,7 @@ import { startSidecar, type Sidecar } from '../../../agent/sidecar/index.ts';
 import { identities, startEcho, captureLog, CARD, type Echo } from './harness.ts';
 import { compiled } from './policies.ts';
 import { frameReader, FRAME, PREFACE } from './h2-raw.ts';
+import type { Svid } from '../../../agent/sidecar/svid.ts';
 
 const sustained = suite('sustained HTTP/2 to a peer');
 const REQUESTS = 200;
@@ -34,7 +35,7 @@ let connections = 0;
 /** RST_STREAM frames the outbound side sent its peer. */
 let resets = 0;
 
-const pem = (svid: { chainPem: string; privateKey: import('node:crypto').KeyObject }) => ({
+const pem = (svid: Svid) => ({
   cert: svid.chainPem,
   key: svid.privateKey.export({ format: 'pem', type: 'pkcs8' }),
 });
@@ -50,8 +51,9 @@ sustained.before(async () => {
     socket.setNoDelay(true);
     const upstream = tlsConnect({
       ...pem(ids.frontend.svid()), ca: ids.ca.certPem, host: '127.0.0.1', port: cardSidecar.inbound!.port,
-      ALPNProtocols: ['h2'], minVersion: 'TLSv1.3', checkServerIdentity: () => undefined, noDelay: true,
+      ALPNProtocols: ['h2'], minVersion: 'TLSv1.3', checkServerIdentity: () => undefined,
     });
+    upstream.setNoDelay(true);
     let preface = PREFACE.length;
     const frames = frameReader((frame) => {
       if (frame.type === FRAME.RST_STREAM) resets++;
