@@ -82,7 +82,7 @@ export function sendJson(res: ServerReply, status: number, body: unknown, header
  */
 export function relay(body: Readable, res: ServerReply, trailers?: () => Record<string, string | string[] | undefined> | undefined): void {
   body.on('error', () => res.destroy());
-  res.on('close', () => body.destroy());
+  res.on('close', () => release(body));
   if (!trailers) {
     body.pipe(res as ServerResponse);
     return;
@@ -93,6 +93,16 @@ export function relay(body: Readable, res: ServerReply, trailers?: () => Record<
     if (Object.keys(kept).length > 0) res.addTrailers(kept as Record<string, string>);
     res.end();
   });
+}
+
+/**
+ * Lets go of an upstream body nobody will read: one still arriving is cancelled, one that has
+ * ended is left to close by itself. Resetting a finished HTTP/2 stream sends a RST_STREAM for
+ * nothing, and servers count those as rapid reset (nghttp2: 1,000, then 33 a second) and then
+ * drop the whole connection with GOAWAY INTERNAL_ERROR, failing every request on it.
+ */
+export function release(body: Readable): void {
+  if (!body.readableEnded) body.destroy();
 }
 
 /** A request whose answer must come as gRPC (content-type application/grpc…): local replies take the gRPC form. */

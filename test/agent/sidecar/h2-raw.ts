@@ -10,7 +10,7 @@ import type { Svid } from '../../../agent/sidecar/svid.ts';
 export const FRAME = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, GOAWAY: 7, CONTINUATION: 9 } as const;
 const END_STREAM = 0x1;
 const END_HEADERS = 0x4;
-const PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
+export const PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
 const MAX_FRAME = 16_384;
 
 export interface Frame {
@@ -45,22 +45,13 @@ export async function rawH2(port: number, caPem: string, svid: Svid): Promise<Ra
   });
   if (socket.alpnProtocol !== 'h2') throw new Error(`ALPN chose ${socket.alpnProtocol}`);
   const frames: Frame[] = [];
-  let buffered = Buffer.alloc(0);
-  socket.on('data', (chunk: Buffer) => {
-    buffered = Buffer.concat([buffered, chunk]);
-    while (buffered.length >= 9) {
-      const length = buffered.readUIntBE(0, 3);
-      if (buffered.length < 9 + length) break;
-      const type = buffered[3];
-      const payload = buffered.subarray(9, 9 + length);
-      const frame: Frame = { type, flags: buffered[4], stream: buffered.readUInt32BE(5) & 0x7fffffff };
-      if (type === FRAME.RST_STREAM) frame.code = payload.readUInt32BE(0);
-      if (type === FRAME.GOAWAY) frame.code = payload.readUInt32BE(4);
-      if (type === FRAME.SETTINGS && !(frame.flags & 1)) socket.write(frame9(FRAME.SETTINGS, 1, 0, Buffer.alloc(0))); // ACK
+  socket.on(
+    'data',
+    frameReader((frame) => {
+      if (frame.type === FRAME.SETTINGS && !(frame.flags & 1)) socket.write(frame9(FRAME.SETTINGS, 1, 0, Buffer.alloc(0))); // ACK
       frames.push(frame);
-      buffered = buffered.subarray(9 + length);
-    }
-  });
+    }),
+  );
   socket.on('error', () => {});
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   socket.write(PREFACE);
@@ -80,6 +71,25 @@ export async function rawH2(port: number, caPem: string, svid: Svid): Promise<Ra
         socket.write(frame9(first ? FRAME.HEADERS : FRAME.CONTINUATION, (first ? END_STREAM : 0) | (last ? END_HEADERS : 0), stream, piece));
       }
     },
+  };
+}
+
+/** Splits a byte stream of HTTP/2 frames (after the preface) into frames, for `onFrame` in order. */
+export function frameReader(onFrame: (frame: Frame) => void): (chunk: Buffer) => void {
+  let buffered = Buffer.alloc(0);
+  return (chunk) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    while (buffered.length >= 9) {
+      const length = buffered.readUIntBE(0, 3);
+      if (buffered.length < 9 + length) break;
+      const type = buffered[3];
+      const payload = buffered.subarray(9, 9 + length);
+      const frame: Frame = { type, flags: buffered[4], stream: buffered.readUInt32BE(5) & 0x7fffffff };
+      if (type === FRAME.RST_STREAM) frame.code = payload.readUInt32BE(0);
+      if (type === FRAME.GOAWAY) frame.code = payload.readUInt32BE(4);
+      buffered = buffered.subarray(9 + length);
+      onFrame(frame);
+    }
   };
 }
 
