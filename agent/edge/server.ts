@@ -97,6 +97,10 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeListener> {
       answer(err.status, err.code ?? 'unauthenticated', err.message, challenge ? { 'www-authenticate': challenge } : {});
     };
     if (malformed) return refuse(new BearerError(malformed.status, 'invalid_request', malformed.reason));
+    // A client that cancels (an HTTP/2 reset, a closed connection) while its token is checked
+    // gets nothing sent into the mesh for it: rapid reset must not become work for the services.
+    let gone = false;
+    res.once('close', () => (gone = true));
     const path = req.url ?? '';
     if (!path.startsWith('/') || htuOf(path).split('/').some((s) => /^(\.|%2e){1,2}$/i.test(s))) {
       return refuse(new BearerError(400, 'invalid_request', 'the path must be origin-form without dot segments'));
@@ -110,6 +114,7 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeListener> {
       throw err;
     }
     record.sub = typeof claims.sub === 'string' ? claims.sub : null;
+    if (gone) return;
     // HTTP/2 names the authority in :authority (a host header beside it must agree: malformed otherwise).
     const authority = firstHeader(req.headers[':authority']) ?? req.headers.host ?? '';
     const host = authority.replace(/:\d+$/, '').toLowerCase();
@@ -135,6 +140,7 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeListener> {
       record.reason = (err as Error).message; // the log keeps why
       return;
     }
+    if (gone) return void upstream.body.destroy(); // cancels the mesh stream
     record.status = upstream.status;
     record.reason = 'forwarded';
     forwardAnswer(res, upstream.status, forwardable(upstream.headers), upstream, true);
