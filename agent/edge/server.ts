@@ -6,7 +6,7 @@
  * into the mesh through its own outbound side (mTLS + fingerprint) with a freshly minted
  * identity context for that service (handles.ts), over one h2c session, so gRPC streams
  * through with its trailers. Refusals are RFC 6750 challenges (for gRPC clients, trailers-only
- * UNAUTHENTICATED with the challenge beside it). Nothing
+ * gRPC local replies: UNAUTHENTICATED for a 401). Nothing
  * the client sends can pass for the perimeter's own headers: its `authorization` is
  * consumed here and `x-palisade-*` / `x-forwarded-client-cert` are dropped.
  */

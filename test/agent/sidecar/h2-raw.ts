@@ -121,9 +121,9 @@ export async function assertEachReset(raw: RawH2, blocks: [string, string][][]):
 /**
  * Rapid reset (CVE-2023-44487): HEADERS then RST_STREAM at once, in bursts, until the server
  * closes the connection or `max` streams were opened; asserts that the server cut it off
- * with GOAWAY ENHANCE_YOUR_CALM before `max`.
+ * with GOAWAY ENHANCE_YOUR_CALM before `max`, and resolves with how many streams were opened.
  */
-export async function assertRapidResetCut(raw: RawH2, headers: [string, string][], max = 5_000): Promise<void> {
+export async function assertRapidResetCut(raw: RawH2, headers: [string, string][], max = 5_000): Promise<number> {
   let opened = 0;
   for (let stream = 1; opened < max && raw.isOpen(); stream += 2, opened++) {
     raw.send(stream, headers);
@@ -134,6 +134,7 @@ export async function assertRapidResetCut(raw: RawH2, headers: [string, string][
   const goaway = raw.frames.find((f) => f.type === FRAME.GOAWAY);
   assert.is(goaway?.code, constants.NGHTTP2_ENHANCE_YOUR_CALM, JSON.stringify(raw.frames.filter((f) => f.type === FRAME.GOAWAY)));
   assert.ok(opened < max, `cut off after ${opened} streams`);
+  return opened;
 }
 
 function frame9(type: number, flags: number, stream: number, payload: Buffer): Buffer {
