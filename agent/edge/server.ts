@@ -1,21 +1,25 @@
 /**
- * The edge gateway: an HTTPS ingress, with the edge workload's SVID as its certificate, that
+ * The edge gateway: an HTTPS ingress (HTTP/2 or HTTP/1.1 by ALPN, with the inbound
+ * sidecar's listener and limits: h2-listener.ts), with the edge workload's SVID as its certificate, that
  * authenticates every request's bearer token (bearer.ts), maps its claims into a user
  * context (claims.ts), picks the service by host and path (routes.ts) and sends the request
  * into the mesh through its own outbound side (mTLS + fingerprint) with a freshly minted
- * identity context for that service (handles.ts). Refusals are RFC 6750 challenges. Nothing
+ * identity context for that service (handles.ts), over one h2c session, so gRPC streams
+ * through with its trailers. Refusals are RFC 6750 challenges (for gRPC clients, trailers-only
+ * gRPC local replies: UNAUTHENTICATED for a 401). Nothing
  * the client sends can pass for the perimeter's own headers: its `authorization` is
  * consumed here and `x-palisade-*` / `x-forwarded-client-cert` are dropped.
  */
-import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { Pool } from 'undici';
 import type { Logger } from 'pino';
 import type { SvidSource } from '../sidecar/svid.ts';
 import { tlsMaterial } from '../sidecar/tls.ts';
 import { continueTrace } from '../sidecar/trace.ts';
-import { forwardable, firstHeader, sendJson, upstreamFailure, hasBody, listen, drain, relay } from '../sidecar/http.ts';
+import { forwardable, firstHeader, upstreamFailure, hasBody, listen, type ServerReply, type ServerRequest } from '../sidecar/http.ts';
+import { replyLocally, forwardAnswer } from '../sidecar/local-reply.ts';
+import { H2Session } from '../sidecar/h2-session.ts';
+import { secureH2Server, DEFAULT_LISTENER_LIMITS, type ListenerLimits, type Malformed } from '../sidecar/h2-listener.ts';
 import { startOutbound } from '../sidecar/outbound.ts';
 import type { Listener } from '../sidecar/inbound.ts';
 import { pathForLog } from '../sidecar/decision-log.ts';
@@ -39,6 +43,8 @@ export interface EdgeOptions {
   fingerprintTtlSeconds?: number;
   /** The `realm` of the challenges. */
   realm?: string;
+  /** The client listener's bounds (HTTP/1.1 and HTTP/2): the inbound sidecar's by default. */
+  limits?: Partial<ListenerLimits>;
   logger: Logger;
 }
 
@@ -58,6 +64,9 @@ interface EdgeRecord {
 /** Headers only the perimeter may set, and the client's credential, which stops here. */
 const dropped = (name: string) => name.startsWith('x-palisade-') || name === 'x-forwarded-client-cert' || name === 'authorization';
 
+/** The edge's own outbound side answers within 15 s (504 otherwise); this only catches it hanging. */
+const MESH_HEADERS_TIMEOUT_MS = 20_000;
+
 export interface EdgeListener extends Listener {
   /** The edge's own outbound listener (loopback): it sends only requests the edge authenticated. */
   meshUrl: string;
@@ -73,75 +82,79 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeListener> {
     authorize: handles.authorize,
     logger: opts.logger,
   });
-  const toMesh = new Pool(mesh.url, { connections: 64, keepAliveTimeout: 4_000 });
+  // Every request, HTTP/1.1 or HTTP/2 from the client, goes to the mesh side as a stream of
+  // one h2c session: gRPC keeps its trailers (and trailers-only answers) end to end.
+  const toMesh = new H2Session(mesh.url, () => ({}));
 
-  async function handle(req: IncomingMessage, res: ServerResponse, record: EdgeRecord, traceparent: string): Promise<void> {
-    const refuse = (err: BearerError) => {
-      record.status = err.status;
-      record.reason = err.message;
-      const challenge = err.challenge(realm);
-      sendJson(res, err.status, err.body(), challenge ? { 'www-authenticate': challenge } : {});
+  async function handle(req: ServerRequest, res: ServerReply, record: EdgeRecord, traceparent: string, malformed?: Malformed): Promise<void> {
+    const answer = (status: number, code: string, message: string, headers?: Record<string, string>) => {
+      record.status = status;
+      record.reason = message;
+      replyLocally(req, res, status, { error: { code, message } }, { headers });
     };
+    const refuse = (err: BearerError) => {
+      const challenge = err.challenge(realm);
+      const { error } = err.body();
+      answer(err.status, error.code, error.message, challenge ? { 'www-authenticate': challenge } : {});
+    };
+    if (malformed) return refuse(new BearerError(malformed.status, 'invalid_request', malformed.reason));
+    // A client that cancels (an HTTP/2 reset, a closed connection) while its token is checked
+    // gets nothing sent into the mesh for it: rapid reset must not become work for the services.
+    let gone = false;
+    res.once('close', () => (gone = true));
     const path = req.url ?? '';
     let admitted;
     try {
       admitted = await admit(opts.routes, opts.authenticate, {
         path,
-        host: req.headers.host ?? '',
+        // HTTP/2 names the authority in :authority (a host header beside it must agree: malformed otherwise).
+        host: firstHeader(req.headers[':authority']) ?? req.headers.host ?? '',
         authorization: firstHeader(req.headers.authorization),
         repeated: req.rawHeaders.filter((h, i) => i % 2 === 0 && h.toLowerCase() === 'authorization').length > 1,
       }, (claims) => (record.sub = typeof claims.sub === 'string' ? claims.sub : null));
     } catch (err) {
       if (err instanceof BearerError) return refuse(err);
       if (!(err instanceof NoRouteError)) throw err;
-      record.status = 404;
-      record.reason = 'no route';
-      return sendJson(res, 404, noRouteBody(err));
+      const { error } = noRouteBody(err);
+      return answer(404, error.code, error.message);
     }
+    if (gone) return;
     const { claims, route } = admitted;
     record.route = route.key;
     record.target = route.spiffeId;
     const handle = handles.put(userContext(claims, opts.extraClaims), route.spiffeId, claims.exp);
-    if (!handle) {
-      record.status = 503;
-      record.reason = 'too many requests in flight';
-      return sendJson(res, 503, { error: { code: 'overloaded', message: 'too many requests in flight' } });
-    }
-    const headers = forwardable(req.headers, dropped);
-    headers.host = route.name;
+    if (!handle) return answer(503, 'overloaded', 'too many requests in flight');
+    const headers: Record<string, string | string[]> = forwardable(req.headers, dropped);
     headers.authorization = `Bearer ${handle}`;
     headers.traceparent = traceparent;
     headers['x-forwarded-proto'] = 'https';
+    // gRPC needs `te: trailers` end to end; it is hop-by-hop, so each hop restates it.
+    if (firstHeader(req.headers.te) === 'trailers') headers.te = 'trailers';
+    const pseudo = { ':method': req.method ?? 'GET', ':path': path, ':authority': route.name, ':scheme': 'http' };
     let upstream;
     try {
-      upstream = await toMesh.request({ method: req.method ?? 'GET', path, headers, body: hasBody(req) ? req : null });
+      upstream = await toMesh.request({ ...headers, ...pseudo }, hasBody(req) ? req : null, MESH_HEADERS_TIMEOUT_MS);
     } catch (err) {
       const failure = upstreamFailure(err);
-      record.status = failure.status;
-      record.reason = (err as Error).message;
-      return sendJson(res, failure.status, { error: { code: failure.code, message: 'the service did not answer' } });
+      answer(failure.status, failure.code, 'the service did not answer');
+      record.reason = (err as Error).message; // the log keeps why
+      return;
     }
-    record.status = upstream.statusCode;
+    if (gone) return void upstream.body.destroy(); // cancels the mesh stream
+    record.status = upstream.status;
     record.reason = 'forwarded';
-    res.writeHead(upstream.statusCode, forwardable(upstream.headers));
-    relay(upstream.body, res);
+    forwardAnswer(res, upstream.status, forwardable(upstream.headers), upstream, true);
   }
 
-  const server: Server = createServer(
-    {
-      ...tlsMaterial(opts.identity),
-      maxHeaderSize: 16 * 1024,
-      headersTimeout: 10_000,
-      requestTimeout: 30_000,
-      connectionsCheckingInterval: 1_000,
-      keepAliveTimeout: 5_000,
-      handshakeTimeout: 10_000,
-      noDelay: true,
-    },
-    (req, res) => {
+  const { server, drain } = secureH2Server(
+    tlsMaterial(opts.identity),
+    { ...DEFAULT_LISTENER_LIMITS, ...opts.limits },
+    'edge',
+    opts.logger,
+    (req, res, malformed) => {
       const started = performance.now();
       const path = req.url ?? '';
-      const trace = continueTrace(req.headers.traceparent);
+      const trace = continueTrace(firstHeader(req.headers.traceparent));
       const record: EdgeRecord = {
         trace_id: trace.traceId, method: req.method ?? 'GET', path: pathForLog(path),
         route: null, target: null, sub: null, status: 0, reason: 'aborted', latency_ms: 0,
@@ -150,21 +163,19 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeListener> {
         record.latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
         opts.logger.info(record, 'edge');
       });
-      handle(req, res, record, trace.traceparent).catch((err) => {
+      handle(req, res, record, trace.traceparent, malformed).catch((err) => {
         record.reason = (err as Error).message;
-        sendJson(res, 500, { error: { code: 'internal', message: 'internal error' } });
+        replyLocally(req, res, 500, { error: { code: 'internal', message: 'internal error' } });
       });
     },
   );
-  server.on('tlsClientError', () => {});
-  server.maxConnections = 1024;
   const rotate = () => server.setSecureContext(tlsMaterial(opts.identity));
   opts.identity.on('rotated', rotate);
   let address;
   try {
-    address = await listen(server, opts.port, opts.host);
+    address = await listen(server as unknown as Server, opts.port, opts.host);
   } catch (err) {
-    await toMesh.close();
+    toMesh.close();
     await mesh.close();
     throw err;
   }
@@ -174,8 +185,8 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeListener> {
     meshUrl: mesh.url,
     async close() {
       opts.identity.off('rotated', rotate);
-      await drain(server);
-      await toMesh.close();
+      await drain();
+      toMesh.close();
       await mesh.close();
     },
   };

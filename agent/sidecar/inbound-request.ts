@@ -33,6 +33,7 @@ import type { AppClient } from './app-client.ts';
 import type { UpstreamAnswer } from './h2-session.ts';
 import { isUpgrade, spliceUpgrade } from './websocket.ts';
 import type { ServerResponse } from 'node:http';
+import type { Malformed } from './h2-listener.ts';
 
 export interface PipelineOptions {
   self: string;
@@ -54,12 +55,6 @@ type Peer = ({ id: string; key: KeyObject; cert: X509Certificate; address: strin
 
 /** Envoy's jwt_authn metadata namespace, where the filter reads `user` and `fingerprint`. */
 const JWT_AUTHN = 'envoy.filters.http.jwt_authn';
-
-/** A protocol-level refusal a front end found before the pipeline (e.g. HTTP/2 `:authority` and `host` disagreeing). */
-export interface Malformed {
-  status: 400;
-  reason: string;
-}
 
 export type RequestHandler = (req: ServerRequest, res: ServerReply, malformed?: Malformed) => Promise<void>;
 

@@ -3,7 +3,8 @@
  * service and the ledger, the local OpenID provider, the card application (which calls the
  * ledger through its outbound sidecar, passing on the authorization it received), the
  * ledger application, and the edge itself; plus a "recorder": a service with the card
- * service's SVID that keeps exactly what the edge sent it.
+ * service's SVID that keeps exactly what the edge sent it; and, when asked, a gRPC service
+ * (a real @grpc/grpc-js server behind its sidecar, spoken to over h2c) under `/demo.Cards`.
  */
 import { createServer as createHttpsServer } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -13,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
+import * as grpc from '@grpc/grpc-js';
 import { CertificateAuthority } from '../../../ca/ca.ts';
 import { startCaServer, type CaServer } from '../../../ca/server.ts';
 import { startAgent, type IdentityAgent } from '../../../agent/identity/agent.ts';
@@ -28,6 +30,7 @@ export const TD = 'bank.example';
 export const EDGE = `spiffe://${TD}/ns/web/sa/edge`;
 export const CARD = `spiffe://${TD}/ns/payments/sa/card-service`;
 export const LEDGER = `spiffe://${TD}/ns/payments/sa/ledger`;
+export const CARDS_GRPC = `spiffe://${TD}/ns/payments/sa/cards-grpc`;
 export const AUDIENCE = 'bank-apis';
 
 const fixture = (name: string) => fileURLToPath(new URL(`fixtures/${name}`, import.meta.url));
@@ -48,13 +51,15 @@ export interface Perimeter {
   edge: EdgeListener;
   /** What reached the recorder (route `/cards/recorded`, longer than `/cards`). */
   recorded: Recorded[];
+  /** The gRPC service's calls as it received them (method path, authorization), when started with `grpc`. */
+  grpcCalls: { path: string; authorization: string | undefined }[];
   log: ReturnType<typeof captureLog>;
   /** A request to the edge, as a client outside the mesh (trusting the CA bundle). */
   call(path: string, headers?: Record<string, string>, method?: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }>;
   close(): Promise<void>;
 }
 
-export async function startPerimeter(edgeConfig: Partial<EdgeConfig> = {}): Promise<Perimeter> {
+export async function startPerimeter(edgeConfig: Partial<EdgeConfig> = {}, opts: { grpc?: boolean } = {}): Promise<Perimeter> {
   const dir = await mkdtemp(join(tmpdir(), 'palisade-edge-'));
   const closers: (() => Promise<unknown> | unknown)[] = [() => rm(dir, { recursive: true, force: true })];
   const close = async () => {
@@ -79,12 +84,12 @@ export async function startPerimeter(edgeConfig: Partial<EdgeConfig> = {}): Prom
     });
     closers.push(() => provider.close());
 
-    const sidecar = async (identity: IdentityAgent, policy: string, app: string, issuers: string[], routes?: Record<string, { url: string; spiffeId: string }>) => {
+    const sidecar = async (identity: IdentityAgent, policy: string, app: string, issuers: string[], routes?: Record<string, { url: string; spiffeId: string }>, appProtocol?: 'h2c') => {
       const file = join(dir, `${policy}.wasm`);
       await writeFile(file, (await compiledFile(fixture(`${policy}.policy.json`))).wasm);
       const s = await startSidecar({
         identity,
-        inbound: { app, filterFile: file, watch: false },
+        inbound: { app, appProtocol, filterFile: file, watch: false },
         outbound: routes && { routes },
         identityIssuers: issuers,
         revocation: { refreshMs: 250 },
@@ -121,10 +126,20 @@ export async function startPerimeter(edgeConfig: Partial<EdgeConfig> = {}): Prom
       recorder.close(r);
     }));
 
+    const grpcCalls: Perimeter['grpcCalls'] = [];
+    const grpcRoute: Record<string, { url: string; spiffeId: string }> = {};
+    if (opts.grpc) {
+      const server = await grpcCards(grpcCalls);
+      closers.push(() => server.forceShutdown());
+      const cards = await sidecar(await agent(CARDS_GRPC), 'cards-grpc', `http://127.0.0.1:${server.port}`, [EDGE], undefined, 'h2c');
+      grpcRoute['/demo.Cards'] = { url: cards.inbound!.url, spiffeId: CARDS_GRPC };
+    }
+
     const routesFile = join(dir, 'edge-routes.json');
     await writeFile(routesFile, JSON.stringify({
       '/cards': { url: card.inbound!.url, spiffeId: CARD },
       '/cards/recorded': { url: `https://127.0.0.1:${(recorder.address() as AddressInfo).port}`, spiffeId: CARD },
+      ...grpcRoute,
     }));
     const prepared = await prepareEdge({ host: '127.0.0.1', port: 0, routesFile, issuer: provider.issuer, audience: AUDIENCE, typ: 'at+jwt', client: provider.edgeClient, ...edgeConfig });
     const edge = await prepared.start(agents.edge, log.logger);
@@ -133,7 +148,7 @@ export async function startPerimeter(edgeConfig: Partial<EdgeConfig> = {}): Prom
     const client = new Agent({ connect: { ca: bundle, checkServerIdentity: () => undefined } });
     closers.push(() => client.close());
     return {
-      ca, bundle, provider, agents, card, ledger, edge, recorded, log, close,
+      ca, bundle, provider, agents, card, ledger, edge, recorded, grpcCalls, log, close,
       async call(path, headers = {}, method = 'GET') {
         // As sent: a URL would resolve dot segments before the edge sees them.
         const res = await client.request({ origin: edge.url, path, method: method as 'GET', headers });
@@ -144,6 +159,28 @@ export async function startPerimeter(edgeConfig: Partial<EdgeConfig> = {}): Prom
     await close();
     throw err;
   }
+}
+
+/** The gRPC application: `/demo.Cards/Get` (unary, with a trailer) and `/demo.Cards/List` (server streaming), raw bytes. */
+async function grpcCards(calls: Perimeter['grpcCalls']): Promise<grpc.Server & { port: number }> {
+  const server = new grpc.Server();
+  const raw = (b: Buffer) => b;
+  const note = (path: string, metadata: grpc.Metadata) => calls.push({ path, authorization: metadata.get('authorization')[0] as string | undefined });
+  server.register('/demo.Cards/Get', (call: grpc.ServerUnaryCall<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => {
+    note('/demo.Cards/Get', call.metadata);
+    const trailer = new grpc.Metadata();
+    trailer.set('x-card-trailer', 'served');
+    done(null, Buffer.from(`card ${call.request}`), trailer);
+  }, raw, raw, 'unary');
+  server.register('/demo.Cards/List', (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+    note('/demo.Cards/List', call.metadata);
+    for (let i = 0; i < 3; i++) call.write(Buffer.from(`card ${i}`));
+    call.end();
+  }, raw, raw, 'serverStream');
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return Object.assign(server, { port });
 }
 
 /** An application: the sidecar tests' echo server answering with `handler`. */

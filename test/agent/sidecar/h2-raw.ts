@@ -5,6 +5,8 @@
  * no indexing, no Huffman). It reads back only frame types, flags and error codes.
  */
 import { connect, type TLSSocket } from 'node:tls';
+import { constants } from 'node:http2';
+import * as assert from 'uvu/assert';
 import type { Svid } from '../../../agent/sidecar/svid.ts';
 
 export const FRAME = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, GOAWAY: 7, CONTINUATION: 9 } as const;
@@ -91,6 +93,58 @@ export function frameReader(onFrame: (frame: Frame) => void): (chunk: Buffer) =>
       onFrame(frame);
     }
   };
+}
+
+/**
+ * The header blocks nghttp2 must reset (PROTOCOL_ERROR) whatever follows: `base` (a valid
+ * request) with a second `:path` or `:method`, an uppercase name, connection-specific
+ * headers, an unknown pseudo-header, and a pseudo-header after a regular one.
+ */
+export function smuggled(base: [string, string][]): [string, string][][] {
+  return [
+    [...base, [':path', '/admin']],
+    [...base, [':method', 'DELETE']],
+    [...base, ['X-Palisade-Caller', 'spiffe://bank.example/ns/ops/sa/root']],
+    [...base, ['transfer-encoding', 'chunked']],
+    [...base, ['connection', 'keep-alive']],
+    [...base, ['te', 'gzip']],
+    [...base, [':x-smuggled', '1']],
+    [['x-early', '1'], ...base],
+  ];
+}
+
+/** Sends each block on its own stream and asserts that every one was reset (PROTOCOL_ERROR) and none answered. */
+export async function assertEachReset(raw: RawH2, blocks: [string, string][][]): Promise<void> {
+  const streams = blocks.map((_, i) => 1 + 2 * i);
+  blocks.forEach((headers, i) => raw.send(streams[i], headers));
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline && !streams.every((s) => raw.frames.some((f) => f.stream === s && f.type === FRAME.RST_STREAM)) && !raw.frames.some((f) => f.type === FRAME.GOAWAY)) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  for (const s of streams) {
+    const answered = raw.frames.filter((f) => f.stream === s);
+    assert.ok(answered.some((f) => f.type === FRAME.RST_STREAM && f.code === constants.NGHTTP2_PROTOCOL_ERROR), `stream ${s}: ${JSON.stringify(answered)}`);
+    assert.not.ok(answered.some((f) => f.type === FRAME.HEADERS), `stream ${s} got a response`);
+  }
+}
+
+/**
+ * Rapid reset (CVE-2023-44487): HEADERS then RST_STREAM at once, in bursts, until the server
+ * closes the connection or `max` streams were opened; asserts that the server cut it off
+ * with GOAWAY ENHANCE_YOUR_CALM before `max`, and resolves with how many streams were opened.
+ */
+export async function assertRapidResetCut(raw: RawH2, headers: [string, string][], max = 5_000): Promise<number> {
+  let opened = 0;
+  for (let stream = 1; opened < max && raw.isOpen(); stream += 2, opened++) {
+    raw.send(stream, headers);
+    raw.reset(stream);
+    if (opened % 10 === 9) await new Promise((r) => setTimeout(r, 2));
+  }
+  await Promise.race([raw.closed, new Promise((r) => setTimeout(r, 5_000))]);
+  const goaway = raw.frames.find((f) => f.type === FRAME.GOAWAY);
+  assert.is(goaway?.code, constants.NGHTTP2_ENHANCE_YOUR_CALM, JSON.stringify(raw.frames.filter((f) => f.type === FRAME.GOAWAY)));
+  assert.ok(opened < max, `cut off after ${opened} streams`);
+  return opened;
 }
 
 function frame9(type: number, flags: number, stream: number, payload: Buffer): Buffer {
