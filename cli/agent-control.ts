@@ -1,7 +1,8 @@
 /**
  * `palisade agent --control URL`: the filter comes from the control plane (docs/control.md)
  * instead of files. The agent subscribes with its SVID once it has joined, hands every
- * verified filter to the embedded sidecar (the first one starts it) and reports each version.
+ * verified filter to the embedded sidecar (the first one starts it) and reports each version,
+ * and pushes the sidecar's decisions, its SVID state and audit checkpoints for the Security Pane.
  */
 import type { AgentOptionGroup } from './agent-group.ts';
 import { CliError } from './errors.ts';
@@ -28,9 +29,12 @@ export const controlAgentGroup: AgentOptionGroup = {
     return {
       // After every group's setup: the sidecar's has said where filters go.
       async start(ctx) {
-        const { ControlSubscriber } = await import('../agent/control/subscriber.ts');
+        const [{ ControlSubscriber }, { subscriberPusher }] = await Promise.all([import('../agent/control/subscriber.ts'), import('../agent/control/decisions.ts')]);
         const subscriber = new ControlSubscriber({ urls, controlId, identity: ctx.agent, apply: ctx.controlApply!, log: ctx.log });
-        ctx.closers.push(() => subscriber.close());
+        // The Security Pane's feed: the sidecar's decisions, the SVID's state, the audit log's checkpoints.
+        const pusher = subscriberPusher(ctx.agent, subscriber, ctx.audit?.log);
+        ctx.decisions = (record, entry) => pusher.add(record, entry);
+        ctx.closers.push(() => subscriber.close(), () => pusher.close());
         subscriber.on('connected', (url) => ctx.log.info({ control: url }, 'subscribed to the control plane'));
         subscriber.on('reported', (r) => ctx.log.info(r, `filter ${r.status}`));
         subscriber.start();

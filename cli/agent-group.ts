@@ -5,6 +5,7 @@ import type { AdminServer } from '../agent/identity/admin.ts';
 import type { IdentityAgent } from '../agent/identity/agent.ts';
 import type { XdsService } from '../agent/xds/server.ts';
 import type { DecisionAudit } from '../agent/sidecar/audit.ts';
+import type { DecisionRecord } from '../agent/sidecar/decision-log.ts';
 import type { SubscriberOptions } from '../agent/control/subscriber.ts';
 
 /** What option groups share before the agent has joined the CA. */
@@ -28,6 +29,8 @@ export interface AgentContext extends PrepareContext {
   servedPolicySha256?: () => string | undefined;
   /** With --control: where filters from the control plane go (set by the sidecar group's setup). */
   controlApply?: SubscriberOptions['apply'];
+  /** With --control: where the inbound sidecar's decision records go (set by the control group's start, read per decision). */
+  decisions?: (record: DecisionRecord, auditEntry: string | undefined) => void;
 }
 
 /**

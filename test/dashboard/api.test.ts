@@ -24,14 +24,14 @@ let card: IdentityAgent, ledger: IdentityAgent;
 
 const record = (target: string, extra: Partial<DecisionRecord> = {}): DecisionRecord => ({
   trace_id: 'a'.repeat(32), request_id: 'r1', caller: FRONTEND, target, method: 'GET', path: '/cards/1',
-  decision: 'deny', rule: 'no-frontend', mode: 'enforce', status: 403, reason: 'deny_rule', latency_ms: 1, ...extra,
+  decision: 'deny', rule: 'no-frontend', mode: 'enforce', status: 403, reason: 'deny_rule', user: null, client_id: null, audit_index: null, latency_ms: 1, ...extra,
 });
 
 /** POSTs a batch as `agent` over mTLS, as the pusher does, with whatever body the test forges. */
 async function push(agent: IdentityAgent, batch: Partial<DecisionBatch>, instance = 'i1') {
   const dispatcher = new Agent({ connect: { ...tlsMaterial(agent), checkServerIdentity: (_h: string, c: PeerCertificate) => serverIdentity(c, CONTROL_ID, TD) } });
   try {
-    const body: DecisionBatch = { renewal: { status: 'ok', consecutive_failures: 0, last_error: null }, policy: null, dropped: 0, audit: null, decisions: [], ...batch };
+    const body: DecisionBatch = { renewal: { status: 'ok', consecutive_failures: 0, last_error: null }, policy: null, dropped: 0, audit: null, decisions: [], proofs: [], ...batch };
     const r = await request(`${plane.control.url}${DECISIONS_PATH}`, {
       method: 'POST', dispatcher, body: JSON.stringify(body), headers: { 'content-type': 'application/json', [AGENT_INSTANCE_HEADER]: instance },
     });
@@ -56,7 +56,7 @@ api.before(async () => {
 api.after(async () => plane?.close());
 
 api('an agent\'s decisions land in its own service\'s view only: the ledger agent cannot write decisions at card', async () => {
-  const pusher = new DecisionPusher({ url: plane.control.url, identity: ledger, instance: 'ledger-1', running: () => undefined });
+  const pusher = new DecisionPusher({ url: () => plane.control.url, identity: ledger, instance: 'ledger-1', running: () => undefined });
   pusher.add(record(CARD, { path: '/forged' }));
   pusher.add(record(LEDGER, { path: '/balances/1' }));
   await pusher.flush();
