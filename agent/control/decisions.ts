@@ -42,7 +42,7 @@ export interface DecisionBatch {
   decisions: DecisionRecord[];
   /**
    * Inclusion proofs, against `audit`'s checkpoint, of the audit entries of decisions pushed
-   * in this batch or before (by their `audit_index`) that it covers: the entry line as stored
+   * in earlier batches (by their `audit_index`) that it covers: the entry line as stored
    * and its RFC 9162 audit path (base64). At most BATCH_MAX, and 256 KiB of entry lines.
    */
   proofs: EntryProof[];
@@ -71,8 +71,8 @@ export class DecisionPusher {
   readonly #trustDomain: string;
   #pool: { origin: string; pool: Pool } | undefined;
   readonly #timer: NodeJS.Timeout;
-  #queue: DecisionRecord[] = [];
-  /** Audit entries of queued or pushed decisions whose inclusion has not been proven yet (oldest first, bounded as the queue). */
+  #queue: { record: DecisionRecord; entry?: string }[] = [];
+  /** Audit entries of pushed decisions whose inclusion has not been proven yet (oldest first, bounded as the queue). */
   #unproven: { index: number; entry: string }[] = [];
   #dropped = 0;
   #flushing: Promise<void> | undefined;
@@ -91,10 +91,7 @@ export class DecisionPusher {
       this.#queue.shift();
       this.#dropped++;
     }
-    this.#queue.push(record);
-    if (record.audit_index === null || auditEntry === undefined || !this.#opts.audit) return;
-    if (this.#unproven.length >= QUEUE_MAX) this.#unproven.shift();
-    this.#unproven.push({ index: record.audit_index, entry: auditEntry });
+    this.#queue.push({ record, entry: this.#opts.audit ? auditEntry : undefined });
   }
 
   /** Sends what is queued (one batch at a time); failures keep it queued for the next flush. */
@@ -149,7 +146,7 @@ export class DecisionPusher {
   async #send(): Promise<void> {
     const url = this.#opts.url();
     if (!url) return;
-    const decisions = this.#queue.slice(0, BATCH_MAX);
+    const sending = this.#queue.slice(0, BATCH_MAX);
     const health = this.#opts.identity.health?.();
     const running = this.#opts.running();
     const checkpoint = this.#opts.audit?.latestCheckpoint() ?? null;
@@ -159,7 +156,7 @@ export class DecisionPusher {
       policy: running ? { name: running.policy, version: running.version, sha256: running.sha256 } : null,
       dropped: this.#dropped,
       audit: checkpoint && { checkpoint: checkpoint.text, chain: checkpoint.chainPem },
-      decisions,
+      decisions: sending.map((q) => q.record),
       proofs,
     };
     try {
@@ -169,9 +166,15 @@ export class DecisionPusher {
       });
       await response.body.dump();
       if (response.statusCode === 204) {
-        this.#queue.splice(0, decisions.length);
+        this.#queue.splice(0, sending.length);
         const proven = new Set(proofs.map((p) => p.index));
         this.#unproven = this.#unproven.filter((u) => !proven.has(u.index));
+        // Proven from the next batch on: the control plane holds these decisions now.
+        for (const { record, entry } of sending) {
+          if (record.audit_index === null || entry === undefined) continue;
+          if (this.#unproven.length >= QUEUE_MAX) this.#unproven.shift();
+          this.#unproven.push({ index: record.audit_index, entry });
+        }
       }
     } catch {
       // The control plane is away: the queue waits, bounded.
