@@ -53,10 +53,16 @@ export interface CertificateRef {
   der: Buffer;
 }
 
+/** An entry as written: its position (leaf index) and the exact line stored, whose leaf hash the tree holds (for inclusion proofs). */
+export interface WrittenEntry {
+  seq: number;
+  line: string;
+}
+
 interface Pending {
   decided: Decided;
   cert?: CertificateRef;
-  resolve(seq: number): void;
+  resolve(written: WrittenEntry): void;
   reject(err: Error): void;
 }
 
@@ -115,8 +121,8 @@ export class AuditLog {
     return log;
   }
 
-  /** Appends one entry; resolves with its sequence number once it is written, rejects with AuditWriteError if it could not be. */
-  append(decided: Decided, cert?: CertificateRef): Promise<number> {
+  /** Appends one entry; resolves with its sequence number and stored line once it is written, rejects with AuditWriteError if it could not be. */
+  append(decided: Decided, cert?: CertificateRef): Promise<WrittenEntry> {
     if (this.#closed) return Promise.reject(new AuditWriteError('the audit log is closed'));
     return new Promise((resolve, reject) => {
       this.#queue.push({ decided, cert, resolve, reject });
@@ -236,7 +242,7 @@ export class AuditLog {
       return;
     }
     for (const hash of hashes) this.tree.append(hash);
-    batch.forEach((p, i) => p.resolve(first + i));
+    batch.forEach((p, i) => p.resolve({ seq: first + i, line: lines[i]! }));
     if (this.tree.size - this.#checkpointed >= this.#opts.checkpointEvery && this.#checkpointDue) void this.checkpoint();
   }
 

@@ -4,7 +4,7 @@
  * older checkpoint to a newer one. Hashes are base64, as in the checkpoint itself.
  */
 import { readFileSync } from 'node:fs';
-import { leafHash, type MerkleTree } from './merkle.ts';
+import { leafHash, verifyInclusion, type MerkleTree } from './merkle.ts';
 import path from 'node:path';
 import { listSegments } from './files.ts';
 import { parseCheckpoint } from './checkpoint.ts';
@@ -50,6 +50,11 @@ export function inclusionProof(tree: MerkleTree, entry: string, index: number, c
 
 export function consistencyProof(tree: MerkleTree, from: number, to: number): ConsistencyProof {
   return { from_size: from, to_size: to, from_root: tree.root(from).toString('base64'), to_root: tree.root(to).toString('base64'), proof: b64(tree.consistencyProof(from, to)) };
+}
+
+/** Whether `entry` (a stored line) is leaf `index` of the tree a verified checkpoint (`head`) commits to, by its audit path (base64). */
+export function provesInclusion(entry: string, index: number, proof: string[], head: { size: number; root: Buffer }): boolean {
+  return verifyInclusion(leafHash(Buffer.from(entry)), index, head.size, proof.map((h) => Buffer.from(h, 'base64')), head.root);
 }
 
 /** Entries `from` ≤ seq < `to` as stored lines, reading only the segments that hold them. */

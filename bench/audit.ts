@@ -60,7 +60,7 @@ try {
   const started = performance.now();
   const cpu = process.cpuUsage();
   for (let i = 0; i < ENTRIES; i += WAVE) {
-    const wave: Promise<number>[] = [];
+    const wave: Promise<unknown>[] = [];
     for (let j = i; j < Math.min(ENTRIES, i + WAVE); j++) wave.push(log.append(entries[j]!, ref));
     await Promise.all(wave);
   }

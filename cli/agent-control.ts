@@ -2,7 +2,8 @@
  * `palisade agent --control URL`: the filter comes from the control plane (docs/control.md)
  * instead of files. The agent subscribes with its SVID once it has joined, hands every
  * verified filter to the embedded sidecar (the first one starts it) or, without --inbound,
- * relays it to Envoy over ECDS, and reports each version.
+ * relays it to Envoy over ECDS, and reports each version; it pushes the sidecar's decisions,
+ * its SVID state and audit checkpoints for the Security Pane.
  */
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,14 +39,17 @@ export const controlAgentGroup: AgentOptionGroup = {
       },
       // After every group's setup: the sidecar's (or the relay's) has said where filters go.
       async start(ctx) {
-        const { ControlSubscriber } = await import('../agent/control/subscriber.ts');
+        const [{ ControlSubscriber }, { subscriberPusher }] = await Promise.all([import('../agent/control/subscriber.ts'), import('../agent/control/decisions.ts')]);
         const subscriber = new ControlSubscriber({ urls, controlId, identity: ctx.agent, apply: ctx.controlApply!, log: ctx.log });
+        // The Security Pane's feed: the sidecar's decisions, the SVID's state, the audit log's checkpoints.
+        const pusher = subscriberPusher(ctx.agent, subscriber, ctx.audit?.log);
+        ctx.decisions = (record, entry) => pusher.add(record, entry);
         // The subscriber stops first, so a relayed version still waiting for Envoy is not reported refused.
         ctx.closers.push(async () => {
           const closing = subscriber.close();
           ctx.stopControlApply?.();
           await closing;
-        });
+        }, () => pusher.close());
         subscriber.on('connected', (url) => ctx.log.info({ control: url }, 'subscribed to the control plane'));
         subscriber.on('reported', (r) => ctx.log.info(r, `filter ${r.status}`));
         subscriber.start();

@@ -5,6 +5,7 @@ import type { AdminServer } from '../agent/identity/admin.ts';
 import type { IdentityAgent } from '../agent/identity/agent.ts';
 import type { XdsService } from '../agent/xds/server.ts';
 import type { DecisionAudit } from '../agent/sidecar/audit.ts';
+import type { DecisionRecord } from '../agent/sidecar/decision-log.ts';
 import type { SubscriberOptions } from '../agent/control/subscriber.ts';
 
 /** What option groups share before the agent has joined the CA. */
@@ -30,6 +31,8 @@ export interface AgentContext extends PrepareContext {
   controlApply?: SubscriberOptions['apply'];
   /** With --control: settles applies still in flight once the subscriber is stopping (the ECDS relay waits on Envoy). */
   stopControlApply?: () => void;
+  /** With --control: where the inbound sidecar's decision records go (set by the control group's start, read per decision). */
+  decisions?: (record: DecisionRecord, auditEntry: string | undefined) => void;
 }
 
 /**

@@ -15,6 +15,7 @@ import { registerFilterRoutes } from '../agent/sidecar/admin.ts';
 import { parseDuration } from '../agent/identity/duration.ts';
 import { DEFAULT_LIVE_KEYS_REFRESH_MS } from '../agent/identity/live-keys.ts';
 import { parseSpiffeId } from '../spiffe/pki.ts';
+import type { DecisionRecord } from '../agent/sidecar/decision-log.ts';
 
 export const sidecarAgentGroup: AgentOptionGroup = {
   addOptions(command: Command) {
@@ -97,7 +98,8 @@ export const sidecarAgentGroup: AgentOptionGroup = {
         setup(ctx) {
           warnRemote(ctx);
           const sidecar = new ControlledSidecar(async (filter) => {
-            const prepared = await prepareSidecar({ ...options, inbound: inbound && { ...inbound, app: opts.app as string, appProtocol, filter } });
+            const onDecision = (record: DecisionRecord, entry: string | undefined) => ctx.decisions?.(record, entry);
+            const prepared = await prepareSidecar({ ...options, inbound: inbound && { ...inbound, app: opts.app as string, appProtocol, filter, onDecision } });
             return prepared.start(ctx.agent, ctx.agent.metrics, ctx.audit);
           });
           ctx.controlApply = sidecar.apply;

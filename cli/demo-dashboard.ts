@@ -8,7 +8,7 @@ import type { Store } from '../store/store.ts';
 import type { PluginContext } from '../control/server.ts';
 import { createToken } from '../control/tokens.ts';
 import { dashboard } from '../dashboard/routes.ts';
-import { DecisionPusher } from '../agent/control/decisions.ts';
+import { DecisionPusher, subscriberPusher } from '../agent/control/decisions.ts';
 import type { ControlSubscriber } from '../agent/control/subscriber.ts';
 import type { IdentityAgent } from '../agent/identity/agent.ts';
 import type { DecisionRecord } from '../agent/sidecar/decision-log.ts';
@@ -24,17 +24,20 @@ export class DemoDashboard {
     return dashboard(context);
   };
 
-  /** `agent`'s inbound decisions (if it has an inbound side) and its SVID state go to the control plane at `url`, named as its rollout reports name it. */
+  /**
+   * `agent`'s inbound decisions and its SVID state go to the control plane: as `palisade agent
+   * --control` pushes them for an agent streaming from it; an agent without an inbound side
+   * (no stream) pushes its SVID state to `url`.
+   */
   attach(url: string, agent: IdentityAgent, subscriber?: ControlSubscriber, log?: AuditLog): void {
-    this.#pushers.set(agent.svid().spiffeId, new DecisionPusher({
-      url, identity: agent, instance: subscriber?.instance ?? randomUUID(),
-      running: () => subscriber?.running, checkpoint: () => log?.latestCheckpoint() ?? null,
-    }));
+    this.#pushers.set(agent.svid().spiffeId, subscriber
+      ? subscriberPusher(agent, subscriber, log)
+      : new DecisionPusher({ url: () => url, identity: agent, instance: randomUUID(), running: () => undefined }));
   }
 
-  /** A decision line of the demo's sidecars, handed to the agent of the service it was made at. */
-  record(decision: DecisionRecord): void {
-    this.#pushers.get(decision.target)?.add(decision);
+  /** A decision record of the demo's inbound sidecars (their `onDecision`), handed to the agent of the service it was made at. */
+  record(decision: DecisionRecord, auditEntry: string | undefined): void {
+    this.#pushers.get(decision.target)?.add(decision, auditEntry);
   }
 
   async flush(): Promise<void> {

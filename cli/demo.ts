@@ -23,7 +23,6 @@ import { registerFilterRoutes } from '../agent/sidecar/admin.ts';
 import { createLogger } from '../agent/sidecar/decision-log.ts';
 import { FINGERPRINT_HEADER, signFingerprint } from '../spiffe/fingerprint.ts';
 import type { Routes } from '../agent/sidecar/outbound.ts';
-import type { DecisionRecord } from '../agent/sidecar/decision-log.ts';
 import { DemoAudit } from './demo-audit.ts';
 import { AUDIENCE, delegationOf, describeEdge, edgeScenarios, startDemoEdge, startDemoProvider } from './demo-edge.ts';
 import { DemoControl } from './demo-control.ts';
@@ -65,8 +64,6 @@ async function runDemo(keep: boolean): Promise<void> {
             continue;
           }
           decisions.push(entry);
-          // The edge's own lines are not a sidecar's decisions: the pane takes those only.
-          if (entry.msg === 'decision') pane.record(entry as unknown as DecisionRecord);
           if (live) out(`  ${describe(entry)}`);
         }
         done();
@@ -120,7 +117,7 @@ async function runDemo(keep: boolean): Promise<void> {
       const start = async (filter?: { wasm: Uint8Array; source: string }) => {
         const s = await startSidecar({
           identity: agent,
-          inbound: inbound && filter && { ...inbound, filter },
+          inbound: inbound && filter && { ...inbound, filter, onDecision: (record, entry) => pane.record(record, entry) },
           outbound: routes && { routes },
           audit: inbound && audit.for(agent.svid().spiffeId.split('/').at(-1)!, agent, logger),
           identityContext: { issuer: idp.issuer, audience: AUDIENCE, jwks: `${idp.issuer}/jwks` },

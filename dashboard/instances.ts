@@ -6,6 +6,7 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import type { DecisionBatch } from '../agent/control/decisions.ts';
+import type { Checkpoint } from '../audit/checkpoint.ts';
 import { NO_AUDIT, type AuditState, type AuditStatus, type CheckpointVerifier } from './audit-status.ts';
 
 export interface InstanceStatus {
@@ -39,6 +40,12 @@ export class Instances {
     instances.delete(instance); // re-inserted last: Map order is then least recently seen first
     if (instances.size >= MAX_INSTANCES) instances.delete(instances.keys().next().value!);
     instances.set(instance, { batch, cert, seen: this.now(), audit });
+  }
+
+  /** The instance's latest verified checkpoint; null when none verified or its log once failed verification. */
+  checkpoint(service: string, instance: string): Checkpoint | null {
+    const audit = this.#byService.get(service)?.get(instance)?.audit;
+    return audit?.status.result === 'verified' ? audit.good : null;
   }
 
   /** Every service an agent reported for, policy or not. */

@@ -11,7 +11,7 @@ export function feed(window: DecisionWindow, services: number, decisions: number
       trace_id: n.toString(16).padStart(32, '0'), request_id: `r${n}`, caller: serviceId((target + 1) % services), target: serviceId(target),
       instance: 'i1', method: 'GET', path: `/items/${n}`, decision: denied || dryRun ? 'deny' : 'allow', rule: denied ? 'no-writes' : 'read-items',
       mode: dryRun ? 'dry-run' : 'enforce', status: denied ? 403 : 200, reason: denied || dryRun ? 'deny_rule' : 'allow_rule',
-      user: null, fingerprint: 'verified', audit_index: null, policy: null,
+      user: null, client_id: null, fingerprint: 'verified', audit_index: null, policy: null, audit_inclusion: null,
     });
   }
 }

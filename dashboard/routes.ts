@@ -26,6 +26,7 @@ import { diffPolicies } from '../diff/index.ts';
 import { DecisionWindow, type DecisionFilter } from './window.ts';
 import { Instances } from './instances.ts';
 import { CheckpointVerifier } from './audit-status.ts';
+import { checkInclusion, PENDING } from './inclusion.ts';
 import { LiveEvents } from './events.ts';
 
 export interface DashboardOptions {
@@ -90,6 +91,12 @@ export function dashboard(options: DashboardOptions): FastifyPluginAsync {
         // An agent speaks only for its own inbound side: decisions about others are ignored.
         if (d.target !== service) continue;
         if (window.add(summaryOf(d, instance, batch.policy))) added++;
+      }
+      // After the batch's checkpoint was verified (instances.seen): proofs are checked against it.
+      const head = instances.checkpoint(service, instance);
+      for (const proof of batch.proofs) {
+        const d = window.audited(service, instance, proof.index);
+        if (d?.audit_inclusion?.status === 'pending') d.audit_inclusion = checkInclusion(d, proof, head);
       }
       events.decisions(added);
       return reply.status(204).send();
@@ -161,7 +168,7 @@ function summaryOf(d: DecisionRecord, instance: string, policy: DecisionBatch['p
   return {
     trace_id: d.trace_id, request_id: d.request_id, caller: d.caller, target: d.target, instance,
     method: d.method, path: d.path, decision: d.decision, rule: d.rule, mode: d.mode, status: d.status, reason: d.reason,
-    user: null, fingerprint, audit_index: null, policy,
+    user: d.user, client_id: d.client_id, fingerprint, audit_index: d.audit_index, policy, audit_inclusion: d.audit_index === null ? null : PENDING,
   };
 }
 
@@ -177,13 +184,19 @@ function parseBatch(body: unknown): DecisionBatch {
   }
   const okRecord = (d: any) => d && text(d.target, 300) && (d.caller === null || text(d.caller, 300)) && text(d.method, 20) && text(d.path, 2048)
     && text(d.decision, 30) && (d.rule === null || text(d.rule, 200)) && (d.mode === null || text(d.mode, 20)) && Number.isInteger(d.status)
-    && text(d.reason, 300) && text(d.trace_id, 64) && text(d.request_id, 200);
+    && text(d.reason, 300) && text(d.trace_id, 64) && text(d.request_id, 200)
+    && (d.user === null || text(d.user, 300)) && (d.client_id === null || text(d.client_id, 300))
+    && (d.audit_index === null || (Number.isSafeInteger(d.audit_index) && d.audit_index >= 0));
+  // A tree of 2^63 leaves has audit paths of at most 63 hashes.
+  const okProof = (p: any) => p && Number.isSafeInteger(p.index) && p.index >= 0 && text(p.entry, 65_536)
+    && Array.isArray(p.proof) && p.proof.length <= 63 && p.proof.every((h: unknown) => text(h, 44));
   const ok = b && typeof b === 'object' && b.renewal && (b.renewal.status === 'ok' || b.renewal.status === 'failed')
     && Number.isInteger(b.renewal.consecutive_failures) && (b.renewal.last_error === null || text(b.renewal.last_error, 1000))
     && (b.policy === null || (b.policy && text(b.policy.name, 63) && Number.isInteger(b.policy.version) && text(b.policy.sha256, 64)))
     && (b.audit === null || (b.audit && text(b.audit.checkpoint, 4096) && text(b.audit.chain, 16_384)))
-    && Number.isInteger(b.dropped) && Array.isArray(b.decisions) && b.decisions.length <= BATCH_MAX && b.decisions.every(okRecord);
-  if (!ok) throw new ControlError(400, 'bad_request', `a decision batch is { renewal, policy, dropped, audit, decisions: [≤ ${BATCH_MAX} decision records] } (docs/dashboard.md)`);
+    && Number.isInteger(b.dropped) && Array.isArray(b.decisions) && b.decisions.length <= BATCH_MAX && b.decisions.every(okRecord)
+    && Array.isArray(b.proofs) && b.proofs.length <= BATCH_MAX && b.proofs.every(okProof);
+  if (!ok) throw new ControlError(400, 'bad_request', `a decision batch is { renewal, policy, dropped, audit, decisions: [≤ ${BATCH_MAX} decision records], proofs: [≤ ${BATCH_MAX} entry proofs] } (docs/dashboard.md)`);
   return b as DecisionBatch;
 }
 

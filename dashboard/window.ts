@@ -10,6 +10,7 @@
  * per (caller, target) pair, a decision page at most PAGE_MAX rows.
  */
 import type { DecisionRecord } from '../agent/sidecar/decision-log.ts';
+import type { Inclusion } from './inclusion.ts';
 
 /** The sidecar's decision record (latency aside), and what the control plane adds to it. */
 export interface DecisionSummary extends Omit<DecisionRecord, 'latency_ms'> {
@@ -19,13 +20,11 @@ export interface DecisionSummary extends Omit<DecisionRecord, 'latency_ms'> {
   at: number;
   /** The agent instance that reported it. */
   instance: string;
-  /** The verified identity context's subject, when there was one. */
-  user: string | null;
   /** Whether the caller's fingerprint was verified, refused (with the reason), or absent. */
   fingerprint: 'verified' | 'refused' | 'absent';
-  /** The audit entry this decision was logged as (leaf index), null when the agent keeps no audit log. */
-  audit_index: number | null;
   policy: { name: string; version: number; sha256: string } | null;
+  /** Whether its audit entry (`audit_index`) is proven included in a checkpoint verified here; null without an entry. */
+  audit_inclusion: Inclusion | null;
 }
 
 export type Verdict = 'allowed' | 'denied' | 'dry_run_denied';
@@ -151,6 +150,12 @@ export class DecisionWindow {
       }
     }
     return matches.sort((a, b) => b.id - a.id).slice(0, max);
+  }
+
+  /** The decision `instance` of `target` reported with audit entry `index`, if still in the window. */
+  audited(target: string, instance: string, index: number): DecisionSummary | undefined {
+    for (const d of this.#byService.get(target)?.newestFirst() ?? []) if (d.audit_index === index && d.instance === instance) return d;
+    return undefined;
   }
 
   get(id: number): DecisionSummary | undefined {

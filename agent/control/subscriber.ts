@@ -72,6 +72,11 @@ export class ControlSubscriber extends EventEmitter<SubscriberEvents> {
     opts.identity.on('rotated', this.#reconnect);
   }
 
+  /** The SPIFFE ID the control plane must present. */
+  get controlId(): string {
+    return this.#controlId;
+  }
+
   /** What this agent runs from the control plane, if anything yet. */
   get running() {
     return this.#running && { ...this.#running };

@@ -7,7 +7,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
-import { AuditLog, AuditWriteError, type CertificateRef } from '../../audit/log.ts';
+import { AuditLog, AuditWriteError, type CertificateRef, type WrittenEntry } from '../../audit/log.ts';
 import { redactPath, type Decided } from '../../audit/entry.ts';
 import { tokenHash } from '../../spiffe/fingerprint.ts';
 import type { DecisionRecord } from './decision-log.ts';
@@ -39,12 +39,12 @@ export class DecisionAudit {
       new Counter({ name, help: 'Audit entries by result: written, refused (not written, request refused), lost (not written, request forwarded)', labelNames: ['result'], registers: [registry] });
   }
 
-  /** Writes the entry; true when the request may go on (written, or `open`). */
-  async record(record: DecisionRecord, evidence: Evidence): Promise<boolean> {
+  /** Writes the entry; `proceed` when the request may go on (written, or `open`), `written` the entry when it was. */
+  async record(record: DecisionRecord, evidence: Evidence): Promise<{ proceed: boolean; written?: WrittenEntry }> {
     try {
-      await this.log.append(entryOf(record, evidence), evidence.callerCert && certificateRef(evidence.callerCert));
+      const written = await this.log.append(entryOf(record, evidence), evidence.callerCert && certificateRef(evidence.callerCert));
       this.#counter.inc({ result: 'written' });
-      return true;
+      return { proceed: true, written };
     } catch (err) {
       if (!(err instanceof AuditWriteError)) throw err;
       const open = this.failure === 'open';
@@ -53,7 +53,7 @@ export class DecisionAudit {
         { err: err.message, request_id: record.request_id, audit_failure: this.failure },
         open ? 'audit entry lost; request forwarded (--audit-failure open)' : 'audit entry not written; request refused',
       );
-      return open;
+      return { proceed: open };
     }
   }
 }

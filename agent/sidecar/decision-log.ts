@@ -17,6 +17,11 @@ export interface DecisionRecord {
   /** What the caller received. */
   status: number;
   reason: string;
+  /** The verified identity context's subject (`sub`) and OAuth client (`client_id`, else `azp`); null without one. */
+  user: string | null;
+  client_id: string | null;
+  /** The leaf index of this decision's audit entry (`--audit-dir`); null when none was written. */
+  audit_index: number | null;
   latency_ms: number;
 }
 

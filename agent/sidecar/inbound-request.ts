@@ -48,6 +48,8 @@ export interface PipelineOptions {
   maxBodyBytes: number;
   logger: Logger;
   audit?: DecisionAudit;
+  /** Every decision record, once its response is over (as it is logged), with its audit entry's line: the control plane's push (agent/control/decisions.ts). */
+  onDecision?: (record: DecisionRecord, auditEntry: string | undefined) => void;
 }
 
 /** What a connection's client certificate established; `address` is the peer's ip:port, as Envoy's source.address. */
@@ -80,17 +82,23 @@ export function requestPipeline(opts: PipelineOptions): RequestHandler {
     // Filled in as the request goes; written once, when the caller's response is over.
     const record: DecisionRecord = {
       trace_id: trace.traceId, request_id: requestId, caller: null, target: self, method, path: pathForLog(path),
-      decision: 'error', rule: null, mode: null, status: 0, reason: 'aborted', latency_ms: 0,
+      decision: 'error', rule: null, mode: null, status: 0, reason: 'aborted', user: null, client_id: null, audit_index: null, latency_ms: 0,
     };
     let lease: Lease | undefined;
     const evidence: Evidence = {};
     let audited = false;
+    /** The audit entry's stored line, once written (the control plane checks its inclusion). */
+    let entry: string | undefined;
     /** The decision's audit entry, once per request; false: not written and the request must stop. */
     const audit = async (status: number) => {
       if (audited) return true;
       audited = true;
       record.status = status;
-      return opts.audit ? opts.audit.record(record, evidence) : true;
+      if (!opts.audit) return true;
+      const { proceed, written } = await opts.audit.record(record, evidence);
+      record.audit_index = written?.seq ?? null;
+      entry = written?.line;
+      return proceed;
     };
     inFlight++;
     res.once('close', () => {
@@ -99,6 +107,7 @@ export function requestPipeline(opts: PipelineOptions): RequestHandler {
       record.status = res.statusCode;
       record.latency_ms = Math.round((performance.now() - started) * 1000) / 1000;
       logDecision(opts.logger, record);
+      opts.onDecision?.(record, entry);
     });
 
     /** A refusal by the sidecar itself, before or instead of the filter. */
@@ -140,6 +149,7 @@ export function requestPipeline(opts: PipelineOptions): RequestHandler {
     if (opts.identityContext) {
       try {
         user = evidence.user = await opts.identityContext(authorization, { caller: peer.id, callerKey: peer.key, method, path });
+        if (user) Object.assign(record, userOf(user));
       } catch (err) {
         if (!(err instanceof IdentityContextError)) throw err;
         return refuse(401, 'unauthenticated', `identity context ${err.reason}`);
@@ -337,4 +347,10 @@ function limitBytes(max: number, onOverflow: () => void): Transform {
       } else done(null, chunk);
     },
   });
+}
+
+/** Who the identity context names, for the decision record: strings only, bounded as the control plane takes them. */
+function userOf(context: IdentityContext): Pick<DecisionRecord, 'user' | 'client_id'> {
+  const claim = (v: unknown) => (typeof v === 'string' && v.length > 0 ? v.slice(0, 300) : null);
+  return { user: claim(context.claims.sub), client_id: claim(context.claims.client_id) ?? claim(context.claims.azp) };
 }

@@ -16,7 +16,7 @@ import { firstHeader, listen, type ServerReply, type ServerRequest } from './htt
 import { replyLocally } from './local-reply.ts';
 import type { LiveKeys } from '../identity/live-keys.ts';
 import type { DecisionAudit } from './audit.ts';
-import { requestPipeline } from './inbound-request.ts';
+import { requestPipeline, type PipelineOptions } from './inbound-request.ts';
 import { appClient, type AppProtocol } from './app-client.ts';
 import { handleUpgrade } from './websocket.ts';
 import { secureH2Server, DEFAULT_LISTENER_LIMITS, type ListenerLimits } from './h2-listener.ts';
@@ -60,6 +60,7 @@ export interface InboundOptions {
   logger: Logger;
   /** One audit entry per decision, written before an allowed request is forwarded. */
   audit?: DecisionAudit;
+  onDecision?: PipelineOptions['onDecision'];
 }
 
 export interface Listener {
@@ -85,6 +86,7 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
     maxBodyBytes: limits.maxBodyBytes,
     logger: opts.logger,
     audit: opts.audit,
+    onDecision: opts.onDecision,
   });
   const fail = (req: ServerRequest, res: ServerReply) => (err: unknown) => {
     opts.logger.error({ err: (err as Error).message }, 'inbound request failed');

@@ -19,7 +19,7 @@ import { ReplayCache, DEFAULT_REPLAY_CAPACITY } from '../../spiffe/replay-cache.
 import { createMeshVerifier } from './mesh-context.ts';
 import { ReceivedContexts } from './received-contexts.ts';
 import { delegation } from './delegation.ts';
-import { createLogger } from './decision-log.ts';
+import { createLogger, type DecisionRecord } from './decision-log.ts';
 import { DEFAULT_SKEW_SECONDS } from '../../spiffe/fingerprint.ts';
 import { observeReloads, registerFilterRoutes } from './admin.ts';
 import type { DecisionAudit } from './audit.ts';
@@ -38,6 +38,8 @@ export interface SidecarOptions {
     /** …or as bytes from elsewhere (the control plane), replaced through `filters`. */
     filter?: { wasm: Uint8Array; source: string };
     limits?: Partial<InboundLimits>;
+    /** Every inbound decision record, once its response is over (the control plane's push). */
+    onDecision?: (record: DecisionRecord, auditEntry: string | undefined) => void;
   };
   outbound?: { host?: string; port?: number; allowRemote?: boolean; routes: Routes };
   /** Plugin configuration for the filter, e.g. `{"mode":"dry-run"}`. */

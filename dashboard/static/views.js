@@ -61,17 +61,17 @@ async function graph(api, _arg, onRefresh) {
 
 function decisionTable(decisions, api) {
   const rows = decisions.flatMap((d) => {
-    const detail = h('tr', { hidden: true }, h('td', { colspan: 7 }));
+    const detail = h('tr', { hidden: true }, h('td', { colspan: 8 }));
     const row = h('tr', { class: 'clickable', 'data-id': d.id, 'data-decision': d.decision, onclick: async () => {
       detail.hidden = !detail.hidden;
       if (!detail.hidden) detail.firstChild.replaceChildren(decisionDetail(await api(`/v1/dashboard/decisions/${d.id}`)));
     } },
-    h('td', {}, time(new Date(d.at).toISOString())), h('td', {}, name(d.target)), h('td', {}, name(d.caller)),
+    h('td', {}, time(new Date(d.at).toISOString())), h('td', {}, name(d.target)), h('td', {}, name(d.caller)), h('td', { class: 'user' }, d.user ?? '—'),
     h('td', { class: 'mono' }, `${d.method} ${d.path}`), h('td', {}, badge(d.decision), d.mode === 'dry-run' ? badge('dry-run') : null),
     h('td', { class: 'mono' }, d.rule ?? '—'), h('td', {}, d.status));
     return [row, detail];
   });
-  return table(['time', 'service', 'caller', 'request', 'decision', 'rule', 'status'], rows);
+  return table(['time', 'service', 'caller', 'user', 'request', 'decision', 'rule', 'status'], rows);
 }
 
 function decisionDetail(d) {
@@ -82,11 +82,20 @@ function decisionDetail(d) {
     item('decision', badge(d.decision), ` ${d.mode ?? ''} → status ${d.status}`),
     item('trace id', h('code', {}, d.trace_id)), item('request id', h('code', {}, d.request_id)),
     item('caller (verified SPIFFE ID)', h('code', {}, d.caller ?? '(no identity)')),
-    item('user (identity context)', d.user ?? '—'),
+    item('user (identity context)', d.user ?? '—', d.client_id ? ` via client ${d.client_id}` : ''),
     item('fingerprint', badge(d.fingerprint, d.fingerprint === 'verified' ? 'ok' : d.fingerprint === 'refused' ? 'fail' : 'warn')),
     item('policy', d.policy ? `${d.policy.name} v${d.policy.version} (${short(d.policy.sha256)})` : '—'),
-    item('audit inclusion', d.audit_index === null ? 'in the agent\'s audit log; proof from its admin API (/v1/audit/proof)' : `entry ${d.audit_index}`),
+    item('audit inclusion', inclusionOf(d)),
     item('agent instance', h('code', {}, d.instance)));
+}
+
+/** The audit entry's inclusion, as the control plane checked it against the instance's verified checkpoint. */
+function inclusionOf(d) {
+  const i = d.audit_inclusion;
+  if (!i) return 'no audit entry (the agent keeps no audit log)';
+  if (i.status === 'included') return badge(`entry ${d.audit_index} included in checkpoint ${i.checkpoint_size}`, 'ok');
+  if (i.status === 'refused') return badge(`entry ${d.audit_index}: proof refused (${i.reason})`, 'fail');
+  return badge(`entry ${d.audit_index}: pending (no checkpoint covers it yet)`, 'warn');
 }
 
 async function decisions(api, _arg, onRefresh) {

@@ -15,6 +15,10 @@ import type { DecisionRecord } from '../../agent/sidecar/decision-log.ts';
 import { tlsMaterial } from '../../agent/sidecar/tls.ts';
 import { serverIdentity } from '../../agent/sidecar/peer.ts';
 import { signCheckpoint } from '../../audit/checkpoint.ts';
+import { AuditLog } from '../../audit/log.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { dashboard } from '../../dashboard/routes.ts';
 import { startPlane, policy, CARD, LEDGER, FRONTEND, CONTROL_ID, TD, type Plane } from '../control/harness.ts';
 
@@ -24,14 +28,14 @@ let card: IdentityAgent, ledger: IdentityAgent;
 
 const record = (target: string, extra: Partial<DecisionRecord> = {}): DecisionRecord => ({
   trace_id: 'a'.repeat(32), request_id: 'r1', caller: FRONTEND, target, method: 'GET', path: '/cards/1',
-  decision: 'deny', rule: 'no-frontend', mode: 'enforce', status: 403, reason: 'deny_rule', latency_ms: 1, ...extra,
+  decision: 'deny', rule: 'no-frontend', mode: 'enforce', status: 403, reason: 'deny_rule', user: null, client_id: null, audit_index: null, latency_ms: 1, ...extra,
 });
 
 /** POSTs a batch as `agent` over mTLS, as the pusher does, with whatever body the test forges. */
 async function push(agent: IdentityAgent, batch: Partial<DecisionBatch>, instance = 'i1') {
   const dispatcher = new Agent({ connect: { ...tlsMaterial(agent), checkServerIdentity: (_h: string, c: PeerCertificate) => serverIdentity(c, CONTROL_ID, TD) } });
   try {
-    const body: DecisionBatch = { renewal: { status: 'ok', consecutive_failures: 0, last_error: null }, policy: null, dropped: 0, audit: null, decisions: [], ...batch };
+    const body: DecisionBatch = { renewal: { status: 'ok', consecutive_failures: 0, last_error: null }, policy: null, dropped: 0, audit: null, decisions: [], proofs: [], ...batch };
     const r = await request(`${plane.control.url}${DECISIONS_PATH}`, {
       method: 'POST', dispatcher, body: JSON.stringify(body), headers: { 'content-type': 'application/json', [AGENT_INSTANCE_HEADER]: instance },
     });
@@ -56,7 +60,7 @@ api.before(async () => {
 api.after(async () => plane?.close());
 
 api('an agent\'s decisions land in its own service\'s view only: the ledger agent cannot write decisions at card', async () => {
-  const pusher = new DecisionPusher({ url: plane.control.url, identity: ledger, instance: 'ledger-1', running: () => undefined });
+  const pusher = new DecisionPusher({ url: () => plane.control.url, identity: ledger, instance: 'ledger-1', running: () => undefined });
   pusher.add(record(CARD, { path: '/forged' }));
   pusher.add(record(LEDGER, { path: '/balances/1' }));
   await pusher.flush();
@@ -115,6 +119,47 @@ api('a log that shrinks or changes its root at the same size is reported rewritt
   await push(ledger, { audit: checkpoint(ledger, `${LEDGER}#c`, 9, 1) }, 'ledger-c');
   await push(ledger, { audit: checkpoint(ledger, `${LEDGER}#c`, 9, 2) }, 'ledger-c');
   assert.match((await audit('ledger-c')).reason, /another root for the same 9 entries/);
+});
+
+api('an audit entry is included in checkpoint N only by a real proof of that decision\'s own entry; a forged proof or index is refused', async () => {
+  // card's real audit log: two entries, for requests ra and rb, under one signed checkpoint.
+  const dir = mkdtempSync(join(tmpdir(), 'palisade-pane-audit-'));
+  const log = AuditLog.open({ dir, signer: card });
+  try {
+    const decided = (request_id: string) => ({
+      time: new Date().toISOString(), trace_id: 'a'.repeat(32), request_id, service: CARD, caller: { id: FRONTEND, serial: '1', cert: 'x' }, user: null,
+      method: 'GET', path: '/cards/1', decision: 'deny', status: 403, rule: 'no-frontend', mode: 'enforce', reason: 'deny_rule', policy: null, fingerprint: null,
+    });
+    const [a, b] = await Promise.all([log.append(decided('ra')), log.append(decided('rb'))]);
+    await log.checkpoint();
+    const cp = log.latestCheckpoint()!;
+    const audit = { checkpoint: cp.text, chain: cp.chainPem };
+    const path = (index: number) => log.tree.inclusionProof(index, 2).map((h) => h.toString('base64'));
+    const detail = async (request_id: string) => {
+      const { json } = await plane.api('GET', '/v1/dashboard/decisions?limit=200', { token: plane.viewer });
+      const found = json.decisions.find((d: { request_id: string }) => d.request_id === request_id);
+      return (await plane.api('GET', `/v1/dashboard/decisions/${found.id}`, { token: plane.viewer })).json.audit_inclusion;
+    };
+
+    // Pushed before any checkpoint covers them: pending.
+    assert.is((await push(card, { decisions: [record(CARD, { request_id: 'ra', audit_index: a.seq }), record(CARD, { request_id: 'rb', audit_index: b.seq }), record(CARD, { request_id: 'rz', audit_index: 7 })] }, 'audited')).status, 204);
+    assert.equal(await detail('ra'), { status: 'pending', checkpoint_size: null, reason: null });
+    // ra's real proof; rb's audit path tampered with.
+    const forged = path(b.seq).map(() => Buffer.alloc(32, 7).toString('base64'));
+    assert.is((await push(card, { audit, proofs: [{ index: a.seq, entry: a.line, proof: path(a.seq) }, { index: b.seq, entry: b.line, proof: forged }] }, 'audited')).status, 204);
+    assert.equal(await detail('ra'), { status: 'included', checkpoint_size: 2, reason: null });
+    assert.is((await detail('rb')).status, 'refused');
+    assert.match((await detail('rb')).reason, /does not lead to the verified checkpoint of 2 entries/);
+    assert.is((await detail('rz')).status, 'pending', 'no proof for it yet');
+    // A decision pointed at another request's entry (ra's, with its real proof): refused.
+    assert.is((await push(card, { audit, decisions: [record(CARD, { request_id: 'rc', audit_index: a.seq })], proofs: [{ index: a.seq, entry: a.line, proof: path(a.seq) }] }, 'audited-2')).status, 204);
+    assert.match((await detail('rc')).reason, /request_id is not this decision's/);
+    // An audit path longer than any tree's is not a batch.
+    assert.is((await push(card, { proofs: [{ index: 0, entry: a.line, proof: Array(64).fill('') }] }, 'audited')).status, 400);
+  } finally {
+    await log.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 api('a batch that is not one is a 400 JSON error; an operator token is not an agent', async () => {

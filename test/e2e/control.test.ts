@@ -1,12 +1,13 @@
 /**
  * `palisade control` and `palisade agent --control` as users run them: a control plane
  * process with its own SVID, an operator token from the CLI, an agent process whose
- * embedded sidecar starts with the filter the control plane sends and enforces the next.
+ * embedded sidecar starts with the filter the control plane sends and enforces the next, and
+ * that pushes its decisions (with their user), SVID and audit proofs to the Security Pane.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { PeerCertificate } from 'node:tls';
 import { Agent, request } from 'undici';
@@ -16,6 +17,8 @@ import { serverIdentity } from '../../agent/sidecar/peer.ts';
 import { palisade, palisadeRun, tempDir, removeDir, eventually, type Proc } from '../support/identity.ts';
 import { startEcho, mtlsAgent, call, type Echo } from '../agent/sidecar/harness.ts';
 import { policy, CARD, FRONTEND, CONTROL_ID, TD } from '../control/harness.ts';
+import { originIdentity } from '../../audit/checkpoint.ts';
+import { createIssuer } from '../agent/sidecar/issuer.ts';
 
 const e2e = suite('palisade control');
 let dir: string;
@@ -82,6 +85,75 @@ e2e('control serve gets its SVID; a policy PUT through the API reaches an agent\
     const rollout = await request(`${url}/v1/rollout/card`, { dispatcher: operator, headers: { authorization: `Bearer ${admin}` } });
     const status = (await rollout.body.json()) as any;
     assert.equal([status.converged, status.agents[0].version, status.agents[0].sha256], [true, 2, v2.json.sha256]);
+  } finally {
+    await dispatcher.close();
+    await operator.close();
+  }
+});
+
+const tokenOf = (output: string) => /^(pct_\S+)$/m.exec(output)![1]!;
+
+e2e('the agent pushes its decisions with their user, its SVID and its audit checkpoint; each entry is proven included', async () => {
+  const plane = path.join(dir, 'pane-plane');
+  assert.is((await palisadeRun(['control', 'init', '--dir', plane])).code, 0);
+  const admin = tokenOf((await palisadeRun(['control', 'token', 'create', '--dir', plane, '--role', 'admin'])).output);
+  const viewer = tokenOf((await palisadeRun(['control', 'token', 'create', '--dir', plane, '--role', 'viewer'])).output);
+  const server = palisade(['control', 'serve', '--dir', plane, '--listen', '127.0.0.1:0', '--ca-url', ca.url, '--bundle', bundle(), '--token', (await ca.ca.createToken(CONTROL_ID, 60_000)).token]);
+  procs.push(server);
+  const url = (await server.waitFor(/listening on (https:\/\/\S+)/))[1]!;
+  const operator = new Agent({ connect: { ca: readFileSync(bundle(), 'utf8'), checkServerIdentity: (_h: string, c: PeerCertificate) => serverIdentity(c, CONTROL_ID, TD) } });
+  const api = async (method: 'GET' | 'PUT', route: string, token: string, body?: string) => {
+    const r = await request(`${url}${route}`, { method, body, dispatcher: operator, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } });
+    return (await r.body.json()) as any;
+  };
+  assert.is((await api('PUT', '/v1/policies/card', admin, policy('card', CARD, ['/cards/{id}']))).version, 1);
+
+  // An end user's identity context, verified by the sidecar against the issuer's JWKS.
+  const issuer = await createIssuer();
+  const jwks = path.join(dir, 'jwks.json');
+  writeFileSync(jwks, JSON.stringify(issuer.jwks));
+  const agent = palisade([
+    'agent', '--ca-url', ca.url, '--bundle', bundle(), '--token', (await ca.ca.createToken(CARD, 60_000)).token,
+    '--inbound', '127.0.0.1:0', '--app', echo.url, '--control', url, '--audit-dir', path.join(dir, 'audit'),
+    '--identity-issuer', issuer.iss, '--identity-audience', issuer.aud, '--identity-jwks', jwks,
+  ]);
+  procs.push(agent);
+  const ready = JSON.parse((await agent.waitFor(/\{[^\n]*"agent ready"[^\n]*\}/))[0]);
+  const inbound = JSON.parse((await agent.waitFor(/\{[^\n]*"sidecar listening"[^\n]*\}/))[0]).inbound as string;
+  const minted = await ca.ca.mint(FRONTEND, 600_000);
+  const caller = { spiffeId: FRONTEND, chainPem: minted.svid_pem, privateKey: createPrivateKey(minted.key_pem) as KeyObject, notAfter: new Date(minted.not_after) };
+  const dispatcher = mtlsAgent(minted.bundle_pem, caller);
+  try {
+    const alice = await issuer.token({ sub: 'alice', client_id: 'mobile-app' });
+    assert.is((await call(inbound, dispatcher, caller, { path: '/cards/1', headers: { authorization: `Bearer ${alice}` } })).status, 200);
+    assert.is((await call(inbound, dispatcher, caller, { path: '/limits' })).status, 403);
+
+    // The decisions, as a viewer sees them; the user filter finds alice's.
+    const listed = await eventually(async () => {
+      const page = await api('GET', `/v1/dashboard/decisions?service=${encodeURIComponent(CARD)}`, viewer);
+      return page.decisions?.length === 2 ? page.decisions : undefined;
+    }, 15_000);
+    assert.equal(listed.map((d: any) => [d.path, d.decision, d.caller]), [['/limits', 'deny', FRONTEND], ['/cards/1', 'allow', FRONTEND]]);
+    const byUser = (await api('GET', '/v1/dashboard/decisions?user=alice', viewer)).decisions;
+    assert.equal(byUser.map((d: any) => [d.path, d.user, d.client_id]), [['/cards/1', 'alice', 'mobile-app']]);
+    assert.is(listed[0].user, null);
+
+    // The instance: the SVID the agent holds, the version it runs, its audit log's checkpoint verified.
+    const instance = await eventually(async () => {
+      const card = (await api('GET', '/v1/dashboard/services', viewer)).services.find((s: any) => s.spiffe_id === CARD);
+      return card?.instances[0]?.audit.result === 'verified' && card.instances[0].audit.size >= 2 ? card.instances[0] : undefined;
+    }, 15_000);
+    assert.equal([instance.svid.serial, instance.svid.not_after, instance.policy.version, instance.renewal.status],
+      [ready.serial, new Date(ready.not_after).toISOString(), 1, 'ok']);
+    assert.is(originIdentity(instance.audit.origin), CARD);
+
+    // Each decision's audit entry, proven included under that checkpoint.
+    const details: any[] = await eventually(async () => {
+      const all = await Promise.all(listed.map((d: any) => api('GET', `/v1/dashboard/decisions/${d.id}`, viewer)));
+      return all.every((d: any) => d.audit_inclusion.status === 'included') ? all : undefined;
+    }, 15_000) as any[];
+    assert.equal(details.map((d: any) => d.audit_index).sort(), [0, 1]);
+    for (const d of details) assert.ok(d.audit_inclusion.checkpoint_size > d.audit_index);
   } finally {
     await dispatcher.close();
     await operator.close();

@@ -111,7 +111,19 @@ test('the Security Pane shows the demo\'s perimeter, live, under its CSP', async
   await page.waitForSelector('#edge-decisions tr[data-decision="deny"]');
   await page.screenshot({ path: `${SHOTS}graph.png`, fullPage: true });
 
-  // Decisions: a denial's detail shows its rule and reason.
+  // Decisions: a denial's detail shows its rule, reason, user and, once a checkpoint covers its
+  // audit entry (checkpoints and pushes come each second), the entry's proven inclusion.
+  for (let tries = 0; ; tries++) {
+    // As source text: tsx would wrap a function given here in a helper the page does not have.
+    const inclusion = await page.evaluate(`(async () => {
+      const headers = { authorization: 'Bearer ' + ${JSON.stringify(viewer)} };
+      const newest = (await (await fetch('/v1/dashboard/decisions?rule=pii-needs-scope-and-consent&limit=1', { headers })).json()).decisions[0];
+      return newest && (await (await fetch('/v1/dashboard/decisions/' + newest.id, { headers })).json()).audit_inclusion?.status;
+    })()`);
+    if (inclusion === 'included') break;
+    if (tries > 150) throw new Error(`the denial's audit entry is still ${inclusion}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   await page.click('a[href="#decisions"]');
   await page.fill('input[name=rule]', 'pii-needs-scope-and-consent');
   await page.click('form.filters button');
@@ -121,6 +133,8 @@ test('the Security Pane shows the demo\'s perimeter, live, under its CSP', async
   await page.waitForSelector('.decision-detail');
   assert.is(await page.locator('.decision-detail code.rule').innerText(), 'pii-needs-scope-and-consent');
   assert.is(await page.locator('.decision-detail code.reason').innerText(), 'deny_rule');
+  assert.is(await row.locator('td.user').innerText(), 'alice');
+  assert.match(await page.locator('.decision-detail').innerText(), /entry \d+ included in checkpoint \d+/);
   await page.screenshot({ path: `${SHOTS}decisions.png`, fullPage: true });
 
   // Policies: a PUT through the API appears without a reload.

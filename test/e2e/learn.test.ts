@@ -46,7 +46,7 @@ const lines: string[] = [];
 const logger = createLogger(new Writable({ write(chunk, _enc, done) { lines.push(...String(chunk).split('\n').filter(Boolean)); done(); } }));
 seen.forEach((s, i) => {
   const common = { trace_id: 't', request_id: `r${i}`, method: s.method, path: pathForLog(s.path), decision: 'deny', rule: null, mode: 'dry-run', status: 200, reason: 'default_deny' };
-  if (i % 2) logDecision(logger, { ...common, caller: s.caller, target: s.service, latency_ms: 1 });
+  if (i % 2) logDecision(logger, { ...common, caller: s.caller, target: s.service, user: null, client_id: null, audit_index: null, latency_ms: 1 });
   else lines.push(encodeEntry(i, '', { ...common, time: new Date(0).toISOString(), service: s.service, caller: s.caller === null ? null : { id: s.caller, serial: '1', cert: 'x' }, user: null, policy: null, fingerprint: null }));
 });
 
