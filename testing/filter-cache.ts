@@ -11,9 +11,7 @@
  * a warning, then compiled without it) when it is a symlink, belongs to another user or is
  * writable by group or others.
  */
-import { lstatSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
-import { createHash } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
+import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { compilePolicy } from '../compiler/index.ts';
@@ -54,21 +52,10 @@ export async function compileWithCache(file: string, text: string, useCache: boo
 }
 
 let library: string | null = null;
-let compiler: string | null = null;
 
 export function cacheKey(policyText: string): string {
   library ??= libraryDigest();
-  compiler ??= compilerDigest();
-  return sha256(JSON.stringify({ compiler: COMPILER_VERSION, asc: ASC_VERSION, library, sources: compiler, policy: sha256(policyText) }));
-}
-
-/** sha256 over compiler/'s TypeScript: the version names a release, not a checkout's edits. */
-function compilerDigest(): string {
-  const root = fileURLToPath(new URL('../compiler', import.meta.url));
-  const hash = createHash('sha256');
-  const files = readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).sort();
-  for (const f of files) hash.update(`${f}\0${readFileSync(path.join(root, f), 'utf8')}\0`);
-  return hash.digest('hex');
+  return sha256(JSON.stringify({ compiler: COMPILER_VERSION, asc: ASC_VERSION, library, policy: sha256(policyText) }));
 }
 
 /** The directory, created 0700 when absent; null (after a warning) when it is not ours alone. */

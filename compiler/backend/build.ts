@@ -43,20 +43,29 @@ let library: Map<string, string> | null = null;
 function sources(): Map<string, string> {
   if (!library) {
     library = new Map(FILES.map((f) => [f, readFileSync(join(ROOT, f), 'utf8')]));
-    for (const dir of FOLDERS) {
-      for (const f of readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' })) {
-        const name = `${dir}/${f.split(path.sep).join('/')}`;
-        if (name.endsWith('.ts') && name !== GENERATED) library.set(name, readFileSync(join(ROOT, dir, f), 'utf8'));
-      }
-    }
+    for (const dir of FOLDERS) readTree(dir, library);
   }
   return library;
 }
 
-/** sha256 over asconfig.json, the runtime and the entry points: what every filter is built from besides its policy. */
+/** Adds `dir`'s TypeScript (the generated policy module excepted) to `into`, by repository path. */
+function readTree(dir: string, into: Map<string, string>): void {
+  for (const f of readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' })) {
+    const name = `${dir}/${f.split(path.sep).join('/')}`;
+    if (name.endsWith('.ts') && name !== GENERATED) into.set(name, readFileSync(join(ROOT, dir, f), 'utf8'));
+  }
+}
+
+/**
+ * sha256 over what every filter is built from besides its policy: asconfig.json, the runtime
+ * and the entry points, and the compiler's own TypeScript (its version names a release, not
+ * a checkout's edits to the emitter).
+ */
 export function libraryDigest(): string {
+  const files = new Map(sources());
+  readTree('compiler', files);
   const hash = createHash('sha256');
-  for (const [name, text] of [...sources()].sort(([a], [b]) => (a < b ? -1 : 1))) hash.update(`${name}\0${text}\0`);
+  for (const [name, text] of [...files].sort(([a], [b]) => (a < b ? -1 : 1))) hash.update(`${name}\0${text}\0`);
   return hash.digest('hex');
 }
 
