@@ -12,13 +12,11 @@
  * Batches go out every FLUSH_MS (also empty: a heartbeat), at most BATCH_MAX decisions each;
  * at most QUEUE_MAX wait, the oldest are dropped (and counted) while the control plane is away.
  */
-import type { PeerCertificate } from 'node:tls';
 import { Pool } from 'undici';
 import type { SvidSource } from '../sidecar/svid.ts';
 import type { DecisionRecord } from '../sidecar/decision-log.ts';
-import { tlsMaterial } from '../sidecar/tls.ts';
-import { serverIdentity, trustDomainOf } from '../sidecar/peer.ts';
-import { AGENT_INSTANCE_HEADER, defaultControlId } from './protocol.ts';
+import { controlConnect, controlIdOf } from './connect.ts';
+import { AGENT_INSTANCE_HEADER } from './protocol.ts';
 import type { ControlSubscriber } from './subscriber.ts';
 import type { AuditLog } from '../../audit/log.ts';
 import { parseCheckpoint } from '../../audit/checkpoint.ts';
@@ -68,7 +66,6 @@ export interface DecisionPusherOptions {
 export class DecisionPusher {
   readonly #opts: DecisionPusherOptions;
   readonly #controlId: string;
-  readonly #trustDomain: string;
   #pool: { origin: string; pool: Pool } | undefined;
   readonly #timer: NodeJS.Timeout;
   #queue: { record: DecisionRecord; entry?: string }[] = [];
@@ -79,8 +76,7 @@ export class DecisionPusher {
 
   constructor(opts: DecisionPusherOptions) {
     this.#opts = opts;
-    this.#trustDomain = trustDomainOf(opts.identity.svid().spiffeId);
-    this.#controlId = opts.controlId ?? defaultControlId(this.#trustDomain);
+    this.#controlId = controlIdOf(opts.identity, opts.controlId);
     opts.identity.on('rotated', this.#rotated);
     this.#timer = setInterval(() => void this.flush(), FLUSH_MS).unref();
   }
@@ -120,12 +116,7 @@ export class DecisionPusher {
     this.#rotated();
     const pool = new Pool(origin, {
       connections: 1,
-      connect: {
-        ...tlsMaterial(this.#opts.identity),
-        servername: undefined,
-        timeout: 5_000,
-        checkServerIdentity: (_host: string, cert: PeerCertificate) => serverIdentity(cert, this.#controlId, this.#trustDomain),
-      },
+      connect: controlConnect(this.#opts.identity, this.#controlId),
     });
     this.#pool = { origin, pool };
     return pool;

@@ -9,13 +9,11 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { PeerCertificate } from 'node:tls';
 import { Pool } from 'undici';
 import type { SvidSource } from '../sidecar/svid.ts';
-import { tlsMaterial } from '../sidecar/tls.ts';
-import { serverIdentity, trustDomainOf } from '../sidecar/peer.ts';
+import { controlConnect, controlIdOf } from './connect.ts';
 import {
-  AGENT_INSTANCE_HEADER, PING_INTERVAL_MS, REPORTS_PATH, STREAM_PATH, defaultControlId,
+  AGENT_INSTANCE_HEADER, PING_INTERVAL_MS, REPORTS_PATH, STREAM_PATH,
   type PushedFilter, type Report, type StreamMessage,
 } from './protocol.ts';
 
@@ -55,7 +53,6 @@ export class ControlSubscriber extends EventEmitter<SubscriberEvents> {
   readonly instance: string;
   readonly #opts: SubscriberOptions;
   readonly #controlId: string;
-  readonly #trustDomain: string;
   #pool: Pool | undefined;
   #closed = false;
   #running: { policy: string; version: number; sha256: string } | undefined;
@@ -67,8 +64,7 @@ export class ControlSubscriber extends EventEmitter<SubscriberEvents> {
     if (opts.urls.length === 0) throw new Error('the control plane needs at least one URL');
     this.#opts = opts;
     this.instance = opts.instance ?? randomUUID();
-    this.#trustDomain = trustDomainOf(opts.identity.svid().spiffeId);
-    this.#controlId = opts.controlId ?? defaultControlId(this.#trustDomain);
+    this.#controlId = controlIdOf(opts.identity, opts.controlId);
     opts.identity.on('rotated', this.#reconnect);
   }
 
@@ -121,12 +117,7 @@ export class ControlSubscriber extends EventEmitter<SubscriberEvents> {
       connections: 2, // the stream, and the reports beside it
       bodyTimeout: 3 * PING_INTERVAL_MS,
       headersTimeout: 10_000,
-      connect: {
-        ...tlsMaterial(this.#opts.identity),
-        servername: undefined,
-        timeout: 5_000,
-        checkServerIdentity: (_host: string, cert: PeerCertificate) => serverIdentity(cert, this.#controlId, this.#trustDomain),
-      },
+      connect: controlConnect(this.#opts.identity, this.#controlId),
     }));
     let received = false;
     let error: Error | undefined;
