@@ -37,9 +37,10 @@ export class RestrictedCall extends Error {}
  * wrapper checks before each call; test/host/fidelity.test.ts calls every import Envoy
  * links under each restriction, so an import without it fails there. It sits in each
  * import's own body, not in a wrapper around it: a wrapper is one more JS call per host
- * call, and V8 could not inline the import into it (every wrapper shared one call site),
- * which cost 2–4% of a decision. Here it is one field read when no restriction is in
- * force, and the key is built only to refuse.
+ * call, and V8 could not inline the import into it (every wrapper shared one call site).
+ * The wrapper was estimated at 2–4% of a decision's p50; after the move, bench/decision.ts
+ * and bench:instructions showed no difference beyond their noise. Here it is one field read
+ * when no restriction is in force, and the key is built only to refuse.
  */
 export function refuseIfRestricted(host: { readonly restriction: Restriction | null }, module: string, name: string): void {
   const r = host.restriction;
