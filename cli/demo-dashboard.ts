@@ -40,10 +40,6 @@ export class DemoDashboard {
     this.#pushers.get(decision.target)?.add(decision, auditEntry);
   }
 
-  async flush(): Promise<void> {
-    await Promise.all([...this.#pushers.values()].map((p) => p.flush()));
-  }
-
   /** A new read-only token for the pane (printed once, as `palisade control token create` does). */
   async viewerToken(): Promise<string> {
     return (await createToken(this.#store!, 'viewer', 'dashboard')).token;
