@@ -21,8 +21,6 @@ export interface PeerRequest {
   body: Readable | null;
 }
 
-export class PeerProtocolError extends Error {}
-
 export class PeerClient {
   #mode: Promise<{ h2: H2Session } | { pool: Pool }> | undefined;
 
