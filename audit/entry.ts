@@ -4,6 +4,7 @@
  * Stored as one JSON line; the leaf of the Merkle tree is exactly that line's bytes.
  * Nothing secret goes in: no bearer token (its claims and hash only), no query values.
  */
+import { storedFingerprint, type StoredFingerprint } from './fingerprint.ts';
 
 /** What the sidecar knows about a decision; `seq` and `prev` are added by the log. */
 export interface Decided {
@@ -31,16 +32,22 @@ export interface Decided {
   fingerprint: string | null;
 }
 
-export interface AuditEntry extends Decided {
-  v: 1;
+/** The version new entries are written in; verify reads every version (docs/audit.md, "Versions"). */
+export const ENTRY_VERSION = 2;
+
+export interface AuditEntry extends Omit<Decided, 'fingerprint'> {
+  /** 1: the fingerprint is always the JWS as sent; 2: it may be stored reduced (audit/fingerprint.ts). */
+  v: 1 | 2;
   /** Position in the log, from 0. */
   seq: number;
   /** base64 leaf hash of entry seq − 1 ('' for the first): edits show at the very next entry. */
   prev: string;
+  fingerprint: StoredFingerprint | null;
 }
 
+/** The entry line (v2) of `decided` at `seq`, after the entry whose leaf hash is `prev`. */
 export function encodeEntry(seq: number, prev: string, decided: Decided): string {
-  return JSON.stringify({ v: 1, seq, prev, ...decided });
+  return JSON.stringify({ v: ENTRY_VERSION, seq, prev, ...decided, fingerprint: storedFingerprint(decided) });
 }
 
 /** The path as it may be stored: query keys kept, their values dropped (`/a?x=1&y` → `/a?x=&y=`). */

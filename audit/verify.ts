@@ -15,7 +15,11 @@ import { MerkleTree, leafHash, verifyConsistency } from './merkle.ts';
 import { parseCheckpoint, checkSignature, originIdentity, type Checkpoint } from './checkpoint.ts';
 import { verifyChainAt, spiffeIdOfCert, loadBundle, ChainError } from './chain.ts';
 import { ORIGIN, certFile, chainFileOf, checkpointFile, listCheckpoints, storedLines } from './files.ts';
-import type { AuditEntry, Decided } from './entry.ts';
+import type { AuditEntry } from './entry.ts';
+import { isReduced, signingInput, type ReducedFingerprint, type SignedFields } from './fingerprint.ts';
+
+/** What a fingerprint is checked against: an entry as stored (any version), or a decision about to be appended. */
+export type EvidenceFields = Omit<AuditEntry, 'v' | 'seq' | 'prev'>;
 
 /** Tolerated difference between a fingerprint's times and the entry's (s): the sidecar's skew default. */
 const SKEW_SECONDS = 5;
@@ -58,11 +62,12 @@ export async function verifyLog(dir: string, bundlePem: string, trusted?: Truste
   const service = originIdentity(origin);
   const evidence = new FingerprintEvidence(storedCertificate(dir), bundle, options.signatures ?? true);
   const tree = new MerkleTree();
-  const signatures: { at: string; ok: Promise<boolean> }[] = [];
+  /** Signature checks under way, oldest first; `at` names the entry, built only when it failed. */
+  const signatures: { at: () => string; ok: Promise<boolean> }[] = [];
   /** Waits for the signatures of earlier entries, so the first failure named is the earliest. */
   const settle = async () => {
     for (const { at, ok } of signatures.splice(0)) {
-      if (!(await ok)) throw new VerifyError(`${at}: fingerprint signature does not verify with the caller's certificate`);
+      if (!(await ok)) throw new VerifyError(`${at()}: fingerprint signature does not verify with the caller's certificate`);
     }
   };
   const fail = async (message: string): Promise<never> => {
@@ -71,33 +76,34 @@ export async function verifyLog(dir: string, bundlePem: string, trusted?: Truste
   };
   const lines = storedLines(dir);
   let pending: IteratorResult<ReturnType<typeof storedLines> extends Generator<infer T> ? T : never> = lines.next();
+  /** The base64 leaf hash of the entry before: what its `prev` must say. */
+  let prev = '';
   /** What is wrong with line `n`, if anything; its fingerprint signature joins `signatures`. */
   const checkEntry = (line: typeof pending.value, n: number): string | undefined => {
     if ('torn' in line) return `${line.where}: entry ${n} is cut short (no newline): a torn write the agent repairs on start, or truncation`;
-    const at = `entry ${n} (${line.where})`;
+    const at = () => `entry ${n} (${line.where})`;
     let entry: AuditEntry;
     try {
       entry = JSON.parse(line.text);
     } catch {
-      return `${at}: not valid JSON: the entry was altered`;
+      return `${at()}: not valid JSON: the entry was altered`;
     }
-    if (entry?.v !== 1 || !Number.isSafeInteger(entry.seq)) return `${at}: not an audit entry`;
+    if ((entry?.v !== 1 && entry?.v !== 2) || !Number.isSafeInteger(entry.seq)) return `${at()}: not an audit entry`;
     if (entry.seq !== n) {
       const next = !pending.done && !('torn' in pending.value) ? seqOf(pending.value.text) : undefined;
-      if (entry.seq === n + 1 && next === n) return `${at}: entries ${n} and ${n + 1} are swapped`;
-      if (entry.seq < n) return `${at}: entry ${entry.seq} appears again where entry ${n} belongs: an entry was inserted`;
-      return `${at}: found entry ${entry.seq} where entry ${n} belongs: entries ${n}–${entry.seq - 1} were deleted`;
+      if (entry.seq === n + 1 && next === n) return `${at()}: entries ${n} and ${n + 1} are swapped`;
+      if (entry.seq < n) return `${at()}: entry ${entry.seq} appears again where entry ${n} belongs: an entry was inserted`;
+      return `${at()}: found entry ${entry.seq} where entry ${n} belongs: entries ${n}–${entry.seq - 1} were deleted`;
     }
-    const prev = n === 0 ? '' : tree.leaf(n - 1).toString('base64');
     if (entry.prev !== prev) return `entry ${n - 1}: altered (entry ${n}, ${line.where}, recorded another hash for it)`;
-    if (entry.service !== service) return `${at}: service ${entry.service} is not the log's agent ${service}`;
+    if (entry.service !== service) return `${at()}: service ${entry.service} is not the log's agent ${service}`;
     try {
-      const ok = evidence.check(entry);
+      const ok = evidence.check(entry, entry.v === 2);
       if (ok) signatures.push({ at, ok });
     } catch (err) {
       // The entry is the forger's input: anything in it that cannot be checked (a field of
       // another type, a certificate that does not parse) fails that entry, with its position.
-      return `${at}: ${err instanceof EvidenceError ? err.message : `malformed evidence (${(err as Error).message})`}`;
+      return `${at()}: ${err instanceof EvidenceError ? err.message : `malformed evidence (${(err as Error).message})`}`;
     }
     return undefined;
   };
@@ -108,7 +114,9 @@ export async function verifyLog(dir: string, bundlePem: string, trusted?: Truste
     const problem = checkEntry(line, n);
     if (problem !== undefined || 'torn' in line) return fail(problem!);
     if (signatures.length >= SIGNATURES_IN_FLIGHT) await settle();
-    tree.append(leafHash(line.bytes));
+    const leaf = leafHash(line.bytes);
+    tree.append(leaf);
+    prev = leaf.toString('base64');
   }
   await settle();
 
@@ -201,16 +209,39 @@ export class FingerprintEvidence {
     private readonly signatures: boolean,
   ) {}
 
-  /** Throws EvidenceError for what is checked at once; the signature check is returned (null: no fingerprint, or signatures not checked). */
-  check(entry: Decided): Promise<boolean> | null {
+  /**
+   * Throws EvidenceError for what is checked at once; the signature check is returned (null:
+   * no fingerprint, or signatures not checked). `reduced`: the entry's version allows a
+   * fingerprint stored reduced (audit/fingerprint.ts), whose claims are the entry's own fields.
+   */
+  check(entry: EvidenceFields, reduced = false): Promise<boolean> | null {
     const decided = entry.mode !== null || entry.decision === 'allow';
-    if (entry.fingerprint === null) {
+    const stored = entry.fingerprint;
+    if (stored === null) {
       if (decided) throw new EvidenceError('a decided request without the caller\'s fingerprint');
       return null;
     }
-    if (typeof entry.fingerprint !== 'string') throw new EvidenceError('fingerprint is not a JWS');
+    const whole = typeof stored === 'string';
+    if (!whole && !(reduced && isReduced(stored))) throw new EvidenceError('fingerprint is not a JWS');
     if (!entry.caller) throw new EvidenceError('a fingerprint without a caller');
-    const parts = entry.fingerprint.split('.');
+    const jws = whole ? this.#bound(stored, entry as EvidenceFields & { caller: object }) : undefined;
+    const { iat, exp } = jws?.claims ?? (stored as ReducedFingerprint);
+    const time = Date.parse(entry.time) / 1000;
+    if (!(time >= iat - SKEW_SECONDS && time <= exp + SKEW_SECONDS)) throw new EvidenceError(`fingerprint was not valid at the entry's time ${entry.time}`);
+
+    const cert = this.#cert(entry.caller.cert, iat * 1000);
+    if (cert.spiffeId !== entry.caller.id) throw new EvidenceError(`caller certificate names ${cert.spiffeId}, not ${entry.caller.id}`);
+    if (cert.serial !== entry.caller.serial.toLowerCase()) throw new EvidenceError('caller certificate serial differs from the entry\'s');
+    if (!this.signatures) return null;
+    const [signed, signature] = jws ? [jws.signed, jws.signature] : [signingInput(entry as SignedFields, stored as ReducedFingerprint), (stored as ReducedFingerprint).sig];
+    return new Promise<boolean>((resolve) =>
+      verify('sha256', Buffer.from(signed), { key: cert.key, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64url'), (err, valid) => resolve(!err && valid)),
+    );
+  }
+
+  /** A fingerprint kept whole: an ES256 Palisade fingerprint whose claims are this entry's request. */
+  #bound(fingerprint: string, entry: EvidenceFields & { caller: { id: string } }): { claims: FingerprintClaims; signed: string; signature: string } {
+    const parts = fingerprint.split('.');
     if (parts.length !== 3) throw new EvidenceError('fingerprint is not a compact JWS');
     let header: Record<string, unknown> | undefined;
     let claims: FingerprintClaims;
@@ -231,17 +262,7 @@ export class FingerprintEvidence {
     if (claims.htm !== entry.method) throw mismatch('htm', claims.htm, entry.method);
     if (claims.htu !== htuOf(entry.path)) throw mismatch('htu', claims.htu, htuOf(entry.path));
     if ((claims.ath ?? null) !== (entry.user?.token_sha256 ?? null)) throw mismatch('ath', claims.ath ?? null, entry.user?.token_sha256 ?? null);
-    const time = Date.parse(entry.time) / 1000;
-    if (!(time >= claims.iat - SKEW_SECONDS && time <= claims.exp + SKEW_SECONDS)) throw new EvidenceError(`fingerprint was not valid at the entry's time ${entry.time}`);
-
-    const cert = this.#cert(entry.caller.cert, claims.iat * 1000);
-    if (cert.spiffeId !== entry.caller.id) throw new EvidenceError(`caller certificate names ${cert.spiffeId}, not ${entry.caller.id}`);
-    if (cert.serial !== entry.caller.serial.toLowerCase()) throw new EvidenceError('caller certificate serial differs from the entry\'s');
-    if (!this.signatures) return null;
-    const signature = Buffer.from(parts[2]!, 'base64url');
-    return new Promise<boolean>((resolve) =>
-      verify('sha256', Buffer.from(`${parts[0]}.${parts[1]}`), { key: cert.key, dsaEncoding: 'ieee-p1363' }, signature, (err, valid) => resolve(!err && valid)),
-    );
+    return { claims, signed: `${parts[0]}.${parts[1]}`, signature: parts[2]! };
   }
 
   /** The caller certificate `id` (SHA-256 of its DER), checked to the bundle and valid at `atMs`. */
