@@ -33,7 +33,7 @@ export interface Decided {
 }
 
 /** The version new entries are written in; verify reads every version (docs/audit.md, "Versions"). */
-export const ENTRY_VERSION = 2;
+export const ENTRY_VERSION = 2 as const;
 
 export interface AuditEntry extends Omit<Decided, 'fingerprint'> {
   /** 1: the fingerprint is always the JWS as sent; 2: it may be stored reduced (audit/fingerprint.ts). */
@@ -46,8 +46,15 @@ export interface AuditEntry extends Omit<Decided, 'fingerprint'> {
 }
 
 /** The entry line (v2) of `decided` at `seq`, after the entry whose leaf hash is `prev`. */
-export function encodeEntry(seq: number, prev: string, decided: Decided): string {
-  return JSON.stringify({ v: ENTRY_VERSION, seq, prev, ...decided, fingerprint: storedFingerprint(decided) });
+export function encodeEntry(seq: number, prev: string, d: Decided): string {
+  // Every field by name, in the documented order: one object shape, which JSON.stringify
+  // walks faster than a spread's (and the type says when a field of Decided is missing here).
+  const entry: AuditEntry = {
+    v: ENTRY_VERSION, seq, prev, time: d.time, trace_id: d.trace_id, request_id: d.request_id, service: d.service, caller: d.caller, user: d.user,
+    method: d.method, path: d.path, decision: d.decision, status: d.status, rule: d.rule, mode: d.mode, reason: d.reason, policy: d.policy,
+    fingerprint: storedFingerprint(d),
+  };
+  return JSON.stringify(entry);
 }
 
 /** The path as it may be stored: query keys kept, their values dropped (`/a?x=1&y` → `/a?x=&y=`). */
