@@ -52,7 +52,7 @@ export function encodeEntry(seq: number, prev: string, d: Decided): string {
   const entry: AuditEntry = {
     v: ENTRY_VERSION, seq, prev, time: d.time, trace_id: d.trace_id, request_id: d.request_id, service: d.service, caller: d.caller, user: d.user,
     method: d.method, path: d.path, decision: d.decision, status: d.status, rule: d.rule, mode: d.mode, reason: d.reason, policy: d.policy,
-    fingerprint: storedFingerprint(d),
+    fingerprint: storedFingerprint(d.fingerprint, d),
   };
   return JSON.stringify(entry);
 }

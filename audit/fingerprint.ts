@@ -8,7 +8,6 @@
  * spelling, another signer) is kept whole, as sent, so every entry stays re-verifiable offline.
  */
 import { JWS_HEADER, htuOf } from '../spiffe/fingerprint.ts';
-import type { Decided } from './entry.ts';
 
 export interface ReducedFingerprint {
   iat: number;
@@ -22,12 +21,17 @@ export interface ReducedFingerprint {
 export type StoredFingerprint = string | ReducedFingerprint;
 
 /** The entry fields the signed claims are rebuilt from. */
-export type SignedFields = Pick<Decided, 'service' | 'method' | 'path' | 'user'> & { caller: { id: string } };
+export interface SignedFields {
+  caller: { id: string };
+  service: string;
+  method: string;
+  path: string;
+  user: { token_sha256: string } | null;
+}
 
-/** How `decided`'s fingerprint is stored: reduced when the entry rebuilds it byte for byte, else as sent. */
-export function storedFingerprint(decided: Decided): StoredFingerprint | null {
-  const jws = decided.fingerprint;
-  if (jws === null || decided.caller === null || !jws.startsWith(`${JWS_HEADER}.`)) return jws;
+/** How an entry stores its fingerprint `jws`: reduced when the entry's fields rebuild it byte for byte, else as sent. */
+export function storedFingerprint(jws: string | null, entry: Omit<SignedFields, 'caller'> & { caller: SignedFields['caller'] | null }): StoredFingerprint | null {
+  if (jws === null || entry.caller === null || !jws.startsWith(`${JWS_HEADER}.`)) return jws;
   const end = jws.lastIndexOf('.');
   let claims: Record<string, unknown>;
   try {
@@ -38,7 +42,7 @@ export function storedFingerprint(decided: Decided): StoredFingerprint | null {
   const { iat, exp, jti } = claims ?? {};
   if (!Number.isSafeInteger(iat) || !Number.isSafeInteger(exp) || typeof jti !== 'string') return jws;
   const reduced = { iat: iat as number, exp: exp as number, jti, sig: jws.slice(end + 1) };
-  return signingInput(decided as SignedFields, reduced) === jws.slice(0, end) ? reduced : jws;
+  return signingInput(entry as SignedFields, reduced) === jws.slice(0, end) ? reduced : jws;
 }
 
 /** The JWS signing input (`header.payload`) a reduced fingerprint was signed over, rebuilt from its entry. */

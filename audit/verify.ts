@@ -8,13 +8,15 @@
  * failure, naming the entry or checkpoint and why.
  */
 import { createHash, verify, type KeyObject, type X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { isAscii } from 'node:buffer';
 import { FINGERPRINT_TYP, htuOf, type FingerprintClaims } from '../spiffe/fingerprint.ts';
-import { MerkleTree, leafHash, verifyConsistency } from './merkle.ts';
+import { MerkleTree, verifyConsistency } from './merkle.ts';
 import { parseCheckpoint, checkSignature, originIdentity, type Checkpoint } from './checkpoint.ts';
 import { verifyChainAt, spiffeIdOfCert, loadBundle, ChainError } from './chain.ts';
-import { ORIGIN, certFile, chainFileOf, checkpointFile, listCheckpoints, storedLines } from './files.ts';
+import { ORIGIN, certFile, chainFileOf, checkpointFile, listCheckpoints, listSegments } from './files.ts';
+import { HelperError, VerifyHelpers } from './helpers.ts';
 import type { AuditEntry } from './entry.ts';
 import { isReduced, signingInput, type ReducedFingerprint, type SignedFields } from './fingerprint.ts';
 
@@ -42,8 +44,8 @@ export interface Verified {
   tree: MerkleTree;
 }
 
-/** Fingerprint signatures checked at once in libuv's threadpool; a failure is still reported at its own entry. */
-const SIGNATURES_IN_FLIGHT = 512;
+/** Fingerprint signatures being checked at once; a failure is still reported at its own entry. */
+const SIGNATURES_IN_FLIGHT = 4096;
 
 export interface VerifyOptions {
   /**
@@ -59,67 +61,114 @@ export async function verifyLog(dir: string, bundlePem: string, trusted?: Truste
   const originFile = path.join(dir, ORIGIN);
   if (!existsSync(originFile)) throw new VerifyError(`${dir} is not an audit log (no ${ORIGIN} file)`);
   const origin = readFileSync(originFile, 'utf8').trim();
-  const service = originIdentity(origin);
-  const evidence = new FingerprintEvidence(storedCertificate(dir), bundle, options.signatures ?? true);
+  const helpers = new VerifyHelpers();
+  try {
+    const evidence = new FingerprintEvidence(storedCertificate(dir), bundle, options.signatures === false ? null : (...job) => helpers.signature(...job));
+    const tree = await verifyEntries(dir, originIdentity(origin), evidence, helpers);
+    return verifyCheckpoints(dir, origin, bundle, tree, trusted);
+  } finally {
+    await helpers.close();
+  }
+}
+
+/** Every entry in order, into the tree; throws VerifyError at the first that fails. */
+async function verifyEntries(dir: string, service: string, evidence: FingerprintEvidence, helpers: VerifyHelpers): Promise<MerkleTree> {
   const tree = new MerkleTree();
-  /** Signature checks under way, oldest first; `at` names the entry, built only when it failed. */
-  const signatures: { at: () => string; ok: Promise<boolean> }[] = [];
-  /** Waits for the signatures of earlier entries, so the first failure named is the earliest. */
-  const settle = async () => {
-    for (const { at, ok } of signatures.splice(0)) {
-      if (!(await ok)) throw new VerifyError(`${at()}: fingerprint signature does not verify with the caller's certificate`);
+  /** Signature checks under way, oldest first, with the entry's number and where it is (said only when it failed). */
+  const signatures: { n: number; where: () => string; ok: Promise<boolean> }[] = [];
+  /** Waits for the signatures of earlier entries until `left` are under way, so the first failure named is the earliest. */
+  const settle = async (left = 0) => {
+    helpers.flush();
+    let done = 0;
+    try {
+      while (signatures.length - done > left) {
+        const { n, where, ok } = signatures[done++]!;
+        if (!(await ok)) throw new VerifyError(`${entryAt(n, where)}: fingerprint signature does not verify with the caller's certificate`);
+      }
+    } finally {
+      signatures.splice(0, done);
     }
+    helpers.check();
   };
   const fail = async (message: string): Promise<never> => {
     await settle();
     throw new VerifyError(message);
   };
-  const lines = storedLines(dir);
-  let pending: IteratorResult<ReturnType<typeof storedLines> extends Generator<infer T> ? T : never> = lines.next();
   /** The base64 leaf hash of the entry before: what its `prev` must say. */
   let prev = '';
-  /** What is wrong with line `n`, if anything; its fingerprint signature joins `signatures`. */
-  const checkEntry = (line: typeof pending.value, n: number): string | undefined => {
-    if ('torn' in line) return `${line.where}: entry ${n} is cut short (no newline): a torn write the agent repairs on start, or truncation`;
-    const at = () => `entry ${n} (${line.where})`;
+  /** What is wrong with entry `n` (its line's `text`, `where` it is), if anything; its fingerprint signature joins `signatures`. */
+  const checkEntry = (text: string, n: number, where: () => string, seqAfter: () => number | undefined): string | undefined => {
     let entry: AuditEntry;
     try {
-      entry = JSON.parse(line.text);
+      entry = JSON.parse(text);
     } catch {
-      return `${at()}: not valid JSON: the entry was altered`;
+      return `${entryAt(n, where)}: not valid JSON: the entry was altered`;
     }
-    if ((entry?.v !== 1 && entry?.v !== 2) || !Number.isSafeInteger(entry.seq)) return `${at()}: not an audit entry`;
+    if ((entry?.v !== 1 && entry?.v !== 2) || !Number.isSafeInteger(entry.seq)) return `${entryAt(n, where)}: not an audit entry`;
     if (entry.seq !== n) {
-      const next = !pending.done && !('torn' in pending.value) ? seqOf(pending.value.text) : undefined;
-      if (entry.seq === n + 1 && next === n) return `${at()}: entries ${n} and ${n + 1} are swapped`;
-      if (entry.seq < n) return `${at()}: entry ${entry.seq} appears again where entry ${n} belongs: an entry was inserted`;
-      return `${at()}: found entry ${entry.seq} where entry ${n} belongs: entries ${n}–${entry.seq - 1} were deleted`;
+      if (entry.seq === n + 1 && seqAfter() === n) return `${entryAt(n, where)}: entries ${n} and ${n + 1} are swapped`;
+      if (entry.seq < n) return `${entryAt(n, where)}: entry ${entry.seq} appears again where entry ${n} belongs: an entry was inserted`;
+      return `${entryAt(n, where)}: found entry ${entry.seq} where entry ${n} belongs: entries ${n}–${entry.seq - 1} were deleted`;
     }
-    if (entry.prev !== prev) return `entry ${n - 1}: altered (entry ${n}, ${line.where}, recorded another hash for it)`;
-    if (entry.service !== service) return `${at()}: service ${entry.service} is not the log's agent ${service}`;
+    if (entry.prev !== prev) return `entry ${n - 1}: altered (entry ${n}, ${where()}, recorded another hash for it)`;
+    if (entry.service !== service) return `${entryAt(n, where)}: service ${entry.service} is not the log's agent ${service}`;
     try {
       const ok = evidence.check(entry, entry.v === 2);
-      if (ok) signatures.push({ at, ok });
+      if (ok) signatures.push({ n, where, ok });
     } catch (err) {
       // The entry is the forger's input: anything in it that cannot be checked (a field of
       // another type, a certificate that does not parse) fails that entry, with its position.
-      return `${at()}: ${err instanceof EvidenceError ? err.message : `malformed evidence (${(err as Error).message})`}`;
+      return `${entryAt(n, where)}: ${err instanceof EvidenceError ? err.message : `malformed evidence (${(err as Error).message})`}`;
     }
     return undefined;
   };
-  while (!pending.done) {
-    const line = pending.value;
-    pending = lines.next();
-    const n = tree.size;
-    const problem = checkEntry(line, n);
-    if (problem !== undefined || 'torn' in line) return fail(problem!);
-    if (signatures.length >= SIGNATURES_IN_FLIGHT) await settle();
-    const leaf = leafHash(line.bytes);
-    tree.append(leaf);
-    prev = leaf.toString('base64');
+  const segments = listSegments(dir);
+  for (const [s, file] of segments.entries()) {
+    const name = path.relative(dir, file);
+    let number = 0;
+    const ranges = helpers.segment(file, statSync(file).size);
+    try {
+      for await (const range of ranges) {
+        const { bytes, leaves } = range;
+        // An entry is almost always ASCII: then each line decodes byte for character, the cheapest way.
+        const encoding = isAscii(bytes.subarray(range.start, range.end)) ? 'latin1' : 'utf8';
+        let start = range.start;
+        for (let k = 0, nl = bytes.indexOf(10, start); nl >= 0 && nl < range.end; k++, nl = bytes.indexOf(10, start)) {
+          const line = ++number;
+          const where = () => `${name}:${line}`;
+          const problem = checkEntry(bytes.toString(encoding, start, nl), tree.size, where, () => seqOf(lineAfter(segments, s, nl + 1)));
+          if (problem !== undefined) return await fail(problem);
+          tree.append(leaves.subarray(32 * k, 32 * k + 32));
+          prev = leaves.toString('base64', 32 * k, 32 * k + 32);
+          start = nl + 1;
+        }
+        if (range.done && range.end > start) return await fail(`${name}:${number + 1}: entry ${tree.size} is cut short (no newline): a torn write the agent repairs on start, or truncation`);
+        if (signatures.length >= SIGNATURES_IN_FLIGHT) await settle(SIGNATURES_IN_FLIGHT / 2);
+      }
+    } catch (err) {
+      if (err instanceof HelperError) throw new VerifyError(err.message);
+      throw err;
+    }
   }
   await settle();
+  return tree;
+}
 
+/** How messages name an entry: its number and where it is stored. */
+const entryAt = (n: number, where: () => string) => `entry ${n} (${where()})`;
+
+/** The text of the line at byte `offset` of segment `s`, or of the next segment's first line at its end (only to tell a swap from a deletion). */
+function lineAfter(segments: string[], s: number, offset: number): string | undefined {
+  let data = readFileSync(segments[s]!);
+  if (offset >= data.length) {
+    if (s + 1 >= segments.length) return undefined;
+    [data, offset] = [readFileSync(segments[s + 1]!), 0];
+  }
+  const nl = data.indexOf(10, offset);
+  return nl < 0 ? undefined : data.subarray(offset, nl).toString('utf8');
+}
+
+function verifyCheckpoints(dir: string, origin: string, bundle: X509Certificate[], tree: MerkleTree, trusted?: TrustedCheckpoint): Verified {
   let previous: Checkpoint | null = null;
   const files = listCheckpoints(dir);
   for (const file of files) {
@@ -165,7 +214,8 @@ function matchTree(cp: Checkpoint, tree: MerkleTree, name: string): void {
   if (!cp.root.equals(tree.root(cp.size))) throw new VerifyError(`${name}: its root hash does not match entries 0–${cp.size - 1}: the entries were rewritten after it was signed`);
 }
 
-function seqOf(text: string): number | undefined {
+function seqOf(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
   try {
     return JSON.parse(text).seq;
   } catch {
@@ -183,8 +233,17 @@ function storedCertificate(dir: string): (id: string) => string | undefined {
   };
 }
 
+/** An ES256 signature check: `signature` (base64url) over `signed` with the certificate's key. */
+export type SignatureCheck = (cert: { id: string; key: KeyObject }, signed: string, signature: string) => Promise<boolean>;
+
+/** One check per threadpool job: for a few signatures at a time (the agent's Envoy access-log entries). */
+export const threadpoolCheck: SignatureCheck = (cert, signed, signature) =>
+  new Promise((resolve) => verify('sha256', Buffer.from(signed), { key: cert.key, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64url'), (err, valid) => resolve(!err && valid)));
+
 /** What an entry is checked against, read once per caller certificate (X509Certificate's getters parse on every call). */
 interface CallerCert {
+  /** SHA-256 of its DER, hex. */
+  id: string;
   key: KeyObject;
   spiffeId: string | null;
   /** Lowercase hex. */
@@ -206,7 +265,8 @@ export class FingerprintEvidence {
   constructor(
     private readonly certificate: (id: string) => string | undefined,
     private readonly bundle: X509Certificate[],
-    private readonly signatures: boolean,
+    /** How signatures are checked; null: not at all (claims and certificates still are). */
+    private readonly signatures: SignatureCheck | null,
   ) {}
 
   /**
@@ -234,9 +294,7 @@ export class FingerprintEvidence {
     if (cert.serial !== entry.caller.serial.toLowerCase()) throw new EvidenceError('caller certificate serial differs from the entry\'s');
     if (!this.signatures) return null;
     const [signed, signature] = jws ? [jws.signed, jws.signature] : [signingInput(entry as SignedFields, stored as ReducedFingerprint), (stored as ReducedFingerprint).sig];
-    return new Promise<boolean>((resolve) =>
-      verify('sha256', Buffer.from(signed), { key: cert.key, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64url'), (err, valid) => resolve(!err && valid)),
-    );
+    return this.signatures(cert, signed, signature);
   }
 
   /** A fingerprint kept whole: an ES256 Palisade fingerprint whose claims are this entry's request. */
@@ -280,7 +338,7 @@ export class FingerprintEvidence {
         throw err;
       }
       if (createHash('sha256').update(cert.raw).digest('hex') !== id) throw new EvidenceError(`caller certificate ${id} in certs/ is another certificate`);
-      caller = { key: cert.publicKey, spiffeId: spiffeIdOfCert(cert), serial: cert.serialNumber.toLowerCase(), notBefore: Date.parse(cert.validFrom), notAfter: Date.parse(cert.validTo) };
+      caller = { id, key: cert.publicKey, spiffeId: spiffeIdOfCert(cert), serial: cert.serialNumber.toLowerCase(), notBefore: Date.parse(cert.validFrom), notAfter: Date.parse(cert.validTo) };
       this.#certs.set(id, caller);
     }
     if (!(atMs >= caller.notBefore && atMs <= caller.notAfter)) throw new EvidenceError(`caller certificate was not valid when the fingerprint was made (${new Date(atMs).toISOString()})`);
