@@ -30,12 +30,14 @@ export interface Decided {
   policy: { sha256: string } | null;
   /** The verified fingerprint JWS, as the caller sent it. Null when the request was refused before it verified. */
   fingerprint: string | null;
+  /** Its claims as the sidecar verified them, if at hand: spares decoding the JWS again (not stored: `fingerprint` says it all). */
+  fingerprintClaims?: { iat: number; exp: number; jti: string };
 }
 
 /** The version new entries are written in; verify reads every version (docs/audit.md, "Versions"). */
 export const ENTRY_VERSION = 2 as const;
 
-export interface AuditEntry extends Omit<Decided, 'fingerprint'> {
+export interface AuditEntry extends Omit<Decided, 'fingerprint' | 'fingerprintClaims'> {
   /** 1: the fingerprint is always the JWS as sent; 2: it may be stored reduced (audit/fingerprint.ts). */
   v: 1 | 2;
   /** Position in the log, from 0. */
@@ -52,7 +54,7 @@ export function encodeEntry(seq: number, prev: string, d: Decided): string {
   const entry: AuditEntry = {
     v: ENTRY_VERSION, seq, prev, time: d.time, trace_id: d.trace_id, request_id: d.request_id, service: d.service, caller: d.caller, user: d.user,
     method: d.method, path: d.path, decision: d.decision, status: d.status, rule: d.rule, mode: d.mode, reason: d.reason, policy: d.policy,
-    fingerprint: storedFingerprint(d.fingerprint, d),
+    fingerprint: storedFingerprint(d.fingerprint, d, d.fingerprintClaims),
   };
   return JSON.stringify(entry);
 }

@@ -29,15 +29,24 @@ export interface SignedFields {
   user: { token_sha256: string } | null;
 }
 
-/** How an entry stores its fingerprint `jws`: reduced when the entry's fields rebuild it byte for byte, else as sent. */
-export function storedFingerprint(jws: string | null, entry: Omit<SignedFields, 'caller'> & { caller: SignedFields['caller'] | null }): StoredFingerprint | null {
+/**
+ * How an entry stores its fingerprint `jws`: reduced when the entry's fields rebuild it byte
+ * for byte, else as sent. `claims`: its times and jti, when the caller decoded them already
+ * (they only pick what to rebuild; the bytes are compared all the same).
+ */
+export function storedFingerprint(
+  jws: string | null,
+  entry: Omit<SignedFields, 'caller'> & { caller: SignedFields['caller'] | null },
+  claims?: { iat: unknown; exp: unknown; jti: unknown },
+): StoredFingerprint | null {
   if (jws === null || entry.caller === null || !jws.startsWith(`${JWS_HEADER}.`)) return jws;
   const end = jws.lastIndexOf('.');
-  let claims: Record<string, unknown>;
-  try {
-    claims = JSON.parse(Buffer.from(jws.slice(JWS_HEADER.length + 1, end), 'base64url').toString('utf8'));
-  } catch {
-    return jws;
+  if (!claims) {
+    try {
+      claims = JSON.parse(Buffer.from(jws.slice(JWS_HEADER.length + 1, end), 'base64url').toString('utf8'));
+    } catch {
+      return jws;
+    }
   }
   const { iat, exp, jti } = claims ?? {};
   if (!Number.isSafeInteger(iat) || !Number.isSafeInteger(exp) || typeof jti !== 'string') return jws;
