@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeSy
 import { open, type FileHandle } from 'node:fs/promises';
 import { createHash, randomBytes, type KeyObject } from 'node:crypto';
 import path from 'node:path';
-import { writeFileAtomic, writeFileAtomicAsync } from '../platform/files.ts';
+import { writeFileAtomic } from '../platform/files.ts';
 import { toPem } from '../spiffe/pki.ts';
 import { MerkleTree, leafHash } from './merkle.ts';
 import { encodeEntry, type Decided } from './entry.ts';
@@ -172,9 +172,8 @@ export class AuditLog {
       const svid = this.#opts.signer.svid();
       const text = signCheckpoint({ origin: this.origin, size, root, time: Date.now() }, svid.privateKey);
       const file = checkpointFile(this.#opts.dir, size);
-      // Off the event loop: requests go on while the checkpoint's files are written.
-      await writeFileAtomicAsync(chainFileOf(file), svid.chainPem);
-      await writeFileAtomicAsync(file, text);
+      writeFileAtomic(chainFileOf(file), svid.chainPem);
+      writeFileAtomic(file, text);
       this.#checkpointed = size;
       this.#latest = { text, chainPem: svid.chainPem };
     } catch (err) {
