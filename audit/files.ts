@@ -31,11 +31,19 @@ function listNumbered(dir: string, sub: string, ext: string): string[] {
 export const listSegments = (dir: string) => listNumbered(dir, SEGMENTS, '.jsonl');
 export const listCheckpoints = (dir: string) => listNumbered(dir, CHECKPOINTS, '.note');
 
-/** One stored line: its text, bytes and where it is (for messages: `segments/….jsonl:12`). */
-export interface StoredLine {
-  text: string;
-  bytes: Buffer;
-  where: string;
+/** One stored line: its text, bytes and where it is (for messages: `segments/….jsonl:12`, made when asked for). */
+export class StoredLine {
+  constructor(
+    readonly bytes: Buffer,
+    readonly file: string,
+    readonly line: number,
+  ) {}
+  get text(): string {
+    return this.bytes.toString('utf8');
+  }
+  get where(): string {
+    return `${this.file}:${this.line}`;
+  }
 }
 
 /** Every complete line of every segment, in order. A last line without its newline is reported as `torn`. */
@@ -46,8 +54,7 @@ export function* storedLines(dir: string): Generator<StoredLine | { torn: string
     let start = 0;
     let line = 1;
     for (let nl = data.indexOf(10); nl >= 0; nl = data.indexOf(10, start)) {
-      const bytes = data.subarray(start, nl);
-      yield { text: bytes.toString('utf8'), bytes, where: `${name}:${line++}` };
+      yield new StoredLine(data.subarray(start, nl), name, line++);
       start = nl + 1;
     }
     if (start < data.length) yield { torn: data.subarray(start).toString('utf8'), where: `${name}:${line}` };

@@ -92,6 +92,8 @@ export class AuditLog {
   #timer: NodeJS.Timeout | undefined;
   readonly #knownCerts = new Set<string>();
   #closed = false;
+  /** Where a batch is encoded before its one write: reused, grown when a batch needs more. */
+  #batchBytes: Buffer = Buffer.allocUnsafe(256 * 1024);
 
   private constructor(opts: AuditLogOptions, origin: string, segment: Segment) {
     this.#opts = { ...AUDIT_DEFAULTS, ...opts };
@@ -217,23 +219,28 @@ export class AuditLog {
     this.#queue = [];
     if (batch.length === 0) return;
     const first = this.tree.size;
-    const hashes: Buffer[] = [];
-    const lines: string[] = [];
+    // Each line is encoded once, into the batch's bytes, and hashed there.
+    const lines: string[] = new Array(batch.length);
+    const hashes: Buffer[] = new Array(batch.length);
+    let bytes = this.#batchBytes;
+    let length = 0;
     let prev = first === 0 ? '' : this.tree.leaf(first - 1).toString('base64');
-    for (const [i, p] of batch.entries()) {
-      const line = encodeEntry(first + i, prev, p.decided);
-      const hash = leafHash(line);
-      lines.push(line);
-      hashes.push(hash);
+    for (let i = 0; i < batch.length; i++) {
+      const line = (lines[i] = encodeEntry(first + i, prev, batch[i]!.decided));
+      // UTF-8 takes at most 3 bytes per UTF-16 code unit; +1 for the newline.
+      if (length + 3 * line.length + 1 > bytes.length) bytes = this.#batchBytes = grown(bytes, length, 3 * line.length + 1);
+      const end = length + bytes.write(line, length);
+      const hash = (hashes[i] = leafHash(bytes.subarray(length, end)));
+      bytes[end] = 10;
+      length = end + 1;
       prev = hash.toString('base64');
     }
-    const bytes = Buffer.from(lines.join('\n') + '\n');
     try {
       for (const p of batch) if (p.cert) this.#rememberCert(p.cert);
       const segment = await this.#writable();
-      writeAll(segment.handle!.fd, bytes);
+      writeAll(segment.handle!.fd, bytes.subarray(0, length));
       if (this.#opts.fsync === 'batch') await segment.handle!.sync();
-      segment.bytes += bytes.length;
+      segment.bytes += length;
       segment.entries += batch.length;
     } catch (err) {
       await this.#cutBack();
@@ -242,7 +249,7 @@ export class AuditLog {
       return;
     }
     for (const hash of hashes) this.tree.append(hash);
-    batch.forEach((p, i) => p.resolve({ seq: first + i, line: lines[i]! }));
+    for (let i = 0; i < batch.length; i++) batch[i]!.resolve({ seq: first + i, line: lines[i]! });
     if (this.tree.size - this.#checkpointed >= this.#opts.checkpointEvery && this.#checkpointDue) void this.checkpoint();
   }
 
@@ -327,6 +334,13 @@ function seqOf(line: Buffer): number {
   } catch {
     return -1;
   }
+}
+
+/** A buffer with room for `more` bytes past the first `used` of `bytes`, which it keeps. */
+function grown(bytes: Buffer, used: number, more: number): Buffer {
+  const next = Buffer.allocUnsafe(Math.max(2 * bytes.length, used + more));
+  bytes.copy(next, 0, 0, used);
+  return next;
 }
 
 function writeAll(fd: number, bytes: Buffer): void {

@@ -8,14 +8,20 @@
  * failure, naming the entry or checkpoint and why.
  */
 import { createHash, verify, type KeyObject, type X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { isAscii } from 'node:buffer';
 import { FINGERPRINT_TYP, htuOf, type FingerprintClaims } from '../spiffe/fingerprint.ts';
-import { MerkleTree, leafHash, verifyConsistency } from './merkle.ts';
+import { MerkleTree, verifyConsistency } from './merkle.ts';
 import { parseCheckpoint, checkSignature, originIdentity, type Checkpoint } from './checkpoint.ts';
 import { verifyChainAt, spiffeIdOfCert, loadBundle, ChainError } from './chain.ts';
-import { ORIGIN, certFile, chainFileOf, checkpointFile, listCheckpoints, storedLines } from './files.ts';
-import type { AuditEntry, Decided } from './entry.ts';
+import { ORIGIN, certFile, chainFileOf, checkpointFile, listCheckpoints, listSegments } from './files.ts';
+import { HelperError, VerifyHelpers } from './helpers.ts';
+import type { AuditEntry } from './entry.ts';
+import { isReduced, signingInput, type ReducedFingerprint, type SignedFields } from './fingerprint.ts';
+
+/** What a fingerprint is checked against: an entry as stored (any version), or a decision about to be appended. */
+export type EvidenceFields = Omit<AuditEntry, 'v' | 'seq' | 'prev'>;
 
 /** Tolerated difference between a fingerprint's times and the entry's (s): the sidecar's skew default. */
 const SKEW_SECONDS = 5;
@@ -38,8 +44,8 @@ export interface Verified {
   tree: MerkleTree;
 }
 
-/** Fingerprint signatures checked at once in libuv's threadpool; a failure is still reported at its own entry. */
-const SIGNATURES_IN_FLIGHT = 512;
+/** Fingerprint signatures being checked at once; a failure is still reported at its own entry. */
+const SIGNATURES_IN_FLIGHT = 4096;
 
 export interface VerifyOptions {
   /**
@@ -55,63 +61,114 @@ export async function verifyLog(dir: string, bundlePem: string, trusted?: Truste
   const originFile = path.join(dir, ORIGIN);
   if (!existsSync(originFile)) throw new VerifyError(`${dir} is not an audit log (no ${ORIGIN} file)`);
   const origin = readFileSync(originFile, 'utf8').trim();
-  const service = originIdentity(origin);
-  const evidence = new FingerprintEvidence(storedCertificate(dir), bundle, options.signatures ?? true);
+  const helpers = new VerifyHelpers();
+  try {
+    const evidence = new FingerprintEvidence(storedCertificate(dir), bundle, options.signatures === false ? null : (...job) => helpers.signature(...job));
+    const tree = await verifyEntries(dir, originIdentity(origin), evidence, helpers);
+    return verifyCheckpoints(dir, origin, bundle, tree, trusted);
+  } finally {
+    await helpers.close();
+  }
+}
+
+/** Every entry in order, into the tree; throws VerifyError at the first that fails. */
+async function verifyEntries(dir: string, service: string, evidence: FingerprintEvidence, helpers: VerifyHelpers): Promise<MerkleTree> {
   const tree = new MerkleTree();
-  const signatures: { at: string; ok: Promise<boolean> }[] = [];
-  /** Waits for the signatures of earlier entries, so the first failure named is the earliest. */
-  const settle = async () => {
-    for (const { at, ok } of signatures.splice(0)) {
-      if (!(await ok)) throw new VerifyError(`${at}: fingerprint signature does not verify with the caller's certificate`);
+  /** Signature checks under way, oldest first, with the entry's number and where it is (said only when it failed). */
+  const signatures: { n: number; where: () => string; ok: Promise<boolean> }[] = [];
+  /** Waits for the signatures of earlier entries until `left` are under way, so the first failure named is the earliest. */
+  const settle = async (left = 0) => {
+    helpers.flush();
+    let done = 0;
+    try {
+      while (signatures.length - done > left) {
+        const { n, where, ok } = signatures[done++]!;
+        if (!(await ok)) throw new VerifyError(`${entryAt(n, where)}: fingerprint signature does not verify with the caller's certificate`);
+      }
+    } finally {
+      signatures.splice(0, done);
     }
+    helpers.check();
   };
   const fail = async (message: string): Promise<never> => {
     await settle();
     throw new VerifyError(message);
   };
-  const lines = storedLines(dir);
-  let pending: IteratorResult<ReturnType<typeof storedLines> extends Generator<infer T> ? T : never> = lines.next();
-  /** What is wrong with line `n`, if anything; its fingerprint signature joins `signatures`. */
-  const checkEntry = (line: typeof pending.value, n: number): string | undefined => {
-    if ('torn' in line) return `${line.where}: entry ${n} is cut short (no newline): a torn write the agent repairs on start, or truncation`;
-    const at = `entry ${n} (${line.where})`;
+  /** The base64 leaf hash of the entry before: what its `prev` must say. */
+  let prev = '';
+  /** What is wrong with entry `n` (its line's `text`, `where` it is), if anything; its fingerprint signature joins `signatures`. */
+  const checkEntry = (text: string, n: number, where: () => string, seqAfter: () => number | undefined): string | undefined => {
     let entry: AuditEntry;
     try {
-      entry = JSON.parse(line.text);
+      entry = JSON.parse(text);
     } catch {
-      return `${at}: not valid JSON: the entry was altered`;
+      return `${entryAt(n, where)}: not valid JSON: the entry was altered`;
     }
-    if (entry?.v !== 1 || !Number.isSafeInteger(entry.seq)) return `${at}: not an audit entry`;
+    if ((entry?.v !== 1 && entry?.v !== 2) || !Number.isSafeInteger(entry.seq)) return `${entryAt(n, where)}: not an audit entry`;
     if (entry.seq !== n) {
-      const next = !pending.done && !('torn' in pending.value) ? seqOf(pending.value.text) : undefined;
-      if (entry.seq === n + 1 && next === n) return `${at}: entries ${n} and ${n + 1} are swapped`;
-      if (entry.seq < n) return `${at}: entry ${entry.seq} appears again where entry ${n} belongs: an entry was inserted`;
-      return `${at}: found entry ${entry.seq} where entry ${n} belongs: entries ${n}–${entry.seq - 1} were deleted`;
+      if (entry.seq === n + 1 && seqAfter() === n) return `${entryAt(n, where)}: entries ${n} and ${n + 1} are swapped`;
+      if (entry.seq < n) return `${entryAt(n, where)}: entry ${entry.seq} appears again where entry ${n} belongs: an entry was inserted`;
+      return `${entryAt(n, where)}: found entry ${entry.seq} where entry ${n} belongs: entries ${n}–${entry.seq - 1} were deleted`;
     }
-    const prev = n === 0 ? '' : tree.leaf(n - 1).toString('base64');
-    if (entry.prev !== prev) return `entry ${n - 1}: altered (entry ${n}, ${line.where}, recorded another hash for it)`;
-    if (entry.service !== service) return `${at}: service ${entry.service} is not the log's agent ${service}`;
+    if (entry.prev !== prev) return `entry ${n - 1}: altered (entry ${n}, ${where()}, recorded another hash for it)`;
+    if (entry.service !== service) return `${entryAt(n, where)}: service ${entry.service} is not the log's agent ${service}`;
     try {
-      const ok = evidence.check(entry);
-      if (ok) signatures.push({ at, ok });
+      const ok = evidence.check(entry, entry.v === 2);
+      if (ok) signatures.push({ n, where, ok });
     } catch (err) {
       // The entry is the forger's input: anything in it that cannot be checked (a field of
       // another type, a certificate that does not parse) fails that entry, with its position.
-      return `${at}: ${err instanceof EvidenceError ? err.message : `malformed evidence (${(err as Error).message})`}`;
+      return `${entryAt(n, where)}: ${err instanceof EvidenceError ? err.message : `malformed evidence (${(err as Error).message})`}`;
     }
     return undefined;
   };
-  while (!pending.done) {
-    const line = pending.value;
-    pending = lines.next();
-    const n = tree.size;
-    const problem = checkEntry(line, n);
-    if (problem !== undefined || 'torn' in line) return fail(problem!);
-    if (signatures.length >= SIGNATURES_IN_FLIGHT) await settle();
-    tree.append(leafHash(line.bytes));
+  const segments = listSegments(dir);
+  for (const [s, file] of segments.entries()) {
+    const name = path.relative(dir, file);
+    let number = 0;
+    const ranges = helpers.segment(file, statSync(file).size);
+    try {
+      for await (const range of ranges) {
+        const { bytes, leaves } = range;
+        // An entry is almost always ASCII: then each line decodes byte for character, the cheapest way.
+        const encoding = isAscii(bytes.subarray(range.start, range.end)) ? 'latin1' : 'utf8';
+        let start = range.start;
+        for (let k = 0, nl = bytes.indexOf(10, start); nl >= 0 && nl < range.end; k++, nl = bytes.indexOf(10, start)) {
+          const line = ++number;
+          const where = () => `${name}:${line}`;
+          const problem = checkEntry(bytes.toString(encoding, start, nl), tree.size, where, () => seqOf(lineAfter(segments, s, nl + 1)));
+          if (problem !== undefined) return await fail(problem);
+          tree.append(leaves.subarray(32 * k, 32 * k + 32));
+          prev = leaves.toString('base64', 32 * k, 32 * k + 32);
+          start = nl + 1;
+        }
+        if (range.done && range.end > start) return await fail(`${name}:${number + 1}: entry ${tree.size} is cut short (no newline): a torn write the agent repairs on start, or truncation`);
+        if (signatures.length >= SIGNATURES_IN_FLIGHT) await settle(SIGNATURES_IN_FLIGHT / 2);
+      }
+    } catch (err) {
+      if (err instanceof HelperError) throw new VerifyError(err.message);
+      throw err;
+    }
   }
   await settle();
+  return tree;
+}
 
+/** How messages name an entry: its number and where it is stored. */
+const entryAt = (n: number, where: () => string) => `entry ${n} (${where()})`;
+
+/** The text of the line at byte `offset` of segment `s`, or of the next segment's first line at its end (only to tell a swap from a deletion). */
+function lineAfter(segments: string[], s: number, offset: number): string | undefined {
+  let data = readFileSync(segments[s]!);
+  if (offset >= data.length) {
+    if (s + 1 >= segments.length) return undefined;
+    [data, offset] = [readFileSync(segments[s + 1]!), 0];
+  }
+  const nl = data.indexOf(10, offset);
+  return nl < 0 ? undefined : data.subarray(offset, nl).toString('utf8');
+}
+
+function verifyCheckpoints(dir: string, origin: string, bundle: X509Certificate[], tree: MerkleTree, trusted?: TrustedCheckpoint): Verified {
   let previous: Checkpoint | null = null;
   const files = listCheckpoints(dir);
   for (const file of files) {
@@ -157,7 +214,8 @@ function matchTree(cp: Checkpoint, tree: MerkleTree, name: string): void {
   if (!cp.root.equals(tree.root(cp.size))) throw new VerifyError(`${name}: its root hash does not match entries 0–${cp.size - 1}: the entries were rewritten after it was signed`);
 }
 
-function seqOf(text: string): number | undefined {
+function seqOf(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
   try {
     return JSON.parse(text).seq;
   } catch {
@@ -175,8 +233,17 @@ function storedCertificate(dir: string): (id: string) => string | undefined {
   };
 }
 
+/** An ES256 signature check: `signature` (base64url) over `signed` with the certificate's key. */
+export type SignatureCheck = (cert: { id: string; key: KeyObject }, signed: string, signature: string) => Promise<boolean>;
+
+/** One check per threadpool job: for a few signatures at a time (the agent's Envoy access-log entries). */
+export const threadpoolCheck: SignatureCheck = (cert, signed, signature) =>
+  new Promise((resolve) => verify('sha256', Buffer.from(signed), { key: cert.key, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64url'), (err, valid) => resolve(!err && valid)));
+
 /** What an entry is checked against, read once per caller certificate (X509Certificate's getters parse on every call). */
 interface CallerCert {
+  /** SHA-256 of its DER, hex. */
+  id: string;
   key: KeyObject;
   spiffeId: string | null;
   /** Lowercase hex. */
@@ -198,19 +265,41 @@ export class FingerprintEvidence {
   constructor(
     private readonly certificate: (id: string) => string | undefined,
     private readonly bundle: X509Certificate[],
-    private readonly signatures: boolean,
+    /** How signatures are checked; null: not at all (claims and certificates still are). */
+    private readonly signatures: SignatureCheck | null,
   ) {}
 
-  /** Throws EvidenceError for what is checked at once; the signature check is returned (null: no fingerprint, or signatures not checked). */
-  check(entry: Decided): Promise<boolean> | null {
+  /**
+   * Throws EvidenceError for what is checked at once; the signature check is returned (null:
+   * no fingerprint, or signatures not checked). `reduced`: the entry's version allows a
+   * fingerprint stored reduced (audit/fingerprint.ts), whose claims are the entry's own fields.
+   */
+  check(entry: EvidenceFields, reduced = false): Promise<boolean> | null {
     const decided = entry.mode !== null || entry.decision === 'allow';
-    if (entry.fingerprint === null) {
+    const stored = entry.fingerprint;
+    if (stored === null) {
       if (decided) throw new EvidenceError('a decided request without the caller\'s fingerprint');
       return null;
     }
-    if (typeof entry.fingerprint !== 'string') throw new EvidenceError('fingerprint is not a JWS');
+    const whole = typeof stored === 'string';
+    if (!whole && !(reduced && isReduced(stored))) throw new EvidenceError('fingerprint is not a JWS');
     if (!entry.caller) throw new EvidenceError('a fingerprint without a caller');
-    const parts = entry.fingerprint.split('.');
+    const jws = whole ? this.#bound(stored, entry as EvidenceFields & { caller: object }) : undefined;
+    const { iat, exp } = jws?.claims ?? (stored as ReducedFingerprint);
+    const time = Date.parse(entry.time) / 1000;
+    if (!(time >= iat - SKEW_SECONDS && time <= exp + SKEW_SECONDS)) throw new EvidenceError(`fingerprint was not valid at the entry's time ${entry.time}`);
+
+    const cert = this.#cert(entry.caller.cert, iat * 1000);
+    if (cert.spiffeId !== entry.caller.id) throw new EvidenceError(`caller certificate names ${cert.spiffeId}, not ${entry.caller.id}`);
+    if (cert.serial !== entry.caller.serial.toLowerCase()) throw new EvidenceError('caller certificate serial differs from the entry\'s');
+    if (!this.signatures) return null;
+    const [signed, signature] = jws ? [jws.signed, jws.signature] : [signingInput(entry as SignedFields, stored as ReducedFingerprint), (stored as ReducedFingerprint).sig];
+    return this.signatures(cert, signed, signature);
+  }
+
+  /** A fingerprint kept whole: an ES256 Palisade fingerprint whose claims are this entry's request. */
+  #bound(fingerprint: string, entry: EvidenceFields & { caller: { id: string } }): { claims: FingerprintClaims; signed: string; signature: string } {
+    const parts = fingerprint.split('.');
     if (parts.length !== 3) throw new EvidenceError('fingerprint is not a compact JWS');
     let header: Record<string, unknown> | undefined;
     let claims: FingerprintClaims;
@@ -231,17 +320,7 @@ export class FingerprintEvidence {
     if (claims.htm !== entry.method) throw mismatch('htm', claims.htm, entry.method);
     if (claims.htu !== htuOf(entry.path)) throw mismatch('htu', claims.htu, htuOf(entry.path));
     if ((claims.ath ?? null) !== (entry.user?.token_sha256 ?? null)) throw mismatch('ath', claims.ath ?? null, entry.user?.token_sha256 ?? null);
-    const time = Date.parse(entry.time) / 1000;
-    if (!(time >= claims.iat - SKEW_SECONDS && time <= claims.exp + SKEW_SECONDS)) throw new EvidenceError(`fingerprint was not valid at the entry's time ${entry.time}`);
-
-    const cert = this.#cert(entry.caller.cert, claims.iat * 1000);
-    if (cert.spiffeId !== entry.caller.id) throw new EvidenceError(`caller certificate names ${cert.spiffeId}, not ${entry.caller.id}`);
-    if (cert.serial !== entry.caller.serial.toLowerCase()) throw new EvidenceError('caller certificate serial differs from the entry\'s');
-    if (!this.signatures) return null;
-    const signature = Buffer.from(parts[2]!, 'base64url');
-    return new Promise<boolean>((resolve) =>
-      verify('sha256', Buffer.from(`${parts[0]}.${parts[1]}`), { key: cert.key, dsaEncoding: 'ieee-p1363' }, signature, (err, valid) => resolve(!err && valid)),
-    );
+    return { claims, signed: `${parts[0]}.${parts[1]}`, signature: parts[2]! };
   }
 
   /** The caller certificate `id` (SHA-256 of its DER), checked to the bundle and valid at `atMs`. */
@@ -259,7 +338,7 @@ export class FingerprintEvidence {
         throw err;
       }
       if (createHash('sha256').update(cert.raw).digest('hex') !== id) throw new EvidenceError(`caller certificate ${id} in certs/ is another certificate`);
-      caller = { key: cert.publicKey, spiffeId: spiffeIdOfCert(cert), serial: cert.serialNumber.toLowerCase(), notBefore: Date.parse(cert.validFrom), notAfter: Date.parse(cert.validTo) };
+      caller = { id, key: cert.publicKey, spiffeId: spiffeIdOfCert(cert), serial: cert.serialNumber.toLowerCase(), notBefore: Date.parse(cert.validFrom), notAfter: Date.parse(cert.validTo) };
       this.#certs.set(id, caller);
     }
     if (!(atMs >= caller.notBefore && atMs <= caller.notAfter)) throw new EvidenceError(`caller certificate was not valid when the fingerprint was made (${new Date(atMs).toISOString()})`);

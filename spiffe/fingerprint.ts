@@ -101,14 +101,15 @@ export function signFingerprint(
     jti: randomBytes(16).toString('base64url'),
   };
   if (req.identityToken !== undefined) claims.ath = tokenHash(req.identityToken);
-  const header = opts.kid === undefined ? HEADER : b64(JSON.stringify({ alg: 'ES256', typ: FINGERPRINT_TYP, kid: opts.kid }));
+  const header = opts.kid === undefined ? JWS_HEADER : b64(JSON.stringify({ alg: 'ES256', typ: FINGERPRINT_TYP, kid: opts.kid }));
   const input = `${header}.${b64(JSON.stringify(claims))}`;
   return `${input}.${sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
 }
 
 const b64 = (text: string) => Buffer.from(text).toString('base64url');
 const HEADER_FIELDS: Readonly<Record<string, unknown>> = Object.freeze({ alg: 'ES256', typ: FINGERPRINT_TYP });
-const HEADER = b64(JSON.stringify(HEADER_FIELDS));
+/** The protected header every Palisade signer writes without a `kid`, as encoded: the audit log rebuilds signed bytes with it. */
+export const JWS_HEADER = b64(JSON.stringify(HEADER_FIELDS));
 
 export interface VerifyOptions {
   /** Our own SPIFFE ID: the only accepted `aud`. */
@@ -154,7 +155,7 @@ export async function verifyFingerprint(
   const signaturePart = token.slice(lastDot + 1);
   if (!canonical(headerPart) || !canonical(payloadPart) || !canonical(signaturePart)) throw new FingerprintError('malformed');
   // The header every Palisade signer writes decodes to alg ES256 and our typ: spare the parse.
-  const header = headerPart === HEADER ? HEADER_FIELDS : json(headerPart);
+  const header = headerPart === JWS_HEADER ? HEADER_FIELDS : json(headerPart);
   if (header.alg !== 'ES256') throw new FingerprintError('bad_alg');
   if (header.typ !== FINGERPRINT_TYP) throw new FingerprintError('bad_typ');
   if (header.crit !== undefined) throw new FingerprintError('malformed'); // no extension is understood here

@@ -19,8 +19,9 @@ export type AuditFailure = 'closed' | 'open';
 export interface Evidence {
   callerCert?: X509Certificate;
   user?: IdentityContext;
-  /** The fingerprint JWS, once it verified. */
+  /** The fingerprint JWS, once it verified, and the claims it verified with. */
   fingerprint?: string;
+  fingerprintClaims?: { iat: number; exp: number; jti: string };
   policySha256?: string;
 }
 
@@ -87,5 +88,6 @@ function entryOf(record: DecisionRecord, evidence: Evidence): Decided {
     reason: record.reason,
     policy: evidence.policySha256 ? { sha256: evidence.policySha256 } : null,
     fingerprint: evidence.fingerprint ?? null,
+    fingerprintClaims: evidence.fingerprintClaims,
   };
 }

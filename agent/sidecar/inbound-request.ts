@@ -144,6 +144,7 @@ export function requestPipeline(opts: PipelineOptions): RequestHandler {
       return refuse(err.status, err.status === 401 ? 'unauthenticated' : 'unavailable', FINGERPRINT_REASONS[err.reason]);
     }
     evidence.fingerprint = firstHeader(req.headers[FINGERPRINT_HEADER]);
+    evidence.fingerprintClaims = fingerprint;
 
     let user: IdentityContext | undefined;
     if (opts.identityContext) {

@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { AuditLog } from '../../audit/log.ts';
 import { loadBundle } from '../../audit/chain.ts';
-import { EvidenceError, FingerprintEvidence } from '../../audit/verify.ts';
+import { EvidenceError, FingerprintEvidence, threadpoolCheck } from '../../audit/verify.ts';
 import { grpcService } from '../../envoy/protos.ts';
 import { AUDIT_LOG_NAME } from '../../envoy/access-log.ts';
 import { AccessLogEntryError, entryOf, type EnvoyDecision } from './als-entry.ts';
@@ -81,7 +81,7 @@ export function createAccessLogService(opts: AccessLogAuditOptions): XdsService 
     if (batch.length === 0) return;
     // Certificates come with their entries; the bundle is the agent's current one.
     const pems = new Map<string, string>();
-    const evidence = new FingerprintEvidence((id) => pems.get(id), loadBundle(opts.identity.trustBundle().join('')), true);
+    const evidence = new FingerprintEvidence((id) => pems.get(id), loadBundle(opts.identity.trustBundle().join('')), threadpoolCheck);
     const prepared = batch.map((raw) => prepare(raw as Record<string, any>, evidence, pems));
     queue = queue.then(async () => {
       for (const p of prepared) {
