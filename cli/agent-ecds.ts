@@ -3,6 +3,9 @@
  * command loads Envoy's protos and the config validator, which an agent needs only once it
  * serves ECDS, and then loads lazily.
  */
+// Every agent loads prom-client for its own metrics; a static import, as the bundle needs for
+// a CommonJS package (scripts/build.ts).
+import { Counter } from 'prom-client';
 import type { AgentContext, AgentOptionGroup, PrepareContext } from './agent-group.ts';
 import { CliError } from './errors.ts';
 import type { EcdsOptions, EcdsServer as Ecds } from '../agent/xds/ecds.ts';
@@ -61,7 +64,7 @@ export const ecdsAgentGroup: AgentOptionGroup = {
  */
 export async function ecdsService(log: PrepareContext['log'], closers: PrepareContext['closers'], hooks: EcdsOptions = {}) {
   // Loaded here, not at start-up: an agent that serves no filter to Envoy never needs ECDS.
-  const [{ Counter }, { EcdsServer }] = await Promise.all([import('prom-client'), import('../agent/xds/ecds.ts')]);
+  const { EcdsServer } = await import('../agent/xds/ecds.ts');
   // Counted from the first publish on, registered with the agent's metrics once it has joined.
   const counter = (name: string, help: string) => new Counter({ name, help, registers: [] });
   const counters = [

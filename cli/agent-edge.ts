@@ -8,7 +8,6 @@ import type { Command } from 'commander';
 import { CliError } from './errors.ts';
 import type { AgentOptionGroup } from './agent-group.ts';
 import { parseListen } from './process.ts';
-import { prepareEdge } from '../agent/edge/index.ts';
 import { isLoopbackHost } from '../agent/identity/loopback.ts';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -49,6 +48,8 @@ export const edgeAgentGroup: AgentOptionGroup = {
         throw new CliError(`cannot read --oidc-client-secret-file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 2);
       }
     }
+    // The edge (jose, undici's request API, OIDC discovery) loads only for an agent that runs one.
+    const { prepareEdge } = await import('../agent/edge/index.ts');
     let edge;
     try {
       edge = await prepareEdge({

@@ -5,7 +5,6 @@
  */
 import { CliError } from './errors.ts';
 import type { AgentOptionGroup } from './agent-group.ts';
-import { signEndpoint } from '../agent/sidecar/sign-endpoint.ts';
 
 export const signerAgentGroup: AgentOptionGroup = {
   addOptions(command) {
@@ -18,7 +17,9 @@ export const signerAgentGroup: AgentOptionGroup = {
     const ttlSeconds = Number(opts.fingerprintTtl ?? 30);
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > 3600) throw new CliError('--fingerprint-ttl must be a whole number of seconds (1–3600)', 2);
     return {
-      setup(ctx) {
+      // Loaded only for an agent that signs for Envoy.
+      async setup(ctx) {
+        const { signEndpoint } = await import('../agent/sidecar/sign-endpoint.ts');
         ctx.adminPlugins.push(signEndpoint({ identity: ctx.agent, ttlSeconds, registry: ctx.agent.metrics }));
       },
     };

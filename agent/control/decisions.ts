@@ -12,7 +12,7 @@
  * Batches go out every FLUSH_MS (also empty: a heartbeat), at most BATCH_MAX decisions each;
  * at most QUEUE_MAX wait, the oldest are dropped (and counted) while the control plane is away.
  */
-import { Pool } from 'undici';
+import { Pool } from '../undici.ts';
 import type { SvidSource } from '../sidecar/svid.ts';
 import type { DecisionRecord } from '../sidecar/decision-log.ts';
 import { controlConnect, controlIdOf } from './connect.ts';

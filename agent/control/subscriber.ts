@@ -9,7 +9,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { Pool } from 'undici';
+import { Pool } from '../undici.ts';
 import type { SvidSource } from '../sidecar/svid.ts';
 import { controlConnect, controlIdOf } from './connect.ts';
 import {

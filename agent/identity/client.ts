@@ -1,4 +1,4 @@
-import { Client, errors as undiciErrors } from 'undici';
+import { Client, errors as undiciErrors } from '../undici.ts';
 import type { IssuedSvid } from '../../spiffe/svid.ts';
 
 /** The CA said no (4xx other than 429): retrying the same request cannot help. */

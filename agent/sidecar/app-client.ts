@@ -6,7 +6,7 @@
  */
 import type { Readable } from 'node:stream';
 import { request as httpRequest } from 'node:http';
-import { Pool } from 'undici';
+import { Pool } from '../undici.ts';
 import { requestUpgrade } from './websocket.ts';
 import { H2Session, type UpstreamAnswer } from './h2-session.ts';
 import { headerObject } from './http.ts';

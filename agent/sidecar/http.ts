@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, Server,
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
-import { errors } from 'undici';
+import { errors } from '../undici.ts';
 import { UpstreamTimeoutError } from './h2-session.ts';
 import { isGrpcContentType } from '../../host/grpc-reply.ts';
 import type { Pair } from '../../host/pairs.ts';

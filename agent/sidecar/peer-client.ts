@@ -7,7 +7,7 @@
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import type { OutgoingHttpHeaders } from 'node:http2';
 import type { Readable } from 'node:stream';
-import { Pool } from 'undici';
+import { Pool } from '../undici.ts';
 import { request as httpsRequest } from 'node:https';
 import type { request as httpRequest } from 'node:http';
 import { requestUpgrade } from './websocket.ts';
