@@ -45,8 +45,11 @@ const whole = args.length === 0;
 const started = Date.now();
 // Colours as uvu's own CLI gives them (it sets FORCE_COLOR for the run and its children).
 process.env.FORCE_COLOR ??= '1';
-const timesLog = times ? path.join(mkdtempSync(path.join(tmpdir(), 'palisade-test-times-')), 'processes.jsonl') : null;
-const env = timesLog ? { ...process.env, PALISADE_TEST_TIMES: timesLog, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${HOOK}`.trim() } : process.env;
+// This run's shared files: compiled policies the workers share (test/support/compiled.ts), the times log.
+const runDir = mkdtempSync(path.join(tmpdir(), 'palisade-test-run-'));
+const timesLog = times ? path.join(runDir, 'processes.jsonl') : null;
+const env: NodeJS.ProcessEnv = { ...process.env, PALISADE_TEST_RUN_DIR: runDir };
+if (timesLog) Object.assign(env, { PALISADE_TEST_TIMES: timesLog, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${HOOK}`.trim() });
 
 const typecheck = whole ? typeCheck() : null;
 const { suites } = await parse(dir, pattern, {});
@@ -63,6 +66,7 @@ const checked = typecheck && (await typecheck);
 
 summarize();
 if (timesLog) reportTimes(timesLog);
+rmSync(runDir, { recursive: true, force: true });
 const failed = results.some((r) => r.failed > 0) || (checked && checked.code !== 0);
 process.exit(failed ? 1 : 0);
 
@@ -140,5 +144,4 @@ function reportTimes(log: string): void {
   lines.push(`${s(total('wall'))} ${s(total('cpu'))} ${s(total('spawned'))}        all ${rows.length} files (wall summed over workers)`);
   process.stdout.write(`${lines.join('\n')}\n\n`);
   if (whole) writeFileSync(DURATIONS, `${JSON.stringify(Object.fromEntries(rows.map((r) => [r.name, r.wall])), null, 2)}\n`);
-  rmSync(path.dirname(log), { recursive: true, force: true });
 }
