@@ -108,7 +108,7 @@ it('a second CA (another root) pointed at the same database is refused before it
   const other = path.join(ctx.home, 'other');
   const run = await palisadeRun(['ca', 'init', '--dir', other, '--trust-domain', 'other.example', '--store', ctx.store]);
   assert.is(run.code, 2, run.output);
-  assert.match(run.output, /^palisade: this state store belongs to another CA \(root SHA-256 [0-9A-F:]+\); give each CA its own\n$/);
+  assert.match(run.output, /^palisade: this state store belongs to another CA \(root SHA-256 [0-9A-F:]+\); give each CA its own\n$/, run.output);
   assert.not.ok(existsSync(path.join(other, 'ca-key.pem')), 'no key was written');
   // A database that cannot be reached stops a replica at start, in one line.
   const replica = await palisadeRun(['ca', 'serve', '--dir', ctx.dirs[0], '--store', `${ctx.store}x`]);
