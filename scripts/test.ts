@@ -51,6 +51,15 @@ const timesLog = times ? path.join(runDir, 'processes.jsonl') : null;
 const env: NodeJS.ProcessEnv = { ...process.env, PALISADE_TEST_RUN_DIR: runDir };
 if (timesLog) Object.assign(env, { PALISADE_TEST_TIMES: timesLog, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${HOOK}`.trim() });
 
+const children = new Set<ChildProcess>();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    for (const child of children) child.kill('SIGTERM');
+    rmSync(runDir, { recursive: true, force: true });
+    process.exit(130);
+  });
+}
+
 const typecheck = whole ? typeCheck() : null;
 const { suites } = await parse(dir, pattern, {});
 const recorded: Record<string, number> = JSON.parse(readFileSync(DURATIONS, 'utf8'));
@@ -70,10 +79,17 @@ rmSync(runDir, { recursive: true, force: true });
 const failed = results.some((r) => r.failed > 0) || (checked && checked.code !== 0);
 process.exit(failed ? 1 : 0);
 
+/** The child, ended with the run when the run is interrupted (a CI timeout sends SIGTERM to the runner alone). */
+function running<T extends ChildProcess>(child: T): T {
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
 /** One worker process taking files off the queue until it is empty; a worker that dies is replaced. */
 async function drain(): Promise<void> {
   while (queue.length) {
-    const worker = fork(WORKER, [], { execArgv: ['--import', 'tsx'], env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const worker = running(fork(WORKER, [], { execArgv: ['--import', 'tsx'], env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] }));
     let stray = '';
     worker.stdout!.on('data', (d) => (stray += d));
     worker.stderr!.on('data', (d) => (stray += d));
@@ -102,7 +118,7 @@ async function drain(): Promise<void> {
 
 function typeCheck(): Promise<{ code: number; output: string }> {
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-  const child: ChildProcess = spawn(process.execPath, [tsc, '--noEmit'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = running(spawn(process.execPath, [tsc, '--noEmit'], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
