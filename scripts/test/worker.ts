@@ -75,6 +75,10 @@ async function runFile(job: FileJob): Promise<FileResult> {
       if (errors !== true) {
         result.failed += total - passed;
         output += `\n${errors}\n`;
+      } else if (passed < total) {
+        // uvu returns from a suite whose before hook threw as if it had passed, error dropped.
+        result.failed += total - passed;
+        output += `\n${total - passed} of ${total} tests did not run: a before or after hook threw (uvu does not report its error)\n`;
       }
     }
   } catch (err) {
