@@ -42,11 +42,12 @@ async function graph(api, _arg, onRefresh) {
   let windowSeconds = 300;
   const root = h('div', {});
   const picked = h('div', { id: 'edge-decisions' });
+  const open = new Set();
   const select = h('select', { id: 'graph-window', onchange: () => { windowSeconds = Number(select.value); draw(); } },
     [[60, 'last minute'], [300, 'last 5 minutes'], [900, 'last 15 minutes'], [3600, 'last hour']].map(([v, t]) => h('option', { value: v, selected: v === windowSeconds }, t)));
   const showEdge = async (e) => {
     const { decisions } = await api(`/v1/dashboard/decisions?${q({ service: e.target, caller: e.caller, limit: 20 })}`);
-    picked.replaceChildren(h('h3', {}, `${name(e.caller)} → ${name(e.target)}: recent decisions`), decisionTable(decisions, api));
+    picked.replaceChildren(h('h3', {}, `${name(e.caller)} → ${name(e.target)}: recent decisions`), decisionTable(decisions, api, open));
   };
   const draw = async () => {
     const data = await api(`/v1/dashboard/graph?window=${windowSeconds}`);
@@ -59,13 +60,18 @@ async function graph(api, _arg, onRefresh) {
   return root;
 }
 
-function decisionTable(decisions, api) {
+/** `open`: ids whose detail the user opened; kept by the view, so a live redraw does not close them. */
+function decisionTable(decisions, api, open) {
   const rows = decisions.flatMap((d) => {
     const detail = h('tr', { hidden: true }, h('td', { colspan: 8 }));
-    const row = h('tr', { class: 'clickable', 'data-id': d.id, 'data-decision': d.decision, onclick: async () => {
-      detail.hidden = !detail.hidden;
-      if (!detail.hidden) detail.firstChild.replaceChildren(decisionDetail(await api(`/v1/dashboard/decisions/${d.id}`)));
-    } },
+    const toggle = async (show) => {
+      detail.hidden = !show;
+      if (show) open.add(d.id);
+      else open.delete(d.id);
+      if (show) detail.firstChild.replaceChildren(decisionDetail(await api(`/v1/dashboard/decisions/${d.id}`)));
+    };
+    if (open.has(d.id)) void toggle(true);
+    const row = h('tr', { class: 'clickable', 'data-id': d.id, 'data-decision': d.decision, onclick: () => toggle(detail.hidden) },
     h('td', {}, time(new Date(d.at).toISOString())), h('td', {}, name(d.target)), h('td', {}, name(d.caller)), h('td', { class: 'user' }, d.user ?? '—'),
     h('td', { class: 'mono' }, `${d.method} ${d.path}`), h('td', {}, badge(d.decision), d.mode === 'dry-run' ? badge('dry-run') : null),
     h('td', { class: 'mono' }, d.rule ?? '—'), h('td', {}, d.status));
@@ -102,11 +108,12 @@ async function decisions(api, _arg, onRefresh) {
   const fields = ['service', 'caller', 'user', 'decision', 'rule'];
   const inputs = Object.fromEntries(fields.map((f) => [f, h('input', { name: f, placeholder: f, size: 18 })]));
   const list = h('div', {});
+  const open = new Set();
   const form = h('form', { class: 'filters', onsubmit: (e) => { e.preventDefault(); draw(); } }, Object.values(inputs), h('button', { type: 'submit' }, 'Filter'));
   const draw = async () => {
     const filter = Object.fromEntries(fields.map((f) => [f, inputs[f].value.trim()]));
     const page = await api(`/v1/dashboard/decisions?${q({ ...filter, limit: 100 })}`);
-    list.replaceChildren(h('p', { class: 'hint' }, `${page.in_window} decisions in the window; newest ${page.decisions.length} shown`), decisionTable(page.decisions, api));
+    list.replaceChildren(h('p', { class: 'hint' }, `${page.in_window} decisions in the window; newest ${page.decisions.length} shown`), decisionTable(page.decisions, api, open));
   };
   await draw();
   onRefresh(draw);

@@ -18,6 +18,10 @@ const original = path.join(root, 'log');
 // Checkpoints every 5 entries only (not on a timer), so where they fall is known.
 const perimeter = await startPerimeter(original, { log: { checkpointIntervalMs: 3_600_000 } });
 const { ids } = perimeter;
+// The forger's own SVID of the trust domain, issued before the traffic: valid (from 60 s before
+// issue) at every checkpoint's time however long after the traffic its test runs. Issued in the
+// test, it was not once the run had spent a minute between this file's setup and that test.
+const ledger = await ids.ca.issue(LEDGER);
 // 12 decisions: reads of different cards, one denied (no rule for DELETE), one without a fingerprint.
 for (let i = 0; i < 10; i++) assert.is((await perimeter.call({ path: `/cards/${i}?q=secret` })).status, 200);
 assert.is((await perimeter.call({ method: 'DELETE', path: '/cards/1' })).status, 403);
@@ -139,7 +143,6 @@ test('checkpoints re-signed by another valid SVID of the trust domain', async ()
   const dir = copy();
   const l = rehash(lines(dir).map((x, i) => (i === 1 ? x.replace('"decision":"allow"', '"decision":"deny"') : x)));
   write(dir, l);
-  const ledger = await ids.ca.issue(LEDGER);
   // The forger rebuilds every checkpoint over the forged entries and signs with its own SVID.
   const tree = new MerkleTree();
   for (const x of l) tree.append(leafHash(Buffer.from(x)));

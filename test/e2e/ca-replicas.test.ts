@@ -99,7 +99,7 @@ it('the renewal limit holds across replicas: concurrent renewals spread over bot
 it('a CA directory used with PostgreSQL refuses admin commands without --store (they would write to a file no replica reads)', async () => {
   const run = await palisadeRun(['ca', 'revoke', '--dir', ctx.dirs[1], '--spiffe-id', CARD]);
   assert.is(run.code, 2, run.output);
-  assert.match(run.output, /^palisade: this CA keeps its state in PostgreSQL .*give --store postgres:\/\/…\n$/);
+  assert.match(run.output, /^palisade: this CA keeps its state in PostgreSQL .*give --store postgres:\/\/…\n$/, run.output);
   const listed = JSON.parse(await admin(['svid', 'list', '--spiffe-id', CARD, '--format', 'json']));
   assert.equal(listed.map((row: { status: string }) => row.status), ['live'], 'nothing was revoked anywhere');
 });
@@ -108,12 +108,12 @@ it('a second CA (another root) pointed at the same database is refused before it
   const other = path.join(ctx.home, 'other');
   const run = await palisadeRun(['ca', 'init', '--dir', other, '--trust-domain', 'other.example', '--store', ctx.store]);
   assert.is(run.code, 2, run.output);
-  assert.match(run.output, /^palisade: this state store belongs to another CA \(root SHA-256 [0-9A-F:]+\); give each CA its own\n$/);
+  assert.match(run.output, /^palisade: this state store belongs to another CA \(root SHA-256 [0-9A-F:]+\); give each CA its own\n$/, run.output);
   assert.not.ok(existsSync(path.join(other, 'ca-key.pem')), 'no key was written');
   // A database that cannot be reached stops a replica at start, in one line.
   const replica = await palisadeRun(['ca', 'serve', '--dir', ctx.dirs[0], '--store', `${ctx.store}x`]);
   assert.is(replica.code, 1, replica.output);
-  assert.match(replica.output, /^palisade: cannot use PostgreSQL store postgres:\/\/postgres@127\.0\.0\.1:\d+\/\w+x: .*\n$/);
+  assert.match(replica.output, /^palisade: cannot use PostgreSQL store postgres:\/\/postgres@127\.0\.0\.1:\d+\/\w+x: .*\n$/, replica.output);
 });
 
 test.run();

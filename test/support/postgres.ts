@@ -10,7 +10,7 @@
  * undefined: the suite registers its tests with `skip`, and everything else runs.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -53,7 +53,7 @@ export async function startPostgres(bin: string): Promise<PostgresCluster> {
     const result = spawnSync(command[0], command[1], { encoding: 'utf8' });
     if (result.status !== 0) throw new Error(`${tool} failed: ${result.stderr || result.stdout}`);
   };
-  const port = await freePort();
+  let port = 0;
   const stop = () => {
     process.off('exit', stop);
     try {
@@ -66,8 +66,19 @@ export async function startPostgres(bin: string): Promise<PostgresCluster> {
   process.on('exit', stop);
   try {
     run('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-sync', '--no-instructions']);
-    const settings = `-c listen_addresses=127.0.0.1 -p ${port} -k ${root} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`;
-    run('pg_ctl', ['start', '-D', data, '-w', '-s', '-l', path.join(root, 'server.log'), '-o', settings]);
+    // A port free now may be taken before the server binds it (test files run in parallel
+    // workers, each binding port 0 often): then the server says so and starts on another.
+    for (let attempt = 1; ; attempt++) {
+      port = await freePort();
+      const log = path.join(root, `server-${attempt}.log`);
+      const settings = `-c listen_addresses=127.0.0.1 -p ${port} -k ${root} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`;
+      try {
+        run('pg_ctl', ['start', '-D', data, '-w', '-s', '-l', log, '-o', settings]);
+        break;
+      } catch (err) {
+        if (attempt === 3 || !/could not bind|Address already in use/.test(readLog(log))) throw err;
+      }
+    }
   } catch (err) {
     stop();
     throw err;
@@ -88,6 +99,14 @@ export async function startPostgres(bin: string): Promise<PostgresCluster> {
     },
     stop,
   };
+}
+
+function readLog(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 function postgresUser(): [number, number] {

@@ -77,7 +77,8 @@ test("Envoy's decisions become entries of the sidecar's shape, and the log verif
   );
   assert.equal(allowed.caller, { id: FRONTEND, serial: frontendCert.serialNumber, cert: createHash('sha256').update(frontendCert.raw).digest('hex') });
   assert.is(allowed.trace_id, '0af7651916cd43dd8448eb211c80319c');
-  assert.is(allowed.request_id, 'req-1');
+  // The id Envoy gave that request (the builder numbers requests per process, not per file).
+  assert.is(allowed.request_id, (batches[0]![0] as { request: { request_id: string } }).request.request_id);
   // Reduced: the rest of the JWS is the entry's own fields (audit/fingerprint.ts).
   assert.equal(Object.keys(allowed.fingerprint), ['iat', 'exp', 'jti', 'sig']);
   assert.equal([denied.decision, denied.status, denied.reason], ['deny', 403, 'no_allow_rule']);

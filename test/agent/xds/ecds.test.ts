@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { credentials, status, type Client, type ClientDuplexStream } from '@grpc/grpc-js';
@@ -15,6 +15,12 @@ import { ManifestError } from '../../../envoy/manifest.ts';
 const dir = mkdtempSync(path.join(tmpdir(), 'palisade-ecds-'));
 const socket = path.join(dir, 'agent.sock');
 const RESOURCE = 'palisade.policy.demo';
+// Builds the tests publish themselves, and the one build the watch test watches: apart, so the
+// watcher (alive until the server closes) never republishes a build a later test wrote.
+const builds = path.join(dir, 'builds');
+const watched = path.join(dir, 'watched');
+mkdirSync(builds);
+mkdirSync(watched);
 const nacks: NackReport[] = [];
 const acks: string[] = [];
 const errors: Error[] = [];
@@ -32,8 +38,9 @@ const root = loadProtoRoot(['envoy/extensions/filters/http/wasm/v3/wasm.proto', 
 let client: Client & Record<string, any>;
 
 /** Writes a (tiny, valid) wasm module and its manifest, as `palisade compile` would, atomically. */
-function compilePolicy(marker: number, opts: { lieAboutHash?: boolean; name?: string } = {}): string {
+function compilePolicy(marker: number, opts: { lieAboutHash?: boolean; name?: string; dir?: string } = {}): string {
   const name = opts.name ?? 'demo';
+  const dir = opts.dir ?? builds;
   // Empty module plus a custom section carrying the marker, so every build differs.
   const custom = Buffer.from([0x00, 0x02, 0x01, 0x6d, marker]);
   const wasm = Buffer.concat([Buffer.from('\0asm\x01\0\0\0', 'binary'), custom]);
@@ -56,7 +63,8 @@ function open(): { stream: ClientDuplexStream<any, any>; next: () => Promise<any
   return { stream, next, failure };
 }
 
-function within<T>(p: Promise<T>, what: string, ms = 3000): Promise<T> {
+// Deadlines only name what never came; generous, as a loaded machine (a parallel test run) is slow.
+function within<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
   let timer: NodeJS.Timeout;
   return Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms)))])
     .finally(() => clearTimeout(timer));
@@ -146,8 +154,8 @@ test('a stale nonce is ignored; a replaced manifest is pushed to every open stre
   b.stream.write(request({ resource_names: [] })); // wildcard
   const [ra, rb] = await Promise.all([a.next(), b.next()]);
   a.stream.write(request({ version_info: ra.version_info, response_nonce: 'stale' }));
-  ecds.watch(path.join(dir, 'demo.manifest.json'));
-  const third = compilePolicy(3);
+  ecds.watch(path.join(watched, 'demo.manifest.json'));
+  const third = compilePolicy(3, { dir: watched });
   const [ua, ub] = await Promise.all([a.next(), b.next()]);
   assert.is(ua.version_info, ecds.published(RESOURCE)!.version);
   assert.is(ub.version_info, ua.version_info);
@@ -158,7 +166,7 @@ test('a stale nonce is ignored; a replaced manifest is pushed to every open stre
 
   // A build whose wasm does not match its manifest is refused; the served version stays.
   const before = ecds.published(RESOURCE)!.version;
-  compilePolicy(4, { lieAboutHash: true });
+  compilePolicy(4, { lieAboutHash: true, dir: watched });
   await waitFor(() => errors.length === 1);
   assert.instance(errors[0], ManifestError);
   assert.match(errors[0]!.message, /does not match the manifest/);
@@ -237,9 +245,9 @@ test('a published policy goes only to the streams subscribed to it, never to one
   other.stream.end();
 });
 
-/** Polls until `condition` holds; gives up after 3 s (the caller's `within` reports it). */
+/** Polls until `condition` holds; gives up after 10 s (the caller's assertion reports it). */
 async function waitFor(condition: () => boolean): Promise<void> {
-  const deadline = Date.now() + 3000;
+  const deadline = Date.now() + 10_000;
   while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
 }
 
