@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { CliError } from './errors.ts';
 import { VERSION } from './version.ts';
 import { keepYoungGenerationSmall } from './daemon-heap.ts';
+import { compileWasmOnce } from './one-shot-wasm.ts';
 
 type Module = { register(program: Command): void };
 
@@ -12,11 +13,11 @@ type Module = { register(program: Command): void };
  * summary here is what the command list shows (`palisade <command> --help` has the rest).
  */
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Module> }> = {
-  compile: { summary: 'compile policies to proxy-wasm filters', load: () => import('./compile.ts') },
+  compile: { summary: 'compile policies to proxy-wasm filters', load: () => (compileWasmOnce(), import('./compile.ts')) },
   check: { summary: "compile's diagnostics and warnings, without building wasm", load: () => import('./check.ts') },
   lint: { summary: 'dead, redundant, duplicate and ambiguous parts of policies', load: () => import('./lint.ts') },
-  test: { summary: 'run policy case files in the strict proxy-wasm host', load: () => import('./test.ts') },
-  eval: { summary: "one request's decision through the real filter", load: () => import('./eval.ts') },
+  test: { summary: 'run policy case files in the strict proxy-wasm host', load: () => (compileWasmOnce(), import('./test.ts')) },
+  eval: { summary: "one request's decision through the real filter", load: () => (compileWasmOnce(), import('./eval.ts')) },
   diff: { summary: 'the requests two versions of a policy decide differently', load: () => import('./diff.ts') },
   ca: { summary: 'the certificate authority: SPIFFE X.509-SVIDs, join tokens', load: () => import('./ca.ts') },
   control: { summary: 'control plane: policies through an API, versioned, pushed to every agent', load: () => import('./control.ts') },
