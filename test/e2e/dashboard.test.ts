@@ -1,8 +1,10 @@
 /**
  * The Security Pane in a real browser (Debian's chromium through playwright-core) on the
  * demo's perimeter: `palisade demo --keep` itself (its CA, agents, sidecars, control plane
- * and scripted calls), opened with the viewer token it prints. Writes a screenshot of each
- * view to docs/screenshots/. Without a browser that starts, one loud SKIPPED line.
+ * and scripted calls), opened with the viewer token it prints. Takes a screenshot of each
+ * view: into a scratch directory, or, to refresh the docs' pictures,
+ * `PALISADE_SCREENSHOTS=docs/screenshots` (a test run must not rewrite tracked files).
+ * Without a browser that starts, one loud SKIPPED line.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -17,7 +19,7 @@ import { createToken } from '../../control/tokens.ts';
 import { CONTENT_SECURITY_POLICY } from '../../dashboard/routes.ts';
 
 const BIN = new URL('../../bin/palisade.js', import.meta.url).pathname;
-const SHOTS = new URL('../../docs/screenshots/', import.meta.url).pathname;
+const SHOTS = `${process.env.PALISADE_SCREENSHOTS ?? mkdtempSync(join(tmpdir(), 'palisade-screenshots-'))}/`;
 const CHROMIUM = process.env.PALISADE_CHROMIUM ?? '/usr/bin/chromium';
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const CARD = 'spiffe://bank.example/ns/payments/sa/card-service';
@@ -67,6 +69,7 @@ test.after(async () => {
     await new Promise((r) => demo!.once('exit', r));
   }
   if (profile) rmSync(profile, { recursive: true, force: true });
+  if (!process.env.PALISADE_SCREENSHOTS) rmSync(SHOTS, { recursive: true, force: true });
 });
 
 test('the Security Pane shows the demo\'s perimeter, live, under its CSP', async () => {
