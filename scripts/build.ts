@@ -31,7 +31,7 @@
  * dist/inputs.json lists the source files the bundle was built from; bin/palisade.js
  * runs the sources through tsx instead when any of them is newer than the bundle.
  */
-import { rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { build, type Plugin } from 'esbuild';
@@ -39,6 +39,8 @@ import { build, type Plugin } from 'esbuild';
 const ROOT = path.resolve(import.meta.dirname, '..');
 const ENTRY = 'cli/main.ts';
 const OUT = 'dist';
+/** What npm rewrites whenever it changes node_modules. */
+const NPM_INSTALLED = 'node_modules/.package-lock.json';
 
 /** Packages that stay imports from node_modules (see above); every other one is bundled. */
 const EXTERNAL = /^(better-sqlite3|assemblyscript|@grpc\/[^/]+|protobufjs)(\/|$)/;
@@ -97,9 +99,12 @@ export async function buildCli(): Promise<void> {
     logLevel: 'warning',
     plugins: [externalPackages, sourceLocation],
   });
-  // npm packages change only through npm install/ci, whose `prepare` rebuilds; node_modules may
-  // be a symlink, so esbuild names their files by the path it resolves to.
+  // Not every package file (node_modules may be a symlink, and ~700 stats would slow every
+  // start): npm rewrites node_modules/.package-lock.json on every install, update or removal,
+  // so a package changed without a rebuild (a security fix) makes dist/ stale, and
+  // bin/palisade.js runs the sources, which load the packages as installed.
   const inputs = Object.keys(result.metafile.inputs).filter((f) => !f.includes('node_modules/'));
+  if (existsSync(path.join(ROOT, NPM_INSTALLED))) inputs.push(NPM_INSTALLED);
   writeFileSync(path.join(ROOT, OUT, 'inputs.json'), `${JSON.stringify({ builtAt, inputs }, null, 1)}\n`);
 }
 

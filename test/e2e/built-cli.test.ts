@@ -46,6 +46,12 @@ built('a subcommand\'s help shows its own options', () => {
   assert.match(r.stdout, '--inbound <host:port>');
 });
 
+built('an npm install after the build makes dist/ stale: the bundled packages must not outlive a package update', () => {
+  // What bin/palisade.js compares with the build's time; npm rewrites this file on every change to node_modules.
+  const { inputs } = JSON.parse(readFileSync(path.join(ROOT, 'dist/inputs.json'), 'utf8'));
+  assert.ok(inputs.includes('node_modules/.package-lock.json'), 'dist/inputs.json does not list node_modules/.package-lock.json');
+});
+
 built('the built compiler finds the AssemblyScript runtime and writes a filter', () => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'palisade-built-cli-'));
   try {
