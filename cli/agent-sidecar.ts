@@ -15,6 +15,7 @@ import { registerFilterRoutes } from '../agent/sidecar/admin.ts';
 import { parseDuration } from '../agent/identity/duration.ts';
 import { DEFAULT_LIVE_KEYS_REFRESH_MS } from '../agent/identity/live-keys.ts';
 import { parseSpiffeId } from '../spiffe/pki.ts';
+import { FINGERPRINT_TTL_SECONDS } from '../spiffe/fingerprint-limits.ts';
 import type { DecisionRecord } from '../agent/sidecar/decision-log.ts';
 
 export const sidecarAgentGroup: AgentOptionGroup = {
@@ -32,7 +33,7 @@ export const sidecarAgentGroup: AgentOptionGroup = {
       .option('--identity-issuer <iss>', 'identity context: a SPIFFE ID whose identity contexts are accepted (repeatable: the edge, the sidecars that call this one), or the issuer of end-user JWTs verified with --identity-jwks', (v: string, prev: string[] = []) => [...prev, v])
       .option('--identity-audience <aud>', 'identity context: required audience')
       .option('--identity-jwks <file-or-url>', 'identity context: the issuer\'s JWKS')
-      .option('--fingerprint-ttl <seconds>', 'lifetime of request fingerprints (signed and accepted)', '30')
+      .option('--fingerprint-ttl <seconds>', 'lifetime of request fingerprints (signed and accepted)', String(FINGERPRINT_TTL_SECONDS))
       .option('--clock-skew <seconds>', 'tolerated clock difference for fingerprints and identity tokens', '5')
       .option('--revocation-staleness <duration>', "inbound: refuse every caller (503) once the CA's live keys could not be refreshed for this long", '60s');
   },

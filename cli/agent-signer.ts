@@ -5,6 +5,7 @@
  */
 import { CliError } from './errors.ts';
 import type { AgentOptionGroup } from './agent-group.ts';
+import { FINGERPRINT_TTL_SECONDS } from '../spiffe/fingerprint-limits.ts';
 
 export const signerAgentGroup: AgentOptionGroup = {
   addOptions(command) {
@@ -14,7 +15,7 @@ export const signerAgentGroup: AgentOptionGroup = {
     if (!opts.egressSigner) return;
     if (!opts.admin) throw new CliError('--egress-signer needs --admin HOST:PORT (loopback), where Envoy\'s signer cluster points', 2);
     // --fingerprint-ttl belongs to the sidecar group; both sign with the same lifetime.
-    const ttlSeconds = Number(opts.fingerprintTtl ?? 30);
+    const ttlSeconds = Number(opts.fingerprintTtl ?? FINGERPRINT_TTL_SECONDS);
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > 3600) throw new CliError('--fingerprint-ttl must be a whole number of seconds (1–3600)', 2);
     return {
       // Loaded only for an agent that signs for Envoy.

@@ -6,10 +6,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { FilterRequest } from '../host/filter.ts';
+import { FINGERPRINT_TTL_SECONDS } from '../spiffe/fingerprint-limits.ts';
 
 export const JWT_AUTHN = 'envoy.filters.http.jwt_authn';
-/** Fingerprint lifetime, as the sidecar signs them. */
-const TTL_SECONDS = 30;
 
 export interface FingerprintFor {
   /** The caller's SPIFFE ID (`iss` and `sub`). */
@@ -34,7 +33,7 @@ export function fingerprintClaims(f: FingerprintFor): Record<string, unknown> {
     htm: f.method,
     htu: q < 0 ? f.path : f.path.slice(0, q),
     iat,
-    exp: iat + TTL_SECONDS,
+    exp: iat + FINGERPRINT_TTL_SECONDS,
     jti: f.jti ?? randomBytes(16).toString('base64url'),
   };
 }
