@@ -80,7 +80,7 @@ async function recordedLines(log: string): Promise<[string, string][]> {
   const segments = new Map<string, string[]>();
   for (const line of storedLines(log)) {
     if ('torn' in line) break;
-    const file = `${log}/${line.where.slice(0, line.where.lastIndexOf(':'))}`;
+    const file = `${log}/${line.file}`;
     segments.set(file, [...(segments.get(file) ?? []), line.text]);
   }
   return [...segments].map(([file, lines]) => [file, lines.join('\n')]);
