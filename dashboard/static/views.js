@@ -66,9 +66,9 @@ function decisionTable(decisions, api, open) {
     const detail = h('tr', { hidden: true }, h('td', { colspan: 8 }));
     const toggle = async (show) => {
       detail.hidden = !show;
-      if (show) open.add(d.id);
-      else open.delete(d.id);
-      if (show) detail.firstChild.replaceChildren(decisionDetail(await api(`/v1/dashboard/decisions/${d.id}`)));
+      if (!show) return void open.delete(d.id);
+      open.add(d.id);
+      detail.firstChild.replaceChildren(decisionDetail(await api(`/v1/dashboard/decisions/${d.id}`)));
     };
     if (open.has(d.id)) void toggle(true);
     const row = h('tr', { class: 'clickable', 'data-id': d.id, 'data-decision': d.decision, onclick: () => toggle(detail.hidden) },
