@@ -4,7 +4,7 @@
  * ID. Evidence is judged at the time it was made, so a log outlives the SVIDs that wrote it.
  */
 import { X509Certificate } from 'node:crypto';
-import { pemBlocks } from '../spiffe/pki.ts';
+import { pemBlocks } from '../spiffe/pem.ts';
 
 export class ChainError extends Error {}
 
