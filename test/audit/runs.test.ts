@@ -1,0 +1,178 @@
+/**
+ * `verify` checks a log in runs of entries on helper threads, side by side (audit/entry-runs.ts):
+ * tampering where one run or segment ends and the next begins is caught with the same message
+ * as anywhere else, the earliest tampered entry is the one named whichever helper answers
+ * first, and a helper thread that dies leaves nothing verified.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import { AuditLog } from '../../audit/log.ts';
+import { verifyLog, VerifyError } from '../../audit/verify.ts';
+import { leafHash } from '../../audit/merkle.ts';
+import { VerifyHelpers, HelperError } from '../../audit/helpers.ts';
+import { originIdentity } from '../../audit/checkpoint.ts';
+import type { Decided } from '../../audit/entry.ts';
+import { signFingerprint, tokenHash } from '../../spiffe/fingerprint.ts';
+import { createCa } from '../agent/sidecar/pki.ts';
+
+/** audit/verify.ts's RUN_LINES: runs end after entries 1023, 2047, … and where a segment ends. */
+const RUN = 1024;
+const ENTRIES = 2600;
+/** Segments of 1500 entries: entry 1500 opens the second. */
+const SEGMENT = 1500;
+const TD = 'bank.example';
+const CALLER = `spiffe://${TD}/ns/web/sa/frontend`;
+const SERVICE = `spiffe://${TD}/ns/payments/sa/card`;
+/** Distinct signed requests, reused round robin: signing is not what is tested. */
+const SIGNED = 64;
+
+const root = mkdtempSync(path.join(tmpdir(), 'palisade-audit-runs-'));
+const original = path.join(root, 'log');
+const ca = await createCa(TD);
+const caller = await ca.issue(CALLER);
+const cert = new X509Certificate(caller.chainPem);
+const token = 'eyJhbGciOiJFUzI1NiJ9.e30.sig';
+const fingerprints = Array.from({ length: SIGNED }, (_, i) =>
+  signFingerprint(caller.privateKey, { caller: CALLER, target: SERVICE, method: 'GET', path: `/cards/${i}`, identityToken: token }),
+);
+const decided = (i: number): Decided => ({
+  time: new Date().toISOString(),
+  trace_id: '4bf92f3577b34da6a3ce929d0e0e4736',
+  request_id: `req-${i}`,
+  service: SERVICE,
+  caller: { id: CALLER, serial: cert.serialNumber, cert: AuditLog.certificateId(cert.raw) },
+  user: { claims: { sub: 'alice' }, token_sha256: tokenHash(token) },
+  method: 'GET',
+  path: `/cards/${i % SIGNED}`,
+  decision: 'allow',
+  status: 200,
+  rule: 'read-card',
+  mode: 'enforce',
+  reason: 'allowed',
+  policy: { sha256: 'a'.repeat(64) },
+  fingerprint: fingerprints[i % SIGNED]!,
+});
+const agent = await ca.issue(SERVICE);
+const log = AuditLog.open({ dir: original, signer: { svid: () => agent }, maxSegmentEntries: SEGMENT });
+const ref = { id: AuditLog.certificateId(cert.raw), der: cert.raw };
+for (let i = 0; i < ENTRIES; i += 100) await Promise.all(Array.from({ length: 100 }, (_, j) => log.append(decided(i + j), ref)));
+await log.close();
+test.after(() => rmSync(root, { recursive: true, force: true }));
+
+/** The log's lines, each with the segment it is in. */
+function linesOf(dir: string): { file: string; text: string }[] {
+  const segments = readdirSync(path.join(dir, 'segments')).sort();
+  return segments.flatMap((f) => readFileSync(path.join(dir, 'segments', f), 'utf8').split('\n').filter(Boolean).map((text) => ({ file: f, text })));
+}
+function write(dir: string, lines: { file: string; text: string }[]) {
+  for (const f of new Set(lines.map((l) => l.file))) writeFileSync(path.join(dir, 'segments', f), lines.filter((l) => l.file === f).map((l) => `${l.text}\n`).join(''));
+}
+/** A copy of the log with `edit` applied to its lines (`rehash`: the chain recomputed after, as a forger without the key would). */
+let copies = 0;
+function tampered(edit: (lines: { file: string; text: string }[]) => void, rehash = false): string {
+  const dir = path.join(root, `copy-${copies++}`);
+  cpSync(original, dir, { recursive: true });
+  const lines = linesOf(dir);
+  edit(lines);
+  if (rehash) {
+    let prev = '';
+    lines.forEach((l, seq) => {
+      l.text = JSON.stringify({ ...JSON.parse(l.text), seq, prev });
+      prev = leafHash(Buffer.from(l.text)).toString('base64');
+    });
+  }
+  write(dir, lines);
+  return dir;
+}
+async function refused(dir: string, pattern: RegExp) {
+  try {
+    await verifyLog(dir, ca.certPem);
+  } catch (err) {
+    assert.instance(err, VerifyError);
+    assert.match((err as Error).message, pattern, (err as Error).message);
+    return;
+  }
+  assert.unreachable(`verify accepted a log tampered to fail with ${pattern}`);
+}
+const altered = (lines: { text: string }[], n: number) => (lines[n]!.text = lines[n]!.text.replace('"status":200', '"status":201'));
+const segment = (n: number) => (n < SEGMENT ? /segments\/0+\.jsonl/ : /segments\/0*1500\.jsonl/).source;
+
+test('a log of several runs and segments verifies whole', async () => {
+  assert.equal(readdirSync(path.join(original, 'segments')).length, 2);
+  const verified = await verifyLog(original, ca.certPem);
+  assert.is(verified.entries, ENTRIES);
+  assert.is(verified.unsigned, 0);
+});
+
+test('the last entry of a run altered: caught by the first of the next run', async () => {
+  await refused(tampered((l) => altered(l, RUN - 1)), new RegExp(`^entry ${RUN - 1}: altered \\(entry ${RUN}, ${segment(RUN)}:${RUN + 1}, recorded another hash for it\\)$`));
+});
+
+test('the first entry of a run altered: caught by the second', async () => {
+  await refused(tampered((l) => altered(l, RUN)), new RegExp(`^entry ${RUN}: altered \\(entry ${RUN + 1}, ${segment(RUN)}:${RUN + 2}, recorded another hash for it\\)$`));
+});
+
+test('the last entry of a segment altered: caught by the first of the next segment', async () => {
+  await refused(tampered((l) => altered(l, SEGMENT - 1)), new RegExp(`^entry ${SEGMENT - 1}: altered \\(entry ${SEGMENT}, ${segment(SEGMENT)}:1, recorded another hash for it\\)$`));
+});
+
+test('two entries swapped across runs, and across segments', async () => {
+  const swap = (a: number) => (l: { text: string }[]) => ([l[a]!.text, l[a + 1]!.text] = [l[a + 1]!.text, l[a]!.text]);
+  await refused(tampered(swap(RUN - 1)), new RegExp(`^entry ${RUN - 1} \\(${segment(RUN - 1)}:${RUN}\\): entries ${RUN - 1} and ${RUN} are swapped$`));
+  await refused(tampered(swap(SEGMENT - 1)), new RegExp(`^entry ${SEGMENT - 1} \\(${segment(SEGMENT - 1)}:${SEGMENT}\\): entries ${SEGMENT - 1} and ${SEGMENT} are swapped$`));
+});
+
+test('an entry deleted where a segment ends', async () => {
+  await refused(tampered((l) => l.splice(SEGMENT - 1, 1)), new RegExp(`^entry ${SEGMENT - 1} \\(${segment(SEGMENT)}:1\\): found entry ${SEGMENT} where entry ${SEGMENT - 1} belongs: entries ${SEGMENT - 1}–${SEGMENT - 1} were deleted$`));
+});
+
+test('several entries tampered in different runs: the earliest is named, whichever helper answers first', async () => {
+  // A forged signature early in the third run, a fingerprint of another request late in
+  // the first run checked by another helper, an altered entry in the last run.
+  const dir = tampered((l) => {
+    const forged = JSON.parse(l[2 * RUN + 5]!.text);
+    forged.fingerprint.sig = `${forged.fingerprint.sig.startsWith('A') ? 'B' : 'A'}${forged.fingerprint.sig.slice(1)}`;
+    l[2 * RUN + 5]!.text = JSON.stringify(forged);
+    const moved = JSON.parse(l[RUN - 3]!.text);
+    moved.fingerprint = JSON.parse(l[RUN - 2]!.text).fingerprint;
+    l[RUN - 3]!.text = JSON.stringify(moved);
+    altered(l, ENTRIES - 10);
+  }, true);
+  await refused(dir, new RegExp(`^entry ${RUN - 3} \\(${segment(RUN - 3)}:${RUN - 2}\\): fingerprint signature does not verify with the caller's certificate$`));
+  const later = tampered((l) => {
+    const forged = JSON.parse(l[2 * RUN + 5]!.text);
+    forged.fingerprint.sig = `${forged.fingerprint.sig.startsWith('A') ? 'B' : 'A'}${forged.fingerprint.sig.slice(1)}`;
+    l[2 * RUN + 5]!.text = JSON.stringify(forged);
+  }, true);
+  await refused(later, new RegExp(`^entry ${2 * RUN + 5} \\(${segment(2 * RUN + 5)}:${2 * RUN + 5 - SEGMENT + 1}\\): fingerprint signature does not verify with the caller's certificate$`));
+});
+
+test('a helper thread that dies with a run in hand: the run is refused, never answered, and so is every run after', async () => {
+  const helpers = await VerifyHelpers.start({ dir: original, bundlePem: ca.certPem, service: originIdentity(readFileSync(path.join(original, 'origin'), 'utf8').trim()), signatures: true }, 1);
+  const bytes = Buffer.from(new SharedArrayBuffer(4096));
+  const segments = readdirSync(path.join(original, 'segments')).map((f) => path.join(original, 'segments', f));
+  readFileSync(segments[0]!).copy(bytes, 0, 0, 4096);
+  const run = { bytes, start: 0, end: bytes.indexOf(10) + 1, count: 1, first: 0, line: 1, prev: '', segments, segment: 0, name: 'segments/x' };
+  const answer = await helpers.check(run);
+  assert.is(answer.failure, undefined, answer.failure);
+  assert.equal(Buffer.from(answer.leaves), leafHash(bytes.subarray(0, run.end - 1)), 'a live helper answers');
+  const pending = helpers.check(run);
+  await helpers.close(); // the thread is gone before it answers
+  try {
+    await pending;
+    assert.unreachable('a run in the hands of a dead helper was answered');
+  } catch (err) {
+    assert.instance(err, HelperError);
+    assert.match((err as Error).message, /^a verify helper thread failed: /);
+  }
+  await helpers.check(run).then(
+    () => assert.unreachable('a run was answered after a helper died'),
+    (err) => assert.instance(err, HelperError),
+  );
+});
+
+test.run();
