@@ -8,7 +8,7 @@
  * failure, naming the entry or checkpoint and why.
  */
 import type { X509Certificate } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { MerkleTree, leafHash, verifyConsistency } from './merkle.ts';
 import { parseCheckpoint, checkSignature, originIdentity, type Checkpoint } from './checkpoint.ts';
@@ -16,6 +16,7 @@ import { verifyChainAt, spiffeIdOfCert, loadBundle } from './chain.ts';
 import { ORIGIN, chainFileOf, checkpointFile, listCheckpoints, listSegments } from './files.ts';
 import { HelperError, VerifyHelpers } from './helpers.ts';
 import type { RunResult } from './entry-runs.ts';
+import { Chunks, segmentRuns, type SegmentRun } from './segment-runs.ts';
 
 export class VerifyError extends Error {}
 
@@ -35,10 +36,6 @@ export interface Verified {
   tree: MerkleTree;
 }
 
-/** Lines per run a helper thread checks: one message each way per run, and enough runs to keep every helper busy. */
-const RUN_LINES = 1024;
-/** Bytes of a segment read at a time: runs go to the helpers while the rest is read. */
-const READ_BYTES = 1 << 20;
 /** Runs sent ahead of the one whose leaves the tree takes next. */
 const RUNS_AHEAD = 16;
 
@@ -75,11 +72,14 @@ export async function verifyLog(dir: string, bundlePem: string, trusted?: Truste
  */
 async function verifyEntries(dir: string, helpers: VerifyHelpers): Promise<MerkleTree> {
   const tree = new MerkleTree();
-  const runs: Promise<RunResult>[] = [];
+  const chunks = new Chunks();
+  const runs: { run: SegmentRun; checked: Promise<RunResult> }[] = [];
   /** Takes the oldest run's answer into the tree. */
   const take = async () => {
-    const { leaves, failure } = await runs.shift()!;
+    const { run, checked } = runs.shift()!;
+    const { leaves, failure } = await checked;
     if (failure !== undefined) throw new VerifyError(failure);
+    chunks.checked(run);
     for (let i = 0; i < leaves.length; i += 32) tree.append(leaves.subarray(i, i + 32));
   };
   const segments = listSegments(dir);
@@ -89,13 +89,14 @@ async function verifyEntries(dir: string, helpers: VerifyHelpers): Promise<Merkl
   for (const [segment, file] of segments.entries()) {
     const name = path.relative(dir, file);
     let line = 1;
-    const lines = linesOf(file);
-    let next = lines.next();
-    for (; !next.done; next = lines.next()) {
-      const { bytes, start, end, count } = next.value;
-      const run = helpers.check({ bytes, start, end, count, first: entries, line, prev, segments, segment, name });
-      run.catch(() => {}); // taken in order below; those after a failure are abandoned, and refused as the helpers close
-      runs.push(run);
+    const runsOf = segmentRuns(file, chunks);
+    let next = runsOf.next();
+    for (; !next.done; next = runsOf.next()) {
+      const { chunk, offset, start, end, count } = next.value;
+      const { bytes } = chunk;
+      const checked = helpers.check({ bytes, offset, start, end, count, first: entries, line, prev, segments, segment, name });
+      checked.catch(() => {}); // taken in order below; those after a failure are abandoned, and refused as the helpers close
+      runs.push({ run: next.value, checked });
       prev = leafHash(bytes.subarray(bytes.lastIndexOf(10, end - 2) + 1, end - 1)).toString('base64');
       [line, entries] = [line + count, entries + count];
       if (runs.length >= RUNS_AHEAD) await take();
@@ -107,38 +108,6 @@ async function verifyEntries(dir: string, helpers: VerifyHelpers): Promise<Merkl
   }
   while (runs.length > 0) await take();
   return tree;
-}
-
-/**
- * Segment `file`, read into memory the helper threads share, as runs of up to RUN_LINES
- * complete lines (`start` to `end` of `bytes`), each as soon as it is read; `torn` at the
- * end: bytes follow the last newline.
- */
-function* linesOf(file: string): Generator<{ bytes: Buffer; start: number; end: number; count: number }, { torn: boolean }> {
-  const fd = openSync(file, 'r');
-  try {
-    const bytes = Buffer.from(new SharedArrayBuffer(fstatSync(fd).size));
-    let [read, start, end, count] = [0, 0, 0, 0];
-    while (true) {
-      const got = read < bytes.length ? readSync(fd, bytes, read, Math.min(READ_BYTES, bytes.length - read), read) : 0;
-      read += got;
-      const filled = bytes.subarray(0, read);
-      for (let nl = filled.indexOf(10, end); nl >= 0; nl = filled.indexOf(10, end)) {
-        [end, count] = [nl + 1, count + 1];
-        if (count === RUN_LINES) {
-          yield { bytes, start, end, count };
-          [start, count] = [end, 0];
-        }
-      }
-      // The end of the file (or it shrank while read: what was read is what is checked).
-      if (got === 0) {
-        if (count > 0) yield { bytes, start, end, count };
-        return { torn: read > end };
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function verifyCheckpoints(dir: string, origin: string, bundle: X509Certificate[], tree: MerkleTree, trusted?: TrustedCheckpoint): Verified {

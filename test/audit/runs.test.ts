@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
@@ -14,16 +14,17 @@ import { AuditLog } from '../../audit/log.ts';
 import { verifyLog, VerifyError } from '../../audit/verify.ts';
 import { leafHash } from '../../audit/merkle.ts';
 import { VerifyHelpers, HelperError } from '../../audit/helpers.ts';
+import { CHUNK_BYTES, RUN_LINES } from '../../audit/segment-runs.ts';
 import { originIdentity } from '../../audit/checkpoint.ts';
 import type { Decided } from '../../audit/entry.ts';
 import { signFingerprint, tokenHash } from '../../spiffe/fingerprint.ts';
 import { createCa } from '../agent/sidecar/pki.ts';
 
-/** audit/verify.ts's RUN_LINES: runs end after entries 1023, 2047, … and where a segment ends. */
-const RUN = 1024;
-const ENTRIES = 2600;
-/** Segments of 1500 entries: entry 1500 opens the second. */
-const SEGMENT = 1500;
+/** Runs end after entries 1023, 2047, … of a segment, and where it ends. */
+const RUN = RUN_LINES;
+const ENTRIES = 7000;
+/** Segments of 6000 entries: entry 6000 opens the second. */
+const SEGMENT = 6000;
 const TD = 'bank.example';
 const CALLER = `spiffe://${TD}/ns/web/sa/frontend`;
 const SERVICE = `spiffe://${TD}/ns/payments/sa/card`;
@@ -88,9 +89,10 @@ function tampered(edit: (lines: { file: string; text: string }[]) => void, rehas
   write(dir, lines);
   return dir;
 }
-async function refused(dir: string, pattern: RegExp) {
+/** Refused with `pattern`; fingerprint signatures are checked only where the test is about them (7,000 ECDSA checks a verify). */
+async function refused(dir: string, pattern: RegExp, signatures = false) {
   try {
-    await verifyLog(dir, ca.certPem);
+    await verifyLog(dir, ca.certPem, undefined, { signatures });
   } catch (err) {
     assert.instance(err, VerifyError);
     assert.match((err as Error).message, pattern, (err as Error).message);
@@ -99,10 +101,11 @@ async function refused(dir: string, pattern: RegExp) {
   assert.unreachable(`verify accepted a log tampered to fail with ${pattern}`);
 }
 const altered = (lines: { text: string }[], n: number) => (lines[n]!.text = lines[n]!.text.replace('"status":200', '"status":201'));
-const segment = (n: number) => (n < SEGMENT ? /segments\/0+\.jsonl/ : /segments\/0*1500\.jsonl/).source;
+const segment = (n: number) => (n < SEGMENT ? /segments\/0+\.jsonl/ : /segments\/0*6000\.jsonl/).source;
 
-test('a log of several runs and segments verifies whole', async () => {
+test('a log of several runs, chunks and segments verifies whole', async () => {
   assert.equal(readdirSync(path.join(original, 'segments')).length, 2);
+  assert.ok(statSync(path.join(original, 'segments', readdirSync(path.join(original, 'segments')).sort()[0]!)).size > CHUNK_BYTES, 'the first segment is read in more than one chunk');
   const verified = await verifyLog(original, ca.certPem);
   assert.is(verified.entries, ENTRIES);
   assert.is(verified.unsigned, 0);
@@ -126,6 +129,14 @@ test('two entries swapped across runs, and across segments', async () => {
   await refused(tampered(swap(SEGMENT - 1)), new RegExp(`^entry ${SEGMENT - 1} \\(${segment(SEGMENT - 1)}:${SEGMENT}\\): entries ${SEGMENT - 1} and ${SEGMENT} are swapped$`));
 });
 
+test('entries altered and swapped in lines carried from one chunk into the next', async () => {
+  // Whatever the bytes of an entry, the first chunk ends before the segment's last run does.
+  const last = SEGMENT - 1;
+  await refused(tampered((l) => altered(l, last - 1)), new RegExp(`^entry ${last - 1}: altered \\(entry ${last}, ${segment(last)}:${last + 1}, recorded another hash for it\\)$`));
+  const swap = (a: number) => (l: { text: string }[]) => ([l[a]!.text, l[a + 1]!.text] = [l[a + 1]!.text, l[a]!.text]);
+  await refused(tampered(swap(last - 2)), new RegExp(`^entry ${last - 2} \\(${segment(last)}:${last - 1}\\): entries ${last - 2} and ${last - 1} are swapped$`));
+});
+
 test('an entry deleted where a segment ends', async () => {
   await refused(tampered((l) => l.splice(SEGMENT - 1, 1)), new RegExp(`^entry ${SEGMENT - 1} \\(${segment(SEGMENT)}:1\\): found entry ${SEGMENT} where entry ${SEGMENT - 1} belongs: entries ${SEGMENT - 1}–${SEGMENT - 1} were deleted$`));
 });
@@ -142,13 +153,13 @@ test('several entries tampered in different runs: the earliest is named, whichev
     l[RUN - 3]!.text = JSON.stringify(moved);
     altered(l, ENTRIES - 10);
   }, true);
-  await refused(dir, new RegExp(`^entry ${RUN - 3} \\(${segment(RUN - 3)}:${RUN - 2}\\): fingerprint signature does not verify with the caller's certificate$`));
+  await refused(dir, new RegExp(`^entry ${RUN - 3} \\(${segment(RUN - 3)}:${RUN - 2}\\): fingerprint signature does not verify with the caller's certificate$`), true);
   const later = tampered((l) => {
     const forged = JSON.parse(l[2 * RUN + 5]!.text);
     forged.fingerprint.sig = `${forged.fingerprint.sig.startsWith('A') ? 'B' : 'A'}${forged.fingerprint.sig.slice(1)}`;
     l[2 * RUN + 5]!.text = JSON.stringify(forged);
   }, true);
-  await refused(later, new RegExp(`^entry ${2 * RUN + 5} \\(${segment(2 * RUN + 5)}:${2 * RUN + 5 - SEGMENT + 1}\\): fingerprint signature does not verify with the caller's certificate$`));
+  await refused(later, new RegExp(`^entry ${2 * RUN + 5} \\(${segment(2 * RUN + 5)}:${2 * RUN + 5 + 1}\\): fingerprint signature does not verify with the caller's certificate$`), true);
 });
 
 test('a helper thread that dies with a run in hand: the run is refused, never answered, and so is every run after', async () => {
@@ -156,7 +167,7 @@ test('a helper thread that dies with a run in hand: the run is refused, never an
   const bytes = Buffer.from(new SharedArrayBuffer(4096));
   const segments = readdirSync(path.join(original, 'segments')).map((f) => path.join(original, 'segments', f));
   readFileSync(segments[0]!).copy(bytes, 0, 0, 4096);
-  const run = { bytes, start: 0, end: bytes.indexOf(10) + 1, count: 1, first: 0, line: 1, prev: '', segments, segment: 0, name: 'segments/x' };
+  const run = { bytes, offset: 0, start: 0, end: bytes.indexOf(10) + 1, count: 1, first: 0, line: 1, prev: '', segments, segment: 0, name: 'segments/x' };
   const answer = await helpers.check(run);
   assert.is(answer.failure, undefined, answer.failure);
   assert.equal(Buffer.from(answer.leaves), leafHash(bytes.subarray(0, run.end - 1)), 'a live helper answers');
