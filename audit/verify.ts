@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { MerkleTree, leafHash, verifyConsistency } from './merkle.ts';
 import { parseCheckpoint, checkSignature, originIdentity, type Checkpoint } from './checkpoint.ts';
-import { verifyChainAt, spiffeIdOfCert, loadBundle } from './chain.ts';
+import { CheckedChain, spiffeIdOfCert, loadBundle } from './chain.ts';
 import { ORIGIN, chainFileOf, checkpointFile, listCheckpoints, listSegments } from './files.ts';
 import { HelperError, VerifyHelpers } from './helpers.ts';
 import type { RunResult } from './entry-runs.ts';
@@ -55,8 +55,9 @@ export async function verifyLog(dir: string, bundlePem: string, trusted?: Truste
   const origin = readFileSync(originFile, 'utf8').trim();
   const helpers = await VerifyHelpers.start({ dir, bundlePem, service: originIdentity(origin), signatures: options.signatures !== false });
   try {
-    const tree = await verifyEntries(dir, helpers);
-    return verifyCheckpoints(dir, origin, bundle, tree, trusted);
+    const checkpoints = new Checkpoints(dir, origin, bundle);
+    const tree = await verifyEntries(dir, helpers, () => checkpoints.checkNext());
+    return verifyCheckpoints(checkpoints, tree, trusted);
   } catch (err) {
     if (err instanceof HelperError) throw new VerifyError(err.message);
     throw err;
@@ -69,14 +70,16 @@ export async function verifyLog(dir: string, bundlePem: string, trusted?: Truste
  * Every entry in order, into the tree; throws VerifyError at the first that fails. The
  * helpers check runs of lines side by side; their answers are taken in order, so the
  * failure named is the earliest, exactly as if one thread had checked entry after entry.
+ * `meanwhile`: work of the main thread's own, done a piece before each answer is awaited.
  */
-async function verifyEntries(dir: string, helpers: VerifyHelpers): Promise<MerkleTree> {
+async function verifyEntries(dir: string, helpers: VerifyHelpers, meanwhile: () => void): Promise<MerkleTree> {
   const tree = new MerkleTree();
   const chunks = new Chunks();
   const runs: { run: SegmentRun; checked: Promise<RunResult> }[] = [];
   /** Takes the oldest run's answer into the tree. */
   const take = async () => {
     const { run, checked } = runs.shift()!;
+    meanwhile();
     const { leaves, failure } = await checked;
     if (failure !== undefined) throw new VerifyError(failure);
     chunks.checked(run);
@@ -110,12 +113,12 @@ async function verifyEntries(dir: string, helpers: VerifyHelpers): Promise<Merkl
   return tree;
 }
 
-function verifyCheckpoints(dir: string, origin: string, bundle: X509Certificate[], tree: MerkleTree, trusted?: TrustedCheckpoint): Verified {
+function verifyCheckpoints(checkpoints: Checkpoints, tree: MerkleTree, trusted?: TrustedCheckpoint): Verified {
   let previous: Checkpoint | null = null;
-  const files = listCheckpoints(dir);
-  for (const file of files) {
+  const { dir, files } = checkpoints;
+  for (const [i, file] of files.entries()) {
     const name = path.relative(dir, file);
-    const cp = checkCheckpoint(readFileSync(file, 'utf8'), chainPem(file, name), bundle, origin, name);
+    const cp = checkpoints.signed(i);
     if (file !== checkpointFile(dir, cp.size)) throw new VerifyError(`${name}: commits to ${cp.size} entries; its name says otherwise (renamed)`);
     matchTree(cp, tree, name);
     if (previous) {
@@ -126,29 +129,73 @@ function verifyCheckpoints(dir: string, origin: string, bundle: X509Certificate[
     previous = cp;
   }
   if (trusted) {
-    const cp = checkCheckpoint(trusted.text, trusted.chainPem, bundle, origin, `trusted checkpoint ${trusted.name}`);
+    const cp = checkpoints.check(trusted.text, trusted.chainPem, `trusted checkpoint ${trusted.name}`);
     matchTree(cp, tree, `trusted checkpoint ${trusted.name}`);
   }
-  return { entries: tree.size, checkpoints: files.length, origin, unsigned: tree.size - (previous?.size ?? 0), tree };
+  return { entries: tree.size, checkpoints: files.length, origin: checkpoints.origin, unsigned: tree.size - (previous?.size ?? 0), tree };
+}
+
+/**
+ * The log's checkpoints, each checked on its own (format, origin, its chain at its time,
+ * signature) while the helpers check the entries, one between two of their answers. What
+ * is wrong with one is told only where verify has always told it: after every entry and
+ * every checkpoint before it.
+ */
+class Checkpoints {
+  readonly files: string[];
+  readonly #checked: (Checkpoint | VerifyError)[] = [];
+  /** Chains by their PEM: an SVID's checkpoints all store the same one. */
+  readonly #chains = new Map<string, CheckedChain>();
+
+  constructor(
+    readonly dir: string,
+    readonly origin: string,
+    private readonly bundle: X509Certificate[],
+  ) {
+    this.files = listCheckpoints(dir);
+  }
+
+  /** Checks the next checkpoint file, if one is left. */
+  checkNext(): void {
+    const file = this.files[this.#checked.length];
+    if (file === undefined) return;
+    const name = path.relative(this.dir, file);
+    try {
+      this.#checked.push(this.check(readFileSync(file, 'utf8'), chainPem(file, name), name));
+    } catch (err) {
+      if (!(err instanceof VerifyError)) throw err;
+      this.#checked.push(err);
+    }
+  }
+
+  /** Checkpoint file `i`, checked; throws VerifyError with what is wrong with it. */
+  signed(i: number): Checkpoint {
+    while (this.#checked.length <= i) this.checkNext();
+    const checked = this.#checked[i]!;
+    if (checked instanceof VerifyError) throw checked;
+    return checked;
+  }
+
+  check(text: string, chain: string, name: string): Checkpoint {
+    try {
+      const cp = parseCheckpoint(text);
+      if (cp.origin !== this.origin) throw new VerifyError(`${name}: belongs to log ${cp.origin}, not ${this.origin}`);
+      let checked = this.#chains.get(chain);
+      if (!checked) this.#chains.set(chain, (checked = new CheckedChain(chain, this.bundle)));
+      const leaf = checked.at(new Date(cp.time));
+      checkSignature(cp, leaf, spiffeIdOfCert(leaf));
+      return cp;
+    } catch (err) {
+      if (err instanceof VerifyError) throw err;
+      throw new VerifyError(`${name}: ${(err as Error).message}`);
+    }
+  }
 }
 
 function chainPem(file: string, name: string): string {
   const chain = chainFileOf(file);
   if (!existsSync(chain)) throw new VerifyError(`${name}: no certificate chain beside it (${path.basename(chain)})`);
   return readFileSync(chain, 'utf8');
-}
-
-function checkCheckpoint(text: string, chain: string, bundle: X509Certificate[], origin: string, name: string): Checkpoint {
-  try {
-    const cp = parseCheckpoint(text);
-    if (cp.origin !== origin) throw new VerifyError(`${name}: belongs to log ${cp.origin}, not ${origin}`);
-    const leaf = verifyChainAt(chain, bundle, new Date(cp.time));
-    checkSignature(cp, leaf, spiffeIdOfCert(leaf));
-    return cp;
-  } catch (err) {
-    if (err instanceof VerifyError) throw err;
-    throw new VerifyError(`${name}: ${(err as Error).message}`);
-  }
 }
 
 function matchTree(cp: Checkpoint, tree: MerkleTree, name: string): void {
