@@ -9,7 +9,7 @@
  */
 import { isAscii } from 'node:buffer';
 import { existsSync, readFileSync } from 'node:fs';
-import { leafHash } from './merkle.ts';
+import { leafHash, subtreeNodes } from './merkle.ts';
 import { certFile } from './files.ts';
 import { EvidenceError, type FingerprintEvidence } from './evidence.ts';
 import type { AuditEntry } from './entry.ts';
@@ -25,6 +25,8 @@ export interface EntryRun {
   count: number;
   /** The entry number of its first line, and that line's number in the segment (from 1). */
   first: number;
+  /** Its lines are a complete subtree of the log's tree: its inner hashes are wanted too. */
+  subtree: boolean;
   line: number;
   /** The base64 leaf hash of the entry before the first ('' for entry 0): what its `prev` must say. */
   prev: string;
@@ -38,6 +40,8 @@ export interface EntryRun {
 export interface RunResult {
   /** The leaf hash of every line of the run, 32 bytes each (up to the failure, if any). */
   leaves: Uint8Array;
+  /** The run's inner hashes (subtreeNodes), when asked and it passed. */
+  nodes?: Uint8Array;
   /** What is wrong with its first entry that fails: the message verify stops with. */
   failure?: string;
 }
@@ -72,7 +76,7 @@ export class EntryChecker {
       prev = leaf.toString('base64');
       from = nl + 1;
     }
-    return { leaves };
+    return run.subtree ? { leaves, nodes: subtreeNodes(leaves) } : { leaves };
   }
 
   /** `length` bytes of this thread's own memory, reused from run to run. */

@@ -1,7 +1,9 @@
 /**
  * A segment as `palisade audit verify` reads it: in chunks of memory shared with the helper
- * threads, cut into runs of RUN_LINES complete lines (the segment's last run may be shorter)
- * that the helpers check side by side (audit/entry-runs.ts). A chunk is reused once every
+ * threads, cut into runs of complete lines that the helpers check side by side
+ * (audit/entry-runs.ts): RUN_LINES lines from a multiple of RUN_LINES in the log, so that
+ * a run is a complete subtree of the log's tree, hashed on its helper (the segment's first
+ * and last runs may be shorter). A chunk is reused once every
  * run in it has been checked: fresh memory costs a page fault per 4 KiB, which was most of
  * the main thread's time when each segment had its own.
  */
@@ -59,10 +61,10 @@ export class Chunks {
 }
 
 /**
- * Segment `file` as runs, each as soon as its lines are read; `torn` at the end: bytes
+ * Segment `file`, whose first entry is `first`, as runs, each as soon as its lines are read; `torn` at the end: bytes
  * follow the last newline (or the file shrank while read: what was read is what is checked).
  */
-export function* segmentRuns(file: string, chunks: Chunks): Generator<SegmentRun, { torn: boolean }> {
+export function* segmentRuns(file: string, first: number, chunks: Chunks): Generator<SegmentRun, { torn: boolean }> {
   const fd = openSync(file, 'r');
   try {
     let position = 0;
@@ -79,10 +81,10 @@ export function* segmentRuns(file: string, chunks: Chunks): Generator<SegmentRun
       let [start, end, count] = [0, 0, 0];
       for (let nl = filled.indexOf(10, end); nl >= 0; nl = filled.indexOf(10, end)) {
         [end, count] = [nl + 1, count + 1];
-        if (count === RUN_LINES || (got === 0 && filled.indexOf(10, end) < 0)) {
+        if ((first + count) % RUN_LINES === 0 || (got === 0 && filled.indexOf(10, end) < 0)) {
           chunk.runs++;
           yield { chunk, offset: base + start, start, end, count };
-          [start, count] = [end, 0];
+          [start, count, first] = [end, 0, first + count];
         }
       }
       if (got === 0) {

@@ -32,7 +32,7 @@ const checker = new EntryChecker(setup.service, new FingerprintEvidence(storedCe
 parentPort!.on('message', ({ id, run }: { id: number; run: EntryRun }) => {
   try {
     const result = checker.check(run);
-    parentPort!.postMessage({ id, ...result }, [result.leaves.buffer as ArrayBuffer]);
+    parentPort!.postMessage({ id, ...result }, [result.leaves.buffer as ArrayBuffer, ...(result.nodes ? [result.nodes.buffer as ArrayBuffer] : [])]);
   } catch (err) {
     parentPort!.postMessage({ id, error: (err as Error).message });
   }

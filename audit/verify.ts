@@ -16,7 +16,7 @@ import { CheckedChain, spiffeIdOfCert, loadBundle } from './chain.ts';
 import { ORIGIN, chainFileOf, checkpointFile, listCheckpoints, listSegments } from './files.ts';
 import { HelperError, VerifyHelpers } from './helpers.ts';
 import type { RunResult } from './entry-runs.ts';
-import { Chunks, segmentRuns, type SegmentRun } from './segment-runs.ts';
+import { Chunks, RUN_LINES, segmentRuns, type SegmentRun } from './segment-runs.ts';
 
 export class VerifyError extends Error {}
 
@@ -80,10 +80,11 @@ async function verifyEntries(dir: string, helpers: VerifyHelpers, meanwhile: () 
   const take = async () => {
     const { run, checked } = runs.shift()!;
     meanwhile();
-    const { leaves, failure } = await checked;
+    const { leaves, nodes, failure } = await checked;
     if (failure !== undefined) throw new VerifyError(failure);
     chunks.checked(run);
-    for (let i = 0; i < leaves.length; i += 32) tree.append(leaves.subarray(i, i + 32));
+    if (nodes) tree.appendSubtree(leaves, nodes);
+    else for (let i = 0; i < leaves.length; i += 32) tree.append(leaves.subarray(i, i + 32));
   };
   const segments = listSegments(dir);
   /** The base64 leaf hash of the last entry line read: what the next one's `prev` must say. */
@@ -92,12 +93,13 @@ async function verifyEntries(dir: string, helpers: VerifyHelpers, meanwhile: () 
   for (const [segment, file] of segments.entries()) {
     const name = path.relative(dir, file);
     let line = 1;
-    const runsOf = segmentRuns(file, chunks);
+    const runsOf = segmentRuns(file, entries, chunks);
     let next = runsOf.next();
     for (; !next.done; next = runsOf.next()) {
       const { chunk, offset, start, end, count } = next.value;
       const { bytes } = chunk;
-      const checked = helpers.check({ bytes, offset, start, end, count, first: entries, line, prev, segments, segment, name });
+      const subtree = count === RUN_LINES && entries % RUN_LINES === 0;
+      const checked = helpers.check({ bytes, offset, start, end, count, first: entries, subtree, line, prev, segments, segment, name });
       checked.catch(() => {}); // taken in order below; those after a failure are abandoned, and refused as the helpers close
       runs.push({ run: next.value, checked });
       prev = leafHash(bytes.subarray(bytes.lastIndexOf(10, end - 2) + 1, end - 1)).toString('base64');

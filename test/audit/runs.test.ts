@@ -167,7 +167,7 @@ test('a helper thread that dies with a run in hand: the run is refused, never an
   const bytes = Buffer.from(new SharedArrayBuffer(4096));
   const segments = readdirSync(path.join(original, 'segments')).map((f) => path.join(original, 'segments', f));
   readFileSync(segments[0]!).copy(bytes, 0, 0, 4096);
-  const run = { bytes, offset: 0, start: 0, end: bytes.indexOf(10) + 1, count: 1, first: 0, line: 1, prev: '', segments, segment: 0, name: 'segments/x' };
+  const run = { bytes, offset: 0, subtree: false, start: 0, end: bytes.indexOf(10) + 1, count: 1, first: 0, line: 1, prev: '', segments, segment: 0, name: 'segments/x' };
   const answer = await helpers.check(run);
   assert.is(answer.failure, undefined, answer.failure);
   assert.equal(Buffer.from(answer.leaves), leafHash(bytes.subarray(0, run.end - 1)), 'a live helper answers');
