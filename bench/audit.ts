@@ -17,12 +17,10 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createCa } from '../test/agent/sidecar/pki.ts';
+import { signedDecisions } from '../test/audit/decisions.ts';
 import { AuditLog } from '../audit/log.ts';
 import { verifyLog } from '../audit/verify.ts';
-import type { Decided } from '../audit/entry.ts';
-import { signFingerprint, tokenHash } from '../spiffe/fingerprint.ts';
-import { X509Certificate, verify } from 'node:crypto';
+import { verify } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -31,38 +29,10 @@ import { writeFileSync } from 'node:fs';
 const ENTRIES = Number(process.env.BENCH_AUDIT_ENTRIES ?? 200_000);
 /** Times each verify runs (the fastest is reported). */
 const VERIFY_ROUNDS = Number(process.env.BENCH_AUDIT_VERIFY_ROUNDS ?? 3);
-const TD = 'bank.example';
-const CALLER = `spiffe://${TD}/ns/web/sa/frontend`;
-const SERVICE = `spiffe://${TD}/ns/payments/sa/card`;
 /** Distinct fingerprints (signing is the caller's cost, not the log's); reused round robin. */
 const SIGNED = 5_000;
 
-const ca = await createCa(TD);
-const caller = await ca.issue(CALLER);
-const service = await ca.issue(SERVICE);
-const cert = new X509Certificate(caller.chainPem);
-const token = 'eyJhbGciOiJFUzI1NiJ9.e30.sig';
-const ref = { id: AuditLog.certificateId(cert.raw), der: cert.raw };
-const fingerprints = Array.from({ length: SIGNED }, (_, i) =>
-  signFingerprint(caller.privateKey, { caller: CALLER, target: SERVICE, method: 'GET', path: `/cards/${i}`, identityToken: token }),
-);
-const decided = (i: number): Decided => ({
-  time: new Date().toISOString(),
-  trace_id: '4bf92f3577b34da6a3ce929d0e0e4736',
-  request_id: `req-${i}`,
-  service: SERVICE,
-  caller: { id: CALLER, serial: cert.serialNumber, cert: AuditLog.certificateId(cert.raw) },
-  user: { claims: { sub: 'alice', azp: 'web', scope: 'list_cards', acr: 'mfa' }, token_sha256: tokenHash(token) },
-  method: 'GET',
-  path: `/cards/${i % SIGNED}`,
-  decision: 'allow',
-  status: 200,
-  rule: 'read-card',
-  mode: 'enforce',
-  reason: 'allowed',
-  policy: { sha256: 'a'.repeat(64) },
-  fingerprint: fingerprints[i % SIGNED]!,
-});
+const { ca, service, cert, ref, fingerprints, decided } = await signedDecisions(SIGNED);
 
 const dir = mkdtempSync(path.join(tmpdir(), 'palisade-bench-audit-'));
 try {

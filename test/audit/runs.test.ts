@@ -9,57 +9,26 @@ import * as assert from 'uvu/assert';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { X509Certificate } from 'node:crypto';
 import { AuditLog } from '../../audit/log.ts';
 import { verifyLog, VerifyError } from '../../audit/verify.ts';
 import { leafHash } from '../../audit/merkle.ts';
 import { VerifyHelpers, HelperError } from '../../audit/helpers.ts';
 import { CHUNK_BYTES, RUN_LINES } from '../../audit/segment-runs.ts';
 import { originIdentity } from '../../audit/checkpoint.ts';
-import type { Decided } from '../../audit/entry.ts';
-import { signFingerprint, tokenHash } from '../../spiffe/fingerprint.ts';
-import { createCa } from '../agent/sidecar/pki.ts';
+import { signedDecisions } from './decisions.ts';
 
 /** Runs end after entries 1023, 2047, … of a segment, and where it ends. */
 const RUN = RUN_LINES;
 const ENTRIES = 7000;
 /** Segments of 6000 entries: entry 6000 opens the second. */
 const SEGMENT = 6000;
-const TD = 'bank.example';
-const CALLER = `spiffe://${TD}/ns/web/sa/frontend`;
-const SERVICE = `spiffe://${TD}/ns/payments/sa/card`;
 /** Distinct signed requests, reused round robin: signing is not what is tested. */
 const SIGNED = 64;
 
 const root = mkdtempSync(path.join(tmpdir(), 'palisade-audit-runs-'));
 const original = path.join(root, 'log');
-const ca = await createCa(TD);
-const caller = await ca.issue(CALLER);
-const cert = new X509Certificate(caller.chainPem);
-const token = 'eyJhbGciOiJFUzI1NiJ9.e30.sig';
-const fingerprints = Array.from({ length: SIGNED }, (_, i) =>
-  signFingerprint(caller.privateKey, { caller: CALLER, target: SERVICE, method: 'GET', path: `/cards/${i}`, identityToken: token }),
-);
-const decided = (i: number): Decided => ({
-  time: new Date().toISOString(),
-  trace_id: '4bf92f3577b34da6a3ce929d0e0e4736',
-  request_id: `req-${i}`,
-  service: SERVICE,
-  caller: { id: CALLER, serial: cert.serialNumber, cert: AuditLog.certificateId(cert.raw) },
-  user: { claims: { sub: 'alice' }, token_sha256: tokenHash(token) },
-  method: 'GET',
-  path: `/cards/${i % SIGNED}`,
-  decision: 'allow',
-  status: 200,
-  rule: 'read-card',
-  mode: 'enforce',
-  reason: 'allowed',
-  policy: { sha256: 'a'.repeat(64) },
-  fingerprint: fingerprints[i % SIGNED]!,
-});
-const agent = await ca.issue(SERVICE);
-const log = AuditLog.open({ dir: original, signer: { svid: () => agent }, maxSegmentEntries: SEGMENT });
-const ref = { id: AuditLog.certificateId(cert.raw), der: cert.raw };
+const { ca, service, ref, decided } = await signedDecisions(SIGNED);
+const log = AuditLog.open({ dir: original, signer: { svid: () => service }, maxSegmentEntries: SEGMENT });
 for (let i = 0; i < ENTRIES; i += 100) await Promise.all(Array.from({ length: 100 }, (_, j) => log.append(decided(i + j), ref)));
 await log.close();
 test.after(() => rmSync(root, { recursive: true, force: true }));
