@@ -21,7 +21,16 @@ export class HelperError extends Error {}
 interface Helper {
   worker: Worker;
   pending: Map<number, { resolve(result: RunResult): void; reject(err: Error): void }>;
+  /** This verify's listeners on the thread, removed when it is done with it. */
+  listeners: [event: string, listener: (...args: any[]) => void][];
 }
+
+/**
+ * Threads a verify left with nothing in hand, for the next verify of the process (starting
+ * one costs ~50 ms of CPU: its own copy of Node's internals); idle, they do not keep the
+ * process alive.
+ */
+let idle: Worker[] | undefined;
 
 let helperCode: Promise<string> | undefined;
 
@@ -39,6 +48,17 @@ function bundledHelper(): Promise<string> {
   return helperCode;
 }
 
+function startHelper(code: string): Worker {
+  // Each entry parsed leaves ~1 KB of garbage: a young generation larger than the default scavenges less often.
+  const worker = new Worker(code, { eval: true, execArgv: [], resourceLimits: { maxYoungGenerationSizeMb: 64 } });
+  // A thread that fails while idle is not handed out again.
+  const forget = () => {
+    if (idle?.includes(worker)) idle = undefined;
+  };
+  worker.on('error', forget).on('exit', forget);
+  return worker;
+}
+
 export class VerifyHelpers {
   readonly #helpers: Helper[];
   #next = 0;
@@ -46,22 +66,29 @@ export class VerifyHelpers {
   #failure: HelperError | undefined;
 
   static async start(setup: HelperSetup, count = Math.min(availableParallelism(), 4)): Promise<VerifyHelpers> {
-    return new VerifyHelpers(await bundledHelper(), setup, count);
+    const code = await bundledHelper();
+    const workers = idle?.length === count ? idle : Array.from({ length: Math.max(1, count) }, () => startHelper(code));
+    if (workers === idle) idle = undefined;
+    return new VerifyHelpers(workers, setup);
   }
 
-  private constructor(code: string, setup: HelperSetup, count: number) {
-    this.#helpers = Array.from({ length: Math.max(1, count) }, () => {
-      // Each entry parsed leaves ~1 KB of garbage: a young generation larger than the default scavenges less often.
-      const worker = new Worker(code, { eval: true, workerData: setup, execArgv: [], resourceLimits: { maxYoungGenerationSizeMb: 64 } });
-      const helper: Helper = { worker, pending: new Map() };
-      helper.worker.on('message', (m: RunResult & { id: number; error?: string }) => {
+  private constructor(workers: Worker[], setup: HelperSetup) {
+    this.#helpers = workers.map((worker) => {
+      const helper: Helper = { worker, pending: new Map(), listeners: [] };
+      const on = (event: string, listener: (...args: any[]) => void) => {
+        worker.on(event, listener);
+        helper.listeners.push([event, listener]);
+      };
+      on('message', (m: RunResult & { id: number; error?: string }) => {
         const job = helper.pending.get(m.id);
         helper.pending.delete(m.id);
         if (m.error !== undefined) job?.reject(new HelperError(`a verify helper thread failed: ${m.error}`));
         else job?.resolve(m);
       });
-      helper.worker.on('error', (err) => this.#fail(helper, err));
-      helper.worker.on('exit', () => this.#fail(helper, new Error('exited')));
+      on('error', (err: Error) => this.#fail(helper, err));
+      on('exit', () => this.#fail(helper, new Error('exited')));
+      worker.ref();
+      worker.postMessage({ setup });
       return helper;
     });
   }
@@ -77,8 +104,17 @@ export class VerifyHelpers {
     });
   }
 
+  /** Done with the helpers: kept for the next verify if nothing is left in their hands, else stopped. */
   async close(): Promise<void> {
-    await Promise.all(this.#helpers.map((h) => h.worker.terminate()));
+    const clean = !this.#failure && this.#helpers.every((h) => h.pending.size === 0);
+    const workers = this.#helpers.map((h) => h.worker);
+    // Stopped with runs in hand, a thread's exit refuses them (#fail) before it is let go.
+    if (!clean || idle !== undefined) await Promise.all(workers.map((worker) => worker.terminate()));
+    for (const { worker, listeners } of this.#helpers) for (const [event, listener] of listeners) worker.off(event, listener);
+    if (clean && idle === undefined) {
+      for (const worker of workers) worker.unref();
+      idle = workers;
+    }
   }
 
   #fail(helper: Helper, err: Error): void {

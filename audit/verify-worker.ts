@@ -4,13 +4,13 @@
  * when asked, one after another (node:crypto's synchronous ECDSA P-256 verify), and answers
  * each with the run's leaf hashes and its first failure.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { verify } from 'node:crypto';
 import { loadBundle } from './chain.ts';
 import { FingerprintEvidence, type SignatureCheck } from './evidence.ts';
 import { EntryChecker, storedCertificate, type EntryRun } from './entry-runs.ts';
 
-/** What every run of the log is checked with: sent once, when the thread starts. */
+/** What every run of a log is checked with: sent before its runs. */
 export interface HelperSetup {
   dir: string;
   bundlePem: string;
@@ -26,14 +26,19 @@ const ecdsa: SignatureCheck<boolean> = (cert, signed, signature) => {
   }
 };
 
-const setup = workerData as HelperSetup;
-const checker = new EntryChecker(setup.service, new FingerprintEvidence(storedCertificate(setup.dir), loadBundle(setup.bundlePem), setup.signatures ? ecdsa : null));
+/** The checks of the log being verified: each verify sends its setup first (a thread serves one verify after another). */
+let checker: EntryChecker | undefined;
 
-parentPort!.on('message', ({ id, run }: { id: number; run: EntryRun }) => {
+parentPort!.on('message', (m: { setup: HelperSetup } | { id: number; run: EntryRun }) => {
+  if ('setup' in m) {
+    const { dir, bundlePem, service, signatures } = m.setup;
+    checker = new EntryChecker(service, new FingerprintEvidence(storedCertificate(dir), loadBundle(bundlePem), signatures ? ecdsa : null));
+    return;
+  }
   try {
-    const result = checker.check(run);
-    parentPort!.postMessage({ id, ...result }, [result.leaves.buffer as ArrayBuffer, ...(result.nodes ? [result.nodes.buffer as ArrayBuffer] : [])]);
+    const result = checker!.check(m.run);
+    parentPort!.postMessage({ id: m.id, ...result }, [result.leaves.buffer as ArrayBuffer, ...(result.nodes ? [result.nodes.buffer as ArrayBuffer] : [])]);
   } catch (err) {
-    parentPort!.postMessage({ id, error: (err as Error).message });
+    parentPort!.postMessage({ id: m.id, error: (err as Error).message });
   }
 });
