@@ -1,142 +1,120 @@
 /**
- * The helper threads of `palisade audit verify` (audit/verify-worker.mjs), so a log is
- * checked on every core: while the main thread parses and checks entries, one helper hashes
- * the lines of the segment ahead of it, and every helper checks fingerprint signatures in
- * batches. ECDSA P-256 verification is most of a full verify's work; one message per batch
- * costs the main thread far less than one threadpool job per signature.
+ * The helper threads of `palisade audit verify` (audit/verify-worker.ts): one per core (at
+ * most 4), each checking whole runs of entries (audit/entry-runs.ts) while the main thread
+ * reads segments, splits them into runs and builds the tree from the leaf hashes they answer.
+ * A run is one message each way, so the threads hardly ever wait on each other.
+ *
+ * The helper is TypeScript like the checks it shares with the agent (audit/evidence.ts), and
+ * a thread does not inherit the main thread's TypeScript loader (nor would dist/ hold the
+ * helper apart), so its code is bundled from the sources with esbuild, once per process: in
+ * a separate process, in tens of milliseconds, and a thread starts from plain JavaScript.
  */
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
-import type { KeyObject } from 'node:crypto';
-
-/** Signatures sent to a helper in one message. */
-const BATCH = 128;
-const EMPTY = Buffer.alloc(0);
-
-/** Complete lines of a segment, `start` to `end` of `bytes`, and their leaf hashes; `done`: the segment's last range. */
-export interface SegmentRange {
-  bytes: Buffer;
-  start: number;
-  end: number;
-  leaves: Buffer;
-  done: boolean;
-}
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import type { EntryRun, RunResult } from './entry-runs.ts';
+import type { HelperSetup } from './verify-worker.ts';
 
 export class HelperError extends Error {}
 
 interface Helper {
   worker: Worker;
-  pending: Map<number, { resolve(value: any): void; reject(err: Error): void }>;
-  /** Caller keys this helper holds, by certificate id. */
-  keys: Set<string>;
+  pending: Map<number, { resolve(result: RunResult): void; reject(err: Error): void }>;
+  /** This verify's listeners on the thread, removed when it is done with it. */
+  listeners: [event: string, listener: (...args: any[]) => void][];
 }
 
-/** A signature to check: the caller certificate's id and key, the signed bytes and the signature (base64url). */
-interface Job {
-  id: string;
-  key: KeyObject;
-  signed: string;
-  signature: string;
-  resolve(ok: boolean): void;
+/**
+ * Threads a verify left with nothing in hand, for the next verify of the process (starting
+ * one costs ~50 ms of CPU: its own copy of Node's internals); idle, they do not keep the
+ * process alive.
+ */
+let idle: Worker[] | undefined;
+
+let helperCode: Promise<string> | undefined;
+
+/** audit/verify-worker.ts and what it imports as one CommonJS script (a thread's `eval` code). */
+function bundledHelper(): Promise<string> {
+  helperCode ??= build({
+    entryPoints: [fileURLToPath(new URL('./verify-worker.ts', import.meta.url))],
+    bundle: true,
+    write: false,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    logLevel: 'error',
+  }).then((result) => result.outputFiles[0]!.text);
+  return helperCode;
+}
+
+function startHelper(code: string): Worker {
+  // Each entry parsed leaves ~1 KB of garbage: a young generation larger than the default scavenges less often.
+  const worker = new Worker(code, { eval: true, execArgv: [], resourceLimits: { maxYoungGenerationSizeMb: 64 } });
+  // A thread that fails while idle is not handed out again.
+  const forget = () => {
+    if (idle?.includes(worker)) idle = undefined;
+  };
+  worker.on('error', forget).on('exit', forget);
+  return worker;
 }
 
 export class VerifyHelpers {
   readonly #helpers: Helper[];
   #next = 0;
   #ids = 0;
-  #batch: Job[] = [];
   #failure: HelperError | undefined;
 
-  constructor(count = Math.min(availableParallelism(), 4)) {
-    this.#helpers = Array.from({ length: Math.max(1, count) }, () => {
-      const helper: Helper = { worker: new Worker(new URL('./verify-worker.mjs', import.meta.url), { execArgv: [] }), pending: new Map(), keys: new Set() };
-      helper.worker.on('message', (m: { id: number; partial?: boolean }) => {
+  static async start(setup: HelperSetup, count = Math.min(availableParallelism(), 4)): Promise<VerifyHelpers> {
+    const code = await bundledHelper();
+    const workers = idle?.length === count ? idle : Array.from({ length: Math.max(1, count) }, () => startHelper(code));
+    if (workers === idle) idle = undefined;
+    return new VerifyHelpers(workers, setup);
+  }
+
+  private constructor(workers: Worker[], setup: HelperSetup) {
+    this.#helpers = workers.map((worker) => {
+      const helper: Helper = { worker, pending: new Map(), listeners: [] };
+      const on = (event: string, listener: (...args: any[]) => void) => {
+        worker.on(event, listener);
+        helper.listeners.push([event, listener]);
+      };
+      on('message', (m: RunResult & { id: number; error?: string }) => {
         const job = helper.pending.get(m.id);
-        if (!m.partial) helper.pending.delete(m.id); // a segment is read in many replies
-        job?.resolve(m);
+        helper.pending.delete(m.id);
+        if (m.error !== undefined) job?.reject(new HelperError(`a verify helper thread failed: ${m.error}`));
+        else job?.resolve(m);
       });
-      helper.worker.on('error', (err) => this.#fail(helper, err));
-      helper.worker.on('exit', () => this.#fail(helper, new Error('exited')));
+      on('error', (err: Error) => this.#fail(helper, err));
+      on('exit', () => this.#fail(helper, new Error('exited')));
+      worker.ref();
+      worker.postMessage({ setup });
       return helper;
     });
   }
 
-  /**
-   * Reads segment `file` (`size` bytes) in a helper, range by range: each range's bytes are
-   * complete lines (`start` to `end` of `bytes`) with their leaf hashes; the last is `done`,
-   * and what it holds past the last newline is a torn line.
-   */
-  async *segment(file: string, size: number): AsyncGenerator<SegmentRange> {
-    const shared = new SharedArrayBuffer(size);
-    const bytes = Buffer.from(shared);
-    const replies: (SegmentRange | Error)[] = [];
-    let wake: (() => void) | undefined;
-    const take = (reply: SegmentRange | Error) => {
-      replies.push(reply);
-      wake?.();
-    };
-    const helper = this.#helpers[0]!;
-    const id = this.#ids++;
-    helper.pending.set(id, {
-      resolve: (m: { start: number; end: number; leaves?: Uint8Array; done: boolean; error?: string }) => {
-        if (m.error !== undefined) return take(new HelperError(`cannot read ${file}: ${m.error}`));
-        take({ bytes, start: m.start, end: m.end, done: m.done, leaves: m.leaves ? Buffer.from(m.leaves.buffer, m.leaves.byteOffset, m.leaves.byteLength) : EMPTY });
-      },
-      reject: take,
-    });
-    helper.worker.postMessage({ id, kind: 'segment', file, shared });
-    while (true) {
-      while (replies.length === 0) await new Promise<void>((resolve) => (wake = resolve));
-      const reply = replies.shift()!;
-      if (reply instanceof Error) throw reply;
-      yield reply;
-      if (reply.done) return;
-    }
-  }
-
-  /** Whether `signature` over `signed` verifies with the certificate's key (ES256); sent with the next full batch, or at `flush`. */
-  signature(cert: { id: string; key: KeyObject }, signed: string, signature: string): Promise<boolean> {
-    return new Promise((resolve) => {
-      this.#batch.push({ id: cert.id, key: cert.key, signed, signature, resolve });
-      if (this.#batch.length >= BATCH) this.flush();
-    });
-  }
-
-  /** Sends the signatures queued so far, to the next helper in turn. */
-  flush(): void {
-    const jobs = this.#batch;
-    if (jobs.length === 0) return;
-    this.#batch = [];
-    const helper = this.#helpers[this.#next++ % this.#helpers.length]!;
-    const keys: [string, Buffer][] = [];
-    for (const job of jobs) {
-      if (helper.keys.has(job.id)) continue;
-      helper.keys.add(job.id);
-      keys.push([job.id, job.key.export({ type: 'spki', format: 'der' })]);
-    }
-    // A helper that failed fails the verify (below): these are then never reported as verified.
-    this.#send(helper, { kind: 'signatures', keys, jobs: jobs.map((j) => [j.id, j.signed, j.signature]) }).then(
-      (m: { ok: Uint8Array }) => jobs.forEach((job, i) => job.resolve(m.ok[i] === 1)),
-      () => jobs.forEach((job) => job.resolve(false)),
-    );
-  }
-
-  /** Throws if a helper failed: what it was asked is unanswered, so nothing may pass for verified. */
-  check(): void {
-    if (this.#failure) throw this.#failure;
-  }
-
-  async close(): Promise<void> {
-    await Promise.all(this.#helpers.map((h) => h.worker.terminate()));
-  }
-
-  #send(helper: Helper, message: Record<string, unknown>): Promise<any> {
+  /** Checks `run` on the next helper in turn. Rejects with HelperError if that helper fails: what it was asked is then unanswered. */
+  check(run: EntryRun): Promise<RunResult> {
     if (this.#failure) return Promise.reject(this.#failure);
+    const helper = this.#helpers[this.#next++ % this.#helpers.length]!;
     const id = this.#ids++;
     return new Promise((resolve, reject) => {
       helper.pending.set(id, { resolve, reject });
-      helper.worker.postMessage({ id, ...message });
+      helper.worker.postMessage({ id, run });
     });
+  }
+
+  /** Done with the helpers: kept for the next verify if nothing is left in their hands, else stopped. */
+  async close(): Promise<void> {
+    const clean = !this.#failure && this.#helpers.every((h) => h.pending.size === 0);
+    const workers = this.#helpers.map((h) => h.worker);
+    // Stopped with runs in hand, a thread's exit refuses them (#fail) before it is let go.
+    if (!clean || idle !== undefined) await Promise.all(workers.map((worker) => worker.terminate()));
+    for (const { worker, listeners } of this.#helpers) for (const [event, listener] of listeners) worker.off(event, listener);
+    if (clean && idle === undefined) {
+      for (const worker of workers) worker.unref();
+      idle = workers;
+    }
   }
 
   #fail(helper: Helper, err: Error): void {

@@ -50,6 +50,17 @@ class HashList {
     }
     this.#bytes.set(hash, this.length++ * HASH_BYTES);
   }
+  /** Hashes one after another in `hashes`, as many pushes. */
+  pushAll(hashes: Uint8Array): void {
+    const length = this.length + hashes.length / HASH_BYTES;
+    if (length * HASH_BYTES > this.#bytes.length) {
+      const grown = Buffer.alloc(Math.max(length * HASH_BYTES, this.#bytes.length * 2));
+      this.#bytes.copy(grown);
+      this.#bytes = grown;
+    }
+    this.#bytes.set(hashes, this.length * HASH_BYTES);
+    this.length = length;
+  }
   at(i: number): Buffer {
     return this.#bytes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
   }
@@ -75,8 +86,28 @@ export class MerkleTree {
 
   append(leaf: Uint8Array): void {
     this.#levels[0]!.push(leaf);
-    // Each time a level gains its second, fourth, … hash, the pair above it is complete.
-    for (let h = 0; this.#levels[h]!.length % 2 === 0; h++) {
+    this.#pairUp(0);
+  }
+
+  /**
+   * Appends the 2^h leaves of a complete subtree at a multiple of 2^h leaves, with `nodes`,
+   * its inner hashes as subtreeNodes gives them: what 2^h appends would compute, hashed
+   * elsewhere (by verify's helper threads).
+   */
+  appendSubtree(leaves: Uint8Array, nodes: Uint8Array): void {
+    const count = leaves.length / HASH_BYTES;
+    const height = Math.log2(count);
+    if (!Number.isInteger(height) || this.size % count !== 0 || nodes.length !== leaves.length - HASH_BYTES) throw new RangeError(`not a complete subtree at leaf ${this.size}`);
+    this.#levels[0]!.pushAll(leaves);
+    for (let h = 1, offset = 0; h <= height; offset += (count >> h) * HASH_BYTES, h++) {
+      (this.#levels[h] ?? (this.#levels[h] = new HashList())).pushAll(nodes.subarray(offset, offset + (count >> h) * HASH_BYTES));
+    }
+    this.#pairUp(height);
+  }
+
+  /** Each time a level from `h` up gains its second, fourth, … hash, the pair above it is complete. */
+  #pairUp(h: number): void {
+    for (; this.#levels[h]!.length % 2 === 0; h++) {
       const level = this.#levels[h]!;
       const above = this.#levels[h + 1] ?? (this.#levels[h + 1] = new HashList());
       above.push(nodeHash(level.at(level.length - 2), level.at(level.length - 1)));
@@ -154,6 +185,19 @@ export class MerkleTree {
   #check(n: number): void {
     if (!(Number.isInteger(n) && n >= 0 && n <= this.size)) throw new RangeError(`tree has ${this.size} leaves, not ${n}`);
   }
+}
+
+/** The inner hashes of the complete subtree over `leaves` (2^h of them), level by level from the bottom. */
+export function subtreeNodes(leaves: Uint8Array): Uint8Array {
+  const nodes = new Uint8Array(Math.max(0, leaves.length - HASH_BYTES));
+  let below = leaves;
+  for (let offset = 0; below.length > HASH_BYTES; ) {
+    const level = nodes.subarray(offset, offset + below.length / 2);
+    for (let i = 0; i < level.length; i += HASH_BYTES) level.set(nodeHash(below.subarray(2 * i, 2 * i + HASH_BYTES), below.subarray(2 * i + HASH_BYTES, 2 * i + 2 * HASH_BYTES)), i);
+    offset += level.length;
+    below = level;
+  }
+  return nodes;
 }
 
 /** The largest power of two smaller than n (n ≥ 2). */

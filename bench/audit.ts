@@ -10,57 +10,29 @@
  * bench`); the full verify is also timed as users run it: `palisade audit verify` in its own
  * process (dist/ when built), process start included. The ceiling of a full verify is ECDSA
  * P-256: measured here too, one node:crypto verify after another on one thread.
- * Run alone: node --import tsx bench/audit.ts   (BENCH_AUDIT_ENTRIES)
+ * Run alone: node --import tsx bench/audit.ts   (BENCH_AUDIT_ENTRIES, BENCH_AUDIT_VERIFY_ROUNDS)
  */
 import 'reflect-metadata';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createCa } from '../test/agent/sidecar/pki.ts';
+import { signedDecisions } from '../test/audit/decisions.ts';
 import { AuditLog } from '../audit/log.ts';
 import { verifyLog } from '../audit/verify.ts';
-import type { Decided } from '../audit/entry.ts';
-import { signFingerprint, tokenHash } from '../spiffe/fingerprint.ts';
-import { X509Certificate, verify } from 'node:crypto';
+import { verify } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { writeFileSync } from 'node:fs';
 
 const ENTRIES = Number(process.env.BENCH_AUDIT_ENTRIES ?? 200_000);
-const TD = 'bank.example';
-const CALLER = `spiffe://${TD}/ns/web/sa/frontend`;
-const SERVICE = `spiffe://${TD}/ns/payments/sa/card`;
+/** Times each verify runs (the fastest is reported). */
+const VERIFY_ROUNDS = Number(process.env.BENCH_AUDIT_VERIFY_ROUNDS ?? 3);
 /** Distinct fingerprints (signing is the caller's cost, not the log's); reused round robin. */
 const SIGNED = 5_000;
 
-const ca = await createCa(TD);
-const caller = await ca.issue(CALLER);
-const service = await ca.issue(SERVICE);
-const cert = new X509Certificate(caller.chainPem);
-const token = 'eyJhbGciOiJFUzI1NiJ9.e30.sig';
-const ref = { id: AuditLog.certificateId(cert.raw), der: cert.raw };
-const fingerprints = Array.from({ length: SIGNED }, (_, i) =>
-  signFingerprint(caller.privateKey, { caller: CALLER, target: SERVICE, method: 'GET', path: `/cards/${i}`, identityToken: token }),
-);
-const decided = (i: number): Decided => ({
-  time: new Date().toISOString(),
-  trace_id: '4bf92f3577b34da6a3ce929d0e0e4736',
-  request_id: `req-${i}`,
-  service: SERVICE,
-  caller: { id: CALLER, serial: cert.serialNumber, cert: AuditLog.certificateId(cert.raw) },
-  user: { claims: { sub: 'alice', azp: 'web', scope: 'list_cards', acr: 'mfa' }, token_sha256: tokenHash(token) },
-  method: 'GET',
-  path: `/cards/${i % SIGNED}`,
-  decision: 'allow',
-  status: 200,
-  rule: 'read-card',
-  mode: 'enforce',
-  reason: 'allowed',
-  policy: { sha256: 'a'.repeat(64) },
-  fingerprint: fingerprints[i % SIGNED]!,
-});
+const { ca, service, cert, ref, fingerprints, decided } = await signedDecisions(SIGNED);
 
 const dir = mkdtempSync(path.join(tmpdir(), 'palisade-bench-audit-'));
 try {
@@ -81,6 +53,8 @@ try {
   await log.close();
   const bytes = readdirSync(path.join(dir, 'segments')).reduce((sum, f) => sum + statSync(path.join(dir, 'segments', f)).size, 0);
 
+  // Each verify VERIFY_ROUNDS times, the two kinds in turn, the fastest kept: on a shared
+  // machine one run says as much about the neighbours as about verify.
   const timedVerify = async (signatures: boolean) => {
     const started = performance.now();
     const cpu = process.cpuUsage();
@@ -88,8 +62,11 @@ try {
     if (verified.entries !== ENTRIES) throw new Error(`verified ${verified.entries} of ${ENTRIES}`);
     return { verified, ms: performance.now() - started, cpuMs: cpuMs(process.cpuUsage(cpu)) };
   };
-  const structure = await timedVerify(false);
-  const full = await timedVerify(true);
+  const fastest = (runs: Awaited<ReturnType<typeof timedVerify>>[]) => runs.reduce((a, b) => (b.ms < a.ms ? b : a));
+  const rounds: { structure: Awaited<ReturnType<typeof timedVerify>>; full: Awaited<ReturnType<typeof timedVerify>> }[] = [];
+  for (let i = 0; i < VERIFY_ROUNDS; i++) rounds.push({ structure: await timedVerify(false), full: await timedVerify(true) });
+  const structure = fastest(rounds.map((r) => r.structure));
+  const full = fastest(rounds.map((r) => r.full));
   const bundleFile = path.join(dir, 'bundle.pem');
   writeFileSync(bundleFile, ca.certPem);
   const cliStarted = performance.now();
@@ -101,7 +78,7 @@ try {
   const threads = availableParallelism();
 
   const rate = (n: number, ms: number) => Math.round((n / ms) * 1000).toLocaleString('en');
-  console.log(`${ENTRIES.toLocaleString('en')} entries (format v2) with a real fingerprint, user claims and caller reference each; the log's defaults: checkpoint every 1,000 entries or second, fsync before each checkpoint; sources through tsx`);
+  console.log(`${ENTRIES.toLocaleString('en')} entries (format v2) with a real fingerprint, user claims and caller reference each; the log's defaults: checkpoint every 1,000 entries or second, fsync before each checkpoint; sources through tsx; each verify the fastest of ${VERIFY_ROUNDS}`);
   console.log('| | wall clock | per CPU second (all threads) | target |');
   console.log('| --- | ---: | ---: | ---: |');
   console.log(`| append (encode, hash, batch, write) | ${rate(ENTRIES, appendMs)} entries/s | ${rate(ENTRIES, appendCpuMs)} | ≥ 100,000/s |`);

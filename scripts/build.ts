@@ -20,7 +20,9 @@
  * - assemblyscript: the compiler reads its standard library beside its source;
  * - @grpc/*, protobufjs: loaded only by agents that serve Envoy and by `palisade envoy`;
  *   proto-loader reads .proto files through protobufjs, which finds its optional modules
- *   with a require hidden from bundlers (`inquire`).
+ *   with a require hidden from bundlers (`inquire`);
+ * - esbuild: runs its native binary, found beside its own files (`palisade audit verify`
+ *   bundles its helper thread's code with it: audit/helpers.ts).
  *
  * Modules find files beside their source (compiler/build.ts reads runtime/ and filters/,
  * the AssemblyScript the policy compiler feeds asc; compiler/manifest.ts reads
@@ -43,7 +45,7 @@ const OUT = 'dist';
 const NPM_INSTALLED = 'node_modules/.package-lock.json';
 
 /** Packages that stay imports from node_modules (see above); every other one is bundled. */
-const EXTERNAL = /^(better-sqlite3|assemblyscript|@grpc\/[^/]+|protobufjs)(\/|$)/;
+const EXTERNAL = /^(better-sqlite3|assemblyscript|@grpc\/[^/]+|protobufjs|esbuild)(\/|$)/;
 
 const externalPackages: Plugin = {
   name: 'external-packages',

@@ -1,6 +1,8 @@
 import 'reflect-metadata'; // @peculiar/x509 (through tsyringe) needs the Reflect metadata API at load time
 import { createHash, KeyObject, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+// Here too for its callers; its own module keeps @peculiar/x509 out of what needs PEM parsing only (audit/chain.ts).
+export { pemBlocks } from './pem.ts';
 
 /** Shared X.509 and SPIFFE vocabulary of the CA and the agent. */
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
@@ -51,11 +53,6 @@ export async function generateKeyPair(): Promise<{ keys: CryptoKeyPair; privateK
 export async function createCsr(keys: CryptoKeyPair): Promise<string> {
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: ECDSA_P256 });
   return csr.toString('pem');
-}
-
-export function pemBlocks(text: string, label = 'CERTIFICATE'): string[] {
-  const re = new RegExp(`-----BEGIN ${label}-----[A-Za-z0-9+/=\\s]+?-----END ${label}-----`, 'g');
-  return (text.match(re) ?? []).map((block) => `${block}\n`);
 }
 
 export function toPem(der: Buffer, label = 'CERTIFICATE'): string {

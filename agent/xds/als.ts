@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { AuditLog } from '../../audit/log.ts';
 import { loadBundle } from '../../audit/chain.ts';
-import { EvidenceError, FingerprintEvidence, threadpoolCheck } from '../../audit/verify.ts';
+import { EvidenceError, FingerprintEvidence, threadpoolCheck } from '../../audit/evidence.ts';
 import { grpcService } from '../../envoy/protos.ts';
 import { AUDIT_LOG_NAME } from '../../envoy/access-log.ts';
 import { AccessLogEntryError, entryOf, type EnvoyDecision } from './als-entry.ts';

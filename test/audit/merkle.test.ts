@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import { MerkleTree, leafHash, verifyInclusion, verifyConsistency } from '../../audit/merkle.ts';
+import { MerkleTree, leafHash, subtreeNodes, verifyInclusion, verifyConsistency } from '../../audit/merkle.ts';
 
 const sha = (...parts: Buffer[]) => createHash('sha256').update(Buffer.concat(parts)).digest();
 const k = (n: number) => 2 ** Math.ceil(Math.log2(n) - 1);
@@ -80,6 +80,37 @@ test('a tree cut back forgets the cut leaves and grows again the same way', () =
   for (const e of d.slice(20)) tree.append(leafHash(e));
   assert.is(tree.root().toString('hex'), mth(d).toString('hex'));
   assert.is(tree.root(0).toString('hex'), sha().toString('hex'));
+});
+
+test('complete subtrees hashed apart (as verify\'s helpers do) build the tree leaf-by-leaf appends build', () => {
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 0, max: 4 }), { minLength: 1, maxLength: 12 }), fc.integer({ min: 0, max: 9 }), (heights, tail) => {
+      const tree = new MerkleTree();
+      const d: Buffer[] = [];
+      for (const h of heights) {
+        // A subtree of 2^h leaves fits at the current size only if the size is a multiple of 2^h: pad with single leaves.
+        while (tree.size % 2 ** h !== 0) {
+          d.push(Buffer.from(`entry ${d.length}`));
+          tree.append(leafHash(d.at(-1)!));
+        }
+        const block = Array.from({ length: 2 ** h }, (_, i) => Buffer.from(`entry ${d.length + i}`));
+        d.push(...block);
+        const leaves = Buffer.concat(block.map((e) => leafHash(e)));
+        tree.appendSubtree(leaves, subtreeNodes(leaves));
+      }
+      for (let i = 0; i < tail; i++) {
+        d.push(Buffer.from(`entry ${d.length}`));
+        tree.append(leafHash(d.at(-1)!));
+      }
+      const reference = treeOf(d);
+      assert.is(tree.size, d.length);
+      for (let n = 1; n <= d.length; n++) assert.is(tree.root(n).toString('hex'), reference.root(n).toString('hex'));
+      assert.equal(hex(tree.consistencyProof(1, d.length)), hex(reference.consistencyProof(1, d.length)));
+      assert.equal(hex(tree.inclusionProof(d.length - 1)), hex(reference.inclusionProof(d.length - 1)));
+    }),
+    { numRuns: 200 },
+  );
+  assert.throws(() => new MerkleTree().appendSubtree(Buffer.alloc(96), Buffer.alloc(64)), /not a complete subtree/);
 });
 
 test.run();
