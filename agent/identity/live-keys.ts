@@ -12,6 +12,8 @@ export interface LiveKeysOptions {
   maxStaleMs?: number;
   /** Called when a refresh fails; the previous set stays in use until it is stale. */
   log?: (message: string) => void;
+  /** The clock staleness is measured by (ms since the epoch; default Date.now). */
+  now?: () => number;
 }
 
 export const DEFAULT_LIVE_KEYS_REFRESH_MS = 5_000;
@@ -27,6 +29,7 @@ export class LiveKeys {
   private missed: Promise<void> | undefined;
   private readonly timer: NodeJS.Timeout;
   private readonly maxStaleMs: number;
+  private readonly now: () => number;
 
   /** Fetches the set once (a failure here is the caller's startup failure), then keeps it fresh. */
   static async start(fetch: () => Promise<string[]>, options: LiveKeysOptions = {}): Promise<LiveKeys> {
@@ -45,6 +48,7 @@ export class LiveKeys {
     private readonly options: LiveKeysOptions,
   ) {
     this.maxStaleMs = options.maxStaleMs ?? DEFAULT_LIVE_KEYS_MAX_STALE_MS;
+    this.now = options.now ?? Date.now;
     this.timer = setInterval(() => void this.refresh(), options.refreshMs ?? DEFAULT_LIVE_KEYS_REFRESH_MS);
     this.timer.unref();
   }
@@ -85,12 +89,13 @@ export class LiveKeys {
   }
 
   private isStale(): boolean {
-    return Date.now() - this.fetchedAt > this.maxStaleMs;
+    return this.now() - this.fetchedAt > this.maxStaleMs;
   }
 
   private fetchNow(): Promise<void> {
     this.inFlight ??= (async () => {
-      const started = (this.lastAttempt = Date.now());
+      this.lastAttempt = Date.now(); // paces re-fetches in real time, as the timers run
+      const started = this.now();
       try {
         const kids = await this.fetch();
         this.kids = new Set(kids);

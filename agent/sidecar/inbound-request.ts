@@ -42,6 +42,8 @@ export interface PipelineOptions {
   filters: FilterSlot;
   identityContext?: IdentityVerifier;
   liveKeys?: LiveKeys;
+  /** The clock callers' certificate validity is checked by (ms since the epoch). */
+  now: () => number;
   replay: ReplayCache;
   skewSeconds: number;
   maxTtlSeconds: number;
@@ -124,7 +126,7 @@ export function requestPipeline(opts: PipelineOptions): RequestHandler {
     if ('error' in peer) return refuse(401, 'unauthenticated', peer.error);
     record.caller = peer.id;
     if (malformed) return refuse(malformed.status, 'bad_request', malformed.reason);
-    const refusal = await refusalOf(peer, opts.liveKeys);
+    const refusal = await refusalOf(peer, opts.liveKeys, opts.now());
     if (refusal) return refuse(refusal.status, refusal.status === 401 ? 'unauthenticated' : 'unavailable', refusal.reason);
     evidence.callerCert = peer.cert;
 

@@ -53,6 +53,8 @@ export interface InboundOptions {
    * PKI and no CA, as in some tests) only the trust bundle and validity are checked.
    */
   liveKeys?: LiveKeys;
+  /** The clock callers' certificate validity is checked by (default Date.now; tests inject one to reach an expiry). */
+  now?: () => number;
   replay?: ReplayCache;
   fingerprintTtlSeconds?: number;
   skewSeconds?: number;
@@ -80,6 +82,7 @@ export async function startInbound(opts: InboundOptions): Promise<Listener> {
     filters: opts.filters,
     identityContext: opts.identityContext,
     liveKeys: opts.liveKeys,
+    now: opts.now ?? Date.now,
     replay: opts.replay ?? new ReplayCache(),
     skewSeconds: opts.skewSeconds ?? DEFAULT_SKEW_SECONDS,
     maxTtlSeconds: opts.fingerprintTtlSeconds ?? DEFAULT_TTL_SECONDS,

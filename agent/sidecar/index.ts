@@ -59,6 +59,11 @@ export interface SidecarOptions {
    * must hold; checked whenever `identity` can fetch them (`liveKeyIds`, as the agent can).
    */
   revocation?: Pick<LiveKeysOptions, 'refreshMs' | 'maxStaleMs'>;
+  /**
+   * The clock of the per-request standing checks: callers' certificate validity and the live
+   * keys' staleness (default Date.now). Tests advance it to reach an expiry without waiting.
+   */
+  now?: () => number;
   fingerprintTtlSeconds?: number;
   skewSeconds?: number;
   replayCapacity?: number;
@@ -145,7 +150,7 @@ export async function prepareSidecar(opts: Omit<SidecarOptions, 'identity'>): Pr
           if (opts.inbound.filterFile !== undefined && opts.inbound.watch !== false) filters.watchFile(opts.inbound.filterFile);
           if (opts.admin) registerFilterRoutes(opts.admin, filters);
           const { liveKeyIds } = identity;
-          if (liveKeyIds) liveKeys = await LiveKeys.start(() => liveKeyIds.call(identity), { ...opts.revocation, log: (msg) => logger.warn(msg) });
+          if (liveKeyIds) liveKeys = await LiveKeys.start(() => liveKeyIds.call(identity), { ...opts.revocation, now: opts.now, log: (msg) => logger.warn(msg) });
           sidecar.inbound = await startInbound({
             ...opts.inbound,
             identity,
@@ -154,6 +159,7 @@ export async function prepareSidecar(opts: Omit<SidecarOptions, 'identity'>): Pr
               ? createMeshVerifier({ self: identity.svid().spiffeId, issuers: opts.identityIssuers!, skewSeconds: opts.skewSeconds ?? DEFAULT_SKEW_SECONDS, received, external: identityContext })
               : identityContext,
             liveKeys,
+            now: opts.now,
             replay: new ReplayCache(opts.replayCapacity ?? DEFAULT_REPLAY_CAPACITY),
             fingerprintTtlSeconds: opts.fingerprintTtlSeconds,
             skewSeconds: opts.skewSeconds,

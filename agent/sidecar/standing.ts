@@ -18,8 +18,8 @@ export interface Refusal {
   reason: string;
 }
 
-export async function refusalOf(peer: PeerCredential, liveKeys: LiveKeys | undefined): Promise<Refusal | null> {
-  const now = Date.now();
+/** `now`: the sidecar's clock (ms since the epoch), the one its live keys go stale by. */
+export async function refusalOf(peer: PeerCredential, liveKeys: LiveKeys | undefined, now: number): Promise<Refusal | null> {
   if (now < peer.notBefore || now >= peer.notAfter) return { status: 401, reason: 'client certificate expired or not yet valid' };
   switch (await liveKeys?.standing(peer.kid)) {
     case 'unknown':

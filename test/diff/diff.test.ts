@@ -1,6 +1,7 @@
 /**
  * palisade diff: on real policies, every witness is decided as reported by
- * the real compiled filters (`palisade eval`); on random pairs of policies, every witness is
+ * the real compiled filters in the strict host, as `palisade eval` runs them (its own
+ * process is tested in e2e/tooling); on random pairs of policies, every witness is
  * confirmed by the reference interpreter and no request decided differently lies outside the
  * reported regions.
  */
@@ -8,24 +9,30 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
 import { checkDiff, extras, policy, rules } from './pairs.ts';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { Region } from '../../diff/index.ts';
 import { palisade } from '../support/cli.ts';
 import { compiledFile } from '../support/compiled.ts';
-import { cacheKey } from '../../testing/filter-cache.ts';
+import { FilterSet } from '../../testing/filter-set.ts';
+import { evaluate, forwardedHeaders, parseRequest } from '../../testing/cases.ts';
 
 const OLD = 'test/fixtures/diff/old.policy.json';
 const NEW = 'test/fixtures/diff/new.policy.json';
-const cache = mkdtempSync(path.join(tmpdir(), 'palisade-diff-'));
-test.after(() => rmSync(cache, { recursive: true, force: true }));
-// The evals' cache holds both filters, compiled with the code under test by this run
-// (test/support/compiled.ts): each `palisade eval` then runs the real filter without paying a
-// cold AssemblyScript start of its own (~4 s of CPU per policy).
-for (const file of [OLD, NEW]) writeFileSync(path.join(cache, `${cacheKey(readFileSync(file, 'utf8'))}.wasm`), (await compiledFile(file)).wasm);
 
-test('palisade diff: each region with a witness that palisade eval decides as reported, through the real filters; exit 1', async () => {
+/** What `palisade eval --format json --request <json>` answers: the policy's filter (compiled once per run) in the strict host. */
+async function evaluated(file: string, json: string) {
+  const request = parseRequest('--request', json);
+  const { wasm, plan } = await compiledFile(file);
+  const filters = new FilterSet(wasm, file);
+  try {
+    const result = await evaluate(await filters.for(undefined), request, plan.service, 'diff-test');
+    if (typeof result === 'string') throw new Error(result);
+    return [result.decision?.decision, result.outcome.status, forwardedHeaders(result.outcome, plan.strip) ?? {}];
+  } finally {
+    await filters.close();
+  }
+}
+
+test('palisade diff: each region with a witness that the real filters decide as reported; exit 1', async () => {
   const r = await palisade(['diff', OLD, NEW, '--format', 'json']);
   assert.is(r.code, 1, r.stderr);
   const { equivalent, regions } = JSON.parse(r.stdout) as { equivalent: boolean; regions: Region[] };
@@ -36,10 +43,7 @@ test('palisade diff: each region with a witness that palisade eval decides as re
   for (const region of regions) {
     assert.ok(region.witness, JSON.stringify(region));
     for (const [file, expected] of [[OLD, region.old], [NEW, region.new]] as const) {
-      const e = await palisade(['eval', '--policy', file, '--format', 'json', '--request', JSON.stringify(region.witness)], { env: { PALISADE_CACHE_DIR: cache } });
-      assert.is(e.code, 0, e.stderr);
-      const got = JSON.parse(e.stdout);
-      assert.equal([got.decision, got.status, got.upstreamHeaders ?? {}], [expected.decision, expected.status, expected.inject], `${file} ${JSON.stringify(region.witness)}`);
+      assert.equal(await evaluated(file, JSON.stringify(region.witness)), [expected.decision, expected.status, expected.inject], `${file} ${JSON.stringify(region.witness)}`);
     }
   }
 });

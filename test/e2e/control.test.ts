@@ -3,6 +3,8 @@
  * process with its own SVID, an operator token from the CLI, an agent process whose
  * embedded sidecar starts with the filter the control plane sends and enforces the next, and
  * that pushes its decisions (with their user), SVID and audit proofs to the Security Pane.
+ * One control plane process serves both agents (a `control serve` costs seconds of CPU):
+ * the second runs another service, so what the pane shows of it is its own.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -16,7 +18,7 @@ import { startCaServer, type CaServer } from '../../ca/server.ts';
 import { serverIdentity } from '../../agent/sidecar/peer.ts';
 import { palisade, palisadeRun, tempDir, removeDir, eventually, type Proc } from '../support/identity.ts';
 import { startEcho, mtlsAgent, call, type Echo } from '../agent/sidecar/harness.ts';
-import { policy, CARD, FRONTEND, CONTROL_ID, TD } from '../control/harness.ts';
+import { policy, CARD, LEDGER, FRONTEND, CONTROL_ID, TD } from '../control/harness.ts';
 import { originIdentity } from '../../audit/checkpoint.ts';
 import { createIssuer } from '../agent/sidecar/issuer.ts';
 
@@ -40,6 +42,8 @@ e2e.after(async () => {
 });
 
 const bundle = () => path.join(dir, 'ca', 'bundle.pem');
+/** The control plane the first agent's test starts, with its admin token; the pane's test reuses it. */
+let plane: { dir: string; url: string; admin: string } | undefined;
 const agentArgs = (token: string) => ['agent', '--ca-url', ca.url, '--bundle', bundle(), '--token', token];
 
 e2e('flags that cannot work together are one line and exit 2, before any join token is spent', async () => {
@@ -50,19 +54,20 @@ e2e('flags that cannot work together are one line and exit 2, before any join to
   const noInbound = await palisadeRun([...agentArgs(token), '--control', 'https://127.0.0.1:1']);
   assert.equal([noInbound.code, noInbound.output.trim().split('\n').length], [2, 1]);
   assert.is((await palisadeRun(['control', 'token', 'create', '--dir', path.join(dir, 'nothing'), '--role', 'admin'])).code, 2);
-  const badRole = await palisadeRun(['control', 'init', '--dir', path.join(dir, 'plane')]).then(() =>
-    palisadeRun(['control', 'token', 'create', '--dir', path.join(dir, 'plane'), '--role', 'root']));
+  assert.is((await palisadeRun(['control', 'init', '--dir', path.join(dir, 'plane')])).code, 0);
+  const badRole = await palisadeRun(['control', 'token', 'create', '--dir', path.join(dir, 'plane'), '--role', 'root']);
   assert.equal([badRole.code, badRole.output], [2, 'palisade: --role must be admin or viewer\n']);
 });
 
 e2e('control serve gets its SVID; a policy PUT through the API reaches an agent\'s sidecar, which enforces it', async () => {
-  const plane = path.join(dir, 'plane');
-  const created = await palisadeRun(['control', 'token', 'create', '--dir', plane, '--role', 'admin', '--name', 'ci']);
+  const planeDir = path.join(dir, 'plane');
+  const created = await palisadeRun(['control', 'token', 'create', '--dir', planeDir, '--role', 'admin', '--name', 'ci']);
   assert.is(created.code, 0);
   const admin = /^(pct_\S+)$/m.exec(created.output)![1]!;
-  const server = palisade(['control', 'serve', '--dir', plane, '--listen', '127.0.0.1:0', '--ca-url', ca.url, '--bundle', bundle(), '--token', (await ca.ca.createToken(CONTROL_ID, 60_000)).token]);
+  const server = palisade(['control', 'serve', '--dir', planeDir, '--listen', '127.0.0.1:0', '--ca-url', ca.url, '--bundle', bundle(), '--token', (await ca.ca.createToken(CONTROL_ID, 60_000)).token]);
   procs.push(server);
   const url = (await server.waitFor(/listening on (https:\/\/\S+)/))[1]!;
+  plane = { dir: planeDir, url, admin };
   const operator = new Agent({ connect: { ca: readFileSync(bundle(), 'utf8'), checkServerIdentity: (_h: string, c: PeerCertificate) => serverIdentity(c, CONTROL_ID, TD) } });
   const put = async (body: string) => {
     const r = await request(`${url}/v1/policies/card`, { method: 'PUT', body, dispatcher: operator, headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' } });
@@ -94,26 +99,22 @@ e2e('control serve gets its SVID; a policy PUT through the API reaches an agent\
 const tokenOf = (output: string) => /^(pct_\S+)$/m.exec(output)![1]!;
 
 e2e('the agent pushes its decisions with their user, its SVID and its audit checkpoint; each entry is proven included', async () => {
-  const plane = path.join(dir, 'pane-plane');
-  assert.is((await palisadeRun(['control', 'init', '--dir', plane])).code, 0);
-  const admin = tokenOf((await palisadeRun(['control', 'token', 'create', '--dir', plane, '--role', 'admin'])).output);
-  const viewer = tokenOf((await palisadeRun(['control', 'token', 'create', '--dir', plane, '--role', 'viewer'])).output);
-  const server = palisade(['control', 'serve', '--dir', plane, '--listen', '127.0.0.1:0', '--ca-url', ca.url, '--bundle', bundle(), '--token', (await ca.ca.createToken(CONTROL_ID, 60_000)).token]);
-  procs.push(server);
-  const url = (await server.waitFor(/listening on (https:\/\/\S+)/))[1]!;
+  assert.ok(plane, 'the control plane of the previous test is running');
+  const { url, admin } = plane;
+  const viewer = tokenOf((await palisadeRun(['control', 'token', 'create', '--dir', plane.dir, '--role', 'viewer'])).output);
   const operator = new Agent({ connect: { ca: readFileSync(bundle(), 'utf8'), checkServerIdentity: (_h: string, c: PeerCertificate) => serverIdentity(c, CONTROL_ID, TD) } });
   const api = async (method: 'GET' | 'PUT', route: string, token: string, body?: string) => {
     const r = await request(`${url}${route}`, { method, body, dispatcher: operator, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } });
     return (await r.body.json()) as any;
   };
-  assert.is((await api('PUT', '/v1/policies/card', admin, policy('card', CARD, ['/cards/{id}']))).version, 1);
+  assert.is((await api('PUT', '/v1/policies/ledger', admin, policy('ledger', LEDGER, ['/cards/{id}']))).version, 1);
 
   // An end user's identity context, verified by the sidecar against the issuer's JWKS.
   const issuer = await createIssuer();
   const jwks = path.join(dir, 'jwks.json');
   writeFileSync(jwks, JSON.stringify(issuer.jwks));
   const agent = palisade([
-    'agent', '--ca-url', ca.url, '--bundle', bundle(), '--token', (await ca.ca.createToken(CARD, 60_000)).token,
+    'agent', '--ca-url', ca.url, '--bundle', bundle(), '--token', (await ca.ca.createToken(LEDGER, 60_000)).token,
     '--inbound', '127.0.0.1:0', '--app', echo.url, '--control', url, '--audit-dir', path.join(dir, 'audit'),
     '--identity-issuer', issuer.iss, '--identity-audience', issuer.aud, '--identity-jwks', jwks,
   ]);
@@ -125,12 +126,12 @@ e2e('the agent pushes its decisions with their user, its SVID and its audit chec
   const dispatcher = mtlsAgent(minted.bundle_pem, caller);
   try {
     const alice = await issuer.token({ sub: 'alice', client_id: 'mobile-app' });
-    assert.is((await call(inbound, dispatcher, caller, { path: '/cards/1', headers: { authorization: `Bearer ${alice}` } })).status, 200);
-    assert.is((await call(inbound, dispatcher, caller, { path: '/limits' })).status, 403);
+    assert.is((await call(inbound, dispatcher, caller, { path: '/cards/1', headers: { authorization: `Bearer ${alice}` }, fingerprint: { target: LEDGER } })).status, 200);
+    assert.is((await call(inbound, dispatcher, caller, { path: '/limits', fingerprint: { target: LEDGER } })).status, 403);
 
     // The decisions, as a viewer sees them; the user filter finds alice's.
     const listed = await eventually(async () => {
-      const page = await api('GET', `/v1/dashboard/decisions?service=${encodeURIComponent(CARD)}`, viewer);
+      const page = await api('GET', `/v1/dashboard/decisions?service=${encodeURIComponent(LEDGER)}`, viewer);
       return page.decisions?.length === 2 ? page.decisions : undefined;
     }, 15_000);
     assert.equal(listed.map((d: any) => [d.path, d.decision, d.caller]), [['/limits', 'deny', FRONTEND], ['/cards/1', 'allow', FRONTEND]]);
@@ -140,12 +141,12 @@ e2e('the agent pushes its decisions with their user, its SVID and its audit chec
 
     // The instance: the SVID the agent holds, the version it runs, its audit log's checkpoint verified.
     const instance = await eventually(async () => {
-      const card = (await api('GET', '/v1/dashboard/services', viewer)).services.find((s: any) => s.spiffe_id === CARD);
-      return card?.instances[0]?.audit.result === 'verified' && card.instances[0].audit.size >= 2 ? card.instances[0] : undefined;
+      const ledger = (await api('GET', '/v1/dashboard/services', viewer)).services.find((s: any) => s.spiffe_id === LEDGER);
+      return ledger?.instances[0]?.audit.result === 'verified' && ledger.instances[0].audit.size >= 2 ? ledger.instances[0] : undefined;
     }, 15_000);
     assert.equal([instance.svid.serial, instance.svid.not_after, instance.policy.version, instance.renewal.status],
       [ready.serial, new Date(ready.not_after).toISOString(), 1, 'ok']);
-    assert.is(originIdentity(instance.audit.origin), CARD);
+    assert.is(originIdentity(instance.audit.origin), LEDGER);
 
     // Each decision's audit entry, proven included under that checkpoint.
     const details: any[] = await eventually(async () => {

@@ -68,38 +68,11 @@ test('check: compile\'s diagnostics and warnings, exit 2 on any error after ever
   assert.equal(readdirSync(dir).filter((f) => f.endsWith('.wasm')), []);
 });
 
-test('eval: decision, status, rule, reason, mode and injected headers of one request, human and JSON', async () => {
-  const json = await palisade('eval', '--policy', 'p.policy.json', '--format', 'json', '--request', JSON.stringify({ ...read, headers: { ...read.headers, 'x-card': 'spoofed' } }));
-  assert.is(json.code, 0, json.stderr);
-  assert.equal(JSON.parse(json.stdout), { decision: 'allow', status: 200, rule: 'read', mode: 'enforce', reason: 'allow_rule', upstreamHeaders: { 'x-card': '7' } });
-  write('req.json', { method: 'GET', path: '/cards/7', source: frontend, headers: { 'x-tenant': 'other' } });
-  const human = await palisade('eval', '--policy', 'p.policy.json', '--request-file', 'req.json');
-  assert.is(human.code, 0, human.stderr);
-  assert.match(human.stdout, /^decision  deny\nstatus    403\nrule      \(none\)\nreason    no_allow_rule /);
-  const dry = await palisade('eval', '--policy', 'p.policy.json', '--config', '{"mode":"dry-run"}', '--format', 'json', '--request-file', 'req.json');
-  assert.equal(JSON.parse(dry.stdout), { decision: 'deny', status: 200, rule: null, mode: 'dry-run', reason: 'no_allow_rule', upstreamHeaders: {} });
-  // The fingerprint is part of the decision: a claim that does not bind the request is refused as in `palisade test`.
-  const unbound = await palisade('eval', '--policy', 'p.policy.json', '--format', 'json', '--request', JSON.stringify({ ...read, fingerprint: { htm: 'POST' } }));
-  assert.equal(JSON.parse(unbound.stdout), { decision: 'unauthenticated', status: 401, rule: null, mode: 'enforce', reason: 'fingerprint_htm', upstreamHeaders: null });
-});
-
-test('eval: bad input is every problem with its position, exit 2, no stack trace', async () => {
-  const r = await palisade('eval', '--policy', 'p.policy.json', '--request', '{"method":"GET","path":"cards","sorce":"x"}');
-  assert.is(r.code, 2);
-  assert.match(r.stderr, /--request:1:\d+: "path" must be a string starting with "\/" \(at \/path\)\n--request:1:\d+: unknown field "sorce"/);
-  for (const args of [[], ['--request', '{}', '--request-file', 'req.json'], ['--request', '{"method":"GET","path":"/"}', '--config', '[1]'], ['--request', '{"method":"GET","path":"/"}', '--format', 'yaml']]) {
-    const bad = await palisade('eval', '--policy', 'p.policy.json', ...args);
-    assert.is(bad.code, 2, args.join(' '));
-    assert.not.match(bad.stderr, /\n\s+at /);
-  }
-  const refused = await palisade('eval', '--policy', 'p.policy.json', '--request', '{"method":"GET","path":"/"}', '--config', '{"mode":"permissive"}');
-  assert.is(refused.code, 2);
-  assert.match(refused.stderr, /the filter refuses this plugin configuration/);
-});
-
 test('test: -v prints every case with its decision; --run selects by name; a --run that selects nothing is an error', async () => {
   const v = await palisade('test', '-v', 'p.cases.json');
   assert.is(v.code, 0, v.stdout + v.stderr);
+  // The file's first run that needs the filter: it compiled p.policy.json into the cache, under its key.
+  assert.equal(readdirSync(cache), [`${cacheKey(readFileSync(path.join(dir, 'p.policy.json'), 'utf8'))}.wasm`]);
   assert.match(v.stdout, /^PASS p\.cases\.json:\d+:\d+ "frontend reads a card": allow 200 \(rule "read", reason allow_rule, mode enforce\)$/m);
   assert.match(v.stdout, /^PASS .*"dry-run forwards a denied request": deny 200 \(rule "no-admin", reason deny_rule, mode dry-run\)$/m);
   assert.ok(v.stdout.endsWith('3 passed, 0 failed\n'));
@@ -175,9 +148,37 @@ test('test: a case file may name its schema ($schema)', async () => {
   assert.is((await palisade('test', 's.cases.json')).code, 0);
 });
 
+test('eval: decision, status, rule, reason, mode and injected headers of one request, human and JSON', async () => {
+  const json = await palisade('eval', '--policy', 'p.policy.json', '--format', 'json', '--request', JSON.stringify({ ...read, headers: { ...read.headers, 'x-card': 'spoofed' } }));
+  assert.is(json.code, 0, json.stderr);
+  assert.equal(JSON.parse(json.stdout), { decision: 'allow', status: 200, rule: 'read', mode: 'enforce', reason: 'allow_rule', upstreamHeaders: { 'x-card': '7' } });
+  write('req.json', { method: 'GET', path: '/cards/7', source: frontend, headers: { 'x-tenant': 'other' } });
+  const human = await palisade('eval', '--policy', 'p.policy.json', '--request-file', 'req.json');
+  assert.is(human.code, 0, human.stderr);
+  assert.match(human.stdout, /^decision  deny\nstatus    403\nrule      \(none\)\nreason    no_allow_rule /);
+  const dry = await palisade('eval', '--policy', 'p.policy.json', '--config', '{"mode":"dry-run"}', '--format', 'json', '--request-file', 'req.json');
+  assert.equal(JSON.parse(dry.stdout), { decision: 'deny', status: 200, rule: null, mode: 'dry-run', reason: 'no_allow_rule', upstreamHeaders: {} });
+  // The fingerprint is part of the decision: a claim that does not bind the request is refused as in `palisade test`.
+  const unbound = await palisade('eval', '--policy', 'p.policy.json', '--format', 'json', '--request', JSON.stringify({ ...read, fingerprint: { htm: 'POST' } }));
+  assert.equal(JSON.parse(unbound.stdout), { decision: 'unauthenticated', status: 401, rule: null, mode: 'enforce', reason: 'fingerprint_htm', upstreamHeaders: null });
+});
+
+test('eval: bad input is every problem with its position, exit 2, no stack trace', async () => {
+  const r = await palisade('eval', '--policy', 'p.policy.json', '--request', '{"method":"GET","path":"cards","sorce":"x"}');
+  assert.is(r.code, 2);
+  assert.match(r.stderr, /--request:1:\d+: "path" must be a string starting with "\/" \(at \/path\)\n--request:1:\d+: unknown field "sorce"/);
+  for (const args of [[], ['--request', '{}', '--request-file', 'req.json'], ['--request', '{"method":"GET","path":"/"}', '--config', '[1]'], ['--request', '{"method":"GET","path":"/"}', '--format', 'yaml']]) {
+    const bad = await palisade('eval', '--policy', 'p.policy.json', ...args);
+    assert.is(bad.code, 2, args.join(' '));
+    assert.not.match(bad.stderr, /\n\s+at /);
+  }
+  const refused = await palisade('eval', '--policy', 'p.policy.json', '--request', '{"method":"GET","path":"/"}', '--config', '{"mode":"permissive"}');
+  assert.is(refused.code, 2);
+  assert.match(refused.stderr, /the filter refuses this plugin configuration/);
+});
+
 test('filter cache: an unchanged policy is not rebuilt, a changed one is, --no-cache bypasses it', async () => {
-  rmSync(cache, { recursive: true, force: true });
-  assert.is((await palisade('test', 'p.cases.json')).code, 0);
+  // Every run so far compiled only p.policy.json, once (the first `test` wrote it, see above).
   const key = cacheKey(readFileSync(path.join(dir, 'p.policy.json'), 'utf8'));
   assert.equal(readdirSync(cache), [`${key}.wasm`]);
   // A cached entry is what runs: replace it with another policy's filter and the cases see that filter…

@@ -1,7 +1,8 @@
 /**
  * Revocation reaches the embedded sidecar: a real CA, a real agent and its sidecar with the
  * compiled card policy, and a caller whose SVID is revoked (or expires) while it holds a
- * connection open or a TLS session ticket.
+ * connection open or a TLS session ticket. Expiry and staleness are reached by moving the
+ * sidecar's clock (`now`), not by waiting for them.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -22,7 +23,7 @@ import { FINGERPRINT_HEADER, signFingerprint } from '../../../spiffe/fingerprint
 import type { Svid } from '../../../agent/sidecar/svid.ts';
 import { compiled } from './policies.ts';
 import { startEcho, captureLog, CARD, FRONTEND, TD, type Echo } from './harness.ts';
-import { eventually, sleep } from '../../support/identity.ts';
+import { eventually } from '../../support/identity.ts';
 
 const test = suite('revocation reaches the sidecar');
 const log = captureLog();
@@ -34,6 +35,10 @@ let card: IdentityAgent;
 let sidecar: Sidecar;
 let port: number;
 let caClosed = false;
+/** The sidecar's staleness bound: shorter than a caller's SVID lives, so moving the clock past it leaves the SVID valid. */
+const MAX_STALE_MS = 5_000;
+/** How far the sidecar's clock runs ahead of the real one. */
+let ahead = 0;
 
 test.before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'palisade-revocation-'));
@@ -46,7 +51,8 @@ test.before(async () => {
   sidecar = await startSidecar({
     identity: card,
     inbound: { host: '127.0.0.1', port: 0, app: echo.url, filterFile: join(dir, 'card.wasm'), watch: false },
-    revocation: { refreshMs: 250, maxStaleMs: 5_000 }, // shorter than the defaults, so the test waits less
+    revocation: { refreshMs: 250, maxStaleMs: MAX_STALE_MS }, // a shorter refresh than the default: a revocation arrives sooner
+    now: () => Date.now() + ahead,
     logger: log.logger,
   });
   port = sidecar.inbound!.port;
@@ -144,15 +150,19 @@ test('a revoked SVID is refused on a resumed TLS session', async () => {
 });
 
 test('an expired certificate is refused through TLS session resumption', async () => {
-  const shortLived = await frontendSvid(4_000);
+  const shortLived = await frontendSvid();
   const first = await get(shortLived);
   assert.is(first.status, 200);
   const ticket = await first.session!;
-  await sleep(shortLived.notAfter.getTime() - Date.now() + 200);
-  const resumed = await get(shortLived, { session: ticket });
-  assert.ok(resumed.socket.isSessionReused(), 'the handshake was skipped, so TLS never saw the expiry');
-  assert.is(resumed.status, 401);
-  assert.match(lastReason(), /expired/);
+  ahead = shortLived.notAfter.getTime() - Date.now() + 1_000;
+  try {
+    const resumed = await get(shortLived, { session: ticket });
+    assert.ok(resumed.socket.isSessionReused(), 'the handshake was skipped, so TLS never saw the expiry');
+    assert.is(resumed.status, 401);
+    assert.match(lastReason(), /expired/);
+  } finally {
+    ahead = 0;
+  }
 });
 
 test('a caller that renewed after the last refresh is accepted at once (the miss re-fetches)', async () => {
@@ -174,7 +184,8 @@ test('CA unreachable beyond the staleness bound: every caller is refused (503), 
   assert.is((await get(caller)).status, 200);
   await ca.close();
   caClosed = true;
-  await eventually(async () => (await get(caller)).status === 503, 20_000);
+  ahead = MAX_STALE_MS + 1_000;
+  await eventually(async () => (await get(caller)).status === 503);
   assert.match(lastReason(), /stale/);
 });
 
