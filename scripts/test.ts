@@ -48,7 +48,9 @@ process.env.FORCE_COLOR ??= '1';
 // This run's shared files: compiled policies the workers share (test/support/compiled.ts), the times log.
 const runDir = mkdtempSync(path.join(tmpdir(), 'palisade-test-run-'));
 const timesLog = times ? path.join(runDir, 'processes.jsonl') : null;
-const env: NodeJS.ProcessEnv = { ...process.env, PALISADE_TEST_RUN_DIR: runDir };
+// The CLI's filter cache lives in the run too: the `palisade test`/`eval` processes of every file
+// build each policy once, and the suite neither reads nor fills the user's own cache.
+const env: NodeJS.ProcessEnv = { ...process.env, PALISADE_TEST_RUN_DIR: runDir, PALISADE_CACHE_DIR: path.join(runDir, 'filters') };
 if (timesLog) Object.assign(env, { PALISADE_TEST_TIMES: timesLog, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${HOOK}`.trim() });
 
 const children = new Set<ChildProcess>();
