@@ -40,6 +40,18 @@ export const ADMIN_TOKEN_TO_READ = { config: { adminToken: true } } as const;
 
 const READ_ONLY = new Set(['GET', 'HEAD']);
 
+/**
+ * No admin route declares a schema (bodies are read by the routes themselves), so fastify
+ * gets compilers that refuse one: its defaults would load ajv and fast-json-stringify into
+ * the agent for its whole life (bench/startup.ts: the idle agent's RSS). A route added with
+ * a schema fails to register, at start-up.
+ */
+const NO_SCHEMAS = { compilersFactory: { buildValidator: noSchemas, buildSerializer: noSchemas } };
+
+function noSchemas(): never {
+  throw new Error('admin routes declare no schemas (agent/identity/admin.ts)');
+}
+
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** false: see OPEN_TO_LOCAL_CALLERS; true: see ADMIN_TOKEN_TO_READ. */
@@ -62,7 +74,7 @@ export async function createAdmin(options: AdminOptions): Promise<AdminServer> {
   if (!isLoopbackHost(host)) throw new Error(`admin endpoint must listen on loopback, not ${host}`);
   const { agent } = options;
   const token = options.token ?? randomBytes(32).toString('base64url');
-  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, schemaController: NO_SCHEMAS });
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send({ error: { code: 'not_found', message: `no route ${request.method} ${request.url}` } }),
   );
