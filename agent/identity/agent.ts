@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from '../metrics.ts';
 import { createCsr, generateKeyPair, pemBlocks } from '../../spiffe/pki.ts';
 import { CaRejectedError, CaUnavailableError, fetchLiveKeyIds, postToCa, type SvidResponse } from './client.ts';
 

@@ -24,7 +24,7 @@
  */
 import { createPublicKey } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, type Registry } from '../metrics.ts';
 import type { Svid } from '../identity/agent.ts';
 import { OPEN_TO_LOCAL_CALLERS } from '../identity/admin.ts';
 import { isLoopbackAddress } from '../identity/loopback.ts';
