@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { IdentityAgent } from './agent.ts';
 import { isLoopbackAuthority, isLoopbackHost } from './loopback.ts';
+import type {} from './admin-access.ts'; // the adminToken route option (a fastify augmentation)
 
 export interface AdminOptions {
   agent: IdentityAgent;
@@ -26,18 +27,6 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-/**
- * Route option of a state-changing route that every local process may call without the
- * admin token. Only the fingerprint signer uses it (sign-endpoint.ts says why).
- */
-export const OPEN_TO_LOCAL_CALLERS = { config: { adminToken: false } } as const;
-
-/**
- * Route option of a read-only route that still needs the admin token: what it answers is
- * not for every local process (the audit entries carry callers, users' claims and paths).
- */
-export const ADMIN_TOKEN_TO_READ = { config: { adminToken: true } } as const;
-
 const READ_ONLY = new Set(['GET', 'HEAD']);
 
 /**
@@ -52,12 +41,6 @@ function noSchemas(): never {
   throw new Error('admin routes declare no schemas (agent/identity/admin.ts)');
 }
 
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** false: see OPEN_TO_LOCAL_CALLERS; true: see ADMIN_TOKEN_TO_READ. */
-    adminToken?: boolean;
-  }
-}
 
 /**
  * The agent's local admin API (loopback only): health, Prometheus metrics and the SVID's
