@@ -4,7 +4,7 @@
  * ID. Evidence is judged at the time it was made, so a log outlives the SVIDs that wrote it.
  */
 import { X509Certificate } from 'node:crypto';
-import { pemBlocks } from '../spiffe/pem.ts';
+import { pemBlocks, uriSans } from '../spiffe/pki.ts';
 
 export class ChainError extends Error {}
 
@@ -48,10 +48,14 @@ function issued(cert: X509Certificate, by: X509Certificate): boolean {
   return cert.checkIssued(by) && cert.verify(by.publicKey);
 }
 
-/** The SVID's SPIFFE ID: its one URI SAN. */
+/** The SVID's SPIFFE ID: its one URI SAN; null when it has none, several, or a name that needs quoting. */
 export function spiffeIdOfCert(cert: X509Certificate): string | null {
-  const sans = (cert.subjectAltName ?? '').split(', ').filter((s) => s.startsWith('URI:'));
-  return sans.length === 1 ? sans[0]!.slice(4) : null;
+  try {
+    const uris = uriSans(cert);
+    return uris.length === 1 ? uris[0]! : null;
+  } catch {
+    return null;
+  }
 }
 
 export function loadBundle(pem: string): X509Certificate[] {

@@ -2,9 +2,11 @@
  * Start-up time and idle memory of the shipped CLI (`bin/palisade.js`), as users run it:
  * wall time of `palisade --help`, and the resident set of an idle `palisade ca serve` and
  * of an idle `palisade agent` with its inbound sidecar (joined to that CA, policy filter
- * loaded), after a short settle; then the agent's again after REQUESTS allowed requests
- * through its sidecar (mTLS, a fingerprint each, forwarded to the application) and the
- * same settle. Medians of several runs.
+ * loaded, admin API on), after a short settle; then the agent's again after REQUESTS
+ * allowed requests through its sidecar (mTLS, a fingerprint each, forwarded to the
+ * application) and the same settle; and an idle agent as before without --admin. Medians
+ * of several runs; every run's idle agent figure too (V8's background compiles once made
+ * it bimodal).
  *
  *   node --import tsx bench/startup.ts [--runs 5]
  */
@@ -80,25 +82,32 @@ async function stop(child: ChildProcess): Promise<void> {
 interface Rss {
   ca: number;
   agent: number;
+  agentWithoutAdmin: number;
   agentAfterRequests: number;
   /** The agent's CPU per request while it served them, in ms. */
   cpuPerRequestMs: number;
 }
 
-/** One CA and one agent with its sidecar: their RSS in MB, idle, and the agent's after REQUESTS requests. */
+/** An agent with its inbound sidecar joined to `ca`, with its admin API unless `admin` is false; resolves once it is ready. */
+async function startAgent(caDir: string, caUrl: string, wasm: string, app: string, admin = true) {
+  const token = palisadeSync(['ca', 'token', 'create', '--dir', caDir, '--spiffe-id', SERVICE_ID]).trim();
+  return started([
+    'agent', '--ca-url', caUrl, '--bundle', path.join(caDir, 'bundle.pem'), '--token', token,
+    ...(admin ? ['--admin', '127.0.0.1:0'] : []), '--inbound', '127.0.0.1:0', '--app', app, '--filter', wasm,
+  ], /"inbound":"(https:[^"]+)"[\s\S]*"msg":"agent ready"/);
+}
+
+/** One CA and agents with their sidecars: their RSS in MB, idle, and the agent's after REQUESTS requests. */
 async function idleRss(dir: string, wasm: string, app: string): Promise<Rss> {
   const caDir = path.join(dir, `ca-${Math.random().toString(36).slice(2)}`);
   palisadeSync(['ca', 'init', '--dir', caDir, '--trust-domain', 'bank.example']);
-  const token = palisadeSync(['ca', 'token', 'create', '--dir', caDir, '--spiffe-id', SERVICE_ID]).trim();
   const authority = await CertificateAuthority.open(caDir);
   const caller = await authority.mint(CALLER_ID, 3_600_000);
   await authority.close();
   const ca = await started(['ca', 'serve', '--dir', caDir, '--listen', '127.0.0.1:0'], /listening on (\S+)/);
   try {
-    const agent = await started([
-      'agent', '--ca-url', ca.match[1]!, '--bundle', path.join(caDir, 'bundle.pem'), '--token', token,
-      '--admin', '127.0.0.1:0', '--inbound', '127.0.0.1:0', '--app', app, '--filter', wasm,
-    ], /"inbound":"(https:[^"]+)"[\s\S]*"msg":"agent ready"/);
+    const agent = await startAgent(caDir, ca.match[1]!, wasm, app);
+    let measured: Omit<Rss, 'agentWithoutAdmin'>;
     try {
       await settle();
       const idle = { ca: rssMb(ca.child.pid!), agent: rssMb(agent.child.pid!) };
@@ -106,9 +115,16 @@ async function idleRss(dir: string, wasm: string, app: string): Promise<Rss> {
       await allowedRequests(agent.match[1]!, caller);
       const cpuPerRequestMs = ((cpuSeconds(agent.child.pid!) - cpuBefore) * 1000) / REQUESTS;
       await settle();
-      return { ...idle, agentAfterRequests: rssMb(agent.child.pid!), cpuPerRequestMs };
+      measured = { ...idle, agentAfterRequests: rssMb(agent.child.pid!), cpuPerRequestMs };
     } finally {
       await stop(agent.child);
+    }
+    const bare = await startAgent(caDir, ca.match[1]!, wasm, app, false);
+    try {
+      await settle();
+      return { ...measured, agentWithoutAdmin: rssMb(bare.child.pid!) };
+    } finally {
+      await stop(bare.child);
     }
   } finally {
     await stop(ca.child);
@@ -150,8 +166,10 @@ try {
   console.log(`| \`palisade --help\` wall time | ${median(help).toFixed(3)} s | ${runs} |`);
   console.log(`| idle \`palisade ca serve\` RSS | ${median(rss.map((r) => r.ca)).toFixed(1)} MB | ${runs} |`);
   console.log(`| idle \`palisade agent\` with inbound sidecar RSS | ${median(rss.map((r) => r.agent)).toFixed(1)} MB | ${runs} |`);
+  console.log(`| the same agent without \`--admin\` | ${median(rss.map((r) => r.agentWithoutAdmin)).toFixed(1)} MB | ${runs} |`);
   console.log(`| the same agent after ${REQUESTS.toLocaleString('en')} requests, idle again | ${median(rss.map((r) => r.agentAfterRequests)).toFixed(1)} MB | ${runs} |`);
   console.log(`| its CPU per request while serving them | ${median(rss.map((r) => r.cpuPerRequestMs)).toFixed(2)} ms | ${runs} |`);
+  console.log(`\nidle agent with inbound sidecar, every run: ${rss.map((r) => r.agent.toFixed(1)).join(', ')} MB`);
 } finally {
   app.close();
   rmSync(dir, { recursive: true, force: true });

@@ -60,7 +60,7 @@ function processTreeCpu(pid: number): number {
 }
 
 async function csrPool(size: number): Promise<string[]> {
-  return Promise.all(Array.from({ length: size }, async () => createCsr((await generateKeyPair()).keys)));
+  return Promise.all(Array.from({ length: size }, async () => createCsr((await generateKeyPair()).privateKey)));
 }
 
 export async function runSvidBench(seconds = 3): Promise<SvidBenchResult> {

@@ -1,10 +1,10 @@
 import { createHash, createPrivateKey, createPublicKey, KeyObject, randomBytes, sign, verify, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
-import { ECDSA_P256, generateKeyPair, toPem, x509, type EcJwk } from '../spiffe/pki.ts';
-import { bitString, boolean, children, explicit, implicit, octetString, oid, read, sequence, splitSigned, time, tlv, unsignedInteger, type Element } from './der.ts';
+import { ECDSA_P256, generateKeyPair, toPem, type EcJwk } from '../spiffe/pki.ts';
+import { x509 } from '../spiffe/x509.ts';
+import { bitString, boolean, children, ECDSA_WITH_SHA256, explicit, implicit, octetString, oid, read, sequence, splitSigned, time, tlv, unsignedInteger, type Element } from '../spiffe/der.ts';
 import { CaError } from './errors.ts';
 
-const ECDSA_WITH_SHA256 = oid('1.2.840.10045.4.3.2');
 const MAX_CSR_BYTES = 4096;
 const SIGNATURE_ALGORITHM = sequence(ECDSA_WITH_SHA256);
 const V3 = explicit(0, unsignedInteger(Buffer.from([2])));

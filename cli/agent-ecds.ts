@@ -5,7 +5,7 @@
  */
 // Every agent loads prom-client for its own metrics; a static import, as the bundle needs for
 // a CommonJS package (scripts/build.ts).
-import { Counter } from 'prom-client';
+import { Counter } from '../agent/metrics.ts';
 import type { AgentContext, AgentOptionGroup, PrepareContext } from './agent-group.ts';
 import { CliError } from './errors.ts';
 import type { EcdsOptions, EcdsServer as Ecds } from '../agent/xds/ecds.ts';

@@ -7,7 +7,17 @@ import { setFlagsFromString } from 'node:v8';
  * gain per request (bench/startup.ts: the agent's CPU per request is the same). Only the
  * growth factor can still change once the heap exists, so this runs before the agent's
  * modules load (their start-up is what grew it first).
+ *
+ * Its wasm (the policy filter, undici's HTTP parser) is compiled by TurboFan alone, each
+ * function when first called, on the main thread, instead of Liftoff first and TurboFan on
+ * V8's background threads once a function is hot. The decisions run the same optimized code
+ * (bench/sidecar.ts: the same CPU per request), but the tier-up's ~36 MB of compiler
+ * scratch no longer lands in a glibc thread arena, which is not given back to the system:
+ * in about half the runs it kept ~10 MB of an idle agent resident (bench/startup.ts: idle
+ * RSS 67.5 or 77 MB before, 67.5 every run after). The main thread's arena is trimmed. V8
+ * reads the flag when it compiles a module, so it too is set before the agent starts.
  */
-export function keepYoungGenerationSmall(): void {
+export function tuneDaemonHeap(): void {
   setFlagsFromString('--semi-space-growth-factor=1');
+  setFlagsFromString('--no-liftoff');
 }

@@ -1,7 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { CliError } from './errors.ts';
 import { VERSION } from './version.ts';
-import { keepYoungGenerationSmall } from './daemon-heap.ts';
+import { tuneDaemonHeap } from './daemon-heap.ts';
 import { compileWasmOnce } from './one-shot-wasm.ts';
 
 type Module = { register(program: Command): void };
@@ -21,7 +21,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Module> }>
   diff: { summary: 'the requests two versions of a policy decide differently', load: () => import('./diff.ts') },
   ca: { summary: 'the certificate authority: SPIFFE X.509-SVIDs, join tokens', load: () => import('./ca.ts') },
   control: { summary: 'control plane: policies through an API, versioned, pushed to every agent', load: () => import('./control.ts') },
-  agent: { summary: 'node agent: SVID in memory, SDS/ECDS for Envoy, embedded mTLS sidecar', load: () => (keepYoungGenerationSmall(), import('./agent.ts')) },
+  agent: { summary: 'node agent: SVID in memory, SDS/ECDS for Envoy, embedded mTLS sidecar', load: () => (tuneDaemonHeap(), import('./agent.ts')) },
   envoy: { summary: 'Envoy bootstrap generation and validation', load: () => import('./envoy.ts') },
   demo: { summary: 'the zero-trust demo on loopback', load: () => import('./demo.ts') },
   audit: { summary: 'verify, query and prove entries of a decision audit log', load: () => import('./audit.ts') },

@@ -1,14 +1,10 @@
-import 'reflect-metadata'; // @peculiar/x509 (through tsyringe) needs the Reflect metadata API at load time
-import { createHash, KeyObject, webcrypto } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
-// Here too for its callers; its own module keeps @peculiar/x509 out of what needs PEM parsing only (audit/chain.ts).
-export { pemBlocks } from './pem.ts';
+import { createHash, createPublicKey, KeyObject, sign, webcrypto, type X509Certificate } from 'node:crypto';
+import { bitString, children, ECDSA_WITH_SHA256, explicit, oid, read, sequence, unsignedInteger } from './der.ts';
 
-/** Shared X.509 and SPIFFE vocabulary of the CA and the agent. */
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
-export { x509 };
-
+/** Shared X.509 and SPIFFE vocabulary of the CA and the agent, on node:crypto alone (@peculiar/x509: x509.ts). */
 export const ECDSA_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+
+const BASIC_CONSTRAINTS = oid('2.5.29.19');
 
 export interface SpiffeId {
   id: string;
@@ -49,10 +45,19 @@ export async function generateKeyPair(): Promise<{ keys: CryptoKeyPair; privateK
   return { keys, privateKey: KeyObject.from(keys.privateKey as unknown as webcrypto.CryptoKey) };
 }
 
-/** PKCS#10 request for a key; the CA decides the identity, so the request names none. */
-export async function createCsr(keys: CryptoKeyPair): Promise<string> {
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: ECDSA_P256 });
-  return csr.toString('pem');
+/**
+ * PKCS#10 request (RFC 2986) for a P-256 key, naming nothing: the CA decides the identity.
+ * Version 0, an empty subject, the key, no attributes, signed ecdsa-with-SHA256.
+ */
+export function createCsr(privateKey: KeyObject): string {
+  const spki = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
+  const info = sequence(unsignedInteger(Buffer.from([0])), sequence(), spki, explicit(0, Buffer.alloc(0)));
+  return toPem(sequence(info, sequence(ECDSA_WITH_SHA256), bitString(sign('sha256', info, privateKey))), 'CERTIFICATE REQUEST');
+}
+
+export function pemBlocks(text: string, label = 'CERTIFICATE'): string[] {
+  const re = new RegExp(`-----BEGIN ${label}-----[A-Za-z0-9+/=\\s]+?-----END ${label}-----`, 'g');
+  return (text.match(re) ?? []).map((block) => `${block}\n`);
 }
 
 export function toPem(der: Buffer, label = 'CERTIFICATE'): string {
@@ -73,9 +78,35 @@ export function jwkThumbprint(jwk: EcJwk): string {
   return createHash('sha256').update(canonical).digest('base64url');
 }
 
-/** The one URI SAN of an X.509-SVID, or null when the certificate has none or several. */
-export function svidSpiffeId(cert: x509.X509Certificate): string | null {
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  const uris = san?.names.items.filter((name) => name.type === 'url').map((name) => name.value) ?? [];
-  return uris.length === 1 ? uris[0]! : null;
+/**
+ * The URI SANs of a certificate, from node's `subjectAltName`: `TYPE:value` entries joined
+ * by ", ". Node JSON-quotes a value holding a comma, a quote, a backslash or a byte outside
+ * printable ASCII and escapes those inside the quotes (`DNS:"x\u002c URI:…"`), so the list
+ * splits exactly; a quoted value would still have to be unescaped to be read. No SVID needs
+ * quoting (a SPIFFE ID is printable ASCII without those), so a list with any quoted name is
+ * refused instead.
+ */
+export function uriSans(cert: X509Certificate): string[] {
+  const names = cert.subjectAltName;
+  if (names === undefined) return [];
+  if (names.includes('"')) throw new Error('has a subject alternative name that needs quoting');
+  return names.split(', ').filter((name) => name.startsWith('URI:')).map((name) => name.slice('URI:'.length));
+}
+
+/**
+ * Whether a certificate's basicConstraints extension says cA. Node's `X509Certificate.ca`
+ * is OpenSSL's X509_check_ca, which also wants the keyCertSign key usage: a certificate with
+ * cA set and only digitalSignature reads false there, and an SVID must not be a CA at all.
+ * Throws on DER it cannot read.
+ */
+export function claimsCa(der: Buffer): boolean {
+  const tbs = children(read(der))[0]!;
+  const extensions = children(tbs).find((field) => field.tag === 0xa3); // [3] EXPLICIT Extensions
+  for (const extension of extensions ? children(children(extensions)[0]!) : []) {
+    const [id, ...rest] = children(extension); // extnID, critical?, extnValue
+    if (!id!.raw.equals(BASIC_CONSTRAINTS)) continue;
+    const cA = children(read(rest.at(-1)!.content))[0]; // BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE, … }
+    return cA?.tag === 0x01 && cA.content[0] !== 0;
+  }
+  return false;
 }

@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { IdentityAgent } from './agent.ts';
 import { isLoopbackAuthority, isLoopbackHost } from './loopback.ts';
+import type {} from './admin-access.ts'; // the adminToken route option (a fastify augmentation)
 
 export interface AdminOptions {
   agent: IdentityAgent;
@@ -26,26 +27,20 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-/**
- * Route option of a state-changing route that every local process may call without the
- * admin token. Only the fingerprint signer uses it (sign-endpoint.ts says why).
- */
-export const OPEN_TO_LOCAL_CALLERS = { config: { adminToken: false } } as const;
-
-/**
- * Route option of a read-only route that still needs the admin token: what it answers is
- * not for every local process (the audit entries carry callers, users' claims and paths).
- */
-export const ADMIN_TOKEN_TO_READ = { config: { adminToken: true } } as const;
-
 const READ_ONLY = new Set(['GET', 'HEAD']);
 
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** false: see OPEN_TO_LOCAL_CALLERS; true: see ADMIN_TOKEN_TO_READ. */
-    adminToken?: boolean;
-  }
+/**
+ * No admin route declares a schema (bodies are read by the routes themselves), so fastify
+ * gets compilers that refuse one: its defaults would load ajv and fast-json-stringify into
+ * the agent for its whole life (bench/startup.ts: the idle agent's RSS). A route added with
+ * a schema fails to register, at start-up.
+ */
+const NO_SCHEMAS = { compilersFactory: { buildValidator: noSchemas, buildSerializer: noSchemas } };
+
+function noSchemas(): never {
+  throw new Error('admin routes declare no schemas (agent/identity/admin.ts)');
 }
+
 
 /**
  * The agent's local admin API (loopback only): health, Prometheus metrics and the SVID's
@@ -62,7 +57,7 @@ export async function createAdmin(options: AdminOptions): Promise<AdminServer> {
   if (!isLoopbackHost(host)) throw new Error(`admin endpoint must listen on loopback, not ${host}`);
   const { agent } = options;
   const token = options.token ?? randomBytes(32).toString('base64url');
-  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, schemaController: NO_SCHEMAS });
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send({ error: { code: 'not_found', message: `no route ${request.method} ${request.url}` } }),
   );

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from '../metrics.ts';
 import { createCsr, generateKeyPair, pemBlocks } from '../../spiffe/pki.ts';
 import { CaRejectedError, CaUnavailableError, fetchLiveKeyIds, postToCa, type SvidResponse } from './client.ts';
 
@@ -206,8 +206,8 @@ function backoff(attempt: number, options: AgentOptions): number {
 
 /** New key, CSR, CA call, and every check that the answer is the SVID we asked for. */
 async function requestSvid(options: AgentOptions, path: string, body: object, current: Svid | undefined, bundle: string[]): Promise<Svid> {
-  const { keys, privateKey } = await generateKeyPair();
-  const csr = await createCsr(keys);
+  const { privateKey } = await generateKeyPair();
+  const csr = createCsr(privateKey);
   const response = await postToCa(options.caUrl, options.bundlePem, path, { ...body, csr }, current);
   return acceptSvid(response, privateKey, bundle);
 }

@@ -4,7 +4,7 @@
  * the reload metric.
  */
 import type { FastifyInstance } from 'fastify';
-import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
+import { Counter, register as defaultRegistry, type Registry } from '../metrics.ts';
 import type { Logger } from 'pino';
 import type { FilterSlot } from './filter-slot.ts';
 

@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { AuditLog } from '../../audit/log.ts';
 import { parseCheckpoint } from '../../audit/checkpoint.ts';
 import { consistencyProof, inclusionProof, readEntries } from '../../audit/proof.ts';
-import { ADMIN_TOKEN_TO_READ } from '../identity/admin.ts';
+import { ADMIN_TOKEN_TO_READ } from '../identity/admin-access.ts';
 
 const MAX_ENTRIES = 1000;
 

@@ -6,7 +6,7 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
-import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
+import { Counter, register as defaultRegistry, type Registry } from '../metrics.ts';
 import { AuditLog, AuditWriteError, type CertificateRef, type WrittenEntry } from '../../audit/log.ts';
 import { redactPath, type Decided } from '../../audit/entry.ts';
 import { tokenHash } from '../../spiffe/fingerprint.ts';

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import type { Registry } from 'prom-client';
+import type { Registry } from '../metrics.ts';
 import { loadFilter } from '../../host/filter.ts';
 import type { SvidSource } from './svid.ts';
 import { LiveKeys, type LiveKeysOptions } from '../identity/live-keys.ts';

@@ -3,16 +3,21 @@
  * certificate's single URI SAN, a valid SPIFFE ID in our trust domain (X.509-SVID §2).
  * Anything else is no identity at all.
  */
+import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
-import { x509, parseSpiffeId } from '../../spiffe/pki.ts';
+import { claimsCa, parseSpiffeId, uriSans } from '../../spiffe/pki.ts';
 
 export class PeerIdentityError extends Error {}
 
 export function spiffeIdOf(der: Uint8Array, trustDomain: string): string {
-  const cert = new x509.X509Certificate(der as BufferSource);
-  if (cert.getExtension(x509.BasicConstraintsExtension)?.ca) throw new PeerIdentityError('peer certificate is a CA');
-  const names = cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [];
-  const uris = names.filter((n) => n.type === 'url').map((n) => n.value);
+  let uris;
+  try {
+    const cert = new X509Certificate(der);
+    if (cert.ca || claimsCa(Buffer.from(der))) throw new Error('is a CA');
+    uris = uriSans(cert);
+  } catch (err) {
+    throw new PeerIdentityError(`peer certificate ${(err as Error).message}`);
+  }
   if (uris.length !== 1) throw new PeerIdentityError(`peer certificate has ${uris.length} URI SANs, an SVID has exactly one`);
   let id;
   try {

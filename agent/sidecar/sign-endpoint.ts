@@ -24,9 +24,9 @@
  */
 import { createPublicKey } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, type Registry } from '../metrics.ts';
 import type { Svid } from '../identity/agent.ts';
-import { OPEN_TO_LOCAL_CALLERS } from '../identity/admin.ts';
+import { OPEN_TO_LOCAL_CALLERS } from '../identity/admin-access.ts';
 import { isLoopbackAddress } from '../identity/loopback.ts';
 import { jwkThumbprint, parseSpiffeId, type EcJwk } from '../../spiffe/pki.ts';
 import { DEFAULT_TTL_SECONDS, MAX_FINGERPRINT_BYTES, signFingerprint } from '../../spiffe/fingerprint.ts';

@@ -13,7 +13,7 @@
  */
 import { status as GrpcStatus, type sendUnaryData, type ServerReadableStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, type Registry } from '../metrics.ts';
 import type { AuditLog } from '../../audit/log.ts';
 import { loadBundle } from '../../audit/chain.ts';
 import { EvidenceError, FingerprintEvidence, threadpoolCheck } from '../../audit/evidence.ts';

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { status as GrpcStatus, type ServiceClientConstructor, type ServiceDefinition } from '@grpc/grpc-js';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../metrics.ts';
 import { grpcService, loadProtoRoot, typeUrl } from '../../envoy/protos.ts';
 import type { XdsService } from './server.ts';
 import { selectByName, sotwHandlers, type AnyMessage, type SotwSource } from './sotw.ts';

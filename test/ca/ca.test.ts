@@ -5,7 +5,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CertificateAuthority } from '../../ca/ca.ts';
 import { startCaServer, type CaServer } from '../../ca/server.ts';
-import { generateKeyPair, x509 } from '../../spiffe/pki.ts';
+import { generateKeyPair } from '../../spiffe/pki.ts';
+import { x509 } from '../../spiffe/x509.ts';
 import { CARD, TD, caRequest, initCa, newCsr, removeDir, sleep } from '../support/identity.ts';
 
 const test = suite<{ dir: string; server: CaServer; bundle: string }>('ca');

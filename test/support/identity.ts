@@ -33,7 +33,7 @@ export async function initCa(): Promise<string> {
 /** A new P-256 key and a CSR for it. */
 export async function newCsr() {
   const { keys, privateKey } = await generateKeyPair();
-  return { keys, privateKey, csr: await createCsr(keys) };
+  return { keys, privateKey, csr: createCsr(privateKey) };
 }
 
 export function freePort(): Promise<number> {

@@ -5,6 +5,7 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startCaServer, type CaServer } from '../../../ca/server.ts';
+import type { FastifyPluginAsync } from 'fastify';
 import { createAdmin, type AdminServer } from '../../../agent/identity/admin.ts';
 import { startAgent, type IdentityAgent } from '../../../agent/identity/agent.ts';
 import { CaRejectedError, CaUntrustedError } from '../../../agent/identity/client.ts';
@@ -148,6 +149,17 @@ test('admin: healthz, metrics, svid without the key, plugin routes, JSON 404', a
   assert.is((await missing.json()).error.code, 'not_found');
   const refused = await createAdmin({ agent: ctx.agent, host: '0.0.0.0' }).then(() => null, (err: Error) => err.message);
   assert.match(refused ?? '', /loopback/);
+});
+
+test('an admin route that declares a schema fails to register: the admin API loads no schema compiler', async (ctx) => {
+  const withSchema: FastifyPluginAsync = async (app) => {
+    app.post('/v1/typed', { schema: { body: { type: 'object' } } }, async () => ({}));
+  };
+  const failed = await createAdmin({ agent: ctx.agent, plugins: [withSchema] }).then(
+    async (admin) => admin.listen().then(() => admin.close().then(() => null), async (err: Error) => (await admin.close(), err.message)),
+    (err: Error) => err.message,
+  );
+  assert.match(failed ?? '', /declare no schemas/);
 });
 
 test('revocation blocks renewal; the agent keeps its SVID and reports degraded', async (ctx) => {

@@ -117,6 +117,9 @@ inbound('authentication failures are 401 and never reach the app', async () => {
   const foreign = await other.issue(FRONTEND);
   const wrongDomain = await ids.ca.issue('spiffe://other.example/ns/web/sa/frontend');
   const twoUris = await ids.ca.issue(FRONTEND, { extraUris: ['spiffe://bank.example/ns/x/sa/y'] });
+  // No URI SAN at all, only a DNS name that spells the frontend's (node prints it quoted).
+  const caCertificate = await ids.ca.issue(FRONTEND, { ca: true });
+  const dnsSpellingUri = await ids.ca.issue(FRONTEND, { names: [{ type: 'dns', value: `x, URI:${FRONTEND}, DNS:y` }] });
   const expired = await ids.ca.issue(FRONTEND, { ttlSeconds: -10 });
   const token = await issuer.token({ sub: 'alice' });
   const cases: [string, Promise<{ status: number; text: string }>][] = [
@@ -124,6 +127,8 @@ inbound('authentication failures are 401 and never reach the app', async () => {
     ['certificate from another CA', call(sidecar.url, agentFor(foreign), foreign)],
     ['other trust domain', call(sidecar.url, agentFor(wrongDomain), wrongDomain)],
     ['two URI SANs', call(sidecar.url, agentFor(twoUris), twoUris)],
+    ['a CA certificate (cA set, no keyCertSign)', call(sidecar.url, agentFor(caCertificate), caCertificate)],
+    ['a DNS SAN spelling a URI SAN', call(sidecar.url, agentFor(dnsSpellingUri), dnsSpellingUri)],
     ['expired SVID', call(sidecar.url, agentFor(expired), expired)],
     ['no fingerprint', call(sidecar.url, frontendAgent, front(), { fingerprint: false })],
     ['fingerprint for another service', call(sidecar.url, frontendAgent, front(), { fingerprint: { target: FRONTEND } })],

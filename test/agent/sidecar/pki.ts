@@ -9,7 +9,8 @@ const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
 export interface TestCa {
   certPem: string;
-  issue(spiffeId: string, opts?: { ttlSeconds?: number; extraUris?: string[] }): Promise<Svid>;
+  /** Crafted certificates: `names` replaces the SANs `spiffeId` and `extraUris` give, `ca` marks it a CA (`keyCertSign` as well, the usage OpenSSL's X509_check_ca also wants). */
+  issue(spiffeId: string, opts?: { ttlSeconds?: number; extraUris?: string[]; names?: x509.JsonGeneralName[]; ca?: boolean; keyCertSign?: boolean }): Promise<Svid>;
 }
 
 async function keys(): Promise<CryptoKeyPair> {
@@ -42,7 +43,7 @@ export async function createCa(trustDomain: string): Promise<TestCa> {
     async issue(spiffeId, opts = {}) {
       const leafKeys = await keys();
       const notAfter = new Date(Date.now() + (opts.ttlSeconds ?? 3600) * 1000);
-      const uris = [spiffeId, ...(opts.extraUris ?? [])];
+      const names = opts.names ?? [spiffeId, ...(opts.extraUris ?? [])].map((value) => ({ type: 'url' as const, value }));
       const leaf = await x509.X509CertificateGenerator.create({
         subject: 'O=SPIRE',
         issuer: caCert.subject,
@@ -52,10 +53,10 @@ export async function createCa(trustDomain: string): Promise<TestCa> {
         notBefore: new Date(Date.now() - 60_000),
         notAfter,
         extensions: [
-          new x509.BasicConstraintsExtension(false, undefined, true),
-          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+          new x509.BasicConstraintsExtension(opts.ca ?? false, undefined, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment | (opts.keyCertSign ? x509.KeyUsageFlags.keyCertSign : 0), true),
           new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-          new x509.SubjectAlternativeNameExtension(uris.map((value) => ({ type: 'url' as const, value }))),
+          new x509.SubjectAlternativeNameExtension(names),
           await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey),
         ],
       });
