@@ -15,7 +15,7 @@ import { createHash, randomBytes, type KeyObject } from 'node:crypto';
 import path from 'node:path';
 import { writeFileAtomic } from '../platform/files.ts';
 import { toPem } from '../spiffe/pki.ts';
-import { MerkleTree, leafHash } from './merkle.ts';
+import { MerkleTree, leafHash, leafHashAt } from './merkle.ts';
 import { encodeEntry, type Decided } from './entry.ts';
 import { signCheckpoint, parseCheckpoint, originIdentity } from './checkpoint.ts';
 import { CERTS, CHECKPOINTS, ORIGIN, SEGMENTS, certFile, chainFileOf, checkpointFile, listCheckpoints, listSegments, segmentFile } from './files.ts';
@@ -219,28 +219,28 @@ export class AuditLog {
     this.#queue = [];
     if (batch.length === 0) return;
     const first = this.tree.size;
-    // Each line is encoded once, into the batch's bytes, and hashed there.
+    // Each line is encoded once, into the batch's bytes, and hashed there. Byte 0 is not
+    // written: it is where the first line's leaf-hash prefix goes (a newline for the others).
     const lines: string[] = new Array(batch.length);
-    const hashes: Buffer[] = new Array(batch.length);
+    const hashes: string[] = new Array(batch.length);
     let bytes = this.#batchBytes;
-    let length = 0;
+    let length = 1;
     let prev = first === 0 ? '' : this.tree.leaf(first - 1).toString('base64');
     for (let i = 0; i < batch.length; i++) {
       const line = (lines[i] = encodeEntry(first + i, prev, batch[i]!.decided));
       // UTF-8 takes at most 3 bytes per UTF-16 code unit; +1 for the newline.
       if (length + 3 * line.length + 1 > bytes.length) bytes = this.#batchBytes = grown(bytes, length, 3 * line.length + 1);
       const end = length + bytes.write(line, length);
-      const hash = (hashes[i] = leafHash(bytes.subarray(length, end)));
+      prev = hashes[i] = leafHashAt(bytes, length, end);
       bytes[end] = 10;
       length = end + 1;
-      prev = hash.toString('base64');
     }
     try {
       for (const p of batch) if (p.cert) this.#rememberCert(p.cert);
       const segment = await this.#writable();
-      writeAll(segment.handle!.fd, bytes.subarray(0, length));
+      writeAll(segment.handle!.fd, bytes.subarray(1, length));
       if (this.#opts.fsync === 'batch') await segment.handle!.sync();
-      segment.bytes += length;
+      segment.bytes += length - 1;
       segment.entries += batch.length;
     } catch (err) {
       await this.#cutBack();
