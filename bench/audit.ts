@@ -5,7 +5,8 @@
  * with the log on and off is measured in bench/sidecar.ts, in the same run as its baseline.
  *
  * The log is the agent's with its defaults (checkpoint every 1,000 entries or second, fsync
- * before each); every entry carries a real fingerprint JWS. Append and verify run in this
+ * before each); every entry carries a real fingerprint JWS, with the claims the sidecar
+ * verified, as the sidecar appends it. Append and verify run in this
  * process, the sources through tsx (esbuild's transform, as every benchmark of `npm run
  * bench`); the full verify is also timed as users run it: `palisade audit verify` in its own
  * process (dist/ when built), process start included. The ceiling of a full verify is ECDSA
@@ -44,6 +45,8 @@ const ref = { id: AuditLog.certificateId(cert.raw), der: cert.raw };
 const fingerprints = Array.from({ length: SIGNED }, (_, i) =>
   signFingerprint(caller.privateKey, { caller: CALLER, target: SERVICE, method: 'GET', path: `/cards/${i}`, identityToken: token }),
 );
+/** What the sidecar hands over with each fingerprint: the claims it verified (agent/sidecar/audit.ts). */
+const verifiedClaims = fingerprints.map((jws) => JSON.parse(Buffer.from(jws.split('.')[1]!, 'base64url').toString('utf8')) as Decided['fingerprintClaims']);
 const decided = (i: number): Decided => ({
   time: new Date().toISOString(),
   trace_id: '4bf92f3577b34da6a3ce929d0e0e4736',
@@ -60,6 +63,7 @@ const decided = (i: number): Decided => ({
   reason: 'allowed',
   policy: { sha256: 'a'.repeat(64) },
   fingerprint: fingerprints[i % SIGNED]!,
+  fingerprintClaims: verifiedClaims[i % SIGNED],
 });
 
 const dir = mkdtempSync(path.join(tmpdir(), 'palisade-bench-audit-'));
@@ -101,7 +105,7 @@ try {
   const threads = availableParallelism();
 
   const rate = (n: number, ms: number) => Math.round((n / ms) * 1000).toLocaleString('en');
-  console.log(`${ENTRIES.toLocaleString('en')} entries (format v2) with a real fingerprint, user claims and caller reference each; the log's defaults: checkpoint every 1,000 entries or second, fsync before each checkpoint; sources through tsx`);
+  console.log(`${ENTRIES.toLocaleString('en')} entries (format v2) with a real fingerprint (and its verified claims, as the sidecar appends it), user claims and caller reference each; the log's defaults: checkpoint every 1,000 entries or second, fsync before each checkpoint; sources through tsx`);
   console.log('| | wall clock | per CPU second (all threads) | target |');
   console.log('| --- | ---: | ---: | ---: |');
   console.log(`| append (encode, hash, batch, write) | ${rate(ENTRIES, appendMs)} entries/s | ${rate(ENTRIES, appendCpuMs)} | ≥ 100,000/s |`);
