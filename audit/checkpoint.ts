@@ -40,9 +40,16 @@ export function checkpointBody(head: TreeHead): string {
 
 /** signed-note key ID for an ECDSA key: SHA-256(DER SPKI)[:4] (C2SP signed-note, type 0x02). */
 export function keyIdOf(key: KeyObject): Buffer {
-  const spki = (key.type === 'public' ? key : createPublicKey(key)).export({ type: 'spki', format: 'der' });
-  return createHash('sha256').update(spki).digest().subarray(0, 4);
+  // Per key object: the agent signs a checkpoint every 1,000 entries with the same SVID key,
+  // and deriving and exporting its public key cost more than the signature.
+  let id = keyIds.get(key);
+  if (!id) {
+    const spki = (key.type === 'public' ? key : createPublicKey(key)).export({ type: 'spki', format: 'der' });
+    keyIds.set(key, (id = createHash('sha256').update(spki).digest().subarray(0, 4)));
+  }
+  return id;
 }
+const keyIds = new WeakMap<KeyObject, Buffer>();
 
 export function signCheckpoint(head: TreeHead, privateKey: KeyObject): string {
   const body = checkpointBody(head);

@@ -18,6 +18,20 @@ export function leafHash(entry: Uint8Array | string): Buffer {
   return hash('sha256', prefixed(0, entry), 'buffer') as Buffer;
 }
 
+/**
+ * The leaf hash (base64, as an entry's `prev` spells it) of `bytes[start:end]`, hashed where
+ * it lies: the byte before it (`start` ≥ 1) holds the 0x00 prefix meanwhile, and is put back.
+ * The appender's path: a digest as a string costs less than half of one as a Buffer (a new
+ * ArrayBuffer for 32 bytes, and the GC's work for it), and the entry is not copied.
+ */
+export function leafHashAt(bytes: Buffer, start: number, end: number): string {
+  const before = bytes[start - 1]!;
+  bytes[start - 1] = 0;
+  const digest = hash('sha256', bytes.subarray(start - 1, end), 'base64') as string;
+  bytes[start - 1] = before;
+  return digest;
+}
+
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
   const bytes = prefixed(1, left, right.length);
   bytes.set(right, 1 + left.length);
@@ -38,17 +52,28 @@ function prefixed(prefix: number, bytes: Uint8Array, extra = 0): Buffer {
 /** The root of the empty tree: the hash of nothing. */
 export const EMPTY_ROOT = hash('sha256', '', 'buffer') as Buffer;
 
+/** The input of a node hash in `append`: 0x01 ‖ left ‖ right. */
+const pairInput = Buffer.alloc(1 + 2 * HASH_BYTES, 1);
+
 /** Hashes of equal length, one contiguous buffer (a million leaves are 32 MB, not a million objects). */
 class HashList {
   #bytes = Buffer.alloc(HASH_BYTES * 1024);
   length = 0;
-  push(hash: Uint8Array): void {
+  /** A hash as bytes, or as a digest string in `encoding`. */
+  push(hash: Uint8Array | string, encoding: 'base64' | 'binary' = 'base64'): void {
     if ((this.length + 1) * HASH_BYTES > this.#bytes.length) {
       const grown = Buffer.alloc(this.#bytes.length * 2);
       this.#bytes.copy(grown);
       this.#bytes = grown;
     }
-    this.#bytes.set(hash, this.length++ * HASH_BYTES);
+    if (typeof hash !== 'string') this.#bytes.set(hash, this.length * HASH_BYTES);
+    else if (this.#bytes.write(hash, this.length * HASH_BYTES, HASH_BYTES, encoding) !== HASH_BYTES) throw new RangeError(`not a ${encoding} hash: ${hash}`);
+    this.length++;
+  }
+  /** 0x01 ‖ the last two hashes, the input of the node above them, in a buffer reused by every call. */
+  lastPair(): Buffer {
+    this.#bytes.copy(pairInput, 1, (this.length - 2) * HASH_BYTES, this.length * HASH_BYTES);
+    return pairInput;
   }
   /** Hashes one after another in `hashes`, as many pushes. */
   pushAll(hashes: Uint8Array): void {
@@ -84,7 +109,8 @@ export class MerkleTree {
     return this.#levels[0]!.at(index);
   }
 
-  append(leaf: Uint8Array): void {
+  /** Appends a leaf hash, as bytes or base64 (`leafHashAt`'s). */
+  append(leaf: Uint8Array | string): void {
     this.#levels[0]!.push(leaf);
     this.#pairUp(0);
   }
@@ -105,12 +131,15 @@ export class MerkleTree {
     this.#pairUp(height);
   }
 
-  /** Each time a level from `h` up gains its second, fourth, … hash, the pair above it is complete. */
+  /**
+   * Each time a level from `h` up gains its second, fourth, … hash, the pair above it is
+   * complete. Its digest comes as a string and goes straight into the level: no Buffer per node.
+   */
   #pairUp(h: number): void {
     for (; this.#levels[h]!.length % 2 === 0; h++) {
       const level = this.#levels[h]!;
       const above = this.#levels[h + 1] ?? (this.#levels[h + 1] = new HashList());
-      above.push(nodeHash(level.at(level.length - 2), level.at(level.length - 1)));
+      above.push(hash('sha256', level.lastPair(), 'binary') as string, 'binary');
     }
   }
 

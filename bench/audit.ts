@@ -5,7 +5,8 @@
  * with the log on and off is measured in bench/sidecar.ts, in the same run as its baseline.
  *
  * The log is the agent's with its defaults (checkpoint every 1,000 entries or second, fsync
- * before each); every entry carries a real fingerprint JWS. Append and verify run in this
+ * before each); every entry carries a real fingerprint JWS, with the claims the sidecar
+ * verified, as the sidecar appends it. Append and verify run in this
  * process, the sources through tsx (esbuild's transform, as every benchmark of `npm run
  * bench`); the full verify is also timed as users run it: `palisade audit verify` in its own
  * process (dist/ when built), process start included. The ceiling of a full verify is ECDSA
@@ -78,7 +79,7 @@ try {
   const threads = availableParallelism();
 
   const rate = (n: number, ms: number) => Math.round((n / ms) * 1000).toLocaleString('en');
-  console.log(`${ENTRIES.toLocaleString('en')} entries (format v2) with a real fingerprint, user claims and caller reference each; the log's defaults: checkpoint every 1,000 entries or second, fsync before each checkpoint; sources through tsx; each verify the fastest of ${VERIFY_ROUNDS}`);
+  console.log(`${ENTRIES.toLocaleString('en')} entries (format v2) with a real fingerprint (and its verified claims, as the sidecar appends it), user claims and caller reference each; the log's defaults: checkpoint every 1,000 entries or second, fsync before each checkpoint; sources through tsx; each verify the fastest of ${VERIFY_ROUNDS}`);
   console.log('| | wall clock | per CPU second (all threads) | target |');
   console.log('| --- | ---: | ---: | ---: |');
   console.log(`| append (encode, hash, batch, write) | ${rate(ENTRIES, appendMs)} entries/s | ${rate(ENTRIES, appendCpuMs)} | ≥ 100,000/s |`);

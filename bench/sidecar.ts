@@ -168,7 +168,15 @@ async function main(): Promise<void> {
 
   const [plainLat, sidecarLat] = await latencies();
   const loads: { plain: Load; sidecar: Load; audited: Load }[] = [];
-  for (let i = 0; i < ROUNDS; i++) loads.push({ plain: await throughput(plainUrl), sidecar: await throughput(sidecar.url), audited: await throughput(audited.url) });
+  for (let i = 0; i < ROUNDS; i++) {
+    // Every other round runs the proxies in reverse order: this process gets slower as it runs
+    // (every proxy's replay cache and the audit tree grow), which in a fixed order would always
+    // count against the proxy measured last, the audited sidecar.
+    const round = {} as { plain: Load; sidecar: Load; audited: Load };
+    const order = [['plain', plainUrl], ['sidecar', sidecar.url], ['audited', audited.url]] as const;
+    for (const [name, url] of i % 2 ? [...order].reverse() : order) round[name] = await throughput(url);
+    loads.push(round);
+  }
 
   const ms = (x: number) => x.toFixed(3);
   console.log('### Inbound sidecar vs plain Node TLS reverse proxy (same machine, same run)');

@@ -43,7 +43,8 @@ export class DecisionAudit {
   /** Writes the entry; `proceed` when the request may go on (written, or `open`), `written` the entry when it was. */
   async record(record: DecisionRecord, evidence: Evidence): Promise<{ proceed: boolean; written?: WrittenEntry }> {
     try {
-      const written = await this.log.append(entryOf(record, evidence), evidence.callerCert && certificateRef(evidence.callerCert));
+      const cert = evidence.callerCert && certificateRef(evidence.callerCert);
+      const written = await this.log.append(entryOf(record, evidence, cert), cert);
       this.#counter.inc({ result: 'written' });
       return { proceed: true, written };
     } catch (err) {
@@ -70,8 +71,7 @@ function certificateRef(cert: X509Certificate): CertificateRef & { serial: strin
   return ref;
 }
 
-function entryOf(record: DecisionRecord, evidence: Evidence): Decided {
-  const cert = evidence.callerCert && certificateRef(evidence.callerCert);
+function entryOf(record: DecisionRecord, evidence: Evidence, cert: (CertificateRef & { serial: string }) | undefined): Decided {
   return {
     time: new Date().toISOString(),
     trace_id: record.trace_id,

@@ -99,7 +99,8 @@ export function requestPipeline(opts: PipelineOptions): RequestHandler {
       if (!opts.audit) return true;
       const { proceed, written } = await opts.audit.record(record, evidence);
       record.audit_index = written?.seq ?? null;
-      entry = written?.line;
+      // Kept for the push only: otherwise every request in flight holds its kilobyte line until its response ends.
+      if (opts.onDecision) entry = written?.line;
       return proceed;
     };
     inFlight++;

@@ -1,6 +1,6 @@
 /**
  * Decisions of the card service as its sidecar records them, each with a real fingerprint
- * signed by the frontend's SVID: what bench/audit.ts appends by the hundred thousand and
+ * signed by the frontend's SVID and the claims the sidecar verified in it: what bench/audit.ts appends by the hundred thousand and
  * test/audit/runs.test.ts by the thousand. `signed` distinct requests are signed and reused
  * round robin (signing is the caller's cost, not the log's).
  */
@@ -26,6 +26,8 @@ export async function signedDecisions(signed: number) {
   const fingerprints = Array.from({ length: signed }, (_, i) =>
     signFingerprint(caller.privateKey, { caller: CALLER, target: SERVICE, method: 'GET', path: `/cards/${i}`, identityToken: token }),
   );
+  /** What the sidecar hands over with each fingerprint: the claims it verified (agent/sidecar/audit.ts). */
+  const verifiedClaims = fingerprints.map((jws) => JSON.parse(Buffer.from(jws.split('.')[1]!, 'base64url').toString('utf8')) as Decided['fingerprintClaims']);
   const decided = (i: number): Decided => ({
     time: new Date().toISOString(),
     trace_id: '4bf92f3577b34da6a3ce929d0e0e4736',
@@ -42,6 +44,7 @@ export async function signedDecisions(signed: number) {
     reason: 'allowed',
     policy: { sha256: 'a'.repeat(64) },
     fingerprint: fingerprints[i % signed]!,
+    fingerprintClaims: verifiedClaims[i % signed],
   });
   return { ca, service, cert, ref, fingerprints, decided };
 }

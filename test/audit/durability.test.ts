@@ -5,12 +5,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AuditLog } from '../../audit/log.ts';
 import { verifyLog } from '../../audit/verify.ts';
-import { segmentFile } from '../../audit/files.ts';
+import { chainFileOf, checkpointFile, segmentFile } from '../../audit/files.ts';
 import { startPerimeter } from './traffic.ts';
 import { CARD } from '../agent/sidecar/harness.ts';
 
@@ -104,6 +104,53 @@ test('checkpoints signed before and after an SVID rotation all verify; another w
   assert.is(new Set(chains).size, 2);
   assert.is((await verifyLog(dir, p.ids.ca.certPem)).checkpoints, 2);
   assert.throws(() => AuditLog.open({ dir, signer: p.ids.frontend }), /belongs to spiffe:\/\/bank\.example\/ns\/payments\/sa\/card/);
+});
+
+test("a checkpoint's chain: linked to the last one's while the SVID stays (also across a restart), its own after a rotation or when the last one is gone or a file is in the way", async () => {
+  const dir = fresh();
+  const chain = (size: number) => chainFileOf(checkpointFile(dir, size));
+  const inode = (size: number) => statSync(chain(size)).ino;
+  let p = await startPerimeter(dir, { log: { checkpointIntervalMs: 3_600_000 } });
+  const ids = p.ids;
+  const first = ids.card.svid().chainPem;
+  /** One more entry, and a checkpoint over it (size = entries so far). */
+  const step = async (size: number) => {
+    assert.is((await p.call({ path: `/cards/${size}` })).status, 200);
+    await p.log.checkpoint();
+    assert.ok(existsSync(checkpointFile(dir, size)), `checkpoint ${size}`);
+  };
+  try {
+    for (const size of [1, 2, 3]) await step(size);
+    ids.card.rotate(await ids.ca.issue(CARD));
+    await step(4);
+    await step(5);
+    // The last checkpoint gone, chain and all (verify needs no checkpoint in particular).
+    unlinkSync(chain(5));
+    unlinkSync(checkpointFile(dir, 5));
+    await step(6);
+    writeFileSync(chain(7), 'in the way'); // as a crash between a chain and its note would leave it
+    await step(7);
+  } finally {
+    await p.close();
+  }
+  p = await startPerimeter(dir, { ids, log: { checkpointIntervalMs: 3_600_000 } });
+  try {
+    await step(8); // after a restart: linked to the checkpoint found on disk
+  } finally {
+    await p.close();
+  }
+  const second = ids.card.svid().chainPem;
+  assert.is.not(first, second);
+  assert.equal([1, 2, 3].map((s) => readFileSync(chain(s), 'utf8')), [first, first, first]);
+  assert.equal([4, 6, 7, 8].map((s) => readFileSync(chain(s), 'utf8')), [second, second, second, second]);
+  assert.is(inode(2), inode(1));
+  assert.is(inode(3), inode(1));
+  assert.is.not(inode(4), inode(3));
+  assert.is.not(inode(6), inode(4));
+  assert.is.not(inode(7), inode(6));
+  assert.is(inode(8), inode(7));
+  // Files, not links, to whoever reads them: each checkpoint verifies with the chain beside it.
+  assert.is((await verifyLog(dir, ids.ca.certPem)).checkpoints, 7);
 });
 
 test('checkpoints signed while entries keep arriving and segments rotate all commit to what is on disk and verify', async () => {
