@@ -32,19 +32,8 @@ export function normalizePath(raw: string): string | null {
   if (raw.includes('#') || raw.includes('\0')) return null;
   const path = raw.split('?')[0];
   if (!path.startsWith('/') || path.includes('\\')) return null; // a raw backslash too, as Envoy's REJECT_REQUEST
-  let decoded = '';
-  for (let i = 0; i < path.length; i++) {
-    if (path[i] !== '%') {
-      decoded += path[i];
-      continue;
-    }
-    const hex = path.slice(i + 1, i + 3);
-    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return null;
-    const c = String.fromCharCode(parseInt(hex, 16));
-    if (c === '/' || c === '\\' || c === '\0') return null;
-    decoded += UNRESERVED.test(c) ? c : `%${hex.toUpperCase()}`;
-    i += 2;
-  }
+  const decoded = decodePercents(path);
+  if (decoded === null) return null;
   // Dot segments first, over a stack that still holds empty segments (RFC 3986 order, as
   // Envoy and runtime/path.ts do: `/x//../a` is `/x/a`), then merged slashes.
   const stack: string[] = [];
@@ -60,13 +49,32 @@ export function normalizePath(raw: string): string | null {
   return `/${out.join('/')}${trailing ? '/' : ''}`;
 }
 
+/** Percent-encoded unreserved characters decoded, others upper-cased; null for a bad escape or an encoded '/', '\\' or NUL. */
+function decodePercents(path: string): string | null {
+  if (!path.includes('%')) return path;
+  let decoded = '';
+  for (let i = 0; i < path.length; i++) {
+    if (path[i] !== '%') {
+      decoded += path[i];
+      continue;
+    }
+    const hex = path.slice(i + 1, i + 3);
+    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return null;
+    const c = String.fromCharCode(parseInt(hex, 16));
+    if (c === '/' || c === '\\' || c === '\0') return null;
+    decoded += UNRESERVED.test(c) ? c : `%${hex.toUpperCase()}`;
+    i += 2;
+  }
+  return decoded;
+}
+
 /**
  * A workload SPIFFE ID per SPIFFE-ID.md: lowercase scheme, a trust domain of [a-z0-9._-], a
  * path of non-empty segments of [A-Za-z0-9._-] other than `.` and `..`; the trust domain, or null.
  */
 function callerTrustDomain(id: string): string | null {
   const m = /^spiffe:\/\/([a-z0-9._-]{1,255})((?:\/[A-Za-z0-9._-]+)+)$/.exec(id);
-  if (!m || new TextEncoder().encode(id).length > 2048) return null;
+  if (!m || Buffer.byteLength(id, 'utf8') > 2048) return null;
   return m[2].split('/').slice(1).some((s) => s === '.' || s === '..') ? null : m[1];
 }
 
