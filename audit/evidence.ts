@@ -3,8 +3,8 @@
  * by `palisade audit verify` (on its helper threads, audit/entry-runs.ts) for every stored
  * entry, and by the agent for each Envoy access-log entry before it appends it.
  */
-import { createHash, verify, type KeyObject, type X509Certificate } from 'node:crypto';
-import { FINGERPRINT_TYP, htuOf, type FingerprintClaims } from '../spiffe/fingerprint.ts';
+import { createHash, type KeyObject, type X509Certificate } from 'node:crypto';
+import { FINGERPRINT_TYP, htuOf, verified, type FingerprintClaims } from '../spiffe/fingerprint.ts';
 import { verifyChainAt, spiffeIdOfCert, ChainError } from './chain.ts';
 import type { AuditEntry } from './entry.ts';
 import { isReduced, signingInput, type ReducedFingerprint, type SignedFields } from './fingerprint.ts';
@@ -25,8 +25,7 @@ export class EvidenceError extends Error {}
 export type SignatureCheck<R = Promise<boolean>> = (cert: { id: string; key: KeyObject }, signed: string, signature: string) => R;
 
 /** One check per threadpool job: for a few signatures at a time (the agent's Envoy access-log entries). */
-export const threadpoolCheck: SignatureCheck = (cert, signed, signature) =>
-  new Promise((resolve) => verify('sha256', Buffer.from(signed), { key: cert.key, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64url'), (err, valid) => resolve(!err && valid)));
+export const threadpoolCheck: SignatureCheck = (cert, signed, signature) => verified(Buffer.from(signed), cert.key, Buffer.from(signature, 'base64url'), true);
 
 /** What an entry is checked against, read once per caller certificate (X509Certificate's getters parse on every call). */
 interface CallerCert {

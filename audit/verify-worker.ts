@@ -5,7 +5,7 @@
  * each with the run's leaf hashes and its first failure.
  */
 import { parentPort } from 'node:worker_threads';
-import { verify } from 'node:crypto';
+import { verified } from '../spiffe/fingerprint.ts';
 import { loadBundle } from './chain.ts';
 import { FingerprintEvidence, type SignatureCheck } from './evidence.ts';
 import { EntryChecker, storedCertificate, type EntryRun } from './entry-runs.ts';
@@ -18,13 +18,7 @@ export interface HelperSetup {
   signatures: boolean;
 }
 
-const ecdsa: SignatureCheck<boolean> = (cert, signed, signature) => {
-  try {
-    return verify('sha256', Buffer.from(signed), { key: cert.key, dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64url'));
-  } catch {
-    return false; // a signature that is not even P-256's r‖s
-  }
-};
+const ecdsa: SignatureCheck<boolean> = (cert, signed, signature) => verified(Buffer.from(signed), cert.key, Buffer.from(signature, 'base64url'), false);
 
 /** The checks of the log being verified: each verify sends its setup first (a thread serves one verify after another). */
 let checker: EntryChecker | undefined;

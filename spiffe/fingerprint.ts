@@ -196,8 +196,11 @@ function isP256(key: KeyObject): boolean {
   return known;
 }
 
-/** ES256 signature check, on the event loop or in the threadpool; any error is a failed check. */
-function verified(data: Buffer, key: KeyObject, signature: Buffer, offLoop: boolean): boolean | Promise<boolean> {
+/** ES256 signature check (P-256, r‖s), on the event loop or in the threadpool; any error is a failed check. */
+export function verified(data: Buffer, key: KeyObject, signature: Buffer, offLoop: true): Promise<boolean>;
+export function verified(data: Buffer, key: KeyObject, signature: Buffer, offLoop: false): boolean;
+export function verified(data: Buffer, key: KeyObject, signature: Buffer, offLoop: boolean): boolean | Promise<boolean>;
+export function verified(data: Buffer, key: KeyObject, signature: Buffer, offLoop: boolean): boolean | Promise<boolean> {
   const ecdsa = { key, dsaEncoding: 'ieee-p1363' } as const;
   if (offLoop) return new Promise((resolve) => verify('sha256', data, ecdsa, signature, (err, ok) => resolve(!err && ok)));
   try {
