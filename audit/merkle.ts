@@ -61,11 +61,7 @@ class HashList {
   length = 0;
   /** A hash as bytes, or as a digest string in `encoding`. */
   push(hash: Uint8Array | string, encoding: 'base64' | 'binary' = 'base64'): void {
-    if ((this.length + 1) * HASH_BYTES > this.#bytes.length) {
-      const grown = Buffer.alloc(this.#bytes.length * 2);
-      this.#bytes.copy(grown);
-      this.#bytes = grown;
-    }
+    this.#reserve(this.length + 1);
     if (typeof hash !== 'string') this.#bytes.set(hash, this.length * HASH_BYTES);
     else if (this.#bytes.write(hash, this.length * HASH_BYTES, HASH_BYTES, encoding) !== HASH_BYTES) throw new RangeError(`not a ${encoding} hash: ${hash}`);
     this.length++;
@@ -78,13 +74,16 @@ class HashList {
   /** Hashes one after another in `hashes`, as many pushes. */
   pushAll(hashes: Uint8Array): void {
     const length = this.length + hashes.length / HASH_BYTES;
-    if (length * HASH_BYTES > this.#bytes.length) {
-      const grown = Buffer.alloc(Math.max(length * HASH_BYTES, this.#bytes.length * 2));
-      this.#bytes.copy(grown);
-      this.#bytes = grown;
-    }
+    this.#reserve(length);
     this.#bytes.set(hashes, this.length * HASH_BYTES);
     this.length = length;
+  }
+  /** Room for `length` hashes: at least doubled when it grows, so appends cost amortised O(1). */
+  #reserve(length: number): void {
+    if (length * HASH_BYTES <= this.#bytes.length) return;
+    const grown = Buffer.alloc(Math.max(length * HASH_BYTES, this.#bytes.length * 2));
+    this.#bytes.copy(grown);
+    this.#bytes = grown;
   }
   at(i: number): Buffer {
     return this.#bytes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
