@@ -1,6 +1,6 @@
 /**
  * Just enough DER to build an X.509-SVID from a fixed template, the agent's PKCS#10 request
- * (csr.ts), and to split signed structures (CSR, certificate) into their to-be-signed bytes
+ * (pki.ts, createCsr), and to split signed structures (CSR, certificate) into their to-be-signed bytes
  * and signature. The CA's hot issuance path uses this instead of a general ASN.1 library:
  * issuing is a template fill plus one native ECDSA signature, which is what makes ≥ 1,000
  * SVIDs/s possible; the agent, a long-lived process, would keep such a library loaded for a

@@ -41,7 +41,6 @@ function noSchemas(): never {
   throw new Error('admin routes declare no schemas (agent/identity/admin.ts)');
 }
 
-
 /**
  * The agent's local admin API (loopback only): health, Prometheus metrics and the SVID's
  * public facts. It never exposes the private key. Errors use the project's JSON shape.
