@@ -9,6 +9,28 @@ const MAX_ATTEMPTS = 30;
 const MIGRATION_LOCK = 0x70616c69; // "pali"
 const RECONNECT_MAX_MS = 2_000;
 
+/**
+ * How long a replica waits on PostgreSQL before it fails the request at hand (a 500 to its
+ * caller, which retries elsewhere) rather than hanging with it: a server that stopped
+ * answering (a frozen VM, a half-open connection after a failover) would otherwise hold
+ * every request, and a pool that is never given back, forever.
+ * - connectMs: opening a connection, and waiting for one from the pool.
+ * - queryMs: an answer to a statement sent (client side; the connection is then discarded).
+ * - statementMs: PostgreSQL cancels a statement running longer (server side: locks freed).
+ * - idleInTransactionMs: PostgreSQL ends a session left inside a transaction this long.
+ * The server-side two, and query_timeout, can be set per deployment in the URL
+ * (`?statement_timeout=30000`), which wins over these defaults.
+ */
+export interface PostgresTimeouts {
+  connectMs: number;
+  queryMs: number;
+  statementMs: number;
+  idleInTransactionMs: number;
+}
+export const DEFAULT_POSTGRES_TIMEOUTS: PostgresTimeouts = { connectMs: 5_000, queryMs: 15_000, statementMs: 10_000, idleInTransactionMs: 30_000 };
+/** TCP keepalive on every connection, so a peer that vanished is noticed on idle ones too. */
+const KEEPALIVE = { keepAlive: true, keepAliveInitialDelayMillis: 10_000 };
+
 /** BIGINT (COUNT(*), millisecond columns) as a number, as SQLite returns it; never silently rounded. */
 const TYPES: pg.CustomTypesConfig = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
@@ -33,8 +55,16 @@ export class PostgresStore implements Store {
   private listener?: Promise<pg.Client>;
   private closed = false;
 
-  constructor(private readonly url: string) {
-    this.pool = new pg.Pool({ connectionString: url, types: TYPES });
+  constructor(
+    private readonly url: string,
+    private readonly timeouts: PostgresTimeouts = DEFAULT_POSTGRES_TIMEOUTS,
+  ) {
+    this.pool = new pg.Pool({
+      ...this.connection(),
+      query_timeout: timeouts.queryMs,
+      statement_timeout: timeouts.statementMs,
+      idle_in_transaction_session_timeout: timeouts.idleInTransactionMs,
+    });
     // An idle connection the server dropped is discarded by the pool; the next query opens a new one.
     this.pool.on('error', () => {});
   }
@@ -74,10 +104,12 @@ export class PostgresStore implements Store {
 
   /**
    * On a connection of its own: the advisory lock is a session lock, held across the
-   * per-migration transactions and released with the session however this ends.
+   * per-migration transactions and released with the session however this ends. No
+   * statement timeout here: the lock waits out another replica's migrations, and a
+   * migration of a big table may rightly take long.
    */
   async migrate(component: string, migrations: readonly string[]): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url, types: TYPES });
+    const client = new pg.Client(this.connection());
     client.on('error', () => {}); // surfaces as the failing query's error
     await client.connect();
     try {
@@ -141,7 +173,7 @@ export class PostgresStore implements Store {
   }
 
   private async connectListener(): Promise<pg.Client> {
-    const client = new pg.Client({ connectionString: this.url, types: TYPES });
+    const client = new pg.Client(this.connection());
     let lost = false;
     const onLost = () => {
       if (lost) return;
@@ -177,6 +209,11 @@ export class PostgresStore implements Store {
       for (const { handlers } of this.listeners.values()) for (const { onReconnect } of handlers) onReconnect?.();
       return client;
     }
+  }
+
+  /** What every connection of this store shares: where, how results are typed, how long connecting may take. */
+  private connection(): pg.ClientConfig {
+    return { connectionString: this.url, types: TYPES, connectionTimeoutMillis: this.timeouts.connectMs, ...KEEPALIVE };
   }
 
   private async withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {

@@ -10,6 +10,7 @@ import pg from 'pg';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { openStore } from '../../store/open.ts';
+import { PostgresStore } from '../../store/postgres.ts';
 import type { Queryable, Store } from '../../store/store.ts';
 import { findPostgres, startPostgres, type PostgresCluster } from '../support/postgres.ts';
 
@@ -235,6 +236,42 @@ it('postgres: LISTEN survives losing its connection, and says so to re-read', as
     assert.equal(payloads, ['after']);
   } finally {
     await Promise.all([a.close(), b.close()]);
+  }
+});
+
+it('postgres: a server that stops answering fails requests within the timeouts, and the store recovers', async () => {
+  const url = await cluster!.createDatabase();
+  const timeouts = { connectMs: 300, queryMs: 300, statementMs: 10_000, idleInTransactionMs: 30_000 };
+  const [warm, cold] = [new PostgresStore(url, timeouts), new PostgresStore(url, timeouts)];
+  const HUNG = 'still waiting after 5 s';
+  const outcome = (attempt: Promise<unknown>) =>
+    Promise.race([attempt.then(() => 'answered', (err: Error) => err.message), new Promise<string>((r) => setTimeout(r, 5_000, HUNG))]);
+  try {
+    await warm.query('SELECT 1'); // a pooled connection already open when the server freezes
+    cluster!.pause();
+    try {
+      assert.match(await outcome(warm.query('SELECT 1')), /timeout/i, 'a statement on an open connection');
+      assert.match(await outcome(warm.transaction((tx) => tx.query('SELECT 1'))), /timeout/i, 'a transaction');
+      assert.match(await outcome(cold.query('SELECT 1')), /timeout/i, 'opening a connection');
+    } finally {
+      cluster!.resume();
+    }
+    // The connections that timed out were discarded, not handed to the next request.
+    assert.equal(await warm.query('SELECT 2 AS n'), [{ n: 2 }]);
+    assert.equal(await cold.query('SELECT 3 AS n'), [{ n: 3 }]);
+  } finally {
+    await Promise.all([warm.close(), cold.close()]);
+  }
+});
+
+it('postgres: PostgreSQL itself cancels a statement past the statement timeout; the URL can set it', async () => {
+  const url = await cluster!.createDatabase();
+  const store = await openStore(`${url}?statement_timeout=200`);
+  try {
+    assert.match(await refusal(store.query('SELECT pg_sleep(3)')) ?? 'answered', /statement timeout/);
+    assert.equal(await store.query('SELECT 1 AS n'), [{ n: 1 }]);
+  } finally {
+    await store.close();
   }
 });
 

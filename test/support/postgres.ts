@@ -20,6 +20,10 @@ export interface PostgresCluster {
   port: number;
   /** A new empty database; its `postgres://` URL. */
   createDatabase(): Promise<string>;
+  /** Freezes every server process (SIGSTOP), as a hung VM or a network partition would: connections stay open, nothing answers. */
+  pause(): void;
+  /** Lets the frozen server run on (SIGCONT). */
+  resume(): void;
   stop(): void;
 }
 
@@ -97,8 +101,17 @@ export async function startPostgres(bin: string): Promise<PostgresCluster> {
       }
       return `postgres://postgres@127.0.0.1:${port}/${name}`;
     },
+    pause: () => signalServer(data, 'SIGSTOP'),
+    resume: () => signalServer(data, 'SIGCONT'),
     stop,
   };
+}
+
+/** The postmaster (first line of postmaster.pid) and every process it forked. */
+function signalServer(data: string, signal: NodeJS.Signals): void {
+  const postmaster = Number(readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const children = spawnSync('pgrep', ['-P', String(postmaster)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+  for (const pid of [postmaster, ...children]) process.kill(pid, signal);
 }
 
 function readLog(file: string): string {
