@@ -4,7 +4,9 @@
  * - Operator API (`/v1/policies…`, `/v1/rollout/…`): bearer tokens (tokens.ts); viewers
  *   read, admins also change.
  * - Agent API (`/v1/agent/…`, protocol in agent/control/protocol.ts): the agent's SVID as
- *   client certificate; an agent gets only the filter of the service its SVID names.
+ *   client certificate; an agent gets only the filter of the service its SVID names. Its
+ *   standing (validity, and the CA's live keys as the sidecars check them) is judged on
+ *   every request and again on an open stream, so a revoked or expired SVID is cut off.
  *
  * The server presents its own SVID (renewed by its identity agent) and asks every client
  * for a certificate without requiring one, as the CA does: operators have none. Every
@@ -12,12 +14,15 @@
  * and carry no Origin but its own: no other web page has business here.
  */
 import type { TLSSocket } from 'node:tls';
+import type { X509Certificate } from 'node:crypto';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Store } from '../store/store.ts';
 import type { SvidSource } from '../agent/sidecar/svid.ts';
 import { tlsMaterial } from '../agent/sidecar/tls.ts';
 import { spiffeIdOf, trustDomainOf, PeerIdentityError } from '../agent/sidecar/peer.ts';
 import { isLoopbackAuthority } from '../agent/identity/loopback.ts';
+import { DEFAULT_LIVE_KEYS_REFRESH_MS, LiveKeys, type LiveKeysOptions } from '../agent/identity/live-keys.ts';
+import { credentialOf, refusalOf, type PeerCredential } from '../agent/sidecar/standing.ts';
 import { AGENT_INSTANCE_HEADER, REPORTS_PATH, STREAM_PATH } from '../agent/control/protocol.ts';
 import { CONTROL_MIGRATIONS } from './migrations.ts';
 import { ControlError } from './errors.ts';
@@ -38,6 +43,8 @@ export interface ControlServerOptions {
   hostnames?: string[];
   logger?: boolean;
   now?: () => number;
+  /** How the CA's live keys are fetched (when `identity` can: `liveKeyIds`); an open stream is re-judged as often. */
+  revocation?: Pick<LiveKeysOptions, 'refreshMs' | 'maxStaleMs'>;
   /** Routes of components above the control plane (the Security Pane, dashboard/), given the store and registry. */
   plugins?: ((context: PluginContext) => FastifyPluginAsync)[];
 }
@@ -65,6 +72,7 @@ declare module 'fastify' {
   interface FastifyRequest {
     operator?: Operator;
     agentId?: string;
+    agentCredential?: PeerCredential;
   }
 }
 
@@ -82,6 +90,14 @@ export async function startControlServer(options: ControlServerOptions): Promise
     https: { ...tlsMaterial(identity), requestCert: true, rejectUnauthorized: false, handshakeTimeout: 10_000 },
   });
   const subscribers = await Subscribers.start(store, policies, (err) => app.log.error(err));
+  const now = options.now ?? Date.now;
+  const { liveKeyIds } = identity;
+  const liveKeys = liveKeyIds && (await LiveKeys.start(() => liveKeyIds.call(identity), { ...options.revocation, now, log: (msg) => app.log.warn(msg) }));
+  /** Throws the refusal of an agent whose SVID expired or whose key the CA no longer vouches for. */
+  const checkStanding = async (credential: PeerCredential) => {
+    const refusal = await refusalOf(credential, liveKeys, now());
+    if (refusal) throw new ControlError(refusal.status, refusal.status === 401 ? 'unauthenticated' : 'unavailable', refusal.reason);
+  };
   const rotated = () => app.server.setSecureContext(tlsMaterial(identity));
   identity.on('rotated', rotated);
 
@@ -102,8 +118,12 @@ export async function startControlServer(options: ControlServerOptions): Promise
     refuseForeign(request, names);
     // The Security Pane's static files carry no data; what they show comes from /v1/ with a token.
     if (request.url === '/healthz' || request.url === '/dashboard' || request.url.startsWith('/dashboard/')) return;
-    if (request.url.startsWith('/v1/agent/')) request.agentId = agentIdentity(request, trustDomain);
-    else request.operator = await operator(request, store);
+    if (request.url.startsWith('/v1/agent/')) {
+      const cert = agentCertificate(request);
+      request.agentId = agentIdentity(cert, trustDomain);
+      request.agentCredential = credentialOf(cert);
+      await checkStanding(request.agentCredential);
+    } else request.operator = await operator(request, store);
   });
 
   app.get('/healthz', async () => ({ status: 'ok', subscribers: subscribers.count }));
@@ -137,6 +157,14 @@ export async function startControlServer(options: ControlServerOptions): Promise
   app.get(STREAM_PATH, async (request, reply) => {
     reply.hijack();
     reply.raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    // A stream outlives its handshake: one whose SVID is revoked or expires meanwhile is cut (the agent reconnects, and is judged again).
+    const judged = setInterval(() => {
+      checkStanding(request.agentCredential!).catch((err: Error) => {
+        request.log.warn({ agent: request.agentId, reason: err.message }, 'agent stream cut');
+        reply.raw.destroy();
+      });
+    }, options.revocation?.refreshMs ?? DEFAULT_LIVE_KEYS_REFRESH_MS).unref();
+    reply.raw.once('close', () => clearInterval(judged));
     await subscribers.add(request.agentId!, reply.raw);
   });
   app.post(REPORTS_PATH, async (request, reply) => {
@@ -161,6 +189,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
     subscribers,
     async close() {
       identity.off('rotated', rotated);
+      liveKeys?.close();
       await subscribers.close();
       await app.close();
     },
@@ -179,15 +208,20 @@ function refuseForeign(request: FastifyRequest, names: Set<string>): void {
   }
 }
 
-/** The SPIFFE ID of a client certificate that chained to the trust bundle. */
-function agentIdentity(request: FastifyRequest, trustDomain: string): string {
+/** The client certificate, once it chained to the trust bundle. */
+function agentCertificate(request: FastifyRequest): X509Certificate {
   const socket = request.raw.socket as TLSSocket;
   const peer = socket.getPeerX509Certificate?.();
   if (!socket.authorized || !peer) {
     throw new ControlError(401, 'unauthenticated', 'the agent API needs the agent\'s SVID as TLS client certificate, issued by this trust domain\'s CA');
   }
+  return peer;
+}
+
+/** The SPIFFE ID an agent's certificate names. */
+function agentIdentity(cert: X509Certificate, trustDomain: string): string {
   try {
-    return spiffeIdOf(peer.raw, trustDomain);
+    return spiffeIdOf(cert.raw, trustDomain);
   } catch (err) {
     if (err instanceof PeerIdentityError) throw new ControlError(401, 'unauthenticated', err.message);
     throw err;

@@ -24,9 +24,8 @@ import { GrpcStatus } from '../../host/grpc-reply.ts';
 import { forwardable, firstHeader, upstreamFailure, hasBody, relay, wantsGrpc, responsePairs, headerObject, type ServerReply, type ServerRequest } from './http.ts';
 import { replyLocally, grpcFailure, sendTrailersOnly, forwardAnswer } from './local-reply.ts';
 import { logDecision, pathForLog, type DecisionRecord } from './decision-log.ts';
-import { refusalOf, type PeerCredential } from './standing.ts';
+import { credentialOf, refusalOf, type PeerCredential } from './standing.ts';
 import type { LiveKeys } from '../identity/live-keys.ts';
-import { jwkThumbprint, type EcJwk } from '../../spiffe/pki.ts';
 import type { DecisionAudit, Evidence } from './audit.ts';
 import { FINGERPRINT_REASONS } from './refusal-reasons.ts';
 import type { AppClient } from './app-client.ts';
@@ -299,9 +298,7 @@ function verifyPeer(socket: TLSSocket, trustDomain: string): Peer {
       key: cert.publicKey,
       cert,
       address: `${socket.remoteAddress}:${socket.remotePort}`,
-      notBefore: Date.parse(cert.validFrom),
-      notAfter: Date.parse(cert.validTo),
-      kid: jwkThumbprint(cert.publicKey.export({ format: 'jwk' }) as EcJwk),
+      ...credentialOf(cert),
     };
   } catch (err) {
     return { error: (err as Error).message };

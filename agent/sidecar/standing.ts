@@ -4,13 +4,24 @@
  * session carries the verification result of the handshake it resumes (OpenSSL does not
  * verify the certificate again), so neither may be taken from the handshake.
  */
+import type { X509Certificate } from 'node:crypto';
 import type { LiveKeys } from '../identity/live-keys.ts';
+import { jwkThumbprint, type EcJwk } from '../../spiffe/pki.ts';
 
 /** The caller's certificate as far as its standing goes: validity (ms) and key id (RFC 7638). */
 export interface PeerCredential {
   notBefore: number;
   notAfter: number;
   kid: string;
+}
+
+/** What a peer's standing is judged by, read from its (chain-verified) certificate. */
+export function credentialOf(cert: X509Certificate): PeerCredential {
+  return {
+    notBefore: Date.parse(cert.validFrom),
+    notAfter: Date.parse(cert.validTo),
+    kid: jwkThumbprint(cert.publicKey.export({ format: 'jwk' }) as EcJwk),
+  };
 }
 
 export interface Refusal {

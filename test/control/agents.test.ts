@@ -30,7 +30,7 @@ async function subscribed(spiffeId: string, outcome: (f: VerifiedFilter) => { ok
 }
 
 agents.before(async () => {
-  plane = await startPlane();
+  plane = await startPlane({ revocation: { refreshMs: 200 } });
   assert.is((await plane.api('PUT', '/v1/policies/card', { body: policy('card', CARD, ['/cards/{id}']) })).status, 200);
 });
 agents.after(async () => {
@@ -93,6 +93,29 @@ agents('an agent cannot report on another service\'s policy, and the stream need
     assert.is(r.statusCode, 401);
     assert.is((await r.body.json() as any).error.code, 'unauthenticated');
     await dispatcher.close();
+  }
+});
+
+agents('an agent whose SVID is revoked is refused, and the stream it holds open is cut', async () => {
+  const stolen = (await plane.join(CARD)).svid();
+  const thief = new Agent({ connect: { ca: plane.bundlePem, cert: stolen.chainPem, key: stolen.keyPem, rejectUnauthorized: false } });
+  try {
+    const stream = await request(`${plane.control.url}${STREAM_PATH}`, { dispatcher: thief });
+    assert.is(stream.statusCode, 200);
+    const closed = new Promise<string>((resolve) => {
+      stream.body.on('error', () => resolve('cut')).on('end', () => resolve('ended')).resume();
+    });
+    await plane.caServer.ca.revoke(stolen.serial);
+    assert.is(await Promise.race([closed, new Promise<string>((r) => setTimeout(r, 5_000, 'still open after 5 s'))]), 'cut');
+    const current = (await plane.api('GET', '/v1/policies/card')).json;
+    const report = await request(`${plane.control.url}${REPORTS_PATH}`, {
+      method: 'POST', dispatcher: thief, headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ policy: 'card', version: current.version, sha256: current.sha256, status: 'applied' }),
+    });
+    assert.is(report.statusCode, 401);
+    assert.match((await report.body.json() as any).error.message, /revoked/);
+  } finally {
+    await thief.destroy(); // close() would wait for a stream that was not cut
   }
 });
 

@@ -55,7 +55,7 @@ export interface Plane {
   close(): Promise<void>;
 }
 
-export async function startPlane(options: { store?: Store; plugins?: ControlServerOptions['plugins'] } = {}): Promise<Plane> {
+export async function startPlane(options: { store?: Store; plugins?: ControlServerOptions['plugins']; revocation?: ControlServerOptions['revocation'] } = {}): Promise<Plane> {
   const dir = path.dirname(await initCa());
   const caServer = await startCaServer({ dir: path.join(dir, 'ca'), port: 0 });
   const bundlePem = readFileSync(path.join(dir, 'ca', 'bundle.pem'), 'utf8');
@@ -69,7 +69,7 @@ export async function startPlane(options: { store?: Store; plugins?: ControlServ
   const controlAgent = await join(CONTROL_ID);
   const servers: ControlServer[] = [];
   const replica = async () => {
-    const server = await startControlServer({ store, identity: controlAgent, plugins: options.plugins });
+    const server = await startControlServer({ store, identity: controlAgent, plugins: options.plugins, revocation: options.revocation });
     servers.push(server);
     return server;
   };
