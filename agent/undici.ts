@@ -13,7 +13,8 @@ import api from 'undici/lib/api/index.js';
 import Pool from 'undici/lib/dispatcher/pool.js';
 import Client from 'undici/lib/dispatcher/client.js';
 import errors from 'undici/lib/core/errors.js';
+import buildConnector from 'undici/lib/core/connect.js';
 
 Object.assign(Dispatcher.prototype, api);
 
-export { Pool, Client, errors };
+export { Pool, Client, errors, buildConnector };

@@ -55,8 +55,9 @@ export interface SidecarOptions {
    */
   identityIssuers?: string[];
   /**
-   * Refresh period and staleness bound of the CA's live keys, which every inbound caller
-   * must hold; checked whenever `identity` can fetch them (`liveKeyIds`, as the agent can).
+   * Refresh period and staleness bound of the CA's live keys, which every inbound caller and
+   * every server the outbound side reaches must hold; checked whenever `identity` can fetch
+   * them (`liveKeyIds`, as the agent can). Open outbound connections are judged again as often.
    */
   revocation?: Pick<LiveKeysOptions, 'refreshMs' | 'maxStaleMs'>;
   /**
@@ -145,12 +146,14 @@ export async function prepareSidecar(opts: Omit<SidecarOptions, 'identity'>): Pr
         },
       };
       try {
+        const { liveKeyIds } = identity;
+        if (liveKeyIds && (opts.inbound || opts.outbound)) {
+          liveKeys = await LiveKeys.start(() => liveKeyIds.call(identity), { ...opts.revocation, now: opts.now, log: (msg) => logger.warn(msg) });
+        }
         if (opts.inbound && filters) {
           observeReloads(filters, logger, registry);
           if (opts.inbound.filterFile !== undefined && opts.inbound.watch !== false) filters.watchFile(opts.inbound.filterFile);
           if (opts.admin) registerFilterRoutes(opts.admin, filters);
-          const { liveKeyIds } = identity;
-          if (liveKeyIds) liveKeys = await LiveKeys.start(() => liveKeyIds.call(identity), { ...opts.revocation, now: opts.now, log: (msg) => logger.warn(msg) });
           sidecar.inbound = await startInbound({
             ...opts.inbound,
             identity,
@@ -168,7 +171,10 @@ export async function prepareSidecar(opts: Omit<SidecarOptions, 'identity'>): Pr
           });
         }
         if (opts.outbound) {
-          sidecar.outbound = await startOutbound({ ...opts.outbound, identity, fingerprintTtlSeconds: opts.fingerprintTtlSeconds, logger, authorize: received && delegation(received) });
+          sidecar.outbound = await startOutbound({
+            ...opts.outbound, identity, fingerprintTtlSeconds: opts.fingerprintTtlSeconds, logger, authorize: received && delegation(received),
+            liveKeys, now: opts.now, sweepMs: opts.revocation?.refreshMs,
+          });
         }
       } catch (err) {
         await sidecar.close();

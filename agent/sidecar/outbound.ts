@@ -3,13 +3,15 @@
  * knowledge, as gRPC clients do) to it and names the target service in the Host header or
  * `:authority`. The sidecar opens mTLS with its SVID (HTTP/2 when the peer offers it, one
  * connection multiplexing the requests), accepts the server only if it presents the SPIFFE
- * ID the route expects, signs a fingerprint for each request, and passes the identity
- * context and the trace context on.
+ * ID the route expects and its SVID stands (valid, its key among the CA's live keys: judged
+ * on every new connection and again on the open ones every refresh), signs a fingerprint
+ * for each request, and passes the identity context and the trace context on.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { createServer as createH2cServer } from 'node:http2';
 import type { PeerCertificate } from 'node:tls';
+import type { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Svid, SvidSource } from './svid.ts';
@@ -20,6 +22,8 @@ import { FINGERPRINT_HEADER, signFingerprint } from '../../spiffe/fingerprint.ts
 import { forwardable, firstHeader, upstreamFailure, hasBody, listen, drain, wantsGrpc, responsePairs, type ServerReply, type ServerRequest } from './http.ts';
 import { replyLocally, forwardAnswer } from './local-reply.ts';
 import { PeerClient } from './peer-client.ts';
+import { credentialOf, refusalOf } from './standing.ts';
+import { DEFAULT_LIVE_KEYS_REFRESH_MS, type LiveKeys } from '../identity/live-keys.ts';
 import { acceptH2cPriorKnowledge } from './h2c-sniff.ts';
 import { handleUpgrade, isUpgrade, spliceUpgrade } from './websocket.ts';
 import type { Listener } from './inbound.ts';
@@ -46,6 +50,19 @@ export interface OutboundOptions {
   headersTimeoutMs?: number;
   /** Works out the `authorization` sent (delegation.ts: a received context re-issued for the target); default: passed on as sent. */
   authorize?: Authorize;
+  /** The CA's live keys, which every server's SVID must hold (as every caller's inbound); without them, validity alone. */
+  liveKeys?: LiveKeys;
+  /** The standing checks' clock (default Date.now). */
+  now?: () => number;
+  /** How often open connections are judged again (default: the live keys' refresh, 5 s). */
+  sweepMs?: number;
+}
+
+/** A server the outbound side will not talk to (any more): its SVID expired or the CA no longer vouches for its key. */
+class UpstreamRefusal extends Error {
+  constructor(readonly status: 502 | 503, readonly code: string, message: string) {
+    super(message);
+  }
 }
 
 /** Reads and checks a routes file; throws with a message naming the file and the entry. */
@@ -81,6 +98,16 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
   interface Generation { svid: Svid; peers: Map<string, PeerClient>; active: number; retired: boolean }
   let generation: Generation = { svid: opts.identity.svid(), peers: new Map(), active: 0, retired: false };
   const closePeers = (gen: Generation) => Promise.all([...gen.peers.values()].map((peer) => peer.close()));
+  const now = opts.now ?? Date.now;
+  const judge = async (cert: X509Certificate | undefined) => {
+    if (!cert) throw new UpstreamRefusal(502, 'upstream_untrusted', 'the server presented no certificate');
+    const refusal = await refusalOf(credentialOf(cert), opts.liveKeys, now(), 'server');
+    if (refusal?.status === 401) throw new UpstreamRefusal(502, 'upstream_untrusted', refusal.reason);
+    if (refusal) throw new UpstreamRefusal(503, 'unavailable', refusal.reason);
+  };
+  const sweeper = setInterval(() => {
+    for (const peer of generation.peers.values()) void peer.sweep();
+  }, opts.sweepMs ?? DEFAULT_LIVE_KEYS_REFRESH_MS).unref();
 
   function peerFor(gen: Generation, name: string, route: Route): PeerClient {
     let peer = gen.peers.get(name);
@@ -93,6 +120,7 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
           checkServerIdentity: (_host: string, cert: PeerCertificate) => serverIdentity(cert, route.spiffeId, trustDomain),
         },
         opts.headersTimeoutMs ?? 15_000,
+        judge,
       );
       gen.peers.set(name, peer);
     }
@@ -153,6 +181,7 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
     } catch (err) {
       const message = (err as Error).message;
       opts.logger.warn({ trace_id: trace.traceId, target: route.spiffeId, err: message }, 'outbound request failed');
+      if (err instanceof UpstreamRefusal) return replyLocally(req, res, err.status, { error: { code: err.code, message } });
       if (/SPIFFE|URI SAN|trust domain/.test(message)) {
         return replyLocally(req, res, 502, { error: { code: 'upstream_identity_mismatch', message } });
       }
@@ -178,6 +207,7 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
     port: address.port,
     async close() {
       opts.identity.off('rotated', rotate);
+      clearInterval(sweeper);
       // HTTP/2 sessions get GOAWAY and the same 2 s as HTTP/1.1 requests in flight (drain).
       for (const session of sessions) session.close();
       const cut = setTimeout(() => sessions.forEach((session) => session.destroy()), 2_000);

@@ -29,12 +29,15 @@ export interface Refusal {
   reason: string;
 }
 
-/** `now`: the sidecar's clock (ms since the epoch), the one its live keys go stale by. */
-export async function refusalOf(peer: PeerCredential, liveKeys: LiveKeys | undefined, now: number): Promise<Refusal | null> {
-  if (now < peer.notBefore || now >= peer.notAfter) return { status: 401, reason: 'client certificate expired or not yet valid' };
+/**
+ * `now`: the sidecar's clock (ms since the epoch), the one its live keys go stale by; `role`:
+ * whose certificate it is, for the reason (the inbound side judges clients, the outbound servers).
+ */
+export async function refusalOf(peer: PeerCredential, liveKeys: LiveKeys | undefined, now: number, role: 'client' | 'server' = 'client'): Promise<Refusal | null> {
+  if (now < peer.notBefore || now >= peer.notAfter) return { status: 401, reason: `${role} certificate expired or not yet valid` };
   switch (await liveKeys?.standing(peer.kid)) {
     case 'unknown':
-      return { status: 401, reason: 'client certificate revoked, superseded or unknown to the CA' };
+      return { status: 401, reason: `${role} certificate revoked, superseded or unknown to the CA` };
     case 'stale':
       return { status: 503, reason: 'revocation list stale: the CA has not answered within the staleness bound' };
     default:
