@@ -220,7 +220,7 @@ export class CertificateAuthority {
     const der = this.issuer.signSvid({ serial: serialBytes, spiffeId, spki, notBefore, notAfter });
     const serial = normalizeSerial(serialBytes.toString('hex'));
     const publicJwk = { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, kid: jwkThumbprint(jwk), alg: 'ES256', use: 'sig' };
-    await record({ serial, spiffeId, notBefore: notBefore.getTime(), notAfter: notAfter.getTime(), jwk: JSON.stringify(publicJwk) });
+    await record({ serial, spiffeId, notBefore: notBefore.getTime(), notAfter: notAfter.getTime(), jwk: JSON.stringify(publicJwk), kid: publicJwk.kid });
     return {
       spiffe_id: spiffeId,
       serial,

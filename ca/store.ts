@@ -16,6 +16,8 @@ export interface SvidRecord {
   notAfter: number;
   /** Public key as JSON JWK (EC P-256), with kid = RFC 7638 thumbprint. */
   jwk: string;
+  /** That thumbprint: a key is certified once (see `insert`). */
+  kid: string;
 }
 
 export type TokenState = 'valid' | 'unknown' | 'used' | 'expired';
@@ -123,6 +125,9 @@ const MIGRATIONS = [
   // The CA the state belongs to (its root's SHA-256): tokens and SVIDs of one CA mean
   // nothing to another, so a second CA pointed at this store is refused.
   'CREATE TABLE ca_root (id INTEGER PRIMARY KEY CHECK (id = 1), fingerprint TEXT NOT NULL)',
+  // Each SVID's key id (RFC 7638), so a key certified once is refused ever after. Not unique:
+  // a store from before this may hold a reused key; rows from then are filled in on open.
+  'ALTER TABLE svids ADD COLUMN kid TEXT; CREATE INDEX svids_kid ON svids (kid)',
 ];
 
 /** Issue order: the engine-specific part of the schema (see MIGRATIONS). */
@@ -165,6 +170,7 @@ export class CaStore {
     try {
       if (db.kind === 'sqlite') await adoptSqliteLegacy(db);
       await db.migrate('ca', MIGRATIONS);
+      await fillKeyIds(db);
       const owner = await db.transaction(async (tx) => {
         await tx.run('INSERT INTO ca_root (id, fingerprint) VALUES (1, $1) ON CONFLICT DO NOTHING', [root]);
         return (await tx.query<{ fingerprint: string }>('SELECT fingerprint FROM ca_root'))[0]!.fingerprint;
@@ -298,11 +304,29 @@ async function adoptSqliteLegacy(db: Store): Promise<void> {
   });
 }
 
+/**
+ * Records an SVID, in the caller's transaction. Its key must never have been certified
+ * before, for this identity or any other: the JWKS (and so every sidecar) vouches for keys,
+ * not serials, so a revoked key certified again would make the revoked SVID good again.
+ */
 async function insert(db: Queryable, svid: SvidRecord, now: number, predecessor: string | null): Promise<void> {
+  const [earlier] = await db.query<{ serial: string }>('SELECT serial FROM svids WHERE kid = $1 LIMIT 1', [svid.kid]);
+  if (earlier) {
+    throw new CaError(409, 'key_reused', `this public key was already certified (serial ${earlier.serial}); every SVID needs a key pair of its own: generate a new one`);
+  }
   await db.run(
-    'INSERT INTO svids (serial, spiffe_id, not_before, not_after, jwk, issued_at, predecessor) VALUES ($1, $2, $3, $4, $5, $6, $7)',
-    [svid.serial, svid.spiffeId, svid.notBefore, svid.notAfter, svid.jwk, now, predecessor],
+    'INSERT INTO svids (serial, spiffe_id, not_before, not_after, jwk, issued_at, predecessor, kid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+    [svid.serial, svid.spiffeId, svid.notBefore, svid.notAfter, svid.jwk, now, predecessor, svid.kid],
   );
+}
+
+/** Key ids of SVIDs recorded before the column existed, from their stored JWK. */
+async function fillKeyIds(db: Store): Promise<void> {
+  const rows = await db.query<{ serial: string; jwk: string }>('SELECT serial, jwk FROM svids WHERE kid IS NULL');
+  if (rows.length === 0) return;
+  await db.transaction(async (tx) => {
+    for (const { serial, jwk } of rows) await tx.run('UPDATE svids SET kid = $1 WHERE serial = $2', [JSON.parse(jwk).kid, serial]);
+  });
 }
 
 async function svidIn(db: Queryable, serial: string, now: number, graceMs: number): Promise<(SvidRow & { usable: boolean }) | undefined> {

@@ -1,11 +1,11 @@
-import { X509Certificate, webcrypto } from 'node:crypto';
+import { X509Certificate, createPrivateKey, webcrypto } from 'node:crypto';
 import { chmodSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CertificateAuthority } from '../../ca/ca.ts';
 import { startCaServer, type CaServer } from '../../ca/server.ts';
-import { generateKeyPair } from '../../spiffe/pki.ts';
+import { createCsr, generateKeyPair } from '../../spiffe/pki.ts';
 import { x509 } from '../../spiffe/x509.ts';
 import { CARD, TD, caRequest, initCa, newCsr, removeDir, sleep } from '../support/identity.ts';
 
@@ -161,6 +161,33 @@ test('renew over mTLS: same identity, new key; refused without, with foreign, re
   // The TLS layer or the CA refuses it; either way a 401 with a stable code, never a 500.
   assert.is(expired.status, 401);
   assert.is(expired.json.error.code, 'svid_expired');
+});
+
+test('a key is certified once: a stolen, revoked key cannot be made live again by another join or a renewal', async (ctx) => {
+  // The thief holds a revoked SVID of card and its key, and a join token of a service of its own.
+  const stolen = await ctx.server.ca.mint(CARD, 60_000);
+  await ctx.server.ca.revoke(stolen.serial);
+  const kidOf = (pem: string) => new X509Certificate(pem).publicKey.export({ format: 'jwk' }).x;
+  const liveKeys = async () => (await caRequest(`${ctx.server.url}/v1/jwks`, ctx.bundle)).json.keys.map((k: any) => k.x);
+  assert.not.ok((await liveKeys()).includes(kidOf(stolen.svid_pem)));
+  const { token } = await ctx.server.ca.createToken(`spiffe://${TD}/ns/thief/sa/own`, 60_000);
+  const stolenKeyCsr = createCsr(createPrivateKey(stolen.key_pem));
+  const rejoin = await join(ctx, { token, csr: stolenKeyCsr });
+  assert.is(rejoin.status, 409, JSON.stringify(rejoin.json));
+  assert.is(rejoin.json.error.code, 'key_reused');
+  assert.match(rejoin.json.error.message, new RegExp(`serial ${stolen.serial}`));
+  // Had it been certified, the JWKS would vouch for the key again, and with it for the revoked SVID.
+  assert.not.ok((await liveKeys()).includes(kidOf(stolen.svid_pem)));
+  // The refusal spent nothing: the token still joins with a key of its own.
+  assert.is((await join(ctx, { token, csr: (await newCsr()).csr })).status, 200);
+
+  // A renewal must bring a new key too: the same key would outlive the rotation meant to retire it.
+  const current = await ctx.server.ca.mint(CARD, 60_000);
+  const sameKey = await caRequest(`${ctx.server.url}/v1/renew`, ctx.bundle, {
+    body: { csr: createCsr(createPrivateKey(current.key_pem)) }, cert: current.svid_pem, key: current.key_pem,
+  });
+  assert.is(sameKey.status, 409);
+  assert.is(sameKey.json.error.code, 'key_reused');
 });
 
 test('live JWKS drops revoked and expired keys; bundle in PEM and SPIFFE JWKS form; health', async (ctx) => {

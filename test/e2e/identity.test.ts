@@ -57,7 +57,8 @@ test('CA processes: tokens created while serving, single use across two servers 
     procs.push(await startCa(dir, portA));
     const replay = await caRequest(`https://127.0.0.1:${portA}/v1/join`, bundle, { body: { token: raced, csr: (await csrAndKey()).csr } });
     assert.is(replay.json.error.code, 'token_used', 'used tokens stay used across a restart');
-    const renew = () => caRequest(`https://127.0.0.1:${portA}/v1/renew`, bundle, { body: { csr: member.csr }, cert: joined.json.svid_pem, key: member.keyPem });
+    // Each renewal brings a key pair of its own (the CA certifies a key once).
+    const renew = async () => caRequest(`https://127.0.0.1:${portA}/v1/renew`, bundle, { body: { csr: (await csrAndKey()).csr }, cert: joined.json.svid_pem, key: member.keyPem });
     assert.is((await renew()).status, 200, 'issued serials survive a restart');
 
     const revoke = await palisadeRun(['ca', 'revoke', '--dir', dir, '--serial', joined.json.serial]);
