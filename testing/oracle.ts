@@ -80,10 +80,12 @@ function callerTrustDomain(id: string): string | null {
 
 const trustDomainOfService = (service: string): string => service.slice('spiffe://'.length).split('/')[0];
 
-function matchPrincipal(p: PrincipalPattern, id: string): boolean {
-  const m = /^spiffe:\/\/([^/]+)\/(.+)$/.exec(id);
-  if (!m || m[1] !== p.trustDomain) return false;
-  const segs = m[2].split('/');
+/** An admitted caller's trust domain and path segments, as principal patterns see them. */
+interface CallerParts { domain: string; segs: string[] }
+
+function matchPrincipal(p: PrincipalPattern, caller: CallerParts): boolean {
+  if (caller.domain !== p.trustDomain) return false;
+  const { segs } = caller;
   if (p.rest ? segs.length <= p.segments.length : segs.length !== p.segments.length) return false;
   return p.segments.every((s, i) => s === '*' || s === segs[i]);
 }
@@ -110,6 +112,8 @@ interface Ctx {
   query: Record<string, string>;
   params: Record<string, string>;
   source: string;
+  /** `source` split once per request (every principal pattern of every rule looks at it). */
+  caller: CallerParts;
   /** The caller belongs to the service's own trust domain. */
   local: boolean;
   user: Record<string, unknown> | undefined;
@@ -117,8 +121,9 @@ interface Ctx {
 const ERR = Symbol('evaluation error');
 type V = unknown;
 
+const same = (a: V, b: V) => typeof a === typeof b && (typeof a === 'string' || typeof a === 'number' || typeof a === 'boolean');
+
 function evaluate(e: TExpr, c: Ctx): V {
-  const same = (a: V, b: V) => typeof a === typeof b && (typeof a === 'string' || typeof a === 'number' || typeof a === 'boolean');
   switch (e.k) {
     case 'str': case 'num': case 'bool': return e.v;
     case 'list': {
@@ -193,7 +198,7 @@ function evaluate(e: TExpr, c: Ctx): V {
 const isMap = (v: V): v is Record<string, V> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Does the rule's `from` admit the caller? No `from`: any caller of the service's own trust domain (federated callers need a `from`). */
-const callerMatches = (rule: CheckedRule, c: Ctx): boolean => (rule.from ? rule.from.some((p) => matchPrincipal(p, c.source)) : c.local);
+const callerMatches = (rule: CheckedRule, c: Ctx): boolean => (rule.from ? rule.from.some((p) => matchPrincipal(p, c.caller)) : c.local);
 
 /** Does one `to` entry match the request? Fills `params` from its first matching template. */
 function entryMatches(m: NonNullable<CheckedRule['to']>[number], c: Ctx): boolean {
@@ -249,9 +254,15 @@ function ruleContext(policy: CheckedPolicy, req: CaseRequest): Omit<Ctx, 'params
   if (domain === null) return null;
   const local = domain === trustDomainOfService(policy.service);
   if (!local && !policy.federatesWith.includes(domain)) return null;
+  return requestContext(req, req.source, domain, path, local);
+}
+
+/** What rules see of a request admitted past path and caller checks (`path` normalized, `source` a valid SPIFFE ID of `domain`). */
+function requestContext(req: CaseRequest, source: string, domain: string, path: string, local: boolean): Ctx {
+  const caller = { domain, segs: source.slice('spiffe://'.length + domain.length + 1).split('/') };
   const headers = Object.fromEntries(Object.entries(req.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
   const query = Object.fromEntries(new URLSearchParams(req.path.split('?')[1] ?? ''));
-  return { method: req.method, path, host: headers.host ?? '', headers, query, source: req.source, local, user: req.user };
+  return { method: req.method, path, host: headers.host ?? '', headers, query, params: {}, source, caller, local, user: req.user };
 }
 
 /** Clock skew and fingerprint lifetime, in seconds (docs/policy.md, "Fingerprints"). */
@@ -271,20 +282,29 @@ function refuseFingerprint(policy: CheckedPolicy, req: CaseRequest, accepted: Se
   const strings = [iss, sub, aud, htm, htu, jti].every((v) => typeof v === 'string');
   if (!strings || typeof iat !== 'number' || typeof exp !== 'number') return 'fingerprint_malformed';
   const now = Date.now() / 1000;
-  const failed: [string, boolean][] = [
-    ['fingerprint_sub', sub !== req.source],
-    ['fingerprint_iss', iss !== sub],
-    ['fingerprint_aud', aud !== policy.service],
-    ['fingerprint_htm', htm !== req.method],
-    ['fingerprint_htu', htu !== req.path.split('?')[0]],
-    ['fingerprint_exp', now - exp > SKEW],
-    ['fingerprint_iat', iat - now > SKEW || now - iat > LIFETIME + SKEW],
-    ['fingerprint_lifetime', exp - iat > LIFETIME],
-    ['fingerprint_replay', accepted.has(jti as string)],
-  ];
-  const reason = failed.find(([, fails]) => fails)?.[0] ?? null;
-  if (reason === null) accepted.add(jti as string);
-  return reason;
+  if (sub !== req.source) return 'fingerprint_sub';
+  if (iss !== sub) return 'fingerprint_iss';
+  if (aud !== policy.service) return 'fingerprint_aud';
+  if (htm !== req.method) return 'fingerprint_htm';
+  if (htu !== req.path.split('?')[0]) return 'fingerprint_htu';
+  if (now - exp > SKEW) return 'fingerprint_exp';
+  if (iat - now > SKEW || now - iat > LIFETIME + SKEW) return 'fingerprint_iat';
+  if (exp - iat > LIFETIME) return 'fingerprint_lifetime';
+  if (accepted.has(jti as string)) return 'fingerprint_replay';
+  accepted.add(jti as string);
+  return null;
+}
+
+/** Every header name any rule may inject: stripped from every request an allow rule admits. */
+const injectables = new WeakMap<CheckedPolicy, Set<string>>();
+function injectable(policy: CheckedPolicy): Set<string> {
+  let names = injectables.get(policy);
+  if (!names) injectables.set(policy, (names = new Set(policy.rules.flatMap((r) => r.inject.map((i) => i.header)))));
+  return names;
+}
+
+function reply(policy: CheckedPolicy, decision: Outcome['decision'], status: number, rule: string | null = null): Outcome {
+  return { decision, status: policy.mode === 'dry-run' ? 200 : status, rule };
 }
 
 /**
@@ -292,36 +312,34 @@ function refuseFingerprint(policy: CheckedPolicy, req: CaseRequest, accepted: Se
  * of every fingerprint it accepted (share one set across the requests of one case file run).
  */
 export function decide(policy: CheckedPolicy, req: CaseRequest, accepted = new Set<string>()): Outcome {
-  const dry = policy.mode === 'dry-run';
-  const reply = (decision: Outcome['decision'], status: number, rule: string | null = null): Outcome =>
-    ({ decision, status: dry ? 200 : status, rule });
   const path = normalizePath(req.path);
-  if (path === null) return reply('deny', 400);
-  if (!req.source) return reply('unauthenticated', 401);
+  if (path === null) return reply(policy, 'deny', 400);
+  if (!req.source) return reply(policy, 'unauthenticated', 401);
   const domain = callerTrustDomain(req.source);
-  if (domain === null) return { ...reply('unauthenticated', 401), reason: 'invalid_principal' };
+  if (domain === null) return { ...reply(policy, 'unauthenticated', 401), reason: 'invalid_principal' };
   const local = domain === trustDomainOfService(policy.service);
-  if (!local && !policy.federatesWith.includes(domain)) return { ...reply('unauthenticated', 401), reason: 'foreign_trust_domain' };
+  if (!local && !policy.federatesWith.includes(domain)) return { ...reply(policy, 'unauthenticated', 401), reason: 'foreign_trust_domain' };
   const refused = refuseFingerprint(policy, req, accepted);
-  if (refused) return { ...reply('unauthenticated', 401), reason: refused };
-  const base = ruleContext(policy, req)!; // the same checks passed above
-  const { headers } = base;
-  const ctx = (): Ctx => ({ ...base, params: {} });
-  const deny = policy.rules.find((r) => r.effect === 'deny' && applies(r, ctx()));
-  if (deny) return reply('deny', 403, deny.id);
+  if (refused) return { ...reply(policy, 'unauthenticated', 401), reason: refused };
+  // One context for the request; each rule starts with no params (applies fills them from its own match).
+  const c = requestContext(req, req.source, domain, path, local);
   for (const rule of policy.rules) {
-    const c = ctx();
+    c.params = {};
+    if (rule.effect === 'deny' && applies(rule, c)) return reply(policy, 'deny', 403, rule.id);
+  }
+  for (const rule of policy.rules) {
+    c.params = {};
     if (rule.effect !== 'allow' || !applies(rule, c)) continue;
     // Every name any rule may inject is stripped from every request, then this rule's are set.
-    const injectable = new Set(policy.rules.flatMap((r) => r.inject.map((i) => i.header)));
-    const upstreamHeaders = Object.fromEntries(Object.entries(headers).filter(([k]) => !injectable.has(k)));
+    const strip = injectable(policy);
+    const upstreamHeaders = Object.fromEntries(Object.entries(c.headers).filter(([k]) => !strip.has(k)));
     for (const i of rule.inject) {
       const v = evaluate(i.value, c);
       // A value that is not an RFC 9110 field value is never set: the request fails closed.
-      if (typeof v === 'string' && /[\0-\x08\x0a-\x1f\x7f]/.test(v)) return { ...reply('deny', 403, rule.id), reason: 'inject_invalid_value' };
+      if (typeof v === 'string' && /[\0-\x08\x0a-\x1f\x7f]/.test(v)) return { ...reply(policy, 'deny', 403, rule.id), reason: 'inject_invalid_value' };
       if (typeof v === 'string') upstreamHeaders[i.header] = v;
     }
-    return { ...reply('allow', 200, rule.id), upstreamHeaders };
+    return { ...reply(policy, 'allow', 200, rule.id), upstreamHeaders };
   }
-  return reply('deny', 403);
+  return reply(policy, 'deny', 403);
 }

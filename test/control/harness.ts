@@ -101,8 +101,12 @@ export async function startPlane(options: { store?: Store; plugins?: ControlServ
   };
 }
 
-/** Resolves with the first event of `emitter` that `match` accepts. */
-function until<T extends unknown[]>(emitter: { on(e: string, f: (...a: T) => void): unknown; off(e: string, f: (...a: T) => void): unknown }, event: string, match: (...args: T) => boolean, timeoutMs = 10_000): Promise<T> {
+/**
+ * Resolves with the first event of `emitter` that `match` accepts. The deadline only ends a
+ * test that would hang: a report can follow a policy compile, which on a loaded machine (the
+ * suite's other workers, other jobs) has taken longer than 10 s.
+ */
+function until<T extends unknown[]>(emitter: { on(e: string, f: (...a: T) => void): unknown; off(e: string, f: (...a: T) => void): unknown }, event: string, match: (...args: T) => boolean, timeoutMs = 60_000): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       emitter.off(event, listener);

@@ -70,9 +70,10 @@ export function checkDiff(pa: CheckedPolicy, pb: CheckedPolicy, xs: { tenant: st
       continue;
     }
     seen.witnesses++;
-    assert.is(verdict(outcome(pa, r.witness)), JSON.stringify([r.old.decision, r.old.status, r.old.inject]));
-    assert.is(verdict(outcome(pb, r.witness)), JSON.stringify([r.new.decision, r.new.status, r.new.inject]));
-    assert.is.not(verdict(outcome(pa, r.witness)), verdict(outcome(pb, r.witness)));
+    const [old, now] = [verdict(outcome(pa, r.witness)), verdict(outcome(pb, r.witness))];
+    assert.is(old, JSON.stringify([r.old.decision, r.old.status, r.old.inject]));
+    assert.is(now, JSON.stringify([r.new.decision, r.new.status, r.new.inject]));
+    assert.is.not(old, now);
   }
   // Requests of every cell (its representative, with headers, scopes and query drawn at random):
   // each decided differently has a region whose cell the same rules of each version match.

@@ -48,13 +48,18 @@ const agentArgs = (token: string) => ['agent', '--ca-url', ca.url, '--bundle', b
 
 e2e('flags that cannot work together are one line and exit 2, before any join token is spent', async () => {
   const token = (await ca.ca.createToken(CARD, 60_000)).token;
-  const both = await palisadeRun([...agentArgs(token), '--inbound', '127.0.0.1:0', '--app', echo.url, '--control', 'https://127.0.0.1:1', '--filter', 'x.wasm']);
+  // Independent processes, run at once.
+  const [both, noInbound, noPlane, init] = await Promise.all([
+    palisadeRun([...agentArgs(token), '--inbound', '127.0.0.1:0', '--app', echo.url, '--control', 'https://127.0.0.1:1', '--filter', 'x.wasm']),
+    palisadeRun([...agentArgs(token), '--control', 'https://127.0.0.1:1']),
+    palisadeRun(['control', 'token', 'create', '--dir', path.join(dir, 'nothing'), '--role', 'admin']),
+    palisadeRun(['control', 'init', '--dir', path.join(dir, 'plane')]),
+  ]);
   assert.is(both.code, 2);
   assert.match(both.output, /^palisade: --control and --filter\/--ecds-policy exclude each other[^\n]*\n$/);
-  const noInbound = await palisadeRun([...agentArgs(token), '--control', 'https://127.0.0.1:1']);
   assert.equal([noInbound.code, noInbound.output.trim().split('\n').length], [2, 1]);
-  assert.is((await palisadeRun(['control', 'token', 'create', '--dir', path.join(dir, 'nothing'), '--role', 'admin'])).code, 2);
-  assert.is((await palisadeRun(['control', 'init', '--dir', path.join(dir, 'plane')])).code, 0);
+  assert.is(noPlane.code, 2);
+  assert.is(init.code, 0, init.output);
   const badRole = await palisadeRun(['control', 'token', 'create', '--dir', path.join(dir, 'plane'), '--role', 'root']);
   assert.equal([badRole.code, badRole.output], [2, 'palisade: --role must be admin or viewer\n']);
 });

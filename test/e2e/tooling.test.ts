@@ -45,8 +45,7 @@ write('p.cases.json', cases);
 test('--version and -V name the compiler, the proxy-wasm ABI and the AssemblyScript version', async () => {
   const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
   const asc = JSON.parse(readFileSync('node_modules/assemblyscript/package.json', 'utf8'));
-  for (const flag of ['--version', '-V']) {
-    const r = await palisade(flag);
+  for (const r of await Promise.all(['--version', '-V'].map((flag) => palisade(flag)))) {
     assert.is(r.code, 0, r.stderr);
     assert.is(r.stdout, `palisade ${pkg.version} (proxy-wasm ABI 0.2.1, AssemblyScript ${asc.version})\n`);
   }
@@ -55,14 +54,13 @@ test('--version and -V name the compiler, the proxy-wasm ABI and the AssemblyScr
 test('check: compile\'s diagnostics and warnings, exit 2 on any error after every file, no wasm built', async () => {
   write('bad.policy.json', { ...policy, rules: [{ id: 'a', effect: 'allow', when: 'request.method > 5' }] });
   write('never.policy.json', { ...policy, rules: [...policy.rules, { id: 'never', effect: 'allow', when: "'a' == 'b'" }] });
-  const r = await palisade('check', 'bad.policy.json', 'never.policy.json', 'missing.json');
+  const [r, ok] = await Promise.all([palisade('check', 'bad.policy.json', 'never.policy.json', 'missing.json'), palisade('check', 'p.policy.json')]);
   assert.is(r.code, 2);
   assert.match(r.stderr, /^bad\.policy\.json:\d+:\d+: error: .+ \(at \/rules\/0\/when\)$/m);
   assert.match(r.stderr, /^never\.policy\.json:\d+:\d+: warning: rule 'never' can never apply: its `when` is always false/m);
   assert.match(r.stderr, /^missing\.json: error: cannot read policy: ENOENT$/m);
   assert.match(r.stdout, /^never\.policy\.json: ok \(2\/3 rules live\)$/m);
   assert.not.match(r.stderr, /\n\s+at /);
-  const ok = await palisade('check', 'p.policy.json');
   assert.is(ok.code, 0, ok.stderr);
   assert.is(ok.stdout, 'p.policy.json: ok (2/2 rules live)\n');
   assert.equal(readdirSync(dir).filter((f) => f.endsWith('.wasm')), []);
@@ -76,17 +74,16 @@ test('test: -v prints every case with its decision; --run selects by name; a --r
   assert.match(v.stdout, /^PASS p\.cases\.json:\d+:\d+ "frontend reads a card": allow 200 \(rule "read", reason allow_rule, mode enforce\)$/m);
   assert.match(v.stdout, /^PASS .*"dry-run forwards a denied request": deny 200 \(rule "no-admin", reason deny_rule, mode dry-run\)$/m);
   assert.ok(v.stdout.endsWith('3 passed, 0 failed\n'));
-  const only = await palisade('test', '--run', '^admin', 'p.cases.json');
+  const [only, none, bad] = await Promise.all(['^admin', 'nothing-like-this', '('].map((run) => palisade('test', '--run', run, 'p.cases.json')));
   assert.is(only.stdout, '1 passed, 0 failed\n');
-  const none = await palisade('test', '--run', 'nothing-like-this', 'p.cases.json');
   assert.is(none.code, 2);
   assert.match(none.stderr, /selects no case/);
-  assert.is((await palisade('test', '--run', '(', 'p.cases.json')).code, 2);
+  assert.is(bad.code, 2);
 });
 
 test('test: --format json and junit carry every case, with failures', async () => {
   write('f.cases.json', { ...cases, cases: [...cases.cases, { name: 'wrong <&> "expectation"', request: read, expect: { decision: 'deny' } }] });
-  const json = await palisade('test', '--format', 'json', 'f.cases.json');
+  const [json, junit, tap] = await Promise.all(['json', 'junit', 'tap'].map((format) => palisade('test', '--format', format, 'f.cases.json')));
   assert.is(json.code, 1);
   const report = JSON.parse(json.stdout);
   assert.is(report.passed, 3);
@@ -94,27 +91,25 @@ test('test: --format json and junit carry every case, with failures', async () =
   const wrong = report.files[0].cases[3];
   assert.equal([wrong.passed, wrong.decision, wrong.status, wrong.rule, wrong.reason], [false, 'allow', 200, 'read', 'allow_rule']);
   assert.equal(wrong.failures, ['decision: expected "deny", got "allow"']);
-  const junit = await palisade('test', '--format', 'junit', 'f.cases.json');
   assert.is(junit.code, 1);
   assert.match(junit.stdout, /^<\?xml version="1\.0" encoding="UTF-8"\?>\n<testsuites name="palisade test" tests="4" failures="1">/);
   assert.match(junit.stdout, '<testsuite name="f.cases.json" tests="4" failures="1">');
   assert.match(junit.stdout, '<testcase name="wrong &lt;&amp;&gt; &quot;expectation&quot;" classname="f.cases.json"');
   assert.match(junit.stdout, '<failure message="decision: expected &quot;deny&quot;, got &quot;allow&quot;">');
   assert.is((junit.stdout.match(/<testcase /g) ?? []).length, 4);
-  assert.is((await palisade('test', '--format', 'tap', 'f.cases.json')).code, 2);
+  assert.is(tap.code, 2);
 });
 
 test('test --coverage: rules, `to` entries and `when` branches no case exercised, text and JSON', async () => {
-  const r = await palisade('test', '--coverage', 'p.cases.json');
-  assert.is(r.code, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, /coverage p\.policy\.json: 2\/2 rules decided a case, 2\/3 `to` entries matched, 1\/2 `when` branches taken/);
-  assert.match(r.stdout, /p\.policy\.json:\d+:\d+: a `to` entry of rule 'read' matched no case/);
-  assert.match(r.stdout, /p\.policy\.json:\d+:\d+: the `when` of rule 'read' was never false/);
   write('more.cases.json', { ...cases, cases: [
     { name: 'head', request: { ...read, method: 'HEAD', path: '/cards' }, expect: { decision: 'allow' } },
     { name: 'other tenant', request: { ...read, headers: { 'x-tenant': 'x' } }, expect: { decision: 'deny' } },
   ] });
-  const both = await palisade('test', '--coverage', '--format', 'json', 'p.cases.json', 'more.cases.json');
+  const [r, both] = await Promise.all([palisade('test', '--coverage', 'p.cases.json'), palisade('test', '--coverage', '--format', 'json', 'p.cases.json', 'more.cases.json')]);
+  assert.is(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /coverage p\.policy\.json: 2\/2 rules decided a case, 2\/3 `to` entries matched, 1\/2 `when` branches taken/);
+  assert.match(r.stdout, /p\.policy\.json:\d+:\d+: a `to` entry of rule 'read' matched no case/);
+  assert.match(r.stdout, /p\.policy\.json:\d+:\d+: the `when` of rule 'read' was never false/);
   assert.is(both.code, 0, both.stdout + both.stderr);
   const [cov] = JSON.parse(both.stdout).coverage;
   assert.equal(cov.uncovered, []);
@@ -127,7 +122,8 @@ test('case files: every problem at once, an empty case list refused, a per-case 
     { name: 'b', request: { method: 'GET', path: '/', source: 'spiffe://bank.example/../x' }, expect: { decision: 'deny', reason: 'no_alow_rule' } },
   ] });
   write('empty.cases.json', { policy: 'p.policy.json', cases: [] });
-  const r = await palisade('test', 'bad.cases.json', 'empty.cases.json');
+  write('cfg.cases.json', { policy: 'p.policy.json', cases: [{ name: 'bad config', config: { mode: 'permissive' }, request: read, expect: { decision: 'allow' } }] });
+  const [r, cfg] = await Promise.all([palisade('test', 'bad.cases.json', 'empty.cases.json'), palisade('test', 'cfg.cases.json')]);
   assert.is(r.code, 2);
   assert.is(r.stdout, '');
   const lines = r.stderr.trimEnd().split('\n');
@@ -137,8 +133,6 @@ test('case files: every problem at once, an empty case list refused, a per-case 
   assert.match(r.stderr, /"source" must be a workload SPIFFE ID/);
   assert.match(r.stderr, /"reason" must be a decision reason; did you mean 'no_allow_rule'\?/);
   assert.match(r.stderr, /^empty\.cases\.json:\d+:\d+: "cases" is empty: a case file must test something \(at \/cases\)$/m);
-  write('cfg.cases.json', { policy: 'p.policy.json', cases: [{ name: 'bad config', config: { mode: 'permissive' }, request: read, expect: { decision: 'allow' } }] });
-  const cfg = await palisade('test', 'cfg.cases.json');
   assert.is(cfg.code, 1);
   assert.match(cfg.stdout, /FAIL .*"bad config"\n  config: the filter refuses this plugin configuration/);
 });
@@ -149,30 +143,35 @@ test('test: a case file may name its schema ($schema)', async () => {
 });
 
 test('eval: decision, status, rule, reason, mode and injected headers of one request, human and JSON', async () => {
-  const json = await palisade('eval', '--policy', 'p.policy.json', '--format', 'json', '--request', JSON.stringify({ ...read, headers: { ...read.headers, 'x-card': 'spoofed' } }));
+  write('req.json', { method: 'GET', path: '/cards/7', source: frontend, headers: { 'x-tenant': 'other' } });
+  const [json, human, dry, unbound] = await Promise.all([
+    palisade('eval', '--policy', 'p.policy.json', '--format', 'json', '--request', JSON.stringify({ ...read, headers: { ...read.headers, 'x-card': 'spoofed' } })),
+    palisade('eval', '--policy', 'p.policy.json', '--request-file', 'req.json'),
+    palisade('eval', '--policy', 'p.policy.json', '--config', '{"mode":"dry-run"}', '--format', 'json', '--request-file', 'req.json'),
+    // The fingerprint is part of the decision: a claim that does not bind the request is refused as in `palisade test`.
+    palisade('eval', '--policy', 'p.policy.json', '--format', 'json', '--request', JSON.stringify({ ...read, fingerprint: { htm: 'POST' } })),
+  ]);
   assert.is(json.code, 0, json.stderr);
   assert.equal(JSON.parse(json.stdout), { decision: 'allow', status: 200, rule: 'read', mode: 'enforce', reason: 'allow_rule', upstreamHeaders: { 'x-card': '7' } });
-  write('req.json', { method: 'GET', path: '/cards/7', source: frontend, headers: { 'x-tenant': 'other' } });
-  const human = await palisade('eval', '--policy', 'p.policy.json', '--request-file', 'req.json');
   assert.is(human.code, 0, human.stderr);
   assert.match(human.stdout, /^decision  deny\nstatus    403\nrule      \(none\)\nreason    no_allow_rule /);
-  const dry = await palisade('eval', '--policy', 'p.policy.json', '--config', '{"mode":"dry-run"}', '--format', 'json', '--request-file', 'req.json');
   assert.equal(JSON.parse(dry.stdout), { decision: 'deny', status: 200, rule: null, mode: 'dry-run', reason: 'no_allow_rule', upstreamHeaders: {} });
-  // The fingerprint is part of the decision: a claim that does not bind the request is refused as in `palisade test`.
-  const unbound = await palisade('eval', '--policy', 'p.policy.json', '--format', 'json', '--request', JSON.stringify({ ...read, fingerprint: { htm: 'POST' } }));
   assert.equal(JSON.parse(unbound.stdout), { decision: 'unauthenticated', status: 401, rule: null, mode: 'enforce', reason: 'fingerprint_htm', upstreamHeaders: null });
 });
 
 test('eval: bad input is every problem with its position, exit 2, no stack trace', async () => {
-  const r = await palisade('eval', '--policy', 'p.policy.json', '--request', '{"method":"GET","path":"cards","sorce":"x"}');
+  const badArgs = [[], ['--request', '{}', '--request-file', 'req.json'], ['--request', '{"method":"GET","path":"/"}', '--config', '[1]'], ['--request', '{"method":"GET","path":"/"}', '--format', 'yaml']];
+  const [r, refused, ...bads] = await Promise.all([
+    palisade('eval', '--policy', 'p.policy.json', '--request', '{"method":"GET","path":"cards","sorce":"x"}'),
+    palisade('eval', '--policy', 'p.policy.json', '--request', '{"method":"GET","path":"/"}', '--config', '{"mode":"permissive"}'),
+    ...badArgs.map((args) => palisade('eval', '--policy', 'p.policy.json', ...args)),
+  ]);
   assert.is(r.code, 2);
   assert.match(r.stderr, /--request:1:\d+: "path" must be a string starting with "\/" \(at \/path\)\n--request:1:\d+: unknown field "sorce"/);
-  for (const args of [[], ['--request', '{}', '--request-file', 'req.json'], ['--request', '{"method":"GET","path":"/"}', '--config', '[1]'], ['--request', '{"method":"GET","path":"/"}', '--format', 'yaml']]) {
-    const bad = await palisade('eval', '--policy', 'p.policy.json', ...args);
-    assert.is(bad.code, 2, args.join(' '));
+  bads.forEach((bad, i) => {
+    assert.is(bad.code, 2, badArgs[i].join(' '));
     assert.not.match(bad.stderr, /\n\s+at /);
-  }
-  const refused = await palisade('eval', '--policy', 'p.policy.json', '--request', '{"method":"GET","path":"/"}', '--config', '{"mode":"permissive"}');
+  });
   assert.is(refused.code, 2);
   assert.match(refused.stderr, /the filter refuses this plugin configuration/);
 });
