@@ -8,6 +8,7 @@
  * spelling, another signer) is kept whole, as sent, so every entry stays re-verifiable offline.
  */
 import { JWS_HEADER, htuOf } from '../spiffe/fingerprint.ts';
+import { isPlain } from './json-text.ts';
 
 export interface ReducedFingerprint {
   iat: number;
@@ -80,14 +81,11 @@ const utf8 = Buffer.alloc(4096);
  * through JSON.stringify.
  */
 function claimsJson(id: string, service: string, method: string, htu: string, iat: number, exp: number, jti: string, ath: string | undefined): string {
-  if (Number.isSafeInteger(iat) && Number.isSafeInteger(exp) && PLAIN.test(id) && PLAIN.test(service) && PLAIN.test(method) && PLAIN.test(htu) && PLAIN.test(jti) && (ath === undefined || PLAIN.test(ath))) {
+  if (Number.isSafeInteger(iat) && Number.isSafeInteger(exp) && isPlain(id) && isPlain(service) && isPlain(method) && isPlain(htu) && isPlain(jti) && (ath === undefined || isPlain(ath))) {
     return `{"iss":"${id}","sub":"${id}","aud":"${service}","htm":"${method}","htu":"${htu}","iat":${iat},"exp":${exp},"jti":"${jti}"${ath === undefined ? '' : `,"ath":"${ath}"`}}`;
   }
   return JSON.stringify({ iss: id, sub: id, aud: service, htm: method, htu, iat, exp, jti, ath });
 }
-
-/** Printable ASCII but `"` and `\`: what JSON.stringify writes as it is, between quotes. */
-const PLAIN = /^[ !#-[\]-~]*$/;
 
 export function isReduced(value: unknown): value is ReducedFingerprint {
   const f = value as ReducedFingerprint;

@@ -46,5 +46,5 @@ export async function signedDecisions(signed: number) {
     fingerprint: fingerprints[i % signed]!,
     fingerprintClaims: verifiedClaims[i % signed],
   });
-  return { ca, service, cert, ref, fingerprints, decided };
+  return { ca, service, cert, ref, fingerprints, decided, callerKey: caller.privateKey };
 }
