@@ -10,6 +10,7 @@ import { startAgent, type IdentityAgent } from '../agent/identity/agent.ts';
 import { parseListen, untilSignal } from './process.ts';
 import type { AgentContext, AgentOptionGroup, AgentPart, PrepareContext } from './agent-group.ts';
 import { CliError } from './errors.ts';
+import { settleDaemonHeap } from './daemon-heap.ts';
 import { ecdsAgentGroup } from './agent-ecds.ts';
 import { sidecarAgentGroup } from './agent-sidecar.ts';
 import { signerAgentGroup } from './agent-signer.ts';
@@ -104,6 +105,7 @@ async function runAgent(opts: Record<string, unknown>): Promise<void> {
     for (const part of parts) await part.start?.(ctx);
     const svid = agent.svid();
     log.info({ spiffe_id: svid.spiffeId, serial: svid.serial, not_after: svid.notAfter, sds: opts.sds ?? null }, 'agent ready');
+    settleDaemonHeap();
     await untilSignal();
   } catch (err) {
     if (err instanceof CliError) throw err;
