@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { IdentityAgent } from './agent.ts';
 import { isLoopbackAuthority, isLoopbackHost } from './loopback.ts';
+import { isoTime } from '../../platform/utc-time.ts';
 import type {} from './admin-access.ts'; // the adminToken route option (a fastify augmentation)
 
 export interface AdminOptions {
@@ -77,8 +78,8 @@ export async function createAdmin(options: AdminOptions): Promise<AdminServer> {
     return {
       spiffe_id: svid.spiffeId,
       serial: svid.serial,
-      not_before: svid.notBefore.toISOString(),
-      not_after: svid.notAfter.toISOString(),
+      not_before: isoTime(svid.notBefore),
+      not_after: isoTime(svid.notAfter),
       certificate_pem: svid.chainPem,
     };
   });
