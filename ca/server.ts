@@ -1,5 +1,6 @@
 import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { NO_SCHEMAS } from '../platform/no-schemas.ts';
 import { CertificateAuthority } from './ca.ts';
 import { CaError } from './errors.ts';
 import { FailureLimiter } from './limiter.ts';
@@ -66,6 +67,7 @@ async function serve(ca: CertificateAuthority, options: CaServerOptions): Promis
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: BODY_LIMIT,
+    schemaController: NO_SCHEMAS,
     https: {
       key: keyPem, cert: certPem, ca: ca.issuer.rootPem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2',
       handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,

@@ -6,10 +6,12 @@ import type { Command } from 'commander';
 import pino from 'pino';
 import { isLoopbackHost } from '../agent/identity/loopback.ts';
 import { writeSecretFile } from '../platform/secret-file.ts';
+import { isoTime } from '../platform/utc-time.ts';
 import { startAgent, type IdentityAgent } from '../agent/identity/agent.ts';
 import { parseListen, untilSignal } from './process.ts';
 import type { AgentContext, AgentOptionGroup, AgentPart, PrepareContext } from './agent-group.ts';
 import { CliError } from './errors.ts';
+import { settleDaemonHeap } from './daemon-heap.ts';
 import { ecdsAgentGroup } from './agent-ecds.ts';
 import { sidecarAgentGroup } from './agent-sidecar.ts';
 import { signerAgentGroup } from './agent-signer.ts';
@@ -85,7 +87,7 @@ async function runAgent(opts: Record<string, unknown>): Promise<void> {
     }
     closers.push(() => agent.close());
     const ctx: AgentContext = { agent, log, xdsServices: [], adminPlugins: [], closers };
-    agent.on('rotated', (svid) => log.info({ spiffe_id: svid.spiffeId, serial: svid.serial, not_after: svid.notAfter }, 'SVID rotated'));
+    agent.on('rotated', (svid) => log.info({ spiffe_id: svid.spiffeId, serial: svid.serial, not_after: isoTime(svid.notAfter) }, 'SVID rotated'));
     agent.on('renewal_failed', (err) => log.warn({ err: err.message, health: agent.health().status }, 'SVID renewal failed'));
     agent.on('expired', () => log.error('SVID expired; a new join token is needed'));
     for (const part of parts) await part.setup?.(ctx);
@@ -103,7 +105,8 @@ async function runAgent(opts: Record<string, unknown>): Promise<void> {
     }
     for (const part of parts) await part.start?.(ctx);
     const svid = agent.svid();
-    log.info({ spiffe_id: svid.spiffeId, serial: svid.serial, not_after: svid.notAfter, sds: opts.sds ?? null }, 'agent ready');
+    log.info({ spiffe_id: svid.spiffeId, serial: svid.serial, not_after: isoTime(svid.notAfter), sds: opts.sds ?? null }, 'agent ready');
+    settleDaemonHeap();
     await untilSignal();
   } catch (err) {
     if (err instanceof CliError) throw err;

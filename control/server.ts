@@ -16,6 +16,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { X509Certificate } from 'node:crypto';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
+import { NO_SCHEMAS } from '../platform/no-schemas.ts';
 import type { Store } from '../store/store.ts';
 import type { SvidSource } from '../agent/sidecar/svid.ts';
 import { tlsMaterial } from '../agent/sidecar/tls.ts';
@@ -87,6 +88,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: BODY_LIMIT,
+    schemaController: NO_SCHEMAS,
     https: { ...tlsMaterial(identity), requestCert: true, rejectUnauthorized: false, handshakeTimeout: 10_000 },
   });
   const subscribers = await Subscribers.start(store, policies, (err) => app.log.error(err));

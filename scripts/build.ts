@@ -23,6 +23,12 @@
  *   with a require hidden from bundlers (`inquire`);
  * - esbuild: runs its native binary, found beside its own files (`palisade audit verify`
  *   bundles its helper thread's code with it: audit/helpers.ts).
+ * - @fastify/ajv-compiler, @fastify/fast-json-stringify-compiler, light-my-request: fastify
+ *   requires them only when a route declares a schema and for `inject()`; bundled, their
+ *   code (with ajv, fast-json-stringify and fast-uri: ~400 KB of source) sat in the chunk
+ *   every fastify user loads, kept in memory by an agent with --admin that never runs it
+ *   (agent/identity/admin.ts refuses schemas): ~0.7 MB of its RSS (bench/startup.ts).
+ *   Whoever needs them (the control plane) loads them from node_modules when fastify asks.
  *
  * Modules find files beside their source (compiler/build.ts reads runtime/ and filters/,
  * the AssemblyScript the policy compiler feeds asc; compiler/manifest.ts reads
@@ -45,7 +51,7 @@ const OUT = 'dist';
 const NPM_INSTALLED = 'node_modules/.package-lock.json';
 
 /** Packages that stay imports from node_modules (see above); every other one is bundled. */
-const EXTERNAL = /^(better-sqlite3|assemblyscript|@grpc\/[^/]+|protobufjs|esbuild)(\/|$)/;
+const EXTERNAL = /^(better-sqlite3|assemblyscript|@grpc\/[^/]+|protobufjs|esbuild|@fastify\/ajv-compiler|@fastify\/fast-json-stringify-compiler|light-my-request)(\/|$)/;
 
 const externalPackages: Plugin = {
   name: 'external-packages',

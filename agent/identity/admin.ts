@@ -2,6 +2,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { IdentityAgent } from './agent.ts';
 import { isLoopbackAuthority, isLoopbackHost } from './loopback.ts';
+import { isoTime } from '../../platform/utc-time.ts';
+import { NO_SCHEMAS } from '../../platform/no-schemas.ts';
 import type {} from './admin-access.ts'; // the adminToken route option (a fastify augmentation)
 
 export interface AdminOptions {
@@ -28,18 +30,6 @@ export interface AdminServer {
 }
 
 const READ_ONLY = new Set(['GET', 'HEAD']);
-
-/**
- * No admin route declares a schema (bodies are read by the routes themselves), so fastify
- * gets compilers that refuse one: its defaults would load ajv and fast-json-stringify into
- * the agent for its whole life (bench/startup.ts: the idle agent's RSS). A route added with
- * a schema fails to register, at start-up.
- */
-const NO_SCHEMAS = { compilersFactory: { buildValidator: noSchemas, buildSerializer: noSchemas } };
-
-function noSchemas(): never {
-  throw new Error('admin routes declare no schemas (agent/identity/admin.ts)');
-}
 
 /**
  * The agent's local admin API (loopback only): health, Prometheus metrics and the SVID's
@@ -77,8 +67,8 @@ export async function createAdmin(options: AdminOptions): Promise<AdminServer> {
     return {
       spiffe_id: svid.spiffeId,
       serial: svid.serial,
-      not_before: svid.notBefore.toISOString(),
-      not_after: svid.notAfter.toISOString(),
+      not_before: isoTime(svid.notBefore),
+      not_after: isoTime(svid.notAfter),
       certificate_pem: svid.chainPem,
     };
   });

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { Counter, Gauge, Registry } from '../metrics.ts';
 import { createCsr, generateKeyPair, pemBlocks } from '../../spiffe/pki.ts';
+import { isoTime } from '../../platform/utc-time.ts';
 import { CaRejectedError, CaUnavailableError, fetchLiveKeyIds, postToCa, type SvidResponse } from './client.ts';
 
 /** The workload's current X.509-SVID. The key exists only in this process's memory. */
@@ -126,8 +127,8 @@ export class IdentityAgent extends EventEmitter<AgentEvents> {
       status: expired ? 'expired' : this.failures > 0 ? 'degraded' : 'ok',
       spiffeId: this.current.spiffeId,
       serial: this.current.serial,
-      notAfter: this.current.notAfter.toISOString(),
-      nextRotation: this.nextRotation === null ? null : new Date(this.nextRotation).toISOString(),
+      notAfter: isoTime(this.current.notAfter),
+      nextRotation: this.nextRotation === null ? null : isoTime(this.nextRotation),
       consecutiveFailures: this.failures,
       lastError: this.lastError,
     };

@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Filter } from '../../host/filter.ts';
+import { isoTime } from '../../platform/utc-time.ts';
 
 /** A filter loaded in the strict host (host/). */
 export type LoadedFilter = Filter;
@@ -58,7 +59,7 @@ export class FilterSlot extends EventEmitter {
     const slot = new FilterSlot(load, check);
     const filter = await slot.#accept(wasm);
     slot.#current = { filter, sha256: sha256(wasm), leases: 0, retired: false };
-    slot.#status = { sha256: sha256(wasm), loadedAt: new Date().toISOString(), source, reloads: 0, lastRefusal: null };
+    slot.#status = { sha256: sha256(wasm), loadedAt: isoTime(Date.now()), source, reloads: 0, lastRefusal: null };
     return slot;
   }
 
@@ -93,7 +94,7 @@ export class FilterSlot extends EventEmitter {
         filter = await this.#accept(wasm);
       } catch (err) {
         const reason = err instanceof Error ? err.message : String(err);
-        this.#status.lastRefusal = { at: new Date().toISOString(), source, sha256: digest, reason };
+        this.#status.lastRefusal = { at: isoTime(Date.now()), source, sha256: digest, reason };
         this.emit('refused', { source, sha256: digest, reason });
         return { ok: false as const, reason };
       }
@@ -101,7 +102,7 @@ export class FilterSlot extends EventEmitter {
       this.#current = { filter, sha256: digest, leases: 0, retired: false };
       old.retired = true;
       if (old.leases === 0) void old.filter.close();
-      Object.assign(this.#status, { sha256: digest, loadedAt: new Date().toISOString(), source, reloads: this.#status.reloads + 1 });
+      Object.assign(this.#status, { sha256: digest, loadedAt: isoTime(Date.now()), source, reloads: this.#status.reloads + 1 });
       this.emit('swapped', this.status());
       return { ok: true as const, sha256: digest };
     };
