@@ -169,6 +169,7 @@ async function main(): Promise<void> {
     });
     if (loads.some((round) => Object.values(round).some((r) => r.failed > 0))) {
       console.log('\nSOME REQUESTS FAILED: a failed request costs a proxy less than a forwarded one; the figures below are not comparable.');
+      for (const { name, child } of proxies.slice(1)) console.log(`${LABELS[name]}, refusals by reason: ${JSON.stringify(refusalReasons(child.logFile))}`);
     }
     const rate = (name: ProxyName) => loads.reduce((sum, l) => sum + l[name].rps, 0);
     const cpu = (name: ProxyName) => {
@@ -271,6 +272,17 @@ async function throughput(proxy: Proxy, tls: ClientTls, key: KeyObject, seconds:
     proxyCpu: proxyBefore !== null && proxyAfter !== null ? (proxyAfter - proxyBefore) / completed : null,
     loadCpu: (load.user + load.system) / completed,
   };
+}
+
+/** The reasons of an agent's logged decisions that did not answer 200, with their counts. */
+function refusalReasons(logFile: string): Record<string, number> {
+  const reasons: Record<string, number> = {};
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+    if (!line.includes('"msg":"decision"') || line.includes('"status":200,')) continue;
+    const { status, reason } = JSON.parse(line) as { status: number; reason: string };
+    reasons[`${status} ${reason}`] = (reasons[`${status} ${reason}`] ?? 0) + 1;
+  }
+  return reasons;
 }
 
 /** The replay cache's memory with 100,000 distinct fingerprints, and its bound. */
