@@ -17,9 +17,9 @@ export interface Child {
  * Starts `node ...args` and waits until `ready` finds what it needs in the output (a URL),
  * or fails with the output's tail when the process exits or 60 s pass first.
  */
-export async function startChild<T>(args: string[], logFile: string, ready: (output: string) => T | undefined, env?: NodeJS.ProcessEnv): Promise<Child & { ready: T }> {
+export async function startChild<T>(args: string[], logFile: string, ready: (output: string) => T | undefined): Promise<Child & { ready: T }> {
   const fd = openSync(logFile, 'w');
-  const child = spawn(process.execPath, args, { stdio: ['ignore', fd, fd], env: env ?? process.env });
+  const child = spawn(process.execPath, args, { stdio: ['ignore', fd, fd] });
   closeSync(fd);
   let exited = false;
   child.once('exit', () => (exited = true));

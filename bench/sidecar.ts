@@ -111,8 +111,8 @@ async function main(): Promise<void> {
     writeFileSync(join(dir, 'service.pem'), service.svid_pem);
     writeFileSync(join(dir, 'service.key'), service.key_pem, { mode: 0o600 });
 
-    const start = async <T>(name: string, args: string[], ready: (output: string) => T | undefined, env?: NodeJS.ProcessEnv) => {
-      const child = await startChild(args, join(dir, `${name}.log`), ready, env);
+    const start = async <T>(name: string, args: string[], ready: (output: string) => T | undefined) => {
+      const child = await startChild(args, join(dir, `${name}.log`), ready);
       children.push(child);
       return child;
     };
@@ -123,10 +123,9 @@ async function main(): Promise<void> {
     // The same agent twice, the second with the audit log (its defaults: fsync before each checkpoint).
     const agent = async (name: ProxyName, extra: string[]) => {
       const { token } = await ca.ca.createToken(SERVICE, 60_000);
-      const args = [BIN, 'agent', '--ca-url', ca.url, '--bundle', bundle, '--token', token, '--inbound', '127.0.0.1:0', '--app', app.ready, '--filter', wasm, ...extra];
-      // BENCH_AGENT_NODE_OPTIONS (e.g. `--cpu-prof --cpu-prof-dir=DIR`) goes to the agents only.
-      const nodeOptions = process.env.BENCH_AGENT_NODE_OPTIONS;
-      return start(name, args, agentInbound, nodeOptions ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${nodeOptions}` } : undefined);
+      // BENCH_AGENT_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=DIR`, which NODE_OPTIONS refuses) go to the agents only.
+      const nodeArgs = process.env.BENCH_AGENT_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+      return start(name, [...nodeArgs, BIN, 'agent', '--ca-url', ca.url, '--bundle', bundle, '--token', token, '--inbound', '127.0.0.1:0', '--app', app.ready, '--filter', wasm, ...extra], agentInbound);
     };
     const proxies: Proxy[] = [
       { name: 'plain', url: plain.ready, child: plain },
