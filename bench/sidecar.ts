@@ -44,6 +44,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4);
 const WARMUP_S = 2;
 const CONNECTIONS = 16;
 const LATENCY_SAMPLES = 2000;
+/** Requests per second a throughput run is given fingerprints for, at least (see topRate). */
+const MIN_RATE = 3_000;
 const BIN = fileURLToPath(new URL('../bin/palisade.js', import.meta.url));
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
 
@@ -234,7 +236,10 @@ async function latencies(proxies: Proxy[], tls: ClientTls, key: KeyObject): Prom
 /** Requests each proxy answered with other than 2xx, over every run. */
 const refusals = new Map<ProxyName, number>();
 
-/** The most requests per second a run of each proxy reached: how many fingerprints its next run needs. */
+/**
+ * The most requests per second a run of each proxy reached: its next run gets fingerprints
+ * for twice that, or twice MIN_RATE (a short, cold warm-up run can be much slower).
+ */
 const topRate = new Map<ProxyName, number>();
 
 /** One autocannon run against `proxy`, with the CPU its process and this one spent. */
@@ -242,7 +247,7 @@ async function throughput(proxy: Proxy, tls: ClientTls, key: KeyObject, seconds:
   // Signed before the run (each valid 30 s, used once): the caller's signing cost is not the
   // proxy's. Every proxy gets the same requests; the plain one ignores the header. A run
   // that needed more than these would replay them, and show it as non-2xx.
-  const count = Math.ceil(2 * seconds * (topRate.get(proxy.name) ?? 8_000)) + 2_000;
+  const count = Math.ceil(2 * seconds * Math.max(topRate.get(proxy.name) ?? 0, MIN_RATE)) + 2_000;
   const tokens = Array.from({ length: count }, () => signFingerprint(key, { caller: CALLER, target: SERVICE, method: 'GET', path: PATH }));
   let next = 0;
   const proxyBefore = cpuMicros(proxy.child.process.pid!);
