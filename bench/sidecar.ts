@@ -1,215 +1,296 @@
 /**
- * The inbound sidecar's cost: throughput (autocannon) and added latency of the full
- * perimeter (mTLS + fingerprint verification + identity of the caller + compiled filter in
- * the strict host) against a plain Node TLS reverse proxy to the same application, measured
- * in the same run. Throughput runs alternate between the two proxies (ROUNDS each), so a
- * machine shared with other work colours both alike; on Linux each run also reports the
- * CPU the proxy process spent per request (event-loop thread, other threads: libuv's pool,
- * V8's helpers), the load generator's thread excluded, which stays comparable when
- * throughput swings with the machine's load. Then the replay cache's memory with 100k
- * distinct fingerprints.
- * Run alone: node --import tsx bench/sidecar.ts   (BENCH_SECONDS, BENCH_ROUNDS)
+ * The inbound sidecar's cost, every party in a process of its own: the real agent
+ * (`palisade agent`, joined to a CA, the built CLI) twice with the same policy and flags,
+ * once with `--audit-dir`; a plain Node TLS reverse proxy to the same application
+ * (bench/plain-proxy.ts); the application (bench/sidecar-app.ts); and the load generator
+ * (autocannon) with the CA in this process. No proxy shares a heap, an event loop or a
+ * collector with another or with the load.
+ *
+ * Unloaded latency alternates single requests between the three. Throughput runs in rounds
+ * whose order reverses every round (plain, sidecar, audited, then audited, sidecar, plain),
+ * after one warm-up run each, and reports per run the requests per second and the CPU the
+ * proxy process spent per request (all its threads, /proc/<pid>/stat), which stays
+ * comparable when throughput swings with a shared machine's load. Then the audited agent
+ * stops and `palisade audit verify` checks its log, whose entry count is held against the
+ * application's own count of the requests that agent forwarded. Then the replay cache's
+ * memory with 100k distinct fingerprints.
+ * Run alone: node --import tsx bench/sidecar.ts   (BENCH_SECONDS, BENCH_ROUNDS; the agents
+ * run dist/ when it is current: `npm run build` first)
  */
-import 'reflect-metadata';
-import { createServer as createHttpServer } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { randomBytes, webcrypto, createPrivateKey } from 'node:crypto';
+import { randomBytes, createPrivateKey, type KeyObject } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { once } from 'node:events';
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { runInNewContext } from 'node:vm';
-import { Writable } from 'node:stream';
-import * as x509 from '@peculiar/x509';
-import { Agent, Pool, request } from 'undici';
-import autocannon from 'autocannon';
-import { compilePolicy } from '../compiler/index.ts';
-import { loadFilter } from '../host/filter.ts';
-import { FilterSlot } from '../agent/sidecar/filter-slot.ts';
-import { startInbound } from '../agent/sidecar/inbound.ts';
-import { SvidHolder, type Svid } from '../agent/sidecar/svid.ts';
-import { createLogger } from '../agent/sidecar/decision-log.ts';
-import { FINGERPRINT_HEADER, signFingerprint } from '../spiffe/fingerprint.ts';
-import { ReplayCache } from '../spiffe/replay-cache.ts';
-import { tlsMaterial } from '../agent/sidecar/tls.ts';
-import { relay } from '../agent/sidecar/http.ts';
-import { AuditLog } from '../audit/log.ts';
-import { DecisionAudit } from '../agent/sidecar/audit.ts';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Registry } from 'prom-client';
+import { fileURLToPath } from 'node:url';
+import { Agent, request } from 'undici';
+import autocannon from 'autocannon';
+import { compilePolicy } from '../compiler/index.ts';
+import { CertificateAuthority } from '../ca/ca.ts';
+import { startCaServer } from '../ca/server.ts';
+import { FINGERPRINT_HEADER, signFingerprint } from '../spiffe/fingerprint.ts';
+import { ReplayCache } from '../spiffe/replay-cache.ts';
+import { cpuMicros, startChild, stopChild, type Child } from './child-process.ts';
 
-const CALLER = 'spiffe://bank.example/ns/web/sa/frontend';
-const SERVICE = 'spiffe://bank.example/ns/payments/sa/card';
+const TRUST_DOMAIN = 'bank.example';
+const CALLER = `spiffe://${TRUST_DOMAIN}/ns/web/sa/frontend`;
+const SERVICE = `spiffe://${TRUST_DOMAIN}/ns/payments/sa/card`;
 const PATH = '/cards/42';
 const DURATION_S = Number(process.env.BENCH_SECONDS ?? 5);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4);
+const WARMUP_S = 2;
 const CONNECTIONS = 16;
 const LATENCY_SAMPLES = 2000;
-/** Fingerprints per throughput run; more requests than this would replay (and fail) visibly. */
-const PRESIGNED = 40_000;
-
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
-
-const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
-
-/** A root and two SVIDs, as the CA would issue them. */
-async function pki(): Promise<{ caPem: string; caller: Svid; service: Svid }> {
-  const root = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
-  const ca = await x509.X509CertificateGenerator.createSelfSigned({
-    name: 'CN=bench', keys: root, signingAlgorithm: alg,
-    extensions: [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true)],
-  });
-  const issue = async (id: string): Promise<Svid> => {
-    const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
-    const cert = await x509.X509CertificateGenerator.create({
-      subject: 'O=SPIRE', issuer: ca.subject, publicKey: keys.publicKey, signingKey: root.privateKey, signingAlgorithm: alg,
-      notAfter: new Date(Date.now() + 3_600_000),
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: id }]),
-      ],
-    });
-    const pkcs8 = x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY');
-    return { spiffeId: id, chainPem: cert.toString('pem'), privateKey: createPrivateKey(pkcs8), notAfter: cert.notAfter };
-  };
-  return { caPem: ca.toString('pem'), caller: await issue(CALLER), service: await issue(SERVICE) };
-}
+/** Requests per second a throughput run is given fingerprints for, at least (see topRate). */
+const MIN_RATE = 3_000;
+const BIN = fileURLToPath(new URL('../bin/palisade.js', import.meta.url));
+const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
 
 const policy = JSON.stringify({
   palisade: 1, name: 'bench', service: SERVICE,
   rules: [{ id: 'read-card', effect: 'allow', from: [CALLER], to: [{ methods: ['GET'], paths: ['/cards/{id}'] }] }],
 });
 
+type ProxyName = 'plain' | 'sidecar' | 'audited';
+const LABELS: Record<ProxyName, string> = { plain: 'plain TLS proxy', sidecar: 'sidecar', audited: 'sidecar + audit log' };
+
+interface Proxy {
+  name: ProxyName;
+  url: string;
+  child: Child;
+}
+
+interface Load {
+  rps: number;
+  completed: number;
+  /** Answered, but not with a 2xx. */
+  non2xx: number;
+  failed: number;
+  /** CPU per request (µs): the proxy process (all threads), this process (the load generator). */
+  proxyCpu: number | null;
+  loadCpu: number;
+}
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
+/** The first line of a process that prints its URL first. */
+const firstLine = (output: string) => (output.includes('\n') ? output.slice(0, output.indexOf('\n')) : undefined);
+
+/** The inbound URL of a `palisade agent`, once it says it is ready. */
+function agentInbound(output: string): string | undefined {
+  let inbound: string | undefined;
+  for (const line of output.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const msg = JSON.parse(line) as { msg?: string; inbound?: string };
+    if (msg.msg === 'sidecar listening') inbound = msg.inbound;
+    if (msg.msg === 'agent ready') return inbound;
+  }
+  return undefined;
+}
+
 async function main(): Promise<void> {
-  const { caPem, caller, service } = await pki();
-  const compiled = await compilePolicy('bench.policy.json', policy);
-  if (!compiled.ok) throw new Error('bench policy does not compile');
+  const dir = mkdtempSync(join(tmpdir(), 'palisade-bench-sidecar-'));
+  const children: Child[] = [];
+  const ca = await (async () => {
+    await CertificateAuthority.init(join(dir, 'ca'), TRUST_DOMAIN);
+    return startCaServer({ dir: join(dir, 'ca'), port: 0 });
+  })();
+  try {
+    const compiled = await compilePolicy('bench.policy.json', policy);
+    if (!compiled.ok) throw new Error('bench policy does not compile');
+    const wasm = join(dir, 'bench.wasm');
+    writeFileSync(wasm, compiled.wasm);
+    const bundle = join(dir, 'ca', 'bundle.pem');
+    const caller = await ca.ca.mint(CALLER, 3_600_000);
+    const callerKey = createPrivateKey(caller.key_pem);
+    // The plain proxy presents a certificate of the same kind as the sidecar's.
+    const service = await ca.ca.mint(SERVICE, 3_600_000);
+    writeFileSync(join(dir, 'service.pem'), service.svid_pem);
+    writeFileSync(join(dir, 'service.key'), service.key_pem, { mode: 0o600 });
 
-  const app = createHttpServer((_req, res) => res.end('{"id":"42"}'));
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-  const appUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
+    const start = async <T>(name: string, args: string[], ready: (output: string) => T | undefined) => {
+      const child = await startChild(args, join(dir, `${name}.log`), ready);
+      children.push(child);
+      return child;
+    };
+    const tsx = ['--import', 'tsx'];
+    const app = await start('app', [...tsx, here('sidecar-app.ts')], firstLine);
+    const plain = await start('plain', [...tsx, here('plain-proxy.ts'), app.ready, join(dir, 'service.pem'), join(dir, 'service.key')], firstLine);
+    const auditDir = join(dir, 'audit');
+    // The same agent twice, the second with the audit log (its defaults: fsync before each checkpoint).
+    const agent = async (name: ProxyName, extra: string[]) => {
+      const { token } = await ca.ca.createToken(SERVICE, 60_000);
+      // BENCH_AGENT_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=DIR`, which NODE_OPTIONS refuses) go to the agents only.
+      const nodeArgs = process.env.BENCH_AGENT_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+      return start(name, [...nodeArgs, BIN, 'agent', '--ca-url', ca.url, '--bundle', bundle, '--token', token, '--inbound', '127.0.0.1:0', '--app', app.ready, '--filter', wasm, ...extra], agentInbound);
+    };
+    const proxies: Proxy[] = [
+      { name: 'plain', url: plain.ready, child: plain },
+      { name: 'sidecar', url: (await agent('sidecar', [])).ready, child: children.at(-1)! },
+      { name: 'audited', url: (await agent('audited', ['--audit-dir', auditDir])).ready, child: children.at(-1)! },
+    ];
+    const agentLog = readFileSync(proxies[1].child.logFile, 'utf8');
+    if (agentLog.includes('running the TypeScript sources')) console.log(`(the agents run the sources, not dist/: ${agentLog.split('\n')[0]})\n`);
+    const clientTls = { ca: caller.bundle_pem, cert: caller.svid_pem, key: caller.key_pem, checkServerIdentity: () => undefined };
 
-  const identity = new SvidHolder(service, caPem);
-  const logger = createLogger(new Writable({ write: (_chunk, _enc, done) => done() })); // decisions are not the subject here
-  const inbound = async (audit?: DecisionAudit) => startInbound({
-    app: appUrl,
-    identity,
-    filters: await FilterSlot.create(compiled.wasm, (wasm) => loadFilter(wasm)),
-    logger,
-    replay: new ReplayCache(1_000_000),
-    audit,
-  });
-  const sidecar = await inbound();
-  // The same sidecar writing every decision to an audit log (defaults: fsync before each checkpoint).
-  const auditDir = mkdtempSync(join(tmpdir(), 'palisade-bench-sidecar-audit-'));
-  const auditLog = AuditLog.open({ dir: auditDir, signer: identity });
-  const audited = await inbound(new DecisionAudit(auditLog, 'closed', logger, new Registry()));
+    const latency = await latencies(proxies, clientTls, callerKey);
+    for (const proxy of proxies) await throughput(proxy, clientTls, callerKey, WARMUP_S); // JIT and pools warm, not reported
+    const loads: Record<ProxyName, Load>[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      // The order reverses every round, so a machine slowing down (or warming up) over a
+      // round counts against each proxy alike.
+      const round = {} as Record<ProxyName, Load>;
+      for (const proxy of i % 2 ? [...proxies].reverse() : proxies) round[proxy.name] = await throughput(proxy, clientTls, callerKey, DURATION_S);
+      loads.push(round);
+    }
 
-  // The baseline: TLS 1.3 termination and a keep-alive pool to the same app, nothing else;
-  // the body is relayed with the sidecar's own plumbing, so only the perimeter differs.
-  const pool = new Pool(appUrl, { connections: 64 });
-  const plain = createHttpsServer({ ...tlsMaterial(identity) }, (req, res) => {
-    void (async () => {
-      const up = await pool.request({ method: 'GET', path: req.url ?? '/', headers: { host: req.headers.host ?? '' } });
-      res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type'] ?? 'text/plain') });
-      relay(up.body, res);
-    })().catch(() => res.destroy()); // clients hang up at the end of a run
-  });
-  await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
-  const plainUrl = `https://127.0.0.1:${(plain.address() as AddressInfo).port}`;
-
-  const clientTls = { ca: caPem, cert: caller.chainPem, key: caller.privateKey.export({ format: 'pem', type: 'pkcs8' }), checkServerIdentity: () => undefined };
-  const fingerprint = () => signFingerprint(caller.privateKey, { caller: CALLER, target: SERVICE, method: 'GET', path: PATH });
-
-  // Latency, unloaded: one keep-alive connection to each proxy and the same signed request
-  // to both in turn, so a noisy moment on the machine lands on both alike.
-  async function latencies(): Promise<[plain: number[], sidecar: number[]]> {
-    const targets = [plainUrl, sidecar.url].map((base) => ({ base, dispatcher: new Agent({ connect: clientTls, connections: 1 }), times: [] as number[] }));
-    for (let i = 0; i < LATENCY_SAMPLES + 200; i++) {
-      for (const { base, dispatcher, times } of targets) {
-        const headers = { [FINGERPRINT_HEADER]: fingerprint() };
-        const t = performance.now();
-        const res = await request(base + PATH, { headers, dispatcher });
-        await res.body.text();
-        if (res.statusCode !== 200) throw new Error(`${base}: status ${res.statusCode}`);
-        if (i >= 200) times.push(performance.now() - t); // the first 200 warm up the JIT
+    const ms = (x: number) => x.toFixed(3);
+    console.log('### Inbound sidecar vs plain Node TLS reverse proxy (each in its own process, same run)');
+    console.log(`unloaded latency over ${LATENCY_SAMPLES} sequential requests to each, alternating, one keep-alive connection each (ms):`);
+    console.log('| | p50 | p99 |');
+    console.log('| --- | ---: | ---: |');
+    for (const { name } of proxies) console.log(`| ${LABELS[name]} | ${ms(percentile(latency[name], 50))} | ${ms(percentile(latency[name], 99))} |`);
+    const added = (p: number) => ms(percentile(latency.sidecar, p) - percentile(latency.plain, p));
+    console.log(`| sidecar added | ${added(50)} | ${added(99)} (target ≤ 1 ms) |`);
+    console.log(`\nthroughput, autocannon ${CONNECTIONS} connections × ${DURATION_S} s, ${ROUNDS} rounds, order reversed every round:`);
+    console.log('| round | proxy | req/s | requests | errors + non-2xx | proxy CPU µs/request | load generator CPU µs/request |');
+    console.log('| ---: | --- | ---: | ---: | ---: | ---: | ---: |');
+    const us = (x: number | null) => (x === null ? 'n/a' : x.toFixed(0));
+    loads.forEach((round, i) => {
+      const order = i % 2 ? [...proxies].reverse() : proxies;
+      for (const { name } of order) {
+        const r = round[name];
+        console.log(`| ${i + 1} | ${LABELS[name]} | ${r.rps.toFixed(0)} | ${r.completed} | ${r.failed} | ${us(r.proxyCpu)} | ${us(r.loadCpu)} |`);
       }
-    }
-    await Promise.all(targets.map((target) => target.dispatcher.close()));
-    const [plainTimes, sidecarTimes] = targets.map((target) => target.times.sort((a, b) => a - b));
-    return [plainTimes, sidecarTimes];
-  }
-
-  // Throughput under load.
-  async function throughput(base: string): Promise<Load> {
-    // The load generator runs in a worker thread so it does not share the proxies' event loop.
-    // A .ts worker entry needs tsx registered inside the worker first.
-    const entry = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); })`;
-    const worker = new Worker(entry, {
-      eval: true,
-      workerData: { base, caPem, chainPem: caller.chainPem, keyPem: clientTls.key },
     });
-    const [loadThread] = (await once(worker, 'message')) as [number | null]; // tokens signed, load starts
-    const before = threadTicks();
-    const [result] = (await once(worker, 'message')) as [Load];
-    const after = threadTicks();
-    await worker.terminate();
-    if (before && after && loadThread !== null) result.cpu = cpuPerRequest(before, after, loadThread, result.completed);
-    return result;
-  }
-
-  const [plainLat, sidecarLat] = await latencies();
-  const loads: { plain: Load; sidecar: Load; audited: Load }[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    // Every other round runs the proxies in reverse order: this process gets slower as it runs
-    // (every proxy's replay cache and the audit tree grow), which in a fixed order would always
-    // count against the proxy measured last, the audited sidecar.
-    const round = {} as { plain: Load; sidecar: Load; audited: Load };
-    const order = [['plain', plainUrl], ['sidecar', sidecar.url], ['audited', audited.url]] as const;
-    for (const [name, url] of i % 2 ? [...order].reverse() : order) round[name] = await throughput(url);
-    loads.push(round);
-  }
-
-  const ms = (x: number) => x.toFixed(3);
-  console.log('### Inbound sidecar vs plain Node TLS reverse proxy (same machine, same run)');
-  console.log(`unloaded latency over ${LATENCY_SAMPLES} sequential requests to each, alternating, one keep-alive connection each (ms):`);
-  console.log('| | p50 | p99 |');
-  console.log('| --- | ---: | ---: |');
-  console.log(`| plain TLS proxy | ${ms(percentile(plainLat, 50))} | ${ms(percentile(plainLat, 99))} |`);
-  console.log(`| sidecar (mTLS + fingerprint + filter) | ${ms(percentile(sidecarLat, 50))} | ${ms(percentile(sidecarLat, 99))} |`);
-  console.log(`| added | ${ms(percentile(sidecarLat, 50) - percentile(plainLat, 50))} | ${ms(percentile(sidecarLat, 99) - percentile(plainLat, 99))} (target ≤ 1 ms) |`);
-  console.log(`\nthroughput, autocannon ${CONNECTIONS} connections × ${DURATION_S} s, ${ROUNDS} alternating rounds:`);
-  console.log(`| round | proxy | req/s | requests | errors + non-2xx | CPU µs/request: event loop + other threads |`);
-  console.log('| ---: | --- | ---: | ---: | ---: | ---: |');
-  const cpu = (r: Load) => (r.cpu ? `${r.cpu.loop.toFixed(0)} + ${r.cpu.other.toFixed(0)}` : 'n/a');
-  loads.forEach((round, i) => {
-    for (const [name, r] of [['plain TLS proxy', round.plain], ['sidecar', round.sidecar], ['sidecar + audit log', round.audited]] as const) {
-      console.log(`| ${i + 1} | ${name} | ${r.rps.toFixed(0)} | ${r.completed} | ${r.failed} | ${cpu(r)} |`);
+    if (loads.some((round) => Object.values(round).some((r) => r.failed > 0))) {
+      console.log('\nSOME REQUESTS FAILED: a failed request costs a proxy less than a forwarded one; the figures below are not comparable.');
+      for (const { name, child } of proxies.slice(1)) console.log(`${LABELS[name]}, refusals by reason: ${JSON.stringify(refusalReasons(child.logFile))}`);
     }
+    const rate = (name: ProxyName) => loads.reduce((sum, l) => sum + l[name].rps, 0);
+    const cpu = (name: ProxyName) => {
+      if (loads.some((l) => l[name].proxyCpu === null)) return null;
+      return loads.reduce((sum, l) => sum + l[name].proxyCpu! * l[name].completed, 0) / loads.reduce((sum, l) => sum + l[name].completed, 0);
+    };
+    const percent = (x: number) => `${x.toFixed(1)}%`;
+    const ratio = (a: ProxyName, b: ProxyName, target: string) => {
+      const perRound = loads.map((l) => percent((100 * l[a].rps) / l[b].rps)).join(', ');
+      const cpuA = cpu(a);
+      const cpuB = cpu(b);
+      const cpuLine = cpuA !== null && cpuB !== null ? `; CPU per request ${cpuA.toFixed(0)} µs against ${cpuB.toFixed(0)} µs (${percent((100 * cpuB) / cpuA)} of the requests per CPU second)` : '';
+      return `${percent((100 * rate(a)) / rate(b))} pooled over all rounds (${perRound} per round; target ${target})${cpuLine}`;
+    };
+    console.log(`\nsidecar throughput / plain proxy: ${ratio('sidecar', 'plain', '≥ 80%')}`);
+    console.log(`sidecar throughput with the audit log / without: ${ratio('audited', 'sidecar', '≥ 95%')}`);
+
+    // The figure is real auditing only if the log holds an entry per forwarded request and verifies.
+    const audited = proxies.find((p) => p.name === 'audited')!;
+    const forwarded = (await (await request(`${app.ready}/forwarded`)).body.json()) as Record<string, number>;
+    const host = new URL(audited.url).host;
+    await stopChild(audited.child.process);
+    const verify = await promisify(execFile)(process.execPath, [BIN, 'audit', 'verify', auditDir, '--bundle', bundle], { maxBuffer: 1 << 20 }).catch((err: { stdout?: string; stderr?: string }) => err);
+    const verdict = `${verify.stdout ?? ''}${verify.stderr ?? ''}`.trim();
+    const entries = Number(/verified (\d+) entries/.exec(verdict)?.[1] ?? NaN);
+    // Every decision has its entry: the requests forwarded, those the sidecar refused (a
+    // replayed fingerprint, non-2xx), and those decided but still in flight when a run
+    // stopped and its connections closed (at most one per connection and run).
+    const sent = forwarded[host] ?? 0;
+    const refused = refusals.get('audited') ?? 0;
+    const inFlight = entries - sent - refused;
+    const runs = ROUNDS + 1;
+    console.log(`\naudited agent's log, \`palisade audit verify\`: ${verdict.split('\n').pop()}`);
+    console.log(`${entries} entries: ${sent} requests it forwarded (counted by the application), ${refused} it refused, ${inFlight} in flight when a run stopped` +
+      (inFlight >= 0 && inFlight <= CONNECTIONS * runs ? ` (at most ${CONNECTIONS * runs}): one entry per decision` : ': MISMATCH'));
+  } finally {
+    for (const { process: child } of children) await stopChild(child); // SIGTERM: an agent writes its --cpu-prof on the way out
+    await ca.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  replayCacheMemory();
+}
+
+type ClientTls = { ca: string; cert: string; key: string; checkServerIdentity: () => undefined };
+
+/** Unloaded latency: one keep-alive connection to each proxy and the same signed request to each in turn, so a noisy moment lands on all alike. */
+async function latencies(proxies: Proxy[], tls: ClientTls, key: KeyObject): Promise<Record<ProxyName, number[]>> {
+  const targets = proxies.map((proxy) => ({ proxy, dispatcher: new Agent({ connect: tls, connections: 1 }), times: [] as number[] }));
+  for (let i = 0; i < LATENCY_SAMPLES + 200; i++) {
+    for (const { proxy, dispatcher, times } of targets) {
+      const headers = { [FINGERPRINT_HEADER]: signFingerprint(key, { caller: CALLER, target: SERVICE, method: 'GET', path: PATH }) };
+      const t = performance.now();
+      const res = await request(proxy.url + PATH, { headers, dispatcher });
+      await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`${proxy.name}: status ${res.statusCode}`);
+      if (i >= 200) times.push(performance.now() - t); // the first 200 warm up the JIT
+    }
+  }
+  await Promise.all(targets.map((target) => target.dispatcher.close()));
+  return Object.fromEntries(targets.map(({ proxy, times }) => [proxy.name, times.sort((a, b) => a - b)])) as Record<ProxyName, number[]>;
+}
+
+/** Requests each proxy answered with other than 2xx, over every run. */
+const refusals = new Map<ProxyName, number>();
+
+/**
+ * The most requests per second a run of each proxy reached: its next run gets fingerprints
+ * for twice that, or twice MIN_RATE (a short, cold warm-up run can be much slower).
+ */
+const topRate = new Map<ProxyName, number>();
+
+/** One autocannon run against `proxy`, with the CPU its process and this one spent. */
+async function throughput(proxy: Proxy, tls: ClientTls, key: KeyObject, seconds: number): Promise<Load> {
+  // Signed before the run (each valid 30 s, used once): the caller's signing cost is not the
+  // proxy's. Every proxy gets the same requests; the plain one ignores the header. A run
+  // that needed more than these would replay them, and show it as non-2xx.
+  const count = Math.ceil(2 * seconds * Math.max(topRate.get(proxy.name) ?? 0, MIN_RATE)) + 2_000;
+  const tokens = Array.from({ length: count }, () => signFingerprint(key, { caller: CALLER, target: SERVICE, method: 'GET', path: PATH }));
+  let next = 0;
+  const proxyBefore = cpuMicros(proxy.child.process.pid!);
+  const loadBefore = process.cpuUsage();
+  const result = await autocannon({
+    url: proxy.url + PATH,
+    connections: CONNECTIONS,
+    duration: seconds,
+    tlsOptions: tls,
+    requests: [{
+      method: 'GET',
+      path: PATH,
+      setupRequest: (req) => ({ ...req, headers: { ...req.headers, [FINGERPRINT_HEADER]: tokens[next++ % tokens.length] } }),
+    }],
   });
-  const rate = (which: 'plain' | 'sidecar' | 'audited') => loads.reduce((sum, l) => sum + l[which].rps, 0);
-  const ratios = loads.map((l) => `${((100 * l.sidecar.rps) / l.plain.rps).toFixed(0)}%`).join(', ');
-  console.log(`\nsidecar throughput / plain proxy: ${((100 * rate('sidecar')) / rate('plain')).toFixed(0)}% over all rounds (${ratios} per round; target ≥ 80%)`);
+  const load = process.cpuUsage(loadBefore);
+  const proxyAfter = cpuMicros(proxy.child.process.pid!);
+  const completed = result.requests.total;
+  topRate.set(proxy.name, Math.max(topRate.get(proxy.name) ?? 0, completed / result.duration));
+  refusals.set(proxy.name, (refusals.get(proxy.name) ?? 0) + result.non2xx);
+  return {
+    rps: completed / result.duration,
+    completed,
+    non2xx: result.non2xx,
+    failed: result.errors + result.non2xx + result.timeouts,
+    proxyCpu: proxyBefore !== null && proxyAfter !== null ? (proxyAfter - proxyBefore) / completed : null,
+    loadCpu: (load.user + load.system) / completed,
+  };
+}
 
-  const auditRatios = loads.map((l) => `${((100 * l.audited.rps) / l.sidecar.rps).toFixed(0)}%`).join(', ');
-  console.log(`sidecar throughput with the audit log / without: ${((100 * rate('audited')) / rate('sidecar')).toFixed(0)}% over all rounds (${auditRatios} per round; target ≥ 95%)`);
+/** The reasons of an agent's logged decisions that did not answer 200, with their counts. */
+function refusalReasons(logFile: string): Record<string, number> {
+  const reasons: Record<string, number> = {};
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+    if (!line.includes('"msg":"decision"') || line.includes('"status":200,')) continue;
+    const { status, reason } = JSON.parse(line) as { status: number; reason: string };
+    reasons[`${status} ${reason}`] = (reasons[`${status} ${reason}`] ?? 0) + 1;
+  }
+  return reasons;
+}
 
-  await sidecar.close();
-  await audited.close();
-  await auditLog.close();
-  rmSync(auditDir, { recursive: true, force: true });
-  await new Promise((r) => plain.close(r));
-  await pool.close();
-  app.close();
-
+/** The replay cache's memory with 100,000 distinct fingerprints, and its bound. */
+function replayCacheMemory(): void {
   console.log(`\n### Replay cache memory`);
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
@@ -225,66 +306,4 @@ async function main(): Promise<void> {
   console.log(`the 100,001st is refused (${cache.admit(randomBytes(16).toString('base64url'), now + 30, now)}) until entries expire: the bound holds.`);
 }
 
-interface Load {
-  rps: number;
-  completed: number;
-  failed: number;
-  /** CPU per request of the process minus the load generator (µs): the event-loop thread, everything else. */
-  cpu?: { loop: number; other: number };
-}
-
-/** CPU clock ticks per thread of this process (Linux), or null elsewhere. */
-function threadTicks(): Map<number, number> | null {
-  if (!existsSync('/proc/self/task')) return null;
-  const ticks = new Map<number, number>();
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks.set(Number(tid), Number(fields[11]) + Number(fields[12])); // utime + stime
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return ticks;
-}
-
-function cpuPerRequest(before: Map<number, number>, after: Map<number, number>, loadThread: number, requests: number): Load['cpu'] {
-  const usPerTick = 1e6 / 100; // USER_HZ
-  let loop = 0;
-  let other = 0;
-  for (const [tid, ticks] of after) {
-    const used = (ticks - (before.get(tid) ?? 0)) * usPerTick;
-    if (tid === process.pid) loop += used;
-    else if (tid !== loadThread) other += used;
-  }
-  return { loop: loop / requests, other: other / requests };
-}
-
-/** The load generator, in its worker thread. */
-async function load(data: { base: string; caPem: string; chainPem: string; keyPem: string }): Promise<void> {
-  const key = createPrivateKey(data.keyPem);
-  // Signed before the run (each valid 30 s, used once): the caller's signing cost is not the
-  // sidecar's. Both proxies get the same requests; the plain one ignores the header.
-  const tokens = Array.from({ length: PRESIGNED }, () => signFingerprint(key, { caller: CALLER, target: SERVICE, method: 'GET', path: PATH }));
-  let next = 0;
-  parentPort!.postMessage(existsSync('/proc/thread-self') ? Number(readlinkSync('/proc/thread-self').split('/').pop()) : null);
-  const result = await autocannon({
-    url: data.base + PATH,
-    connections: CONNECTIONS,
-    duration: DURATION_S,
-    tlsOptions: { ca: data.caPem, cert: data.chainPem, key: data.keyPem, checkServerIdentity: () => undefined },
-    requests: [{
-      method: 'GET',
-      path: PATH,
-      setupRequest: (req) =>
-        ({ ...req, headers: { ...req.headers, [FINGERPRINT_HEADER]: tokens[next++ % tokens.length] } }),
-    }],
-  });
-  // In a worker autocannon hands back its histograms encoded: report the counts.
-  const summary: Load = { rps: result.totalCompletedRequests / result.duration, completed: result.totalCompletedRequests, failed: result.errors + result.non2xx + result.timeouts };
-  parentPort!.postMessage(summary);
-}
-
-if (isMainThread) await main();
-else await load(workerData);
+await main();
