@@ -10,6 +10,7 @@ import { Counter, register as defaultRegistry, type Registry } from '../metrics.
 import { AuditLog, AuditWriteError, type CertificateRef, type WrittenEntry } from '../../audit/log.ts';
 import { redactPath, type Decided } from '../../audit/entry.ts';
 import { tokenHash } from '../../spiffe/fingerprint.ts';
+import { isoTime } from '../../platform/utc-time.ts';
 import type { DecisionRecord } from './decision-log.ts';
 import type { IdentityContext } from './identity-context.ts';
 
@@ -69,23 +70,6 @@ function certificateRef(cert: X509Certificate): CertificateRef & { serial: strin
     refs.set(cert, (ref = { der, id: AuditLog.certificateId(der), serial: cert.serialNumber }));
   }
   return ref;
-}
-
-let second = NaN;
-let secondPrefix = '';
-/**
- * `new Date(ms).toISOString()`, which costs microseconds per call (a measurable share of an
- * audited request): the date-and-seconds part is formatted once per second, the
- * milliseconds appended.
- */
-export function isoTime(ms: number): string {
-  const s = Math.floor(ms / 1000);
-  if (s !== second) {
-    second = s;
-    secondPrefix = new Date(s * 1000).toISOString().slice(0, -4); // "….SS." without "000Z"
-  }
-  const milli = ms - s * 1000;
-  return `${secondPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
 }
 
 function entryOf(record: DecisionRecord, evidence: Evidence, cert: (CertificateRef & { serial: string }) | undefined): Decided {

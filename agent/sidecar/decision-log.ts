@@ -1,5 +1,6 @@
 /** One JSON line per request through the inbound sidecar (pino). */
 import { pino, type Logger } from 'pino';
+import { isoTime } from '../../platform/utc-time.ts';
 
 export interface DecisionRecord {
   trace_id: string;
@@ -25,8 +26,11 @@ export interface DecisionRecord {
   latency_ms: number;
 }
 
+/** pino's `stdTimeFunctions.isoTime`, without its Date#toISOString per line (platform/utc-time.ts says why). */
+const timestamp = () => `,"time":"${isoTime(Date.now())}"`;
+
 export function createLogger(destination?: NodeJS.WritableStream): Logger {
-  const options = { base: null, timestamp: pino.stdTimeFunctions.isoTime };
+  const options = { base: null, timestamp };
   return destination ? pino(options, destination) : pino(options);
 }
 

@@ -21,6 +21,18 @@ test('the same string as toISOString across years 0 to 9999 and beyond', () => {
   }
 });
 
+test('the same string for any times, in any order, and across second boundaries both ways (the second is cached)', () => {
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: -8.64e15, max: 8.64e15 }), { minLength: 1, maxLength: 20 }), (times) => {
+      for (const ms of times) assert.is(isoTime(ms), new Date(ms).toISOString());
+    }),
+  );
+  const start = Date.UTC(2026, 11, 31, 23, 59, 58, 990);
+  for (let ms = start; ms < start + 2_030; ms++) assert.is(isoTime(ms), new Date(ms).toISOString());
+  for (let ms = start + 2_030; ms >= start; ms -= 7) assert.is(isoTime(ms), new Date(ms).toISOString());
+  for (const ms of [-1, 0, 999, 1000, -1000, -1001]) assert.is(isoTime(ms), new Date(ms).toISOString());
+});
+
 test('an invalid date throws as toISOString does', () => {
   assert.throws(() => isoTime(Number.NaN), (err: unknown) => err instanceof RangeError);
   assert.throws(() => isoTime(new Date('not a date')), (err: unknown) => err instanceof RangeError);
