@@ -77,7 +77,7 @@ function plainLine(seq: number, prev: string, d: Decided, f: StoredFingerprint |
     !(hasExactly(c, CALLER) && hasExactly(u, USER) && hasExactly(p, POLICY) && typeof f === 'object' && f !== null && isFiniteNumber(d.status)) ||
     !(isPlain(prev) && isPlain(d.time) && isPlain(d.trace_id) && isPlain(d.request_id) && isPlain(d.service) && isPlain(c.id) && isPlain(c.serial) && isPlain(c.cert)) ||
     !(isPlain(u.token_sha256) && isPlain(d.method) && isPlain(d.path) && isPlain(d.decision) && isPlain(d.rule) && isPlain(d.mode) && isPlain(d.reason) && isPlain(p.sha256)) ||
-    !(isPlain(f.jti) && isPlain(f.sig))
+    !(hasExactly(f, FINGERPRINT) && isFiniteNumber(f.iat) && isFiniteNumber(f.exp) && isPlain(f.jti) && isPlain(f.sig))
   ) return undefined;
   const claims = claimsJson(u.claims);
   if (claims === undefined) return undefined;
@@ -88,6 +88,7 @@ function plainLine(seq: number, prev: string, d: Decided, f: StoredFingerprint |
 const CALLER = ['id', 'serial', 'cert'] as const;
 const USER = ['claims', 'token_sha256'] as const;
 const POLICY = ['sha256'] as const;
+const FINGERPRINT = ['iat', 'exp', 'jti', 'sig'] as const;
 
 /** The user's claims as JSON.stringify writes them inside the entry: the same, but for a toJSON, which is told its key. */
 function claimsJson(claims: unknown): string | undefined {
