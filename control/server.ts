@@ -98,7 +98,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
   /** Throws the refusal of an agent whose SVID expired or whose key the CA no longer vouches for. */
   const checkStanding = async (credential: PeerCredential) => {
     const refusal = await refusalOf(credential, liveKeys, now());
-    if (refusal) throw new ControlError(refusal.status, refusal.status === 401 ? 'unauthenticated' : 'unavailable', refusal.reason);
+    if (refusal) throw new ControlError(refusal.status, refusal.code, refusal.reason);
   };
   const rotated = () => app.server.setSecureContext(tlsMaterial(identity));
   identity.on('rotated', rotated);

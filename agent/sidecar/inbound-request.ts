@@ -127,7 +127,7 @@ export function requestPipeline(opts: PipelineOptions): RequestHandler {
     record.caller = peer.id;
     if (malformed) return refuse(malformed.status, 'bad_request', malformed.reason);
     const refusal = await refusalOf(peer, opts.liveKeys, opts.now());
-    if (refusal) return refuse(refusal.status, refusal.status === 401 ? 'unauthenticated' : 'unavailable', refusal.reason);
+    if (refusal) return refuse(refusal.status, refusal.code, refusal.reason);
     evidence.callerCert = peer.cert;
 
     const authorization = firstHeader(req.headers.authorization);

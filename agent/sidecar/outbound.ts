@@ -102,8 +102,8 @@ export async function startOutbound(opts: OutboundOptions): Promise<Listener> {
   const judge = async (cert: X509Certificate | undefined) => {
     if (!cert) throw new UpstreamRefusal(502, 'upstream_untrusted', 'the server presented no certificate');
     const refusal = await refusalOf(credentialOf(cert), opts.liveKeys, now(), 'server');
-    if (refusal?.status === 401) throw new UpstreamRefusal(502, 'upstream_untrusted', refusal.reason);
-    if (refusal) throw new UpstreamRefusal(503, 'unavailable', refusal.reason);
+    if (refusal?.code === 'unauthenticated') throw new UpstreamRefusal(502, 'upstream_untrusted', refusal.reason);
+    if (refusal) throw new UpstreamRefusal(503, refusal.code, refusal.reason);
   };
   const sweeper = setInterval(() => {
     for (const peer of generation.peers.values()) void peer.sweep();

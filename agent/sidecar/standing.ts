@@ -24,22 +24,20 @@ export function credentialOf(cert: X509Certificate): PeerCredential {
   };
 }
 
-export interface Refusal {
-  status: 401 | 503;
-  reason: string;
-}
+/** 401 `unauthenticated`: the certificate does not stand; 503 `unavailable`: it cannot be told (the live keys are stale). */
+export type Refusal = { status: 401; code: 'unauthenticated'; reason: string } | { status: 503; code: 'unavailable'; reason: string };
 
 /**
  * `now`: the sidecar's clock (ms since the epoch), the one its live keys go stale by; `role`:
  * whose certificate it is, for the reason (the inbound side judges clients, the outbound servers).
  */
 export async function refusalOf(peer: PeerCredential, liveKeys: LiveKeys | undefined, now: number, role: 'client' | 'server' = 'client'): Promise<Refusal | null> {
-  if (now < peer.notBefore || now >= peer.notAfter) return { status: 401, reason: `${role} certificate expired or not yet valid` };
+  if (now < peer.notBefore || now >= peer.notAfter) return { status: 401, code: 'unauthenticated', reason: `${role} certificate expired or not yet valid` };
   switch (await liveKeys?.standing(peer.kid)) {
     case 'unknown':
-      return { status: 401, reason: `${role} certificate revoked, superseded or unknown to the CA` };
+      return { status: 401, code: 'unauthenticated', reason: `${role} certificate revoked, superseded or unknown to the CA` };
     case 'stale':
-      return { status: 503, reason: 'revocation list stale: the CA has not answered within the staleness bound' };
+      return { status: 503, code: 'unavailable', reason: 'revocation list stale: the CA has not answered within the staleness bound' };
     default:
       return null;
   }
