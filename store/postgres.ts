@@ -105,8 +105,8 @@ export class PostgresStore implements Store {
   /**
    * On a connection of its own: the advisory lock is a session lock, held across the
    * per-migration transactions and released with the session however this ends. No
-   * statement timeout here: the lock waits out another replica's migrations, and a
-   * migration of a big table may rightly take long.
+   * statement timeout of ours here (one the URL sets still applies): the lock waits out
+   * another replica's migrations, and a migration of a big table may rightly take long.
    */
   async migrate(component: string, migrations: readonly string[]): Promise<void> {
     const client = new pg.Client(this.connection());
