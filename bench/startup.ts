@@ -21,6 +21,7 @@ import { parseArgs } from 'node:util';
 import { createPrivateKey } from 'node:crypto';
 import { Agent, request } from 'undici';
 import { CertificateAuthority } from '../ca/ca.ts';
+import { cpuMicros, stopChild } from './child-process.ts';
 import { FINGERPRINT_HEADER, signFingerprint } from '../spiffe/fingerprint.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -61,22 +62,9 @@ function started(args: string[], ready: RegExp): Promise<{ child: ChildProcess; 
   });
 }
 
-/** CPU seconds (user + system) the process has used so far. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100 Hz on Linux)
-}
-
 function rssMb(pid: number): number {
   const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
   return kb / 1024;
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
 }
 
 interface Rss {
@@ -111,23 +99,23 @@ async function idleRss(dir: string, wasm: string, app: string): Promise<Rss> {
     try {
       await settle();
       const idle = { ca: rssMb(ca.child.pid!), agent: rssMb(agent.child.pid!) };
-      const cpuBefore = cpuSeconds(agent.child.pid!);
+      const cpuBefore = cpuMicros(agent.child.pid!)!; // this bench reads /proc throughout (RSS too)
       await allowedRequests(agent.match[1]!, caller);
-      const cpuPerRequestMs = ((cpuSeconds(agent.child.pid!) - cpuBefore) * 1000) / REQUESTS;
+      const cpuPerRequestMs = (cpuMicros(agent.child.pid!)! - cpuBefore) / 1000 / REQUESTS;
       await settle();
       measured = { ...idle, agentAfterRequests: rssMb(agent.child.pid!), cpuPerRequestMs };
     } finally {
-      await stop(agent.child);
+      await stopChild(agent.child);
     }
     const bare = await startAgent(caDir, ca.match[1]!, wasm, app, false);
     try {
       await settle();
       return { ...measured, agentWithoutAdmin: rssMb(bare.child.pid!) };
     } finally {
-      await stop(bare.child);
+      await stopChild(bare.child);
     }
   } finally {
-    await stop(ca.child);
+    await stopChild(ca.child);
   }
 }
 
