@@ -3,12 +3,12 @@
  * service's own policy or a scope layer (the trust-domain root, a namespace: docs/policy.md,
  * "Layers"); a service's effective policy is its own composed with every stored layer whose
  * scope contains it, compiled by the call `palisade compile --layer` makes, so the filter is
- * the same bytes a CI build of the same files produces.
+ * the same bytes a CI build of the same files produces. Builds are kept (control/builds.ts).
  */
-import { compileLayers, type CompileResult } from '../compiler/index.ts';
 import { analyzeLayer } from '../compiler/frontend/index.ts';
 import { contains } from '../compiler/compose/index.ts';
 import type { CheckedLayer, Diagnostic } from '../compiler/frontend/ast.ts';
+import { buildLayers, type ServiceBuild } from './builds.ts';
 
 /** The file name diagnostics are reported against: what `palisade compile` would call it. */
 export const policyFile = (name: string) => `${name}.policy.json`;
@@ -24,9 +24,9 @@ export function analyzeDocument(doc: Document): { layer: CheckedLayer | null; di
 }
 
 /** `service`'s effective policy: its own document and the layers above it among `layers`, compiled. */
-export function compileService(own: Document, service: string, layers: Document[]): Promise<CompileResult> {
+export function compileService(own: Document, service: string, layers: Document[]): Promise<ServiceBuild> {
   const above = layers.filter((l) => scopeContains(l, service));
-  return compileLayers([own, ...above].map((d) => ({ file: policyFile(d.name), text: d.source })));
+  return buildLayers([own, ...above].map((d) => ({ file: policyFile(d.name), text: d.source })));
 }
 
 /** Whether a stored layer's scope (its level text) contains `service`. */

@@ -213,10 +213,10 @@ export class PolicyRegistry {
   private async composed(doc: Document, service: string, layers: Document[], change: Change): Promise<NewVersion> {
     const compiled = await compileService(doc, service, layers);
     if (!compiled.ok) throw invalidPolicy(compiled.diagnostics);
-    const { manifest, wasm } = compiled;
+    const { manifest, wasmBase64 } = compiled;
     return {
       name: doc.name, kind: 'service', level: service, change, mode: manifest.mode, source: doc.source, sha256: manifest.wasm.sha256,
-      wasm: Buffer.from(wasm).toString('base64'), manifest,
+      wasm: wasmBase64, manifest,
     };
   }
 

@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
 import { compileLayers } from '../../compiler/index.ts';
 import { PolicyRegistry } from '../../control/policies.ts';
+import { buildStats } from '../../control/builds.ts';
 import type { Store } from '../../store/store.ts';
 import { startEcho, type Echo } from '../agent/sidecar/harness.ts';
 import { startPlane, startServiceSidecars, policy, nextReport, CARD, TD, type Plane } from './harness.ts';
@@ -56,9 +57,13 @@ layers('a root layer\'s deny applies to a service whose own policy allows the re
 });
 
 layers('rolling the service back recomposes its earlier source with today\'s layers: the deny stays', async () => {
+  const before = buildStats();
   const back = await plane.api('POST', '/v1/policies/card/rollback', { body: '{"version":1}' });
   assert.is(back.status, 200);
   assert.is(await card.call(0, '/admin/users'), 403);
+  // Version 1's source under today's root layer is what version 2 was built from: that build is reused.
+  assert.equal([buildStats().compiled, buildStats().reused], [before.compiled, before.reused + 1]);
+  assert.is(back.json.sha256, (await plane.api('GET', '/v1/policies/card/versions/2')).json.sha256);
   const layerBack = nextReport(card.instances[0]!.subscriber, (r) => r.version === 4);
   const bad = await plane.api('PUT', '/v1/policies/bank', { body: root.replace('"deny"', '"allow"') });
   assert.is(bad.status, 400, 'an allow in a layer must say appliesBelow');
