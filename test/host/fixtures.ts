@@ -1,19 +1,16 @@
 /**
- * Test fixtures for the host: the multipurpose AssemblyScript filter, built once per process
+ * Test fixtures for the host: the multipurpose AssemblyScript filter, built once per test run
  * through the compiler's asc worker with the options of every policy filter (so its `abort`
  * is the runtime's, as in a real filter), and tiny hand-assembled modules for link-time refusals.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { buildEntry } from '../../compiler/backend/build.ts';
+import { builtEntry } from '../support/compiled.ts';
 
 const ENTRY = 'test/fixtures/host/filter.ts';
-let compiled: Promise<Uint8Array> | undefined;
-
-/** The fixture filter's wasm bytes (compiled on first use, then cached). */
+/** The fixture filter's wasm bytes (compiled once per test run). */
 export function fixtureFilter(): Promise<Uint8Array> {
-  compiled ??= buildEntry(ENTRY, { [ENTRY]: readFileSync(fileURLToPath(new URL(`../../${ENTRY}`, import.meta.url)), 'utf8') });
-  return compiled;
+  return builtEntry(ENTRY, { [ENTRY]: readFileSync(fileURLToPath(new URL(`../../${ENTRY}`, import.meta.url)), 'utf8') });
 }
 
 type Val = 'i32' | 'i64';

@@ -12,6 +12,7 @@ import { formatDiagnostic } from '../../../compiler/frontend/ast.ts';
 import { loadFilter, type FilterRequest } from '../../../host/filter.ts';
 import { withFingerprint } from '../../../testing/fingerprint.ts';
 import { positionOf } from '../frontend/helpers.ts';
+import { compiledLayers } from '../../support/compiled.ts';
 
 const CARDS = 'spiffe://bank.example/ns/payments/sa/cards';
 const STOREFRONT = 'spiffe://bank.example/ns/web/sa/storefront';
@@ -46,11 +47,6 @@ const STOREFRONT_POLICY = layer('storefront.policy.json', { name: 'storefront', 
   { id: 'frontend', effect: 'allow', from: [FRONTEND] },
 ]);
 
-async function compiled(layers: LayerText[]): Promise<Compiled> {
-  const r = await compileLayers(layers);
-  if (!r.ok) throw new Error(r.diagnostics.map(formatDiagnostic).join('\n'));
-  return r;
-}
 
 interface Decision { status: number; rule: string | null; reason: string; mode: string; upstream: string[] }
 
@@ -74,7 +70,7 @@ async function decide(wasm: Uint8Array, service: string, requests: [string, stri
 
 let cards: Compiled;
 test.before(async () => {
-  cards = await compiled([ROOT, PAYMENTS, CARDS_POLICY]);
+  cards = await compiledLayers([ROOT, PAYMENTS, CARDS_POLICY]);
 });
 
 test('a root-level deny applies to a service whose own policy allows the request', async () => {
@@ -113,7 +109,7 @@ test('a lower layer cannot lift a higher deny: same path, narrower path, an alwa
 test('an appliesBelow allow applies to every service under its scope, and not in another namespace', async () => {
   const inPayments = await decide(cards.wasm, CARDS, [[PROMETHEUS, 'GET', '/metrics'], [PROBER, 'GET', '/healthz'], [PROBER, 'GET', '/metrics']]);
   assert.equal(inPayments.map((d) => [d.status, d.rule]), [[200, 'payments/metrics'], [200, 'bank/health-check'], [403, null]]);
-  const storefront = await compiled([ROOT, STOREFRONT_POLICY]);
+  const storefront = await compiledLayers([ROOT, STOREFRONT_POLICY]);
   const inWeb = await decide(storefront.wasm, STOREFRONT, [[PROMETHEUS, 'GET', '/metrics'], [PROBER, 'GET', '/healthz'], [FRONTEND, 'GET', '/admin/x']]);
   assert.equal(inWeb.map((d) => [d.status, d.rule]), [[403, null], [200, 'bank/health-check'], [403, 'bank/no-admin']]);
   assert.equal(await diagnostics([ROOT, PAYMENTS, STOREFRONT_POLICY]), [
@@ -210,12 +206,12 @@ test('the manifest lists every layer and its sha256, root first; the order given
     { file: 'cards.policy.json', sha256: sha(CARDS_POLICY), level: CARDS },
   ]);
   assert.equal(cards.manifest.source, { file: 'cards.policy.json', sha256: sha(CARDS_POLICY) });
-  const shuffled = await compiled([CARDS_POLICY, PAYMENTS, ROOT]);
+  const shuffled = await compiledLayers([CARDS_POLICY, PAYMENTS, ROOT]);
   assert.equal(shuffled.wasm, cards.wasm);
   assert.equal(shuffled.manifest, cards.manifest);
   // A service's policy without layers compiles to the filter it always did; only the manifest says "layers".
   const single = await compilePolicy(STOREFRONT_POLICY.file, STOREFRONT_POLICY.text);
-  const asLayer = await compiled([STOREFRONT_POLICY]);
+  const asLayer = await compiledLayers([STOREFRONT_POLICY]);
   assert.ok(single.ok);
   assert.equal(asLayer.wasm, single.wasm);
   assert.is(single.manifest.layers, undefined);
