@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { buildEgressFilter } from '../../compiler/backend/egress.ts';
+import { egressWasm } from '../filters/egress/harness.ts';
 import { loadFilter } from '../../host/filter.ts';
 import { generateBootstrap } from '../../envoy/bootstrap.ts';
 import { bootstrapOptions } from '../../envoy/options.ts';
@@ -44,9 +44,9 @@ test('the egress filter accepts the plugin configuration the bootstrap gives it'
   writeFileSync(routes, JSON.stringify({ ledger: { url: 'https://10.0.0.7:15006', spiffeId: 'spiffe://bank.example/ns/payments/sa/ledger' } }));
   const config: any = generateBootstrap(bootstrapOptions({ policy: manifest, routes }));
   const egress = config.static_resources.listeners[1].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.config;
-  const filter = await loadFilter(await buildEgressFilter(), { configuration: egress.configuration.value, rootId: egress.root_id, vmId: egress.vm_config.vm_id, name: egress.name });
+  const filter = await loadFilter(await egressWasm(), { configuration: egress.configuration.value, rootId: egress.root_id, vmId: egress.vm_config.vm_id, name: egress.name });
   assert.ok(filter);
-  const refused = await loadFilter(await buildEgressFilter(), { configuration: '{"targets":[]}' }).then(() => 'loaded', (e: Error) => e.message);
+  const refused = await loadFilter(await egressWasm(), { configuration: '{"targets":[]}' }).then(() => 'loaded', (e: Error) => e.message);
   assert.is.not(refused, 'loaded');
 });
 

@@ -62,7 +62,11 @@ function once<T>(key: string, build: () => Promise<T>): Promise<T> {
 
 /** The policy file compiled (once per key); each caller gets its own copy of the wasm bytes. */
 export async function compiledFile(file: string): Promise<Compiled> {
-  const text = await readFile(file, 'utf8');
+  return compiledText(file, await readFile(file, 'utf8'));
+}
+
+/** A policy given by text, compiled as the file `file` (once per key). */
+export async function compiledText(file: string, text: string): Promise<Compiled> {
   const r = await once(keyOf('file', file, text), () => compileOrThrow(file, () => compilePolicy(file, text)));
   return { ...r, wasm: r.wasm.slice() };
 }

@@ -4,6 +4,8 @@ import { formatDiagnostic, type CheckedPolicy } from '../../../compiler/frontend
 import { lower } from '../../../compiler/ir/lower.ts';
 import type { Program } from '../../../compiler/ir/ir.ts';
 import { loadFilter, FilterLoadError } from '../../../host/filter.ts';
+import type { Compiled } from '../../../compiler/index.ts';
+import { compiledText } from '../../support/compiled.ts';
 
 export const SERVICE = 'spiffe://corp.test/ns/app/sa/api';
 
@@ -16,6 +18,11 @@ export function checked(rules: unknown[], top: Record<string, unknown> = {}): Ch
   const { policy, diagnostics } = analyze('t.policy.json', policyText(rules, top));
   if (!policy) throw new Error(diagnostics.map(formatDiagnostic).join('\n'));
   return policy;
+}
+
+/** The same policy compiled, once per test run (test/support/compiled.ts). */
+export function compiledRules(rules: unknown[], top: Record<string, unknown> = {}): Promise<Compiled> {
+  return compiledText('t.policy.json', policyText(rules, top));
 }
 
 export function lowered(rules: unknown[], top: Record<string, unknown> = {}): Program {

@@ -6,8 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { loadFilter, type Outcome } from '../../../host/index.ts';
-import { buildEgressFilter } from '../../../compiler/backend/egress.ts';
-import { egressConfiguration, egressFilter, fakeAgent, httpCluster, startSigningAgent, text } from './harness.ts';
+import { egressConfiguration, egressFilter, egressWasm, fakeAgent, httpCluster, startSigningAgent, text } from './harness.ts';
 
 function assertUnavailable(o: Outcome, reason: string, requestId = 'req-9'): void {
   assert.equal([o.kind, o.status, o.upstreamRequest], ['reply', 503, null], text(o.body));
@@ -82,7 +81,7 @@ test('the agent does not answer within signer_timeout_ms: 503 at the timeout', a
 });
 
 test('no signer cluster in Envoy (http_call refused): 503 at once', async () => {
-  const filter = await loadFilter(await buildEgressFilter(), { configuration: egressConfiguration('127.0.0.1:15090'), clusters: {} });
+  const filter = await loadFilter(await egressWasm(), { configuration: egressConfiguration('127.0.0.1:15090'), clusters: {} });
   try {
     assertUnavailable(await filter.handleRequest(REQUEST), 'call_refused');
   } finally {

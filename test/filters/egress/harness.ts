@@ -12,7 +12,8 @@ import { createAdmin, type AdminServer } from '../../../agent/identity/admin.ts'
 import { startAgent, type IdentityAgent } from '../../../agent/identity/agent.ts';
 import { signEndpoint, SIGN_PATH, type SignerOptions } from '../../../agent/sidecar/sign-endpoint.ts';
 import { loadFilter, type Cluster, type Filter, type HttpCallRequest } from '../../../host/index.ts';
-import { buildEgressFilter } from '../../../compiler/backend/egress.ts';
+import { EGRESS_ENTRY } from '../../../compiler/backend/egress.ts';
+import { builtEntry } from '../../support/compiled.ts';
 import { initCa, removeDir, TD } from '../../support/identity.ts';
 
 export const CALLER = `spiffe://${TD}/ns/web/sa/frontend`;
@@ -84,8 +85,11 @@ export function egressConfiguration(authority: string, targets: Record<string, s
   return JSON.stringify({ signer_cluster: 'palisade_signer', signer_authority: authority, signer_path: SIGN_PATH, targets, ...extra });
 }
 
+/** The egress filter's bytes, built once per test run (its own suite also builds it anew: determinism). */
+export const egressWasm = (): Promise<Uint8Array> => builtEntry(EGRESS_ENTRY);
+
 export async function egressFilter(cluster: Cluster, configuration: string): Promise<Filter> {
-  return loadFilter(await buildEgressFilter(), { configuration, clusters: { palisade_signer: cluster }, name: 'palisade.egress' });
+  return loadFilter(await egressWasm(), { configuration, clusters: { palisade_signer: cluster }, name: 'palisade.egress' });
 }
 
 /** A plain HTTP server on 127.0.0.1:0 that answers with `handler` (a stand-in for a broken agent). */

@@ -6,18 +6,17 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { compileChecked } from '../../../compiler/index.ts';
 import { loadFilter, type Filter, type FilterRequest } from '../../../host/filter.ts';
 import { withFingerprint } from '../../../testing/fingerprint.ts';
 import { DECISION_PREFIX, decisionOf } from '../../../testing/decision-line.ts';
-import { checked, SERVICE } from '../../compiler/backend/helpers.ts';
+import { compiledRules, SERVICE } from '../../compiler/backend/helpers.ts';
 
 const CALLER = 'spiffe://corp.test/ns/web/sa/frontend';
 let info: Filter;
 let warn: Filter;
 
 test.before(async () => {
-  const { wasm } = await compileChecked(checked([{ id: 'read', effect: 'allow', from: [CALLER], to: [{ methods: ['GET'], paths: ['/items/{id}'] }] }]));
+  const { wasm } = await compiledRules([{ id: 'read', effect: 'allow', from: [CALLER], to: [{ methods: ['GET'], paths: ['/items/{id}'] }] }]);
   info = await loadFilter(wasm);
   warn = await loadFilter(wasm, { logLevel: 'warn' });
 });

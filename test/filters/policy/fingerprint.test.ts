@@ -12,11 +12,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { EcdsServer } from '../../../agent/xds/ecds.ts';
-import { compileChecked } from '../../../compiler/index.ts';
 import { loadFilter, type Filter, type FilterRequest, type LoadOptions } from '../../../host/filter.ts';
 import { fingerprintClaims, withJwtAuthn } from '../../../testing/fingerprint.ts';
 import { getSharedData, setSharedData } from '../../../host/shared.ts';
-import { checked, refusesConfiguration, SERVICE } from '../../compiler/backend/helpers.ts';
+import { compiledRules, refusesConfiguration, SERVICE } from '../../compiler/backend/helpers.ts';
 import { compiledFile } from '../../support/compiled.ts';
 
 const CALLER = 'spiffe://corp.test/ns/web/sa/frontend';
@@ -32,7 +31,7 @@ async function load(options: LoadOptions = {}): Promise<Filter> {
 }
 
 test.before(async () => {
-  ({ wasm } = await compileChecked(checked([{ id: 'read', effect: 'allow', from: [CALLER], to: [{ methods: ['GET'], paths: ['/items/{id}'] }] }])));
+  ({ wasm } = await compiledRules([{ id: 'read', effect: 'allow', from: [CALLER], to: [{ methods: ['GET'], paths: ['/items/{id}'] }] }]));
 });
 test.after(async () => {
   for (const f of open) await f.close();
