@@ -4,8 +4,8 @@
  * Stored as one JSON line; the leaf of the Merkle tree is exactly that line's bytes.
  * Nothing secret goes in: no bearer token (its claims and hash only), no query values.
  */
-import { storedFingerprint, type StoredFingerprint } from './fingerprint.ts';
-import { hasExactly, isFiniteNumber, isPlain } from './json-text.ts';
+import { plain, storedFingerprint, type StoredFingerprint } from './fingerprint.ts';
+import { PlainField, hasExactly, isFiniteNumber, isPlain } from './json-text.ts';
 
 /** What the sidecar knows about a decision; `seq` and `prev` are added by the log. */
 export interface Decided {
@@ -75,15 +75,27 @@ function plainLine(seq: number, prev: string, d: Decided, f: StoredFingerprint |
   const { caller: c, user: u, policy: p } = d;
   if (
     !(hasExactly(c, CALLER) && hasExactly(u, USER) && hasExactly(p, POLICY) && typeof f === 'object' && f !== null && isFiniteNumber(d.status)) ||
-    !(isPlain(prev) && isPlain(d.time) && isPlain(d.trace_id) && isPlain(d.request_id) && isPlain(d.service) && isPlain(c.id) && isPlain(c.serial) && isPlain(c.cert)) ||
-    !(isPlain(u.token_sha256) && isPlain(d.method) && isPlain(d.path) && isPlain(d.decision) && isPlain(d.rule) && isPlain(d.mode) && isPlain(d.reason) && isPlain(p.sha256)) ||
-    !(hasExactly(f, FINGERPRINT) && isFiniteNumber(f.iat) && isFiniteNumber(f.exp) && isPlain(f.jti) && isPlain(f.sig))
+    !(isPlain(prev) && line.time.test(d.time) && isPlain(d.trace_id) && isPlain(d.request_id) && plain.service.test(d.service) && plain.callerId.test(c.id) && line.serial.test(c.serial) && line.cert.test(c.cert)) ||
+    !(plain.tokenHash.test(u.token_sha256) && plain.method.test(d.method) && plain.path.test(d.path) && line.decision.test(d.decision) && line.rule.test(d.rule) && line.mode.test(d.mode) && line.reason.test(d.reason) && line.policy.test(p.sha256)) ||
+    !(hasExactly(f, FINGERPRINT) && isFiniteNumber(f.iat) && isFiniteNumber(f.exp) && plain.jti.test(f.jti) && isPlain(f.sig))
   ) return undefined;
   const claims = claimsJson(u.claims);
   if (claims === undefined) return undefined;
   // One template, quotes and all: each piece is a node of the string V8 flattens when the line is copied.
   return `{"v":${ENTRY_VERSION},"seq":${seq},"prev":"${prev}","time":"${d.time}","trace_id":"${d.trace_id}","request_id":"${d.request_id}","service":"${d.service}","caller":{"id":"${c.id}","serial":"${c.serial}","cert":"${c.cert}"},"user":{"claims":${claims},"token_sha256":"${u.token_sha256}"},"method":"${d.method}","path":"${d.path}","decision":"${d.decision}","status":${d.status},"rule":"${d.rule}","mode":"${d.mode}","reason":"${d.reason}","policy":{"sha256":"${p.sha256}"},"fingerprint":{"iat":${f.iat},"exp":${f.exp},"jti":"${f.jti}","sig":"${f.sig}"}}`;
 }
+
+/** The line's fields that repeat from entry to entry and the signed claims do not hold (those are in `plain`); each unique one (prev, trace and request id, signature) is tested alone. */
+const line = {
+  time: new PlainField(),
+  serial: new PlainField(),
+  cert: new PlainField(),
+  decision: new PlainField(),
+  rule: new PlainField(),
+  mode: new PlainField(),
+  reason: new PlainField(),
+  policy: new PlainField(),
+};
 
 const CALLER = ['id', 'serial', 'cert'] as const;
 const USER = ['claims', 'token_sha256'] as const;

@@ -8,7 +8,7 @@
  * spelling, another signer) is kept whole, as sent, so every entry stays re-verifiable offline.
  */
 import { JWS_HEADER, htuOf } from '../spiffe/fingerprint.ts';
-import { isPlain } from './json-text.ts';
+import { PlainField } from './json-text.ts';
 
 export interface ReducedFingerprint {
   iat: number;
@@ -81,11 +81,24 @@ const utf8 = Buffer.alloc(4096);
  * through JSON.stringify.
  */
 function claimsJson(id: string, service: string, method: string, htu: string, iat: number, exp: number, jti: string, ath: string | undefined): string {
-  if (Number.isSafeInteger(iat) && Number.isSafeInteger(exp) && isPlain(id) && isPlain(service) && isPlain(method) && isPlain(htu) && isPlain(jti) && (ath === undefined || isPlain(ath))) {
+  if (Number.isSafeInteger(iat) && Number.isSafeInteger(exp) && plain.callerId.test(id) && plain.service.test(service) && plain.method.test(method) && plain.path.test(htu) && plain.jti.test(jti) && (ath === undefined || plain.tokenHash.test(ath))) {
     return `{"iss":"${id}","sub":"${id}","aud":"${service}","htm":"${method}","htu":"${htu}","iat":${iat},"exp":${exp},"jti":"${jti}"${ath === undefined ? '' : `,"ath":"${ath}"`}}`;
   }
   return JSON.stringify({ iss: id, sub: id, aud: service, htm: method, htu, iat, exp, jti, ath });
 }
+
+/**
+ * The fields the signed claims and the entry line share, each tested once per entry when it
+ * repeats: the line's template (audit/entry.ts) tests them again, against the same memory.
+ */
+export const plain = {
+  callerId: new PlainField(),
+  service: new PlainField(),
+  method: new PlainField(),
+  path: new PlainField(),
+  jti: new PlainField(),
+  tokenHash: new PlainField(),
+};
 
 export function isReduced(value: unknown): value is ReducedFingerprint {
   const f = value as ReducedFingerprint;

@@ -13,6 +13,23 @@ export function isPlain(value: unknown): value is string {
   return typeof value === 'string' && PLAIN.test(value);
 }
 
+/**
+ * `isPlain` for one field, remembering the last value that passed: most fields repeat from one
+ * entry to the next (SPIFFE IDs, serial, hashes, method, rule, the time within its second, the
+ * path and jti the fingerprint's check has just tested), and `===` on the same string is a
+ * pointer compare where the regex costs ~35 ns. Only a value that passed is remembered, and a
+ * string equal to it is just as plain; one string per field is all it keeps.
+ */
+export class PlainField {
+  #last = '';
+  test(value: unknown): value is string {
+    if (value === this.#last) return true;
+    if (!isPlain(value)) return false;
+    this.#last = value;
+    return true;
+  }
+}
+
 /** Whether `value` is a number JSON.stringify writes as `${value}` (every finite one: both are Number::toString). */
 export function isFiniteNumber(value: unknown): value is number {
   return typeof value === 'number' && Number.isFinite(value);
