@@ -30,6 +30,33 @@ export class PlainField {
   }
 }
 
+/**
+ * A run of a line's template over values that repeat from entry to entry (the caller and
+ * service, the rule that decided …), kept while the same values come again: the line V8
+ * flattens when it is copied then holds one piece where it held a dozen, and the values are
+ * not tested again. `write` tests them and returns undefined (nothing kept) when one is not
+ * plain. Flattened on its first reuse, so values that change every entry cost nothing more.
+ * Up to six primitive values; equal ones (`===`) write the same text.
+ */
+export class RepeatedText {
+  #values: unknown[] = [];
+  #text: string | undefined;
+  #uses = 0;
+  constructor(private readonly write: (a: any, b: any, c: any, d: any, e: any, f: any) => string | undefined) {}
+
+  of(a: unknown, b?: unknown, c?: unknown, d?: unknown, e?: unknown, f?: unknown): string | undefined {
+    const v = this.#values;
+    if (this.#text !== undefined && a === v[0] && b === v[1] && c === v[2] && d === v[3] && e === v[4] && f === v[5]) {
+      // Printable ASCII: latin1 both ways is a plain copy, into one flat string.
+      if (++this.#uses === 2) this.#text = Buffer.from(this.#text, 'latin1').toString('latin1');
+      return this.#text;
+    }
+    const text = this.write(a, b, c, d, e, f);
+    if (text !== undefined) [this.#values, this.#text, this.#uses] = [[a, b, c, d, e, f], text, 1];
+    return text;
+  }
+}
+
 /** Whether `value` is a number JSON.stringify writes as `${value}` (every finite one: both are Number::toString). */
 export function isFiniteNumber(value: unknown): value is number {
   return typeof value === 'number' && Number.isFinite(value);
