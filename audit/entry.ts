@@ -91,9 +91,9 @@ const time = new PlainField();
 
 /** The line's runs between the fields that change every entry (audit/json-text.ts, RepeatedText). */
 const callerRun = new RepeatedText((service, id, serial, cert) =>
-  plain.service.test(service) && plain.callerId.test(id) && isPlain(serial) && isPlain(cert) ? `","service":"${service}","caller":{"id":"${id}","serial":"${serial}","cert":"${cert}"},"user":{"claims":` : undefined,
+  isPlain(service) && isPlain(id) && isPlain(serial) && isPlain(cert) ? `","service":"${service}","caller":{"id":"${id}","serial":"${serial}","cert":"${cert}"},"user":{"claims":` : undefined,
 );
-const userRun = new RepeatedText((token, method) => (plain.tokenHash.test(token) && plain.method.test(method) ? `,"token_sha256":"${token}"},"method":"${method}","path":"` : undefined));
+const userRun = new RepeatedText((token, method) => (isPlain(token) && isPlain(method) ? `,"token_sha256":"${token}"},"method":"${method}","path":"` : undefined));
 const decisionRun = new RepeatedText((decision, status, rule, mode, reason, policy) =>
   isPlain(decision) && isFiniteNumber(status) && isPlain(rule) && isPlain(mode) && isPlain(reason) && isPlain(policy)
     ? `","decision":"${decision}","status":${status},"rule":"${rule}","mode":"${mode}","reason":"${reason}","policy":{"sha256":"${policy}"},"fingerprint":{"iat":`

@@ -14,11 +14,11 @@ export function isPlain(value: unknown): value is string {
 }
 
 /**
- * `isPlain` for one field, remembering the last value that passed: most fields repeat from one
- * entry to the next (SPIFFE IDs, serial, hashes, method, rule, the time within its second, the
- * path and jti the fingerprint's check has just tested), and `===` on the same string is a
- * pointer compare where the regex costs ~35 ns. Only a value that passed is remembered, and a
- * string equal to it is just as plain; one string per field is all it keeps.
+ * `isPlain` for one field, remembering the last value that passed: for a value tested twice
+ * per entry (the path and jti, by the fingerprint's check and then by the line) or one that
+ * repeats (the time within its second), `===` on the same string is a pointer compare where
+ * the regex costs ~35 ns. Only a value that passed is remembered, and a string equal to it
+ * is just as plain; one string per field is all it keeps.
  */
 export class PlainField {
   #last = '';
