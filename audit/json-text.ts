@@ -2,7 +2,7 @@
  * The appender writes its JSON (entry lines, the fingerprint claims it rebuilds) with
  * templates where it can: on V8 11 (Node 20) JSON.stringify costs ~100 ns per property, a
  * template a few. A template writes what JSON.stringify would only for values JSON writes as
- * they are; these tell which.
+ * they are; these tell which, and remember it for values that come again.
  */
 
 /** Printable ASCII but `"` and `\`: what JSON.stringify writes as it is, between quotes. */
