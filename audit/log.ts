@@ -9,11 +9,11 @@
  * the file, so the tree and the disk never disagree. On open, a torn tail (a write cut short
  * by a crash) is cut off and the tree rebuilt from the segments.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeSync } from 'node:fs';
-import { link, open, type FileHandle } from 'node:fs/promises';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { createHash, randomBytes, type KeyObject } from 'node:crypto';
 import path from 'node:path';
-import { writeFileAtomic, writeFileAtomicAsync } from '../platform/files.ts';
+import { writeFileAtomic } from '../platform/files.ts';
 import { toPem } from '../spiffe/pki.ts';
 import { MerkleTree, leafHash, leafHashAt } from './merkle.ts';
 import { encodeEntry, type Decided } from './entry.ts';
@@ -174,8 +174,8 @@ export class AuditLog {
       const svid = this.#opts.signer.svid();
       const text = signCheckpoint({ origin: this.origin, size, root, time: Date.now() }, svid.privateKey);
       const file = checkpointFile(this.#opts.dir, size);
-      await this.#storeChain(chainFileOf(file), svid.chainPem);
-      await writeFileAtomicAsync(file, text);
+      this.#storeChain(chainFileOf(file), svid.chainPem);
+      writeFileAtomic(file, text);
       this.#checkpointed = size;
       this.#latest = { text, chainPem: svid.chainPem };
       this.#latestFile = file;
@@ -188,18 +188,17 @@ export class AuditLog {
    * The chain beside a checkpoint: while the SVID has not rotated, a hard link to the last
    * checkpoint's (one link(2), where a new file costs ten times as much: at 100,000 entries a
    * second that is a hundred checkpoints); written anew when it changed or the link fails.
-   * Both off the event loop, as the checkpoint itself: appends go on meanwhile.
    */
-  async #storeChain(file: string, chainPem: string): Promise<void> {
+  #storeChain(file: string, chainPem: string): void {
     if (this.#latest?.chainPem === chainPem) {
       try {
-        await link(chainFileOf(this.#latestFile), file);
+        linkSync(chainFileOf(this.#latestFile), file);
         return;
       } catch {
         // the last one's chain is gone, or a file is in the way (a crash between the two writes): written below
       }
     }
-    await writeFileAtomicAsync(file, chainPem);
+    writeFileAtomic(file, chainPem);
   }
 
   /** No checkpoint queued or being signed: a new one may be started for entries past the last. */
