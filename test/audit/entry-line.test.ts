@@ -114,6 +114,37 @@ test('one string JSON escapes, in any field of an entry otherwise as the sidecar
   );
 });
 
+test('what the appender remembers from the entries before never changes a line: fields that repeat, change and come back, plain or not, strings or not', () => {
+  // Few values per field, so each entry repeats the one before in some fields and not in
+  // others; among them values that are not plain and values equal to a plain one but for
+  // their type (== but not ===), which must not be taken for it.
+  const base = decided(0);
+  const { iat, exp, jti } = base.fingerprintClaims!;
+  const signedAs = (ath: string, method: string) => signedFor(base, { id: base.caller!.id, service: base.service, method, path: base.path, jti, ath });
+  const signed = [signedAs(base.user!.token_sha256, 'GET'), signedAs(base.user!.token_sha256, 'G"ET'), signedAs('\n', 'GET'), signedAs('other', 'GET')];
+  const entry = fc.record({
+    signed: fc.constantFrom(...signed),
+    time: fc.constantFrom(base.time, 'x\u2028', new String(base.time), { toString: () => base.time }),
+    serial: fc.constantFrom(base.caller!.serial, 'é', '01'),
+    decision: fc.constantFrom('allow', 'deny', 'al"low', { toString: () => 'allow' }, new String('allow')),
+    status: fc.constantFrom(200, -0, 0, Number.NaN, '200', 403),
+    rule: fc.constantFrom('read-card', null, 'read\\card'),
+    sha256: fc.constantFrom('a'.repeat(64), 'b'.repeat(64), 1),
+  });
+  fc.assert(
+    fc.property(fc.array(entry, { minLength: 2, maxLength: 12 }), (entries) => {
+      entries.forEach((e, seq) => {
+        const d = {
+          ...e.signed, fingerprintClaims: { iat, exp, jti }, time: e.time, decision: e.decision, status: e.status, rule: e.rule,
+          caller: { ...e.signed.caller!, serial: e.serial }, policy: { sha256: e.sha256 },
+        } as unknown as Decided;
+        assert.is(encodeEntry(seq, 'K2lk/X9k+0wRRx0iQb8HL7X9yfq2Cl7UWRqoqXNfvq0=', d), definedLine(seq, 'K2lk/X9k+0wRRx0iQb8HL7X9yfq2Cl7UWRqoqXNfvq0=', d));
+      });
+    }),
+    { numRuns: 3000 },
+  );
+});
+
 test('entries as the sidecar hands them over are written as JSON.stringify writes them, their fingerprints reduced', () => {
   for (let i = 0; i < 4; i++) {
     const d = decided(i);
