@@ -147,36 +147,32 @@ export class PeerClient {
     };
   }
 
-  /** Judges a new connection; kept for the sweeps until it closes, destroyed if refused. */
-  async #admit(socket: TLSSocket): Promise<void> {
-    const judged: Judged = { cert: socket.getPeerX509Certificate(), drop: () => socket.destroy() };
-    try {
-      await this.judge(judged.cert);
-    } catch (err) {
-      socket.destroy();
-      throw err;
-    }
-    this.#open.add(judged);
-    socket.once('close', () => this.#open.delete(judged));
+  /** Judges a new connection before it is used. */
+  #admit(socket: TLSSocket): Promise<void> {
+    return this.#admitted(socket.getPeerX509Certificate(), () => socket.destroy(), socket);
   }
 
+  /** Judges an HTTP/2 session once, however many requests wait for it. */
   #judgedSession(session: ClientHttp2Session): Promise<void> {
     let judgement = this.#sessions.get(session);
     if (!judgement) {
-      const judged: Judged = { cert: (session.socket as TLSSocket).getPeerX509Certificate(), drop: () => session.destroy() };
-      judgement = this.judge(judged.cert).then(
-        () => {
-          this.#open.add(judged);
-          session.once('close', () => this.#open.delete(judged));
-        },
-        (refused: Error) => {
-          session.destroy();
-          throw refused;
-        },
-      );
+      judgement = this.#admitted((session.socket as TLSSocket).getPeerX509Certificate(), () => session.destroy(), session);
       this.#sessions.set(session, judgement);
     }
     return judgement;
+  }
+
+  /** A connection or session judged: kept for the sweeps until it closes, dropped at once if refused. */
+  async #admitted(cert: X509Certificate | undefined, drop: () => void, closes: { once(event: 'close', listener: () => void): unknown }): Promise<void> {
+    try {
+      await this.judge(cert);
+    } catch (err) {
+      drop();
+      throw err;
+    }
+    const judged: Judged = { cert, drop };
+    this.#open.add(judged);
+    closes.once('close', () => this.#open.delete(judged));
   }
 
   #drop(judged: Judged): void {
