@@ -53,6 +53,9 @@ async function sharedBuild<T>(key: string, build: () => Promise<T>): Promise<T> 
   }
 }
 
+/** A shared build with wasm bytes of the caller's own. */
+const ownCopy = (r: Compiled): Compiled => ({ ...r, wasm: r.wasm.slice() });
+
 /** The build of `key`, once per run (per process, then shared through the run directory). */
 function once<T>(key: string, build: () => Promise<T>): Promise<T> {
   let compiled = built.get(key) as Promise<T> | undefined;
@@ -67,14 +70,12 @@ export async function compiledFile(file: string): Promise<Compiled> {
 
 /** A policy given by text, compiled as the file `file` (once per key). */
 export async function compiledText(file: string, text: string): Promise<Compiled> {
-  const r = await once(keyOf('file', file, text), () => compileOrThrow(file, () => compilePolicy(file, text)));
-  return { ...r, wasm: r.wasm.slice() };
+  return ownCopy(await once(keyOf('file', file, text), () => compileOrThrow(file, () => compilePolicy(file, text))));
 }
 
 /** Layers composed and compiled (once per run for the same files, in the same order), as `compileLayers`. */
 export async function compiledLayers(layers: LayerText[]): Promise<Compiled> {
-  const r = await once(keyOf('layers', ...layers.flatMap((l) => [l.file, l.text])), () => compileOrThrow(layers.map((l) => l.file).join(' + '), () => compileLayers(layers)));
-  return { ...r, wasm: r.wasm.slice() };
+  return ownCopy(await once(keyOf('layers', ...layers.flatMap((l) => [l.file, l.text])), () => compileOrThrow(layers.map((l) => l.file).join(' + '), () => compileLayers(layers))));
 }
 
 /** A fixed entry point under filters/ or test/fixtures/ built as `buildEntry` builds it (once per run). */
